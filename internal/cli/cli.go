@@ -1,0 +1,225 @@
+// Package cli is what every scenario program shares around its pattern:
+// parsing flags into one line of error and an exit code, finding the NATS
+// server (NATS_URL or an embedded one), opening named connections, and
+// draining them when the program ends or receives SIGINT/SIGTERM.
+//
+// Exit codes follow the Go tools: 0 done (also after Ctrl-C, once the
+// connections are drained), 1 a runtime failure, 2 bad usage.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"reqreply/internal/testserver"
+)
+
+// Exit codes returned by Main.
+const (
+	ExitOK      = 0
+	ExitFailure = 1
+	ExitUsage   = 2
+)
+
+// DrainTimeout bounds how long Env.Close waits for one connection to drain:
+// pending replies are sent and in-flight handlers finish. 5 s.
+const DrainTimeout = 5 * time.Second
+
+// ConnectTimeout bounds each attempt to reach a server: 2 s, nats.go's default.
+const ConnectTimeout = 2 * time.Second
+
+// ErrUsage marks an error in the program's arguments; Main exits 2 for it.
+var ErrUsage = errors.New("bad usage")
+
+// Usagef returns an error wrapping ErrUsage, for a scenario's flag checks.
+// Its message is the formatted text alone; errors.Is(err, ErrUsage) holds,
+// and so does errors.Is for any error among args formatted with %w.
+func Usagef(format string, args ...any) error {
+	return usageError{fmt.Errorf(format, args...)}
+}
+
+type usageError struct{ err error }
+
+func (u usageError) Error() string   { return u.err.Error() }
+func (u usageError) Unwrap() []error { return []error{ErrUsage, u.err} }
+
+// Env is where a scenario runs: the server URLs and the connections the
+// scenario opened through it. Its zero value is not usable; make one with
+// NewEnv or FromEnvironment.
+type Env struct {
+	// Scenario names the program; connections are named "<Scenario> <role>".
+	Scenario string
+	// URL is a comma-separated list of server URLs, as NATS_URL holds it.
+	URL string
+
+	embedded *server.Server
+	mu       sync.Mutex
+	conns    []conn
+	closed   bool
+}
+
+type conn struct {
+	nc     *nats.Conn
+	closed chan struct{}
+}
+
+// NewEnv returns an Env that connects to url (a comma-separated list of
+// server URLs). Tests make theirs this way with a testserver URL, so they run
+// the scenario's code exactly as the program does.
+func NewEnv(scenario, url string) *Env {
+	return &Env{Scenario: scenario, URL: url}
+}
+
+// FromEnvironment returns an Env for the servers in NATS_URL (read with
+// getenv), or, when NATS_URL is unset or empty, for an embedded nats-server
+// started here, announced on stderr in one line. Env.Close stops it.
+func FromEnvironment(scenario string, getenv func(string) string, stderr io.Writer) (*Env, error) {
+	if url := strings.TrimSpace(getenv("NATS_URL")); url != "" {
+		return NewEnv(scenario, url), nil
+	}
+	s, err := testserver.Start()
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats-server: %w", err)
+	}
+	env := NewEnv(scenario, s.ClientURL())
+	env.embedded = s
+	fmt.Fprintf(stderr, "%s: NATS_URL is unset; using an embedded nats-server at %s (set NATS_URL=nats://host:4222 to use your own)\n", scenario, env.URL)
+	return env, nil
+}
+
+// Connect opens a connection named "<scenario> <role>" (the name servers
+// show in connz and `nats server report connections`) to env's servers. It
+// fails fast, with an error wrapping nats.ErrNoServers, when none answers
+// within ConnectTimeout; once connected, nats.go reconnects on its own.
+// Asynchronous errors, such as a slow consumer dropping messages, are
+// written to stderr. Extra opts follow the defaults and may override them.
+func (e *Env) Connect(role string, opts ...nats.Option) (*nats.Conn, error) {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil, fmt.Errorf("connect %s %s: %w", e.Scenario, role, nats.ErrConnectionClosed)
+	}
+	e.mu.Unlock()
+	closed := make(chan struct{})
+	all := append([]nats.Option{
+		nats.Name(e.Scenario + " " + role),
+		nats.Timeout(ConnectTimeout),
+		nats.DrainTimeout(DrainTimeout),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			if sub != nil {
+				fmt.Fprintf(os.Stderr, "%s %s: on %q: %v\n", e.Scenario, role, sub.Subject, err)
+				return
+			}
+			fmt.Fprintf(os.Stderr, "%s %s: %v\n", e.Scenario, role, err)
+		}),
+	}, opts...)
+	all = append(all, nats.ClosedHandler(func(*nats.Conn) { close(closed) }))
+	nc, err := nats.Connect(e.URL, all...)
+	if err != nil {
+		return nil, fmt.Errorf("connect %s %s to %s: %w", e.Scenario, role, e.URL, err)
+	}
+	e.mu.Lock()
+	e.conns = append(e.conns, conn{nc: nc, closed: closed})
+	e.mu.Unlock()
+	return nc, nil
+}
+
+// Close drains every connection Env opened, newest first, waiting up to
+// DrainTimeout for each, then stops the embedded server if there is one.
+// Draining lets handlers finish and replies go out before the connection
+// closes: the NATS way to stop a service without failing its requests.
+// It is safe to call more than once.
+func (e *Env) Close() error {
+	e.mu.Lock()
+	conns := e.conns
+	e.conns = nil
+	e.closed = true
+	e.mu.Unlock()
+	var errs []error
+	for i := len(conns) - 1; i >= 0; i-- {
+		c := conns[i]
+		if err := c.nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+			errs = append(errs, err)
+			c.nc.Close()
+		}
+		select {
+		case <-c.closed:
+		case <-time.After(DrainTimeout + time.Second):
+			c.nc.Close()
+		}
+	}
+	if e.embedded != nil {
+		testserver.Shutdown(e.embedded)
+		e.embedded = nil
+	}
+	return errors.Join(errs...)
+}
+
+// Main runs a scenario program and returns its exit code. It parses args
+// with fs (an unknown flag or bad value: one line on stderr, exit 2; -h: the
+// usage, exit 0), calls check for the scenario's own argument checks (an
+// error: one line, exit 2), finds the servers with FromEnvironment, and calls
+// run with a context that SIGINT or SIGTERM cancels. After run returns, the
+// connections are drained and the embedded server stopped. A run error is
+// one line on stderr and exit 1 (2 if it wraps ErrUsage), unless a signal
+// ended the run: that is a normal stop, exit 0.
+func Main(fs *flag.FlagSet, args []string, check func() error, run func(ctx context.Context, env *Env) error) int {
+	return main(fs, args, check, run, os.Getenv, os.Stderr)
+}
+
+func main(fs *flag.FlagSet, args []string, check func() error, run func(ctx context.Context, env *Env) error, getenv func(string) string, stderr io.Writer) int {
+	name := fs.Name()
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stderr)
+			fs.Usage()
+			return ExitOK
+		}
+		fmt.Fprintf(stderr, "%s: %v (run with -h for usage)\n", name, err)
+		return ExitUsage
+	}
+	if check != nil {
+		if err := check(); err != nil {
+			fmt.Fprintf(stderr, "%s: %v (run with -h for usage)\n", name, err)
+			return ExitUsage
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	env, err := FromEnvironment(name, getenv, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return ExitFailure
+	}
+	err = run(ctx, env)
+	if cerr := env.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("drain: %w", cerr)
+	}
+	switch {
+	case err == nil:
+		return ExitOK
+	case ctx.Err() != nil:
+		// Interrupted: the connections are drained; that is a clean stop.
+		fmt.Fprintf(stderr, "%s: interrupted; connections drained\n", name)
+		return ExitOK
+	case errors.Is(err, ErrUsage):
+		fmt.Fprintf(stderr, "%s: %v (run with -h for usage)\n", name, err)
+		return ExitUsage
+	default:
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return ExitFailure
+	}
+}

@@ -1,0 +1,259 @@
+// Package testserver starts real nats-servers inside the current process:
+// one server, a cluster of several, or a leaf node attached to a hub. The
+// tests of every scenario use it, and so does each scenario program when
+// NATS_URL is unset, so that `go run ./<scenario>` needs nothing installed.
+//
+// Every server listens on 127.0.0.1 with a port the kernel picks (Port -1),
+// never installs signal handlers (NoSigs: an embedded server must not catch
+// Ctrl-C and exit the program that embeds it) and logs nothing unless
+// [WithLogging] asks for it. Readiness is read from the server's own state
+// (ReadyForConnections, route and leaf counts), never waited for with a sleep.
+package testserver
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// ReadyTimeout bounds how long Start, StartCluster and StartLeaf wait for a
+// server to accept clients, and a cluster or leaf node to connect: 10 s.
+const ReadyTimeout = 10 * time.Second
+
+// ErrNotReady is wrapped by the errors returned when a server, cluster or
+// leaf node is not ready within ReadyTimeout.
+var ErrNotReady = errors.New("nats-server not ready")
+
+// Option changes the server.Options of a server before it starts.
+type Option func(*server.Options)
+
+// WithMaxPayload sets the largest message payload the server accepts, in
+// bytes (nats-server's default is 1 MiB). Clients learn it on connect and
+// reject larger publishes with nats.ErrMaxPayload.
+func WithMaxPayload(bytes int32) Option {
+	return func(o *server.Options) { o.MaxPayload = bytes }
+}
+
+// WithUsers turns on user/password authorization with these users and their
+// publish/subscribe permissions (nil permissions allow everything).
+func WithUsers(users ...*server.User) Option {
+	return func(o *server.Options) { o.Users = append(o.Users, users...) }
+}
+
+// WithLogging makes the server log to stderr, as a separate nats-server
+// process would; useful when a test or a run needs to see what it did.
+func WithLogging() Option {
+	return func(o *server.Options) { o.NoLog = false }
+}
+
+// WithServerName names the server (shown in INFO and in cluster logs).
+func WithServerName(name string) Option {
+	return func(o *server.Options) { o.ServerName = name }
+}
+
+func baseOptions(opts []Option) *server.Options {
+	o := &server.Options{
+		Host:   "127.0.0.1",
+		Port:   -1,
+		NoSigs: true,
+		NoLog:  true,
+	}
+	for _, opt := range opts {
+		opt(o)
+	}
+	return o
+}
+
+// Start starts one nats-server with opts and returns it once it accepts
+// client connections (at most ReadyTimeout). Its URL is s.ClientURL(); the
+// caller stops it with s.Shutdown(). The error wraps ErrNotReady when the
+// server does not come up in time, or the server's own error for bad options.
+func Start(opts ...Option) (*server.Server, error) {
+	return startOptions(baseOptions(opts))
+}
+
+func startOptions(o *server.Options) (*server.Server, error) {
+	s, err := server.NewServer(o)
+	if err != nil {
+		return nil, fmt.Errorf("new nats-server: %w", err)
+	}
+	if !o.NoLog {
+		s.ConfigureLogger()
+	}
+	go s.Start()
+	if !s.ReadyForConnections(ReadyTimeout) {
+		s.Shutdown()
+		return nil, fmt.Errorf("start nats-server: %w within %s", ErrNotReady, ReadyTimeout)
+	}
+	return s, nil
+}
+
+// New is Start for tests, benchmarks and examples run by go test: it fails
+// tb at once if the server does not start, and shuts the server down (and
+// waits for it) when tb's test ends.
+func New(tb testing.TB, opts ...Option) *server.Server {
+	tb.Helper()
+	s, err := Start(opts...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { shutdown(s) })
+	return s
+}
+
+func shutdown(s *server.Server) {
+	s.Shutdown()
+	s.WaitForShutdown()
+}
+
+// StartCluster starts n (≥ 2) servers routed into one cluster named
+// "reqreply" and returns them once every server counts every other as a
+// route, which is when a client of any node can reach responders on all of
+// them. The error wraps ErrNotReady if the routes do not form within
+// ReadyTimeout; servers already started are shut down on error.
+func StartCluster(n int, opts ...Option) ([]*server.Server, error) {
+	if n < 2 {
+		return nil, fmt.Errorf("start cluster: need at least 2 servers, got %d", n)
+	}
+	var servers []*server.Server
+	fail := func(err error) ([]*server.Server, error) {
+		Shutdown(servers...)
+		return nil, err
+	}
+	for i := range n {
+		o := baseOptions(opts)
+		o.ServerName = fmt.Sprintf("node-%d", i+1)
+		o.Cluster.Name = "reqreply"
+		o.Cluster.Host = "127.0.0.1"
+		o.Cluster.Port = -1
+		if i > 0 {
+			// Every node routes to the first; the first gossips the others.
+			seed := servers[0].ClusterAddr()
+			o.Routes = []*url.URL{{Scheme: "nats-route", Host: seed.String()}}
+		}
+		s, err := startOptions(o)
+		if err != nil {
+			return fail(err)
+		}
+		servers = append(servers, s)
+	}
+	ok := waitFor(func() bool {
+		for _, s := range servers {
+			if s.NumRoutes() < n-1 {
+				return false
+			}
+		}
+		return true
+	})
+	if !ok {
+		return fail(fmt.Errorf("start cluster of %d: routes %w within %s", n, ErrNotReady, ReadyTimeout))
+	}
+	return servers, nil
+}
+
+// NewCluster is StartCluster for tests: it fails tb if the cluster does not
+// form and shuts every node down when the test ends.
+func NewCluster(tb testing.TB, n int, opts ...Option) []*server.Server {
+	tb.Helper()
+	servers, err := StartCluster(n, opts...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { Shutdown(servers...) })
+	return servers
+}
+
+// Hub is a server that accepts leaf node connections on LeafURL.
+type Hub struct {
+	*server.Server
+	// LeafURL is where leaf nodes connect, nats-leaf://127.0.0.1:<port>.
+	LeafURL *url.URL
+}
+
+// StartHub starts a server that accepts leaf node connections; pass it to
+// StartLeaf. nats-server does not report the leaf port it picked, so the
+// port is reserved by a short-lived listener first.
+func StartHub(opts ...Option) (*Hub, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, fmt.Errorf("start hub: %w", err)
+	}
+	o := baseOptions(opts)
+	o.LeafNode.Host = "127.0.0.1"
+	o.LeafNode.Port = port
+	s, err := startOptions(o)
+	if err != nil {
+		return nil, err
+	}
+	return &Hub{Server: s, LeafURL: &url.URL{Scheme: "nats-leaf", Host: fmt.Sprintf("127.0.0.1:%d", port)}}, nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// StartLeaf starts a server that connects to hub as a leaf node and returns
+// it once both sides count the leaf connection. Interest on either side is
+// then forwarded to the other, as with a leaf node at the edge of a system.
+func StartLeaf(hub *Hub, opts ...Option) (*server.Server, error) {
+	if hub == nil || hub.LeafURL == nil {
+		return nil, errors.New("start leaf: no hub (start one with StartHub)")
+	}
+	o := baseOptions(opts)
+	o.LeafNode.Remotes = []*server.RemoteLeafOpts{{URLs: []*url.URL{hub.LeafURL}}}
+	leaf, err := startOptions(o)
+	if err != nil {
+		return nil, err
+	}
+	if !waitFor(func() bool { return leaf.NumLeafNodes() >= 1 && hub.NumLeafNodes() >= 1 }) {
+		shutdown(leaf)
+		return nil, fmt.Errorf("start leaf: connection to hub %w within %s", ErrNotReady, ReadyTimeout)
+	}
+	return leaf, nil
+}
+
+// Shutdown stops each server and waits until it has stopped.
+func Shutdown(servers ...*server.Server) {
+	for _, s := range servers {
+		if s != nil {
+			shutdown(s)
+		}
+	}
+}
+
+// WaitForInterest returns nil once s knows of a subscriber on subject in its
+// global account (locally, or through a route or leaf node), or an error
+// wrapping ErrNotReady after ReadyTimeout. On a cluster, interest made on one
+// node reaches the others only once it has propagated; wait for it on the
+// node the requester uses before relying on it.
+func WaitForInterest(s *server.Server, subject string) error {
+	if waitFor(func() bool { return s.GlobalAccount().SubscriptionInterest(subject) }) {
+		return nil
+	}
+	return fmt.Errorf("interest in %q on %s: %w within %s", subject, s.Name(), ErrNotReady, ReadyTimeout)
+}
+
+// waitFor polls cond, which reads the servers' own state, every millisecond
+// until it holds or ReadyTimeout passes.
+func waitFor(cond func() bool) bool {
+	deadline := time.Now().Add(ReadyTimeout)
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		<-tick.C
+	}
+	return true
+}
