@@ -1,0 +1,118 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Inbox is the teaching variant of scatter-gather: each request gets a fresh
+// inbox of its own, subscribed, flushed, then used as the reply subject.
+// It costs a SUB, a round trip (the flush) and an UNSUB per request; use the
+// shared variant (Mux) for many requests on one connection.
+//
+// The inbox comes from nc.NewInbox ("_INBOX.<nuid>"), not nc.NewRespInbox:
+// a response inbox falls under the subscription nats.go keeps for
+// nc.Request ("_INBOX.<nuid>.*"), so once the connection has made any
+// Request, every reply would reach the client twice, once per subscription.
+type Inbox struct {
+	// Conn is the connection that publishes and receives; not nil.
+	Conn *nats.Conn
+}
+
+// Name returns "inbox".
+func (Inbox) Name() string { return "inbox" }
+
+// Stream checks subject and opts (errors wrap nats.ErrBadSubject or
+// nats.ErrInvalidArg) and returns a Stream whose Replies, when ranged:
+//  1. subscribe (synchronously) to a new inbox, with AutoUnsubscribe(max)
+//     when MaxReplies is set, so the server stops sending after the last
+//     reply wanted;
+//  2. flush, so the server has the subscription (and a permission error on
+//     it surfaces) before the request goes out;
+//  3. publish the request with the inbox as its reply subject;
+//  4. read replies with NextMsgWithContext until a stop condition;
+//  5. unsubscribe, on every way out.
+func (v Inbox) Stream(ctx context.Context, subject string, data []byte, opts ...Option) (*Stream, error) {
+	c, deadline, err := newConfig(ctx, v.Conn, subject, opts)
+	if err != nil {
+		return nil, err
+	}
+	nc := v.Conn
+	return &Stream{run: func(yield func(Reply) bool) (Result, error) {
+		start := time.Now()
+		gctx, cancel := context.WithDeadline(ctx, deadline)
+		defer cancel()
+
+		// Step 1: a fresh inbox, subscribed before the request is sent so no
+		// reply can arrive before we listen.
+		inbox := nc.NewInbox()
+		sub, err := nc.SubscribeSync(inbox)
+		if err != nil {
+			return publishFailed(subject, start, deadline, err)
+		}
+		defer func() { _ = sub.Unsubscribe() }() // already gone after AutoUnsubscribe or a close: nothing to do
+		if err := sub.SetPendingLimits(c.pending, -1); err != nil {
+			return publishFailed(subject, start, deadline, err)
+		}
+		if c.max > 0 {
+			if err := sub.AutoUnsubscribe(c.max); err != nil {
+				return publishFailed(subject, start, deadline, err)
+			}
+		}
+
+		// Step 2: the flush makes the server confirm the subscription.
+		if err := nc.FlushWithContext(gctx); err != nil {
+			return publishFailed(subject, start, deadline, err)
+		}
+
+		// Step 3: one request, the inbox as its reply subject.
+		msg := &nats.Msg{Subject: subject, Reply: inbox, Data: data, Header: c.header}
+		if err := nc.PublishMsg(msg); err != nil {
+			return publishFailed(subject, start, deadline, err)
+		}
+
+		// Step 4: replies until a stop condition.
+		return collect(gctx, ctx, c, start, deadline, &syncInbox{sub: sub}, subject, yield)
+	}}, nil
+}
+
+// syncInbox reads one gather's replies from its synchronous subscription.
+type syncInbox struct {
+	sub  *nats.Subscription
+	drop int // the last count read from the subscription
+}
+
+func (s *syncInbox) next(ctx context.Context, until time.Time) (*nats.Msg, error) {
+	if d, ok := ctx.Deadline(); !ok || until.Before(d) {
+		// The stall gap: a shorter wait inside the gather's deadline.
+		wctx, cancel := context.WithDeadline(ctx, until)
+		defer cancel()
+		m, err := s.sub.NextMsgWithContext(wctx)
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			return nil, errWaitOver
+		}
+		return m, s.check(err)
+	}
+	m, err := s.sub.NextMsgWithContext(ctx)
+	return m, s.check(err)
+}
+
+// check notes the dropped count when nats.go reports a slow consumer.
+func (s *syncInbox) check(err error) error {
+	if errors.Is(err, nats.ErrSlowConsumer) {
+		s.dropped()
+	}
+	return err
+}
+
+func (s *syncInbox) dropped() int {
+	// Once the subscription is gone (AutoUnsubscribe, a closed connection)
+	// it has no count: keep the last one read.
+	if n, err := s.sub.Dropped(); err == nil {
+		s.drop = n
+	}
+	return s.drop
+}

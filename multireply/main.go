@@ -1,0 +1,42 @@
+// Command multireply shows scatter-gather on NATS: one request, many
+// replies. Demo responders on gather.demo each answer after their own delay;
+// the requester publishes one request with an inbox as its reply subject and
+// collects replies until a deadline, a count, a stall or a sentinel, then
+// draws where they arrived.
+//
+//	go run ./multireply [-responders 5] [-timeout 1s] [-max N] [-stall D]
+//	                    [-sentinel] [-variant inbox|shared|natsext]
+//	                    [-delay 200ms] [-seed 1] [-discover] [-serve | -request]
+package main
+
+import (
+	"context"
+	"flag"
+	"os"
+	"time"
+
+	"reqreply/internal/cli"
+)
+
+func main() {
+	cfg := Config{}
+	fs := flag.NewFlagSet("multireply", flag.ContinueOnError)
+	fs.IntVar(&cfg.Responders, "responders", 5, "how many responders answer each request")
+	fs.DurationVar(&cfg.Timeout, "timeout", DefaultTimeout, "deadline: how long after the request collection stops")
+	fs.IntVar(&cfg.Max, "max", 0, "stop right after this many replies (0: no limit)")
+	fs.DurationVar(&cfg.Stall, "stall", 0, "after the first reply, stop when no other arrives within this gap (0: off)")
+	fs.BoolVar(&cfg.Sentinel, "sentinel", false, "the last responder answers with an empty payload, which ends collection")
+	fs.StringVar(&cfg.Variant, "variant", "shared", "how replies are gathered: inbox, shared or natsext")
+	fs.DurationVar(&cfg.Delay, "delay", 200*time.Millisecond, "longest responder delay; each draws its own from [0, delay]")
+	fs.Uint64Var(&cfg.Seed, "seed", 1, "seed for the responders' delays")
+	fs.BoolVar(&cfg.Discover, "discover", false, "gather $SRV.PING and $SRV.INFO from three micro service instances instead")
+	cfg.Mode.AddFlags(fs)
+	os.Exit(cli.Main(fs, os.Args[1:], func() error {
+		if fs.NArg() > 0 {
+			return cli.Usagef("unexpected arguments %q", fs.Args())
+		}
+		return cfg.Check()
+	}, func(ctx context.Context, env *cli.Env) error {
+		return Run(ctx, env, cfg, os.Stdout)
+	}))
+}

@@ -1,0 +1,321 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+)
+
+// DefaultTimeout is the gather's deadline when neither the context has one
+// nor Timeout is given: 1 s.
+const DefaultTimeout = time.Second
+
+// DefaultPendingLimit is how many replies a gather holds for its consumer
+// before it drops more (and reports them): 65,536 messages, the same order as
+// nats.go's default subscription limit (524,288) but per gather, not per
+// connection. See PendingLimit.
+const DefaultPendingLimit = 64 * 1024
+
+// ResponderHeader is the reply header in which the demo responders name
+// themselves ("responder-3"); Reply.Responder reads it.
+const ResponderHeader = "Responder"
+
+// Option sets one stop condition or detail of a gather. Options are checked
+// when the gather is made, before anything is published; a bad value is an
+// error wrapping nats.ErrInvalidArg.
+type Option func(*config) error
+
+type config struct {
+	timeout  time.Duration
+	max      int
+	stall    time.Duration
+	sentinel func(*nats.Msg) bool
+	header   nats.Header
+	pending  int
+}
+
+// Timeout sets how long after the request the gather stops (the deadline),
+// d > 0. A context deadline that comes sooner wins. Without either, the
+// deadline is DefaultTimeout (1 s). The first reply is awaited up to the
+// deadline; reaching it is a normal end (StopDeadline, no error).
+func Timeout(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("timeout %v must be > 0: %w", d, nats.ErrInvalidArg)
+		}
+		c.timeout = d
+		return nil
+	}
+}
+
+// MaxReplies stops the gather right after the nth reply (n ≥ 1), without
+// waiting for an (n+1)th: a normal end (StopMax, no error). Use it whenever
+// the number of responders is known; it is what lets a gather return as soon
+// as the last reply is in instead of at the deadline. Sentinel and status
+// messages do not count.
+func MaxReplies(n int) Option {
+	return func(c *config) error {
+		if n <= 0 {
+			return fmt.Errorf("max replies %d must be ≥ 1: %w", n, nats.ErrInvalidArg)
+		}
+		c.max = n
+		return nil
+	}
+}
+
+// Stall stops the gather when, after the first reply, no further reply
+// arrives within d (d > 0 and shorter than the time left to the deadline).
+// The gap never extends past the deadline, and before the first reply only
+// the deadline applies. A normal end (StopStalled, no error). It suits
+// responders that answer at about the same time when their number is unknown.
+func Stall(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("stall %v must be > 0: %w", d, nats.ErrInvalidArg)
+		}
+		c.stall = d
+		return nil
+	}
+}
+
+// Sentinel ends the gather at the first message for which isSentinel returns
+// true; that message is not returned as a reply (StopSentinel, no error).
+// With a nil isSentinel the rule is EmptySentinel: an empty payload ends it,
+// the convention of nats.go's and natsext's RequestMany. Without this option
+// an empty payload is an ordinary reply. No-responders status messages are
+// handled before the sentinel and never reach it.
+func Sentinel(isSentinel func(*nats.Msg) bool) Option {
+	return func(c *config) error {
+		if isSentinel == nil {
+			isSentinel = EmptySentinel
+		}
+		c.sentinel = isSentinel
+		return nil
+	}
+}
+
+// EmptySentinel reports whether m has an empty payload: the default sentinel.
+func EmptySentinel(m *nats.Msg) bool { return len(m.Data) == 0 }
+
+// Header sends h as the request's headers (the server must support headers,
+// as every nats-server since 2.2 does). Replies carry their own headers back
+// in Reply.Header.
+func Header(h nats.Header) Option {
+	return func(c *config) error {
+		c.header = h
+		return nil
+	}
+}
+
+// PendingLimit bounds how many replies (n ≥ 1) wait for the consumer of one
+// gather; default DefaultPendingLimit. Replies beyond it are dropped, counted
+// in Result.Dropped, and the gather ends with an error wrapping
+// nats.ErrSlowConsumer: a burst is reported, never silently truncated. The
+// natsext variant has no such setting and rejects it.
+func PendingLimit(n int) Option {
+	return func(c *config) error {
+		if n <= 0 {
+			return fmt.Errorf("pending limit %d must be ≥ 1: %w", n, nats.ErrInvalidArg)
+		}
+		c.pending = n
+		return nil
+	}
+}
+
+// newConfig applies opts and fixes the deadline: the sooner of ctx's and
+// now+timeout. It checks everything a gather needs before it publishes.
+func newConfig(ctx context.Context, nc *nats.Conn, subject string, opts []Option) (*config, time.Time, error) {
+	if ctx == nil {
+		return nil, time.Time{}, fmt.Errorf("gather %q: nil context: %w", subject, nats.ErrInvalidContext)
+	}
+	if nc == nil {
+		return nil, time.Time{}, fmt.Errorf("gather %q: nil connection: %w (%w)", subject, nats.ErrInvalidArg, nats.ErrInvalidConnection)
+	}
+	if err := CheckSubject(subject); err != nil {
+		return nil, time.Time{}, fmt.Errorf("gather %q: %w", subject, err)
+	}
+	c := &config{pending: DefaultPendingLimit}
+	for _, opt := range opts {
+		if opt == nil {
+			continue
+		}
+		if err := opt(c); err != nil {
+			return nil, time.Time{}, fmt.Errorf("gather %q: %w", subject, err)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, time.Time{}, fmt.Errorf("gather %q: not sent: %w", subject, err)
+	}
+	now := time.Now()
+	timeout := c.timeout
+	if timeout == 0 {
+		timeout = DefaultTimeout
+	}
+	deadline := now.Add(timeout)
+	if d, ok := ctx.Deadline(); ok && (c.timeout == 0 || d.Before(deadline)) {
+		deadline = d
+	}
+	if c.stall > 0 && c.stall >= deadline.Sub(now) {
+		return nil, time.Time{}, fmt.Errorf("gather %q: stall %v must be shorter than the deadline (%v away): %w",
+			subject, c.stall, deadline.Sub(now).Round(time.Millisecond), nats.ErrInvalidArg)
+	}
+	return c, deadline, nil
+}
+
+// CheckSubject returns an error wrapping nats.ErrBadSubject unless subject
+// is one a request can be published to: not empty, no empty tokens, no
+// wildcard tokens ('*', '>'), no white space.
+func CheckSubject(subject string) error {
+	if subject == "" {
+		return fmt.Errorf("empty subject: %w", nats.ErrBadSubject)
+	}
+	if strings.ContainsAny(subject, " \t\r\n") {
+		return fmt.Errorf("subject %q has white space: %w", subject, nats.ErrBadSubject)
+	}
+	for tok := range strings.SplitSeq(subject, ".") {
+		switch tok {
+		case "":
+			return fmt.Errorf("subject %q has an empty token: %w", subject, nats.ErrBadSubject)
+		case "*", ">":
+			return fmt.Errorf("subject %q has a wildcard; a request goes to one literal subject: %w", subject, nats.ErrBadSubject)
+		}
+	}
+	return nil
+}
+
+// StopReason says why a gather stopped.
+type StopReason int
+
+// The reasons a gather stops. StopDeadline, StopMax, StopStalled,
+// StopSentinel and StopCaller are normal ends; the others come with an error.
+const (
+	// StopNone: the stream has not been ranged yet.
+	StopNone StopReason = iota
+	// StopDeadline: the deadline (Timeout or the context's) passed.
+	StopDeadline
+	// StopMax: MaxReplies replies arrived.
+	StopMax
+	// StopStalled: no reply within the Stall gap after the previous one.
+	StopStalled
+	// StopSentinel: a sentinel message arrived (see Sentinel).
+	StopSentinel
+	// StopCaller: the caller broke out of the range loop.
+	StopCaller
+	// StopNoResponders: a no-responders status (503) arrived: error
+	// wrapping nats.ErrNoResponders.
+	StopNoResponders
+	// StopCancelled: the context was cancelled: error wrapping
+	// context.Canceled.
+	StopCancelled
+	// StopClosed: the connection (or the shared Mux) closed: error
+	// wrapping nats.ErrConnectionClosed (or nats.ErrBadSubscription).
+	StopClosed
+	// StopFailed: the request could not be sent, or the inbox failed.
+	StopFailed
+)
+
+var stopNames = [...]string{
+	StopNone:         "not started",
+	StopDeadline:     "deadline",
+	StopMax:          "max reached",
+	StopStalled:      "stalled",
+	StopSentinel:     "sentinel",
+	StopCaller:       "caller stopped",
+	StopNoResponders: "no responders",
+	StopCancelled:    "cancelled",
+	StopClosed:       "connection closed",
+	StopFailed:       "failed",
+}
+
+// String names the reason as the CLI prints it ("max reached", ...).
+func (r StopReason) String() string {
+	if r >= 0 && int(r) < len(stopNames) {
+		return stopNames[r]
+	}
+	return "StopReason(" + strconv.Itoa(int(r)) + ")"
+}
+
+// Normal reports whether r ends a gather without an error.
+func (r StopReason) Normal() bool {
+	switch r {
+	case StopDeadline, StopMax, StopStalled, StopSentinel, StopCaller:
+		return true
+	}
+	return false
+}
+
+// Reply is one reply to a gather's request.
+type Reply struct {
+	// Msg is the message as received; Msg.Data is the payload.
+	Msg *nats.Msg
+	// At is when it arrived, measured from just before the request was
+	// published.
+	At time.Duration
+	// Responder is the ResponderHeader value, "" if the responder set none.
+	Responder string
+	// ServiceError is set when the reply carries the micro framework's
+	// error headers (Nats-Service-Error, Nats-Service-Error-Code); a reply
+	// that reports an error is still a reply and still counts.
+	ServiceError *ServiceError
+}
+
+// ServiceError is an error a responder reported in the headers the
+// nats.go/micro framework uses: micro.ErrorHeader and micro.ErrorCodeHeader.
+type ServiceError struct {
+	// Code is the Nats-Service-Error-Code value, often an HTTP-like status.
+	Code string
+	// Description is the Nats-Service-Error value.
+	Description string
+}
+
+// Error formats the service error as "service error 500: description".
+func (e *ServiceError) Error() string {
+	return "service error " + e.Code + ": " + e.Description
+}
+
+func newReply(m *nats.Msg, at time.Duration) Reply {
+	r := Reply{Msg: m, At: at}
+	if m.Header != nil {
+		r.Responder = m.Header.Get(ResponderHeader)
+		desc, code := m.Header.Get(micro.ErrorHeader), m.Header.Get(micro.ErrorCodeHeader)
+		if desc != "" || code != "" {
+			r.ServiceError = &ServiceError{Code: code, Description: desc}
+		}
+	}
+	return r
+}
+
+// isNoResponders reports whether m is the server's no-responders status: no
+// payload and the header "Status: 503". nats-server sends it to the reply
+// subject of a request whose subject has no subscribers, to clients that
+// announce headers and no_responders support (nats.go does).
+func isNoResponders(m *nats.Msg) bool {
+	return len(m.Data) == 0 && m.Header != nil && m.Header.Get("Status") == "503"
+}
+
+// Result is the outcome of one gather.
+type Result struct {
+	// Replies in arrival order; nil for a Stream, whose consumer had them.
+	Replies []Reply
+	// Count is how many replies were delivered.
+	Count int
+	// Reason is why the gather stopped.
+	Reason StopReason
+	// Elapsed is from just before the request was published to the stop.
+	Elapsed time.Duration
+	// Deadline is how far after the request the deadline was.
+	Deadline time.Duration
+	// Dropped is how many replies were lost because the consumer fell
+	// behind by more than the pending limit.
+	Dropped int
+}
+
+// errWaitOver is what a transport returns when the wait it was given ends
+// without a message.
+var errWaitOver = errors.New("wait over")

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// DemoSubject is the subject the demo responders listen on.
+const DemoSubject = "gather.demo"
+
+// Responder is one demo responder: it answers every request on its subject
+// after Delay, from Name, with the payload "reply from <Name>" (or an empty
+// payload, the sentinel, when Sentinel is set). Its reply carries
+// ResponderHeader: Name, and echoes the request's headers.
+type Responder struct {
+	Name     string
+	Delay    time.Duration
+	Sentinel bool
+}
+
+// DemoResponders returns n responders named responder-1 … responder-n,
+// each with a delay drawn uniformly from [0, maxDelay] by a PCG generator
+// seeded with seed, so a seed replays the same arrival order. With sentinel,
+// responder-n answers with an empty payload instead.
+func DemoResponders(n int, maxDelay time.Duration, seed uint64, sentinel bool) []Responder {
+	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	rs := make([]Responder, n)
+	for i := range rs {
+		rs[i] = Responder{Name: fmt.Sprintf("responder-%d", i+1)}
+		if maxDelay > 0 {
+			rs[i].Delay = time.Duration(rng.Int64N(int64(maxDelay) + 1))
+		}
+	}
+	if sentinel && n > 0 {
+		rs[n-1].Sentinel = true
+	}
+	return rs
+}
+
+// Serve subscribes each responder to subject on nc (each subscription has
+// its own goroutine in nats.go, so one responder's delay does not hold up
+// another's) and flushes, so they are all known to the server when it
+// returns. Drain nc to stop them without losing a reply in progress. The
+// error wraps the failed subscribe or flush.
+func Serve(nc *nats.Conn, subject string, responders []Responder) ([]*nats.Subscription, error) {
+	subs := make([]*nats.Subscription, 0, len(responders))
+	for _, r := range responders {
+		sub, err := nc.Subscribe(subject, r.handle)
+		if err != nil {
+			for _, s := range subs {
+				_ = s.Unsubscribe()
+			}
+			return nil, fmt.Errorf("serve %s on %q: %w", r.Name, subject, err)
+		}
+		subs = append(subs, sub)
+	}
+	if err := nc.Flush(); err != nil {
+		return nil, fmt.Errorf("serve %q: flush: %w", subject, err)
+	}
+	return subs, nil
+}
+
+func (r Responder) handle(m *nats.Msg) {
+	if m.Reply == "" {
+		return // a plain publish, not a request
+	}
+	// Sleeping in the handler is the responder's "work"; it delays only this
+	// subscription's goroutine.
+	time.Sleep(r.Delay)
+	reply := nats.NewMsg(m.Reply)
+	for k, v := range m.Header {
+		reply.Header[k] = v
+	}
+	reply.Header.Set(ResponderHeader, r.Name)
+	if !r.Sentinel {
+		reply.Data = []byte("reply from " + r.Name)
+	}
+	// A failed reply (the connection closing) leaves the gather to its
+	// deadline or stall; there is no one else to tell.
+	_ = m.RespondMsg(reply)
+}

@@ -1,0 +1,217 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"reqreply/internal/cli"
+)
+
+// Variants names the -variant values.
+var Variants = []string{"inbox", "shared", "natsext"}
+
+// Config is what the multireply program was asked to do; the zero values of
+// Max and Stall mean "not set".
+type Config struct {
+	// Responders is how many demo responders to start (≥ 0; default 5).
+	Responders int
+	// Timeout is the gather's deadline after the request (> 0; default 1 s).
+	Timeout time.Duration
+	// Max stops after this many replies (0: no limit).
+	Max int
+	// Stall stops when no reply follows the previous within it (0: off).
+	Stall time.Duration
+	// Sentinel makes the last responder answer with an empty payload and
+	// the gather stop on it.
+	Sentinel bool
+	// Variant is "inbox", "shared" or "natsext" (default "shared").
+	Variant string
+	// Delay is the longest responder delay (≥ 0; default 200 ms).
+	Delay time.Duration
+	// Seed picks the responders' delays (default 1).
+	Seed uint64
+	// Discover runs the micro service discovery demo instead.
+	Discover bool
+	// Mode: both halves, or only -serve or -request.
+	Mode cli.Mode
+}
+
+// Check validates cfg before anything connects; errors wrap cli.ErrUsage.
+func (cfg *Config) Check() error {
+	if err := cfg.Mode.Check(); err != nil {
+		return err
+	}
+	switch {
+	case cfg.Responders < 0:
+		return cli.Usagef("-responders %d must be ≥ 0", cfg.Responders)
+	case cfg.Timeout <= 0:
+		return cli.Usagef("-timeout %v must be > 0", cfg.Timeout)
+	case cfg.Max < 0:
+		return cli.Usagef("-max %d must be ≥ 0 (0: no limit)", cfg.Max)
+	case cfg.Stall < 0:
+		return cli.Usagef("-stall %v must be ≥ 0 (0: off)", cfg.Stall)
+	case cfg.Stall > 0 && cfg.Stall >= cfg.Timeout:
+		return cli.Usagef("-stall %v must be shorter than -timeout %v", cfg.Stall, cfg.Timeout)
+	case cfg.Delay < 0:
+		return cli.Usagef("-delay %v must be ≥ 0", cfg.Delay)
+	case !slices.Contains(Variants, cfg.Variant):
+		return cli.Usagef("-variant %q: want one of %s", cfg.Variant, strings.Join(Variants, ", "))
+	}
+	return nil
+}
+
+// options turns the flags into gather options.
+func (cfg *Config) options() []Option {
+	opts := []Option{Timeout(cfg.Timeout)}
+	if cfg.Max > 0 {
+		opts = append(opts, MaxReplies(cfg.Max))
+	}
+	if cfg.Stall > 0 {
+		opts = append(opts, Stall(cfg.Stall))
+	}
+	if cfg.Sentinel {
+		opts = append(opts, Sentinel(nil))
+	}
+	return opts
+}
+
+// NewVariant returns the named variant on nc ("inbox", "shared",
+// "natsext"), and a function that releases it (the shared Mux's
+// subscription). An unknown name is an error wrapping nats.ErrInvalidArg.
+func NewVariant(name string, nc *nats.Conn) (Variant, func() error, error) {
+	none := func() error { return nil }
+	switch name {
+	case "inbox":
+		return Inbox{Conn: nc}, none, nil
+	case "natsext":
+		return Natsext{Conn: nc}, none, nil
+	case "shared":
+		m, err := NewMux(nc)
+		if err != nil {
+			return nil, nil, err
+		}
+		return m, m.Close, nil
+	}
+	return nil, nil, fmt.Errorf("variant %q: want one of %s: %w", name, strings.Join(Variants, ", "), nats.ErrInvalidArg)
+}
+
+// Run is the multireply scenario: start cfg.Responders demo responders on
+// DemoSubject (connection "multireply responders"), send one request from
+// another connection ("multireply requester") through cfg.Variant, print
+// each reply as it arrives with its arrival time and responder, then the
+// timeline, the count and why collection stopped. With -serve only the
+// responders run, until ctx ends; with -request only the gather. With
+// -discover it runs Discover against three micro service instances instead.
+func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
+	if cfg.Discover {
+		return runDiscover(ctx, env, cfg, w)
+	}
+
+	// The responders: one connection, one subscription each, every one on
+	// the same subject, so every one gets the request. Flushed before the
+	// request goes out.
+	if cfg.Mode.Serves() && cfg.Responders > 0 {
+		nc, err := env.Connect("responders")
+		if err != nil {
+			return err
+		}
+		responders := DemoResponders(cfg.Responders, cfg.Delay, cfg.Seed, cfg.Sentinel)
+		if _, err := Serve(nc, DemoSubject, responders); err != nil {
+			return err
+		}
+	}
+	if cfg.Mode.Serve {
+		fmt.Fprintf(w, "%d responders on %s at %s until interrupted\n", cfg.Responders, DemoSubject, env.URL)
+		return cli.WaitForInterrupt(ctx)
+	}
+
+	// The requester: the chosen variant on its own connection.
+	nc, err := env.Connect("requester")
+	if err != nil {
+		return err
+	}
+	v, release, err := NewVariant(cfg.Variant, nc)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = release() }()
+	fmt.Fprintf(w, "request on %s via %s: deadline %v, %s\n", DemoSubject, v.Name(), cfg.Timeout, describe(cfg))
+
+	// One request; replies printed as they arrive.
+	s, err := v.Stream(ctx, DemoSubject, nil, cfg.options()...)
+	if err != nil {
+		return err
+	}
+	var at []time.Duration
+	for r := range s.Replies() {
+		at = append(at, r.At)
+		fmt.Fprintf(w, "%9s  %-13s %s\n", "+"+round(r.At), r.Responder, r.Msg.Data)
+	}
+
+	// The picture: where the replies came between request and deadline.
+	res, err := s.Result()
+	fmt.Fprintln(w, Timeline(res, at...))
+	if res.Reason == StopNoResponders {
+		// Reported, not failed: the server said at once that nobody listens.
+		fmt.Fprintf(w, "no responders: nobody subscribes to %s (the server answered with status 503)\n", DemoSubject)
+		return nil
+	}
+	return err
+}
+
+// describe says which stop conditions besides the deadline are set.
+func describe(cfg Config) string {
+	var parts []string
+	if cfg.Max > 0 {
+		parts = append(parts, fmt.Sprintf("max %d", cfg.Max))
+	}
+	if cfg.Stall > 0 {
+		parts = append(parts, fmt.Sprintf("stall %v", cfg.Stall))
+	}
+	if cfg.Sentinel {
+		parts = append(parts, "sentinel: empty payload")
+	}
+	if len(parts) == 0 {
+		return "no other stop condition"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// runDiscover starts three micro service instances, each on its own
+// connection, unless -request, and gathers their PING and INFO answers
+// unless -serve.
+func runDiscover(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
+	if cfg.Mode.Serves() {
+		var conns []*nats.Conn
+		for i := range 3 {
+			nc, err := env.Connect(fmt.Sprintf("%s-%d", DiscoverService, i+1))
+			if err != nil {
+				return err
+			}
+			conns = append(conns, nc)
+		}
+		if _, err := StartGreeters(conns); err != nil {
+			return err
+		}
+	}
+	if cfg.Mode.Serve {
+		fmt.Fprintf(w, "3 instances of %s at %s until interrupted\n", DiscoverService, env.URL)
+		return cli.WaitForInterrupt(ctx)
+	}
+	nc, err := env.Connect("discoverer")
+	if err != nil {
+		return err
+	}
+	v, release, err := NewVariant(cfg.Variant, nc)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = release() }()
+	return Discover(ctx, v, DiscoverService, cfg.Timeout, w)
+}

@@ -1,0 +1,259 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
+)
+
+// ErrMuxClosed is wrapped (with nats.ErrBadSubscription) by gathers on a
+// Mux that was closed.
+var ErrMuxClosed = errors.New("mux closed")
+
+// Mux is the shared variant of scatter-gather: one wildcard subscription per
+// connection, "<inbox>.*", made once by NewMux. Each gather takes a fresh
+// nuid token and publishes with "<inbox>.<token>" as its reply subject; the
+// Mux routes each reply by its last token to that gather's queue. There is no
+// SUB, UNSUB or flush per gather, so a gather costs one publish, like
+// nc.Request, while still collecting many replies.
+//
+// The subscription's handler only appends to a queue and never blocks, so a
+// slow or abandoned gather never holds up another gather or the connection's
+// message dispatch: a gather whose consumer falls behind by more than its
+// PendingLimit has further replies dropped and counted. Late replies, for a
+// gather that has ended, are dropped at once and counted in Late.
+//
+// A Mux is safe for concurrent gathers. Close it when done (or close the
+// connection); gathers running then end with StopClosed.
+type Mux struct {
+	nc     *nats.Conn
+	prefix string // "<inbox>." — replies arrive on prefix+token
+	sub    *nats.Subscription
+
+	mu      sync.Mutex
+	gathers map[string]*queue
+	err     error // set once the subscription has closed
+	late    int
+}
+
+// NewMux subscribes nc to a new "<inbox>.*" (nc.NewInbox, so never under the
+// subscription nats.go keeps for nc.Request) and flushes, so the server has
+// it before the first request. Errors wrap nats.ErrInvalidArg for a nil nc,
+// or the subscribe or flush error (nats.ErrConnectionClosed, ...).
+func NewMux(nc *nats.Conn) (*Mux, error) {
+	if nc == nil {
+		return nil, fmt.Errorf("new mux: nil connection: %w (%w)", nats.ErrInvalidArg, nats.ErrInvalidConnection)
+	}
+	m := &Mux{nc: nc, prefix: nc.NewInbox() + ".", gathers: make(map[string]*queue)}
+	sub, err := nc.Subscribe(m.prefix+"*", m.route)
+	if err != nil {
+		return nil, fmt.Errorf("new mux: subscribe: %w", err)
+	}
+	// The handler never blocks, so the subscription's own pending limits are
+	// only reached if the whole connection stalls; each gather has its own.
+	sub.SetClosedHandler(func(string) { m.closed() })
+	m.sub = sub
+	if err := nc.Flush(); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, fmt.Errorf("new mux: flush: %w", err)
+	}
+	return m, nil
+}
+
+// Name returns "shared".
+func (m *Mux) Name() string { return "shared" }
+
+// Close unsubscribes the Mux; gathers still running end with StopClosed and
+// an error wrapping ErrMuxClosed and nats.ErrBadSubscription. It is safe to
+// call more than once and after the connection has closed.
+func (m *Mux) Close() error {
+	err := m.sub.Unsubscribe()
+	if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrBadSubscription) {
+		err = nil
+	}
+	// The closed handler runs from the subscription's goroutine; wake the
+	// gathers now as well, so Close does not depend on its timing.
+	m.closed()
+	return err
+}
+
+// Late returns how many replies arrived for gathers that had already ended.
+func (m *Mux) Late() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.late
+}
+
+// route is the subscription's handler: hand the reply to its gather's queue.
+func (m *Mux) route(msg *nats.Msg) {
+	token := msg.Subject[len(m.prefix):]
+	m.mu.Lock()
+	q := m.gathers[token]
+	if q == nil {
+		m.late++
+	}
+	m.mu.Unlock()
+	if q != nil {
+		q.push(msg)
+	}
+}
+
+// closed ends every running gather: the subscription is gone.
+func (m *Mux) closed() {
+	err := fmt.Errorf("%w (%w)", ErrMuxClosed, nats.ErrBadSubscription)
+	if m.nc.IsClosed() {
+		err = nats.ErrConnectionClosed
+	}
+	m.mu.Lock()
+	if m.err == nil {
+		m.err = err
+	}
+	err = m.err
+	qs := make([]*queue, 0, len(m.gathers))
+	for _, q := range m.gathers {
+		qs = append(qs, q)
+	}
+	m.mu.Unlock()
+	for _, q := range qs {
+		q.fail(err)
+	}
+}
+
+// Stream checks subject and opts (errors wrap nats.ErrBadSubject or
+// nats.ErrInvalidArg) and returns a Stream whose Replies, when ranged,
+// register a new token, publish the request with "<inbox>.<token>" as its
+// reply subject, yield the replies routed to the token until a stop
+// condition, and deregister the token on every way out.
+func (m *Mux) Stream(ctx context.Context, subject string, data []byte, opts ...Option) (*Stream, error) {
+	var nc *nats.Conn
+	if m != nil {
+		nc = m.nc
+	}
+	c, deadline, err := newConfig(ctx, nc, subject, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Stream{run: func(yield func(Reply) bool) (Result, error) {
+		start := time.Now()
+		gctx, cancel := context.WithDeadline(ctx, deadline)
+		defer cancel()
+
+		// A token of its own routes this gather's replies to its queue;
+		// registered before publishing, so no reply can come too early.
+		token := nuid.Next()
+		q := &queue{limit: c.pending, signal: make(chan struct{}, 1)}
+		m.mu.Lock()
+		if m.err != nil {
+			err := m.err
+			m.mu.Unlock()
+			return Result{Reason: StopClosed, Deadline: deadline.Sub(start)}, fmt.Errorf("gather %q: %w", subject, err)
+		}
+		m.gathers[token] = q
+		m.mu.Unlock()
+		defer func() {
+			m.mu.Lock()
+			delete(m.gathers, token)
+			m.mu.Unlock()
+		}()
+
+		// One publish; the Mux's subscription already exists on the server.
+		msg := &nats.Msg{Subject: subject, Reply: m.prefix + token, Data: data, Header: c.header}
+		if err := nc.PublishMsg(msg); err != nil {
+			return publishFailed(subject, start, deadline, err)
+		}
+		return collect(gctx, ctx, c, start, deadline, q, subject, yield)
+	}}, nil
+}
+
+// queue holds one gather's replies between the Mux's handler and the
+// gather's consumer: a slice guarded by a mutex, a one-slot signal channel to
+// wake the consumer, and a limit past which replies are dropped.
+type queue struct {
+	mu     sync.Mutex
+	msgs   []*nats.Msg
+	head   int
+	limit  int
+	drop   int
+	err    error
+	signal chan struct{}
+	timer  *time.Timer
+}
+
+func (q *queue) push(m *nats.Msg) {
+	q.mu.Lock()
+	if len(q.msgs)-q.head >= q.limit {
+		q.drop++
+		q.mu.Unlock()
+		return
+	}
+	q.msgs = append(q.msgs, m)
+	q.mu.Unlock()
+	q.wake()
+}
+
+func (q *queue) fail(err error) {
+	q.mu.Lock()
+	q.err = err
+	q.mu.Unlock()
+	q.wake()
+}
+
+func (q *queue) wake() {
+	select {
+	case q.signal <- struct{}{}:
+	default: // already signalled
+	}
+}
+
+// pop returns the oldest reply, or the queue's error once it is empty.
+func (q *queue) pop() (*nats.Msg, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.head < len(q.msgs) {
+		m := q.msgs[q.head]
+		q.msgs[q.head] = nil
+		q.head++
+		if q.head == len(q.msgs) {
+			q.msgs, q.head = q.msgs[:0], 0
+		}
+		return m, nil
+	}
+	return nil, q.err
+}
+
+func (q *queue) next(ctx context.Context, until time.Time) (*nats.Msg, error) {
+	var expired <-chan time.Time
+	if d, ok := ctx.Deadline(); !ok || until.Before(d) {
+		// The stall gap: one timer per gather, reset for each wait.
+		if q.timer == nil {
+			q.timer = time.NewTimer(time.Until(until))
+		} else {
+			q.timer.Reset(time.Until(until))
+		}
+		defer q.timer.Stop()
+		expired = q.timer.C
+	}
+	for {
+		if m, err := q.pop(); m != nil || err != nil {
+			return m, err
+		}
+		select {
+		case <-q.signal:
+		case <-expired:
+			return nil, errWaitOver
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (q *queue) dropped() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.drop
+}

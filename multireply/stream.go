@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Variant is one way to publish a request and gather its replies: Inbox,
+// *Mux (shared) or Natsext. All three stop on the same conditions and report
+// the same Result, which is what the conformance tests check.
+type Variant interface {
+	// Name is the variant's flag value: "inbox", "shared" or "natsext".
+	Name() string
+	// Stream checks subject and opts and returns a Stream. Nothing is
+	// subscribed or published until the Stream's Replies are ranged, so a
+	// Stream that is never ranged holds nothing.
+	Stream(ctx context.Context, subject string, data []byte, opts ...Option) (*Stream, error)
+}
+
+// Stream is one request whose replies are yielded as they arrive. Range over
+// Replies once, then read Result. Breaking out of the loop ends the gather
+// (StopCaller) and releases its subscription or token at once.
+type Stream struct {
+	run    func(yield func(Reply) bool) (Result, error)
+	ranged bool
+	result Result
+	err    error
+}
+
+// Replies publishes the request and yields each reply as it arrives, until a
+// stop condition. It may be ranged once; a second range yields nothing.
+func (s *Stream) Replies() iter.Seq[Reply] {
+	return func(yield func(Reply) bool) {
+		if s.ranged {
+			return
+		}
+		s.ranged = true
+		s.result, s.err = s.run(yield)
+	}
+}
+
+// Result returns why the gather stopped and its counts, once Replies has
+// been ranged; the error is nil for the normal ends (deadline, max, stall,
+// sentinel, caller) and otherwise wraps the cause: context.Canceled,
+// nats.ErrConnectionClosed, nats.ErrNoResponders, nats.ErrSlowConsumer, or
+// the publish error. Result.Replies is nil: the consumer had them.
+func (s *Stream) Result() (Result, error) {
+	return s.result, s.err
+}
+
+// Gather sends one request through v and collects every reply until a stop
+// condition: the collect-all form of Stream. The replies received are
+// returned also when the error is not nil (cancel, connection closed, no
+// responders after some replies, dropped replies).
+func Gather(ctx context.Context, v Variant, subject string, data []byte, opts ...Option) (Result, error) {
+	s, err := v.Stream(ctx, subject, data, opts...)
+	if err != nil {
+		return Result{}, err
+	}
+	return Collect(s)
+}
+
+// Collect ranges s and returns its result with every reply in Replies.
+func Collect(s *Stream) (Result, error) {
+	var replies []Reply
+	for r := range s.Replies() {
+		replies = append(replies, r)
+	}
+	res, err := s.Result()
+	res.Replies = replies
+	return res, err
+}
+
+// inbox is what the Inbox and shared variants give the collect loop: one
+// gather's view of the messages arriving on its reply subject.
+type inbox interface {
+	// next returns the next message, waiting until the time until at the
+	// latest (then errWaitOver) or until ctx ends (then ctx.Err()). Other
+	// errors: nats.ErrConnectionClosed, nats.ErrNoResponders (a status
+	// message the transport recognised itself), nats.ErrSlowConsumer
+	// (replies were dropped; more may follow).
+	next(ctx context.Context, until time.Time) (*nats.Msg, error)
+	// dropped is how many replies were dropped for this gather.
+	dropped() int
+}
+
+// collect is the loop the Inbox and shared variants share: it applies every
+// stop condition to the messages their inbox delivers. start is just before
+// the request was published; ctx carries the deadline and the caller's
+// cancellation. The rules, in order, for each message: a no-responders
+// status ends the gather with nats.ErrNoResponders; a sentinel ends it
+// normally and is not a reply; anything else is a reply, yielded, and may
+// reach MaxReplies. Between replies the wait is the stall gap, capped by the
+// deadline.
+func collect(ctx context.Context, parent context.Context, c *config, start, deadline time.Time, in inbox, subject string, yield func(Reply) bool) (Result, error) {
+	res := Result{Deadline: deadline.Sub(start)}
+	until := deadline
+	finish := func(reason StopReason, err error) (Result, error) {
+		res.Reason = reason
+		res.Elapsed = time.Since(start)
+		res.Dropped = in.dropped()
+		if err == nil && res.Dropped > 0 {
+			err = fmt.Errorf("%d replies dropped, the consumer fell behind: %w", res.Dropped, nats.ErrSlowConsumer)
+		}
+		if err != nil {
+			err = fmt.Errorf("gather %q: %s after %d replies: %w", subject, reason, res.Count, err)
+		}
+		return res, err
+	}
+	for {
+		m, err := in.next(ctx, until)
+		switch {
+		case err == nil:
+		case errors.Is(err, nats.ErrSlowConsumer):
+			// Replies were dropped; the count is reported at the end.
+			continue
+		case errors.Is(err, errWaitOver) && until.Before(deadline):
+			return finish(StopStalled, nil)
+		case errors.Is(err, errWaitOver), errors.Is(err, context.DeadlineExceeded) && parent.Err() != context.Canceled:
+			return finish(StopDeadline, nil)
+		case errors.Is(err, context.Canceled) || parent.Err() == context.Canceled:
+			return finish(StopCancelled, context.Canceled)
+		case errors.Is(err, nats.ErrNoResponders):
+			return finish(StopNoResponders, nats.ErrNoResponders)
+		case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrBadSubscription):
+			return finish(StopClosed, err)
+		default:
+			return finish(StopFailed, err)
+		}
+
+		// A status message is not a reply; 503 means no responders.
+		if isNoResponders(m) {
+			return finish(StopNoResponders, nats.ErrNoResponders)
+		}
+		if c.sentinel != nil && c.sentinel(m) {
+			return finish(StopSentinel, nil)
+		}
+		res.Count++
+		if !yield(newReply(m, time.Since(start))) {
+			return finish(StopCaller, nil)
+		}
+		if c.max > 0 && res.Count >= c.max {
+			return finish(StopMax, nil)
+		}
+		if c.stall > 0 {
+			until = time.Now().Add(c.stall)
+			if until.After(deadline) {
+				until = deadline
+			}
+		}
+	}
+}
+
+// publishFailed is the Result and error of a request that could not be sent.
+func publishFailed(subject string, start, deadline time.Time, err error) (Result, error) {
+	return Result{Reason: StopFailed, Elapsed: time.Since(start), Deadline: deadline.Sub(start)},
+		fmt.Errorf("gather %q: publish: %w", subject, err)
+}
