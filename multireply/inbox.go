@@ -36,7 +36,7 @@ func (Inbox) Name() string { return "inbox" }
 //  4. read replies with NextMsgWithContext until a stop condition;
 //  5. unsubscribe, on every way out.
 func (v Inbox) Stream(ctx context.Context, subject string, data []byte, opts ...Option) (*Stream, error) {
-	c, deadline, err := newConfig(ctx, v.Conn, subject, opts)
+	c, deadline, err := newConfig(ctx, v.Conn, subject, data, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -23,8 +23,11 @@ import (
 //     reply reaches the client twice (nc.Stats().InMsgs doubles).
 //   - The subscription is made and the request published when RequestMany
 //     is called, but released only by ranging the iterator: one that is
-//     never ranged keeps its subscription until the connection closes. The
-//     wrapper ranges it in Replies, so a never-ranged Stream holds nothing.
+//     never ranged keeps its subscription until the connection closes, and
+//     so does a call whose publish fails (a request over the max payload).
+//     The wrapper calls it only in Replies and refuses a payload over the
+//     max payload first, so a never-ranged Stream holds nothing; a request
+//     that only its headers push over the limit still leaks the inbox.
 //   - A slow consumer ends its iteration with nats.ErrSlowConsumer, and its
 //     pending limits cannot be set (PendingLimit is rejected here).
 type Natsext struct {
@@ -40,7 +43,7 @@ func (Natsext) Name() string { return "natsext" }
 // nats.ErrInvalidArg here) and returns a Stream whose Replies call
 // natsext.RequestManyMsg with the equivalent options and yield its replies.
 func (v Natsext) Stream(ctx context.Context, subject string, data []byte, opts ...Option) (*Stream, error) {
-	c, deadline, err := newConfig(ctx, v.Conn, subject, opts)
+	c, deadline, err := newConfig(ctx, v.Conn, subject, data, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -129,8 +129,10 @@ func PendingLimit(n int) Option {
 }
 
 // newConfig applies opts and fixes the deadline: the sooner of ctx's and
-// now+timeout. It checks everything a gather needs before it publishes.
-func newConfig(ctx context.Context, nc *nats.Conn, subject string, opts []Option) (*config, time.Time, error) {
+// now+timeout. It checks everything a gather needs before it publishes,
+// including that data fits the server's max payload (headers are checked by
+// the publish itself).
+func newConfig(ctx context.Context, nc *nats.Conn, subject string, data []byte, opts []Option) (*config, time.Time, error) {
 	if ctx == nil {
 		return nil, time.Time{}, fmt.Errorf("gather %q: nil context: %w", subject, nats.ErrInvalidContext)
 	}
@@ -139,6 +141,10 @@ func newConfig(ctx context.Context, nc *nats.Conn, subject string, opts []Option
 	}
 	if err := CheckSubject(subject); err != nil {
 		return nil, time.Time{}, fmt.Errorf("gather %q: %w", subject, err)
+	}
+	if max := nc.MaxPayload(); max > 0 && int64(len(data)) > max {
+		return nil, time.Time{}, fmt.Errorf("gather %q: payload of %d bytes is over the server's max payload of %d bytes: %w",
+			subject, len(data), max, nats.ErrMaxPayload)
 	}
 	c := &config{pending: DefaultPendingLimit}
 	for _, opt := range opts {

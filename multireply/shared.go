@@ -82,7 +82,9 @@ func (m *Mux) Close() error {
 	return err
 }
 
-// Late returns how many replies arrived for gathers that had already ended.
+// Late returns how many replies arrived for gathers that had already ended,
+// or were left unread when their gather ended (after MaxReplies, a sentinel,
+// a break).
 func (m *Mux) Late() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -134,7 +136,7 @@ func (m *Mux) Stream(ctx context.Context, subject string, data []byte, opts ...O
 	if m != nil {
 		nc = m.nc
 	}
-	c, deadline, err := newConfig(ctx, nc, subject, opts)
+	c, deadline, err := newConfig(ctx, nc, subject, data, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -156,8 +158,12 @@ func (m *Mux) Stream(ctx context.Context, subject string, data []byte, opts ...O
 		m.gathers[token] = q
 		m.mu.Unlock()
 		defer func() {
+			// Replies that came but were not taken (after max, a sentinel, a
+			// break) are late too.
+			left := q.len()
 			m.mu.Lock()
 			delete(m.gathers, token)
+			m.late += left
 			m.mu.Unlock()
 		}()
 
@@ -250,6 +256,12 @@ func (q *queue) next(ctx context.Context, until time.Time) (*nats.Msg, error) {
 			return nil, ctx.Err()
 		}
 	}
+}
+
+func (q *queue) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.msgs) - q.head
 }
 
 func (q *queue) dropped() int {

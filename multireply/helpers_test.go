@@ -1,0 +1,134 @@
+package main
+
+import (
+	"strconv"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"reqreply/internal/cli"
+	"reqreply/internal/testserver"
+)
+
+// goleak checks, after all tests, that no goroutine is left: every gather,
+// Mux, connection and embedded server must have released its own.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// newEnv starts a fresh embedded server for one test and returns an Env on
+// it; its connections are drained and the server stopped when the test ends.
+func newEnv(t testing.TB, opts ...testserver.Option) *cli.Env {
+	t.Helper()
+	s := testserver.New(t, opts...)
+	env := cli.NewEnv("multireply", s.ClientURL())
+	t.Cleanup(func() { _ = env.Close() })
+	return env
+}
+
+func connect(t testing.TB, env *cli.Env, role string) *nats.Conn {
+	t.Helper()
+	nc, err := env.Connect(role)
+	require.NoError(t, err)
+	return nc
+}
+
+// newVariants returns the three variants on nc, each made afresh; the shared
+// Mux is closed when the test ends.
+func newVariants(t testing.TB, nc *nats.Conn) []Variant {
+	t.Helper()
+	var vs []Variant
+	for _, name := range Variants {
+		v, release, err := NewVariant(name, nc)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = release() })
+		vs = append(vs, v)
+	}
+	return vs
+}
+
+// baseline is how many subscriptions a variant keeps between gathers: the
+// shared Mux keeps its one.
+func baseline(v Variant) int {
+	if _, ok := v.(*Mux); ok {
+		return 1
+	}
+	return 0
+}
+
+// statusMarker in a sequence stands for a no-responders status message.
+const statusMarker = "<503>"
+
+// Responders for the tests, each subscribed on a connection of its own kind
+// and flushed before the test's request goes out.
+
+// echoN starts n responders that answer with "r<i>", naming themselves.
+func echoN(n int) func(t *testing.T, nc *nats.Conn, subject string) {
+	return func(t *testing.T, nc *nats.Conn, subject string) {
+		t.Helper()
+		rs := make([]Responder, n)
+		for i := range rs {
+			rs[i] = Responder{Name: "r" + strconv.Itoa(i+1)}
+		}
+		_, err := Serve(nc, subject, rs)
+		require.NoError(t, err)
+	}
+}
+
+// sequence starts one responder that sends each payload, in order, to the
+// reply subject of every request (statusMarker: a 503 status message).
+// Messages from one connection to one subject keep their order.
+func sequence(payloads ...string) func(t *testing.T, nc *nats.Conn, subject string) {
+	return func(t *testing.T, nc *nats.Conn, subject string) {
+		t.Helper()
+		_, err := nc.Subscribe(subject, func(m *nats.Msg) {
+			for _, p := range payloads {
+				reply := nats.NewMsg(m.Reply)
+				if p == statusMarker {
+					reply.Header.Set("Status", "503")
+				} else {
+					reply.Data = []byte(p)
+				}
+				if err := nc.PublishMsg(reply); err != nil {
+					return
+				}
+			}
+		})
+		require.NoError(t, err)
+		require.NoError(t, nc.Flush())
+	}
+}
+
+// silent starts a subscriber that takes requests and never answers.
+func silent(t *testing.T, nc *nats.Conn, subject string) {
+	t.Helper()
+	_, err := nc.Subscribe(subject, func(*nats.Msg) {})
+	require.NoError(t, err)
+	require.NoError(t, nc.Flush())
+}
+
+// echoData starts a responder that answers with the request's payload and
+// headers, plus its name.
+func echoData(t *testing.T, nc *nats.Conn, subject string) {
+	t.Helper()
+	_, err := nc.Subscribe(subject, func(m *nats.Msg) {
+		reply := nats.NewMsg(m.Reply)
+		for k, v := range m.Header {
+			reply.Header[k] = v
+		}
+		reply.Header.Set(ResponderHeader, "echo")
+		reply.Data = m.Data
+		_ = m.RespondMsg(reply)
+	})
+	require.NoError(t, err)
+	require.NoError(t, nc.Flush())
+}
+
+// both runs several responder set-ups on one connection.
+func both(fs ...func(t *testing.T, nc *nats.Conn, subject string)) func(t *testing.T, nc *nats.Conn, subject string) {
+	return func(t *testing.T, nc *nats.Conn, subject string) {
+		for _, f := range fs {
+			f(t, nc, subject)
+		}
+	}
+}

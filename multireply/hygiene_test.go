@@ -1,0 +1,416 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/synadia-io/orbit.go/natsext"
+
+	"reqreply/internal/cli"
+	"reqreply/internal/testserver"
+)
+
+// Bad options are refused before anything is subscribed or published, with
+// errors that wrap nats' sentinel errors, by every variant.
+func TestBadInput(t *testing.T) {
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	tests := []struct {
+		name    string
+		nilConn bool
+		ctx     context.Context
+		subject string
+		opts    []Option
+		wantErr []error
+	}{
+		{name: "nil connection", nilConn: true, subject: "a", wantErr: []error{nats.ErrInvalidArg, nats.ErrInvalidConnection}},
+		{name: "nil context", ctx: nil, subject: "a", wantErr: []error{nats.ErrInvalidContext}},
+		{name: "empty subject", subject: "", wantErr: []error{nats.ErrBadSubject}},
+		{name: "wildcard token", subject: "svc.*", wantErr: []error{nats.ErrBadSubject}},
+		{name: "full wildcard", subject: "svc.>", wantErr: []error{nats.ErrBadSubject}},
+		{name: "empty token", subject: "svc..x", wantErr: []error{nats.ErrBadSubject}},
+		{name: "white space", subject: "svc x", wantErr: []error{nats.ErrBadSubject}},
+		{name: "max zero", subject: "a", opts: []Option{MaxReplies(0)}, wantErr: []error{nats.ErrInvalidArg}},
+		{name: "max negative", subject: "a", opts: []Option{MaxReplies(-1)}, wantErr: []error{nats.ErrInvalidArg}},
+		{name: "stall zero", subject: "a", opts: []Option{Stall(0)}, wantErr: []error{nats.ErrInvalidArg}},
+		{name: "stall negative", subject: "a", opts: []Option{Stall(-time.Second)}, wantErr: []error{nats.ErrInvalidArg}},
+		{name: "stall equal to the deadline", subject: "a", opts: []Option{Timeout(time.Second), Stall(time.Second)}, wantErr: []error{nats.ErrInvalidArg}},
+		{name: "stall past the deadline", subject: "a", opts: []Option{Timeout(time.Second), Stall(time.Minute)}, wantErr: []error{nats.ErrInvalidArg}},
+		{name: "stall past the default deadline", subject: "a", opts: []Option{Stall(2 * DefaultTimeout)}, wantErr: []error{nats.ErrInvalidArg}},
+		{name: "timeout zero", subject: "a", opts: []Option{Timeout(0)}, wantErr: []error{nats.ErrInvalidArg}},
+		{name: "timeout negative", subject: "a", opts: []Option{Timeout(-time.Second)}, wantErr: []error{nats.ErrInvalidArg}},
+		{name: "pending limit zero", subject: "a", opts: []Option{PendingLimit(0)}, wantErr: []error{nats.ErrInvalidArg}},
+		{name: "context already cancelled", ctx: cancelled, subject: "a", wantErr: []error{context.Canceled}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			env := newEnv(t)
+			nc := connect(t, env, "requester")
+			for _, v := range newVariants(t, nc) {
+				t.Run("variant="+v.Name(), func(t *testing.T) {
+					if tc.nilConn {
+						v = nilVariant(v)
+					}
+					ctx := tc.ctx
+					if ctx == nil && tc.name != "nil context" {
+						ctx = context.Background()
+					}
+					before, subs := nc.Stats().OutMsgs, nc.NumSubscriptions()
+					s, err := v.Stream(ctx, tc.subject, []byte("x"), tc.opts...)
+					assert.Nil(t, s)
+					for _, want := range tc.wantErr {
+						assert.ErrorIs(t, err, want)
+					}
+					assert.Equal(t, before, nc.Stats().OutMsgs, "nothing published")
+					assert.Equal(t, subs, nc.NumSubscriptions(), "nothing subscribed")
+				})
+			}
+		})
+	}
+}
+
+// nilVariant returns v's kind of variant with no connection.
+func nilVariant(v Variant) Variant {
+	switch v.(type) {
+	case Inbox:
+		return Inbox{}
+	case Natsext:
+		return Natsext{}
+	}
+	return (*Mux)(nil)
+}
+
+func TestNewMuxBadInput(t *testing.T) {
+	_, err := NewMux(nil)
+	assert.ErrorIs(t, err, nats.ErrInvalidArg)
+
+	env := newEnv(t)
+	nc := connect(t, env, "requester")
+	nc.Close()
+	_, err = NewMux(nc)
+	assert.ErrorIs(t, err, nats.ErrConnectionClosed)
+
+	_, _, err = NewVariant("fastest", nc)
+	assert.ErrorIs(t, err, nats.ErrInvalidArg)
+}
+
+// A Stream that is never ranged subscribes and publishes nothing, with every
+// variant. natsext's own iterator, called directly, has already subscribed
+// and published; never ranged, it keeps its subscription past its deadline.
+func TestNeverRangedStreamHoldsNothing(t *testing.T) {
+	env := newEnv(t)
+	echoN(2)(t, connect(t, env, "responders"), "svc")
+	nc := connect(t, env, "requester")
+	for _, v := range newVariants(t, nc) {
+		t.Run("variant="+v.Name(), func(t *testing.T) {
+			before, subs := nc.Stats().OutMsgs, nc.NumSubscriptions()
+			s, err := v.Stream(context.Background(), "svc", nil, Timeout(time.Millisecond))
+			require.NoError(t, err)
+			require.NotNil(t, s)
+			assert.Equal(t, before, nc.Stats().OutMsgs)
+			assert.Equal(t, subs, nc.NumSubscriptions())
+		})
+	}
+	t.Run("natsext called directly keeps its subscription", func(t *testing.T) {
+		nc := connect(t, env, "natsext")
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+		defer cancel()
+		_, err := natsext.RequestMany(ctx, nc, "svc", nil)
+		require.NoError(t, err)
+		<-ctx.Done() // its deadline has passed...
+		require.NoError(t, nc.Flush())
+		assert.Equal(t, 1, nc.NumSubscriptions(), "...and the inbox is still subscribed")
+		// Its unread replies would hold a drain up until the drain timeout.
+		nc.Close()
+	})
+}
+
+// A per-request inbox under the connection's request-mux prefix gets every
+// reply twice once the connection has made a Request. The inbox and shared
+// variants use nc.NewInbox and receive each reply once; natsext uses
+// nc.NewRespInbox and receives twice as many messages as it yields.
+func TestInMsgsEqualReplies(t *testing.T) {
+	const responders = 3
+	env := newEnv(t)
+	responderConn := connect(t, env, "responders")
+	echoN(responders)(t, responderConn, "svc")
+	echoData(t, responderConn, "warm-up")
+	nc := connect(t, env, "requester")
+	for _, v := range newVariants(t, nc) {
+		t.Run("variant="+v.Name(), func(t *testing.T) {
+			// Any Request makes nats.go subscribe to its response mux.
+			_, err := nc.Request("warm-up", nil, time.Second)
+			require.NoError(t, err)
+
+			before := nc.Stats().InMsgs
+			res, err := Gather(context.Background(), v, "svc", nil, Timeout(time.Minute), MaxReplies(responders))
+			require.NoError(t, err)
+			require.Equal(t, responders, res.Count)
+			// Every reply sent has reached the client once the responders'
+			// and then the requester's flushes return.
+			require.NoError(t, responderConn.Flush())
+			require.NoError(t, nc.Flush())
+			got := int(nc.Stats().InMsgs - before)
+			if v.Name() == "natsext" {
+				assert.Equal(t, 2*responders, got, "natsext's response inbox matches the request mux too")
+				return
+			}
+			assert.Equal(t, responders, got)
+		})
+	}
+}
+
+// A request too large for the server's max payload fails with
+// nats.ErrMaxPayload and leaves nothing behind. A payload over the limit is
+// refused before anything is subscribed; one that only headers push over
+// fails at the publish, and the inbox and shared variants release what they
+// had made. natsext (the variant, and the library called directly) keeps the
+// inbox it subscribed before publishing.
+func TestPublishFailureReleases(t *testing.T) {
+	env := newEnv(t, testserver.WithMaxPayload(1024))
+	echoData(t, connect(t, env, "responders"), "svc")
+	nc := connect(t, env, "requester")
+	big := make([]byte, 2048)
+	almost := make([]byte, 1000)
+	hdr := Header(nats.Header{"Padding": []string{string(make([]byte, 100))}})
+	for _, v := range newVariants(t, nc) {
+		t.Run("variant="+v.Name(), func(t *testing.T) {
+			subs := nc.NumSubscriptions()
+			_, err := v.Stream(context.Background(), "svc", big, Timeout(time.Second))
+			assert.ErrorIs(t, err, nats.ErrMaxPayload)
+			assert.Equal(t, subs, nc.NumSubscriptions())
+
+			res, err := Gather(context.Background(), v, "svc", almost, Timeout(time.Second), hdr)
+			assert.ErrorIs(t, err, nats.ErrMaxPayload)
+			assert.Equal(t, StopFailed, res.Reason)
+			if v.Name() == "natsext" {
+				assert.Equal(t, subs+1, nc.NumSubscriptions(), "natsext keeps its inbox after a failed publish")
+				return
+			}
+			assert.Equal(t, subs, nc.NumSubscriptions())
+		})
+	}
+	t.Run("natsext called directly leaks its inbox", func(t *testing.T) {
+		nc := connect(t, env, "natsext")
+		_, err := natsext.RequestMany(context.Background(), nc, "svc", big)
+		assert.ErrorIs(t, err, nats.ErrMaxPayload)
+		assert.Equal(t, 1, nc.NumSubscriptions())
+	})
+}
+
+// A burst larger than the gather's pending limit is reported: the replies
+// that fit are returned, the rest counted in Dropped, and the error wraps
+// nats.ErrSlowConsumer. natsext has no pending limit to set.
+func TestBurstOverPendingLimit(t *testing.T) {
+	const burst, limit = 40, 4
+	env := newEnv(t)
+	responderConn := connect(t, env, "responders")
+	var wg sync.WaitGroup
+	_, err := responderConn.Subscribe("svc", func(m *nats.Msg) {
+		defer wg.Done()
+		for i := range burst {
+			if err := m.Respond([]byte(strconv.Itoa(i))); err != nil {
+				return
+			}
+		}
+	})
+	require.NoError(t, err)
+	require.NoError(t, responderConn.Flush())
+	nc := connect(t, env, "requester")
+	for _, v := range newVariants(t, nc) {
+		t.Run("variant="+v.Name(), func(t *testing.T) {
+			opts := []Option{Timeout(time.Hour), Stall(300 * time.Millisecond), PendingLimit(limit)}
+			s, err := v.Stream(context.Background(), "svc", nil, opts...)
+			if v.Name() == "natsext" {
+				assert.ErrorIs(t, err, nats.ErrInvalidArg)
+				return
+			}
+			require.NoError(t, err)
+			wg.Add(1)
+			n := 0
+			for range s.Replies() {
+				n++
+				if n == 1 {
+					// Hold the consumer until the whole burst has reached the
+					// client: the responder has sent it all, its flush means the
+					// server has it, the requester's flush that the client has.
+					wg.Wait()
+					require.NoError(t, responderConn.Flush())
+					require.NoError(t, nc.Flush())
+				}
+			}
+			res, err := s.Result()
+			assert.ErrorIs(t, err, nats.ErrSlowConsumer)
+			assert.Equal(t, StopStalled, res.Reason)
+			assert.Positive(t, res.Dropped)
+			assert.Equal(t, burst, res.Count+res.Dropped, "every reply is either returned or counted as dropped")
+		})
+	}
+}
+
+// Many gathers share one Mux at once; each gets exactly its own replies.
+func TestMuxConcurrentGathers(t *testing.T) {
+	const gathers, responders = 32, 3
+	env := newEnv(t)
+	rc := connect(t, env, "responders")
+	for range responders {
+		echoData(t, rc, "svc")
+	}
+	m, err := NewMux(connect(t, env, "requester"))
+	require.NoError(t, err)
+	defer func() { require.NoError(t, m.Close()) }()
+
+	var wg sync.WaitGroup
+	errs := make(chan error, gathers)
+	for i := range gathers {
+		wg.Go(func() {
+			want := fmt.Sprintf("gather-%d", i)
+			res, err := Gather(context.Background(), m, "svc", []byte(want), Timeout(10*time.Second), MaxReplies(responders))
+			if err != nil {
+				errs <- err
+				return
+			}
+			for _, r := range res.Replies {
+				if string(r.Msg.Data) != want {
+					errs <- fmt.Errorf("%s got %q", want, r.Msg.Data)
+				}
+			}
+			if res.Count != responders {
+				errs <- fmt.Errorf("%s got %d replies", want, res.Count)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// A gather whose consumer stops reading does not hold up another gather on
+// the same Mux: the Mux's handler never blocks.
+func TestMuxSlowGatherBlocksNoOne(t *testing.T) {
+	env := newEnv(t)
+	echoN(3)(t, connect(t, env, "responders"), "svc")
+	m, err := NewMux(connect(t, env, "requester"))
+	require.NoError(t, err)
+	defer func() { require.NoError(t, m.Close()) }()
+
+	slow, err := m.Stream(context.Background(), "svc", nil, Timeout(time.Hour), MaxReplies(3))
+	require.NoError(t, err)
+	for range slow.Replies() {
+		// The slow consumer sits on its first reply while a second gather
+		// runs to completion.
+		res, err := Gather(context.Background(), m, "svc", nil, Timeout(10*time.Second), MaxReplies(3))
+		require.NoError(t, err)
+		assert.Equal(t, 3, res.Count)
+		break
+	}
+	res, err := slow.Result()
+	require.NoError(t, err)
+	assert.Equal(t, StopCaller, res.Reason)
+}
+
+// Closing the Mux ends the gathers running on it with StopClosed.
+func TestMuxCloseMidGather(t *testing.T) {
+	env := newEnv(t)
+	both(sequence("one"), silent)(t, connect(t, env, "responders"), "svc")
+	m, err := NewMux(connect(t, env, "requester"))
+	require.NoError(t, err)
+	s, err := m.Stream(context.Background(), "svc", nil, Timeout(time.Hour))
+	require.NoError(t, err)
+	for range s.Replies() {
+		require.NoError(t, m.Close())
+	}
+	res, err := s.Result()
+	assert.ErrorIs(t, err, ErrMuxClosed)
+	assert.ErrorIs(t, err, nats.ErrBadSubscription)
+	assert.Equal(t, StopClosed, res.Reason)
+	assert.Equal(t, 1, res.Count)
+
+	// A gather on a closed Mux fails at once.
+	res, err = Gather(context.Background(), m, "svc", nil, Timeout(time.Hour))
+	assert.ErrorIs(t, err, ErrMuxClosed)
+	assert.Equal(t, StopClosed, res.Reason)
+	require.NoError(t, m.Close(), "Close twice")
+}
+
+// Replies that arrive after their gather ended are dropped and counted.
+func TestMuxLateReplies(t *testing.T) {
+	env := newEnv(t)
+	rc := connect(t, env, "responders")
+	echoN(3)(t, rc, "svc")
+	nc := connect(t, env, "requester")
+	m, err := NewMux(nc)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, m.Close()) }()
+	_, err = Gather(context.Background(), m, "svc", nil, Timeout(time.Hour), MaxReplies(1))
+	require.NoError(t, err)
+	require.NoError(t, rc.Flush())
+	require.NoError(t, nc.Flush())
+	// The two late replies are in the client; the Mux's handler runs on its
+	// own goroutine, so wait for it to have seen them.
+	require.Eventually(t, func() bool { return m.Late() == 2 }, 5*time.Second, time.Millisecond)
+}
+
+// Scatter-gather across a cluster and a leaf node: responders on every
+// server, the requester on one, after the responders' interest has reached
+// the requester's server.
+func TestGatherAcrossServers(t *testing.T) {
+	t.Run("cluster of 3", func(t *testing.T) {
+		servers := testserver.NewCluster(t, 3)
+		for i, s := range servers {
+			env := cli.NewEnv("multireply", s.ClientURL())
+			t.Cleanup(func() { _ = env.Close() })
+			echoN(1)(t, connect(t, env, fmt.Sprintf("responder-%d", i+1)), "svc")
+		}
+		requireInterest(t, servers[0].GlobalAccount().Interest, "svc", 3)
+		gatherFromEach(t, servers[0].ClientURL(), 3)
+	})
+	t.Run("hub and leaf", func(t *testing.T) {
+		hub, err := testserver.StartHub()
+		require.NoError(t, err)
+		t.Cleanup(func() { testserver.Shutdown(hub.Server) })
+		leaf, err := testserver.StartLeaf(hub)
+		require.NoError(t, err)
+		t.Cleanup(func() { testserver.Shutdown(leaf) })
+		for i, url := range []string{hub.ClientURL(), leaf.ClientURL()} {
+			env := cli.NewEnv("multireply", url)
+			t.Cleanup(func() { _ = env.Close() })
+			echoN(1)(t, connect(t, env, fmt.Sprintf("responder-%d", i+1)), "svc")
+		}
+		requireInterest(t, leaf.GlobalAccount().Interest, "svc", 2)
+		gatherFromEach(t, leaf.ClientURL(), 2)
+	})
+}
+
+// requireInterest waits until a server counts n subscriptions on subject,
+// local or from its routes and leaf nodes: interest propagates
+// asynchronously, and a request sent before it arrives misses responders.
+func requireInterest(t *testing.T, interest func(string) int, subject string, n int) {
+	t.Helper()
+	require.Eventually(t, func() bool { return interest(subject) >= n }, 10*time.Second, time.Millisecond,
+		"interest in %q never reached %d", subject, n)
+}
+
+func gatherFromEach(t *testing.T, url string, n int) {
+	t.Helper()
+	env := cli.NewEnv("multireply", url)
+	t.Cleanup(func() { _ = env.Close() })
+	nc := connect(t, env, "requester")
+	for _, v := range newVariants(t, nc) {
+		t.Run("variant="+v.Name(), func(t *testing.T) {
+			res, err := Gather(context.Background(), v, "svc", nil, Timeout(10*time.Second), MaxReplies(n))
+			require.NoError(t, err)
+			assert.Equal(t, n, res.Count)
+			assert.Equal(t, StopMax, res.Reason)
+		})
+	}
+}

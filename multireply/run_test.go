@@ -1,0 +1,224 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"reqreply/internal/cli"
+	"reqreply/internal/testserver"
+)
+
+func TestConfigCheck(t *testing.T) {
+	ok := Config{Responders: 5, Timeout: time.Second, Variant: "shared", Delay: time.Millisecond}
+	tests := []struct {
+		name   string
+		change func(*Config)
+		ok     bool
+	}{
+		{name: "defaults", change: func(*Config) {}, ok: true},
+		{name: "no responders is allowed", change: func(c *Config) { c.Responders = 0 }, ok: true},
+		{name: "negative responders", change: func(c *Config) { c.Responders = -1 }},
+		{name: "zero timeout", change: func(c *Config) { c.Timeout = 0 }},
+		{name: "negative timeout", change: func(c *Config) { c.Timeout = -time.Second }},
+		{name: "negative max", change: func(c *Config) { c.Max = -1 }},
+		{name: "negative stall", change: func(c *Config) { c.Stall = -1 }},
+		{name: "stall equal to timeout", change: func(c *Config) { c.Stall = time.Second }},
+		{name: "negative delay", change: func(c *Config) { c.Delay = -1 }},
+		{name: "unknown variant", change: func(c *Config) { c.Variant = "fastest" }},
+		{name: "serve and request", change: func(c *Config) { c.Mode = cli.Mode{Serve: true, Request: true} }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := ok
+			tc.change(&cfg)
+			err := cfg.Check()
+			if tc.ok {
+				assert.NoError(t, err)
+				return
+			}
+			assert.ErrorIs(t, err, cli.ErrUsage)
+		})
+	}
+}
+
+// replyLine matches one printed reply: arrival time, responder, payload.
+var replyLine = regexp.MustCompile(`^\s+\+\S+\s+(responder-\d+)\s+reply from (responder-\d+)$`)
+
+func TestRun(t *testing.T) {
+	base := Config{Responders: 5, Timeout: 10 * time.Second, Variant: "shared", Delay: 20 * time.Millisecond, Seed: 1}
+	tests := []struct {
+		name        string
+		change      func(*Config)
+		wantReplies int
+		wantStop    string
+	}{
+		{name: "max", change: func(c *Config) { c.Max = 5 }, wantReplies: 5, wantStop: "stopped: max reached"},
+		{name: "max below responders", change: func(c *Config) { c.Max = 2 }, wantReplies: 2, wantStop: "stopped: max reached"},
+		{name: "sentinel", change: func(c *Config) { c.Sentinel = true }, wantReplies: 4, wantStop: "stopped: sentinel"},
+		{name: "stall", change: func(c *Config) { c.Delay = 0; c.Stall = 300 * time.Millisecond }, wantReplies: 5, wantStop: "stopped: stalled"},
+		{name: "deadline", change: func(c *Config) { c.Timeout = 300 * time.Millisecond; c.Delay = 0 }, wantReplies: 5, wantStop: "stopped: deadline"},
+		{name: "inbox", change: func(c *Config) { c.Variant = "inbox"; c.Max = 5 }, wantReplies: 5, wantStop: "stopped: max reached"},
+		{name: "natsext", change: func(c *Config) { c.Variant = "natsext"; c.Max = 5 }, wantReplies: 5, wantStop: "stopped: max reached"},
+		{name: "no responders", change: func(c *Config) { c.Responders = 0 }, wantReplies: 0, wantStop: "stopped: no responders"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := base
+			tc.change(&cfg)
+			var out bytes.Buffer
+			require.NoError(t, Run(context.Background(), newEnv(t), cfg, &out))
+			lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+			var replies int
+			for _, l := range lines {
+				if m := replyLine.FindStringSubmatch(l); m != nil {
+					replies++
+					assert.Equal(t, m[1], m[2], "the header names the responder that sent the payload")
+				}
+			}
+			assert.Equal(t, tc.wantReplies, replies, out.String())
+			assert.Contains(t, out.String(), fmt.Sprintf("|  %s, %s at", plural(tc.wantReplies, "reply", "replies"), tc.wantStop))
+		})
+	}
+}
+
+// The two halves of the scenario run apart: -serve until cancelled, and
+// -request against it, as two programs on one NATS_URL would.
+func TestRunHalves(t *testing.T) {
+	s := testserver.New(t)
+	serveEnv, requestEnv := cli.NewEnv("multireply", s.ClientURL()), cli.NewEnv("multireply", s.ClientURL())
+	t.Cleanup(func() { _ = requestEnv.Close(); _ = serveEnv.Close() })
+	cfg := Config{Responders: 3, Timeout: 10 * time.Second, Variant: "inbox", Max: 3, Seed: 1}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	serving := cfg
+	serving.Mode.Serve = true
+	go func() { done <- Run(ctx, serveEnv, serving, &bytes.Buffer{}) }()
+	require.NoError(t, testserver.WaitForInterest(s, DemoSubject))
+	requireInterest(t, s.GlobalAccount().Interest, DemoSubject, 3)
+
+	requesting := cfg
+	requesting.Mode.Request = true
+	var out bytes.Buffer
+	require.NoError(t, Run(context.Background(), requestEnv, requesting, &out))
+	assert.Contains(t, out.String(), "3 replies, stopped: max reached")
+	cancel()
+	require.NoError(t, <-done)
+}
+
+func TestRunDiscover(t *testing.T) {
+	for _, variant := range Variants {
+		t.Run("variant="+variant, func(t *testing.T) {
+			var out bytes.Buffer
+			cfg := Config{Timeout: 10 * time.Second, Variant: variant, Discover: true}
+			require.NoError(t, Run(context.Background(), newEnv(t), cfg, &out))
+			got := out.String()
+			assert.Contains(t, got, "$SRV.PING.greeter: 3 answers, stopped: stalled")
+			assert.Contains(t, got, "$SRV.INFO.greeter: 3 answers, stopped: stalled")
+			for _, v := range []string{"1.0.0", "1.0.1", "1.0.2"} {
+				assert.Contains(t, got, "greeter "+v+" ")
+			}
+		})
+	}
+}
+
+func TestTimeline(t *testing.T) {
+	ms := time.Millisecond
+	tests := []struct {
+		name string
+		res  Result
+		at   []time.Duration
+		want string
+	}{
+		{name: "no replies, deadline", res: Result{Reason: StopDeadline, Elapsed: 100 * ms, Deadline: 100 * ms},
+			want: "|                                                 ^|  0 replies, stopped: deadline at 100ms"},
+		{name: "max reached early", res: Result{Count: 3, Reason: StopMax, Elapsed: 21 * ms, Deadline: 100 * ms}, at: []time.Duration{0, 10 * ms, 20 * ms},
+			want: "|*    *    *^                                      |  3 replies, stopped: max reached at 21ms"},
+		{name: "several in one column", res: Result{Count: 12, Reason: StopStalled, Elapsed: 50 * ms, Deadline: 100 * ms},
+			at:   []time.Duration{ms, ms, 3 * ms, 3 * ms, 3 * ms, 3 * ms, 3 * ms, 3 * ms, 3 * ms, 3 * ms, 3 * ms, 3 * ms},
+			want: "|2#                       ^                        |  12 replies, stopped: stalled at 50ms"},
+		{name: "one reply", res: Result{Count: 1, Reason: StopSentinel, Elapsed: 99 * ms, Deadline: 100 * ms}, at: []time.Duration{99 * ms},
+			want: "|                                                 *|  1 reply, stopped: sentinel at 99ms"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, Timeline(tc.res, tc.at...))
+		})
+	}
+}
+
+func TestStopReasonString(t *testing.T) {
+	for r := StopNone; r <= StopFailed; r++ {
+		assert.NotContains(t, r.String(), "StopReason(")
+	}
+	assert.Equal(t, "StopReason(99)", StopReason(99).String())
+}
+
+// Example gathers the replies of five responders with the shared variant,
+// stopping as soon as the fifth is in.
+func Example() {
+	s, err := testserver.Start()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer testserver.Shutdown(s)
+	env := cli.NewEnv("multireply", s.ClientURL())
+	defer env.Close()
+	responders, err := env.Connect("responders")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	if _, err := Serve(responders, DemoSubject, DemoResponders(5, 10*time.Millisecond, 1, false)); err != nil {
+		fmt.Println(err)
+		return
+	}
+	nc, err := env.Connect("requester")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	mux, err := NewMux(nc)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer mux.Close()
+
+	res, err := Gather(context.Background(), mux, DemoSubject, nil, Timeout(5*time.Second), MaxReplies(5))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Printf("%d replies, stopped: %s\n", res.Count, res.Reason)
+	var names []string
+	for _, r := range res.Replies {
+		names = append(names, r.Responder)
+	}
+	slices.Sort(names)
+	fmt.Println(strings.Join(names, " "))
+	// Output:
+	// 5 replies, stopped: max reached
+	// responder-1 responder-2 responder-3 responder-4 responder-5
+}
+
+// ExampleTimeline draws five replies in the first quarter of a 1 s deadline,
+// collection having stopped at the fifth (MaxReplies(5)).
+func ExampleTimeline() {
+	ms := time.Millisecond
+	res := Result{Count: 5, Reason: StopMax, Elapsed: 210 * ms, Deadline: time.Second}
+	fmt.Fprintln(os.Stdout, Timeline(res, 7*ms, 31*ms, 106*ms, 138*ms, 209*ms))
+	// Output:
+	// |**   **   *^                                      |  5 replies, stopped: max reached at 210ms
+}
