@@ -73,7 +73,10 @@ func TestConformance(t *testing.T) {
 		{name: "no responders status is not a sentinel", serve: sequence(statusMarker), opts: []Option{Timeout(time.Hour), Sentinel(nil)},
 			wantCount: 0, wantReason: StopNoResponders, wantErr: nats.ErrNoResponders},
 		{name: "cancel mid-gather keeps the replies", serve: both(sequence("one"), silent), opts: []Option{Timeout(time.Hour)},
-			loop: func(_ *testing.T, _ int, _ Reply, cancel context.CancelFunc, _ *nats.Conn) bool { cancel(); return true },
+			loop: func(_ *testing.T, _ int, _ Reply, cancel context.CancelFunc, _ *nats.Conn) bool {
+				cancel()
+				return true
+			},
 			want: []string{"one"}, wantReason: StopCancelled, wantErr: context.Canceled},
 		{name: "connection closed mid-gather keeps the replies", serve: both(sequence("one"), silent), opts: []Option{Timeout(time.Hour)},
 			loop: func(_ *testing.T, _ int, _ Reply, _ context.CancelFunc, nc *nats.Conn) bool { nc.Close(); return true },

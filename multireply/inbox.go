@@ -75,17 +75,19 @@ func (v Inbox) Stream(ctx context.Context, subject string, data []byte, opts ...
 		}
 
 		// Step 4: replies until a stop condition.
-		return collect(gctx, ctx, c, start, deadline, &syncInbox{sub: sub}, subject, yield)
+		return collect(ctx, c, start, deadline, &syncInbox{ctx: gctx, sub: sub}, subject, yield)
 	}}, nil
 }
 
 // syncInbox reads one gather's replies from its synchronous subscription.
 type syncInbox struct {
+	ctx  context.Context // the caller's, with the gather's deadline
 	sub  *nats.Subscription
 	drop int // the last count read from the subscription
 }
 
-func (s *syncInbox) next(ctx context.Context, until time.Time) (*nats.Msg, error) {
+func (s *syncInbox) next(until time.Time) (*nats.Msg, error) {
+	ctx := s.ctx
 	if d, ok := ctx.Deadline(); !ok || until.Before(d) {
 		// The stall gap: a shorter wait inside the gather's deadline.
 		wctx, cancel := context.WithDeadline(ctx, until)

@@ -142,13 +142,12 @@ func (m *Mux) Stream(ctx context.Context, subject string, data []byte, opts ...O
 	}
 	return &Stream{run: func(yield func(Reply) bool) (Result, error) {
 		start := time.Now()
-		gctx, cancel := context.WithDeadline(ctx, deadline)
-		defer cancel()
 
 		// A token of its own routes this gather's replies to its queue;
 		// registered before publishing, so no reply can come too early.
 		token := nuid.Next()
-		q := &queue{limit: c.pending, signal: make(chan struct{}, 1)}
+		q := &queue{ctx: ctx, limit: c.pending, signal: make(chan struct{}, 1)}
+		q.msgs = q.buf[:0]
 		m.mu.Lock()
 		if m.err != nil {
 			err := m.err
@@ -172,7 +171,8 @@ func (m *Mux) Stream(ctx context.Context, subject string, data []byte, opts ...O
 		if err := nc.PublishMsg(msg); err != nil {
 			return publishFailed(subject, start, deadline, err)
 		}
-		return collect(gctx, ctx, c, start, deadline, q, subject, yield)
+		defer q.release()
+		return collect(ctx, c, start, deadline, q, subject, yield)
 	}}, nil
 }
 
@@ -180,8 +180,10 @@ func (m *Mux) Stream(ctx context.Context, subject string, data []byte, opts ...O
 // gather's consumer: a slice guarded by a mutex, a one-slot signal channel to
 // wake the consumer, and a limit past which replies are dropped.
 type queue struct {
+	ctx    context.Context // the caller's; the deadline is in the timer
 	mu     sync.Mutex
 	msgs   []*nats.Msg
+	buf    [4]*nats.Msg // msgs' first backing array: no allocation for a few replies
 	head   int
 	limit  int
 	drop   int
@@ -232,31 +234,46 @@ func (q *queue) pop() (*nats.Msg, error) {
 	return nil, q.err
 }
 
-func (q *queue) next(ctx context.Context, until time.Time) (*nats.Msg, error) {
-	var expired <-chan time.Time
-	if d, ok := ctx.Deadline(); !ok || until.Before(d) {
-		// The stall gap: one timer per gather, reset for each wait.
-		if q.timer == nil {
-			q.timer = time.NewTimer(time.Until(until))
-		} else {
-			q.timer.Reset(time.Until(until))
-		}
-		defer q.timer.Stop()
-		expired = q.timer.C
-	}
+func (q *queue) next(until time.Time) (*nats.Msg, error) {
 	for {
 		if m, err := q.pop(); m != nil || err != nil {
 			return m, err
 		}
+		// Wait for a push, the deadline or stall gap, or a cancel. One
+		// timer per gather, from a pool, reset for each wait.
+		if q.timer == nil {
+			q.timer = timerPool.Get().(*time.Timer)
+		}
+		q.timer.Reset(time.Until(until))
 		select {
 		case <-q.signal:
-		case <-expired:
+			q.timer.Stop()
+		case <-q.timer.C:
 			return nil, errWaitOver
-		case <-ctx.Done():
-			return nil, ctx.Err()
+		case <-q.ctx.Done():
+			q.timer.Stop()
+			return nil, q.ctx.Err()
 		}
 	}
 }
+
+// release returns the queue's timer to the pool.
+func (q *queue) release() {
+	if q.timer != nil {
+		q.timer.Stop()
+		timerPool.Put(q.timer)
+		q.timer = nil
+	}
+}
+
+// timerPool keeps stopped timers for gathers to reuse: a gather that returns
+// in microseconds should not allocate one each time. Since Go 1.23 a
+// stopped or reset timer's channel holds no stale tick.
+var timerPool = sync.Pool{New: func() any {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
+}}
 
 func (q *queue) len() int {
 	q.mu.Lock()

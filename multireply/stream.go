@@ -80,24 +80,24 @@ func Collect(s *Stream) (Result, error) {
 // gather's view of the messages arriving on its reply subject.
 type inbox interface {
 	// next returns the next message, waiting until the time until at the
-	// latest (then errWaitOver) or until ctx ends (then ctx.Err()). Other
-	// errors: nats.ErrConnectionClosed, nats.ErrNoResponders (a status
-	// message the transport recognised itself), nats.ErrSlowConsumer
-	// (replies were dropped; more may follow).
-	next(ctx context.Context, until time.Time) (*nats.Msg, error)
+	// latest (then errWaitOver) or until the gather's context ends (then
+	// its error). Other errors: nats.ErrConnectionClosed,
+	// nats.ErrNoResponders (a status message the transport recognised
+	// itself), nats.ErrSlowConsumer (replies were dropped; more may follow).
+	next(until time.Time) (*nats.Msg, error)
 	// dropped is how many replies were dropped for this gather.
 	dropped() int
 }
 
 // collect is the loop the Inbox and shared variants share: it applies every
 // stop condition to the messages their inbox delivers. start is just before
-// the request was published; ctx carries the deadline and the caller's
-// cancellation. The rules, in order, for each message: a no-responders
+// the request was published; ctx is the caller's, for telling a
+// cancellation from the deadline. The rules, in order, for each message: a no-responders
 // status ends the gather with nats.ErrNoResponders; a sentinel ends it
 // normally and is not a reply; anything else is a reply, yielded, and may
 // reach MaxReplies. Between replies the wait is the stall gap, capped by the
 // deadline.
-func collect(ctx context.Context, parent context.Context, c *config, start, deadline time.Time, in inbox, subject string, yield func(Reply) bool) (Result, error) {
+func collect(ctx context.Context, c *config, start, deadline time.Time, in inbox, subject string, yield func(Reply) bool) (Result, error) {
 	res := Result{Deadline: deadline.Sub(start)}
 	until := deadline
 	finish := func(reason StopReason, err error) (Result, error) {
@@ -113,7 +113,7 @@ func collect(ctx context.Context, parent context.Context, c *config, start, dead
 		return res, err
 	}
 	for {
-		m, err := in.next(ctx, until)
+		m, err := in.next(until)
 		switch {
 		case err == nil:
 		case errors.Is(err, nats.ErrSlowConsumer):
@@ -121,9 +121,9 @@ func collect(ctx context.Context, parent context.Context, c *config, start, dead
 			continue
 		case errors.Is(err, errWaitOver) && until.Before(deadline):
 			return finish(StopStalled, nil)
-		case errors.Is(err, errWaitOver), errors.Is(err, context.DeadlineExceeded) && parent.Err() != context.Canceled:
+		case errors.Is(err, errWaitOver), errors.Is(err, context.DeadlineExceeded) && ctx.Err() != context.Canceled:
 			return finish(StopDeadline, nil)
-		case errors.Is(err, context.Canceled) || parent.Err() == context.Canceled:
+		case errors.Is(err, context.Canceled) || ctx.Err() == context.Canceled:
 			return finish(StopCancelled, context.Canceled)
 		case errors.Is(err, nats.ErrNoResponders):
 			return finish(StopNoResponders, nats.ErrNoResponders)
