@@ -104,7 +104,10 @@ func FromEnvironment(scenario string, getenv func(string) string, stderr io.Writ
 // fails fast, with an error wrapping nats.ErrNoServers, when none answers
 // within ConnectTimeout; once connected, nats.go reconnects on its own.
 // Asynchronous errors, such as a slow consumer dropping messages, are
-// written to stderr. Extra opts follow the defaults and may override them.
+// written to stderr. Extra opts follow the defaults and may override them,
+// except the closed handler, which Env keeps to know when a drain is over.
+// After Close, or when Close runs while it dials, the error wraps
+// nats.ErrConnectionClosed and no connection is left open.
 func (e *Env) Connect(role string, opts ...nats.Option) (*nats.Conn, error) {
 	e.mu.Lock()
 	if e.closed {
@@ -131,8 +134,13 @@ func (e *Env) Connect(role string, opts ...nats.Option) (*nats.Conn, error) {
 		return nil, fmt.Errorf("connect %s %s to %s: %w", e.Scenario, role, e.URL, err)
 	}
 	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		// Close ran while we were dialing and will not drain this one.
+		nc.Close()
+		return nil, fmt.Errorf("connect %s %s: %w", e.Scenario, role, nats.ErrConnectionClosed)
+	}
 	e.conns = append(e.conns, conn{nc: nc, closed: closed})
-	e.mu.Unlock()
 	return nc, nil
 }
 
@@ -140,11 +148,12 @@ func (e *Env) Connect(role string, opts ...nats.Option) (*nats.Conn, error) {
 // DrainTimeout for each, then stops the embedded server if there is one.
 // Draining lets handlers finish and replies go out before the connection
 // closes: the NATS way to stop a service without failing its requests.
-// It is safe to call more than once.
+// It is safe to call more than once, also from several goroutines: only the
+// first call drains.
 func (e *Env) Close() error {
 	e.mu.Lock()
-	conns := e.conns
-	e.conns = nil
+	conns, embedded := e.conns, e.embedded
+	e.conns, e.embedded = nil, nil
 	e.closed = true
 	e.mu.Unlock()
 	var errs []error
@@ -160,9 +169,8 @@ func (e *Env) Close() error {
 			c.nc.Close()
 		}
 	}
-	if e.embedded != nil {
-		testserver.Shutdown(e.embedded)
-		e.embedded = nil
+	if embedded != nil {
+		testserver.Shutdown(embedded)
 	}
 	return errors.Join(errs...)
 }

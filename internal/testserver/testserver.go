@@ -113,9 +113,11 @@ func shutdown(s *server.Server) {
 
 // StartCluster starts n (≥ 2) servers routed into one cluster named
 // "reqreply" and returns them once every server counts every other as a
-// route, which is when a client of any node can reach responders on all of
-// them. The error wraps ErrNotReady if the routes do not form within
-// ReadyTimeout; servers already started are shut down on error.
+// remote (Server.NumRemotes is n-1 on each), which is when a client of any
+// node can reach responders on all of them, once their interest has
+// propagated (see WaitForInterest). The error wraps ErrNotReady if the routes
+// do not form within ReadyTimeout; servers already started are shut down on
+// error.
 func StartCluster(n int, opts ...Option) ([]*server.Server, error) {
 	if n < 2 {
 		return nil, fmt.Errorf("start cluster: need at least 2 servers, got %d", n)
@@ -142,9 +144,14 @@ func StartCluster(n int, opts ...Option) ([]*server.Server, error) {
 		}
 		servers = append(servers, s)
 	}
+	// NumRoutes counts route connections, not servers: since nats-server
+	// 2.10 each pair of servers shares a pool of them (3 by default) plus one
+	// per pinned account (the system account's, by default), so a single
+	// connected neighbour already makes it n-1 or more. NumRemotes counts
+	// distinct remote servers.
 	ok := waitFor(func() bool {
 		for _, s := range servers {
-			if s.NumRoutes() < n-1 {
+			if s.NumRemotes() < n-1 {
 				return false
 			}
 		}

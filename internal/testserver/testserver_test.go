@@ -1,0 +1,269 @@
+package testserver_test
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"reqreply/internal/testserver"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// connect opens a plain nats.go connection to url, closed when the test
+// ends. Asynchronous errors, which nats.go prints by default, are left to
+// the test to read with LastError.
+func connect(t *testing.T, url string, opts ...nats.Option) *nats.Conn {
+	t.Helper()
+	quiet := nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {})
+	nc, err := nats.Connect(url, append([]nats.Option{quiet}, opts...)...)
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// echo subscribes nc to subject and answers every request with its subject,
+// flushed, so the server has the subscription when echo returns.
+func echo(t *testing.T, nc *nats.Conn, subject string) {
+	t.Helper()
+	_, err := nc.Subscribe(subject, func(m *nats.Msg) { _ = m.Respond([]byte(m.Subject)) })
+	require.NoError(t, err)
+	require.NoError(t, nc.Flush())
+}
+
+func TestStart(t *testing.T) {
+	tests := []struct {
+		name    string
+		opts    []testserver.Option
+		check   func(t *testing.T, s *server.Server)
+		wantErr string // the server's own error for bad options
+	}{
+		{name: "defaults", check: func(t *testing.T, s *server.Server) {
+			assert.True(t, strings.HasPrefix(s.ClientURL(), "nats://127.0.0.1:"), s.ClientURL())
+			assert.NotEqual(t, "nats://127.0.0.1:4222", s.ClientURL(), "a random port, not the default one")
+		}},
+		{name: "named", opts: []testserver.Option{testserver.WithServerName("alpha")}, check: func(t *testing.T, s *server.Server) {
+			assert.Equal(t, "alpha", s.Name())
+		}},
+		{name: "bad options", opts: []testserver.Option{testserver.WithServerName("has a space")}, wantErr: "server name cannot contain spaces"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := testserver.Start(tc.opts...)
+			if tc.wantErr != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tc.wantErr)
+				assert.NotErrorIs(t, err, testserver.ErrNotReady)
+				return
+			}
+			require.NoError(t, err)
+			defer testserver.Shutdown(s)
+			tc.check(t, s)
+			nc := connect(t, s.ClientURL())
+			echo(t, nc, "ping")
+			msg, err := nc.Request("ping", nil, time.Second)
+			require.NoError(t, err)
+			assert.Equal(t, "ping", string(msg.Data))
+		})
+	}
+}
+
+func TestShutdown(t *testing.T) {
+	s, err := testserver.Start()
+	require.NoError(t, err)
+	url := s.ClientURL()
+	testserver.Shutdown(s, nil) // nil servers are skipped
+	assert.False(t, s.Running())
+	_, err = nats.Connect(url)
+	assert.ErrorIs(t, err, nats.ErrNoServers)
+	testserver.Shutdown(s) // a second time is harmless
+}
+
+func TestNewShutsDownWhenTheTestEnds(t *testing.T) {
+	var s *server.Server
+	t.Run("inner", func(t *testing.T) {
+		s = testserver.New(t)
+		assert.True(t, s.Running())
+	})
+	assert.False(t, s.Running(), "still running after its test ended")
+}
+
+func TestStartCluster(t *testing.T) {
+	nodes, err := testserver.StartCluster(3)
+	require.NoError(t, err)
+	defer testserver.Shutdown(nodes...)
+
+	// Ready means every node counts every other as a remote server.
+	for _, s := range nodes {
+		assert.Equal(t, 2, s.NumRemotes(), s.Name())
+	}
+	assert.Equal(t, []string{"node-1", "node-2", "node-3"}, []string{nodes[0].Name(), nodes[1].Name(), nodes[2].Name()})
+
+	// A responder on node 1 answers a requester on node 3, once node 3 has
+	// learnt of its interest.
+	echo(t, connect(t, nodes[0].ClientURL()), "svc.>")
+	require.NoError(t, testserver.WaitForInterest(nodes[2], "svc.a"))
+	msg, err := connect(t, nodes[2].ClientURL()).Request("svc.a", nil, time.Second)
+	require.NoError(t, err)
+	assert.Equal(t, "svc.a", string(msg.Data))
+}
+
+func TestStartClusterTooSmall(t *testing.T) {
+	for _, n := range []int{-1, 0, 1} {
+		nodes, err := testserver.StartCluster(n)
+		assert.Error(t, err, "n=%d", n)
+		assert.Nil(t, nodes)
+	}
+}
+
+func TestNewCluster(t *testing.T) {
+	var nodes []*server.Server
+	t.Run("inner", func(t *testing.T) {
+		nodes = testserver.NewCluster(t, 2, testserver.WithMaxPayload(2048))
+		require.Len(t, nodes, 2)
+		assert.EqualValues(t, 2048, connect(t, nodes[1].ClientURL()).MaxPayload(), "options apply to every node")
+	})
+	for _, s := range nodes {
+		assert.False(t, s.Running(), "%s still running after its test ended", s.Name())
+	}
+}
+
+func TestHubAndLeaf(t *testing.T) {
+	tests := []struct {
+		name      string
+		responder func(hub, leaf *server.Server) *server.Server
+	}{
+		{name: "hub answers leaf", responder: func(hub, _ *server.Server) *server.Server { return hub }},
+		{name: "leaf answers hub", responder: func(_, leaf *server.Server) *server.Server { return leaf }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			hub, err := testserver.StartHub()
+			require.NoError(t, err)
+			defer testserver.Shutdown(hub.Server)
+			assert.Equal(t, "nats-leaf", hub.LeafURL.Scheme)
+			leaf, err := testserver.StartLeaf(hub)
+			require.NoError(t, err)
+			defer testserver.Shutdown(leaf)
+			assert.Equal(t, 1, hub.NumLeafNodes())
+			assert.Equal(t, 1, leaf.NumLeafNodes())
+
+			responder := tc.responder(hub.Server, leaf)
+			requester := leaf
+			if responder == leaf {
+				requester = hub.Server
+			}
+			echo(t, connect(t, responder.ClientURL()), "svc.>")
+			require.NoError(t, testserver.WaitForInterest(requester, "svc.a"))
+			msg, err := connect(t, requester.ClientURL()).Request("svc.a", nil, time.Second)
+			require.NoError(t, err)
+			assert.Equal(t, "svc.a", string(msg.Data))
+		})
+	}
+}
+
+func TestStartLeafWithoutHub(t *testing.T) {
+	for _, hub := range []*testserver.Hub{nil, {}} {
+		leaf, err := testserver.StartLeaf(hub)
+		assert.Error(t, err)
+		assert.Nil(t, leaf)
+	}
+}
+
+func TestWithMaxPayload(t *testing.T) {
+	s := testserver.New(t, testserver.WithMaxPayload(1024))
+	nc := connect(t, s.ClientURL())
+	// nats.go learns the limit from the server's INFO and checks it locally.
+	assert.EqualValues(t, 1024, nc.MaxPayload())
+	tests := []struct {
+		size    int
+		wantErr error
+	}{
+		{size: 0},
+		{size: 1024},
+		{size: 1025, wantErr: nats.ErrMaxPayload},
+		{size: 1 << 20, wantErr: nats.ErrMaxPayload},
+	}
+	for _, tc := range tests {
+		err := nc.Publish("big", bytes.Repeat([]byte("x"), tc.size))
+		if tc.wantErr == nil {
+			assert.NoError(t, err, "%d bytes", tc.size)
+		} else {
+			assert.ErrorIs(t, err, tc.wantErr, "%d bytes", tc.size)
+		}
+	}
+	require.NoError(t, nc.Flush())
+	assert.NoError(t, nc.LastError())
+}
+
+func TestWithUsers(t *testing.T) {
+	users := []*server.User{
+		{Username: "alice", Password: "a-secret", Permissions: &server.Permissions{
+			Publish:   &server.SubjectPermission{Deny: []string{"news.secret.>"}},
+			Subscribe: &server.SubjectPermission{Deny: []string{"private.>"}},
+		}},
+		{Username: "bob", Password: "b-secret"}, // nil permissions: everything
+	}
+	s := testserver.New(t, testserver.WithUsers(users...))
+	url := s.ClientURL()
+
+	t.Run("credentials are required", func(t *testing.T) {
+		for _, opts := range [][]nats.Option{
+			nil,
+			{nats.UserInfo("alice", "wrong")},
+			{nats.UserInfo("carol", "c-secret")},
+		} {
+			_, err := nats.Connect(url, opts...)
+			assert.ErrorIs(t, err, nats.ErrAuthorization)
+		}
+	})
+
+	t.Run("publish deny", func(t *testing.T) {
+		bob := connect(t, url, nats.UserInfo("bob", "b-secret"))
+		sub, err := bob.SubscribeSync("news.>")
+		require.NoError(t, err)
+		require.NoError(t, bob.Flush())
+		alice := connect(t, url, nats.UserInfo("alice", "a-secret"))
+
+		// The denied publish comes first, the allowed one after it on the
+		// same connection: if the first got through, bob would see it first.
+		require.NoError(t, alice.Publish("news.secret.plans", []byte("no")))
+		require.NoError(t, alice.Publish("news.public", []byte("yes")))
+		// The server's -ERR for the denied publish comes before its PONG.
+		require.NoError(t, alice.Flush())
+		assert.ErrorIs(t, alice.LastError(), nats.ErrPermissionViolation)
+		msg, err := sub.NextMsg(time.Second)
+		require.NoError(t, err)
+		assert.Equal(t, "news.public", msg.Subject)
+
+		// Bob may publish there.
+		require.NoError(t, bob.Publish("news.secret.plans", []byte("ok")))
+		msg, err = sub.NextMsg(time.Second)
+		require.NoError(t, err)
+		assert.Equal(t, "news.secret.plans", msg.Subject)
+	})
+
+	t.Run("subscribe deny", func(t *testing.T) {
+		alice := connect(t, url, nats.UserInfo("alice", "a-secret"))
+		_, err := alice.SubscribeSync("private.diary")
+		require.NoError(t, err, "the client cannot know; the server refuses")
+		require.NoError(t, alice.Flush())
+		assert.ErrorIs(t, alice.LastError(), nats.ErrPermissionViolation)
+	})
+}
+
+func TestWaitForInterest(t *testing.T) {
+	s := testserver.New(t)
+	nc := connect(t, s.ClientURL())
+	_, err := nc.SubscribeSync("orders.*")
+	require.NoError(t, err)
+	require.NoError(t, nc.Flush())
+	assert.NoError(t, testserver.WaitForInterest(s, "orders.new"))
+}

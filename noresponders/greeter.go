@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+)
+
+// GreetSubjects is the subject the greeter serves: one token after "greet."
+// names who to greet. A request to greet.joe is answered "hello, joe".
+const GreetSubjects = "greet.*"
+
+// greetPrefix is GreetSubjects without its wildcard token.
+const greetPrefix = "greet."
+
+// Greeter is a greet.* service that answers one request and then goes away:
+// the first request it takes starts a drain of its subscription. Make one
+// with ServeOnce.
+type Greeter struct {
+	sub     *nats.Subscription
+	drained <-chan nats.SubStatus // closed once the subscription is closed
+
+	once   sync.Once
+	failed chan struct{} // closed if the drain could not start; err says why
+	err    error
+}
+
+// ServeOnce subscribes nc to GreetSubjects and answers requests with
+// "hello, <name>" until the first one arrives; handling that one, it drains
+// the subscription (Subscription.Drain) before it sends the reply. It flushes
+// before returning, so when it returns nil the server has the subscription
+// and a request sent afterwards on any connection to that server finds it.
+//
+// Draining before replying is what makes the next request fail fast without
+// any waiting: nats.go writes the UNSUB to the connection ahead of the reply,
+// and the server reads a connection's protocol in order and removes the
+// interest as it reads the UNSUB, so by the time the requester holds "hello,
+// joe" its server no longer routes greet.* anywhere. Requests that reached
+// the greeter before its UNSUB are still answered while the drain runs: that
+// is what Drain adds to Unsubscribe. Messages without a reply subject are
+// plain publishes, not requests: they get no answer and start no drain.
+//
+// The error wraps the nats.go error of the failed subscribe or flush
+// (nats.ErrConnectionClosed, nats.ErrBadSubscription, ...).
+func ServeOnce(nc *nats.Conn) (*Greeter, error) {
+	g := &Greeter{failed: make(chan struct{})}
+	sub, err := nc.Subscribe(GreetSubjects, g.handle)
+	if err != nil {
+		return nil, fmt.Errorf("serve %q: %w", GreetSubjects, err)
+	}
+	g.sub = sub
+	g.drained = sub.StatusChanged(nats.SubscriptionClosed)
+	if err := nc.Flush(); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, fmt.Errorf("serve %q: flush: %w", GreetSubjects, err)
+	}
+	return g, nil
+}
+
+// handle answers one greet.<name> request. It runs on the subscription's
+// own goroutine, one message at a time, and reaches the subscription through
+// m.Sub rather than g.sub, which ServeOnce may not have stored yet.
+func (g *Greeter) handle(m *nats.Msg) {
+	if m.Reply == "" {
+		return
+	}
+	g.once.Do(func() {
+		if err := m.Sub.Drain(); err != nil {
+			g.err = fmt.Errorf("drain %q: %w", GreetSubjects, err)
+			close(g.failed)
+		}
+	})
+	// A failed Respond (connection closed mid-drain) leaves the requester to
+	// time out; there is no one else to tell.
+	_ = m.Respond([]byte("hello, " + strings.TrimPrefix(m.Subject, greetPrefix)))
+}
+
+// WaitDrained blocks until the greeter's drain has finished: nats.go has
+// flushed the UNSUB to the server, every request received before it has been
+// answered, and the subscription is closed (Subscription.IsValid is false).
+// It returns nil then; the error that kept the drain from starting (wrapping
+// nats.ErrConnectionClosed, say); or ctx's error, wrapped, if ctx ends first,
+// which is also how to bound the wait. Before the first request there is no
+// drain to wait for, so it waits for that request too.
+func (g *Greeter) WaitDrained(ctx context.Context) error {
+	select {
+	case <-g.drained:
+		return nil
+	case <-g.failed:
+		return g.err
+	case <-ctx.Done():
+		return fmt.Errorf("wait for %q to drain: %w", GreetSubjects, ctx.Err())
+	}
+}

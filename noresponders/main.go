@@ -1,0 +1,44 @@
+// Command noresponders shows how NATS fails a request that nobody can
+// answer: at once, with "no responders", instead of after the timeout. A
+// greeter subscribed to greet.* answers one request ("hello, joe") and
+// drains its subscription; the same request sent again finds no subscriber,
+// the server replies with a status-503 message, and nats.go returns
+// nats.ErrNoResponders. The program prints how long that failure took next
+// to the timeout it would otherwise have waited. With -silent it also sends a
+// request to a subscriber that never answers, which does wait out the whole
+// timeout: interest without an answer is not "no responders".
+//
+//	go run ./noresponders [-timeout 2s] [-silent] [-serve | -request]
+package main
+
+import (
+	"context"
+	"flag"
+	"os"
+
+	"reqreply/internal/cli"
+)
+
+func main() {
+	var cfg Config
+	fs, check := flags(&cfg)
+	os.Exit(cli.Main(fs, os.Args[1:], check, func(ctx context.Context, env *cli.Env) error {
+		return Run(ctx, env, cfg, os.Stdout)
+	}))
+}
+
+// flags returns the program's flag set, which parses into cfg, and the check
+// cli.Main runs after parsing: no arguments besides flags, then cfg.Check.
+func flags(cfg *Config) (*flag.FlagSet, func() error) {
+	fs := flag.NewFlagSet("noresponders", flag.ContinueOnError)
+	fs.DurationVar(&cfg.Timeout, "timeout", DefaultTimeout, "how long a request waits for its reply (a request nobody subscribes to fails at once)")
+	fs.BoolVar(&cfg.Silent, "silent", false, "also request "+SilentJoe+" from a subscriber that never answers: a timeout, for contrast")
+	cfg.Mode.AddFlags(fs)
+	check := func() error {
+		if fs.NArg() > 0 {
+			return cli.Usagef("unexpected argument %q: noresponders takes flags only", fs.Arg(0))
+		}
+		return cfg.Check()
+	}
+	return fs, check
+}

@@ -1,0 +1,29 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+)
+
+// SilentSubjects is served by a subscriber that takes every request and
+// never answers it: the case no-responders cannot catch.
+const SilentSubjects = "silent.*"
+
+// ServeSilent subscribes nc to SilentSubjects with a handler that drops
+// every message, and flushes, so a request sent afterwards finds the
+// subscriber. The server sees interest, delivers the request and sends no
+// 503; the requester can only wait out its timeout (nats.ErrTimeout). Stop
+// it with Unsubscribe or Drain, or by closing nc. The error wraps the nats.go
+// error of the failed subscribe or flush.
+func ServeSilent(nc *nats.Conn) (*nats.Subscription, error) {
+	sub, err := nc.Subscribe(SilentSubjects, func(*nats.Msg) {})
+	if err != nil {
+		return nil, fmt.Errorf("serve %q: %w", SilentSubjects, err)
+	}
+	if err := nc.Flush(); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, fmt.Errorf("serve %q: flush: %w", SilentSubjects, err)
+	}
+	return sub, nil
+}
