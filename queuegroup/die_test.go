@@ -1,0 +1,118 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestDie kills one member of three mid-run (its connection closed without
+// drain as it takes its 2nd request) and checks that what it held times
+// out, is counted, and with retry is answered by the others. The retry
+// waits until the server has dropped the dead member, read from the
+// server's state, so no retry can be routed to it. The victim gets fewer
+// than 2 of 300 requests with probability below 1e-50.
+func TestDie(t *testing.T) {
+	tests := []struct {
+		retry       bool
+		concurrency int
+	}{
+		{false, 1}, {false, 8}, {true, 1}, {true, 8},
+	}
+	for _, tc := range tests {
+		t.Run(fmt.Sprintf("retry=%v/concurrency=%d", tc.retry, tc.concurrency), func(t *testing.T) {
+			s, env := newServerEnv(t)
+			members, err := startWorkers(env, DefaultConfig(), 1, 3, func(i int, o *MemberOptions) {
+				if i == 1 {
+					o.DieAt = DieAt
+				}
+			})
+			require.NoError(t, err)
+			victim := members[0]
+			nc, err := env.Connect("requester")
+			require.NoError(t, err)
+			res, err := Load(context.Background(), nc, LoadConfig{
+				Subject: Subject, Requests: 300, Concurrency: tc.concurrency, Timeout: 100 * time.Millisecond,
+				Retry: tc.retry,
+				BeforeRetry: func(context.Context) error {
+					<-victim.Died()
+					waitForSubscribers(t, s, Subject, 2)
+					return nil
+				},
+				Settle: settleAll(members...),
+			})
+			require.NoError(t, err)
+			require.True(t, isClosed(victim.Died()), "the victim never died")
+
+			// The victim answered its first request and held the second.
+			assert.EqualValues(t, DieAt-1, victim.Answered())
+			assert.Zero(t, res.Duplicates)
+			assert.Zero(t, res.Late, "a dead member cannot answer late")
+			if tc.retry {
+				assert.True(t, res.Exact(), "%+v", res)
+				assert.GreaterOrEqual(t, res.Retried, 1)
+				assert.Equal(t, res.Retried, res.RetryAnswered)
+				return
+			}
+			assert.GreaterOrEqual(t, res.TimedOut, 1, "the request in the victim's hands")
+			assert.Equal(t, res.Requests, res.Answered+res.TimedOut)
+		})
+	}
+}
+
+// TestAllGone checks that once every member has left, by drain or by an
+// abrupt close, a request fails with nats.ErrNoResponders, not a timeout:
+// the timeout is a minute, and the error identity says which it was.
+func TestAllGone(t *testing.T) {
+	for _, how := range []string{"drain", "close"} {
+		t.Run(how, func(t *testing.T) {
+			s, env := newServerEnv(t)
+			members, err := startWorkers(env, DefaultConfig(), 1, 3, nil)
+			require.NoError(t, err)
+			nc, err := env.Connect("requester")
+			require.NoError(t, err)
+			for _, m := range members {
+				if how == "drain" {
+					require.NoError(t, m.Drain(context.Background()))
+				} else {
+					m.Conn().Close()
+				}
+			}
+			// Drain returns after the server has the UNSUB; a close is
+			// only seen by the server when it reads the socket's end.
+			waitForSubscribers(t, s, Subject, 0)
+
+			_, err = nc.Request(Subject, []byte("1"), time.Minute)
+			assert.ErrorIs(t, err, nats.ErrNoResponders)
+			_, err = Load(context.Background(), nc, LoadConfig{Subject: Subject, Requests: 3, Concurrency: 3, Timeout: time.Minute})
+			assert.ErrorIs(t, err, nats.ErrNoResponders)
+		})
+	}
+}
+
+// TestRunGone runs -demo gone, which relies on Drain alone (no server
+// state) to make the last request fail with no responders.
+func TestRunGone(t *testing.T) {
+	env := newEnv(t)
+	var out bytes.Buffer
+	cfg := DefaultConfig()
+	cfg.Demo = DemoGone
+	cfg.Timeout = time.Minute
+	require.NoError(t, Run(context.Background(), env, cfg, &out))
+	assert.Contains(t, out.String(), "request 31: nats: no responders available for request\n")
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}

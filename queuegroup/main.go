@@ -1,0 +1,57 @@
+// Command queuegroup shows how NATS shares requests among the members of a
+// queue group: every member subscribes to the same subject in the same
+// group, and the server hands each request to one of them, picked at random.
+// K workers, each on its own connection, answer R requests with their name;
+// the requester keeps C in flight, verifies that every request got exactly
+// one reply, and prints how many each worker handled. Demos show the other
+// questions: plain subscribers and two groups on one subject, draining or
+// adding a member under load, a member that dies, all members gone, a slow
+// member, and the same work as a nats.go/micro service.
+//
+//	go run ./queuegroup [-demo share|mixed|drain|scale|die|gone|slow|micro]
+//	    [-workers 3] [-requests 30] [-concurrency 1] [-timeout 1s]
+//	    [-slow 0] [-retry] [-serve | -request]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+
+	"reqreply/internal/cli"
+)
+
+func main() {
+	cfg := DefaultConfig()
+	fs := flag.NewFlagSet("queuegroup", flag.ContinueOnError)
+	demo := fs.String("demo", string(DemoShare), "the run to show: share, mixed, drain, scale, die, gone, slow or micro")
+	fs.IntVar(&cfg.Workers, "workers", DefaultWorkers, "queue group members (micro instances), each on its own connection")
+	fs.IntVar(&cfg.Requests, "requests", DefaultRequests, "requests to send")
+	fs.IntVar(&cfg.Concurrency, "concurrency", DefaultConcurrency, "requests in flight at once (more than -requests means all at once)")
+	fs.DurationVar(&cfg.Timeout, "timeout", DefaultTimeout, "how long each request waits for its reply")
+	fs.DurationVar(&cfg.Slow, "slow", 0, "make worker-1 this much slower per request (-demo slow: 10ms if unset)")
+	fs.BoolVar(&cfg.Retry, "retry", false, "re-send a timed-out request once (needs an idempotent handler)")
+	cfg.Mode.AddFlags(fs)
+	fs.Usage = func() {
+		out := fs.Output()
+		fmt.Fprintln(out, "usage: queuegroup [flags]")
+		fmt.Fprintln(out, "\nK workers in one queue group share R requests; each request gets exactly one reply.")
+		fmt.Fprintln(out, "\ndemos (-demo):")
+		for _, d := range Demos {
+			fmt.Fprintf(out, "  %-6s %s\n", d.Name, d.Shows)
+		}
+		fmt.Fprintln(out, "\n-serve and -request split the share and micro demos into halves, against NATS_URL.")
+		fmt.Fprintln(out, "\nflags:")
+		fs.PrintDefaults()
+	}
+	os.Exit(cli.Main(fs, os.Args[1:], func() error {
+		if fs.NArg() > 0 {
+			return cli.Usagef("unexpected argument %q: queuegroup takes flags only", fs.Arg(0))
+		}
+		cfg.Demo = Demo(*demo)
+		return cfg.Check()
+	}, func(ctx context.Context, env *cli.Env) error {
+		return Run(ctx, env, cfg, os.Stdout)
+	}))
+}

@@ -1,0 +1,224 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"reqreply/internal/cli"
+)
+
+// This file is the responder side: a member of a queue group, each on its
+// own connection, that answers a request with its own name, so the requester
+// can tell who did the work.
+
+// Subject is the subject the workers serve; a request's payload is its
+// sequence number, the reply's payload the name of the member that took it.
+const Subject = "queuegroup.work"
+
+// Group is the queue group of the workers. NATS delivers each message
+// published on Subject to exactly one member of each queue group subscribed
+// to it, picked at random per message (not by load, not in turn), and to
+// every plain subscriber.
+const Group = "workers"
+
+// AuditGroup is the second queue group the mixed demo puts on Subject.
+const AuditGroup = "auditors"
+
+// Member is one subscriber on a subject (Subject, for the workers): a
+// member of a queue group, or a plain subscriber when its group is "". It
+// runs on a connection of its own, named "queuegroup <name>", answers each
+// request with its name, and handles one request at a time, as a nats.go
+// subscription callback does: requests routed to it while it is busy wait
+// in its client. Make one with Join.
+type Member struct {
+	// Name identifies the member in replies, counts and connection names.
+	Name string
+	// Group is its queue group, or "" for a plain subscriber.
+	Group string
+
+	nc    *nats.Conn
+	sub   *nats.Subscription
+	opts  MemberOptions
+	reply []byte
+
+	received atomic.Int64 // requests taken by the handler
+	answered atomic.Int64 // replies sent
+	died     chan struct{}
+}
+
+// MemberOptions change how a Member behaves.
+type MemberOptions struct {
+	// Delay is extra time the member spends on each request, as if its work
+	// took that long (the slow member of -slow). 0: answer at once.
+	Delay time.Duration
+	// DieAt, when > 0, makes the member die abruptly as it takes its DieAt-th
+	// request: it closes its connection without draining and without
+	// answering, as a crashed process would. Requests it held then get no
+	// reply.
+	DieAt int64
+	// Silent members take requests and never answer: a plain subscriber that
+	// only listens (an audit log, a cache warmer).
+	Silent bool
+}
+
+// Join connects a new member named name to env and subscribes it to subject
+// in queue group group (a plain subscription when group is ""). It flushes
+// before returning, so once Join returns nil the server has the subscription
+// and counts the member in the group for the next request on subject (on a
+// cluster, other nodes learn of it once the interest propagates). The error
+// wraps the nats.go error of the connect, subscribe or flush:
+// nats.ErrNoServers, nats.ErrBadSubject, nats.ErrBadQueueName,
+// nats.ErrConnectionClosed, ...
+func Join(env *cli.Env, subject, group, name string, opts MemberOptions) (*Member, error) {
+	nc, err := env.Connect(name)
+	if err != nil {
+		return nil, err
+	}
+	m := &Member{Name: name, Group: group, nc: nc, opts: opts, reply: []byte(name), died: make(chan struct{})}
+	if group == "" {
+		m.sub, err = nc.Subscribe(subject, m.handle)
+	} else {
+		m.sub, err = nc.QueueSubscribe(subject, group, m.handle)
+	}
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("%s: subscribe %q in group %q: %w", name, subject, group, err)
+	}
+	if err := nc.Flush(); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("%s: flush subscription to %q: %w", name, subject, err)
+	}
+	return m, nil
+}
+
+// handle is the member's subscription callback: one request at a time.
+func (m *Member) handle(msg *nats.Msg) {
+	n := m.received.Add(1)
+	if m.opts.DieAt > 0 && n == m.opts.DieAt {
+		// Crash: close without draining. The request in hand and any still
+		// queued in this client are never answered.
+		m.nc.Close()
+		close(m.died)
+		return
+	}
+	if m.opts.Delay > 0 {
+		work(m.opts.Delay)
+	}
+	if m.opts.Silent || msg.Reply == "" {
+		return
+	}
+	// Count before replying, so that a requester holding the reply never
+	// sees a count that lags it.
+	m.answered.Add(1)
+	if err := msg.Respond(m.reply); err != nil {
+		// The connection closed under us (a kill or the end of the program):
+		// the requester times out, and there is no one else to tell.
+		m.answered.Add(-1)
+	}
+}
+
+// work stands for the time a request's real work would take: d.
+func work(d time.Duration) {
+	t := time.NewTimer(d)
+	<-t.C
+}
+
+// Received returns how many requests the member's handler has taken.
+func (m *Member) Received() int64 { return m.received.Load() }
+
+// Answered returns how many replies the member has sent.
+func (m *Member) Answered() int64 { return m.answered.Load() }
+
+// Died is closed once a member with MemberOptions.DieAt has closed its
+// connection.
+func (m *Member) Died() <-chan struct{} { return m.died }
+
+// Conn returns the member's connection.
+func (m *Member) Conn() *nats.Conn { return m.nc }
+
+// Settle returns once the member has handled every message the server sent
+// it before the call: a Flush (the server answers the PING after the
+// messages it already queued for this connection), then a nats.go Barrier
+// (which runs after the subscription callback has returned for every message
+// received before it). Counts read afterwards are final for those messages.
+// A closed member is settled already. Without a deadline on ctx, the flush
+// waits at most cli.DrainTimeout (5 s). The error is ctx's when it ends
+// first, or the flush's.
+func (m *Member) Settle(ctx context.Context) error {
+	return settle(ctx, m.Name, m.nc)
+}
+
+// settle is Member.Settle for any connection nc of the member named name.
+func settle(ctx context.Context, name string, nc *nats.Conn) error {
+	if nc.IsClosed() {
+		return nil
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		// FlushWithContext needs a deadline.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cli.DrainTimeout)
+		defer cancel()
+	}
+	if err := nc.FlushWithContext(ctx); err != nil {
+		if errors.Is(err, nats.ErrConnectionClosed) {
+			return nil
+		}
+		return fmt.Errorf("%s: settle: %w", name, err)
+	}
+	done := make(chan struct{})
+	if err := nc.Barrier(func() { close(done) }); err != nil {
+		if errors.Is(err, nats.ErrConnectionClosed) {
+			return nil
+		}
+		return fmt.Errorf("%s: settle: %w", name, err)
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%s: settle: %w", name, ctx.Err())
+	}
+}
+
+// Leave takes the member out of its group gracefully by draining its
+// subscription: the server stops routing to it at once (the UNSUB), and the
+// requests it had already taken, in its handler or queued in its client, are
+// answered before Leave returns. The connection stays open. The error is
+// ctx's if it ends first, or the nats.go error of the drain
+// (nats.ErrConnectionClosed, ...).
+func (m *Member) Leave(ctx context.Context) error {
+	closed := m.sub.StatusChanged(nats.SubscriptionClosed)
+	if err := m.sub.Drain(); err != nil {
+		return fmt.Errorf("%s: drain subscription: %w", m.Name, err)
+	}
+	select {
+	case <-closed:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%s: drain subscription: %w", m.Name, ctx.Err())
+	}
+}
+
+// Drain shuts the member down gracefully by draining its connection, as a
+// member process does on SIGTERM: every subscription is drained as in Leave,
+// the replies are flushed, then the connection closes. It returns once the
+// connection is closed. The error is ctx's if it ends first, or the nats.go
+// error of the drain (nats.ErrConnectionClosed if it was closed already).
+func (m *Member) Drain(ctx context.Context) error {
+	closed := m.nc.StatusChanged(nats.CLOSED)
+	defer m.nc.RemoveStatusListener(closed)
+	if err := m.nc.Drain(); err != nil {
+		return fmt.Errorf("%s: drain connection: %w", m.Name, err)
+	}
+	select {
+	case <-closed:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%s: drain connection: %w", m.Name, ctx.Err())
+	}
+}

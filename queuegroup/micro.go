@@ -1,0 +1,278 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"reqreply/internal/cli"
+)
+
+// This file serves the same work with github.com/nats-io/nats.go/micro,
+// the NATS service framework: each instance is a queue group member without
+// saying so, because micro subscribes every endpoint in its default queue
+// group, "q", and it counts the requests each instance handled, which any
+// client reads back from $SRV.STATS.
+
+// The micro service's names.
+const (
+	// MicroService is the service's name, as `nats micro ls` shows it.
+	MicroService = "queuegroup"
+	// MicroEndpoint is its one endpoint's name.
+	MicroEndpoint = "work"
+	// MicroSubject is the endpoint's subject, apart from Subject so that
+	// workers and instances can run side by side.
+	MicroSubject = "queuegroup.micro"
+	// MicroVersion is the service's version (micro requires SemVer).
+	MicroVersion = "1.0.0"
+	// instanceKey is the metadata key that names an instance in
+	// $SRV.STATS, whose own ids are random.
+	instanceKey = "instance"
+)
+
+// Instance is one running instance of the micro service.
+type Instance struct {
+	// Name is the instance's name: its replies' payload and metadata.
+	Name string
+	svc  micro.Service
+	nc   *nats.Conn
+}
+
+// StartInstance connects a new instance named name to env and adds the
+// micro service on it: endpoint MicroEndpoint on MicroSubject in micro's
+// default queue group "q" (micro.DefaultQueueGroup), answering each request
+// with name after delay (the slow instance of -slow). micro also subscribes
+// the instance to $SRV.PING, $SRV.INFO and $SRV.STATS (for all services, for
+// this one by name, and for this instance by id). StartInstance flushes, so
+// once it returns nil the server routes requests to the instance. The error
+// wraps micro.ErrConfigValidation or the nats.go error of the connect or
+// flush.
+func StartInstance(env *cli.Env, name string, delay time.Duration) (*Instance, error) {
+	nc, err := env.Connect(name)
+	if err != nil {
+		return nil, err
+	}
+	reply := []byte(name)
+	svc, err := micro.AddService(nc, micro.Config{
+		Name:        MicroService,
+		Version:     MicroVersion,
+		Description: "the queuegroup scenario's work as a micro service",
+		Metadata:    map[string]string{instanceKey: name},
+	})
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("%s: add service %q: %w", name, MicroService, err)
+	}
+	err = svc.AddEndpoint(MicroEndpoint, micro.HandlerFunc(func(req micro.Request) {
+		if delay > 0 {
+			work(delay)
+		}
+		// A failed Respond (connection closing) leaves the requester to
+		// time out; micro counts the error in the endpoint's stats.
+		_ = req.Respond(reply)
+	}), micro.WithEndpointSubject(MicroSubject))
+	if err == nil {
+		err = nc.Flush()
+	}
+	if err != nil {
+		_ = svc.Stop() // the endpoint's error is the one to report
+		nc.Close()
+		return nil, fmt.Errorf("%s: endpoint %q on %q: %w", name, MicroEndpoint, MicroSubject, err)
+	}
+	return &Instance{Name: name, svc: svc, nc: nc}, nil
+}
+
+// Stop stops the instance's service: micro drains its subscriptions.
+func (in *Instance) Stop() error {
+	if err := in.svc.Stop(); err != nil {
+		return fmt.Errorf("%s: stop: %w", in.Name, err)
+	}
+	return nil
+}
+
+// settle returns once the instance has handled, and counted, every message
+// the server sent it before the call (see Member.Settle): micro counts a
+// request after its handler returns, just after the reply went out, so a
+// STATS read racing the last reply could otherwise be one short.
+func (in *Instance) settle(ctx context.Context) error {
+	return settle(ctx, in.Name, in.nc)
+}
+
+// InstanceStats is one instance's answer on $SRV.STATS.
+type InstanceStats struct {
+	// Name is the instance's name (its metadata), ID micro's id for it.
+	Name, ID string
+	// Endpoint holds the stats of MicroEndpoint: num_requests, num_errors,
+	// processing_time, average_processing_time (ns in JSON).
+	Endpoint micro.EndpointStats
+}
+
+// ReadStats asks every instance of MicroService for its stats: one request
+// on $SRV.STATS.queuegroup (micro.ControlSubject), which every instance
+// answers, as each subscribes to it without a queue group. The replies are
+// gathered on a fresh inbox, subscribed and flushed before the request,
+// until want instances have answered or timeout passes, and returned sorted
+// by name. Errors: nats.ErrNoResponders when no instance runs; nats.go's
+// subscribe and publish errors; a JSON error for a malformed reply. Fewer
+// than want replies within timeout is no error: the caller sees how many.
+func ReadStats(ctx context.Context, nc *nats.Conn, want int, timeout time.Duration) ([]InstanceStats, error) {
+	subject, err := micro.ControlSubject(micro.StatsVerb, MicroService, "")
+	if err != nil {
+		return nil, err
+	}
+	inbox := nc.NewInbox()
+	// Room for every reply, and for others (more instances than want, run
+	// elsewhere) without nats.go dropping them as a slow consumer.
+	replies := make(chan *nats.Msg, want+64)
+	sub, err := nc.ChanSubscribe(inbox, replies)
+	if err != nil {
+		return nil, fmt.Errorf("stats %q: %w", subject, err)
+	}
+	defer func() { _ = sub.Unsubscribe() }() // done with it either way
+	tctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := nc.FlushWithContext(tctx); err != nil {
+		return nil, fmt.Errorf("stats %q: %w", subject, err)
+	}
+	if err := nc.PublishRequest(subject, inbox, nil); err != nil {
+		return nil, fmt.Errorf("stats %q: %w", subject, err)
+	}
+	var out []InstanceStats
+	for len(out) < want {
+		select {
+		case m := <-replies:
+			if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
+				return nil, fmt.Errorf("stats %q: %w", subject, nats.ErrNoResponders)
+			}
+			var st micro.Stats
+			if err := json.Unmarshal(m.Data, &st); err != nil {
+				return nil, fmt.Errorf("stats %q: %w", subject, err)
+			}
+			is := InstanceStats{Name: st.Metadata[instanceKey], ID: st.ID}
+			for _, e := range st.Endpoints {
+				if e.Name == MicroEndpoint {
+					is.Endpoint = *e
+				}
+			}
+			out = append(out, is)
+		case <-tctx.Done():
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("stats %q: %w", subject, ctx.Err())
+			}
+			want = len(out)
+		}
+	}
+	slices.SortFunc(out, func(a, b InstanceStats) int { return compareNames(a.Name, b.Name) })
+	return out, nil
+}
+
+// runMicro is -demo micro: cfg.Workers instances of MicroService, each on
+// its own connection, share cfg.Requests requests on MicroSubject through
+// micro's default queue group "q". It prints the split as the replies show
+// it, then each instance's num_requests read back from $SRV.STATS, and
+// verifies that the two agree and that every request got exactly one
+// reply; the error wraps ErrNotVerified otherwise.
+//
+// With -serve it starts the instances and serves until ctx ends (try `nats
+// micro ls`, `nats micro stats queuegroup`); with -request it sends the
+// requests to instances elsewhere and prints their stats as read (counts
+// since each instance started, so they are not compared).
+func runMicro(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
+	// The instances: one service each, stopped (drained) when the run ends.
+	var instances []*Instance
+	defer func() {
+		for _, in := range instances {
+			// Stopping is tidying up; the run's result is already known.
+			_ = in.Stop()
+		}
+	}()
+	if cfg.Mode.Serves() {
+		for i := 1; i <= cfg.Workers; i++ {
+			delay := time.Duration(0)
+			if i == 1 {
+				delay = cfg.Slow
+			}
+			in, err := StartInstance(env, fmt.Sprintf("instance-%d", i), delay)
+			if err != nil {
+				return err
+			}
+			instances = append(instances, in)
+		}
+		if cfg.Mode.Serve {
+			fmt.Fprintf(w, "serving micro service %q (endpoint %q on %q, queue group %q) with %s until interrupted (try: nats micro stats %s)\n",
+				MicroService, MicroEndpoint, MicroSubject, micro.DefaultQueueGroup, plural(cfg.Workers, "instance"), MicroService)
+			return cli.WaitForInterrupt(ctx)
+		}
+	}
+
+	// The same load as the workers get, on the endpoint's subject.
+	nc, err := env.Connect("requester")
+	if err != nil {
+		return err
+	}
+	who := plural(cfg.Workers, "instance")
+	if cfg.Mode.Request {
+		who = "instances running elsewhere"
+	}
+	fmt.Fprintf(w, "micro service %q, endpoint %q on %q in queue group %q: %s, %s, %d in flight\n",
+		MicroService, MicroEndpoint, MicroSubject, micro.DefaultQueueGroup, who,
+		plural(cfg.Requests, "request"), min(cfg.Concurrency, cfg.Requests))
+	lc := loadConfig(cfg)
+	lc.Subject = MicroSubject
+	lc.Settle = func(ctx context.Context) error {
+		for _, in := range instances {
+			if err := in.settle(ctx); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	res, err := Load(ctx, nc, lc)
+	if err != nil {
+		return err
+	}
+	var order []string
+	for _, in := range instances {
+		order = append(order, in.Name)
+	}
+	fmt.Fprintln(w, "replies by instance:")
+	writeBars(w, res, order, true, "  ", true)
+
+	// The instances' own counts, from $SRV.STATS.
+	stats, err := ReadStats(ctx, nc, cfg.Workers, cfg.Timeout)
+	if err != nil {
+		return err
+	}
+	since := ""
+	if cfg.Mode.Request {
+		since = " (counts since each instance started)"
+	}
+	fmt.Fprintf(w, "$SRV.STATS.%s, answered by %s%s:\n", MicroService, plural(len(stats), "instance"), since)
+	total := 0
+	for _, st := range stats {
+		fmt.Fprintf(w, "  %s num_requests %d, num_errors %d, average_processing_time %v\n",
+			st.Name, st.Endpoint.NumRequests, st.Endpoint.NumErrors, st.Endpoint.AverageProcessingTime)
+		total += st.Endpoint.NumRequests
+	}
+	line, err := verdict(res, 1)
+	fmt.Fprintln(w, line)
+	if err != nil || cfg.Mode.Request {
+		return err
+	}
+	if len(stats) != len(instances) {
+		return fmt.Errorf("%d of %d instances answered $SRV.STATS: %w", len(stats), len(instances), ErrNotVerified)
+	}
+	for _, st := range stats {
+		if got := countOf(res, st.Name); got != st.Endpoint.NumRequests {
+			return fmt.Errorf("%s: $SRV.STATS says %d requests, its replies %d: %w", st.Name, st.Endpoint.NumRequests, got, ErrNotVerified)
+		}
+	}
+	fmt.Fprintf(w, "$SRV.STATS agrees: the instances counted %d requests, as many as each one's replies show\n", total)
+	return nil
+}

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+
+	"reqreply/internal/cli"
+)
+
+// This file puts plain subscribers and two queue groups on one subject.
+
+// Listeners and AuditMembers are the sizes of the other subscribers the mixed
+// demo puts on Subject beside the workers: 2 plain subscribers and a second
+// queue group of 2.
+const (
+	Listeners    = 2
+	AuditMembers = 2
+)
+
+// runMixed is -demo mixed: on one subject, cfg.Workers members of Group,
+// AuditMembers members of AuditGroup, and Listeners plain subscribers. NATS
+// delivers each message to every plain subscriber and to one member of each
+// queue group, picked at random within the group. The listeners only count
+// (a plain subscriber that replied would add a reply to every request); the
+// members of both groups reply, so the requester gathers two replies per
+// request, one from each group. The run verifies both: each listener got
+// every request, and each request was answered exactly once by each group;
+// the error wraps ErrNotVerified otherwise.
+func runMixed(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
+	// Three kinds of subscriber on one subject, each on its own connection.
+	workers, err := startWorkers(env, cfg, 1, cfg.Workers, nil)
+	if err != nil {
+		return err
+	}
+	var auditors, listeners []*Member
+	for i := 1; i <= AuditMembers; i++ {
+		m, err := Join(env, Subject, AuditGroup, fmt.Sprintf("auditor-%d", i), MemberOptions{})
+		if err != nil {
+			return err
+		}
+		auditors = append(auditors, m)
+	}
+	for i := 1; i <= Listeners; i++ {
+		m, err := Join(env, Subject, "", fmt.Sprintf("listener-%d", i), MemberOptions{Silent: true})
+		if err != nil {
+			return err
+		}
+		listeners = append(listeners, m)
+	}
+	nc, err := env.Connect("requester")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "on %q: queue group %q (%s), queue group %q (%s), %s; %s, %d in flight\n",
+		Subject, Group, plural(len(workers), "member"), AuditGroup, plural(len(auditors), "member"),
+		plural(len(listeners), "plain subscriber"), plural(cfg.Requests, "request"), min(cfg.Concurrency, cfg.Requests))
+
+	// Each request waits for two replies, one per group. Settling every
+	// subscriber afterwards makes the listeners' counts final.
+	lc := loadConfig(cfg)
+	lc.Replies = 2
+	lc.Settle = settleAll(slices.Concat(workers, auditors, listeners)...)
+	res, err := Load(ctx, nc, lc)
+	if err != nil {
+		return err
+	}
+
+	// The picture: each group split its copy of the requests among its
+	// members; each listener saw all of them.
+	fmt.Fprintf(w, "queue group %q, one member per request:\n", Group)
+	writeBars(w, res, names(workers), false, "  ", false)
+	fmt.Fprintf(w, "queue group %q, one member per request:\n", AuditGroup)
+	writeBars(w, res, names(auditors), false, "  ", false)
+	fmt.Fprintln(w, "plain subscribers, every request each:")
+	for _, l := range listeners {
+		fmt.Fprintf(w, "  %s received %d of %d\n", l.Name, l.Received(), cfg.Requests)
+	}
+
+	// The checks: every listener saw every request, and every request got
+	// exactly one reply from each group.
+	for _, l := range listeners {
+		if l.Received() != int64(cfg.Requests) {
+			return fmt.Errorf("%s received %d of %d requests: %w", l.Name, l.Received(), cfg.Requests, ErrNotVerified)
+		}
+	}
+	group := map[string]string{}
+	for _, m := range slices.Concat(workers, auditors) {
+		group[m.Name] = m.Group
+	}
+	for i, who := range res.PerRequest {
+		if who == nil {
+			continue // timed out: verdict reports it
+		}
+		if len(who) != 2 || group[who[0]] == group[who[1]] {
+			return fmt.Errorf("request %d answered by %v, want one member of %q and one of %q: %w", i+1, who, Group, AuditGroup, ErrNotVerified)
+		}
+	}
+	line, err := verdict(res, 2)
+	fmt.Fprintln(w, line)
+	if err == nil {
+		fmt.Fprintf(w, "so a requester gathering replies gets one from each queue group, and plain subscribers see every request\n")
+	}
+	return err
+}

@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"reqreply/internal/cli"
+)
+
+// This file scales the group under load: down, by draining a member, and
+// up, by adding one. Both happen a third of the way into the run, while
+// other requests are in flight.
+
+// changeAt is the request before which the group changes: the one a third
+// of the way into n requests (at least the 2nd, so some come before it).
+func changeAt(n int) int { return max(n/3+1, 2) }
+
+// drainHow says how the drain demo takes its member out.
+type drainHow int
+
+const (
+	// drainConnection drains the member's connection, as a member process
+	// does on SIGTERM: subscriptions drained, replies flushed, then closed.
+	drainConnection drainHow = iota
+	// drainSubscription drains only its subscription; the member stays
+	// connected but leaves the group.
+	drainSubscription
+)
+
+func (h drainHow) String() string {
+	if h == drainSubscription {
+		return "its subscription's Drain"
+	}
+	return "its connection's Drain"
+}
+
+// runDrain is -demo drain: cfg.Workers members share cfg.Requests requests
+// and, just before the request a third of the way in, worker-1 is drained
+// (how says with which Drain) while the requests before it may still be in
+// flight. Draining sends the server an UNSUB, so no new request is routed to
+// the member, then answers what it already took, in its handler or queued in
+// its client, before the subscription (or connection) closes. The run
+// verifies that no request was lost or failed and that worker-1 answered
+// every request it took; the error wraps ErrNotVerified otherwise.
+func runDrain(ctx context.Context, env *cli.Env, cfg Config, w io.Writer, how drainHow) error {
+	members, err := startWorkers(env, cfg, 1, cfg.Workers, nil)
+	if err != nil {
+		return err
+	}
+	nc, err := env.Connect("requester")
+	if err != nil {
+		return err
+	}
+	writeHeader(w, cfg, len(members))
+	victim, at := members[0], changeAt(cfg.Requests)
+	fmt.Fprintf(w, "%s drains (%s) just before request %d is sent\n", victim.Name, how, at)
+
+	// The drain starts from inside the run and goes on alongside it: the
+	// requests sent meanwhile go to the others, or, if the server routed
+	// them before it had the UNSUB, to worker-1, which still answers them.
+	drained := make(chan error, 1)
+	lc := loadConfig(cfg)
+	lc.At = at
+	lc.Before = func(context.Context) error {
+		// The drain outlives the run's own context (which ends with Load),
+		// so it takes the demo's.
+		go func() {
+			if how == drainSubscription {
+				drained <- victim.Leave(ctx)
+			} else {
+				drained <- victim.Drain(ctx)
+			}
+		}()
+		return nil
+	}
+	lc.Settle = settleAll(members...)
+	res, err := Load(ctx, nc, lc)
+	if err != nil {
+		return err
+	}
+	if err := <-drained; err != nil {
+		return err
+	}
+
+	// What the drained member did: it took some requests and answered all
+	// of them, each reply counted by the requester.
+	writeBars(w, res, names(members), true, "", true)
+	took, answered, got := victim.Received(), victim.Answered(), countOf(res, victim.Name)
+	if took == answered {
+		fmt.Fprintf(w, "%s took %s before it left and answered all of them; the others took the remaining %d\n",
+			victim.Name, plural(int(took), "request"), res.Answered-got)
+	} else {
+		fmt.Fprintf(w, "%s took %s before it left but answered only %d\n", victim.Name, plural(int(took), "request"), answered)
+	}
+	line, err := verdict(res, 1)
+	fmt.Fprintln(w, line)
+	if err != nil {
+		return err
+	}
+	if took != answered || int64(got) != answered {
+		return fmt.Errorf("%s took %d requests, answered %d, and %d of its replies arrived: %w",
+			victim.Name, took, answered, got, ErrNotVerified)
+	}
+	return nil
+}
+
+// runScale is -demo scale: cfg.Workers members share cfg.Requests requests
+// and, just before the request a third of the way in, a new member joins
+// the group. The requests from that one on wait until its subscription is
+// flushed, so the server routes to it from then on, picking it at random as
+// often as any other member. The bar chart shows it taking its share; the
+// error wraps ErrNotVerified if a request was not answered exactly once.
+func runScale(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
+	members, err := startWorkers(env, cfg, 1, cfg.Workers, nil)
+	if err != nil {
+		return err
+	}
+	nc, err := env.Connect("requester")
+	if err != nil {
+		return err
+	}
+	writeHeader(w, cfg, len(members))
+	at, newcomer := changeAt(cfg.Requests), workerName(cfg.Workers+1)
+	fmt.Fprintf(w, "%s joins just before request %d is sent\n", newcomer, at)
+
+	lc := loadConfig(cfg)
+	lc.At = at
+	lc.Before = func(context.Context) error {
+		added, err := startWorkers(env, cfg, cfg.Workers+1, 1, nil)
+		if err != nil {
+			return err
+		}
+		members = append(members, added...)
+		return nil
+	}
+	// Settle reads members when it runs, after Before has added the
+	// newcomer, so it settles every member.
+	lc.Settle = func(ctx context.Context) error { return settleAll(members...)(ctx) }
+	res, err := Load(ctx, nc, lc)
+	if err != nil {
+		return err
+	}
+
+	writeBars(w, res, names(members), true, "", true)
+	fmt.Fprintf(w, "%s joined before request %d of %d and answered %s\n",
+		newcomer, at, cfg.Requests, plural(countOf(res, newcomer), "request"))
+	line, err := verdict(res, 1)
+	fmt.Fprintln(w, line)
+	return err
+}
+
+// countOf is the number of counted replies from the member named name.
+func countOf(r *Result, name string) int {
+	if m := r.Member(name); m != nil {
+		return m.Count()
+	}
+	return 0
+}
