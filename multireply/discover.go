@@ -46,7 +46,7 @@ func StartGreeters(conns []*nats.Conn) ([]micro.Service, error) {
 			return nil, fmt.Errorf("start %s instance %d: %w", DiscoverService, i+1, err)
 		}
 		svcs = append(svcs, svc)
-		if err := nc.Flush(); err != nil {
+		if err := nc.FlushTimeout(flushTimeout(nc)); err != nil {
 			return nil, fmt.Errorf("start %s instance %d: flush: %w", DiscoverService, i+1, err)
 		}
 	}

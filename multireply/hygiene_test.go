@@ -46,7 +46,7 @@ func TestBadInput(t *testing.T) {
 		{name: "stall past the default deadline", subject: "a", opts: []Option{Stall(2 * DefaultTimeout)}, wantErr: []error{nats.ErrInvalidArg}},
 		{name: "timeout zero", subject: "a", opts: []Option{Timeout(0)}, wantErr: []error{nats.ErrInvalidArg}},
 		{name: "timeout negative", subject: "a", opts: []Option{Timeout(-time.Second)}, wantErr: []error{nats.ErrInvalidArg}},
-		{name: "pending limit zero", subject: "a", opts: []Option{PendingLimit(0)}, wantErr: []error{nats.ErrInvalidArg}},
+		{name: "pending limit zero", subject: "a", opts: []Option{PendingLimits(0, 1)}, wantErr: []error{nats.ErrInvalidArg}},
 		{name: "context already cancelled", ctx: cancelled, subject: "a", wantErr: []error{context.Canceled}},
 	}
 	for _, tc := range tests {
@@ -226,7 +226,7 @@ func TestBurstOverPendingLimit(t *testing.T) {
 	nc := connect(t, env, "requester")
 	for _, v := range newVariants(t, nc) {
 		t.Run("variant="+v.Name(), func(t *testing.T) {
-			opts := []Option{Timeout(time.Hour), Stall(300 * time.Millisecond), PendingLimit(limit)}
+			opts := []Option{Timeout(time.Hour), Stall(300 * time.Millisecond), PendingLimits(limit, DefaultPendingBytes)}
 			s, err := v.Stream(context.Background(), "svc", nil, opts...)
 			if v.Name() == "natsext" {
 				assert.ErrorIs(t, err, nats.ErrInvalidArg)

@@ -10,8 +10,15 @@ import (
 
 // Inbox is the teaching variant of scatter-gather: each request gets a fresh
 // inbox of its own, subscribed, flushed, then used as the reply subject.
-// It costs a SUB, a round trip (the flush) and an UNSUB per request; use the
-// shared variant (Mux) for many requests on one connection.
+// It costs a SUB, a round trip (the flush) and an UNSUB per request, and
+// nats.go's SubscribeSync allocates a channel of the connection's
+// SyncQueueLen (65,536 by default: 512 KiB) each time; use the shared
+// variant (Mux) for many requests on one connection.
+//
+// A denied subscription (the user may not subscribe to _INBOX.>) ends the
+// gather with an error wrapping nats.ErrPermissionViolation only on a
+// connection made with nats.PermissionErrOnSubscribe(true), as
+// internal/cli's are; otherwise it looks like silence until the deadline.
 //
 // The inbox comes from nc.NewInbox ("_INBOX.<nuid>"), not nc.NewRespInbox:
 // a response inbox falls under the subscription nats.go keeps for
@@ -29,20 +36,24 @@ func (Inbox) Name() string { return "inbox" }
 // nats.ErrInvalidArg) and returns a Stream whose Replies, when ranged:
 //  1. subscribe (synchronously) to a new inbox, with AutoUnsubscribe(max)
 //     when MaxReplies is set, so the server stops sending after the last
-//     reply wanted;
-//  2. flush, so the server has the subscription (and a permission error on
-//     it surfaces) before the request goes out;
+//     reply wanted (for max ≤ 999,999,999, the most nats-server reads);
+//  2. flush, so the server has the subscription before the request goes
+//     out (on one connection the server would read the SUB first anyway;
+//     the flush also bounds the wait for a server that stopped answering);
 //  3. publish the request with the inbox as its reply subject;
 //  4. read replies with NextMsgWithContext until a stop condition;
 //  5. unsubscribe, on every way out.
 func (v Inbox) Stream(ctx context.Context, subject string, data []byte, opts ...Option) (*Stream, error) {
-	c, deadline, err := newConfig(ctx, v.Conn, subject, data, opts)
+	c, err := newConfig(ctx, v.Conn, subject, data, opts)
 	if err != nil {
 		return nil, err
 	}
 	nc := v.Conn
-	return &Stream{run: func(yield func(Reply) bool) (Result, error) {
-		start := time.Now()
+	return newStream(func(yield func(Reply) bool) (Result, error) {
+		start, deadline, err := begin(ctx, c)
+		if err != nil {
+			return notSent(subject, "before the request", start, deadline, err)
+		}
 		gctx, cancel := context.WithDeadline(ctx, deadline)
 		defer cancel()
 
@@ -51,32 +62,32 @@ func (v Inbox) Stream(ctx context.Context, subject string, data []byte, opts ...
 		inbox := nc.NewInbox()
 		sub, err := nc.SubscribeSync(inbox)
 		if err != nil {
-			return publishFailed(subject, start, deadline, err)
+			return notSent(subject, "subscribe", start, deadline, err)
 		}
 		defer func() { _ = sub.Unsubscribe() }() // already gone after AutoUnsubscribe or a close: nothing to do
-		if err := sub.SetPendingLimits(c.pending, -1); err != nil {
-			return publishFailed(subject, start, deadline, err)
+		if err := sub.SetPendingLimits(c.pendingMsgs, c.pendingBytes); err != nil {
+			return notSent(subject, "subscribe", start, deadline, err)
 		}
-		if c.max > 0 {
+		if c.max > 0 && c.max <= autoUnsubscribeMax {
 			if err := sub.AutoUnsubscribe(c.max); err != nil {
-				return publishFailed(subject, start, deadline, err)
+				return notSent(subject, "subscribe", start, deadline, err)
 			}
 		}
 
 		// Step 2: the flush makes the server confirm the subscription.
 		if err := nc.FlushWithContext(gctx); err != nil {
-			return publishFailed(subject, start, deadline, err)
+			return notSent(subject, "flush", start, deadline, err)
 		}
 
 		// Step 3: one request, the inbox as its reply subject.
 		msg := &nats.Msg{Subject: subject, Reply: inbox, Data: data, Header: c.header}
 		if err := nc.PublishMsg(msg); err != nil {
-			return publishFailed(subject, start, deadline, err)
+			return notSent(subject, "publish", start, deadline, err)
 		}
 
 		// Step 4: replies until a stop condition.
 		return collect(ctx, c, start, deadline, &syncInbox{ctx: gctx, sub: sub}, subject, yield)
-	}}, nil
+	}), nil
 }
 
 // syncInbox reads one gather's replies from its synchronous subscription.
@@ -88,6 +99,13 @@ type syncInbox struct {
 
 func (s *syncInbox) next(until time.Time) (*nats.Msg, error) {
 	ctx := s.ctx
+	// A reply already waiting in the client arrived within the stall gap,
+	// however slowly the consumer came back for it: take it without the
+	// stall's shorter wait (the gather's deadline still applies).
+	if n, _, err := s.sub.Pending(); err == nil && n > 0 {
+		m, err := s.sub.NextMsgWithContext(ctx)
+		return m, s.check(err)
+	}
 	if d, ok := ctx.Deadline(); !ok || until.Before(d) {
 		// The stall gap: a shorter wait inside the gather's deadline.
 		wctx, cancel := context.WithDeadline(ctx, until)

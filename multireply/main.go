@@ -25,7 +25,7 @@ func main() {
 	fs.DurationVar(&cfg.Timeout, "timeout", DefaultTimeout, "deadline: how long after the request collection stops")
 	fs.IntVar(&cfg.Max, "max", 0, "stop right after this many replies (0: no limit)")
 	fs.DurationVar(&cfg.Stall, "stall", 0, "after the first reply, stop when no other arrives within this gap (0: off)")
-	fs.BoolVar(&cfg.Sentinel, "sentinel", false, "the last responder answers with an empty payload, which ends collection")
+	fs.BoolVar(&cfg.Sentinel, "sentinel", false, "one more responder answers with an empty payload after all the others, which ends collection")
 	fs.StringVar(&cfg.Variant, "variant", "shared", "how replies are gathered: inbox, shared or natsext")
 	fs.DurationVar(&cfg.Delay, "delay", 200*time.Millisecond, "longest responder delay; each draws its own from [0, delay]")
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "seed for the responders' delays")

@@ -29,7 +29,9 @@ import (
 //     max payload first, so a never-ranged Stream holds nothing; a request
 //     that only its headers push over the limit still leaks the inbox.
 //   - A slow consumer ends its iteration with nats.ErrSlowConsumer, and its
-//     pending limits cannot be set (PendingLimit is rejected here).
+//     pending limits cannot be set (PendingLimits is rejected here).
+//   - A drain of the connection ends it silently too; the wrapper reports
+//     StopClosed with nats.ErrConnectionDraining.
 type Natsext struct {
 	// Conn is the connection that publishes and receives; not nil.
 	Conn *nats.Conn
@@ -43,16 +45,19 @@ func (Natsext) Name() string { return "natsext" }
 // nats.ErrInvalidArg here) and returns a Stream whose Replies call
 // natsext.RequestManyMsg with the equivalent options and yield its replies.
 func (v Natsext) Stream(ctx context.Context, subject string, data []byte, opts ...Option) (*Stream, error) {
-	c, deadline, err := newConfig(ctx, v.Conn, subject, data, opts)
+	c, err := newConfig(ctx, v.Conn, subject, data, opts)
 	if err != nil {
 		return nil, err
 	}
-	if c.pending != DefaultPendingLimit {
-		return nil, fmt.Errorf("gather %q: natsext has no pending limit to set: %w", subject, nats.ErrInvalidArg)
+	if c.pendingSet {
+		return nil, fmt.Errorf("gather %q: natsext has no pending limits to set: %w", subject, nats.ErrInvalidArg)
 	}
 	nc := v.Conn
-	return &Stream{run: func(yield func(Reply) bool) (Result, error) {
-		start := time.Now()
+	return newStream(func(yield func(Reply) bool) (Result, error) {
+		start, deadline, err := begin(ctx, c)
+		if err != nil {
+			return notSent(subject, "before the request", start, deadline, err)
+		}
 		res := Result{Deadline: deadline.Sub(start)}
 		// natsext takes its deadline from the context.
 		gctx, cancel := context.WithDeadline(ctx, deadline)
@@ -76,7 +81,7 @@ func (v Natsext) Stream(ctx context.Context, subject string, data []byte, opts .
 		msg := &nats.Msg{Subject: subject, Data: data, Header: c.header}
 		replies, err := natsext.RequestManyMsg(gctx, nc, msg, xopts...)
 		if err != nil {
-			return publishFailed(subject, start, deadline, err)
+			return notSent(subject, "publish", start, deadline, err)
 		}
 
 		// Range natsext's iterator; it yields an error only for failures.
@@ -99,7 +104,8 @@ func (v Natsext) Stream(ctx context.Context, subject string, data []byte, opts .
 		}
 		res.Elapsed = time.Since(start)
 
-		// natsext says nothing of why it stopped: infer it.
+		// natsext says nothing of why it stopped: infer it, the conditions
+		// the other variants check first, first.
 		fail := func(reason StopReason, err error) (Result, error) {
 			res.Reason = reason
 			return res, fmt.Errorf("gather %q: %s after %d replies: %w", subject, reason, res.Count, err)
@@ -107,14 +113,12 @@ func (v Natsext) Stream(ctx context.Context, subject string, data []byte, opts .
 		switch {
 		case stopped:
 			res.Reason = StopCaller
-		case ctx.Err() == context.Canceled:
-			return fail(StopCancelled, context.Canceled)
 		case errors.Is(iterErr, nats.ErrNoResponders):
 			return fail(StopNoResponders, nats.ErrNoResponders)
-		case errors.Is(iterErr, nats.ErrConnectionClosed):
+		case errors.Is(iterErr, context.Canceled):
+			return fail(StopCancelled, context.Canceled)
+		case errors.Is(iterErr, nats.ErrConnectionClosed), errors.Is(iterErr, nats.ErrConnectionDraining):
 			return fail(StopClosed, iterErr)
-		case errors.Is(iterErr, nats.ErrSlowConsumer):
-			return fail(StopFailed, iterErr)
 		case iterErr != nil:
 			return fail(StopFailed, iterErr)
 		case sentinelHit:
@@ -123,7 +127,12 @@ func (v Natsext) Stream(ctx context.Context, subject string, data []byte, opts .
 			res.Reason = StopMax
 		case nc.IsClosed():
 			return fail(StopClosed, nats.ErrConnectionClosed)
-		case gctx.Err() != nil || !time.Now().Before(deadline):
+		case nc.IsDraining():
+			// natsext ends silently when a drain closes its subscription.
+			return fail(StopClosed, nats.ErrConnectionDraining)
+		case ctx.Err() == context.Canceled:
+			return fail(StopCancelled, context.Canceled)
+		case !time.Now().Before(deadline):
 			res.Reason = StopDeadline
 		case c.stall > 0:
 			res.Reason = StopStalled
@@ -131,5 +140,5 @@ func (v Natsext) Stream(ctx context.Context, subject string, data []byte, opts .
 			res.Reason = StopDeadline
 		}
 		return res, nil
-	}}, nil
+	}), nil
 }

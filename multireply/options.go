@@ -16,11 +16,25 @@ import (
 // nor Timeout is given: 1 s.
 const DefaultTimeout = time.Second
 
-// DefaultPendingLimit is how many replies a gather holds for its consumer
-// before it drops more (and reports them): 65,536 messages, the same order as
-// nats.go's default subscription limit (524,288) but per gather, not per
-// connection. See PendingLimit.
-const DefaultPendingLimit = 64 * 1024
+// DefaultPendingMsgs and DefaultPendingBytes bound what a gather holds for
+// a consumer that has fallen behind, before it drops replies (and reports
+// them): 65,536 messages or 64 MiB, whichever comes first. The byte limit is
+// nats.go's default for a subscription; see PendingLimits.
+const (
+	DefaultPendingMsgs  = 64 * 1024
+	DefaultPendingBytes = 64 * 1024 * 1024
+)
+
+// MaxSubjectLen is the longest request subject a gather accepts: 3,968
+// bytes. nats-server reads a publish's control line (subject, reply subject
+// and sizes) up to 4,096 bytes by default and closes the connection on a
+// longer one, which would end every other gather on it too.
+const MaxSubjectLen = 4096 - 128
+
+// autoUnsubscribeMax is the largest count the inbox variant hands to
+// AutoUnsubscribe: nats-server reads an UNSUB's count as at most 9 digits and
+// takes a longer one as "now", which would drop every reply.
+const autoUnsubscribeMax = 999_999_999
 
 // ResponderHeader is the reply header in which the demo responders name
 // themselves ("responder-3"); Reply.Responder reads it.
@@ -32,18 +46,21 @@ const ResponderHeader = "Responder"
 type Option func(*config) error
 
 type config struct {
-	timeout  time.Duration
-	max      int
-	stall    time.Duration
-	sentinel func(*nats.Msg) bool
-	header   nats.Header
-	pending  int
+	timeout      time.Duration
+	max          int
+	stall        time.Duration
+	sentinel     func(*nats.Msg) bool
+	header       nats.Header
+	pendingMsgs  int
+	pendingBytes int
+	pendingSet   bool
 }
 
 // Timeout sets how long after the request the gather stops (the deadline),
-// d > 0. A context deadline that comes sooner wins. Without either, the
-// deadline is DefaultTimeout (1 s). The first reply is awaited up to the
-// deadline; reaching it is a normal end (StopDeadline, no error).
+// d > 0, counted from when the Stream is ranged and the request goes out. A
+// context deadline that comes sooner wins. Without either, the deadline is
+// DefaultTimeout (1 s). The first reply is awaited up to the deadline;
+// reaching it is a normal end (StopDeadline, no error).
 func Timeout(d time.Duration) Option {
 	return func(c *config) error {
 		if d <= 0 {
@@ -105,60 +122,99 @@ func EmptySentinel(m *nats.Msg) bool { return len(m.Data) == 0 }
 
 // Header sends h as the request's headers (the server must support headers,
 // as every nats-server since 2.2 does). Replies carry their own headers back
-// in Reply.Header.
+// in Reply.Header. A key must be printable ASCII without spaces or ':' (what
+// nats.go accepts); otherwise the error wraps nats.ErrBadHeaderMsg.
 func Header(h nats.Header) Option {
 	return func(c *config) error {
+		for k := range h {
+			if !validHeaderKey(k) {
+				return fmt.Errorf("header key %q: want printable ASCII without spaces or ':': %w", k, nats.ErrBadHeaderMsg)
+			}
+		}
 		c.header = h
 		return nil
 	}
 }
 
-// PendingLimit bounds how many replies (n ≥ 1) wait for the consumer of one
-// gather; default DefaultPendingLimit. Replies beyond it are dropped, counted
-// in Result.Dropped, and the gather ends with an error wrapping
-// nats.ErrSlowConsumer: a burst is reported, never silently truncated. The
-// natsext variant has no such setting and rejects it.
-func PendingLimit(n int) Option {
-	return func(c *config) error {
-		if n <= 0 {
-			return fmt.Errorf("pending limit %d must be ≥ 1: %w", n, nats.ErrInvalidArg)
+func validHeaderKey(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if b := k[i]; b < '!' || b > '~' || b == ':' {
+			return false
 		}
-		c.pending = n
+	}
+	return true
+}
+
+// PendingLimits bounds what waits for the consumer of one gather: msgs
+// replies (≥ 1) or bytes of payload and headers (≥ 1), whichever comes
+// first; defaults DefaultPendingMsgs and DefaultPendingBytes. Replies beyond
+// it are dropped, counted in Result.Dropped, and the gather's error wraps
+// nats.ErrSlowConsumer: a burst is reported, never silently truncated. The
+// natsext variant has no such setting and rejects this option.
+func PendingLimits(msgs, bytes int) Option {
+	return func(c *config) error {
+		if msgs <= 0 || bytes <= 0 {
+			return fmt.Errorf("pending limits %d messages, %d bytes must be ≥ 1: %w", msgs, bytes, nats.ErrInvalidArg)
+		}
+		c.pendingMsgs, c.pendingBytes, c.pendingSet = msgs, bytes, true
 		return nil
 	}
 }
 
-// newConfig applies opts and fixes the deadline: the sooner of ctx's and
-// now+timeout. It checks everything a gather needs before it publishes,
-// including that data fits the server's max payload (headers are checked by
-// the publish itself).
-func newConfig(ctx context.Context, nc *nats.Conn, subject string, data []byte, opts []Option) (*config, time.Time, error) {
+// newConfig applies opts and checks everything a gather needs before it
+// publishes, including that data fits the server's max payload (headers are
+// checked by the publish itself). The deadline is fixed later, by deadline,
+// when the request goes out.
+func newConfig(ctx context.Context, nc *nats.Conn, subject string, data []byte, opts []Option) (*config, error) {
 	if ctx == nil {
-		return nil, time.Time{}, fmt.Errorf("gather %q: nil context: %w", subject, nats.ErrInvalidContext)
+		return nil, fmt.Errorf("gather %q: nil context: %w", subject, nats.ErrInvalidContext)
 	}
 	if nc == nil {
-		return nil, time.Time{}, fmt.Errorf("gather %q: nil connection: %w (%w)", subject, nats.ErrInvalidArg, nats.ErrInvalidConnection)
+		return nil, fmt.Errorf("gather %q: nil connection: %w (%w)", subject, nats.ErrInvalidArg, nats.ErrInvalidConnection)
 	}
 	if err := CheckSubject(subject); err != nil {
-		return nil, time.Time{}, fmt.Errorf("gather %q: %w", subject, err)
+		return nil, fmt.Errorf("gather: %w", err)
 	}
 	if max := nc.MaxPayload(); max > 0 && int64(len(data)) > max {
-		return nil, time.Time{}, fmt.Errorf("gather %q: payload of %d bytes is over the server's max payload of %d bytes: %w",
+		return nil, fmt.Errorf("gather %q: payload of %d bytes is over the server's max payload of %d bytes: %w",
 			subject, len(data), max, nats.ErrMaxPayload)
 	}
-	c := &config{pending: DefaultPendingLimit}
+	c := &config{pendingMsgs: DefaultPendingMsgs, pendingBytes: DefaultPendingBytes}
 	for _, opt := range opts {
 		if opt == nil {
 			continue
 		}
 		if err := opt(c); err != nil {
-			return nil, time.Time{}, fmt.Errorf("gather %q: %w", subject, err)
+			return nil, fmt.Errorf("gather %q: %w", subject, err)
 		}
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, time.Time{}, fmt.Errorf("gather %q: not sent: %w", subject, err)
+		return nil, fmt.Errorf("gather %q: not sent: %w", subject, err)
 	}
-	now := time.Now()
+	if c.stall > 0 {
+		// The stall must leave room before the deadline, as far as it can
+		// be known now.
+		room := c.timeout
+		if room == 0 {
+			room = DefaultTimeout
+		}
+		if d, ok := ctx.Deadline(); ok && (c.timeout == 0 || time.Until(d) < room) {
+			room = time.Until(d)
+		}
+		if c.stall >= room {
+			return nil, fmt.Errorf("gather %q: stall %v must be shorter than the deadline (%v away): %w",
+				subject, c.stall, room.Round(time.Millisecond), nats.ErrInvalidArg)
+		}
+	}
+	return c, nil
+}
+
+// deadline is when a gather whose request goes out now stops at the latest:
+// the sooner of the context's deadline and now plus the timeout.
+func (c *config) deadline(ctx context.Context, now time.Time) time.Time {
 	timeout := c.timeout
 	if timeout == 0 {
 		timeout = DefaultTimeout
@@ -167,19 +223,18 @@ func newConfig(ctx context.Context, nc *nats.Conn, subject string, data []byte, 
 	if d, ok := ctx.Deadline(); ok && (c.timeout == 0 || d.Before(deadline)) {
 		deadline = d
 	}
-	if c.stall > 0 && c.stall >= deadline.Sub(now) {
-		return nil, time.Time{}, fmt.Errorf("gather %q: stall %v must be shorter than the deadline (%v away): %w",
-			subject, c.stall, deadline.Sub(now).Round(time.Millisecond), nats.ErrInvalidArg)
-	}
-	return c, deadline, nil
+	return deadline
 }
 
 // CheckSubject returns an error wrapping nats.ErrBadSubject unless subject
-// is one a request can be published to: not empty, no empty tokens, no
-// wildcard tokens ('*', '>'), no white space.
+// is one a request can be published to: not empty, at most MaxSubjectLen
+// bytes, no empty tokens, no wildcard tokens ('*', '>'), no white space.
 func CheckSubject(subject string) error {
 	if subject == "" {
 		return fmt.Errorf("empty subject: %w", nats.ErrBadSubject)
+	}
+	if len(subject) > MaxSubjectLen {
+		return fmt.Errorf("subject of %d bytes is longer than %d: %w", len(subject), MaxSubjectLen, nats.ErrBadSubject)
 	}
 	if strings.ContainsAny(subject, " \t\r\n") {
 		return fmt.Errorf("subject %q has white space: %w", subject, nats.ErrBadSubject)
@@ -201,7 +256,9 @@ type StopReason int
 // The reasons a gather stops. StopDeadline, StopMax, StopStalled,
 // StopSentinel and StopCaller are normal ends; the others come with an error.
 const (
-	// StopNone: the stream has not been ranged yet.
+	// StopNone: the stream has not been ranged yet (its Result has no
+	// error), or the gather was refused before it started (its error says
+	// why).
 	StopNone StopReason = iota
 	// StopDeadline: the deadline (Timeout or the context's) passed.
 	StopDeadline
@@ -219,10 +276,12 @@ const (
 	// StopCancelled: the context was cancelled: error wrapping
 	// context.Canceled.
 	StopCancelled
-	// StopClosed: the connection (or the shared Mux) closed: error
-	// wrapping nats.ErrConnectionClosed (or nats.ErrBadSubscription).
+	// StopClosed: the connection closed, or began to drain, or the shared
+	// Mux closed: error wrapping nats.ErrConnectionClosed,
+	// nats.ErrConnectionDraining or nats.ErrBadSubscription.
 	StopClosed
-	// StopFailed: the request could not be sent, or the inbox failed.
+	// StopFailed: the inbox could not be made or the request not sent
+	// (nats.ErrMaxPayload, nats.ErrPermissionViolation, ...).
 	StopFailed
 )
 

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -14,28 +15,39 @@ const DemoSubject = "gather.demo"
 // Responder is one demo responder: it answers every request on its subject
 // after Delay, from Name, with the payload "reply from <Name>" (or an empty
 // payload, the sentinel, when Sentinel is set). Its reply carries
-// ResponderHeader: Name, and echoes the request's headers.
+// ResponderHeader: Name, and echoes the request's headers but those NATS
+// gives a meaning to ("Status", "Description", "Nats-…"), which would make
+// the reply look like a status or a service error.
 type Responder struct {
 	Name     string
 	Delay    time.Duration
 	Sentinel bool
 }
 
+// SentinelAfter is how long after the longest responder delay the sentinel
+// responder answers: 10 ms, so that its empty reply normally comes last.
+const SentinelAfter = 10 * time.Millisecond
+
+// MaxDelay is the longest responder delay the demo takes: 1 h.
+const MaxDelay = time.Hour
+
 // DemoResponders returns n responders named responder-1 … responder-n,
-// each with a delay drawn uniformly from [0, maxDelay] by a PCG generator
-// seeded with seed, so a seed replays the same arrival order. With sentinel,
-// responder-n answers with an empty payload instead.
+// each with a delay drawn uniformly from [0, maxDelay] (at most MaxDelay) by
+// a PCG generator seeded with seed, so a seed replays the same arrival
+// order. With sentinel, one more responder, "sentinel", answers with an
+// empty payload SentinelAfter after maxDelay: the "that's all" message.
 func DemoResponders(n int, maxDelay time.Duration, seed uint64, sentinel bool) []Responder {
+	maxDelay = min(maxDelay, MaxDelay)
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	rs := make([]Responder, n)
+	rs := make([]Responder, n, n+1)
 	for i := range rs {
 		rs[i] = Responder{Name: fmt.Sprintf("responder-%d", i+1)}
 		if maxDelay > 0 {
 			rs[i].Delay = time.Duration(rng.Int64N(int64(maxDelay) + 1))
 		}
 	}
-	if sentinel && n > 0 {
-		rs[n-1].Sentinel = true
+	if sentinel {
+		rs = append(rs, Responder{Name: "sentinel", Delay: maxDelay + SentinelAfter, Sentinel: true})
 	}
 	return rs
 }
@@ -57,7 +69,7 @@ func Serve(nc *nats.Conn, subject string, responders []Responder) ([]*nats.Subsc
 		}
 		subs = append(subs, sub)
 	}
-	if err := nc.Flush(); err != nil {
+	if err := nc.FlushTimeout(flushTimeout(nc)); err != nil {
 		return nil, fmt.Errorf("serve %q: flush: %w", subject, err)
 	}
 	return subs, nil
@@ -72,7 +84,9 @@ func (r Responder) handle(m *nats.Msg) {
 	time.Sleep(r.Delay)
 	reply := nats.NewMsg(m.Reply)
 	for k, v := range m.Header {
-		reply.Header[k] = v
+		if k != "Status" && k != "Description" && !strings.HasPrefix(k, "Nats-") {
+			reply.Header[k] = v
+		}
 	}
 	reply.Header.Set(ResponderHeader, r.Name)
 	if !r.Sentinel {

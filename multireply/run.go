@@ -27,12 +27,12 @@ type Config struct {
 	Max int
 	// Stall stops when no reply follows the previous within it (0: off).
 	Stall time.Duration
-	// Sentinel makes the last responder answer with an empty payload and
-	// the gather stop on it.
+	// Sentinel adds a responder that answers with an empty payload after
+	// all the others, and makes the gather stop on it.
 	Sentinel bool
 	// Variant is "inbox", "shared" or "natsext" (default "shared").
 	Variant string
-	// Delay is the longest responder delay (≥ 0; default 200 ms).
+	// Delay is the longest responder delay (0 to MaxDelay; default 200 ms).
 	Delay time.Duration
 	// Seed picks the responders' delays (default 1).
 	Seed uint64
@@ -58,8 +58,14 @@ func (cfg *Config) Check() error {
 		return cli.Usagef("-stall %v must be ≥ 0 (0: off)", cfg.Stall)
 	case cfg.Stall > 0 && cfg.Stall >= cfg.Timeout:
 		return cli.Usagef("-stall %v must be shorter than -timeout %v", cfg.Stall, cfg.Timeout)
-	case cfg.Delay < 0:
-		return cli.Usagef("-delay %v must be ≥ 0", cfg.Delay)
+	case cfg.Delay < 0 || cfg.Delay > MaxDelay:
+		return cli.Usagef("-delay %v must be from 0 to %v", cfg.Delay, MaxDelay)
+	case cfg.Mode.Serve && !cfg.Discover && cfg.Responders == 0 && !cfg.Sentinel:
+		return cli.Usagef("-serve with -responders 0 would serve nothing")
+	case cfg.Discover && (cfg.Max > 0 || cfg.Stall > 0 || cfg.Sentinel):
+		return cli.Usagef("-discover sets its own stop conditions (a %v stall): drop -max, -stall and -sentinel", DiscoverStall)
+	case cfg.Discover && cfg.Timeout <= DiscoverStall:
+		return cli.Usagef("-discover needs a -timeout longer than its %v stall, not %v", DiscoverStall, cfg.Timeout)
 	case !slices.Contains(Variants, cfg.Variant):
 		return cli.Usagef("-variant %q: want one of %s", cfg.Variant, strings.Join(Variants, ", "))
 	}
@@ -116,7 +122,7 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	// The responders: one connection, one subscription each, every one on
 	// the same subject, so every one gets the request. Flushed before the
 	// request goes out.
-	if cfg.Mode.Serves() && cfg.Responders > 0 {
+	if cfg.Mode.Serves() && (cfg.Responders > 0 || cfg.Sentinel) {
 		nc, err := env.Connect("responders")
 		if err != nil {
 			return err
@@ -127,7 +133,11 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 		}
 	}
 	if cfg.Mode.Serve {
-		fmt.Fprintf(w, "%d responders on %s at %s until interrupted\n", cfg.Responders, DemoSubject, env.URL)
+		extra := ""
+		if cfg.Sentinel {
+			extra = " and a sentinel"
+		}
+		fmt.Fprintf(w, "%d responders%s on %s at %s until interrupted\n", cfg.Responders, extra, DemoSubject, cli.Redact(env.URL))
 		return cli.WaitForInterrupt(ctx)
 	}
 
@@ -175,7 +185,7 @@ func describe(cfg Config) string {
 		parts = append(parts, fmt.Sprintf("stall %v", cfg.Stall))
 	}
 	if cfg.Sentinel {
-		parts = append(parts, "sentinel: empty payload")
+		parts = append(parts, "sentinel: an empty payload")
 	}
 	if len(parts) == 0 {
 		return "no other stop condition"
@@ -201,7 +211,7 @@ func runDiscover(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) err
 		}
 	}
 	if cfg.Mode.Serve {
-		fmt.Fprintf(w, "3 instances of %s at %s until interrupted\n", DiscoverService, env.URL)
+		fmt.Fprintf(w, "3 instances of %s at %s until interrupted\n", DiscoverService, cli.Redact(env.URL))
 		return cli.WaitForInterrupt(ctx)
 	}
 	nc, err := env.Connect("discoverer")

@@ -26,7 +26,9 @@ var ErrMuxClosed = errors.New("mux closed")
 // slow or abandoned gather never holds up another gather or the connection's
 // message dispatch: a gather whose consumer falls behind by more than its
 // PendingLimit has further replies dropped and counted. Late replies, for a
-// gather that has ended, are dropped at once and counted in Late.
+// gather that has ended, are dropped at once and counted in Late. A gather's
+// queue holds at most its PendingLimits (65,536 replies or 64 MiB by default)
+// so a stalled consumer cannot exhaust memory.
 //
 // A Mux is safe for concurrent gathers. Close it when done (or close the
 // connection); gathers running then end with StopClosed.
@@ -58,7 +60,9 @@ func NewMux(nc *nats.Conn) (*Mux, error) {
 	// only reached if the whole connection stalls; each gather has its own.
 	sub.SetClosedHandler(func(string) { m.closed() })
 	m.sub = sub
-	if err := nc.Flush(); err != nil {
+	// Bounded by the connection's own timeout (2 s by default), not
+	// nats.go's fixed 10 s, so a server that stopped answering fails fast.
+	if err := nc.FlushTimeout(flushTimeout(nc)); err != nil {
 		_ = sub.Unsubscribe()
 		return nil, fmt.Errorf("new mux: flush: %w", err)
 	}
@@ -72,6 +76,9 @@ func (m *Mux) Name() string { return "shared" }
 // an error wrapping ErrMuxClosed and nats.ErrBadSubscription. It is safe to
 // call more than once and after the connection has closed.
 func (m *Mux) Close() error {
+	if m == nil || m.sub == nil {
+		return nil // not made by NewMux: nothing to release
+	}
 	err := m.sub.Unsubscribe()
 	if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrBadSubscription) {
 		err = nil
@@ -92,17 +99,17 @@ func (m *Mux) Late() int {
 }
 
 // route is the subscription's handler: hand the reply to its gather's queue.
+// It holds m.mu while it pushes, so a gather that deregisters (under m.mu)
+// sees every reply either in its queue or in Late, never neither.
 func (m *Mux) route(msg *nats.Msg) {
 	token := msg.Subject[len(m.prefix):]
 	m.mu.Lock()
-	q := m.gathers[token]
-	if q == nil {
-		m.late++
-	}
-	m.mu.Unlock()
-	if q != nil {
+	defer m.mu.Unlock()
+	if q := m.gathers[token]; q != nil {
 		q.push(msg)
+		return
 	}
+	m.late++
 }
 
 // closed ends every running gather: the subscription is gone.
@@ -136,70 +143,91 @@ func (m *Mux) Stream(ctx context.Context, subject string, data []byte, opts ...O
 	if m != nil {
 		nc = m.nc
 	}
-	c, deadline, err := newConfig(ctx, nc, subject, data, opts)
+	c, err := newConfig(ctx, nc, subject, data, opts)
 	if err != nil {
 		return nil, err
 	}
-	return &Stream{run: func(yield func(Reply) bool) (Result, error) {
-		start := time.Now()
+	return newStream(func(yield func(Reply) bool) (Result, error) {
+		start, deadline, err := begin(ctx, c)
+		if err != nil {
+			return notSent(subject, "before the request", start, deadline, err)
+		}
 
 		// A token of its own routes this gather's replies to its queue;
 		// registered before publishing, so no reply can come too early.
 		token := nuid.Next()
-		q := &queue{ctx: ctx, limit: c.pending, signal: make(chan struct{}, 1)}
+		q := &queue{ctx: ctx, deadline: deadline, limitMsgs: c.pendingMsgs, limitBytes: c.pendingBytes, signal: make(chan struct{}, 1)}
 		q.msgs = q.buf[:0]
 		m.mu.Lock()
 		if m.err != nil {
 			err := m.err
 			m.mu.Unlock()
-			return Result{Reason: StopClosed, Deadline: deadline.Sub(start)}, fmt.Errorf("gather %q: %w", subject, err)
+			return notSent(subject, "register", start, deadline, err)
 		}
 		m.gathers[token] = q
 		m.mu.Unlock()
+		defer q.release()
 		defer func() {
 			// Replies that came but were not taken (after max, a sentinel, a
-			// break) are late too.
-			left := q.len()
+			// break, the deadline) are late too.
 			m.mu.Lock()
 			delete(m.gathers, token)
-			m.late += left
+			m.late += q.len()
 			m.mu.Unlock()
 		}()
 
 		// One publish; the Mux's subscription already exists on the server.
 		msg := &nats.Msg{Subject: subject, Reply: m.prefix + token, Data: data, Header: c.header}
 		if err := nc.PublishMsg(msg); err != nil {
-			return publishFailed(subject, start, deadline, err)
+			return notSent(subject, "publish", start, deadline, err)
 		}
-		defer q.release()
 		return collect(ctx, c, start, deadline, q, subject, yield)
-	}}, nil
+	}), nil
+}
+
+// flushTimeout bounds the flushes that make subscriptions known: the
+// connection's connect timeout (nats.Timeout, 2 s by default).
+func flushTimeout(nc *nats.Conn) time.Duration {
+	if t := nc.Opts.Timeout; t > 0 {
+		return t
+	}
+	return nats.DefaultTimeout
 }
 
 // queue holds one gather's replies between the Mux's handler and the
 // gather's consumer: a slice guarded by a mutex, a one-slot signal channel to
 // wake the consumer, and a limit past which replies are dropped.
 type queue struct {
-	ctx    context.Context // the caller's; the deadline is in the timer
-	mu     sync.Mutex
-	msgs   []*nats.Msg
-	buf    [4]*nats.Msg // msgs' first backing array: no allocation for a few replies
-	head   int
-	limit  int
-	drop   int
-	err    error
-	signal chan struct{}
-	timer  *time.Timer
+	ctx        context.Context // the caller's
+	deadline   time.Time
+	mu         sync.Mutex
+	msgs       []*nats.Msg
+	buf        [4]*nats.Msg // msgs' first backing array: no allocation for a few replies
+	head       int
+	bytes      int // payload and header bytes in msgs[head:]
+	limitMsgs  int
+	limitBytes int
+	drop       int
+	err        error
+	signal     chan struct{}
+	timer      *time.Timer
+}
+
+// size is what a reply counts against the byte limit: payload and headers.
+func size(m *nats.Msg) int {
+	return m.Size() - len(m.Subject) - len(m.Reply)
 }
 
 func (q *queue) push(m *nats.Msg) {
+	n := size(m)
 	q.mu.Lock()
-	if len(q.msgs)-q.head >= q.limit {
+	if len(q.msgs)-q.head >= q.limitMsgs || q.bytes+n > q.limitBytes {
 		q.drop++
 		q.mu.Unlock()
 		return
 	}
 	q.msgs = append(q.msgs, m)
+	q.bytes += n
 	q.mu.Unlock()
 	q.wake()
 }
@@ -226,6 +254,7 @@ func (q *queue) pop() (*nats.Msg, error) {
 		m := q.msgs[q.head]
 		q.msgs[q.head] = nil
 		q.head++
+		q.bytes -= size(m)
 		if q.head == len(q.msgs) {
 			q.msgs, q.head = q.msgs[:0], 0
 		}
@@ -236,6 +265,15 @@ func (q *queue) pop() (*nats.Msg, error) {
 
 func (q *queue) next(until time.Time) (*nats.Msg, error) {
 	for {
+		// The deadline and a cancel apply to replies already queued too: a
+		// consumer that fell behind does not stretch the gather. A queued
+		// reply arrived within the stall gap, however late it is taken.
+		if err := q.ctx.Err(); err != nil {
+			return nil, err
+		}
+		if !time.Now().Before(q.deadline) {
+			return nil, context.DeadlineExceeded
+		}
 		if m, err := q.pop(); m != nil || err != nil {
 			return m, err
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -27,29 +28,40 @@ type Variant interface {
 // (StopCaller) and releases its subscription or token at once.
 type Stream struct {
 	run    func(yield func(Reply) bool) (Result, error)
-	ranged bool
+	ranged atomic.Bool
+	done   chan struct{} // closed once run has returned
 	result Result
 	err    error
 }
 
+func newStream(run func(yield func(Reply) bool) (Result, error)) *Stream {
+	return &Stream{run: run, done: make(chan struct{})}
+}
+
 // Replies publishes the request and yields each reply as it arrives, until a
-// stop condition. It may be ranged once; a second range yields nothing.
+// stop condition. It may be ranged once; a second range, also from another
+// goroutine, yields nothing and sends nothing.
 func (s *Stream) Replies() iter.Seq[Reply] {
 	return func(yield func(Reply) bool) {
-		if s.ranged {
+		if !s.ranged.CompareAndSwap(false, true) {
 			return
 		}
-		s.ranged = true
+		defer close(s.done)
 		s.result, s.err = s.run(yield)
 	}
 }
 
 // Result returns why the gather stopped and its counts, once Replies has
-// been ranged; the error is nil for the normal ends (deadline, max, stall,
+// been ranged (before that: StopNone and no error; while another goroutine
+// ranges it, Result waits for the end); the error is nil for the normal ends (deadline, max, stall,
 // sentinel, caller) and otherwise wraps the cause: context.Canceled,
 // nats.ErrConnectionClosed, nats.ErrNoResponders, nats.ErrSlowConsumer, or
 // the publish error. Result.Replies is nil: the consumer had them.
 func (s *Stream) Result() (Result, error) {
+	if !s.ranged.Load() {
+		return Result{Reason: StopNone}, nil
+	}
+	<-s.done
 	return s.result, s.err
 }
 
@@ -127,7 +139,7 @@ func collect(ctx context.Context, c *config, start, deadline time.Time, in inbox
 			return finish(StopCancelled, context.Canceled)
 		case errors.Is(err, nats.ErrNoResponders):
 			return finish(StopNoResponders, nats.ErrNoResponders)
-		case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrBadSubscription):
+		case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionDraining), errors.Is(err, nats.ErrBadSubscription):
 			return finish(StopClosed, err)
 		default:
 			return finish(StopFailed, err)
@@ -156,8 +168,29 @@ func collect(ctx context.Context, c *config, start, deadline time.Time, in inbox
 	}
 }
 
-// publishFailed is the Result and error of a request that could not be sent.
-func publishFailed(subject string, start, deadline time.Time, err error) (Result, error) {
-	return Result{Reason: StopFailed, Elapsed: time.Since(start), Deadline: deadline.Sub(start)},
-		fmt.Errorf("gather %q: publish: %w", subject, err)
+// notSent is the Result and error of a gather that ended before its request
+// was published: at step ("subscribe", "flush", "publish"), with err. A
+// deadline or cancel that comes first ends it as it would have ended later
+// (StopDeadline with no error, StopCancelled); a closed or draining
+// connection is StopClosed; anything else StopFailed.
+func notSent(subject, step string, start, deadline time.Time, err error) (Result, error) {
+	res := Result{Reason: StopFailed, Elapsed: time.Since(start), Deadline: deadline.Sub(start)}
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		res.Reason = StopDeadline
+		return res, nil
+	case errors.Is(err, context.Canceled):
+		res.Reason = StopCancelled
+	case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionDraining), errors.Is(err, nats.ErrBadSubscription):
+		res.Reason = StopClosed
+	}
+	return res, fmt.Errorf("gather %q: %s, not sent: %s: %w", subject, res.Reason, step, err)
+}
+
+// begin is the start of every variant's run, when its Stream is ranged: the
+// time the request goes out and the deadline counted from it. The error is
+// the caller's context's, if it has already ended: then nothing is sent.
+func begin(ctx context.Context, c *config) (start, deadline time.Time, err error) {
+	start = time.Now()
+	return start, c.deadline(ctx, start), ctx.Err()
 }

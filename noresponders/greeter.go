@@ -53,7 +53,7 @@ func ServeOnce(nc *nats.Conn) (*Greeter, error) {
 	}
 	g.sub = sub
 	g.drained = sub.StatusChanged(nats.SubscriptionClosed)
-	if err := nc.Flush(); err != nil {
+	if err := nc.FlushTimeout(nc.Opts.Timeout); err != nil {
 		_ = sub.Unsubscribe()
 		return nil, fmt.Errorf("serve %q: flush: %w", GreetSubjects, err)
 	}

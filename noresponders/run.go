@@ -116,7 +116,7 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if err := service.Flush(); err != nil {
+		if err := service.FlushTimeout(service.Opts.Timeout); err != nil {
 			return fmt.Errorf("flush after draining %q: %w", GreetSubjects, err)
 		}
 		fmt.Fprintf(w, "greeter drained: nobody subscribes to %s any more\n", GreetSubjects)
@@ -157,9 +157,9 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 // drain when the first request has come and gone, and then keeps its
 // connection, without interest in greet.*, until ctx ends (nil then).
 func serve(ctx context.Context, env *cli.Env, cfg Config, greeter *Greeter, w io.Writer) error {
-	fmt.Fprintf(w, "serving %s on %s: the greeter answers one request, then drains\n", GreetSubjects, env.URL)
+	fmt.Fprintf(w, "serving %s on %s: the greeter answers one request, then drains\n", GreetSubjects, cli.Redact(env.URL))
 	if cfg.Silent {
-		fmt.Fprintf(w, "serving %s on %s: takes requests, never answers\n", SilentSubjects, env.URL)
+		fmt.Fprintf(w, "serving %s on %s: takes requests, never answers\n", SilentSubjects, cli.Redact(env.URL))
 	}
 	if err := greeter.WaitDrained(ctx); err != nil {
 		if ctx.Err() != nil {

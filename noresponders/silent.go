@@ -21,7 +21,7 @@ func ServeSilent(nc *nats.Conn) (*nats.Subscription, error) {
 	if err != nil {
 		return nil, fmt.Errorf("serve %q: %w", SilentSubjects, err)
 	}
-	if err := nc.Flush(); err != nil {
+	if err := nc.FlushTimeout(nc.Opts.Timeout); err != nil {
 		_ = sub.Unsubscribe()
 		return nil, fmt.Errorf("serve %q: flush: %w", SilentSubjects, err)
 	}

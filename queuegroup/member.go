@@ -89,7 +89,7 @@ func Join(env *cli.Env, subject, group, name string, opts MemberOptions) (*Membe
 		nc.Close()
 		return nil, fmt.Errorf("%s: subscribe %q in group %q: %w", name, subject, group, err)
 	}
-	if err := nc.Flush(); err != nil {
+	if err := nc.FlushTimeout(nc.Opts.Timeout); err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("%s: flush subscription to %q: %w", name, subject, err)
 	}

@@ -78,7 +78,7 @@ func StartInstance(env *cli.Env, name string, delay time.Duration) (*Instance, e
 		_ = req.Respond(reply)
 	}), micro.WithEndpointSubject(MicroSubject))
 	if err == nil {
-		err = nc.Flush()
+		err = nc.FlushTimeout(nc.Opts.Timeout)
 	}
 	if err != nil {
 		_ = svc.Stop() // the endpoint's error is the one to report

@@ -13,12 +13,21 @@ import (
 // DefaultTimeout is how long Greet waits for the reply unless told: 500 ms.
 const DefaultTimeout = 500 * time.Millisecond
 
+// MaxNameLen is the longest name Greet takes: 1,024 bytes, well inside the
+// 4,096-byte control line (subject, reply subject, sizes) nats-server reads
+// by default; a longer one makes the server close the connection.
+const MaxNameLen = 1024
+
 // GreetSubject returns the subject to request a greeting for name,
-// "greet.<name>". name must be one subject token: not empty, and without
-// '.', '*', '>' or white space; otherwise the error wraps nats.ErrBadSubject.
+// "greet.<name>". name must be one subject token: not empty, at most
+// MaxNameLen bytes, without '.', '*', '>' or white space; otherwise the
+// error wraps nats.ErrBadSubject.
 func GreetSubject(name string) (string, error) {
 	if name == "" || strings.ContainsAny(name, ".*> \t\r\n") {
 		return "", fmt.Errorf("greet %q: name must be one subject token (no '.', '*', '>' or spaces): %w", name, nats.ErrBadSubject)
+	}
+	if len(name) > MaxNameLen {
+		return "", fmt.Errorf("greet: name of %d bytes is longer than %d: %w", len(name), MaxNameLen, nats.ErrBadSubject)
 	}
 	return greetPrefix + name, nil
 }

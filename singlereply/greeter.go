@@ -36,7 +36,9 @@ func ServeGreeter(nc *nats.Conn) (*nats.Subscription, error) {
 	if err != nil {
 		return nil, fmt.Errorf("serve %q: %w", GreetSubjects, err)
 	}
-	if err := nc.Flush(); err != nil {
+	// Bounded by the connection's timeout (2 s by default), not nats.go's
+	// fixed 10 s, so a server that stopped answering fails fast.
+	if err := nc.FlushTimeout(nc.Opts.Timeout); err != nil {
 		_ = sub.Unsubscribe()
 		return nil, fmt.Errorf("serve %q: flush: %w", GreetSubjects, err)
 	}

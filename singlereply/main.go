@@ -21,6 +21,9 @@ func main() {
 	cfg.Mode.AddFlags(fs)
 	os.Exit(cli.Main(fs, os.Args[1:], func() error {
 		cfg.Names = fs.Args()
+		if cfg.Mode.Serve && len(cfg.Names) > 0 {
+			return cli.Usagef("-serve answers any name; names go to a -request run")
+		}
 		if len(cfg.Names) == 0 {
 			cfg.Names = DefaultNames
 		}

@@ -57,7 +57,7 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 			return err
 		}
 		if cfg.Mode.Serve {
-			fmt.Fprintf(w, "serving %s on %s until interrupted\n", GreetSubjects, env.URL)
+			fmt.Fprintf(w, "serving %s on %s until interrupted\n", GreetSubjects, cli.Redact(env.URL))
 			return cli.WaitForInterrupt(ctx)
 		}
 	}

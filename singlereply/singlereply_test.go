@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,6 +64,8 @@ func TestGreet(t *testing.T) {
 		{name: "wildcard", serve: true, who: "*", timeout: time.Second, wantErr: []error{nats.ErrBadSubject}},
 		{name: "full wildcard", serve: true, who: ">", timeout: time.Second, wantErr: []error{nats.ErrBadSubject}},
 		{name: "space", serve: true, who: "a b", timeout: time.Second, wantErr: []error{nats.ErrBadSubject}},
+		{name: "too long", serve: true, who: strings.Repeat("a", MaxNameLen+1), timeout: time.Second, wantErr: []error{nats.ErrBadSubject}},
+		{name: "longest", serve: true, who: strings.Repeat("a", MaxNameLen), timeout: time.Second, want: "hello, " + strings.Repeat("a", MaxNameLen)},
 		{name: "zero timeout", serve: true, who: "joe", timeout: 0, wantErr: []error{nats.ErrInvalidArg}},
 		{name: "negative timeout", serve: true, who: "joe", timeout: -time.Second, wantErr: []error{nats.ErrInvalidArg}},
 	}

@@ -13,6 +13,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -101,10 +102,12 @@ func FromEnvironment(scenario string, getenv func(string) string, stderr io.Writ
 
 // Connect opens a connection named "<scenario> <role>" (the name servers
 // show in connz and `nats server report connections`) to env's servers. It
-// fails fast, with an error wrapping nats.ErrNoServers, when none answers
-// within ConnectTimeout; once connected, nats.go reconnects on its own.
-// Asynchronous errors, such as a slow consumer dropping messages, are
-// written to stderr. Extra opts follow the defaults and may override them,
+// fails fast when no server answers within ConnectTimeout (the error wraps
+// nats.ErrNoServers for a refused connection, or the dial's own error); once
+// connected, nats.go reconnects on its own. A denied subscription fails a
+// synchronous subscription's NextMsg with nats.ErrPermissionViolation
+// (nats.PermissionErrOnSubscribe). Asynchronous errors, such as a slow
+// consumer dropping messages or a denied publish, are written to stderr. Extra opts follow the defaults and may override them,
 // except the closed handler, which Env keeps to know when a drain is over.
 // After Close, or when Close runs while it dials, the error wraps
 // nats.ErrConnectionClosed and no connection is left open.
@@ -120,6 +123,9 @@ func (e *Env) Connect(role string, opts ...nats.Option) (*nats.Conn, error) {
 		nats.Name(e.Scenario + " " + role),
 		nats.Timeout(ConnectTimeout),
 		nats.DrainTimeout(DrainTimeout),
+		// A denied subscription then fails NextMsg with
+		// nats.ErrPermissionViolation instead of looking like silence.
+		nats.PermissionErrOnSubscribe(true),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			if sub != nil {
 				fmt.Fprintf(os.Stderr, "%s %s: on %q: %v\n", e.Scenario, role, sub.Subject, err)
@@ -131,7 +137,7 @@ func (e *Env) Connect(role string, opts ...nats.Option) (*nats.Conn, error) {
 	all = append(all, nats.ClosedHandler(func(*nats.Conn) { close(closed) }))
 	nc, err := nats.Connect(e.URL, all...)
 	if err != nil {
-		return nil, fmt.Errorf("connect %s %s to %s: %w", e.Scenario, role, e.URL, err)
+		return nil, fmt.Errorf("connect %s %s to %s: %w", e.Scenario, role, Redact(e.URL), err)
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -175,6 +181,24 @@ func (e *Env) Close() error {
 	return errors.Join(errs...)
 }
 
+// Redact returns urls, a comma-separated list of server URLs, with any
+// password, or a token given alone in the user part, replaced by "xxxxx",
+// for printing.
+func Redact(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		u, err := url.Parse(strings.TrimSpace(p))
+		if err != nil || u.User == nil {
+			continue
+		}
+		if _, hasPassword := u.User.Password(); !hasPassword {
+			u.User = url.User("xxxxx") // nats://<token>@host
+		}
+		parts[i] = u.Redacted()
+	}
+	return strings.Join(parts, ",")
+}
+
 // Main runs a scenario program and returns its exit code. It parses args
 // with fs (an unknown flag or bad value: one line on stderr, exit 2; -h: the
 // usage, exit 0), calls check for the scenario's own argument checks (an
@@ -182,7 +206,9 @@ func (e *Env) Close() error {
 // run with a context that SIGINT or SIGTERM cancels. After run returns, the
 // connections are drained and the embedded server stopped. A run error is
 // one line on stderr and exit 1 (2 if it wraps ErrUsage), unless a signal
-// ended the run: that is a normal stop, exit 0.
+// ended the run: that is a normal stop, exit 0. A drain that fails is one
+// more line and exit 1. Once run has returned, a second SIGINT ends the
+// program at once.
 func Main(fs *flag.FlagSet, args []string, check func() error, run func(ctx context.Context, env *Env) error) int {
 	return main(fs, args, check, run, os.Getenv, os.Stderr)
 }
@@ -213,13 +239,21 @@ func main(fs *flag.FlagSet, args []string, check func() error, run func(ctx cont
 		return ExitFailure
 	}
 	err = run(ctx, env)
-	if cerr := env.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("drain: %w", cerr)
-	}
+	interrupted := ctx.Err() != nil
+	// From here a second Ctrl-C ends the program at once, as Go's default
+	// handling does, instead of waiting out a stuck drain.
+	stop()
+	cerr := env.Close()
 	switch {
+	case cerr != nil:
+		if err != nil && !interrupted {
+			fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		}
+		fmt.Fprintf(stderr, "%s: drain: %v\n", name, cerr)
+		return ExitFailure
 	case err == nil:
 		return ExitOK
-	case ctx.Err() != nil:
+	case interrupted:
 		// Interrupted: the connections are drained; that is a clean stop.
 		fmt.Fprintf(stderr, "%s: interrupted; connections drained\n", name)
 		return ExitOK

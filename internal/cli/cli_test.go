@@ -363,3 +363,18 @@ func TestWaitForInterrupt(t *testing.T) {
 	cancel()
 	assert.NoError(t, <-done)
 }
+
+func TestRedact(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{in: "nats://127.0.0.1:4222", want: "nats://127.0.0.1:4222"},
+		{in: "nats://alice:s3cret@a:4222", want: "nats://alice:xxxxx@a:4222"},
+		{in: "nats://a:4222, nats://bob:pw@b:4222", want: "nats://a:4222,nats://bob:xxxxx@b:4222"},
+		{in: "nats://s3cret-token@a:4222", want: "nats://xxxxx@a:4222"},
+		{in: "garbage", want: "garbage"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			assert.Equal(t, tc.want, Redact(tc.in))
+		})
+	}
+}

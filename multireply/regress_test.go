@@ -1,0 +1,263 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"reqreply/internal/cli"
+	"reqreply/internal/testserver"
+)
+
+// Cases found by trying to break the gather, kept so they stay fixed.
+
+// A MaxReplies beyond what nats-server reads in an UNSUB count (9 digits)
+// must not unsubscribe the inbox at once.
+func TestHugeMax(t *testing.T) {
+	env := newEnv(t)
+	echoN(3)(t, connect(t, env, "responders"), "svc")
+	nc := connect(t, env, "requester")
+	for _, v := range newVariants(t, nc) {
+		for _, n := range []int{math.MaxInt32, math.MaxInt} {
+			res, err := Gather(context.Background(), v, "svc", nil, Timeout(300*time.Millisecond), MaxReplies(n))
+			require.NoError(t, err)
+			assert.Equal(t, 3, res.Count, "variant %s, max %d", v.Name(), n)
+		}
+	}
+}
+
+// The deadline and a cancel end a gather even while replies wait for a
+// slow consumer; replies already waiting are still taken after a short
+// stall, since they arrived within it.
+func TestBacklog(t *testing.T) {
+	const burst = 200
+	env := newEnv(t)
+	rc := connect(t, env, "responders")
+	sent := make(chan struct{}, 8)
+	_, err := rc.Subscribe("svc", func(m *nats.Msg) {
+		defer func() { sent <- struct{}{} }()
+		for range burst {
+			if m.Respond([]byte("x")) != nil {
+				return
+			}
+		}
+	})
+	require.NoError(t, err)
+	require.NoError(t, rc.Flush())
+	nc := connect(t, env, "requester")
+	// waitForBurst holds the consumer on its first reply until the whole
+	// burst is in the client: the responder has sent it all, its flush says
+	// the server has it, the requester's flush that the client has.
+	waitForBurst := func() {
+		<-sent
+		require.NoError(t, rc.Flush())
+		require.NoError(t, nc.Flush())
+	}
+	for _, v := range newVariants(t, nc) {
+		t.Run("variant="+v.Name()+"/deadline", func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			defer cancel()
+			// The context's deadline is the gather's.
+			s, err := v.Stream(ctx, "svc", nil)
+			require.NoError(t, err)
+			n := 0
+			for range s.Replies() {
+				if n++; n == 1 {
+					waitForBurst()
+					<-ctx.Done() // the gather's deadline has passed
+				}
+			}
+			res, err := s.Result()
+			require.NoError(t, err)
+			assert.Equal(t, StopDeadline, res.Reason)
+			assert.Equal(t, 1, res.Count, "no reply is handed out after the deadline")
+		})
+		t.Run("variant="+v.Name()+"/cancel", func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			s, err := v.Stream(ctx, "svc", nil, Timeout(time.Hour))
+			require.NoError(t, err)
+			n := 0
+			for range s.Replies() {
+				if n++; n == 1 {
+					waitForBurst()
+					cancel()
+				}
+			}
+			res, err := s.Result()
+			assert.ErrorIs(t, err, context.Canceled)
+			assert.Equal(t, StopCancelled, res.Reason)
+			assert.Equal(t, 1, res.Count, "no reply is handed out after a cancel")
+		})
+		t.Run("variant="+v.Name()+"/tiny stall", func(t *testing.T) {
+			if v.Name() != "inbox" {
+				// Their replies pass through a goroutine of nats.go (the
+				// Mux's subscription, natsext's stall wait) after they reach
+				// the client, and a nanosecond stall may end before it.
+				t.Skip("a reply in the client is not yet in the gather")
+			}
+			s, err := v.Stream(context.Background(), "svc", nil, Timeout(time.Hour), Stall(time.Nanosecond))
+			require.NoError(t, err)
+			n := 0
+			for range s.Replies() {
+				if n++; n == 1 {
+					waitForBurst()
+				}
+			}
+			res, err := s.Result()
+			require.NoError(t, err)
+			assert.Equal(t, StopStalled, res.Reason)
+			assert.Equal(t, burst, res.Count, "replies already in the client arrived within the stall")
+		})
+	}
+}
+
+// Timeout counts from when the request goes out (the Stream is ranged), and
+// a context that ends before then sends nothing.
+func TestDeadlineFromTheRequest(t *testing.T) {
+	env := newEnv(t)
+	echoN(1)(t, connect(t, env, "responders"), "svc")
+	nc := connect(t, env, "requester")
+	for _, v := range newVariants(t, nc) {
+		t.Run("variant="+v.Name(), func(t *testing.T) {
+			s, err := v.Stream(context.Background(), "svc", nil, Timeout(time.Minute), MaxReplies(1))
+			require.NoError(t, err)
+			// However long the caller waits before ranging, the full minute
+			// is still ahead of the request.
+			res, err := Collect(s)
+			require.NoError(t, err)
+			assert.Equal(t, StopMax, res.Reason)
+			assert.Greater(t, res.Deadline, 59*time.Second)
+
+			ctx, cancel := context.WithCancel(context.Background())
+			s, err = v.Stream(ctx, "svc", nil, Timeout(time.Minute))
+			require.NoError(t, err)
+			cancel()
+			before := nc.Stats().OutMsgs
+			res, err = Collect(s)
+			assert.ErrorIs(t, err, context.Canceled)
+			assert.Equal(t, StopCancelled, res.Reason)
+			assert.Equal(t, before, nc.Stats().OutMsgs, "nothing sent after the cancel")
+		})
+	}
+}
+
+// A connection that is closed, or begins to drain, ends a gather with
+// StopClosed, before or during it, whatever the variant.
+func TestClosedConnection(t *testing.T) {
+	t.Run("closed before ranging", func(t *testing.T) {
+		env := newEnv(t)
+		nc := connect(t, env, "requester")
+		for _, v := range newVariants(t, nc) {
+			s, err := v.Stream(context.Background(), "svc", nil, Timeout(time.Minute))
+			require.NoError(t, err)
+			nc.Close()
+			res, err := Collect(s)
+			assert.Equal(t, StopClosed, res.Reason, v.Name())
+			assert.True(t, errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrBadSubscription), "%s: %v", v.Name(), err)
+		}
+	})
+	t.Run("drained mid-gather", func(t *testing.T) {
+		for _, name := range Variants {
+			env := newEnv(t)
+			both(sequence("one"), silent)(t, connect(t, env, "responders"), "svc")
+			nc := connect(t, env, "requester")
+			v, release, err := NewVariant(name, nc)
+			require.NoError(t, err)
+			s, err := v.Stream(context.Background(), "svc", nil, Timeout(time.Hour))
+			require.NoError(t, err)
+			for range s.Replies() {
+				require.NoError(t, nc.Drain())
+			}
+			res, err := s.Result()
+			assert.Equal(t, StopClosed, res.Reason, name)
+			assert.Error(t, err, name)
+			assert.Equal(t, 1, res.Count, name)
+			_ = release()
+		}
+	})
+}
+
+// Bad headers, over-long subjects and a zero Mux are refused, not sent.
+func TestRefusedBeforeSending(t *testing.T) {
+	env := newEnv(t)
+	nc := connect(t, env, "requester")
+	for _, v := range newVariants(t, nc) {
+		subs := nc.NumSubscriptions()
+		_, err := v.Stream(context.Background(), "svc", nil, Header(nats.Header{"Bad Key": {"1"}}))
+		assert.ErrorIs(t, err, nats.ErrBadHeaderMsg, v.Name())
+		_, err = v.Stream(context.Background(), strings.Repeat("a", MaxSubjectLen+1), nil)
+		assert.ErrorIs(t, err, nats.ErrBadSubject, v.Name())
+		assert.Equal(t, subs, nc.NumSubscriptions(), v.Name())
+	}
+	assert.True(t, nc.IsConnected(), "the connection survives")
+	var zero Mux
+	assert.NoError(t, zero.Close())
+	_, err := zero.Stream(context.Background(), "svc", nil)
+	assert.ErrorIs(t, err, nats.ErrInvalidArg)
+}
+
+// A Stream ranged from two goroutines sends one request; the second range
+// yields nothing, and Result waits for the first.
+func TestStreamRangedTwice(t *testing.T) {
+	env := newEnv(t)
+	echoN(2)(t, connect(t, env, "responders"), "svc")
+	nc := connect(t, env, "requester")
+	m, err := NewMux(nc)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, m.Close()) }()
+	s, err := m.Stream(context.Background(), "svc", nil, Timeout(time.Minute), MaxReplies(2))
+	require.NoError(t, err)
+	res, err := s.Result()
+	require.NoError(t, err)
+	assert.Equal(t, StopNone, res.Reason, "not ranged yet")
+
+	before := nc.Stats().OutMsgs
+	counts := make(chan int, 2)
+	for range 2 {
+		go func() {
+			n := 0
+			for range s.Replies() {
+				n++
+			}
+			counts <- n
+		}()
+	}
+	a, b := <-counts, <-counts
+	assert.Equal(t, 2, a+b)
+	assert.Equal(t, before+1, nc.Stats().OutMsgs, "one request")
+	res, err = s.Result()
+	require.NoError(t, err)
+	assert.Equal(t, StopMax, res.Reason)
+}
+
+// A user denied subscribing to inboxes gets an error wrapping
+// nats.ErrPermissionViolation from the inbox variant (its connection is
+// made with nats.PermissionErrOnSubscribe, as internal/cli makes them), not
+// a silent deadline.
+func TestSubscribePermissionDenied(t *testing.T) {
+	users := []*server.User{
+		{Username: "svc", Password: "svc"},
+		{Username: "nosub", Password: "nosub", Permissions: &server.Permissions{
+			Subscribe: &server.SubjectPermission{Deny: []string{"_INBOX.>"}},
+		}},
+	}
+	s := testserver.New(t, testserver.WithUsers(users...))
+	env := cli.NewEnv("multireply", "nats://svc:svc@"+strings.TrimPrefix(s.ClientURL(), "nats://"))
+	t.Cleanup(func() { _ = env.Close() })
+	echoN(1)(t, connect(t, env, "responders"), "svc")
+	denied := cli.NewEnv("multireply", "nats://nosub:nosub@"+strings.TrimPrefix(s.ClientURL(), "nats://"))
+	t.Cleanup(func() { _ = denied.Close() })
+	nc := connect(t, denied, "requester")
+	res, err := Gather(context.Background(), Inbox{Conn: nc}, "svc", nil, Timeout(10*time.Second))
+	assert.ErrorIs(t, err, nats.ErrPermissionViolation)
+	assert.Equal(t, StopFailed, res.Reason)
+}
