@@ -1,3 +1,6 @@
+// Service discovery as scatter-gather: $SRV.PING and $SRV.INFO answered by
+// every instance of a nats.go/micro service.
+
 package main
 
 import (

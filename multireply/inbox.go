@@ -1,3 +1,6 @@
+// Variant 1, inbox: a fresh inbox per request, subscribed, flushed, then the
+// request, then a NextMsg loop. The teaching version.
+
 package main
 
 import (

@@ -1,3 +1,6 @@
+// Variant 3, natsext: orbit.go's RequestMany wrapped to the same Result, and
+// where it differs.
+
 package main
 
 import (
@@ -41,7 +44,7 @@ type Natsext struct {
 func (Natsext) Name() string { return "natsext" }
 
 // Stream checks subject and opts like the other variants (errors wrap
-// nats.ErrBadSubject or nats.ErrInvalidArg; PendingLimit is an
+// nats.ErrBadSubject or nats.ErrInvalidArg; PendingLimits is an
 // nats.ErrInvalidArg here) and returns a Stream whose Replies call
 // natsext.RequestManyMsg with the equivalent options and yield its replies.
 func (v Natsext) Stream(ctx context.Context, subject string, data []byte, opts ...Option) (*Stream, error) {

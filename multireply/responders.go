@@ -1,3 +1,6 @@
+// The demo responders: each answers after its own seeded delay and names
+// itself in a header; one may answer with the empty sentinel.
+
 package main
 
 import (

@@ -1,3 +1,6 @@
+// What the multireply program was asked to do (Config and its checks) and
+// Run, the scenario top to bottom.
+
 package main
 
 import (

@@ -1,3 +1,6 @@
+// Variant 2, shared: one wildcard inbox subscription per connection; each
+// gather a token on it. The production version.
+
 package main
 
 import (
@@ -25,7 +28,7 @@ var ErrMuxClosed = errors.New("mux closed")
 // The subscription's handler only appends to a queue and never blocks, so a
 // slow or abandoned gather never holds up another gather or the connection's
 // message dispatch: a gather whose consumer falls behind by more than its
-// PendingLimit has further replies dropped and counted. Late replies, for a
+// PendingLimits has further replies dropped and counted. Late replies, for a
 // gather that has ended, are dropped at once and counted in Late. A gather's
 // queue holds at most its PendingLimits (65,536 replies or 64 MiB by default)
 // so a stalled consumer cannot exhaust memory.

@@ -1,3 +1,6 @@
+// The collect-all and streaming forms shared by every variant, and the one
+// collect loop the inbox and shared variants run to apply the stop conditions.
+
 package main
 
 import (

@@ -1,3 +1,5 @@
+// The picture: a one-line timeline of arrivals between request and deadline.
+
 package main
 
 import (

@@ -1,3 +1,5 @@
+// The requester side: one timed request, and what its failure says.
+
 package main
 
 import (

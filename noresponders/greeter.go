@@ -1,3 +1,5 @@
+// The responder side: a greeter that answers one request and drains.
+
 package main
 
 import (

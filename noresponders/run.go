@@ -1,3 +1,6 @@
+// What the noresponders program was asked to do and Run, the scenario top to
+// bottom.
+
 package main
 
 import (

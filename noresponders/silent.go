@@ -1,3 +1,5 @@
+// A subscriber that takes requests and never answers: interest without replies.
+
 package main
 
 import (

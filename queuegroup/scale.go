@@ -28,6 +28,7 @@ const (
 	drainSubscription
 )
 
+// String says how the member drains, as the program prints it.
 func (h drainHow) String() string {
 	if h == drainSubscription {
 		return "its subscription's Drain"

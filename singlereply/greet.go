@@ -1,3 +1,5 @@
+// The requester side: one request, one reply, with every error it can end in.
+
 package main
 
 import (

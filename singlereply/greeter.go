@@ -1,3 +1,5 @@
+// The responder side: a greeter on greet.* answering on each reply subject.
+
 package main
 
 import (

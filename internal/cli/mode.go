@@ -1,3 +1,5 @@
+// The -serve and -request flags every scenario shares.
+
 package cli
 
 import (
