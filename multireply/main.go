@@ -31,9 +31,28 @@ func main() {
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "seed for the responders' delays")
 	fs.BoolVar(&cfg.Discover, "discover", false, "gather $SRV.PING and $SRV.INFO from three micro service instances instead")
 	cfg.Mode.AddFlags(fs)
+	cli.SetUsage(fs, "multireply [flags]",
+		`Scatter-gather: responders on gather.demo each answer one request after their own
+delay; the requester collects replies until the first stop condition (the -timeout
+deadline, -max replies, a -stall gap after the last reply, or the -sentinel empty
+payload) and draws where they came. -variant picks how: shared (one wildcard inbox
+per connection, the default), inbox (an inbox per request, the teaching version) or
+natsext (orbit.go's RequestMany). -discover gathers micro service PING/INFO answers.
+-serve and -request run the halves apart, against NATS_URL.`)
 	os.Exit(cli.Main(fs, os.Args[1:], func() error {
 		if fs.NArg() > 0 {
 			return cli.Usagef("unexpected arguments %q", fs.Args())
+		}
+		set := cli.SetFlags(fs)
+		if cfg.Mode.Serve {
+			if err := cli.Refuse(set, "with -serve, which runs only the responders", "max", "stall", "variant", "timeout"); err != nil {
+				return err
+			}
+		}
+		if cfg.Mode.Request {
+			if err := cli.Refuse(set, "with -request, which runs only the requester", "responders", "delay", "seed"); err != nil {
+				return err
+			}
 		}
 		return cfg.Check()
 	}, func(ctx context.Context, env *cli.Env) error {

@@ -16,13 +16,17 @@ import (
 	"reqreply/internal/cli"
 )
 
+// MaxResponders is the most demo responders a run starts: 10,000.
+const MaxResponders = 10_000
+
 // Variants names the -variant values.
 var Variants = []string{"inbox", "shared", "natsext"}
 
 // Config is what the multireply program was asked to do; the zero values of
 // Max and Stall mean "not set".
 type Config struct {
-	// Responders is how many demo responders to start (≥ 0; default 5).
+	// Responders is how many demo responders to start (0..MaxResponders;
+	// default 5).
 	Responders int
 	// Timeout is the gather's deadline after the request (> 0; default 1 s).
 	Timeout time.Duration
@@ -51,8 +55,8 @@ func (cfg *Config) Check() error {
 		return err
 	}
 	switch {
-	case cfg.Responders < 0:
-		return cli.Usagef("-responders %d must be ≥ 0", cfg.Responders)
+	case cfg.Responders < 0 || cfg.Responders > MaxResponders:
+		return cli.Usagef("-responders %d: want 0..%d", cfg.Responders, MaxResponders)
 	case cfg.Timeout <= 0:
 		return cli.Usagef("-timeout %v must be > 0", cfg.Timeout)
 	case cfg.Max < 0:
@@ -168,13 +172,10 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	}
 
 	// The picture: where the replies came between request and deadline.
+	// A no-responders status ends it with nats.ErrNoResponders: nobody
+	// subscribes to the subject, and the server said so at once.
 	res, err := s.Result()
 	fmt.Fprintln(w, Timeline(res, at...))
-	if res.Reason == StopNoResponders {
-		// Reported, not failed: the server said at once that nobody listens.
-		fmt.Fprintf(w, "no responders: nobody subscribes to %s (the server answered with status 503)\n", DemoSubject)
-		return nil
-	}
 	return err
 }
 

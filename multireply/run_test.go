@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -69,6 +70,7 @@ func TestRun(t *testing.T) {
 		wantReplies int
 		atMost      bool // wantReplies is an upper bound: arrival order is up to the scheduler
 		wantStop    string
+		wantErr     error
 	}{
 		{name: "max", change: func(c *Config) { c.Max = 5 }, wantReplies: 5, wantStop: "stopped: max reached"},
 		{name: "max below responders", change: func(c *Config) { c.Max = 2 }, wantReplies: 2, wantStop: "stopped: max reached"},
@@ -77,14 +79,19 @@ func TestRun(t *testing.T) {
 		{name: "deadline", change: func(c *Config) { c.Timeout = 300 * time.Millisecond; c.Delay = 0 }, wantReplies: 5, wantStop: "stopped: deadline"},
 		{name: "inbox", change: func(c *Config) { c.Variant = "inbox"; c.Max = 5 }, wantReplies: 5, wantStop: "stopped: max reached"},
 		{name: "natsext", change: func(c *Config) { c.Variant = "natsext"; c.Max = 5 }, wantReplies: 5, wantStop: "stopped: max reached"},
-		{name: "no responders", change: func(c *Config) { c.Responders = 0 }, wantReplies: 0, wantStop: "stopped: no responders"},
+		{name: "no responders", change: func(c *Config) { c.Responders = 0 }, wantReplies: 0, wantStop: "stopped: no responders", wantErr: nats.ErrNoResponders},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := base
 			tc.change(&cfg)
 			var out bytes.Buffer
-			require.NoError(t, Run(context.Background(), newEnv(t), cfg, &out))
+			err := Run(context.Background(), newEnv(t), cfg, &out)
+			if tc.wantErr != nil {
+				require.ErrorIs(t, err, tc.wantErr)
+			} else {
+				require.NoError(t, err)
+			}
 			lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 			var replies int
 			for _, l := range lines {
@@ -224,6 +231,59 @@ func Example() {
 	// Output:
 	// 5 replies, stopped: max reached
 	// responder-1 responder-2 responder-3 responder-4 responder-5
+}
+
+// Example_run is `go run ./multireply -max 5`: five responders, collection
+// stopped at the fifth reply. Arrival times and the picture vary from run to
+// run, so they are masked here, and the replies may come in any order.
+func Example_run() {
+	s, err := testserver.Start()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer testserver.Shutdown(s)
+	env := cli.NewEnv("multireply", s.ClientURL())
+	defer env.Close()
+	cfg := Config{Responders: 5, Timeout: DefaultTimeout, Max: 5, Variant: "shared", Delay: 200 * time.Millisecond, Seed: 1}
+	var out bytes.Buffer
+	if err := Run(context.Background(), env, cfg, &out); err != nil {
+		fmt.Println(err)
+	}
+	fmt.Print(maskTimes(out.String()))
+	// Unordered output:
+	// request on gather.demo via shared: deadline 1s, max 5
+	// +<t>  responder-1   reply from responder-1
+	// +<t>  responder-2   reply from responder-2
+	// +<t>  responder-3   reply from responder-3
+	// +<t>  responder-4   reply from responder-4
+	// +<t>  responder-5   reply from responder-5
+	// |<picture>|  5 replies, stopped: max reached at <t>
+}
+
+var (
+	timePattern    = regexp.MustCompile(`\+?[0-9.]+(ns|µs|ms|s)\b`)
+	picturePattern = regexp.MustCompile(`^\|.*\|  `)
+)
+
+// maskTimes replaces what varies from run to run in the program's output:
+// durations, the picture, and the padding before an arrival time.
+func maskTimes(s string) string {
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		if strings.HasPrefix(l, "request on") {
+			continue
+		}
+		l = picturePattern.ReplaceAllString(l, "|<picture>|  ")
+		l = timePattern.ReplaceAllStringFunc(l, func(m string) string {
+			if strings.HasPrefix(m, "+") {
+				return "+<t>"
+			}
+			return "<t>"
+		})
+		lines[i] = strings.TrimLeft(l, " ")
+	}
+	return strings.Join(lines, "\n")
 }
 
 // ExampleTimeline draws five replies in the first quarter of a 1 s deadline,

@@ -331,7 +331,7 @@ func TestRunServe(t *testing.T) {
 
 			cancel()
 			require.NoError(t, <-done)
-			assert.True(t, strings.HasPrefix(out.String(), "serving greet.* on "+s.ClientURL()+": the greeter answers one request, then drains\n"), out.String())
+			assert.True(t, strings.HasPrefix(out.String(), "serving greet.* on "+s.ClientURL()+" until interrupted: the greeter answers one request, then drains\n"), out.String())
 			assert.Equal(t, tc.silent, strings.Contains(out.String(), "serving silent.* on "), out.String())
 		})
 	}

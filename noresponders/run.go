@@ -160,7 +160,7 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 // drain when the first request has come and gone, and then keeps its
 // connection, without interest in greet.*, until ctx ends (nil then).
 func serve(ctx context.Context, env *cli.Env, cfg Config, greeter *Greeter, w io.Writer) error {
-	fmt.Fprintf(w, "serving %s on %s: the greeter answers one request, then drains\n", GreetSubjects, cli.Redact(env.URL))
+	fmt.Fprintf(w, "serving %s on %s until interrupted: the greeter answers one request, then drains\n", GreetSubjects, cli.Redact(env.URL))
 	if cfg.Silent {
 		fmt.Fprintf(w, "serving %s on %s: takes requests, never answers\n", SilentSubjects, cli.Redact(env.URL))
 	}

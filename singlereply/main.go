@@ -19,6 +19,10 @@ func main() {
 	fs := flag.NewFlagSet("singlereply", flag.ContinueOnError)
 	fs.DurationVar(&cfg.Timeout, "timeout", DefaultTimeout, "how long each request waits for its reply")
 	cfg.Mode.AddFlags(fs)
+	cli.SetUsage(fs, "singlereply [flags] [name ...]",
+		`One request, one reply: a greeter on greet.* answers "hello, <name>"; the requester
+asks for each name (joe, sue and bob unless given) and prints each reply. -serve and
+-request run the halves apart, against NATS_URL.`)
 	os.Exit(cli.Main(fs, os.Args[1:], func() error {
 		cfg.Names = fs.Args()
 		if cfg.Mode.Serve && len(cfg.Names) > 0 {

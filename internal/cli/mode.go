@@ -5,6 +5,7 @@ package cli
 import (
 	"context"
 	"flag"
+	"fmt"
 )
 
 // Mode says which halves of a scenario a run plays: both by default, or only
@@ -43,4 +44,34 @@ func (m *Mode) Requests() bool { return !m.Serve }
 func WaitForInterrupt(ctx context.Context) error {
 	<-ctx.Done()
 	return nil
+}
+
+// SetFlags returns the names of the flags given on fs's command line (after
+// fs.Parse), so a program can refuse a flag that its mode would ignore.
+func SetFlags(fs *flag.FlagSet) map[string]bool {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	return set
+}
+
+// Refuse returns an error wrapping ErrUsage naming the first of names given
+// on the command line (set, from SetFlags), which the mode described by why
+// ignores; nil if none was given.
+func Refuse(set map[string]bool, why string, names ...string) error {
+	for _, n := range names {
+		if set[n] {
+			return Usagef("-%s does nothing %s", n, why)
+		}
+	}
+	return nil
+}
+
+// SetUsage makes fs's -h print a usage line, a paragraph saying what the
+// program shows, then the flags.
+func SetUsage(fs *flag.FlagSet, synopsis, about string) {
+	fs.Usage = func() {
+		out := fs.Output()
+		fmt.Fprintf(out, "usage: %s\n\n%s\n\nflags:\n", synopsis, about)
+		fs.PrintDefaults()
+	}
 }
