@@ -142,10 +142,12 @@ func (m *Member) Died() <-chan struct{} { return m.died }
 func (m *Member) Conn() *nats.Conn { return m.nc }
 
 // Settle returns once the member has handled every message the server sent
-// it before the call: a Flush (the server answers the PING after the
-// messages it already queued for this connection), then a nats.go Barrier
-// (which runs after the subscription callback has returned for every message
-// received before it). Counts read afterwards are final for those messages.
+// it before the call and its replies have reached the server: a Flush (the
+// server answers the PING after the messages it already queued for this
+// connection), a nats.go Barrier (which runs after the subscription callback
+// has returned for every message received before it), and a second Flush
+// (the replies those callbacks published are then at the server). Counts
+// read afterwards are final for those messages.
 // A closed member is settled already. Without a deadline on ctx, the flush
 // waits at most cli.DrainTimeout (5 s). The error is ctx's when it ends
 // first, or the flush's.
@@ -179,10 +181,13 @@ func settle(ctx context.Context, name string, nc *nats.Conn) error {
 	}
 	select {
 	case <-done:
-		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("%s: settle: %w", name, ctx.Err())
 	}
+	if err := nc.FlushWithContext(ctx); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		return fmt.Errorf("%s: settle: %w", name, err)
+	}
+	return nil
 }
 
 // Leave takes the member out of its group gracefully by draining its
