@@ -152,7 +152,9 @@ func runGone(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	// The next request: no responders, at once.
 	n := cfg.Requests + 1
 	start := time.Now()
-	msg, err := nc.Request(Subject, []byte(strconv.Itoa(n)), cfg.Timeout)
+	rctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	msg, err := nc.RequestWithContext(rctx, Subject, []byte(strconv.Itoa(n)))
+	cancel()
 	took := time.Since(start)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -78,6 +79,14 @@ type Result struct {
 	// Late replies came after their request had timed out, and were not
 	// counted as answers; with Retry such a request ran twice.
 	Late int
+	// Strays are messages on the requester's inbox that answer no request
+	// it sent (published there by someone else); they are not counted
+	// anywhere else.
+	Strays int
+	// Unsettled is set when members were still working through queued
+	// requests when counting ended (Settle ran out of time): replies they
+	// send later are not counted as late or duplicate.
+	Unsettled bool
 	// Elapsed is the time from the first request sent to the last answered
 	// or timed out.
 	Elapsed time.Duration
@@ -145,9 +154,11 @@ func (cfg *LoadConfig) Check() error {
 	return nil
 }
 
-// Request states, in slot.state.
+// Request states, in slot.state. The zero value is unsent, so a reply for a
+// request not yet published is told apart from one for a pending request.
 const (
-	pending = iota
+	unsent = iota
+	pending
 	answered
 	timedOut
 	noResponders
@@ -158,7 +169,7 @@ const (
 type slot struct {
 	mu      sync.Mutex
 	attempt int       // 0, or 1 for the retry
-	state   int       // pending, answered, timedOut, noResponders
+	state   int       // unsent, pending, answered, timedOut, noResponders
 	sent    time.Time // publish time of the current attempt
 	replies []reply   // the replies that counted
 	first   [1]reply  // room for the first, so most requests allocate nothing
@@ -198,6 +209,8 @@ type loader struct {
 	index      map[string]int32
 	duplicates int
 	late       int
+	strays     int  // messages on the inbox that answer no request sent
+	unsettled  bool // Settle ran out of time
 }
 
 // Load sends cfg.Requests requests on cfg.Subject from nc, with at most
@@ -260,7 +273,7 @@ func Load(ctx context.Context, nc *nats.Conn, cfg LoadConfig) (*Result, error) {
 		_ = inbox.Unsubscribe() // the limits error says what went wrong
 		return nil, fmt.Errorf("load %q: inbox: %w", cfg.Subject, err)
 	}
-	if err := nc.FlushTimeout(cfg.Timeout); err != nil {
+	if err := nc.FlushTimeout(setupTimeout(cfg.Timeout)); err != nil {
 		_ = inbox.Unsubscribe() // the flush error says what went wrong
 		return nil, fmt.Errorf("load %q: inbox: %w", cfg.Subject, err)
 	}
@@ -289,11 +302,18 @@ func Load(ctx context.Context, nc *nats.Conn, cfg LoadConfig) (*Result, error) {
 	// Let the members' last replies reach the server, then drain the inbox:
 	// its flush brings every reply the server has for us, and its close
 	// comes after the handler has counted each of them.
+	// A member with a backlog (a slow one) may take longer than a request's
+	// timeout to work through it; the counts are still worth reporting, so
+	// running out of time here is noted, not an error.
 	if cfg.Settle != nil {
-		sctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+		sctx, cancel := context.WithTimeout(ctx, setupTimeout(cfg.Timeout)+cli.DrainTimeout)
 		err := cfg.Settle(sctx)
 		cancel()
-		if err != nil {
+		switch {
+		case err == nil:
+		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+			l.unsettled = true
+		default:
 			_ = inbox.Unsubscribe() // the settle error says what went wrong
 			return nil, fmt.Errorf("load %q: settle: %w", cfg.Subject, err)
 		}
@@ -359,6 +379,13 @@ func (l *loader) publish(n, attempt int, payload []byte) error {
 	return nil
 }
 
+// setupTimeout bounds the round trips around a run (the inbox's flush,
+// settling the members, reading stats): the request timeout, but never less
+// than nats.go's 2 s connect timeout, so a tiny -timeout does not fail them.
+func setupTimeout(timeout time.Duration) time.Duration {
+	return max(timeout, nats.DefaultTimeout)
+}
+
 // done ends a request for good: its token goes back to the window, and the
 // last one closes allDone.
 func (l *loader) done() {
@@ -373,11 +400,17 @@ func (l *loader) onReply(m *nats.Msg) {
 	n, attempt, ok := l.parse(m.Subject)
 	if !ok {
 		// Not one of ours (someone published to the inbox by hand).
+		l.strays++
 		return
 	}
 	s := &l.slots[n-1]
 	s.mu.Lock()
 	switch {
+	case s.state == unsent || attempt > s.attempt:
+		// Not an answer to anything sent: someone published to the inbox
+		// by hand. Counting it would hand a window token back twice.
+		l.strays++
+		s.mu.Unlock()
 	case attempt != s.attempt || s.state == timedOut:
 		// The answer to an attempt that had already timed out.
 		l.late++
@@ -504,6 +537,8 @@ func (l *loader) result(elapsed time.Duration) *Result {
 		Requests:   l.cfg.Requests,
 		Duplicates: l.duplicates,
 		Late:       l.late,
+		Strays:     l.strays,
+		Unsettled:  l.unsettled,
 		Elapsed:    elapsed,
 	}
 	if l.want > 1 {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -232,4 +234,36 @@ func TestFairShare(t *testing.T) {
 			assert.LessOrEqual(t, stat, crit, "counts %v are not an even random split (p < 1e-6)", counts)
 		})
 	}
+}
+
+// A message on the requester's inbox for a request not yet sent (someone
+// else published it) is counted as a stray, not as that request's answer:
+// taking it would hand a window token back twice and wedge the inbox.
+func TestLoadStrayBeforeRequest(t *testing.T) {
+	env := newEnv(t)
+	svc, err := env.Connect("stray")
+	require.NoError(t, err)
+	var once sync.Once
+	_, err = svc.QueueSubscribe(Subject, Group, func(m *nats.Msg) {
+		once.Do(func() {
+			// m.Reply is <inbox>.<attempt>.<number>: address request 3.
+			inbox := m.Reply[:strings.LastIndex(m.Reply[:strings.LastIndex(m.Reply, ".")], ".")]
+			assert.NoError(t, svc.Publish(inbox+".0.3", []byte("ghost")))
+			assert.NoError(t, svc.Flush())
+		})
+		_ = m.Respond([]byte("worker"))
+	})
+	require.NoError(t, err)
+	require.NoError(t, svc.Flush())
+	nc, err := env.Connect("requester")
+	require.NoError(t, err)
+	res, err := Load(context.Background(), nc, LoadConfig{
+		Subject: Subject, Requests: 5, Concurrency: 1, Timeout: 5 * time.Second,
+		Settle: func(ctx context.Context) error { return settle(ctx, "stray", svc) },
+	})
+	require.NoError(t, err)
+	assert.Equal(t, 5, res.Answered)
+	assert.Equal(t, 1, res.Strays)
+	assert.Zero(t, res.Duplicates)
+	assert.True(t, res.Exact())
 }

@@ -245,7 +245,7 @@ func runMicro(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error 
 	writeBars(w, res, order, true, "  ", true)
 
 	// The instances' own counts, from $SRV.STATS.
-	stats, err := ReadStats(ctx, nc, cfg.Workers, cfg.Timeout)
+	stats, err := ReadStats(ctx, nc, cfg.Workers, setupTimeout(cfg.Timeout))
 	if err != nil {
 		return err
 	}

@@ -126,6 +126,12 @@ func verdict(r *Result, repliesEach int) (string, error) {
 	if repliesEach > 1 {
 		each = fmt.Sprintf("answered exactly %d times, once per group", repliesEach)
 	}
+	if r.Strays > 0 {
+		retried += fmt.Sprintf("; %d stray messages on the inbox ignored", r.Strays)
+	}
+	if r.Unsettled {
+		retried += "; members still busy when counting ended, later replies not counted"
+	}
 	if r.Exact() {
 		return fmt.Sprintf("verified: %d requests, %d replies: every request %s (0 lost, 0 duplicated%s)",
 			r.Requests, replies, each, retried), nil

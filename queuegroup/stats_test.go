@@ -119,3 +119,19 @@ func TestWriteSpread(t *testing.T) {
 		assert.Equal(t, tc.want, out.String())
 	}
 }
+
+// Percentile takes a rank that floating point puts a hair above a whole
+// number as that whole number: 99.9% of 1..1000 is 999, not 1000.
+func TestPercentileWholeRanks(t *testing.T) {
+	sorted := make([]time.Duration, 1000)
+	for i := range sorted {
+		sorted[i] = time.Duration(i + 1)
+	}
+	tests := []struct {
+		p    float64
+		want time.Duration
+	}{{99.9, 999}, {67, 670}, {50, 500}, {0.1, 1}, {100, 1000}, {0, 1}}
+	for _, tc := range tests {
+		assert.Equal(t, tc.want, Percentile(sorted, tc.p), "p%v", tc.p)
+	}
+}

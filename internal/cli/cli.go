@@ -155,7 +155,9 @@ func (e *Env) Connect(role string, opts ...nats.Option) (*nats.Conn, error) {
 // Draining lets handlers finish and replies go out before the connection
 // closes: the NATS way to stop a service without failing its requests.
 // It is safe to call more than once, also from several goroutines: only the
-// first call drains.
+// first call drains. The error names each connection whose drain failed,
+// and wraps nats.ErrDrainTimeout for one that ran out of time (nats.go then
+// closes it, dropping what it had not handled).
 func (e *Env) Close() error {
 	e.mu.Lock()
 	conns, embedded := e.conns, e.embedded
@@ -165,13 +167,21 @@ func (e *Env) Close() error {
 	var errs []error
 	for i := len(conns) - 1; i >= 0; i-- {
 		c := conns[i]
-		if err := c.nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-			errs = append(errs, err)
+		name := c.nc.Opts.Name
+		err := c.nc.Drain()
+		if err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
 			c.nc.Close()
 		}
 		select {
 		case <-c.closed:
+			// nats.go closes a connection whose drain ran out of time and
+			// leaves the reason as its last error: that drain lost messages.
+			if err == nil && errors.Is(c.nc.LastError(), nats.ErrDrainTimeout) {
+				errs = append(errs, fmt.Errorf("%s: %w", name, nats.ErrDrainTimeout))
+			}
 		case <-time.After(DrainTimeout + time.Second):
+			errs = append(errs, fmt.Errorf("%s: %w", name, nats.ErrDrainTimeout))
 			c.nc.Close()
 		}
 	}
@@ -206,9 +216,10 @@ func Redact(urls string) string {
 // run with a context that SIGINT or SIGTERM cancels. After run returns, the
 // connections are drained and the embedded server stopped. A run error is
 // one line on stderr and exit 1 (2 if it wraps ErrUsage), unless a signal
-// ended the run: that is a normal stop, exit 0. A drain that fails is one
-// more line and exit 1. Once run has returned, a second SIGINT ends the
-// program at once.
+// ended the run: that is a normal stop, exit 0. A drain that fails or runs
+// out of time (nats.ErrDrainTimeout: messages were lost) is one more line and
+// exit 1. After the first signal, or once run has returned, a second SIGINT
+// ends the program at once.
 func Main(fs *flag.FlagSet, args []string, check func() error, run func(ctx context.Context, env *Env) error) int {
 	return main(fs, args, check, run, os.Getenv, os.Stderr)
 }
@@ -233,6 +244,12 @@ func main(fs *flag.FlagSet, args []string, check func() error, run func(ctx cont
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// After the first signal, Go's default handling is back: a second
+	// SIGINT or SIGTERM ends the program at once, whatever it is waiting on.
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
 	env, err := FromEnvironment(name, getenv, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
@@ -249,7 +266,7 @@ func main(fs *flag.FlagSet, args []string, check func() error, run func(ctx cont
 		if err != nil && !interrupted {
 			fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		}
-		fmt.Fprintf(stderr, "%s: drain: %v\n", name, cerr)
+		fmt.Fprintf(stderr, "%s: drain: %s\n", name, strings.ReplaceAll(cerr.Error(), "\n", "; "))
 		return ExitFailure
 	case err == nil:
 		return ExitOK

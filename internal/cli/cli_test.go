@@ -378,3 +378,20 @@ func TestRedact(t *testing.T) {
 		})
 	}
 }
+
+// A drain that runs out of time loses messages: Close says so.
+func TestCloseReportsDrainTimeout(t *testing.T) {
+	s := testserver.New(t)
+	env := NewEnv("cli", s.ClientURL())
+	nc, err := env.Connect("stuck", nats.DrainTimeout(50*time.Millisecond))
+	require.NoError(t, err)
+	// A synchronous subscription with a message nobody reads keeps the
+	// drain from finishing.
+	_, err = nc.SubscribeSync("stuck")
+	require.NoError(t, err)
+	require.NoError(t, nc.Publish("stuck", []byte("unread")))
+	require.NoError(t, nc.Flush())
+	err = env.Close()
+	assert.ErrorIs(t, err, nats.ErrDrainTimeout)
+	assert.Contains(t, err.Error(), "cli stuck")
+}
