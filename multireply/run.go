@@ -149,11 +149,7 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	}
 
 	// The requester: the chosen variant on its own connection.
-	nc, err := env.Connect("requester")
-	if err != nil {
-		return err
-	}
-	v, release, err := NewVariant(cfg.Variant, nc)
+	v, release, err := connectVariant(env, "requester", cfg.Variant)
 	if err != nil {
 		return err
 	}
@@ -177,6 +173,16 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	res, err := s.Result()
 	fmt.Fprintln(w, Timeline(res, at...))
 	return err
+}
+
+// connectVariant opens a connection for role and makes the named variant on
+// it; release frees the variant (the connection is env's to drain).
+func connectVariant(env *cli.Env, role, variant string) (Variant, func() error, error) {
+	nc, err := env.Connect(role)
+	if err != nil {
+		return nil, nil, err
+	}
+	return NewVariant(variant, nc)
 }
 
 // describe says which stop conditions besides the deadline are set.
@@ -218,11 +224,7 @@ func runDiscover(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) err
 		fmt.Fprintf(w, "3 instances of %s at %s until interrupted\n", DiscoverService, cli.Redact(env.URL))
 		return cli.WaitForInterrupt(ctx)
 	}
-	nc, err := env.Connect("discoverer")
-	if err != nil {
-		return err
-	}
-	v, release, err := NewVariant(cfg.Variant, nc)
+	v, release, err := connectVariant(env, "discoverer", cfg.Variant)
 	if err != nil {
 		return err
 	}

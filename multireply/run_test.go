@@ -187,13 +187,11 @@ func TestStopReasonString(t *testing.T) {
 // Example gathers the replies of five responders with the shared variant,
 // stopping as soon as the fifth is in.
 func Example() {
-	s, err := testserver.Start()
+	env, err := cli.Embedded("multireply")
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	defer testserver.Shutdown(s)
-	env := cli.NewEnv("multireply", s.ClientURL())
 	defer env.Close()
 	responders, err := env.Connect("responders")
 	if err != nil {
@@ -237,13 +235,11 @@ func Example() {
 // stopped at the fifth reply. Arrival times and the picture vary from run to
 // run, so they are masked here, and the replies may come in any order.
 func Example_run() {
-	s, err := testserver.Start()
+	env, err := cli.Embedded("multireply")
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	defer testserver.Shutdown(s)
-	env := cli.NewEnv("multireply", s.ClientURL())
 	defer env.Close()
 	cfg := Config{Responders: 5, Timeout: DefaultTimeout, Max: 5, Variant: "shared", Delay: 200 * time.Millisecond, Seed: 1}
 	var out bytes.Buffer

@@ -410,13 +410,11 @@ func TestRound(t *testing.T) {
 // to run, so it is masked as <elapsed>; everything else, the timeout it is
 // compared with included, is checked as printed.
 func Example() {
-	s, err := testserver.Start()
+	env, err := cli.Embedded("noresponders")
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	defer testserver.Shutdown(s)
-	env := cli.NewEnv("noresponders", s.ClientURL())
 	defer env.Close()
 
 	var out bytes.Buffer
@@ -433,13 +431,11 @@ func Example() {
 // Example_silent adds the contrast of -silent, with a short timeout: a
 // subscriber that never answers makes the request wait it out.
 func Example_silent() {
-	s, err := testserver.Start()
+	env, err := cli.Embedded("noresponders")
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	defer testserver.Shutdown(s)
-	env := cli.NewEnv("noresponders", s.ClientURL())
 	defer env.Close()
 
 	var out bytes.Buffer

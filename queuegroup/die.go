@@ -115,15 +115,10 @@ func runDie(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 // requests were not answered exactly once, and is an error too if the last
 // request is answered or fails otherwise.
 func runGone(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
-	members, err := startWorkers(env, cfg, 1, cfg.Workers, nil)
+	members, nc, err := startGroup(env, cfg, w)
 	if err != nil {
 		return err
 	}
-	nc, err := env.Connect("requester")
-	if err != nil {
-		return err
-	}
-	writeHeader(w, cfg, len(members))
 	lc := loadConfig(cfg)
 	lc.Settle = settleAll(members...)
 	res, err := Load(ctx, nc, lc)

@@ -41,6 +41,3 @@ func waitForSubscribers(tb testing.TB, s *server.Server, subject string, n int) 
 	require.Eventually(tb, func() bool { return s.GlobalAccount().Interest(subject) == n },
 		testserver.ReadyTimeout, time.Millisecond, "the server never counted %d subscribers on %q", n, subject)
 }
-
-// bothHalves is the default Mode: members and requester in one run.
-var bothHalves = cli.Mode{}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"reqreply/internal/cli"
 )
 
@@ -247,6 +249,21 @@ func settleAll(members ...*Member) func(ctx context.Context) error {
 		}
 		return nil
 	}
+}
+
+// startGroup is how the drain, scale and gone demos begin: cfg.Workers
+// members, a requester on its own connection, and the header line.
+func startGroup(env *cli.Env, cfg Config, w io.Writer) ([]*Member, *nats.Conn, error) {
+	members, err := startWorkers(env, cfg, 1, cfg.Workers, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	nc, err := env.Connect("requester")
+	if err != nil {
+		return nil, nil, err
+	}
+	writeHeader(w, cfg, len(members))
+	return members, nc, nil
 }
 
 // loadConfig is the LoadConfig for cfg's requests on Subject.

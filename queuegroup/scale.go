@@ -45,15 +45,10 @@ func (h drainHow) String() string {
 // verifies that no request was lost or failed and that worker-1 answered
 // every request it took; the error wraps ErrNotVerified otherwise.
 func runDrain(ctx context.Context, env *cli.Env, cfg Config, w io.Writer, how drainHow) error {
-	members, err := startWorkers(env, cfg, 1, cfg.Workers, nil)
+	members, nc, err := startGroup(env, cfg, w)
 	if err != nil {
 		return err
 	}
-	nc, err := env.Connect("requester")
-	if err != nil {
-		return err
-	}
-	writeHeader(w, cfg, len(members))
 	victim, at := members[0], changeAt(cfg.Requests)
 	fmt.Fprintf(w, "%s drains (%s) just before request %d is sent\n", victim.Name, how, at)
 
@@ -113,15 +108,10 @@ func runDrain(ctx context.Context, env *cli.Env, cfg Config, w io.Writer, how dr
 // often as any other member. The bar chart shows it taking its share; the
 // error wraps ErrNotVerified if a request was not answered exactly once.
 func runScale(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
-	members, err := startWorkers(env, cfg, 1, cfg.Workers, nil)
+	members, nc, err := startGroup(env, cfg, w)
 	if err != nil {
 		return err
 	}
-	nc, err := env.Connect("requester")
-	if err != nil {
-		return err
-	}
-	writeHeader(w, cfg, len(members))
 	at, newcomer := changeAt(cfg.Requests), workerName(cfg.Workers+1)
 	fmt.Fprintf(w, "%s joins just before request %d is sent\n", newcomer, at)
 

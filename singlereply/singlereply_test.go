@@ -208,13 +208,11 @@ func TestConfigCheck(t *testing.T) {
 // Example runs the whole scenario, as `go run ./singlereply` does, on an
 // embedded server.
 func Example() {
-	s, err := testserver.Start()
+	env, err := cli.Embedded("singlereply")
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	defer testserver.Shutdown(s)
-	env := cli.NewEnv("singlereply", s.ClientURL())
 	defer env.Close()
 
 	cfg := Config{Names: DefaultNames, Timeout: DefaultTimeout}

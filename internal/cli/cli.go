@@ -83,19 +83,32 @@ func NewEnv(scenario, url string) *Env {
 	return &Env{Scenario: scenario, URL: url}
 }
 
-// FromEnvironment returns an Env for the servers in NATS_URL (read with
-// getenv), or, when NATS_URL is unset or empty, for an embedded nats-server
-// started here, announced on stderr in one line. Env.Close stops it.
-func FromEnvironment(scenario string, getenv func(string) string, stderr io.Writer) (*Env, error) {
-	if url := strings.TrimSpace(getenv("NATS_URL")); url != "" {
-		return NewEnv(scenario, url), nil
-	}
+// Embedded returns an Env on a nats-server started here, in this process
+// (testserver.Start): what a program uses when NATS_URL is unset, and what
+// the Examples run on. Env.Close drains its connections, then stops the
+// server. The error wraps testserver.ErrNotReady if the server does not
+// come up.
+func Embedded(scenario string) (*Env, error) {
 	s, err := testserver.Start()
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats-server: %w", err)
 	}
 	env := NewEnv(scenario, s.ClientURL())
 	env.embedded = s
+	return env, nil
+}
+
+// FromEnvironment returns an Env for the servers in NATS_URL (read with
+// getenv), or, when NATS_URL is unset or empty, an Embedded one, announced
+// on stderr in one line. Env.Close stops it.
+func FromEnvironment(scenario string, getenv func(string) string, stderr io.Writer) (*Env, error) {
+	if url := strings.TrimSpace(getenv("NATS_URL")); url != "" {
+		return NewEnv(scenario, url), nil
+	}
+	env, err := Embedded(scenario)
+	if err != nil {
+		return nil, err
+	}
 	fmt.Fprintf(stderr, "%s: NATS_URL is unset; using an embedded nats-server at %s (set NATS_URL=nats://host:4222 to use your own)\n", scenario, env.URL)
 	return env, nil
 }
