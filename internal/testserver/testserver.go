@@ -1,5 +1,6 @@
 // Package testserver starts real nats-servers inside the current process:
-// one server, a cluster of several, or a leaf node attached to a hub. The
+// one server, a cluster of several, a leaf node attached to a hub, or a
+// supercluster of clusters joined by gateways. The
 // tests of every scenario use it, and so does each scenario program when
 // NATS_URL is unset, so that `go run ./<scenario>` needs nothing installed.
 //
@@ -7,7 +8,7 @@
 // never installs signal handlers (NoSigs: an embedded server must not catch
 // Ctrl-C and exit the program that embeds it) and logs nothing unless
 // [WithLogging] asks for it. Readiness is read from the server's own state
-// (ReadyForConnections, route and leaf counts), never waited for with a sleep.
+// (ReadyForConnections, route, gateway and leaf counts), never waited for with a sleep.
 package testserver
 
 import (
@@ -119,8 +120,14 @@ func shutdown(s *server.Server) {
 // do not form within ReadyTimeout; servers already started are shut down on
 // error.
 func StartCluster(n int, opts ...Option) ([]*server.Server, error) {
+	return startCluster("reqreply", "node", n, opts)
+}
+
+// startCluster starts n servers named "<prefix>-1".."<prefix>-n" in the
+// cluster called name, and waits for every route.
+func startCluster(name, prefix string, n int, opts []Option) ([]*server.Server, error) {
 	if n < 2 {
-		return nil, fmt.Errorf("start cluster: need at least 2 servers, got %d", n)
+		return nil, fmt.Errorf("start cluster %s: need at least 2 servers, got %d", name, n)
 	}
 	var servers []*server.Server
 	fail := func(err error) ([]*server.Server, error) {
@@ -129,8 +136,8 @@ func StartCluster(n int, opts ...Option) ([]*server.Server, error) {
 	}
 	for i := range n {
 		o := baseOptions(opts)
-		o.ServerName = fmt.Sprintf("node-%d", i+1)
-		o.Cluster.Name = "reqreply"
+		o.ServerName = fmt.Sprintf("%s-%d", prefix, i+1)
+		o.Cluster.Name = name
 		o.Cluster.Host = "127.0.0.1"
 		o.Cluster.Port = -1
 		if i > 0 {
@@ -158,7 +165,7 @@ func StartCluster(n int, opts ...Option) ([]*server.Server, error) {
 		return true
 	})
 	if !ok {
-		return fail(fmt.Errorf("start cluster of %d: routes %w within %s", n, ErrNotReady, ReadyTimeout))
+		return fail(fmt.Errorf("start cluster %s of %d: routes %w within %s", name, n, ErrNotReady, ReadyTimeout))
 	}
 	return servers, nil
 }
@@ -173,6 +180,119 @@ func NewCluster(tb testing.TB, n int, opts ...Option) []*server.Server {
 	}
 	tb.Cleanup(func() { Shutdown(servers...) })
 	return servers
+}
+
+// Supercluster is several clusters joined by gateways, as NATS runs across
+// regions: a client on any node reaches responders in every cluster, and
+// queue subscribers in the client's own cluster are preferred over remote
+// ones (a queue request crosses a gateway only when no member is local).
+type Supercluster struct {
+	// Names are the cluster (and gateway) names, in the order given.
+	Names []string
+	// Clusters[i] are the nodes of cluster Names[i], named
+	// "<name>-1".."<name>-n".
+	Clusters [][]*server.Server
+}
+
+// Servers returns every node of every cluster, cluster by cluster.
+func (sc *Supercluster) Servers() []*server.Server {
+	var all []*server.Server
+	for _, c := range sc.Clusters {
+		all = append(all, c...)
+	}
+	return all
+}
+
+// Shutdown stops every node and waits until each has stopped.
+func (sc *Supercluster) Shutdown() { Shutdown(sc.Servers()...) }
+
+// StartSupercluster starts one cluster of n (≥ 2) nodes for each of names
+// (at least 2 distinct names, such as "east" and "west") and joins them with
+// gateways: each later cluster lists the gateways of the earlier ones, and
+// the earlier ones learn of it when it connects. It returns once every
+// cluster's routes are up and every gateway is connected both ways: each
+// node has an outbound gateway to every other cluster, and each cluster
+// counts, over its nodes, one inbound gateway from every node of every
+// other cluster (Gatewayz). nats-server waits about a second before it
+// dials a gateway, so this takes a second or two. The error wraps
+// ErrNotReady if that does not happen within ReadyTimeout; servers already
+// started are shut down on error.
+func StartSupercluster(names []string, n int, opts ...Option) (*Supercluster, error) {
+	if len(names) < 2 {
+		return nil, fmt.Errorf("start supercluster: need at least 2 clusters, got %d", len(names))
+	}
+	sc := &Supercluster{Names: names}
+	fail := func(err error) (*Supercluster, error) {
+		sc.Shutdown()
+		return nil, err
+	}
+	seen := map[string]bool{}
+	for _, name := range names {
+		if seen[name] {
+			return fail(fmt.Errorf("start supercluster: cluster name %q given twice", name))
+		}
+		seen[name] = true
+		var remotes []*server.RemoteGatewayOpts
+		for i, c := range sc.Clusters {
+			var urls []*url.URL
+			for _, s := range c {
+				urls = append(urls, &url.URL{Scheme: "nats", Host: s.GatewayAddr().String()})
+			}
+			remotes = append(remotes, &server.RemoteGatewayOpts{Name: names[i], URLs: urls})
+		}
+		gateway := func(o *server.Options) {
+			o.Gateway.Name = name
+			o.Gateway.Host = "127.0.0.1"
+			o.Gateway.Port = -1
+			o.Gateway.Gateways = remotes
+		}
+		nodes, err := startCluster(name, name, n, append(append([]Option{}, opts...), gateway))
+		if err != nil {
+			return fail(fmt.Errorf("start supercluster: %w", err))
+		}
+		sc.Clusters = append(sc.Clusters, nodes)
+	}
+	if !waitFor(sc.gatewaysUp) {
+		return fail(fmt.Errorf("start supercluster %v: gateways %w within %s", names, ErrNotReady, ReadyTimeout))
+	}
+	return sc, nil
+}
+
+// gatewaysUp reports whether every gateway connection is up both ways.
+func (sc *Supercluster) gatewaysUp() bool {
+	for i, c := range sc.Clusters {
+		inbound := map[string]int{} // remote cluster name -> inbound connections
+		for _, s := range c {
+			if s.NumOutboundGateways() < len(sc.Clusters)-1 {
+				return false
+			}
+			gz, err := s.Gatewayz(nil)
+			if err != nil {
+				return false
+			}
+			for remote, conns := range gz.InboundGateways {
+				inbound[remote] += len(conns)
+			}
+		}
+		for j, other := range sc.Clusters {
+			if j != i && inbound[sc.Names[j]] < len(other) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// NewSupercluster is StartSupercluster for tests: it fails tb if the
+// supercluster does not form and shuts every node down when the test ends.
+func NewSupercluster(tb testing.TB, names []string, n int, opts ...Option) *Supercluster {
+	tb.Helper()
+	sc, err := StartSupercluster(names, n, opts...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(sc.Shutdown)
+	return sc
 }
 
 // Hub is a server that accepts leaf node connections on LeafURL.

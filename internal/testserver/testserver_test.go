@@ -267,3 +267,88 @@ func TestWaitForInterest(t *testing.T) {
 	require.NoError(t, nc.Flush())
 	assert.NoError(t, testserver.WaitForInterest(s, "orders.new"))
 }
+
+func TestStartSupercluster(t *testing.T) {
+	sc, err := testserver.StartSupercluster([]string{"east", "west"}, 2)
+	require.NoError(t, err)
+	defer sc.Shutdown()
+
+	// Ready means routes within each cluster and gateways both ways.
+	require.Len(t, sc.Clusters, 2)
+	var names []string
+	for _, s := range sc.Servers() {
+		names = append(names, s.Name())
+		assert.Equal(t, 1, s.NumRemotes(), s.Name())
+		assert.Equal(t, 1, s.NumOutboundGateways(), s.Name())
+	}
+	assert.Equal(t, []string{"east-1", "east-2", "west-1", "west-2"}, names)
+
+	east, west := sc.Clusters[0], sc.Clusters[1]
+	requester := connect(t, east[1].ClientURL())
+
+	// A plain responder in west answers a requester in east across the
+	// gateway, once its interest has crossed it: until then east may answer
+	// "no responders", so the requester probes.
+	echo(t, connect(t, west[0].ClientURL()), "svc.>")
+	askUntil(t, requester, "svc.a", "svc.a")
+
+	// Queue members in both clusters: a request made in east is answered in
+	// east while an east member exists (the gateway's geo-affinity).
+	member := func(nc *nats.Conn, name string) *nats.Subscription {
+		sub, err := nc.QueueSubscribe("work", "q", func(m *nats.Msg) { _ = m.Respond([]byte(name)) })
+		require.NoError(t, err)
+		require.NoError(t, nc.Flush())
+		return sub
+	}
+	eastSub := member(connect(t, east[0].ClientURL()), "east")
+	member(connect(t, west[1].ClientURL()), "west")
+	require.NoError(t, testserver.WaitForInterest(east[1], "work"))
+	for range 20 {
+		msg, err := requester.Request("work", nil, 2*time.Second)
+		require.NoError(t, err)
+		require.Equal(t, "east", string(msg.Data))
+	}
+
+	// Once east has no member, west's answers come across the gateway. The
+	// east nodes learn that the local member left asynchronously, so the
+	// requester asks until west answers, bounded by ReadyTimeout.
+	require.NoError(t, eastSub.Unsubscribe())
+	askUntil(t, requester, "work", "west")
+}
+
+// askUntil sends requests on subject from nc until one is answered with
+// want, each bounded by a short timeout and all by ReadyTimeout: how a
+// client learns that interest has crossed a route or a gateway, since it
+// cannot see the servers' state.
+func askUntil(t *testing.T, nc *nats.Conn, subject, want string) {
+	t.Helper()
+	deadline := time.Now().Add(testserver.ReadyTimeout)
+	for {
+		msg, err := nc.Request(subject, nil, 250*time.Millisecond)
+		if err == nil && string(msg.Data) == want {
+			return
+		}
+		if !time.Now().Before(deadline) {
+			t.Fatalf("no answer %q on %q within %s: last %v", want, subject, testserver.ReadyTimeout, err)
+		}
+	}
+}
+
+func TestStartSuperclusterBadArgs(t *testing.T) {
+	tests := []struct {
+		name  string
+		names []string
+		n     int
+	}{
+		{name: "one cluster", names: []string{"east"}, n: 2},
+		{name: "same name twice", names: []string{"east", "east"}, n: 2},
+		{name: "one node each", names: []string{"east", "west"}, n: 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			sc, err := testserver.StartSupercluster(tc.names, tc.n)
+			require.Error(t, err)
+			assert.Nil(t, sc)
+		})
+	}
+}
