@@ -267,8 +267,12 @@ func (e *Env) Connect(role string, opts ...nats.Option) (*nats.Conn, error) {
 		}
 		return nil, e.wrapErr(fmt.Errorf("connect %s %s to %s: %w", e.Scenario, role, Redact(e.URL), err))
 	}
+	c.mu.Lock()
 	c.nc = nc
-	c.server = Redact(nc.ConnectedUrl())
+	if c.server == "" { // unless a reconnect has already set it
+		c.server = Redact(nc.ConnectedUrl())
+	}
+	c.mu.Unlock()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
