@@ -165,6 +165,11 @@ func (e *Env) printf(format string, args ...any) {
 	fmt.Fprintln(e.Stderr, line)
 }
 
+// Logf writes one line on the Env's Stderr, with its credentials masked,
+// serialized with the connection events: for what a scenario's responders
+// report while they serve.
+func (e *Env) Logf(format string, args ...any) { e.printf(format, args...) }
+
 // event writes one connection event: the time, the connection's name, what
 // happened.
 func (e *Env) event(c *conn, format string, args ...any) {
