@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -157,7 +156,7 @@ func TestServerRestartMidRequest(t *testing.T) {
 		done <- result{reply, err}
 	}()
 	require.Eventually(t, func() bool { n, _ := req.Buffered(); return n > 0 }, time.Minute, time.Millisecond)
-	var second *server.Server = testserver.New(t, testserver.WithPort(port))
+	second := testserver.New(t, testserver.WithPort(port))
 	got := <-done
 	if got.err != nil {
 		assert.ErrorIs(t, got.err, nats.ErrNoResponders, "the only other outcome")
@@ -203,7 +202,7 @@ func TestServeExitsWhenConnectionLost(t *testing.T) {
 	<-out.ready
 	testserver.Shutdown(s)
 	assert.Equal(t, cli.ExitFailure, <-code)
-	assert.Regexp(t, `(?m)^noresponders: noresponders service: connection closed for good: .+$`, stderr.String())
+	assert.Regexp(t, `(?m)^\S+ noresponders service: connection closed for good: .+$`, stderr.String())
 }
 
 // FuzzAskSubject: any subject is either refused before anything is sent

@@ -300,7 +300,7 @@ func TestServeExitsWhenConnectionLost(t *testing.T) {
 	<-out.ready // serving
 	testserver.Shutdown(s)
 	assert.Equal(t, cli.ExitFailure, <-code)
-	assert.Regexp(t, `(?m)^singlereply: singlereply service: connection closed for good: .+$`, stderr.String())
+	assert.Regexp(t, `(?m)^\S+ singlereply service: connection closed for good: .+$`, stderr.String())
 }
 
 // FuzzGreetSubject: any name either makes a valid one-token subject under

@@ -74,9 +74,10 @@ func Main(fs *flag.FlagSet, args []string, check func() error, run func(ctx cont
 // Exit. 0 when run returned nil, or when a signal ended the run and every
 // connection drained ("interrupted; connections drained", one line). 1 for
 // a run error (one line; 2 if it wraps ErrUsage), for a connection lost for
-// good (one line saying which and why), or for a drain that failed or ran
-// out of time (nats.ErrDrainTimeout: messages were lost; one line). Each
-// error is printed once, and no line shows a credential (see Redact).
+// good (its event, "connection closed for good: <why>", is that line), or
+// for a drain that failed or ran out of time (nats.ErrDrainTimeout: messages
+// were lost; one line). Each error is printed once, and no line shows a
+// credential (see Redact).
 //
 // Connection events go to stderr as they happen (see Env).
 func Exec(fs *flag.FlagSet, args []string, check func() error, run func(ctx context.Context, env *Env) error, getenv func(string) string, stderr io.Writer) int {
@@ -167,12 +168,12 @@ func Exec(fs *flag.FlagSet, args []string, check func() error, run func(ctx cont
 	code := ExitOK
 	switch {
 	case lost != nil:
-		// The run ended because its connection did; its own error is
-		// mostly the context's and says less.
+		// The run ended because its connection did, which the connection's
+		// event has said, with the time and the reason; the run's own
+		// error, if it is not just that, is the one line left to print.
 		if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, ErrConnectionLost) {
 			say("%s: %v", name, err)
 		}
-		say("%s: %v", name, lost)
 		code = ExitFailure
 	case err != nil && errors.Is(err, ErrUsage):
 		return usage(err)
