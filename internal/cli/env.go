@@ -57,6 +57,7 @@ type Env struct {
 	// ctx, when it ends, aborts the connection attempts under way (Main
 	// ends it on the first SIGINT or SIGTERM).
 	ctx      context.Context
+	drainFor time.Duration // DrainTimeout; shorter in tests
 	scrub    *scrubber
 	embedded *server.Server
 	outMu    sync.Mutex // serializes lines on Stderr
@@ -91,6 +92,7 @@ func NewEnv(scenario, url string) *Env {
 		Reconnect: DefaultReconnect,
 		Stderr:    os.Stderr,
 		ctx:       context.Background(),
+		drainFor:  DrainTimeout,
 		scrub:     newScrubber(url),
 		lost:      make(chan struct{}),
 	}
@@ -400,59 +402,83 @@ func (d *abortDialer) connected() bool {
 	return d.ctx.Err() == nil
 }
 
-// Close drains every connection Env opened, newest first, waiting up to
-// DrainTimeout for each, then stops the embedded server if there is one.
-// Draining lets handlers finish and replies go out before the connection
-// closes: the NATS way to stop a service without failing its requests.
+// Close drains every connection Env opened, newest first (a requester
+// opened after its service drains before it), then stops the embedded
+// server if there is one. Draining lets handlers finish and replies go out
+// before the connection closes: the NATS way to stop a service without
+// failing its requests. All the drains together take at most DrainTimeout
+// (5 s), measured by the clock from the start of Close: a connection whose
+// drain has not finished by then is closed, and one not yet drained by then
+// is closed without a drain, each an error wrapping nats.ErrDrainTimeout
+// (what it had not handled is dropped).
+//
 // A connection that is disconnected at that moment cannot drain: nats.go
 // closes it, and what it held in its reconnect buffer is lost (an error
-// says how many bytes; none, no error). It is safe to call more than once,
-// also from several goroutines: only the first call drains. The error names
-// each connection whose drain failed, and wraps nats.ErrDrainTimeout for one
-// that ran out of time (nats.go then closes it, dropping what it had not
-// handled), or nats.ErrConnectionReconnecting for unsent messages.
+// wrapping nats.ErrConnectionReconnecting says how many bytes; none, no
+// error). It is safe to call more than once, also from several goroutines:
+// only the first call drains. The error names each connection whose drain
+// failed, one per line.
 func (e *Env) Close() error {
 	e.mu.Lock()
 	conns, embedded := e.conns, e.embedded
 	e.conns, e.embedded = nil, nil
 	e.closed = true
 	e.mu.Unlock()
+	deadline := time.Now().Add(e.drainFor)
 	var errs []error
 	for i := len(conns) - 1; i >= 0; i-- {
-		c := conns[i]
-		c.mu.Lock()
-		c.closing = true
-		c.mu.Unlock()
-		name := c.nc.Opts.Name
-		buffered, _ := c.nc.Buffered()
-		err := c.nc.Drain()
-		switch {
-		case errors.Is(err, nats.ErrConnectionReconnecting):
-			// nats.go has closed it: a drain needs a server.
-			if buffered > 0 {
-				errs = append(errs, fmt.Errorf("%s: closed while disconnected, %d bytes never sent: %w", name, buffered, nats.ErrConnectionReconnecting))
-			}
-			err = nil
-		case err != nil && !errors.Is(err, nats.ErrConnectionClosed):
-			errs = append(errs, fmt.Errorf("%s: %w", name, err))
-			c.nc.Close()
+		if err := e.drain(conns[i], deadline); err != nil {
+			errs = append(errs, err)
 		}
-		timer := time.NewTimer(DrainTimeout + time.Second)
-		select {
-		case <-c.closed:
-			// nats.go closes a connection whose drain ran out of time and
-			// leaves the reason as its last error: that drain lost messages.
-			if err == nil && errors.Is(c.nc.LastError(), nats.ErrDrainTimeout) {
-				errs = append(errs, fmt.Errorf("%s: %w", name, nats.ErrDrainTimeout))
-			}
-		case <-timer.C:
-			errs = append(errs, fmt.Errorf("%s: %w", name, nats.ErrDrainTimeout))
-			c.nc.Close()
-		}
-		timer.Stop()
 	}
 	if embedded != nil {
 		testserver.Shutdown(embedded)
 	}
 	return e.wrapErr(errors.Join(errs...))
+}
+
+// drain drains c and waits until it is closed or deadline passes; then it
+// closes c. The error says what was lost, if anything.
+func (e *Env) drain(c *conn, deadline time.Time) error {
+	c.mu.Lock()
+	c.closing = true
+	c.mu.Unlock()
+	name := c.nc.Opts.Name
+	left := time.Until(deadline)
+	if left <= 0 {
+		if c.nc.IsClosed() {
+			return nil
+		}
+		c.nc.Close()
+		return fmt.Errorf("%s: closed without a drain, the time for draining was used up: %w", name, nats.ErrDrainTimeout)
+	}
+	buffered, _ := c.nc.Buffered()
+	err := c.nc.Drain()
+	switch {
+	case errors.Is(err, nats.ErrConnectionReconnecting):
+		// nats.go has closed it: a drain needs a server.
+		if buffered > 0 {
+			return fmt.Errorf("%s: closed while disconnected, %d bytes never sent: %w", name, buffered, nats.ErrConnectionReconnecting)
+		}
+		return nil
+	case errors.Is(err, nats.ErrConnectionClosed):
+		return nil // closed already, by the program or for good
+	case err != nil:
+		c.nc.Close()
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	timer := time.NewTimer(left)
+	defer timer.Stop()
+	select {
+	case <-c.closed:
+		// nats.go closes a connection whose own drain timeout ran out, and
+		// leaves the reason as its last error: that drain lost messages.
+		if errors.Is(c.nc.LastError(), nats.ErrDrainTimeout) {
+			return fmt.Errorf("%s: %w", name, nats.ErrDrainTimeout)
+		}
+		return nil
+	case <-timer.C:
+		c.nc.Close()
+		return fmt.Errorf("%s: %w", name, nats.ErrDrainTimeout)
+	}
 }

@@ -230,3 +230,35 @@ func TestExecPromises(t *testing.T) {
 		})
 	}
 }
+
+// All the drains of Close share one time limit, kept by the clock: a stuck
+// connection (here one whose own nats.go drain timeout is an hour) uses it
+// up, and the next one is closed without a drain; both are reported, and
+// Close does not wait for each in turn.
+func TestCloseBoundsAllDrains(t *testing.T) {
+	s := testserver.New(t)
+	e := NewEnv("scen", s.ClientURL())
+	e.drainFor = 50 * time.Millisecond
+	var conns []*nats.Conn
+	for _, role := range []string{"stuck-1", "stuck-2"} {
+		nc, err := e.Connect(role, nats.DrainTimeout(time.Hour))
+		require.NoError(t, err)
+		// A message nobody reads keeps the drain from finishing.
+		sub, err := nc.SubscribeSync("stuck")
+		require.NoError(t, err)
+		require.NoError(t, nc.Publish("stuck", nil))
+		_, err = sub.NextMsg(time.Minute) // one delivered...
+		require.NoError(t, err)
+		require.NoError(t, nc.Publish("stuck", nil))
+		require.NoError(t, nc.Flush()) // ...and one more on its way
+		conns = append(conns, nc)
+	}
+	// Close drains stuck-2 first; stuck-1 gets no time left.
+	err := e.Close()
+	assert.ErrorIs(t, err, nats.ErrDrainTimeout)
+	assert.Equal(t, "scen stuck-2: nats: draining connection timed out\n"+
+		"scen stuck-1: closed without a drain, the time for draining was used up: nats: draining connection timed out", err.Error())
+	for _, nc := range conns {
+		assert.True(t, nc.IsClosed())
+	}
+}
