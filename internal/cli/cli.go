@@ -1,10 +1,15 @@
-// Package cli is what every scenario program shares around its pattern:
-// parsing flags into one line of error and an exit code, finding the NATS
-// server (NATS_URL or an embedded one), opening named connections, and
-// draining them when the program ends or receives SIGINT/SIGTERM.
+// Package cli is what every scenario program shares around its pattern, so
+// that every program keeps the same promises: parsing flags into one line of
+// error and an exit code, refusing usage that would be ignored, finding the
+// NATS server (NATS_URL or an embedded one), opening named connections that
+// print their disconnect, reconnect and close events and follow one
+// reconnect policy (-reconnect-wait, -max-reconnects), ending the run on
+// SIGINT/SIGTERM or on a connection lost for good, draining the connections
+// at the end, and never printing a credential.
 //
 // Exit codes follow the Go tools: 0 done (also after Ctrl-C, once the
-// connections are drained), 1 a runtime failure, 2 bad usage.
+// connections are drained), 1 a runtime failure, 2 bad usage. Exec has the
+// details.
 package cli
 
 import (

@@ -14,7 +14,8 @@ import (
 // (-request), so the halves can run in separate terminals against one
 // NATS_URL and talk to the nats CLI (`nats reply`, `nats request`).
 type Mode struct {
-	// Serve runs only the responders, until SIGINT/SIGTERM.
+	// Serve runs only the responders, until SIGINT/SIGTERM, or until a
+	// connection is closed for good (see WaitForInterrupt).
 	Serve bool
 	// Request runs only the requester, against responders running elsewhere.
 	Request bool

@@ -262,3 +262,31 @@ func TestCloseBoundsAllDrains(t *testing.T) {
 		assert.True(t, nc.IsClosed())
 	}
 }
+
+// Ctrl-C while a program connects to a server that accepted the TCP
+// connection and never speaks: the attempt ends at once, and the program
+// exits 0 with its one line.
+func TestExecInterruptsConnect(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		// What Ctrl-C does: Exec's signal handling ends the run's context.
+		_ = syscall.Kill(syscall.Getpid(), syscall.SIGINT)
+		_, _ = io.Copy(io.Discard, c) // until the client closes its side
+	}()
+	run := func(_ context.Context, e *Env) error {
+		_, err := e.Connect("requester", nats.Timeout(time.Hour))
+		return err
+	}
+	var stderr syncBuffer
+	fs := flag.NewFlagSet("prog", flag.ContinueOnError)
+	code := Exec(fs, nil, nil, run, env("nats://"+l.Addr().String(), false), &stderr)
+	assert.Equal(t, ExitOK, code)
+	assert.Equal(t, "prog: interrupted; connections drained\n", stderr.String())
+}
