@@ -284,7 +284,9 @@ func (e *Env) Connect(role string, opts ...nats.Option) (*nats.Conn, error) {
 	defer e.mu.Unlock()
 	if e.closed {
 		// Close ran while we were dialing and will not drain this one.
+		c.mu.Lock()
 		c.closing = true
+		c.mu.Unlock()
 		nc.Close()
 		return nil, fmt.Errorf("connect %s %s: %w", e.Scenario, role, nats.ErrConnectionClosed)
 	}
@@ -335,7 +337,7 @@ func (e *Env) eventHandlers(c *conn) nats.Option {
 					reason = last.Error()
 				}
 				if disconnected {
-					err := fmt.Errorf("%s %s: %w: %s", e.Scenario, c.role, ErrConnectionLost, reason)
+					err := e.wrapErr(fmt.Errorf("%s %s: %w: %s", e.Scenario, c.role, ErrConnectionLost, reason))
 					e.event(c, "connection closed for good: %s", reason)
 					e.loseConn(err)
 				} else {
