@@ -87,9 +87,11 @@ func Main(fs *flag.FlagSet, args []string, check func() error, run func(ctx cont
 // Connection events go to stderr as they happen (see Env).
 func Exec(fs *flag.FlagSet, args []string, check func() error, run func(ctx context.Context, env *Env) error, getenv func(string) string, stderr io.Writer) int {
 	name := fs.Name()
-	scrub := newScrubber(strings.TrimSpace(getenv("NATS_URL")))
+	// Until the Env exists, the credentials to mask are NATS_URL's; then
+	// the Env's, which may have more (Env.AddSecret).
+	mask := newScrubber(strings.TrimSpace(getenv("NATS_URL"))).scrub
 	say := func(format string, args ...any) {
-		fmt.Fprintln(stderr, scrub.scrub(strings.ReplaceAll(fmt.Sprintf(format, args...), "\n", "; ")))
+		fmt.Fprintln(stderr, mask(strings.ReplaceAll(fmt.Sprintf(format, args...), "\n", "; ")))
 	}
 	usage := func(err error) int {
 		say("%s: %v (run with -h for usage)", name, err)
@@ -138,6 +140,7 @@ func Exec(fs *flag.FlagSet, args []string, check func() error, run func(ctx cont
 	}
 	env.Reconnect = reconnect
 	env.ctx = ctx
+	mask = env.Scrub
 	// After the first signal, Go's default handling is back: a second
 	// SIGINT or SIGTERM ends the program at once, whatever it is waiting on.
 	// A connection lost for good ends the run with its cause.

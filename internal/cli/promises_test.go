@@ -206,6 +206,11 @@ func TestExecPromises(t *testing.T) {
 			want: `^prog: drain: prog stuck: nats: draining connection timed out\n$`},
 		{name: "interrupted, drain timed out: one line", run: interruptedStuck, wantCode: ExitFailure,
 			want: `^prog: interrupted; drain: prog stuck: nats: draining connection timed out\n$`},
+		{name: "a secret given to the Env is masked", wantCode: ExitFailure, want: `^prog: auth with xxxxx failed\n$`,
+			run: func(_ context.Context, e *Env) error {
+				e.AddSecret("t0ken-from-elsewhere")
+				return errors.New("auth with t0ken-from-elsewhere failed")
+			}},
 		{name: "bad NATS_URL", url: "nats://127.0.0.1:notaport", wantCode: ExitUsage,
 			want: `^prog: NATS_URL server 1, "nats://127.0.0.1:notaport": invalid port ":notaport" after host: bad server URL \(run with -h for usage\)\n$`},
 	}
