@@ -246,11 +246,10 @@ func (e *Env) Connect(role string, opts ...nats.Option) (*nats.Conn, error) {
 		// nats.ErrPermissionViolation instead of looking like silence.
 		nats.PermissionErrOnSubscribe(true),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
-			c.mu.Lock()
-			closing := c.closing
-			c.mu.Unlock()
-			if closing && errors.Is(err, nats.ErrDrainTimeout) {
-				return // Close reports it, once
+			if errors.Is(err, nats.ErrDrainTimeout) {
+				// Reported once: by Close for its own drains, else by the
+				// close event, whose reason it is.
+				return
 			}
 			if sub != nil {
 				e.printf("%s %s: on %q: %v", e.Scenario, role, sub.Subject, err)

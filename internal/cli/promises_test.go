@@ -295,3 +295,23 @@ func TestExecInterruptsConnect(t *testing.T) {
 	assert.Equal(t, ExitOK, code)
 	assert.Equal(t, "prog: interrupted; connections drained\n", stderr.String())
 }
+
+// A drain the program starts itself, which runs out of time, is reported
+// once: by the close event, whose reason it is.
+func TestProgramDrainTimeoutPrintedOnce(t *testing.T) {
+	s := testserver.New(t)
+	e := NewEnv("scen", s.ClientURL())
+	var stderr syncBuffer
+	e.Stderr = &stderr
+	closed := make(chan struct{})
+	nc, err := e.Connect("member", nats.DrainTimeout(20*time.Millisecond), nats.ClosedHandler(func(*nats.Conn) { close(closed) }))
+	require.NoError(t, err)
+	_, err = nc.SubscribeSync("stuck")
+	require.NoError(t, err)
+	require.NoError(t, nc.Publish("stuck", nil))
+	require.NoError(t, nc.Flush()) // the message is pending: the drain cannot finish
+	require.NoError(t, nc.Drain())
+	<-closed
+	require.NoError(t, e.Close(), "closed already: nothing for Close to drain")
+	assert.Regexp(t, `^\S+ scen member: connection closed: nats: draining connection timed out\n$`, stderr.String())
+}
