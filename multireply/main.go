@@ -19,7 +19,19 @@ import (
 )
 
 func main() {
-	cfg := Config{}
+	var cfg Config
+	fs, check := flags(&cfg)
+	os.Exit(cli.Main(fs, os.Args[1:], check, func(ctx context.Context, env *cli.Env) error {
+		return Run(ctx, env, cfg, os.Stdout)
+	}))
+}
+
+// flags returns the program's flag set, which parses into cfg, and the check
+// cli.Main runs after parsing: no arguments, no flag that the chosen half
+// or demo ignores (-serve runs no gather: no -max, -stall, -variant,
+// -timeout; -request and -discover start no demo responders: no
+// -responders, -delay, -seed), then cfg.Check.
+func flags(cfg *Config) (*flag.FlagSet, func() error) {
 	fs := flag.NewFlagSet("multireply", flag.ContinueOnError)
 	fs.IntVar(&cfg.Responders, "responders", 5, "how many responders answer each request")
 	fs.DurationVar(&cfg.Timeout, "timeout", DefaultTimeout, "deadline: how long after the request collection stops")
@@ -39,7 +51,7 @@ payload) and draws where they came. -variant picks how: shared (one wildcard inb
 per connection, the default), inbox (an inbox per request, the teaching version) or
 natsext (orbit.go's RequestMany). -discover gathers micro service PING/INFO answers.
 -serve and -request run the halves apart, against NATS_URL.`)
-	os.Exit(cli.Main(fs, os.Args[1:], func() error {
+	check := func() error {
 		if fs.NArg() > 0 {
 			return cli.Usagef("unexpected arguments %q", fs.Args())
 		}
@@ -54,8 +66,12 @@ natsext (orbit.go's RequestMany). -discover gathers micro service PING/INFO answ
 				return err
 			}
 		}
+		if cfg.Discover {
+			if err := cli.Refuse(set, "with -discover, whose three micro service instances answer at once", "responders", "delay", "seed"); err != nil {
+				return err
+			}
+		}
 		return cfg.Check()
-	}, func(ctx context.Context, env *cli.Env) error {
-		return Run(ctx, env, cfg, os.Stdout)
-	}))
+	}
+	return fs, check
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -40,13 +41,21 @@ const DefaultTimeout = 2 * time.Second
 // Errors (each wrapped with the subject):
 //   - nats.ErrInvalidArg: timeout ≤ 0 (nothing is sent);
 //   - nats.ErrNoResponders: nobody subscribes to subject;
+//   - a *ServiceError: the responder answered with an error reply (the
+//     Nats-Service-Error headers);
 //   - nats.ErrTimeout, also matching context.DeadlineExceeded: no reply
-//     within timeout, though someone subscribes;
+//     within timeout, though someone subscribes; or the connection was
+//     down (the request waited in nats.go's reconnect buffer), or the
+//     server does not support headers, which the no-responders status needs:
+//     the message says which;
 //   - ctx's own error (context.Canceled, context.DeadlineExceeded) when ctx
 //     ends first;
-//   - nats.ErrBadSubject for an invalid subject, nats.ErrConnectionClosed and
-//     other connection errors.
+//   - nats.ErrBadSubject for a subject CheckSubject refuses (nothing is
+//     sent); nats.ErrConnectionClosed and other connection errors.
 func Ask(ctx context.Context, nc *nats.Conn, subject string, timeout time.Duration) (reply string, took time.Duration, err error) {
+	if err := CheckSubject(subject); err != nil {
+		return "", 0, err
+	}
 	if timeout <= 0 {
 		return "", 0, fmt.Errorf("request %q: timeout %v must be > 0: %w", subject, timeout, nats.ErrInvalidArg)
 	}
@@ -57,12 +66,63 @@ func Ask(ctx context.Context, nc *nats.Conn, subject string, timeout time.Durati
 	took = time.Since(start)
 	switch {
 	case err == nil:
+		if serr := serviceError(msg); serr != nil {
+			return "", took, fmt.Errorf("request %q: %w", subject, serr)
+		}
 		return string(msg.Data), took, nil
 	case ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded):
 		// Our own timeout fired, not the caller's context: say so the way
 		// nats.Conn.Request does, and keep the context error matchable.
-		return "", took, fmt.Errorf("request %q: no reply within %v: %w (%w)", subject, timeout, nats.ErrTimeout, err)
+		return "", took, fmt.Errorf("request %q: no reply within %v%s: %w (%w)", subject, timeout, whyNoReply(nc), nats.ErrTimeout, err)
 	default:
 		return "", took, fmt.Errorf("request %q: %w", subject, err)
 	}
+}
+
+// ErrNoHeaders is wrapped by Run's error when the server does not support
+// headers: the no-responders status is a header, so a request nobody serves
+// would only time out, and the scenario has nothing to show.
+var ErrNoHeaders = errors.New("the fast no-responders error needs a server with header support (nats-server 2.2 or later, headers not turned off)")
+
+// whyNoReply says what, on nc's side, may explain a request that timed out:
+// the connection is not connected, or its server has no header support.
+func whyNoReply(nc *nats.Conn) string {
+	if status := nc.Status(); status != nats.CONNECTED {
+		return fmt.Sprintf(" (connection %s: the request waited in the reconnect buffer)", strings.ToLower(status.String()))
+	}
+	if !nc.HeadersSupported() {
+		return " (the server does not support headers: it sends neither the no-responders status nor error replies, so a request nobody serves times out)"
+	}
+	return ""
+}
+
+// MaxSubjectLen is the longest subject Ask sends: 1,024 bytes, well inside
+// the 4,096-byte control line nats-server reads by default (a longer line
+// makes the server close the connection).
+const MaxSubjectLen = 1024
+
+// CheckSubject returns nil if subject can be the subject of a request: at
+// most MaxSubjectLen bytes, dot-separated tokens, none empty, none a
+// wildcard ("*" or ">": a request goes to one literal subject), no white
+// space or control character (the protocol splits its lines on them).
+// Otherwise the error wraps nats.ErrBadSubject.
+func CheckSubject(subject string) error {
+	bad := func(why string) error {
+		return fmt.Errorf("request %q: %s: %w", subject, why, nats.ErrBadSubject)
+	}
+	if len(subject) > MaxSubjectLen {
+		return fmt.Errorf("request: subject of %d bytes is longer than %d: %w", len(subject), MaxSubjectLen, nats.ErrBadSubject)
+	}
+	for _, token := range strings.Split(subject, ".") {
+		switch token {
+		case "":
+			return bad("empty token")
+		case "*", ">":
+			return bad("a wildcard is not a request subject")
+		}
+	}
+	if strings.ContainsFunc(subject, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return bad("white space or a control character")
+	}
+	return nil
 }

@@ -28,7 +28,8 @@ func main() {
 }
 
 // flags returns the program's flag set, which parses into cfg, and the check
-// cli.Main runs after parsing: no arguments besides flags, then cfg.Check.
+// cli.Main runs after parsing: no arguments besides flags, no -timeout with
+// -serve (it sends no request), then cfg.Check.
 func flags(cfg *Config) (*flag.FlagSet, func() error) {
 	fs := flag.NewFlagSet("noresponders", flag.ContinueOnError)
 	fs.DurationVar(&cfg.Timeout, "timeout", DefaultTimeout, "how long a request waits for its reply (a request nobody subscribes to fails at once)")
@@ -42,6 +43,11 @@ with "no responders" (the server's status 503) instead of waiting out -timeout.
 	check := func() error {
 		if fs.NArg() > 0 {
 			return cli.Usagef("unexpected argument %q: noresponders takes flags only", fs.Arg(0))
+		}
+		if cfg.Mode.Serve {
+			if err := cli.Refuse(cli.SetFlags(fs), "with -serve, which sends no request", "timeout"); err != nil {
+				return err
+			}
 		}
 		return cfg.Check()
 	}

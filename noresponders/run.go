@@ -71,6 +71,10 @@ func (cfg *Config) Check() error {
 // The error is the first request's (see Ask), the wait for the drain's, or
 // one wrapping ErrUnexpectedReply when a request that should not be answered
 // is; an unexpected outcome of the later requests is returned as Ask gave it.
+// Each step needs the one before (the second request shows what the first
+// one's drain did), so the first failure ends the run; each request fails
+// within cfg.Timeout, also while the server is down. On a server without
+// header support the error wraps ErrNoHeaders, before any request.
 func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	// The responder side: the greeter, and with -silent the subscriber that
 	// never answers, both flushed so the server knows them before any
@@ -81,6 +85,9 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 		var err error
 		if service, err = env.Connect("service"); err != nil {
 			return err
+		}
+		if !cfg.Mode.Serve && !service.HeadersSupported() {
+			return fmt.Errorf("connect %s: %w", cli.Redact(service.ConnectedUrl()), ErrNoHeaders)
 		}
 		if greeter, err = ServeOnce(service); err != nil {
 			return err
@@ -100,6 +107,11 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	nc, err := env.Connect("requester")
 	if err != nil {
 		return err
+	}
+	// The no-responders status is a message header: a server without
+	// header support cannot send it, and the scenario cannot be shown.
+	if !nc.HeadersSupported() {
+		return fmt.Errorf("connect %s: %w", cli.Redact(nc.ConnectedUrl()), ErrNoHeaders)
 	}
 	reply, _, err := Ask(ctx, nc, GreetJoe, cfg.Timeout)
 	if err != nil {
@@ -161,12 +173,17 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 // connection, without interest in greet.*, until ctx ends (nil then).
 func serve(ctx context.Context, env *cli.Env, cfg Config, greeter *Greeter, w io.Writer) error {
 	fmt.Fprintf(w, "serving %s on %s until interrupted: the greeter answers one request, then drains\n", GreetSubjects, cli.Redact(env.URL))
+	if !greeter.nc.HeadersSupported() {
+		fmt.Fprintf(w, "the server does not support headers: %v; requests nobody serves will time out\n", ErrNoHeaders)
+	}
 	if cfg.Silent {
 		fmt.Fprintf(w, "serving %s on %s: takes requests, never answers\n", SilentSubjects, cli.Redact(env.URL))
 	}
 	if err := greeter.WaitDrained(ctx); err != nil {
 		if ctx.Err() != nil {
-			return nil // interrupted before any request: a normal stop
+			// Interrupted before any request, a normal stop; or the
+			// connection was lost for good, which WaitForInterrupt returns.
+			return cli.WaitForInterrupt(ctx)
 		}
 		return err
 	}

@@ -24,6 +24,17 @@ import (
 
 func main() {
 	cfg := DefaultConfig()
+	fs, check := flags(&cfg)
+	os.Exit(cli.Main(fs, os.Args[1:], check, func(ctx context.Context, env *cli.Env) error {
+		return Run(ctx, env, cfg, os.Stdout)
+	}))
+}
+
+// flags returns the program's flag set, which parses into cfg, and the check
+// cli.Main runs after parsing: no arguments, no flag that the chosen half
+// ignores (-serve sends no request: no -requests, -concurrency, -timeout,
+// -retry; -request starts no member: no -workers, -slow), then cfg.Check.
+func flags(cfg *Config) (*flag.FlagSet, func() error) {
 	fs := flag.NewFlagSet("queuegroup", flag.ContinueOnError)
 	demo := fs.String("demo", string(DemoShare), "the run to show: share, mixed, drain, scale, die, gone, slow or micro")
 	fs.IntVar(&cfg.Workers, "workers", DefaultWorkers, "queue group members (micro instances), each on its own connection")
@@ -45,13 +56,23 @@ func main() {
 		fmt.Fprintln(out, "\nflags:")
 		fs.PrintDefaults()
 	}
-	os.Exit(cli.Main(fs, os.Args[1:], func() error {
+	check := func() error {
 		if fs.NArg() > 0 {
 			return cli.Usagef("unexpected argument %q: queuegroup takes flags only", fs.Arg(0))
 		}
 		cfg.Demo = Demo(*demo)
+		set := cli.SetFlags(fs)
+		if cfg.Mode.Serve {
+			if err := cli.Refuse(set, "with -serve, which runs only the members", "requests", "concurrency", "timeout", "retry"); err != nil {
+				return err
+			}
+		}
+		if cfg.Mode.Request {
+			if err := cli.Refuse(set, "with -request, which runs only the requester", "workers", "slow"); err != nil {
+				return err
+			}
+		}
 		return cfg.Check()
-	}, func(ctx context.Context, env *cli.Env) error {
-		return Run(ctx, env, cfg, os.Stdout)
-	}))
+	}
+	return fs, check
 }

@@ -39,17 +39,30 @@ func GreetSubject(name string) (string, error) {
 // whichever is first. It is nats.go's RequestWithContext: the reply comes to
 // a per-connection response inbox, and a server with no subscriber on the
 // subject answers at once with a 503 status, so a missing service fails fast
-// instead of waiting out the timeout.
+// instead of waiting out the timeout. Only the first reply counts: a
+// responder that replies twice has its second reply dropped by nats.go,
+// which forgets a request once answered.
+//
+// While nc is disconnected, the request waits in nats.go's reconnect buffer:
+// it is sent if a server answers within timeout (and answered, or failed
+// with no responders if the greeter has not subscribed again yet), and
+// otherwise fails with nats.ErrTimeout, whose message then says the
+// connection was down.
 //
 // Errors (each wrapped with the subject):
 //   - nats.ErrBadSubject: name is not one subject token (nothing is sent);
 //   - nats.ErrInvalidArg: timeout ≤ 0 (nothing is sent);
 //   - nats.ErrNoResponders: nobody subscribes to greet.<name>;
+//   - a *ServiceError: the greeter answered with an error reply (its
+//     handler failed or panicked);
 //   - nats.ErrTimeout, also matching context.DeadlineExceeded: no reply
-//     within timeout;
+//     within timeout; the message says why when it can: disconnected, or a
+//     server without header support, which sends neither error replies nor
+//     the no-responders status;
 //   - ctx's own error (context.Canceled, context.DeadlineExceeded) when ctx
 //     ends first;
-//   - nats.ErrConnectionClosed and other connection errors.
+//   - nats.ErrConnectionClosed, nats.ErrReconnectBufExceeded and other
+//     connection errors.
 func Greet(ctx context.Context, nc *nats.Conn, name string, timeout time.Duration) (string, error) {
 	subject, err := GreetSubject(name)
 	if err != nil {
@@ -63,12 +76,27 @@ func Greet(ctx context.Context, nc *nats.Conn, name string, timeout time.Duratio
 	msg, err := nc.RequestWithContext(rctx, subject, nil)
 	switch {
 	case err == nil:
+		if serr := serviceError(msg); serr != nil {
+			return "", fmt.Errorf("greet %q: %w", subject, serr)
+		}
 		return string(msg.Data), nil
 	case ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded):
 		// Our own timeout fired, not the caller's context: say so the way
 		// nats.Conn.Request does, and keep the context error matchable.
-		return "", fmt.Errorf("greet %q: no reply within %v: %w (%w)", subject, timeout, nats.ErrTimeout, err)
+		return "", fmt.Errorf("greet %q: no reply within %v%s: %w (%w)", subject, timeout, whyNoReply(nc), nats.ErrTimeout, err)
 	default:
 		return "", fmt.Errorf("greet %q: %w", subject, err)
 	}
+}
+
+// whyNoReply says what, on nc's side, may explain a request that timed out:
+// the connection is not connected, or its server has no header support.
+func whyNoReply(nc *nats.Conn) string {
+	if status := nc.Status(); status != nats.CONNECTED {
+		return fmt.Sprintf(" (connection %s: the request waited in the reconnect buffer)", strings.ToLower(status.String()))
+	}
+	if !nc.HeadersSupported() {
+		return " (the server does not support headers: it sends neither error replies nor the no-responders status, so a request that fails or that nobody serves times out)"
+	}
+	return ""
 }

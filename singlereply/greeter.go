@@ -1,12 +1,15 @@
-// The responder side: a greeter on greet.* answering on each reply subject.
+// The responder side: a greeter on greet.* answering on each reply subject,
+// with an error reply, not silence, when its handler fails.
 
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
 )
 
 // GreetSubjects is the subject the greeter serves: one token after "greet."
@@ -16,24 +19,74 @@ const GreetSubjects = "greet.*"
 // greetPrefix is GreetSubjects without its wildcard token.
 const greetPrefix = "greet."
 
-// ServeGreeter subscribes nc to GreetSubjects and answers each request on its
-// reply subject with "hello, <name>". It flushes before returning, so when it
-// returns nil the server has the subscription and a request sent afterwards
-// on any connection to that server finds the responder (on a cluster,
-// interest still has to propagate to the other nodes). Messages without a
-// reply subject are plain publishes, not requests, and get no answer.
+// ErrPanic is wrapped by the error a Greeter reports for a handler that
+// panicked; the requester gets an error reply with code "500".
+var ErrPanic = errors.New("handler panicked")
+
+// Greeter answers requests on GreetSubjects. Its zero value greets with
+// Greeting.
+type Greeter struct {
+	// Greet makes the answer to a request for name; Greeting unless set.
+	// An error, or a panic, which the greeter recovers from, is answered
+	// with an error reply (see ServiceError), so the requester learns of
+	// it at once instead of waiting out its timeout. The greeter goes on
+	// serving.
+	Greet func(name string) (string, error)
+	// Failed, if set, is told of each request whose handler failed, with
+	// the subject and the error; also when no error reply could be sent
+	// (the server does not support headers, or the connection is closed).
+	Failed func(subject string, err error)
+}
+
+// Greeting is the default answer: "hello, <name>".
+func Greeting(name string) (string, error) { return "hello, " + name, nil }
+
+// ServeGreeter starts the default Greeter on nc: Greeter{}.Serve(nc).
+func ServeGreeter(nc *nats.Conn) (*nats.Subscription, error) {
+	return Greeter{}.Serve(nc)
+}
+
+// Serve subscribes nc to GreetSubjects and answers each request on its
+// reply subject. It flushes before returning, so when it returns nil the
+// server has the subscription and a request sent afterwards on any
+// connection to that server finds the responder (on a cluster, interest
+// still has to propagate to the other nodes). Messages without a reply
+// subject are plain publishes, not requests, and get no answer.
+//
+// A failed handler is answered with an empty payload and the headers
+// Nats-Service-Error (the description) and Nats-Service-Error-Code (the
+// code; "500" unless the error is a *ServiceError with its own), as
+// nats.go's micro services do. Headers need nats-server 2.2 or later with
+// header support: on a server without it (nc.HeadersSupported() false) no
+// error reply can be sent, and a plain one could not be told from a
+// greeting, so the request goes unanswered, Failed is told why, and the
+// requester times out; Greet's error then says the server lacks headers.
 //
 // Stop the service with sub.Drain(), which answers what was already received
 // before unsubscribing, or by draining nc. The error wraps the nats.go error
 // of the failed subscribe or flush (nats.ErrConnectionClosed, ...).
-func ServeGreeter(nc *nats.Conn) (*nats.Subscription, error) {
+func (g Greeter) Serve(nc *nats.Conn) (*nats.Subscription, error) {
+	greet := g.Greet
+	if greet == nil {
+		greet = Greeting
+	}
 	sub, err := nc.Subscribe(GreetSubjects, func(m *nats.Msg) {
 		if m.Reply == "" {
 			return
 		}
-		// A failed Respond (connection closed mid-drain) leaves the requester
-		// to time out; there is no one else to tell.
-		_ = m.Respond([]byte(greeting(m.Subject)))
+		reply, err := recovered(greet, strings.TrimPrefix(m.Subject, greetPrefix))
+		if err == nil {
+			// A failed Respond (connection closed mid-drain) leaves the
+			// requester to time out; there is no one else to tell.
+			_ = m.Respond([]byte(reply))
+			return
+		}
+		if rerr := respondError(nc, m, err); rerr != nil {
+			err = fmt.Errorf("%w; no error reply sent: %w", err, rerr)
+		}
+		if g.Failed != nil {
+			g.Failed(m.Subject, err)
+		}
 	})
 	if err != nil {
 		return nil, fmt.Errorf("serve %q: %w", GreetSubjects, err)
@@ -47,7 +100,57 @@ func ServeGreeter(nc *nats.Conn) (*nats.Subscription, error) {
 	return sub, nil
 }
 
-// greeting is the answer to a request on subject greet.<name>.
-func greeting(subject string) string {
-	return "hello, " + strings.TrimPrefix(subject, greetPrefix)
+// recovered calls greet, turning a panic into an error wrapping ErrPanic.
+func recovered(greet func(string) (string, error), name string) (reply string, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v", ErrPanic, r)
+		}
+	}()
+	return greet(name)
+}
+
+// respondError sends the error reply for err to m: no payload, the micro
+// error headers. It fails with nats.ErrHeadersNotSupported on a server
+// without header support, and with nats.go's error if the publish fails.
+func respondError(nc *nats.Conn, m *nats.Msg, err error) error {
+	if !nc.HeadersSupported() {
+		return nats.ErrHeadersNotSupported
+	}
+	code, description := "500", err.Error()
+	var serr *ServiceError
+	if errors.As(err, &serr) {
+		code, description = serr.Code, serr.Description
+	}
+	reply := nats.NewMsg(m.Reply)
+	reply.Header.Set(micro.ErrorHeader, description)
+	reply.Header.Set(micro.ErrorCodeHeader, code)
+	return nc.PublishMsg(reply)
+}
+
+// ServiceError is an error reply: what a responder sends instead of an
+// answer when its handler fails, in the headers nats.go's micro package
+// uses. A handler may return one to choose its code; Greet returns one for
+// an error reply.
+type ServiceError struct {
+	// Code is the Nats-Service-Error-Code header: "500" for a panic or a
+	// plain error, or the handler's own.
+	Code string
+	// Description is the Nats-Service-Error header.
+	Description string
+}
+
+// Error says "service error <code>: <description>".
+func (e *ServiceError) Error() string {
+	return fmt.Sprintf("service error %s: %s", e.Code, e.Description)
+}
+
+// serviceError returns the error reply in msg, or nil if msg is an answer.
+func serviceError(msg *nats.Msg) *ServiceError {
+	description := msg.Header.Get(micro.ErrorHeader)
+	code := msg.Header.Get(micro.ErrorCodeHeader)
+	if description == "" && code == "" {
+		return nil
+	}
+	return &ServiceError{Code: code, Description: description}
 }

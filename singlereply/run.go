@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -43,11 +44,17 @@ func (cfg *Config) Check() error {
 }
 
 // Run is the singlereply scenario. Unless cfg.Mode.Request, it starts the
-// greeter on its own connection ("singlereply service"); unless
+// greeter on its own connection ("singlereply service"); a handler failure
+// is answered with an error reply and reported on env's stderr. Unless
 // cfg.Mode.Serve, it greets each of cfg.Names from a second connection
-// ("singlereply requester") and writes one reply a line to w. With -serve it
-// then serves until ctx ends. The first failed request ends the run with its
-// error (see Greet for the errors).
+// ("singlereply requester") and writes one reply a line to w. With -serve
+// it then serves until ctx ends, or until its connection is closed for good
+// (the error then wraps cli.ErrConnectionLost).
+//
+// Every name gets its request, also after one fails, unless ctx ends: each
+// fails within its timeout, so a dead server does not stall the run, it
+// only makes each request fail. The error then counts the failures and
+// joins their errors (see Greet), first to last, so errors.Is matches each.
 func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	// The responder side: one subscription on greet.*, flushed, so that it is
 	// known to the server before any request is sent.
@@ -56,11 +63,17 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if _, err := ServeGreeter(nc); err != nil {
+		greeter := Greeter{Failed: func(subject string, err error) {
+			env.Logf("%s service: %s: %v", env.Scenario, subject, err)
+		}}
+		if _, err := greeter.Serve(nc); err != nil {
 			return err
 		}
 		if cfg.Mode.Serve {
 			fmt.Fprintf(w, "serving %s on %s until interrupted\n", GreetSubjects, cli.Redact(env.URL))
+			if !nc.HeadersSupported() {
+				fmt.Fprintln(w, "the server does not support headers: a request whose handler fails gets no error reply and times out")
+			}
 			return cli.WaitForInterrupt(ctx)
 		}
 	}
@@ -71,12 +84,22 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	if err != nil {
 		return err
 	}
+	var errs []error
+	sent := 0
 	for _, name := range cfg.Names {
+		if ctx.Err() != nil {
+			break
+		}
+		sent++
 		reply, err := Greet(ctx, nc, name, cfg.Timeout)
 		if err != nil {
-			return err
+			errs = append(errs, err)
+			continue
 		}
 		fmt.Fprintln(w, reply)
 	}
-	return nil
+	if len(errs) > 0 {
+		return fmt.Errorf("%d of %d requests failed: %w", len(errs), sent, errors.Join(errs...))
+	}
+	return ctx.Err()
 }

@@ -142,7 +142,7 @@ func TestMainExitCodes(t *testing.T) {
 				url = s.ClientURL()
 			}
 			var stderr bytes.Buffer
-			code := main(fs, tc.args, tc.check, run, env(url, tc.unset), &stderr)
+			code := Exec(fs, tc.args, tc.check, run, env(url, tc.unset), &stderr)
 			assert.Equal(t, tc.wantCode, code)
 			assert.Equal(t, tc.wantRun, ran, "run called")
 			assert.Regexp(t, tc.wantStderr, stderr.String())

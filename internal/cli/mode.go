@@ -4,6 +4,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 )
@@ -13,7 +14,8 @@ import (
 // (-request), so the halves can run in separate terminals against one
 // NATS_URL and talk to the nats CLI (`nats reply`, `nats request`).
 type Mode struct {
-	// Serve runs only the responders, until SIGINT/SIGTERM.
+	// Serve runs only the responders, until SIGINT/SIGTERM, or until a
+	// connection is closed for good (see WaitForInterrupt).
 	Serve bool
 	// Request runs only the requester, against responders running elsewhere.
 	Request bool
@@ -39,10 +41,16 @@ func (m *Mode) Serves() bool { return !m.Request }
 // Requests reports whether this run sends the requests.
 func (m *Mode) Requests() bool { return !m.Serve }
 
-// WaitForInterrupt blocks until ctx is done (SIGINT/SIGTERM in a program) and
-// returns nil: the end of a -serve run is a normal stop.
+// WaitForInterrupt blocks until ctx is done and returns nil when a signal
+// (SIGINT/SIGTERM) or the caller ended it: the end of a -serve run is a
+// normal stop. When Main ended ctx because a connection was closed for good,
+// it returns that cause, wrapping ErrConnectionLost: a -serve that can no
+// longer serve exits 1 and says why.
 func WaitForInterrupt(ctx context.Context) error {
 	<-ctx.Done()
+	if cause := context.Cause(ctx); errors.Is(cause, ErrConnectionLost) {
+		return cause
+	}
 	return nil
 }
 

@@ -52,6 +52,22 @@ func WithLogging() Option {
 	return func(o *server.Options) { o.NoLog = false }
 }
 
+// WithPort makes the server listen for clients on port instead of one the
+// kernel picks: how a test restarts a server where its clients will look
+// for it (start one, note its port, shut it down, start another with
+// WithPort).
+func WithPort(port int) Option {
+	return func(o *server.Options) { o.Port = port }
+}
+
+// WithoutHeaders starts a server that does not support message headers
+// (NoHeaderSupport), like nats-server before 2.2: clients see
+// HeadersSupported() false, cannot publish headers, and get no
+// no-responders status, so a request nobody answers times out.
+func WithoutHeaders() Option {
+	return func(o *server.Options) { o.NoHeaderSupport = true }
+}
+
 // WithServerName names the server (shown in INFO and in cluster logs).
 func WithServerName(name string) Option {
 	return func(o *server.Options) { o.ServerName = name }

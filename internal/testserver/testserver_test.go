@@ -2,6 +2,7 @@ package testserver_test
 
 import (
 	"bytes"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -351,4 +352,25 @@ func TestStartSuperclusterBadArgs(t *testing.T) {
 			assert.Nil(t, sc)
 		})
 	}
+}
+
+func TestWithoutHeaders(t *testing.T) {
+	s := testserver.New(t, testserver.WithoutHeaders())
+	nc := connect(t, s.ClientURL())
+	assert.False(t, nc.HeadersSupported())
+	err := nc.PublishMsg(&nats.Msg{Subject: "h", Header: nats.Header{"K": []string{"v"}}})
+	assert.ErrorIs(t, err, nats.ErrHeadersNotSupported)
+}
+
+// TestWithPort restarts a server on the port of the one before: the same
+// client URL reaches it.
+func TestWithPort(t *testing.T) {
+	first := testserver.New(t)
+	url := first.ClientURL()
+	port := first.Addr().(*net.TCPAddr).Port
+	testserver.Shutdown(first)
+	second := testserver.New(t, testserver.WithPort(port))
+	assert.Equal(t, url, second.ClientURL())
+	nc := connect(t, url)
+	require.NoError(t, nc.Flush())
 }

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+
+	"reqreply/internal/cli"
+)
+
+// TestFlagCombinations runs the program's command line through cli.Exec, as
+// main does, with a run that connects nowhere: a flag that the chosen half
+// or demo would ignore is refused with exit 2 and one line naming it.
+func TestFlagCombinations(t *testing.T) {
+	tests := []struct {
+		args  string
+		unset bool   // NATS_URL unset
+		want  string // "" for a run; else a part of the one usage line
+	}{
+		{args: ""},
+		{args: "-serve -workers 4 -slow 5ms"},
+		{args: "-serve -requests 10", want: "-requests does nothing with -serve"},
+		{args: "-serve -concurrency 4", want: "-concurrency does nothing with -serve"},
+		{args: "-serve -timeout 2s", want: "-timeout does nothing with -serve"},
+		{args: "-serve -retry", want: "-retry does nothing with -serve"},
+		{args: "-request -requests 10 -concurrency 4 -timeout 2s -retry"},
+		{args: "-request -workers 4", want: "-workers does nothing with -request"},
+		{args: "-request -slow 5ms", want: "-slow does nothing with -request"},
+		{args: "-request", unset: true, want: "-request needs NATS_URL"},
+		{args: "-demo micro -serve -workers 2"},
+		{args: "-demo micro -request -workers 2", want: "-workers does nothing with -request"},
+		{args: "-demo die -serve", want: "-serve and -request work with -demo share or micro"},
+		{args: "extra", want: "takes flags only"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.args, func(t *testing.T) {
+			cfg := DefaultConfig()
+			fs, check := flags(&cfg)
+			getenv := func(key string) string {
+				if key == "NATS_URL" && !tc.unset {
+					return "nats://127.0.0.1:1"
+				}
+				return ""
+			}
+			ran := false
+			run := func(context.Context, *cli.Env) error { ran = true; return nil }
+			var stderr bytes.Buffer
+			code := cli.Exec(fs, strings.Fields(tc.args), check, run, getenv, &stderr)
+			if tc.want == "" {
+				assert.Equal(t, cli.ExitOK, code, stderr.String())
+				assert.True(t, ran)
+				return
+			}
+			assert.Equal(t, cli.ExitUsage, code)
+			assert.False(t, ran)
+			assert.Contains(t, stderr.String(), tc.want)
+			assert.Equal(t, 1, strings.Count(stderr.String(), "\n"), "one line: %s", stderr.String())
+		})
+	}
+}
