@@ -64,7 +64,7 @@ func runMixed(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error 
 	lc.Settle = settleAll(slices.Concat(workers, auditors, listeners)...)
 	res, err := Load(ctx, nc, lc)
 	if err != nil {
-		return err
+		return loadError(w, res, err)
 	}
 
 	// The picture: each group split its copy of the requests among its
@@ -87,15 +87,19 @@ func runMixed(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error 
 			return fmt.Errorf("%s received %d of %d requests sent: %w", l.Name, l.Received(), sent, ErrNotVerified)
 		}
 	}
+	// Each request must have been answered by one member of each group,
+	// over all its attempts: a retry after one group had answered makes
+	// that group answer twice, which PerRequest shows and Exact refuses.
 	group := map[string]string{}
 	for _, m := range slices.Concat(workers, auditors) {
 		group[m.Name] = m.Group
 	}
 	for i, who := range res.PerRequest {
-		if who == nil {
-			continue // timed out: verdict reports it
+		if len(who) < 2 {
+			continue // not answered by both: verdict reports it
 		}
 		if len(who) != 2 || group[who[0]] == group[who[1]] {
+			fmt.Fprintf(w, "NOT verified: request %d answered by %v\n", i+1, who)
 			return fmt.Errorf("request %d answered by %v, want one member of %q and one of %q: %w", i+1, who, Group, AuditGroup, ErrNotVerified)
 		}
 	}
