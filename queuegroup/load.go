@@ -87,7 +87,9 @@ type LoadConfig struct {
 	// Settle, if set, runs after the last request has its replies or timed
 	// out and before duplicates are counted: the place to make sure every
 	// reply the members sent has reached the server (Member.Settle). Its
-	// context ends after Timeout.
+	// context ends after max(Timeout, 2 s) + 5 s; running out of time, or
+	// an error wrapping nats.ErrConnectionReconnecting, sets
+	// Result.Unsettled instead of failing the run.
 	Settle func(ctx context.Context) error
 }
 
@@ -137,9 +139,10 @@ type Result struct {
 	// it sent (published there by someone else); they are not counted
 	// anywhere else.
 	Strays int
-	// Unsettled is set when members were still working through queued
-	// requests when counting ended (Settle ran out of time): replies they
-	// send later are not counted as late or duplicate.
+	// Unsettled is set when counting ended before every reply could come:
+	// members were still working through queued requests (Settle ran out
+	// of time), or a member or the requester was disconnected at the end.
+	// Replies sent later are not counted as late or duplicate.
 	Unsettled bool
 	// Elapsed is the time from the first request sent to the last answered
 	// or timed out.
@@ -298,8 +301,10 @@ type loader struct {
 // While nc is disconnected, nats.go buffers the requests (its reconnect
 // buffer, 8 MiB by default) and they time out by the clock like any other,
 // so the run goes on and counts them; a publish the full buffer refuses
-// fails its request at once (Result.Failed). If nc closes for good (nats.go
-// gave up reconnecting), the run ends at once.
+// fails its request at once (Result.Failed). If nc is still disconnected
+// when the last request ends, the inbox is not drained (a drain waits for a
+// server) and the counts stand, marked Result.Unsettled. If nc closes for
+// good (nats.go gave up reconnecting), the run ends at once.
 //
 // Load keeps about 100 bytes per request, and a queue entry (40 bytes) for
 // each request sent within the last cfg.Timeout.
@@ -403,14 +408,22 @@ func Load(ctx context.Context, nc *nats.Conn, cfg LoadConfig) (*Result, error) {
 		cancel()
 		switch {
 		case err == nil:
-		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
-			l.mu.Lock()
-			l.unsettled = true
-			l.mu.Unlock()
+		case (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrConnectionReconnecting)) && ctx.Err() == nil:
+			// Still busy, or disconnected: what they send later is not
+			// counted.
+			l.setUnsettled()
 		default:
 			_ = inbox.Unsubscribe() // the settle error says what went wrong
 			return l.result(elapsed), fmt.Errorf("load %q: settle: %w", cfg.Subject, err)
 		}
+	}
+	// A connection that is reconnecting cannot drain (the drain's flush
+	// waits for a server): nothing more can arrive until it is back, and
+	// what arrives then is late, so the counts stand as they are.
+	if !nc.IsConnected() {
+		_ = inbox.Unsubscribe() // the counts are final either way
+		l.setUnsettled()
+		return l.result(elapsed), nil
 	}
 	subClosed := inbox.StatusChanged(nats.SubscriptionClosed)
 	if err := inbox.Drain(); err != nil {
@@ -421,6 +434,12 @@ func Load(ctx context.Context, nc *nats.Conn, cfg LoadConfig) (*Result, error) {
 	select {
 	case <-subClosed:
 	case <-drainLimit.C:
+		_ = inbox.Unsubscribe() // the counts are final either way
+		if !nc.IsConnected() {
+			// Disconnected while draining, as above.
+			l.setUnsettled()
+			return l.result(elapsed), nil
+		}
 		return l.result(elapsed), fmt.Errorf("load %q: drain inbox: not done within %v: %w", cfg.Subject, cli.DrainTimeout, nats.ErrTimeout)
 	case <-ctx.Done():
 		return l.result(elapsed), fmt.Errorf("load %q: drain inbox: %w", cfg.Subject, ctx.Err())
@@ -577,6 +596,13 @@ func (l *loader) onReply(m *nats.Msg) {
 			l.done()
 		}
 	}
+}
+
+// setUnsettled notes that replies may still come after counting ended.
+func (l *loader) setUnsettled() {
+	l.mu.Lock()
+	l.unsettled = true
+	l.mu.Unlock()
 }
 
 // count adds one to a count kept under l.mu.

@@ -228,7 +228,9 @@ func (m *Member) Conn() *nats.Conn { return m.nc }
 // has returned for every message received before it), and a second Flush
 // (the replies those callbacks published are then at the server). Counts
 // read afterwards are final for those messages.
-// A closed member is settled already. Without a deadline on ctx, the flush
+// A closed member is settled already; a reconnecting one cannot settle
+// (the error wraps nats.ErrConnectionReconnecting, which Load takes as
+// Result.Unsettled). Without a deadline on ctx, the flush
 // waits at most cli.DrainTimeout (5 s). The error is ctx's when it ends
 // first, or the flush's.
 func (m *Member) Settle(ctx context.Context) error {
@@ -239,6 +241,11 @@ func (m *Member) Settle(ctx context.Context) error {
 func settle(ctx context.Context, name string, nc *nats.Conn) error {
 	if nc.IsClosed() {
 		return nil
+	}
+	if nc.IsReconnecting() {
+		// A flush would wait for the reconnect: what it sent is in its
+		// reconnect buffer or lost, and the count cannot be final.
+		return fmt.Errorf("%s: settle: %w", name, nats.ErrConnectionReconnecting)
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		// FlushWithContext needs a deadline.
