@@ -284,3 +284,21 @@ func TestLoadNoRespondersMidRun(t *testing.T) {
 		}
 	}
 }
+
+// TestRunNoHeaderSupport plays the demos whose members reply on a server
+// without header support: plain replies need no headers, so every request
+// is answered and verified, micro's included.
+func TestRunNoHeaderSupport(t *testing.T) {
+	for _, demo := range []Demo{DemoShare, DemoMixed, DemoMicro} {
+		t.Run(string(demo), func(t *testing.T) {
+			s := testserver.New(t, func(o *server.Options) { o.NoHeaderSupport = true })
+			env := cli.NewEnv("queuegroup", s.ClientURL())
+			t.Cleanup(func() { require.NoError(t, env.Close()) })
+			cfg := DefaultConfig()
+			cfg.Demo = demo
+			var out bytes.Buffer
+			require.NoError(t, Run(context.Background(), env, cfg, &out))
+			assert.Contains(t, out.String(), "verified: 30 requests")
+		})
+	}
+}
