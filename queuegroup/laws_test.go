@@ -259,6 +259,12 @@ func TestLoadNoRespondersMidRun(t *testing.T) {
 				// deadline: all five at once, after 2 s.
 				Subject: Subject, Requests: 10, Concurrency: 10, Timeout: timeout, Retry: retry, At: 6,
 				Before: func(ctx context.Context) error {
+					// Requests 1..5 reach the server, which routes each to
+					// a member, before the members leave; their drains
+					// answer them.
+					if err := nc.Flush(); err != nil {
+						return err
+					}
 					for _, m := range members {
 						if err := m.Leave(ctx); err != nil {
 							return err

@@ -114,7 +114,7 @@ func TestLoadServerRestart(t *testing.T) {
 			})
 			require.NoError(t, err, "a disconnect does not end the run")
 			checkLaws(t, res, 1)
-			assert.GreaterOrEqual(t, res.Answered, at-1-4, "the requests before the shutdown")
+			assert.LessOrEqual(t, res.Answered, at-1, "nothing sent after the shutdown is answered")
 			notAnswered := requests - at + 1 // sent while the server was down
 			if buffer {
 				assert.GreaterOrEqual(t, res.TimedOut, notAnswered, "held in the buffer, timed out by the clock")
