@@ -73,7 +73,7 @@ func checkSent(tb testing.TB, r *Result, sent int64) {
 // first reply was thrown away by the retry, credited to no one, and the run
 // was "exact".
 func TestRetryCreditsFirstReplies(t *testing.T) {
-	env := newEnv(t)
+	s, env := newServerEnv(t)
 	a, err := Join(env, Subject, "a", "a-1", MemberOptions{})
 	require.NoError(t, err)
 	b, err := Join(env, Subject, "b", "b-1", MemberOptions{DieAt: 1})
@@ -87,6 +87,9 @@ func TestRetryCreditsFirstReplies(t *testing.T) {
 		Subject: Subject, Requests: 1, Concurrency: 1, Timeout: time.Second, Replies: 2, Retry: true,
 		BeforeRetry: func(context.Context) error {
 			<-b.Died()
+			// The server has dropped b before its replacement joins, so
+			// the retry cannot be routed to the dead member.
+			waitForSubscribers(t, s, Subject, 1)
 			b2, err = Join(env, Subject, "b", "b-2", MemberOptions{})
 			return err
 		},
