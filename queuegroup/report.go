@@ -129,7 +129,7 @@ func verdict(r *Result, repliesEach int) (string, error) {
 		retried += fmt.Sprintf("; %d stray messages on the inbox ignored", r.Strays)
 	}
 	if r.Unsettled {
-		retried += "; members still busy when counting ended, later replies not counted"
+		retried += "; counting ended before every reply could come (a member busy or disconnected), later replies not counted"
 	}
 	if r.Exact() {
 		return fmt.Sprintf("verified: %d requests, %d replies: every request %s (0 lost, 0 duplicated%s)",
