@@ -33,8 +33,9 @@ import (
 //   - Replies: every message on the inbox that answers an attempt that was
 //     sent is exactly one of: counted (Replies, credited to its member, also
 //     when its request later timed out and was retried), a Duplicate, or
-//     Late; a no-responders status from the server is none of these (it
-//     fails its request), and a message that answers nothing sent is a Stray.
+//     Late; a no-responders status from the server that fails its request
+//     is none of these (one that comes after its attempt ended is Late), and
+//     a message that answers nothing sent is a Stray.
 //     So, once the members have settled, the replies the members sent are
 //     Replies + Duplicates + Late.
 //
