@@ -289,7 +289,7 @@ type gatherOutcome struct {
 
 // soakGathers adds up the gathers' outcomes.
 type soakGathers struct {
-	mu                      sync.Mutex
+	mu                       sync.Mutex
 	count, lost, wrong, errs int
 }
 
