@@ -72,7 +72,7 @@ func runDie(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	lc.Settle = settleAll(members...)
 	res, err := Load(ctx, nc, lc)
 	if err != nil {
-		return err
+		return loadError(w, res, err)
 	}
 	writeBars(w, res, names(members), true, "", true)
 
@@ -123,7 +123,7 @@ func runGone(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	lc.Settle = settleAll(members...)
 	res, err := Load(ctx, nc, lc)
 	if err != nil {
-		return err
+		return loadError(w, res, err)
 	}
 	writeBars(w, res, names(members), true, "", false)
 	line, err := verdict(res, 1)

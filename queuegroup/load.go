@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
 
 	"reqreply/internal/cli"
 )
@@ -20,6 +21,29 @@ import (
 // number in flight at once, collects every reply on one inbox of its own,
 // and keeps enough of each to prove that every request was answered exactly
 // once and to say by whom and how fast.
+//
+// The counts obey two conservation laws, which the tests check against the
+// responders' own counts (stress_test.go):
+//
+//   - Requests: every request ends in exactly one bucket,
+//     Answered + TimedOut + Failed + Unsent = Requests. A run that returns no
+//     error has Unsent == 0, and Failed counts only requests the server
+//     answered with no responders or nats.go refused to buffer while
+//     reconnecting; a run without those has Answered + TimedOut = Requests.
+//   - Replies: every message on the inbox that answers an attempt that was
+//     sent is exactly one of: counted (Replies, credited to its member, also
+//     when its request later timed out and was retried), a Duplicate, or
+//     Late; a no-responders status from the server that fails its request
+//     is none of these (one that comes after its attempt ended is Late), and
+//     a message that answers nothing sent is a Stray.
+//     So, once the members have settled, the replies the members sent are
+//     Replies + Duplicates + Late.
+//
+// Exact (the "verified" line) holds only when each request was answered by
+// exactly the replies it waits for, counting every attempt: a reply that came
+// in time for the first attempt of a request that was then retried counts,
+// so a retry that makes one replier answer the same request twice shows up
+// in Repeated and the run is not exact.
 
 // DefaultTimeout is how long a request waits for its reply unless told: 1 s.
 const DefaultTimeout = time.Second
@@ -34,17 +58,23 @@ type LoadConfig struct {
 	// Concurrency is how many requests are in flight at once (≥ 1); more
 	// than Requests is allowed and means all of them at once.
 	Concurrency int
-	// Timeout is how long one request waits for its replies (> 0); a
-	// retry waits as long again.
+	// Timeout is how long one attempt of a request waits for its replies
+	// (> 0), by the clock: a reply that arrives after it is late. A retry
+	// waits as long again.
 	Timeout time.Duration
 	// Replies each request waits for: 1 (the default when 0) for one queue
 	// group; n to gather one reply from each of n groups on the subject.
 	Replies int
-	// Retry re-sends a request that timed out, once, on a fresh reply
-	// subject. The first copy may have been handled even though its reply
-	// never came, so a retried request can run twice: only safe when the
-	// handler is idempotent.
+	// Retry re-sends a request that timed out or failed, once, on a fresh
+	// reply subject: a timed-out one at once, a failed one (no responders,
+	// or refused while reconnecting) when its timeout would have passed, so
+	// members have time to come back. The first copy may have been handled
+	// even though its reply never came, so a retried request can run twice:
+	// only safe when the handler is idempotent.
 	Retry bool
+	// PerRequest keeps who answered each request (Result.PerRequest) also
+	// when Replies is 1; it costs about 40 bytes per request.
+	PerRequest bool
 
 	// At and Before change the group mid-run: Before runs once, just before
 	// request number At (1..Requests) is sent. Requests numbered At and
@@ -58,34 +88,62 @@ type LoadConfig struct {
 	// Settle, if set, runs after the last request has its replies or timed
 	// out and before duplicates are counted: the place to make sure every
 	// reply the members sent has reached the server (Member.Settle). Its
-	// context ends after Timeout.
+	// context ends after max(Timeout, 2 s) + 5 s; running out of time, or
+	// an error wrapping nats.ErrConnectionReconnecting, sets
+	// Result.Unsettled instead of failing the run.
 	Settle func(ctx context.Context) error
 }
 
-// Result is what a load run saw.
+// Result is what a load run saw. Its counts obey the conservation laws in
+// this file's comment: Answered + TimedOut + Failed + Unsent = Requests, and
+// the replies the members sent are Replies + Duplicates + Late.
 type Result struct {
-	// Requests sent.
+	// Requests the run was asked to send.
 	Requests int
-	// Answered requests got all their replies, first time or on the retry.
+	// Answered requests got all their replies within their timeout, first
+	// time or on the retry (error replies included: see Errors).
 	Answered int
-	// Retried requests timed out once and were sent again (with Retry).
+	// Retried requests timed out or failed once and were sent again (with
+	// Retry).
 	Retried int
 	// RetryAnswered of the Retried requests were answered the second time.
 	RetryAnswered int
-	// TimedOut requests never got all their replies.
+	// TimedOut requests never got all their replies within their timeout.
 	TimedOut int
-	// Duplicates are replies beyond the expected number for one request.
+	// Failed requests ended without their replies and without waiting out
+	// their timeout: the server answered no responders (nobody subscribed
+	// any more, or not yet again after a reconnect), nats.go refused the
+	// publish while reconnecting (nats.ErrReconnectBufExceeded), or, in a
+	// run that ended early with an error, they were still in flight.
+	Failed int
+	// Unsent requests were never sent: the run ended early with an error
+	// (ctx ended, the connection closed, ...). 0 in a run without error.
+	Unsent int
+	// Replies counted: each came in time for an attempt still waiting, and
+	// is credited to its member (MemberStats); this includes replies to a
+	// first attempt that later timed out. The sum of the members' counts.
+	Replies int
+	// Errors of the counted Replies were error replies: they carried the
+	// Nats-Service-Error header (a handler that failed or panicked).
+	Errors int
+	// Repeated requests got more counted replies than they wait for, over
+	// all their attempts: a retried request whose first attempt got some of
+	// its replies in time, so someone answered it twice.
+	Repeated int
+	// Duplicates are replies to an attempt that already had all the replies
+	// it waits for.
 	Duplicates int
-	// Late replies came after their request had timed out, and were not
-	// counted as answers; with Retry such a request ran twice.
+	// Late replies came after their attempt had timed out or failed, by the
+	// clock, and were not counted; with Retry such a request ran twice.
 	Late int
 	// Strays are messages on the requester's inbox that answer no request
 	// it sent (published there by someone else); they are not counted
 	// anywhere else.
 	Strays int
-	// Unsettled is set when members were still working through queued
-	// requests when counting ended (Settle ran out of time): replies they
-	// send later are not counted as late or duplicate.
+	// Unsettled is set when counting ended before every reply could come:
+	// members were still working through queued requests (Settle ran out
+	// of time), or a member or the requester was disconnected at the end.
+	// Replies sent later are not counted as late or duplicate.
 	Unsettled bool
 	// Elapsed is the time from the first request sent to the last answered
 	// or timed out.
@@ -93,8 +151,9 @@ type Result struct {
 	// Members is what each replier did, in order of first reply.
 	Members []*MemberStats
 	// PerRequest[i] lists, for request number i+1, the members whose
-	// replies counted, in order of arrival. Filled only when a request
-	// waits for more than one reply (LoadConfig.Replies > 1).
+	// replies counted, over every attempt, in order of arrival. Filled
+	// only when a request waits for more than one reply
+	// (LoadConfig.Replies > 1) or LoadConfig.PerRequest is set.
 	PerRequest [][]string
 }
 
@@ -105,6 +164,8 @@ type MemberStats struct {
 	// Latencies of the replies it sent that counted, ascending: from the
 	// request's publish to its reply's arrival.
 	Latencies []time.Duration
+	// Errors of its counted replies were error replies.
+	Errors int
 }
 
 // Count is how many counted replies the member sent.
@@ -118,10 +179,12 @@ func (r *Result) Throughput() float64 {
 	return float64(r.Answered) / r.Elapsed.Seconds()
 }
 
-// Exact reports whether every request was answered exactly once: no
-// request timed out, and no duplicate or late reply came.
+// Exact reports whether every request was answered exactly once, retries
+// included: every request answered, none by an error reply, none answered
+// by more replies than it waits for over all its attempts (Repeated), and
+// no duplicate or late reply.
 func (r *Result) Exact() bool {
-	return r.Answered == r.Requests && r.TimedOut == 0 && r.Duplicates == 0 && r.Late == 0
+	return r.Answered == r.Requests && r.Errors == 0 && r.Repeated == 0 && r.Duplicates == 0 && r.Late == 0
 }
 
 // Member returns the stats of the member named name, or nil.
@@ -161,23 +224,27 @@ const (
 	pending
 	answered
 	timedOut
-	noResponders
+	failed
 )
 
 // slot is one request's state, shared by the publisher, the inbox handler
 // that receives its replies, and the watchdog that times it out.
 type slot struct {
-	mu      sync.Mutex
-	attempt int       // 0, or 1 for the retry
-	state   int       // unsent, pending, answered, timedOut, noResponders
-	sent    time.Time // publish time of the current attempt
-	replies []reply   // the replies that counted
-	first   [1]reply  // room for the first, so most requests allocate nothing
+	mu       sync.Mutex
+	attempt  int       // 0, or 1 for the retry
+	state    int       // unsent, pending, answered, timedOut, failed
+	sent     time.Time // publish time of the current attempt
+	deadline time.Time // when the current attempt times out
+	got      int       // replies counted for the current attempt
+	replies  []reply   // every counted reply, all attempts, in order
+	first    [1]reply  // room for the first, so most requests allocate nothing
 }
 
-// reply is one counted reply: who sent it and how long it took.
+// reply is one counted reply: who sent it, how long it took, and whether
+// it was an error reply.
 type reply struct {
 	member  int32 // index into loader.names
+	isError bool
 	latency time.Duration
 }
 
@@ -190,23 +257,26 @@ type loader struct {
 	slots  []slot
 	// window holds a token for each request that may still be sent: the
 	// publisher takes one per request, and it comes back when the request
-	// is answered or finally times out. Cap: min(Concurrency, Requests).
+	// is answered or ends for good. Cap: min(Concurrency, Requests).
 	window chan struct{}
 	// expiry lists every published attempt in order of its deadline, for
 	// the watchdog.
 	expiry expiryQueue
-	// remaining counts the requests not yet answered or timed out for
-	// good; allDone closes when it reaches 0.
+	// remaining counts the requests not yet answered or ended for good;
+	// allDone closes when it reaches 0.
 	remaining atomic.Int64
 	allDone   chan struct{}
 	fail      context.CancelCauseFunc
 	retryOnce sync.Once
 	retryErr  error
 
-	// Owned by the inbox handler, which nats.go runs on one goroutine; read
-	// by Load only after the inbox subscription has closed.
+	// mu guards the counts below, kept by the inbox handler (which nats.go
+	// runs on one goroutine) and read by result, which may run while a
+	// handler call is still under way when a run ends early.
+	mu         sync.Mutex
 	names      []string
 	index      map[string]int32
+	counted    bool // some reply has been counted
 	duplicates int
 	late       int
 	strays     int  // messages on the inbox that answer no request sent
@@ -224,22 +294,35 @@ type loader struct {
 // subject of its own (<inbox>.<attempt>.<number>): the inbox sees every
 // reply, duplicates and late ones too, not only the first as nc.Request
 // would. A watchdog times requests out in the order they were sent, which
-// is the order of their deadlines. After the last request Load runs
-// cfg.Settle, then drains the inbox, which returns once every reply that had
-// reached the server is counted.
+// is the order of their deadlines; a reply is in time only if it arrives
+// before its attempt's deadline by the clock. After the last request Load
+// runs cfg.Settle, then drains the inbox, which returns once every reply
+// that had reached the server is counted.
 //
-// Load keeps about 100 bytes per request, and a queue entry (32 bytes) for
+// While nc is disconnected, nats.go buffers the requests (its reconnect
+// buffer, 8 MiB by default) and they time out by the clock like any other,
+// so the run goes on and counts them; a publish the full buffer refuses
+// fails its request at once (Result.Failed). If nc is still disconnected
+// when the last request ends, the inbox is not drained (a drain waits for a
+// server) and the counts stand, marked Result.Unsettled. If nc closes for
+// good (nats.go gave up reconnecting), the run ends at once.
+//
+// Load keeps about 100 bytes per request, and a queue entry (40 bytes) for
 // each request sent within the last cfg.Timeout.
 //
 // A timed-out request is counted, not an error; with cfg.Retry it is sent
 // once more. Errors, each wrapped with the subject: nats.ErrInvalidArg or
 // nats.ErrBadSubject for a bad cfg (nothing is sent); nats.ErrNoResponders
-// at the first request that finds no subscriber on the subject at all (the
-// server answers it at once with status 503; the run stops there); ctx's
-// error when it ends first; the error of cfg.Before, cfg.BeforeRetry or
-// cfg.Settle; nats.ErrTimeout if the inbox does not drain within
-// cli.DrainTimeout (5 s); nats.go's publish or subscribe errors
-// (nats.ErrConnectionClosed, ...).
+// when the first answer of the run is the server's no-responders status
+// (status 503: nobody subscribes to the subject at all; the run stops
+// there; a later one fails only its request, see Result.Failed; servers
+// without header support never send it, so there the requests time out);
+// ctx's error when it ends first; nats.ErrConnectionClosed when nc closes
+// during the run; the error of cfg.Before, cfg.BeforeRetry or cfg.Settle;
+// nats.ErrTimeout if the inbox does not drain within cli.DrainTimeout (5 s);
+// nats.go's publish or subscribe errors. With an error that comes after the
+// first request was sent, Load also returns the counts so far (Unsent says
+// how many were never sent); otherwise the Result is nil.
 func Load(ctx context.Context, nc *nats.Conn, cfg LoadConfig) (*Result, error) {
 	if err := cfg.Check(); err != nil {
 		return nil, err
@@ -278,8 +361,23 @@ func Load(ctx context.Context, nc *nats.Conn, cfg LoadConfig) (*Result, error) {
 		return nil, fmt.Errorf("load %q: inbox: %w", cfg.Subject, err)
 	}
 
-	// The watchdog times requests out while the publisher sends them.
+	// A connection that closes for good (nats.go gave up reconnecting, or
+	// someone closed it) ends the run at once: nothing more can come.
+	closed := nc.StatusChanged(nats.CLOSED)
+	defer nc.RemoveStatusListener(closed)
 	var watching sync.WaitGroup
+	watching.Go(func() {
+		select {
+		case <-closed:
+			l.fail(fmt.Errorf("load %q: %w", cfg.Subject, nats.ErrConnectionClosed))
+		case <-rctx.Done():
+		}
+	})
+	if nc.IsClosed() {
+		l.fail(fmt.Errorf("load %q: %w", cfg.Subject, nats.ErrConnectionClosed))
+	}
+
+	// The watchdog times requests out while the publisher sends them.
 	watching.Go(func() { l.watch(rctx) })
 	start := time.Now()
 	l.publishAll(rctx)
@@ -294,9 +392,9 @@ func Load(ctx context.Context, nc *nats.Conn, cfg LoadConfig) (*Result, error) {
 	if failure != nil {
 		_ = inbox.Unsubscribe() // the run's own error is the one to report
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("load %q: %w", cfg.Subject, ctx.Err())
+			failure = fmt.Errorf("load %q: %w", cfg.Subject, ctx.Err())
 		}
-		return nil, failure
+		return l.result(elapsed), failure
 	}
 
 	// Let the members' last replies reach the server, then drain the inbox:
@@ -311,25 +409,41 @@ func Load(ctx context.Context, nc *nats.Conn, cfg LoadConfig) (*Result, error) {
 		cancel()
 		switch {
 		case err == nil:
-		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
-			l.unsettled = true
+		case (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrConnectionReconnecting)) && ctx.Err() == nil:
+			// Still busy, or disconnected: what they send later is not
+			// counted.
+			l.setUnsettled()
 		default:
 			_ = inbox.Unsubscribe() // the settle error says what went wrong
-			return nil, fmt.Errorf("load %q: settle: %w", cfg.Subject, err)
+			return l.result(elapsed), fmt.Errorf("load %q: settle: %w", cfg.Subject, err)
 		}
 	}
-	closed := inbox.StatusChanged(nats.SubscriptionClosed)
+	// A connection that is reconnecting cannot drain (the drain's flush
+	// waits for a server): nothing more can arrive until it is back, and
+	// what arrives then is late, so the counts stand as they are.
+	if !nc.IsConnected() {
+		_ = inbox.Unsubscribe() // the counts are final either way
+		l.setUnsettled()
+		return l.result(elapsed), nil
+	}
+	subClosed := inbox.StatusChanged(nats.SubscriptionClosed)
 	if err := inbox.Drain(); err != nil {
-		return nil, fmt.Errorf("load %q: drain inbox: %w", cfg.Subject, err)
+		return l.result(elapsed), fmt.Errorf("load %q: drain inbox: %w", cfg.Subject, err)
 	}
 	drainLimit := time.NewTimer(cli.DrainTimeout)
 	defer drainLimit.Stop()
 	select {
-	case <-closed:
+	case <-subClosed:
 	case <-drainLimit.C:
-		return nil, fmt.Errorf("load %q: drain inbox: not done within %v: %w", cfg.Subject, cli.DrainTimeout, nats.ErrTimeout)
+		_ = inbox.Unsubscribe() // the counts are final either way
+		if !nc.IsConnected() {
+			// Disconnected while draining, as above.
+			l.setUnsettled()
+			return l.result(elapsed), nil
+		}
+		return l.result(elapsed), fmt.Errorf("load %q: drain inbox: not done within %v: %w", cfg.Subject, cli.DrainTimeout, nats.ErrTimeout)
 	case <-ctx.Done():
-		return nil, fmt.Errorf("load %q: drain inbox: %w", cfg.Subject, ctx.Err())
+		return l.result(elapsed), fmt.Errorf("load %q: drain inbox: %w", cfg.Subject, ctx.Err())
 	}
 	return l.result(elapsed), nil
 }
@@ -361,23 +475,45 @@ func (l *loader) publishAll(ctx context.Context) {
 }
 
 // publish sends attempt (0, or 1 for the retry) of request n and hands it
-// to the watchdog.
+// to the watchdog. A publish that nats.go refuses only because its
+// reconnect buffer is full fails the request, not the run; any other
+// publish error is returned and ends the run.
 func (l *loader) publish(n, attempt int, payload []byte) error {
 	s := &l.slots[n-1]
 	s.mu.Lock()
 	s.attempt = attempt
 	s.state = pending
-	s.replies = s.first[:0]
+	s.got = 0
+	if s.replies == nil {
+		s.replies = s.first[:0]
+	}
 	s.sent = time.Now()
-	deadline := s.sent.Add(l.cfg.Timeout)
+	s.deadline = s.sent.Add(l.cfg.Timeout)
+	deadline := s.deadline
 	s.mu.Unlock()
 	reply := l.prefix + "." + strconv.Itoa(attempt) + "." + strconv.Itoa(n)
-	if err := l.nc.PublishRequest(l.cfg.Subject, reply, payload); err != nil {
+	err := l.nc.PublishRequest(l.cfg.Subject, reply, payload)
+	switch {
+	case err == nil:
+	case errors.Is(err, nats.ErrReconnectBufExceeded):
+		// Disconnected, and the buffer that holds publishes until the
+		// reconnect is full: this request fails, the run goes on.
+		s.mu.Lock()
+		s.state = failed
+		s.mu.Unlock()
+		if !l.retries(attempt) {
+			l.done()
+			return nil
+		}
+	default:
 		return fmt.Errorf("load %q: request %d: %w", l.cfg.Subject, n, err)
 	}
 	l.expiry.push(expiring{n: n, attempt: attempt, deadline: deadline})
 	return nil
 }
+
+// retries reports whether a failed or timed-out attempt is sent again.
+func (l *loader) retries(attempt int) bool { return l.cfg.Retry && attempt == 0 }
 
 // setupTimeout bounds the round trips around a run (the inbox's flush,
 // settling the members, reading stats): the request timeout, but never less
@@ -395,12 +531,19 @@ func (l *loader) done() {
 	}
 }
 
-// onReply is the inbox handler: it files each reply under its request.
+// isNoResponders reports whether m is the server's no-responders status.
+func isNoResponders(m *nats.Msg) bool {
+	return len(m.Data) == 0 && m.Header.Get("Status") == "503"
+}
+
+// onReply is the inbox handler: it files each message under its request,
+// in exactly one bucket.
 func (l *loader) onReply(m *nats.Msg) {
+	now := time.Now()
 	n, attempt, ok := l.parse(m.Subject)
 	if !ok {
 		// Not one of ours (someone published to the inbox by hand).
-		l.strays++
+		l.count(&l.strays)
 		return
 	}
 	s := &l.slots[n-1]
@@ -409,24 +552,43 @@ func (l *loader) onReply(m *nats.Msg) {
 	case s.state == unsent || attempt > s.attempt:
 		// Not an answer to anything sent: someone published to the inbox
 		// by hand. Counting it would hand a window token back twice.
-		l.strays++
 		s.mu.Unlock()
-	case attempt != s.attempt || s.state == timedOut:
-		// The answer to an attempt that had already timed out.
-		l.late++
+		l.count(&l.strays)
+	case attempt != s.attempt || s.state == timedOut || s.state == failed || (s.state == pending && now.After(s.deadline)):
+		// The answer to an attempt that had already ended, or whose
+		// deadline has passed by the clock though the watchdog has not
+		// got to it yet.
 		s.mu.Unlock()
+		l.count(&l.late)
 	case s.state != pending:
-		// More replies than the request waits for.
-		l.duplicates++
+		// More replies than the attempt waits for.
 		s.mu.Unlock()
-	case len(m.Data) == 0 && m.Header.Get("Status") == "503":
-		// The server's no-responders status: nobody subscribes at all.
-		s.state = noResponders
+		l.count(&l.duplicates)
+	case isNoResponders(m):
+		// The server's no-responders status: nobody subscribes at all. As
+		// the run's first answer it ends the run (wrong subject, nobody
+		// started); later, members are gone or not back yet after a
+		// reconnect, and only this request fails.
+		l.mu.Lock()
+		first := !l.counted
+		l.mu.Unlock()
+		s.state = failed
 		s.mu.Unlock()
-		l.fail(fmt.Errorf("load %q: request %d: %w", l.cfg.Subject, n, nats.ErrNoResponders))
+		switch {
+		case first:
+			l.fail(fmt.Errorf("load %q: request %d: %w", l.cfg.Subject, n, nats.ErrNoResponders))
+		case !l.retries(attempt):
+			l.done()
+		}
+		// With a retry, the watchdog re-sends it at its deadline.
 	default:
-		s.replies = append(s.replies, reply{member: l.intern(m.Data), latency: time.Since(s.sent)})
-		complete := len(s.replies) == l.want
+		l.mu.Lock()
+		member := l.intern(m.Data)
+		l.counted = true
+		l.mu.Unlock()
+		s.replies = append(s.replies, reply{member: member, isError: m.Header.Get(micro.ErrorHeader) != "", latency: now.Sub(s.sent)})
+		s.got++
+		complete := s.got == l.want
 		if complete {
 			s.state = answered
 		}
@@ -437,10 +599,25 @@ func (l *loader) onReply(m *nats.Msg) {
 	}
 }
 
+// setUnsettled notes that replies may still come after counting ended.
+func (l *loader) setUnsettled() {
+	l.mu.Lock()
+	l.unsettled = true
+	l.mu.Unlock()
+}
+
+// count adds one to a count kept under l.mu.
+func (l *loader) count(c *int) {
+	l.mu.Lock()
+	*c++
+	l.mu.Unlock()
+}
+
 // watch is the watchdog: it takes published attempts in deadline order,
-// skips those already answered, waits out the deadline of one still
-// pending, and times it out if it still is. With cfg.Retry an attempt 0
-// that times out is sent again, once, and keeps its place in the window.
+// skips those already answered or ended, waits out the deadline of one
+// still pending, and times it out if it still is. With cfg.Retry an
+// attempt 0 that timed out or failed is sent again, once, and keeps its
+// place in the window.
 func (l *loader) watch(ctx context.Context) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -449,7 +626,7 @@ func (l *loader) watch(ctx context.Context) {
 		if !ok {
 			return
 		}
-		if !l.pendingAt(e) {
+		if !l.watched(e) {
 			continue
 		}
 		if wait := time.Until(e.deadline); wait > 0 {
@@ -462,15 +639,20 @@ func (l *loader) watch(ctx context.Context) {
 		}
 		s := &l.slots[e.n-1]
 		s.mu.Lock()
-		expired := s.attempt == e.attempt && s.state == pending
-		if expired {
-			s.state = timedOut
+		ended := false
+		if s.attempt == e.attempt {
+			switch s.state {
+			case pending:
+				s.state, ended = timedOut, true
+			case failed:
+				ended = l.retries(e.attempt) // waiting for its retry
+			}
 		}
 		s.mu.Unlock()
-		if !expired {
+		if !ended {
 			continue
 		}
-		if !l.cfg.Retry || e.attempt == 1 {
+		if !l.retries(e.attempt) {
 			l.done()
 			continue
 		}
@@ -485,12 +667,13 @@ func (l *loader) watch(ctx context.Context) {
 	}
 }
 
-// pendingAt reports whether attempt e still waits for its replies.
-func (l *loader) pendingAt(e expiring) bool {
+// watched reports whether attempt e still needs the watchdog: it waits for
+// its replies, or failed and waits for its retry.
+func (l *loader) watched(e expiring) bool {
 	s := &l.slots[e.n-1]
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.attempt == e.attempt && s.state == pending
+	return s.attempt == e.attempt && (s.state == pending || (s.state == failed && l.retries(e.attempt)))
 }
 
 // beforeRetry runs cfg.BeforeRetry once, before the first retry.
@@ -520,7 +703,8 @@ func (l *loader) parse(subject string) (n, attempt int, ok bool) {
 	return n, int(a[0] - '0'), true
 }
 
-// intern returns the index of the member named by a reply's payload.
+// intern returns the index of the member named by a reply's payload; l.mu
+// is held.
 func (l *loader) intern(name []byte) int32 {
 	if i, ok := l.index[string(name)]; ok {
 		return i
@@ -531,8 +715,10 @@ func (l *loader) intern(name []byte) int32 {
 	return i
 }
 
-// result adds up the slots once the inbox has closed.
+// result adds up the slots: once the inbox has closed, or, when the run
+// ended early, as they stand.
 func (l *loader) result(elapsed time.Duration) *Result {
+	l.mu.Lock()
 	r := &Result{
 		Requests:   l.cfg.Requests,
 		Duplicates: l.duplicates,
@@ -541,33 +727,49 @@ func (l *loader) result(elapsed time.Duration) *Result {
 		Unsettled:  l.unsettled,
 		Elapsed:    elapsed,
 	}
-	if l.want > 1 {
-		r.PerRequest = make([][]string, len(l.slots))
-	}
 	for _, name := range l.names {
 		r.Members = append(r.Members, &MemberStats{Name: name})
 	}
+	l.mu.Unlock()
+	if l.want > 1 || l.cfg.PerRequest {
+		r.PerRequest = make([][]string, len(l.slots))
+	}
 	for i := range l.slots {
 		s := &l.slots[i]
+		s.mu.Lock()
 		if s.attempt == 1 {
 			r.Retried++
 		}
-		if s.state != answered {
+		switch s.state {
+		case unsent:
+			r.Unsent++
+		case answered:
+			r.Answered++
+			if s.attempt == 1 {
+				r.RetryAnswered++
+			}
+		case timedOut:
 			r.TimedOut++
-			continue
+		default: // failed, or pending when the run ended early
+			r.Failed++
 		}
-		r.Answered++
-		if s.attempt == 1 {
-			r.RetryAnswered++
+		if len(s.replies) > l.want {
+			r.Repeated++
 		}
 		var who []string
 		for _, rep := range s.replies {
 			m := r.Members[rep.member]
 			m.Latencies = append(m.Latencies, rep.latency)
+			r.Replies++
+			if rep.isError {
+				m.Errors++
+				r.Errors++
+			}
 			if r.PerRequest != nil {
 				who = append(who, m.Name)
 			}
 		}
+		s.mu.Unlock()
 		if r.PerRequest != nil {
 			r.PerRequest[i] = who
 		}

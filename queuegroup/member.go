@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
 
 	"reqreply/internal/cli"
 )
@@ -35,6 +38,16 @@ const AuditGroup = "auditors"
 // request with its name, and handles one request at a time, as a nats.go
 // subscription callback does: requests routed to it while it is busy wait
 // in its client. Make one with Join.
+//
+// When its work (MemberOptions.Work) returns an error or panics, the member
+// recovers and sends an error reply instead of letting the requester time
+// out: the payload is still its name, and the headers are the ones
+// nats.go/micro uses, Nats-Service-Error (the error's text) and
+// Nats-Service-Error-Code ("500"). On a server without header support
+// (server option NoHeaderSupport) an error reply cannot be sent: the member
+// sends no reply, counts the failure in Errors and writes one line to
+// MemberOptions.Log, and the requester times out. Plain replies carry no
+// headers, so they work on any server.
 type Member struct {
 	// Name identifies the member in replies, counts and connection names.
 	Name string
@@ -47,7 +60,8 @@ type Member struct {
 	reply []byte
 
 	received atomic.Int64 // requests taken by the handler
-	answered atomic.Int64 // replies sent
+	answered atomic.Int64 // replies sent, error replies included
+	errors   atomic.Int64 // requests whose work failed or panicked
 	died     chan struct{}
 }
 
@@ -64,6 +78,17 @@ type MemberOptions struct {
 	// Silent members take requests and never answer: a plain subscriber that
 	// only listens (an audit log, a cache warmer).
 	Silent bool
+	// Work, if set, is the member's work on a request's payload, run after
+	// Delay: an error it returns, or a panic in it, makes the reply an
+	// error reply (see Member). nil: the work always succeeds.
+	Work func(request []byte) error
+	// ReplyTwice makes the member send every reply twice, as a buggy
+	// handler might: the requester counts the second as a duplicate.
+	ReplyTwice bool
+	// Log receives one line for each failure the requester cannot be told
+	// of: an error reply that the server cannot carry (no header support),
+	// or a reply that could not be sent. nil: os.Stderr.
+	Log io.Writer
 }
 
 // Join connects a new member named name to env and subscribes it to subject
@@ -109,17 +134,68 @@ func (m *Member) handle(msg *nats.Msg) {
 	if m.opts.Delay > 0 {
 		work(m.opts.Delay)
 	}
+	// The work, with a panic in it recovered into an error: the member
+	// survives and the requester hears of it.
+	err := m.run(msg.Data)
 	if m.opts.Silent || msg.Reply == "" {
 		return
 	}
-	// Count before replying, so that a requester holding the reply never
-	// sees a count that lags it.
-	m.answered.Add(1)
-	if err := msg.Respond(m.reply); err != nil {
-		// The connection closed under us (a kill or the end of the program):
-		// the requester times out, and there is no one else to tell.
-		m.answered.Add(-1)
+	reply := &nats.Msg{Data: m.reply}
+	if err != nil {
+		m.errors.Add(1)
+		if !m.nc.HeadersSupported() {
+			m.logf("%s: request on %q failed (%v); no error reply sent: the server does not support headers, which error replies need", m.Name, msg.Subject, err)
+			return
+		}
+		reply.Header = nats.Header{
+			micro.ErrorHeader:     []string{err.Error()},
+			micro.ErrorCodeHeader: []string{"500"},
+		}
 	}
+	for range m.sends() {
+		// Count before replying, so that a requester holding the reply
+		// never sees a count that lags it.
+		m.answered.Add(1)
+		if err := msg.RespondMsg(reply); err != nil {
+			// The connection closed under us (a kill or the end of the
+			// program): the requester times out.
+			m.answered.Add(-1)
+			if !errors.Is(err, nats.ErrConnectionClosed) {
+				m.logf("%s: reply on %q: %v", m.Name, msg.Reply, err)
+			}
+		}
+	}
+}
+
+// run does the member's work on a request, turning a panic into an error.
+func (m *Member) run(request []byte) (err error) {
+	if m.opts.Work == nil {
+		return nil
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("handler panicked: %v", v)
+		}
+	}()
+	return m.opts.Work(request)
+}
+
+// sends is how many times the member sends each reply: 1, or 2 with
+// MemberOptions.ReplyTwice.
+func (m *Member) sends() int {
+	if m.opts.ReplyTwice {
+		return 2
+	}
+	return 1
+}
+
+// logf writes one line to the member's log.
+func (m *Member) logf(format string, args ...any) {
+	w := m.opts.Log
+	if w == nil {
+		w = os.Stderr
+	}
+	fmt.Fprintf(w, format+"\n", args...)
 }
 
 // work stands for the time a request's real work would take: d.
@@ -131,8 +207,12 @@ func work(d time.Duration) {
 // Received returns how many requests the member's handler has taken.
 func (m *Member) Received() int64 { return m.received.Load() }
 
-// Answered returns how many replies the member has sent.
+// Answered returns how many replies the member has sent, error replies
+// and second replies (MemberOptions.ReplyTwice) included.
 func (m *Member) Answered() int64 { return m.answered.Load() }
+
+// Errors returns how many requests the member's work failed or panicked on.
+func (m *Member) Errors() int64 { return m.errors.Load() }
 
 // Died is closed once a member with MemberOptions.DieAt has closed its
 // connection.
@@ -148,7 +228,9 @@ func (m *Member) Conn() *nats.Conn { return m.nc }
 // has returned for every message received before it), and a second Flush
 // (the replies those callbacks published are then at the server). Counts
 // read afterwards are final for those messages.
-// A closed member is settled already. Without a deadline on ctx, the flush
+// A closed member is settled already; a reconnecting one cannot settle
+// (the error wraps nats.ErrConnectionReconnecting, which Load takes as
+// Result.Unsettled). Without a deadline on ctx, the flush
 // waits at most cli.DrainTimeout (5 s). The error is ctx's when it ends
 // first, or the flush's.
 func (m *Member) Settle(ctx context.Context) error {
@@ -159,6 +241,11 @@ func (m *Member) Settle(ctx context.Context) error {
 func settle(ctx context.Context, name string, nc *nats.Conn) error {
 	if nc.IsClosed() {
 		return nil
+	}
+	if nc.IsReconnecting() {
+		// A flush would wait for the reconnect: what it sent is in its
+		// reconnect buffer or lost, and the count cannot be final.
+		return fmt.Errorf("%s: settle: %w", name, nats.ErrConnectionReconnecting)
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		// FlushWithContext needs a deadline.

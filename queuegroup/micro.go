@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -113,23 +114,32 @@ type InstanceStats struct {
 	Endpoint micro.EndpointStats
 }
 
+// ID returns micro's id of the instance, as $SRV.STATS and $SRV.INFO show
+// it: the one thing that tells instances apart when several processes run
+// instances of the same name.
+func (in *Instance) ID() string { return in.svc.Info().ID }
+
 // ReadStats asks every instance of MicroService for its stats: one request
 // on $SRV.STATS.queuegroup (micro.ControlSubject), which every instance
 // answers, as each subscribes to it without a queue group. The replies are
 // gathered on a fresh inbox, subscribed and flushed before the request,
-// until want instances have answered or timeout passes, and returned sorted
-// by name. Errors: nats.ErrNoResponders when no instance runs; nats.go's
-// subscribe and publish errors; a JSON error for a malformed reply. Fewer
-// than want replies within timeout is no error: the caller sees how many.
-func ReadStats(ctx context.Context, nc *nats.Conn, want int, timeout time.Duration) ([]InstanceStats, error) {
+// until timeout passes or, when expect is not empty, until every instance
+// whose micro id is in expect has answered. Every instance that answered by
+// then is returned, one entry per id (instances elsewhere with the same name
+// are told apart by id), sorted by name, then id. Nothing says how many
+// instances run elsewhere, so without expect ReadStats waits out timeout.
+// Errors: nats.ErrNoResponders when no instance runs; nats.go's subscribe
+// and publish errors; a JSON error for a malformed reply; ctx's error. An
+// instance in expect that did not answer is no error: the caller sees which.
+func ReadStats(ctx context.Context, nc *nats.Conn, expect []string, timeout time.Duration) ([]InstanceStats, error) {
 	subject, err := micro.ControlSubject(micro.StatsVerb, MicroService, "")
 	if err != nil {
 		return nil, err
 	}
 	inbox := nc.NewInbox()
-	// Room for every reply, and for others (more instances than want, run
-	// elsewhere) without nats.go dropping them as a slow consumer.
-	replies := make(chan *nats.Msg, want+64)
+	// Room for many instances without nats.go dropping replies as a slow
+	// consumer.
+	replies := make(chan *nats.Msg, 1024)
 	sub, err := nc.ChanSubscribe(inbox, replies)
 	if err != nil {
 		return nil, fmt.Errorf("stats %q: %w", subject, err)
@@ -143,11 +153,15 @@ func ReadStats(ctx context.Context, nc *nats.Conn, want int, timeout time.Durati
 	if err := nc.PublishRequest(subject, inbox, nil); err != nil {
 		return nil, fmt.Errorf("stats %q: %w", subject, err)
 	}
-	var out []InstanceStats
-	for len(out) < want {
+	missing := map[string]bool{}
+	for _, id := range expect {
+		missing[id] = true
+	}
+	byID := map[string]InstanceStats{}
+	for len(expect) == 0 || len(missing) > 0 {
 		select {
 		case m := <-replies:
-			if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
+			if isNoResponders(m) {
 				return nil, fmt.Errorf("stats %q: %w", subject, nats.ErrNoResponders)
 			}
 			var st micro.Stats
@@ -160,16 +174,31 @@ func ReadStats(ctx context.Context, nc *nats.Conn, want int, timeout time.Durati
 					is.Endpoint = *e
 				}
 			}
-			out = append(out, is)
+			byID[st.ID] = is
+			delete(missing, st.ID)
 		case <-tctx.Done():
 			if ctx.Err() != nil {
 				return nil, fmt.Errorf("stats %q: %w", subject, ctx.Err())
 			}
-			want = len(out)
+			return sortedStats(byID), nil
 		}
 	}
-	slices.SortFunc(out, func(a, b InstanceStats) int { return compareNames(a.Name, b.Name) })
-	return out, nil
+	return sortedStats(byID), nil
+}
+
+// sortedStats returns the stats by name, then id.
+func sortedStats(byID map[string]InstanceStats) []InstanceStats {
+	out := make([]InstanceStats, 0, len(byID))
+	for _, st := range byID {
+		out = append(out, st)
+	}
+	slices.SortFunc(out, func(a, b InstanceStats) int {
+		if c := compareNames(a.Name, b.Name); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out
 }
 
 // runMicro is -demo micro: cfg.Workers instances of MicroService, each on
@@ -235,7 +264,7 @@ func runMicro(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error 
 	}
 	res, err := Load(ctx, nc, lc)
 	if err != nil {
-		return err
+		return loadError(w, res, err)
 	}
 	var order []string
 	for _, in := range instances {
@@ -244,8 +273,14 @@ func runMicro(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error 
 	fmt.Fprintln(w, "replies by instance:")
 	writeBars(w, res, order, true, "  ", true)
 
-	// The instances' own counts, from $SRV.STATS.
-	stats, err := ReadStats(ctx, nc, cfg.Workers, setupTimeout(cfg.Timeout))
+	// The instances' own counts, from $SRV.STATS: every instance that
+	// answers, matched to ours by micro id. With -request nobody knows how
+	// many run elsewhere, so the read waits its whole timeout.
+	var ids []string
+	for _, in := range instances {
+		ids = append(ids, in.ID())
+	}
+	stats, err := ReadStats(ctx, nc, ids, setupTimeout(cfg.Timeout))
 	if err != nil {
 		return err
 	}
@@ -255,23 +290,29 @@ func runMicro(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error 
 	}
 	fmt.Fprintf(w, "$SRV.STATS.%s, answered by %s%s:\n", MicroService, plural(len(stats), "instance"), since)
 	total := 0
+	byID := map[string]InstanceStats{}
 	for _, st := range stats {
-		fmt.Fprintf(w, "  %s num_requests %d, num_errors %d, average_processing_time %v\n",
-			st.Name, st.Endpoint.NumRequests, st.Endpoint.NumErrors, st.Endpoint.AverageProcessingTime)
+		fmt.Fprintf(w, "  %s (id %s) num_requests %d, num_errors %d, average_processing_time %v\n",
+			st.Name, st.ID, st.Endpoint.NumRequests, st.Endpoint.NumErrors, st.Endpoint.AverageProcessingTime)
 		total += st.Endpoint.NumRequests
+		byID[st.ID] = st
 	}
 	line, err := verdict(res, 1)
 	fmt.Fprintln(w, line)
 	if err != nil || cfg.Mode.Request {
 		return err
 	}
-	if len(stats) != len(instances) {
-		return fmt.Errorf("%d of %d instances answered $SRV.STATS: %w", len(stats), len(instances), ErrNotVerified)
-	}
-	for _, st := range stats {
-		if got := countOf(res, st.Name); got != st.Endpoint.NumRequests {
-			return fmt.Errorf("%s: $SRV.STATS says %d requests, its replies %d: %w", st.Name, st.Endpoint.NumRequests, got, ErrNotVerified)
+	for _, in := range instances {
+		st, ok := byID[in.ID()]
+		if !ok {
+			return fmt.Errorf("%s (id %s) did not answer $SRV.STATS: %w", in.Name, in.ID(), ErrNotVerified)
 		}
+		if got := countOf(res, in.Name); got != st.Endpoint.NumRequests {
+			return fmt.Errorf("%s: $SRV.STATS says %d requests, its replies %d: %w", in.Name, st.Endpoint.NumRequests, got, ErrNotVerified)
+		}
+	}
+	if len(stats) > len(instances) {
+		fmt.Fprintf(w, "%s running elsewhere also answered $SRV.STATS\n", plural(len(stats)-len(instances), "instance"))
 	}
 	fmt.Fprintf(w, "$SRV.STATS agrees: the instances counted %d requests, as many as each one's replies show\n", total)
 	return nil

@@ -64,7 +64,7 @@ func runMixed(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error 
 	lc.Settle = settleAll(slices.Concat(workers, auditors, listeners)...)
 	res, err := Load(ctx, nc, lc)
 	if err != nil {
-		return err
+		return loadError(w, res, err)
 	}
 
 	// The picture: each group split its copy of the requests among its
@@ -87,22 +87,32 @@ func runMixed(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error 
 			return fmt.Errorf("%s received %d of %d requests sent: %w", l.Name, l.Received(), sent, ErrNotVerified)
 		}
 	}
+	// Each request must have been answered by one member of each group,
+	// over all its attempts: a retry after one group had answered makes
+	// that group answer twice, which PerRequest shows and Exact refuses
+	// (Result.Repeated).
 	group := map[string]string{}
 	for _, m := range slices.Concat(workers, auditors) {
 		group[m.Name] = m.Group
 	}
-	for i, who := range res.PerRequest {
-		if who == nil {
-			continue // timed out: verdict reports it
+	// The counts first: a request answered more than once per group over
+	// its attempts (a retry after one group had answered) fails them.
+	line, err := verdict(res, 2)
+	if err != nil {
+		fmt.Fprintln(w, line)
+		if i := slices.IndexFunc(res.PerRequest, func(who []string) bool { return len(who) > 2 }); i >= 0 {
+			fmt.Fprintf(w, "for example request %d, answered by %v over its attempts\n", i+1, res.PerRequest[i])
 		}
+		return err
+	}
+	// Then the groups: two replies, one from each.
+	for i, who := range res.PerRequest {
 		if len(who) != 2 || group[who[0]] == group[who[1]] {
+			fmt.Fprintf(w, "NOT verified: request %d answered by %v\n", i+1, who)
 			return fmt.Errorf("request %d answered by %v, want one member of %q and one of %q: %w", i+1, who, Group, AuditGroup, ErrNotVerified)
 		}
 	}
-	line, err := verdict(res, 2)
 	fmt.Fprintln(w, line)
-	if err == nil {
-		fmt.Fprintf(w, "so a requester gathering replies gets one from each queue group, and plain subscribers see every request\n")
-	}
-	return err
+	fmt.Fprintf(w, "so a requester gathering replies gets one from each queue group, and plain subscribers see every request\n")
+	return nil
 }

@@ -112,12 +112,11 @@ func writeThroughput(w io.Writer, r *Result, inFlight int) {
 }
 
 // verdict is the line that says whether every request was answered exactly
-// once, and an error wrapping ErrNotVerified when it was not.
+// once, and an error wrapping ErrNotVerified when it was not. It says
+// "verified" only when r.Exact() holds: every request answered, by exactly
+// repliesEach replies over all its attempts (retries included), none an
+// error reply, and no duplicate or late reply.
 func verdict(r *Result, repliesEach int) (string, error) {
-	replies := 0
-	for _, m := range r.Members {
-		replies += m.Count()
-	}
 	retried := ""
 	if r.RetryAnswered > 0 {
 		retried = fmt.Sprintf(", %d after a retry", r.RetryAnswered)
@@ -130,16 +129,34 @@ func verdict(r *Result, repliesEach int) (string, error) {
 		retried += fmt.Sprintf("; %d stray messages on the inbox ignored", r.Strays)
 	}
 	if r.Unsettled {
-		retried += "; members still busy when counting ended, later replies not counted"
+		retried += "; counting ended before every reply could come (a member busy or disconnected), later replies not counted"
 	}
 	if r.Exact() {
 		return fmt.Sprintf("verified: %d requests, %d replies: every request %s (0 lost, 0 duplicated%s)",
-			r.Requests, replies, each, retried), nil
+			r.Requests, r.Replies, each, retried), nil
 	}
-	line := fmt.Sprintf("NOT verified: %d requests: %d answered%s, %d timed out, %d duplicate and %d late replies",
-		r.Requests, r.Answered, retried, r.TimedOut, r.Duplicates, r.Late)
-	return line, fmt.Errorf("%d of %d requests timed out, %d duplicate and %d late replies: %w",
-		r.TimedOut, r.Requests, r.Duplicates, r.Late, ErrNotVerified)
+	line := fmt.Sprintf("NOT verified: %d requests: %d answered%s, %d timed out, %d failed, %d duplicate and %d late replies",
+		r.Requests, r.Answered, retried, r.TimedOut, r.Failed, r.Duplicates, r.Late)
+	if r.Errors > 0 {
+		line += fmt.Sprintf(", %d error replies", r.Errors)
+	}
+	if r.Repeated > 0 {
+		line += fmt.Sprintf(", %d requests answered more than %s over their attempts", r.Repeated, plural(repliesEach, "time"))
+	}
+	return line, fmt.Errorf("%d of %d requests timed out, %d failed, %d error replies, %d repeated, %d duplicate and %d late replies: %w",
+		r.TimedOut, r.Requests, r.Failed, r.Errors, r.Repeated, r.Duplicates, r.Late, ErrNotVerified)
+}
+
+// loadError writes what a run that ended early had counted, when Load
+// returned counts with its error, and returns err: a closed connection or a
+// Ctrl-C still says how many requests were answered, timed out, failed or
+// never sent.
+func loadError(w io.Writer, r *Result, err error) error {
+	if r != nil {
+		fmt.Fprintf(w, "run ended early (%v): %d of %d requests answered, %d timed out, %d failed, %d not sent; %d replies counted, %d duplicate, %d late\n",
+			err, r.Answered, r.Requests, r.TimedOut, r.Failed, r.Unsent, r.Replies, r.Duplicates, r.Late)
+	}
+	return err
 }
 
 // ms formats d in milliseconds, with fewer decimals as it grows.

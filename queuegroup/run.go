@@ -180,7 +180,9 @@ func (cfg *Config) Check() error {
 // serves the subject (with -request and no members running); ctx's error
 // when it ends first (Ctrl-C; cli.Main makes that a clean exit); the nats.go
 // error of a connect, subscribe or publish (nats.ErrNoServers,
-// nats.ErrConnectionClosed, ...).
+// nats.ErrConnectionClosed when the server is gone for good, ...). A run of
+// requests that ends early with an error first writes one line with its
+// counts: answered, timed out, failed, not sent.
 func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	if err := cfg.Check(); err != nil {
 		return err

@@ -248,7 +248,7 @@ func TestMicroStats(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, res.Exact())
 
-	stats, err := ReadStats(context.Background(), nc, len(instances), 5*time.Second)
+	stats, err := ReadStats(context.Background(), nc, instanceIDs(instances), 5*time.Second)
 	require.NoError(t, err)
 	require.Len(t, stats, 3)
 	total := 0

@@ -73,7 +73,7 @@ func runDrain(ctx context.Context, env *cli.Env, cfg Config, w io.Writer, how dr
 	lc.Settle = settleAll(members...)
 	res, err := Load(ctx, nc, lc)
 	if err != nil {
-		return err
+		return loadError(w, res, err)
 	}
 	if err := <-drained; err != nil {
 		return err
@@ -130,7 +130,7 @@ func runScale(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error 
 	lc.Settle = func(ctx context.Context) error { return settleAll(members...)(ctx) }
 	res, err := Load(ctx, nc, lc)
 	if err != nil {
-		return err
+		return loadError(w, res, err)
 	}
 
 	writeBars(w, res, names(members), true, "", true)

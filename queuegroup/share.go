@@ -53,7 +53,7 @@ func runShare(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error 
 	lc.Settle = settleAll(members...)
 	res, err := Load(ctx, nc, lc)
 	if err != nil {
-		return err
+		return loadError(w, res, err)
 	}
 
 	// The picture: who took how many, how fast, and how even that is.
