@@ -316,4 +316,3 @@ func drainHolder(name string) int {
 	}
 	return 0
 }
-
