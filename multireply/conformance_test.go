@@ -184,7 +184,7 @@ func payloads(replies []Reply) []string {
 func slowEcho(d time.Duration) func(t *testing.T, nc *nats.Conn, subject string) {
 	return func(t *testing.T, nc *nats.Conn, subject string) {
 		t.Helper()
-		_, err := Serve(nc, subject, []Responder{{Name: "slow", Delay: d}})
+		_, err := Serve(context.Background(), nc, subject, []Responder{{Name: "slow", Delay: d}})
 		require.NoError(t, err)
 	}
 }

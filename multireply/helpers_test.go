@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"strconv"
 	"testing"
 
@@ -66,7 +67,7 @@ func echoN(n int) func(t *testing.T, nc *nats.Conn, subject string) {
 		for i := range rs {
 			rs[i] = Responder{Name: "r" + strconv.Itoa(i+1)}
 		}
-		_, err := Serve(nc, subject, rs)
+		_, err := Serve(context.Background(), nc, subject, rs)
 		require.NoError(t, err)
 	}
 }
