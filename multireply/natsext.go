@@ -150,32 +150,32 @@ func (v Natsext) Stream(ctx context.Context, subject string, data []byte, opts .
 			break
 		}
 		if decided {
-			return result(res, reason, start, subject, stopErr)
+			return result(res, reason, start, time.Now(), subject, stopErr)
 		}
 
 		// natsext says nothing of why it stopped: infer it, the conditions
 		// the other variants check first, first.
 		switch {
 		case errors.Is(iterErr, nats.ErrNoResponders):
-			return result(res, StopNoResponders, start, subject, nats.ErrNoResponders)
+			return result(res, StopNoResponders, start, time.Now(), subject, nats.ErrNoResponders)
 		case errors.Is(iterErr, context.Canceled):
-			return result(res, StopCancelled, start, subject, context.Canceled)
+			return result(res, StopCancelled, start, time.Now(), subject, context.Canceled)
 		case errors.Is(iterErr, nats.ErrConnectionClosed), errors.Is(iterErr, nats.ErrConnectionDraining):
-			return result(res, StopClosed, start, subject, iterErr)
+			return result(res, StopClosed, start, time.Now(), subject, iterErr)
 		case iterErr != nil:
-			return result(res, StopFailed, start, subject, iterErr)
+			return result(res, StopFailed, start, time.Now(), subject, iterErr)
 		case nc.IsClosed():
-			return result(res, StopClosed, start, subject, nats.ErrConnectionClosed)
+			return result(res, StopClosed, start, time.Now(), subject, nats.ErrConnectionClosed)
 		case nc.IsDraining():
 			// natsext ends silently when a drain closes its subscription.
-			return result(res, StopClosed, start, subject, nats.ErrConnectionDraining)
+			return result(res, StopClosed, start, time.Now(), subject, nats.ErrConnectionDraining)
 		case ctx.Err() == context.Canceled:
-			return result(res, StopCancelled, start, subject, context.Canceled)
+			return result(res, StopCancelled, start, time.Now(), subject, context.Canceled)
 		case !time.Now().Before(deadline):
-			return result(res, StopDeadline, start, subject, nil)
+			return result(res, StopDeadline, start, time.Now(), subject, nil)
 		case c.stall > 0:
-			return result(res, StopStalled, start, subject, nil)
+			return result(res, StopStalled, start, time.Now(), subject, nil)
 		}
-		return result(res, StopDeadline, start, subject, nil)
+		return result(res, StopDeadline, start, time.Now(), subject, nil)
 	}), nil
 }

@@ -57,6 +57,7 @@ type config struct {
 	pendingMsgs  int
 	pendingBytes int
 	pendingSet   bool
+	now          func() time.Time // the clock of the collect loop: time.Now
 }
 
 // Timeout sets how long after the request the gather stops (the deadline),
@@ -181,7 +182,7 @@ func newConfig(ctx context.Context, nc *nats.Conn, subject string, data []byte, 
 	if err := CheckSubject(subject); err != nil {
 		return nil, fmt.Errorf("gather: %w", err)
 	}
-	c := &config{pendingMsgs: DefaultPendingMsgs, pendingBytes: DefaultPendingBytes}
+	c := &config{pendingMsgs: DefaultPendingMsgs, pendingBytes: DefaultPendingBytes, now: time.Now}
 	for _, opt := range opts {
 		if opt == nil {
 			continue

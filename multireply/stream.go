@@ -123,7 +123,7 @@ func collect(ctx context.Context, c *config, start, deadline time.Time, in inbox
 	until := deadline
 	finish := func(reason StopReason, err error) (Result, error) {
 		res.Dropped, res.Unread = in.finish()
-		return result(res, reason, start, subject, err)
+		return result(res, reason, start, c.now(), subject, err)
 	}
 	for {
 		m, err := in.next(until)
@@ -134,7 +134,7 @@ func collect(ctx context.Context, c *config, start, deadline time.Time, in inbox
 			continue
 		case errors.Is(err, context.Canceled) || ctx.Err() == context.Canceled:
 			return finish(StopCancelled, context.Canceled)
-		case errors.Is(err, errWaitOver) && until.Before(deadline) && time.Now().Before(deadline):
+		case errors.Is(err, errWaitOver) && until.Before(deadline) && c.now().Before(deadline):
 			return finish(StopStalled, nil)
 		case errors.Is(err, errWaitOver), errors.Is(err, context.DeadlineExceeded):
 			return finish(StopDeadline, nil)
@@ -153,7 +153,7 @@ func collect(ctx context.Context, c *config, start, deadline time.Time, in inbox
 			res.Skipped++
 			return finish(StopCancelled, context.Canceled)
 		}
-		if !time.Now().Before(deadline) {
+		if !c.now().Before(deadline) {
 			res.Skipped++
 			return finish(StopDeadline, nil)
 		}
@@ -167,14 +167,14 @@ func collect(ctx context.Context, c *config, start, deadline time.Time, in inbox
 			return finish(StopSentinel, nil)
 		}
 		res.Count++
-		if !yield(newReply(m, time.Since(start))) {
+		if !yield(newReply(m, c.now().Sub(start))) {
 			return finish(StopCaller, nil)
 		}
 		if c.max > 0 && res.Count >= c.max {
 			return finish(StopMax, nil)
 		}
 		if c.stall > 0 {
-			until = time.Now().Add(c.stall)
+			until = c.now().Add(c.stall)
 			if until.After(deadline) {
 				until = deadline
 			}
@@ -182,12 +182,12 @@ func collect(ctx context.Context, c *config, start, deadline time.Time, in inbox
 	}
 }
 
-// result completes res for a gather that stopped for reason, with err (nil
+// result completes res for a gather that stopped for reason at now, with err (nil
 // for a normal end). Dropped replies make the error wrap
 // nats.ErrSlowConsumer, whatever else ended the gather.
-func result(res Result, reason StopReason, start time.Time, subject string, err error) (Result, error) {
+func result(res Result, reason StopReason, start, now time.Time, subject string, err error) (Result, error) {
 	res.Reason = reason
-	res.Elapsed = time.Since(start)
+	res.Elapsed = now.Sub(start)
 	switch {
 	case res.Dropped > 0 && err == nil:
 		err = fmt.Errorf("%d replies dropped, the consumer fell behind: %w", res.Dropped, nats.ErrSlowConsumer)
