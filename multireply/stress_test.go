@@ -340,3 +340,43 @@ func TestStressVariants(t *testing.T) {
 		})
 	}
 }
+
+// Issue 11.2's setup: one responder sends a burst of 40 replies to each
+// request and the gathers use PendingLimits of 1 or 2, so replies are
+// dropped while, and after, gathers end. Every reply is counted exactly
+// once: handed out, skipped, dropped or late.
+func TestMuxCountsEveryReplyOfABurst(t *testing.T) {
+	const burst, gathers = 40, 50
+	env := newEnv(t)
+	rc := connect(t, env, "responders")
+	var sent atomic.Int64
+	_, err := rc.Subscribe("svc", func(m *nats.Msg) {
+		for range burst {
+			if m.Respond([]byte("x")) == nil {
+				sent.Add(1)
+			}
+		}
+	})
+	require.NoError(t, err)
+	require.NoError(t, rc.Flush())
+	m, err := NewMux(connect(t, env, "requester"))
+	require.NoError(t, err)
+	defer func() { _ = m.Close() }()
+
+	var counted atomic.Int64
+	var wg sync.WaitGroup
+	for i := range gathers {
+		wg.Go(func() {
+			res, _ := Gather(context.Background(), m, "svc", nil, Timeout(time.Second), Stall(time.Millisecond), PendingLimits(1+i%2, DefaultPendingBytes))
+			counted.Add(int64(res.Count + res.Skipped + res.Dropped))
+		})
+	}
+	wg.Wait()
+	require.NoError(t, rc.Flush())
+	require.Eventually(t, func() bool { return sent.Load() == burst*gathers }, 30*time.Second, time.Millisecond)
+	require.NoError(t, rc.Flush())
+	require.NoError(t, m.rc.Flush())
+	require.Eventually(t, func() bool { n, _, _ := m.sub.Pending(); return n == 0 }, 30*time.Second, time.Millisecond)
+	assert.Equal(t, burst*gathers, m.Received())
+	assert.Equal(t, m.Received(), int(counted.Load())+m.Late())
+}
