@@ -24,6 +24,13 @@ import (
 // connection made with nats.PermissionErrOnSubscribe(true), as
 // internal/cli's are; otherwise it looks like silence until the deadline.
 //
+// Its subscription is on Conn, so a drain of Conn unsubscribes it at once:
+// a gather in flight ends with StopClosed and the replies so far, and one
+// started while Conn drains is refused (nats.ErrConnectionDraining), as a
+// subscribe is then. A gather that ends while Conn drains never holds the
+// drain up: what is left in its subscription is discarded. Use the Mux to
+// gather through a drain.
+//
 // The inbox comes from nc.NewInbox ("_INBOX.<nuid>"), not nc.NewRespInbox:
 // a response inbox falls under the subscription nats.go keeps for
 // nc.Request ("_INBOX.<nuid>.*"), so once the connection has made any

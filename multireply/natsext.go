@@ -20,21 +20,31 @@ import (
 //
 //   - It ends silently at the deadline, at a stall and on a cancelled
 //     context: the iterator just stops. The wrapper infers the reason from
-//     the context, the counts and the clock.
+//     the context, the counts and the clock, and checks the context and the
+//     clock itself before it hands out each reply.
 //   - Its inbox comes from nc.NewRespInbox, under the subscription nats.go
 //     keeps for nc.Request: on a connection that has made any Request, every
 //     reply reaches the client twice (nc.Stats().InMsgs doubles).
 //   - The subscription is made and the request published when RequestMany
 //     is called, but released only by ranging the iterator: one that is
 //     never ranged keeps its subscription until the connection closes, and
-//     so does a call whose publish fails (a request over the max payload).
-//     The wrapper calls it only in Replies and refuses a payload over the
-//     max payload first, so a never-ranged Stream holds nothing; a request
-//     that only its headers push over the limit still leaks the inbox.
+//     so does a call whose publish fails. The wrapper calls it only in
+//     Replies, and refuses first every publish failure it can detect
+//     (headers the server does not support, a closed connection or one that
+//     only flushes, payload and headers over the max payload), so it leaves
+//     nothing behind.
 //   - A slow consumer ends its iteration with nats.ErrSlowConsumer, and its
 //     pending limits cannot be set (PendingLimits is rejected here).
-//   - A drain of the connection ends it silently too; the wrapper reports
-//     StopClosed with nats.ErrConnectionDraining.
+//   - Its subscription is on nc, so a drain of nc unsubscribes it at once: a
+//     gather in flight ends (StopClosed, nats.ErrConnectionDraining, the
+//     replies so far kept), and one started during a drain is refused
+//     (nats.ErrConnectionDraining). Use the Mux to gather through a drain.
+//   - While nc drains, natsext's own unsubscribe is refused, and a reply
+//     left pending in its subscription would hold the drain up to its
+//     timeout. So MaxReplies and the sentinel are applied by the wrapper,
+//     not natsext, and a gather that stops while nc drains ranges natsext
+//     on, discarding (Result.Unread), until natsext lets go, which it does
+//     as soon as the drain has removed its subscription.
 type Natsext struct {
 	// Conn is the connection that publishes and receives; not nil.
 	Conn *nats.Conn

@@ -124,8 +124,10 @@ func Sentinel(isSentinel func(*nats.Msg) bool) Option {
 // EmptySentinel reports whether m has an empty payload: the default sentinel.
 func EmptySentinel(m *nats.Msg) bool { return len(m.Data) == 0 }
 
-// Header sends h as the request's headers (the server must support headers,
-// as every nats-server since 2.2 does). Replies carry their own headers back
+// Header sends h as the request's headers. The server must support headers,
+// as every nats-server since 2.2 does unless no_header_support is set;
+// otherwise the gather is refused before anything is sent, with an error
+// wrapping nats.ErrHeadersNotSupported. Replies carry their own headers back
 // in Reply.Header. A key must be printable ASCII without spaces or ':' (what
 // nats.go accepts); otherwise the error wraps nats.ErrBadHeaderMsg.
 func Header(h nats.Header) Option {
@@ -156,7 +158,9 @@ func validHeaderKey(k string) bool {
 // replies (≥ 1) or bytes of payload and headers (≥ 1), whichever comes
 // first; defaults DefaultPendingMsgs and DefaultPendingBytes. Replies beyond
 // it are dropped, counted in Result.Dropped, and the gather's error wraps
-// nats.ErrSlowConsumer: a burst is reported, never silently truncated. The
+// nats.ErrSlowConsumer, however the gather ended (also with a cancel or a
+// close, beside their own error): a burst is reported, never silently
+// truncated. The
 // natsext variant has no such setting and rejects this option.
 func PendingLimits(msgs, bytes int) Option {
 	return func(c *config) error {
@@ -308,9 +312,10 @@ const (
 	// StopCancelled: the context was cancelled: error wrapping
 	// context.Canceled.
 	StopCancelled
-	// StopClosed: the connection closed, or began to drain, or the shared
-	// Mux closed: error wrapping nats.ErrConnectionClosed,
-	// nats.ErrConnectionDraining or nats.ErrBadSubscription.
+	// StopClosed: the connection closed, or (inbox, natsext) its drain
+	// took the subscription away, or the shared Mux closed: error wrapping
+	// nats.ErrConnectionClosed, nats.ErrConnectionDraining or
+	// nats.ErrBadSubscription (ErrMuxClosed).
 	StopClosed
 	// StopFailed: the inbox could not be made or the request not sent
 	// (nats.ErrMaxPayload, nats.ErrPermissionViolation, ...).
