@@ -221,7 +221,8 @@ func TestBurstOverPendingLimit(t *testing.T) {
 					// server has it, the requester's flush that the client has.
 					wg.Wait()
 					require.NoError(t, responderConn.Flush())
-					require.NoError(t, nc.Flush())
+					flushReceiver(t, v, nc)
+					routed(t, v)
 				}
 			}
 			res, err := s.Result()

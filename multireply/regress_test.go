@@ -56,10 +56,10 @@ func TestBacklog(t *testing.T) {
 	// waitForBurst holds the consumer on its first reply until the whole
 	// burst is in the client: the responder has sent it all, its flush says
 	// the server has it, the requester's flush that the client has.
-	waitForBurst := func() {
+	waitForBurst := func(v Variant) {
 		<-sent
 		require.NoError(t, rc.Flush())
-		require.NoError(t, nc.Flush())
+		flushReceiver(t, v, nc)
 	}
 	for _, v := range newVariants(t, nc) {
 		t.Run("variant="+v.Name()+"/deadline", func(t *testing.T) {
@@ -71,7 +71,7 @@ func TestBacklog(t *testing.T) {
 			n := 0
 			for range s.Replies() {
 				if n++; n == 1 {
-					waitForBurst()
+					waitForBurst(v)
 					<-ctx.Done() // the gather's deadline has passed
 				}
 			}
@@ -88,7 +88,7 @@ func TestBacklog(t *testing.T) {
 			n := 0
 			for range s.Replies() {
 				if n++; n == 1 {
-					waitForBurst()
+					waitForBurst(v)
 					cancel()
 				}
 			}
@@ -109,7 +109,7 @@ func TestBacklog(t *testing.T) {
 			n := 0
 			for range s.Replies() {
 				if n++; n == 1 {
-					waitForBurst()
+					waitForBurst(v)
 				}
 			}
 			res, err := s.Result()

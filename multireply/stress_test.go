@@ -108,10 +108,15 @@ func (r *stressResponders) handle(m *nats.Msg) {
 	}
 }
 
-// settle waits until every request that reached the responders has been
-// answered and the replies are at the server.
-func (r *stressResponders) settle(t *testing.T) {
+// settle waits until every request the requesters published has reached
+// the responders and been answered, and the replies are at the server.
+func (r *stressResponders) settle(t *testing.T, requesters ...*nats.Conn) {
 	t.Helper()
+	for _, nc := range requesters {
+		if !nc.IsClosed() {
+			require.NoError(t, nc.Flush())
+		}
+	}
 	require.NoError(t, r.nc.Flush())
 	require.Eventually(t, func() bool {
 		for _, s := range r.subs {
@@ -281,7 +286,7 @@ func TestStressMux(t *testing.T) {
 			})
 		}
 		wg.Wait()
-		rs.settle(t)
+		rs.settle(t, m.rc)
 		closed := closeAt >= 0
 		if !closed {
 			require.NoError(t, m.rc.Flush())
@@ -329,7 +334,7 @@ func TestStressVariants(t *testing.T) {
 					})
 				}
 				wg.Wait()
-				rs.settle(t)
+				rs.settle(t, receiver(v, nc))
 				for _, gs := range results {
 					for _, g := range gs {
 						g.check(t, rs.sentFor(g.id), false)
