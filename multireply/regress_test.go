@@ -27,8 +27,19 @@ func TestHugeMax(t *testing.T) {
 	nc := connect(t, env, "requester")
 	for _, v := range newVariants(t, nc) {
 		for _, n := range []int{math.MaxInt32, math.MaxInt} {
-			res, err := Gather(context.Background(), v, "svc", nil, Timeout(300*time.Millisecond), MaxReplies(n))
+			// All three replies arrive (an inbox unsubscribed at once would
+			// get none and end only at the deadline): then stop.
+			s, err := v.Stream(context.Background(), "svc", nil, Timeout(time.Minute), MaxReplies(n))
 			require.NoError(t, err)
+			got := 0
+			for range s.Replies() {
+				if got++; got == 3 {
+					break
+				}
+			}
+			res, err := s.Result()
+			require.NoError(t, err)
+			assert.Equal(t, StopCaller, res.Reason, "variant %s, max %d", v.Name(), n)
 			assert.Equal(t, 3, res.Count, "variant %s, max %d", v.Name(), n)
 		}
 	}

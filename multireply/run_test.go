@@ -77,7 +77,7 @@ func TestRun(t *testing.T) {
 		{name: "max below responders", change: func(c *Config) { c.Max = 2 }, wantReplies: 2, wantStop: "stopped: max reached"},
 		{name: "sentinel", change: func(c *Config) { c.Sentinel = true }, wantReplies: 5, atMost: true, wantStop: "stopped: sentinel"},
 		{name: "stall", change: func(c *Config) { c.Delay = 0; c.Stall = 300 * time.Millisecond }, wantReplies: 5, wantStop: "stopped: stalled"},
-		{name: "deadline", change: func(c *Config) { c.Timeout = 300 * time.Millisecond; c.Delay = 0 }, wantReplies: 5, wantStop: "stopped: deadline"},
+		{name: "deadline", change: func(c *Config) { c.Timeout = time.Second; c.Delay = 0 }, wantReplies: 5, wantStop: "stopped: deadline"},
 		{name: "inbox", change: func(c *Config) { c.Variant = "inbox"; c.Max = 5 }, wantReplies: 5, wantStop: "stopped: max reached"},
 		{name: "natsext", change: func(c *Config) { c.Variant = "natsext"; c.Max = 5 }, wantReplies: 5, wantStop: "stopped: max reached"},
 		{name: "no responders", change: func(c *Config) { c.Responders = 0 }, wantReplies: 0, wantStop: "stopped: no responders", wantErr: nats.ErrNoResponders},
