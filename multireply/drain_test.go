@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -332,4 +334,37 @@ func drainHolder(name string) int {
 		return 1
 	}
 	return 0
+}
+
+// Close from several goroutines at once is safe; and once nc has closed
+// (drained or not) and no gather runs, the Mux closes its own connection.
+func TestMuxLifecycle(t *testing.T) {
+	t.Run("concurrent Close", func(t *testing.T) {
+		env := newEnv(t)
+		m, err := NewMux(connect(t, env, "requester"))
+		require.NoError(t, err)
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() { assert.NoError(t, m.Close()) })
+		}
+		wg.Wait()
+		assert.True(t, m.rc.IsClosed())
+	})
+	for _, drain := range []bool{false, true} {
+		t.Run(fmt.Sprintf("nc closed, drained %v", drain), func(t *testing.T) {
+			env := newEnv(t)
+			nc := connect(t, env, "requester")
+			m, err := NewMux(nc)
+			require.NoError(t, err)
+			defer func() { _ = m.Close() }()
+			if drain {
+				require.NoError(t, nc.Drain())
+			} else {
+				nc.Close()
+			}
+			require.Eventually(t, m.rc.IsClosed, 30*time.Second, time.Millisecond)
+			_, err = Gather(context.Background(), m, "svc", nil)
+			assert.ErrorIs(t, err, nats.ErrConnectionClosed)
+		})
+	}
 }

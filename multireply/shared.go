@@ -74,6 +74,7 @@ type Mux struct {
 	sub    *nats.Subscription
 	status chan nats.Status // nc's status changes, read by watch
 	quit   chan struct{}    // closed by Close: watch returns
+	once   sync.Once        // closes quit
 	wg     sync.WaitGroup   // watch
 
 	mu       sync.Mutex
@@ -136,11 +137,14 @@ func NewMux(nc *nats.Conn) (*Mux, error) {
 	}
 
 	// Watch nc: a close without a drain ends the gathers; a drain does not.
+	// The state is read again once the listener is in place, in case nc
+	// changed before.
 	m.status = nc.StatusChanged(nats.DRAINING_SUBS, nats.CLOSED)
+	draining := nc.IsDraining()
 	m.wg.Add(1)
-	go m.watch()
-	if nc.IsClosed() { // closed before the listener was in place
-		m.ncClosed(false)
+	go m.watch(draining)
+	if nc.IsClosed() {
+		m.ncClosed(draining)
 	}
 	return m, nil
 }
@@ -161,11 +165,7 @@ func (m *Mux) Close() error {
 	m.closed = true
 	m.mu.Unlock()
 	m.rc.Close()
-	select {
-	case <-m.quit:
-	default:
-		close(m.quit)
-	}
+	m.once.Do(func() { close(m.quit) })
 	m.wg.Wait()
 	return nil
 }
@@ -203,11 +203,11 @@ func (m *Mux) route(msg *nats.Msg) {
 	m.late++
 }
 
-// watch follows nc's status until nc closes or the Mux does.
-func (m *Mux) watch() {
+// watch follows nc's status until nc closes or the Mux does; drained says
+// whether nc was draining when it began.
+func (m *Mux) watch(drained bool) {
 	defer m.wg.Done()
 	defer m.nc.RemoveStatusListener(m.status)
-	drained := false
 	for {
 		select {
 		case <-m.quit:
