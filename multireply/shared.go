@@ -111,11 +111,18 @@ func NewMux(nc *nats.Conn) (*Mux, error) {
 	opts := nc.Opts
 	opts.Name = strings.TrimSpace(nc.Opts.Name + " mux")
 	opts.ClosedCB, opts.ConnectedCB = nil, nil
+	var rc *nats.Conn
+	err := nats.ErrNoServers
 	if url := nc.ConnectedUrl(); url != "" {
-		opts.Url = url
-		opts.NoRandomize = true
+		same := opts
+		same.Url, same.NoRandomize = url, true
+		rc, err = same.Connect()
 	}
-	rc, err := opts.Connect()
+	if err != nil {
+		// A server nc learned from its cluster may not take the user
+		// information given in nc's own URL: try nc's servers as given.
+		rc, err = opts.Connect()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("new mux: connect: %w", err)
 	}
