@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -84,5 +86,53 @@ func BenchmarkGather(b *testing.B) {
 				b.ReportMetric(float64(after.Microseconds())/float64(b.N), "µs-after-last")
 			})
 		}
+	}
+}
+
+// BenchmarkConcurrentGathers runs 64 gathers at a time on one requester
+// connection, 3 responders each (MaxReplies(3)), for each variant: one op is
+// one gather; gathers/s is the throughput. Target: shared at least 2×
+// natsext.
+//
+//	go test -run '^$' -bench ConcurrentGathers -benchtime 2000x -count 3 ./multireply
+func BenchmarkConcurrentGathers(b *testing.B) {
+	const concurrency, responders = 64, 3
+	for _, variant := range Variants {
+		b.Run("variant="+variant, func(b *testing.B) {
+			env := newEnv(b)
+			benchResponders(b, env.URL, "bench", responders)
+			nc := connect(b, env, "requester")
+			v, release, err := NewVariant(variant, nc)
+			require.NoError(b, err)
+			b.Cleanup(func() { _ = release() })
+			ctx := context.Background()
+			var next atomic.Int64
+			errs := make(chan error, concurrency)
+			b.ReportAllocs()
+			b.ResetTimer()
+			start := time.Now()
+			var wg sync.WaitGroup
+			for range concurrency {
+				wg.Go(func() {
+					for next.Add(1) <= int64(b.N) {
+						res, err := Gather(ctx, v, "bench", nil, Timeout(10*time.Second), MaxReplies(responders))
+						if err == nil && res.Count != responders {
+							err = fmt.Errorf("%d of %d replies", res.Count, responders)
+						}
+						if err != nil {
+							errs <- err
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			b.StopTimer()
+			close(errs)
+			for err := range errs {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "gathers/s")
+		})
 	}
 }

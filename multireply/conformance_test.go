@@ -39,7 +39,7 @@ func TestConformance(t *testing.T) {
 		check      func(t *testing.T, replies []Reply)
 		skip       map[string]string // variant → why it differs
 	}{
-		{name: "deadline collects everything", serve: echoN(3), opts: []Option{Timeout(300 * time.Millisecond)},
+		{name: "deadline collects everything", serve: echoN(3), opts: []Option{Timeout(time.Second)},
 			want: []string{"reply from r1", "reply from r2", "reply from r3"}, wantReason: StopDeadline},
 		{name: "max stops at the nth reply", serve: echoN(5), opts: []Option{Timeout(10 * time.Second), MaxReplies(3)},
 			wantCount: 3, wantReason: StopMax},
@@ -184,7 +184,7 @@ func payloads(replies []Reply) []string {
 func slowEcho(d time.Duration) func(t *testing.T, nc *nats.Conn, subject string) {
 	return func(t *testing.T, nc *nats.Conn, subject string) {
 		t.Helper()
-		_, err := Serve(nc, subject, []Responder{{Name: "slow", Delay: d}})
+		_, err := Serve(context.Background(), nc, subject, []Responder{{Name: "slow", Delay: d}})
 		require.NoError(t, err)
 	}
 }

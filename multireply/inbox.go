@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -22,6 +23,13 @@ import (
 // gather with an error wrapping nats.ErrPermissionViolation only on a
 // connection made with nats.PermissionErrOnSubscribe(true), as
 // internal/cli's are; otherwise it looks like silence until the deadline.
+//
+// Its subscription is on Conn, so a drain of Conn unsubscribes it at once:
+// a gather in flight ends with StopClosed and the replies so far, and one
+// started while Conn drains is refused (nats.ErrConnectionDraining), as a
+// subscribe is then. A gather that ends while Conn drains never holds the
+// drain up: what is left in its subscription is discarded. Use the Mux to
+// gather through a drain.
 //
 // The inbox comes from nc.NewInbox ("_INBOX.<nuid>"), not nc.NewRespInbox:
 // a response inbox falls under the subscription nats.go keeps for
@@ -67,44 +75,52 @@ func (v Inbox) Stream(ctx context.Context, subject string, data []byte, opts ...
 		if err != nil {
 			return notSent(subject, "subscribe", start, deadline, err)
 		}
-		defer func() { _ = sub.Unsubscribe() }() // already gone after AutoUnsubscribe or a close: nothing to do
+		in := &syncInbox{ctx: gctx, nc: nc, sub: sub}
+		fail := func(step string, err error) (Result, error) {
+			in.finish()
+			return notSent(subject, step, start, deadline, err)
+		}
 		if err := sub.SetPendingLimits(c.pendingMsgs, c.pendingBytes); err != nil {
-			return notSent(subject, "subscribe", start, deadline, err)
+			return fail("subscribe", err)
 		}
 		if c.max > 0 && c.max <= autoUnsubscribeMax {
 			if err := sub.AutoUnsubscribe(c.max); err != nil {
-				return notSent(subject, "subscribe", start, deadline, err)
+				return fail("subscribe", err)
 			}
 		}
 
 		// Step 2: the flush makes the server confirm the subscription.
 		if err := nc.FlushWithContext(gctx); err != nil {
-			return notSent(subject, "flush", start, deadline, err)
+			return fail("flush", err)
 		}
 
 		// Step 3: one request, the inbox as its reply subject.
 		msg := &nats.Msg{Subject: subject, Reply: inbox, Data: data, Header: c.header}
 		if err := nc.PublishMsg(msg); err != nil {
-			return notSent(subject, "publish", start, deadline, err)
+			return fail("publish", err)
 		}
 
-		// Step 4: replies until a stop condition.
-		return collect(ctx, c, start, deadline, &syncInbox{ctx: gctx, sub: sub}, subject, yield)
+		// Steps 4 and 5: replies until a stop condition; collect calls
+		// in.finish, which unsubscribes, on every way out.
+		return collect(ctx, c, start, deadline, in, subject, yield)
 	}), nil
 }
 
 // syncInbox reads one gather's replies from its synchronous subscription.
 type syncInbox struct {
-	ctx  context.Context // the caller's, with the gather's deadline
-	sub  *nats.Subscription
-	drop int // the last count read from the subscription
+	ctx   context.Context // the caller's, with the gather's deadline
+	nc    *nats.Conn
+	sub   *nats.Subscription
+	drop  int // the last count read from the subscription
+	ended bool
 }
 
 func (s *syncInbox) next(until time.Time) (*nats.Msg, error) {
 	ctx := s.ctx
 	// A reply already waiting in the client arrived within the stall gap,
 	// however slowly the consumer came back for it: take it without the
-	// stall's shorter wait (the gather's deadline still applies).
+	// stall's shorter wait (the gather's deadline still applies, checked
+	// by collect against the clock).
 	if n, _, err := s.sub.Pending(); err == nil && n > 0 {
 		m, err := s.sub.NextMsgWithContext(ctx)
 		return m, s.check(err)
@@ -123,10 +139,15 @@ func (s *syncInbox) next(until time.Time) (*nats.Msg, error) {
 	return m, s.check(err)
 }
 
-// check notes the dropped count when nats.go reports a slow consumer.
+// check notes the dropped count when nats.go reports a slow consumer, and
+// names a drain as the reason when the connection's drain took the
+// subscription away.
 func (s *syncInbox) check(err error) error {
-	if errors.Is(err, nats.ErrSlowConsumer) {
+	switch {
+	case errors.Is(err, nats.ErrSlowConsumer):
 		s.dropped()
+	case (errors.Is(err, nats.ErrBadSubscription) || errors.Is(err, nats.ErrConnectionClosed)) && s.nc.IsDraining():
+		return fmt.Errorf("%w (the drain unsubscribed the inbox)", nats.ErrConnectionDraining)
 	}
 	return err
 }
@@ -138,4 +159,36 @@ func (s *syncInbox) dropped() int {
 		s.drop = n
 	}
 	return s.drop
+}
+
+// finish unsubscribes (step 5) and returns the dropped and unread counts.
+// While the connection drains nats.go refuses the unsubscribe and drains the
+// subscription itself, which ends only once nothing is pending in it: a
+// gather that stopped with replies unread would hold the drain up to its
+// timeout. So then a goroutine discards what is pending and what still
+// comes, until nats.go removes the subscription (at most until the drain
+// ends and closes the connection).
+func (s *syncInbox) finish() (dropped, unread int) {
+	if s.ended {
+		return s.drop, 0
+	}
+	s.ended = true
+	dropped = s.dropped()
+	if n, _, err := s.sub.Pending(); err == nil {
+		unread = n
+	}
+	if err := s.sub.Unsubscribe(); errors.Is(err, nats.ErrConnectionDraining) {
+		go discard(s.nc, s.sub)
+	}
+	return dropped, unread
+}
+
+// discard reads and throws away what reaches sub until sub or nc is gone.
+func discard(nc *nats.Conn, sub *nats.Subscription) {
+	for !nc.IsClosed() {
+		_, err := sub.NextMsg(time.Second)
+		if errors.Is(err, nats.ErrBadSubscription) || errors.Is(err, nats.ErrConnectionClosed) {
+			return
+		}
+	}
 }

@@ -20,21 +20,31 @@ import (
 //
 //   - It ends silently at the deadline, at a stall and on a cancelled
 //     context: the iterator just stops. The wrapper infers the reason from
-//     the context, the counts and the clock.
+//     the context, the counts and the clock, and checks the context and the
+//     clock itself before it hands out each reply.
 //   - Its inbox comes from nc.NewRespInbox, under the subscription nats.go
 //     keeps for nc.Request: on a connection that has made any Request, every
 //     reply reaches the client twice (nc.Stats().InMsgs doubles).
 //   - The subscription is made and the request published when RequestMany
 //     is called, but released only by ranging the iterator: one that is
 //     never ranged keeps its subscription until the connection closes, and
-//     so does a call whose publish fails (a request over the max payload).
-//     The wrapper calls it only in Replies and refuses a payload over the
-//     max payload first, so a never-ranged Stream holds nothing; a request
-//     that only its headers push over the limit still leaks the inbox.
+//     so does a call whose publish fails. The wrapper calls it only in
+//     Replies, and refuses first every publish failure it can detect
+//     (headers the server does not support, a closed connection or one that
+//     only flushes, payload and headers over the max payload), so it leaves
+//     nothing behind.
 //   - A slow consumer ends its iteration with nats.ErrSlowConsumer, and its
 //     pending limits cannot be set (PendingLimits is rejected here).
-//   - A drain of the connection ends it silently too; the wrapper reports
-//     StopClosed with nats.ErrConnectionDraining.
+//   - Its subscription is on nc, so a drain of nc unsubscribes it at once: a
+//     gather in flight ends (StopClosed, nats.ErrConnectionDraining, the
+//     replies so far kept), and one started during a drain is refused
+//     (nats.ErrConnectionDraining). Use the Mux to gather through a drain.
+//   - While nc drains, natsext's own unsubscribe is refused, and a reply
+//     left pending in its subscription would hold the drain up to its
+//     timeout. So MaxReplies and the sentinel are applied by the wrapper,
+//     not natsext, and a gather that stops while nc drains ranges natsext
+//     on, discarding (Result.Unread), until natsext lets go, which it does
+//     as soon as the drain has removed its subscription.
 type Natsext struct {
 	// Conn is the connection that publishes and receives; not nil.
 	Conn *nats.Conn
@@ -61,25 +71,23 @@ func (v Natsext) Stream(ctx context.Context, subject string, data []byte, opts .
 		if err != nil {
 			return notSent(subject, "before the request", start, deadline, err)
 		}
+		// natsext subscribes before it publishes and keeps the subscription
+		// when the publish fails: refuse here whatever the publish would
+		// refuse, as late as possible.
+		if err := publishable(nc, subject, data, c.header); err != nil {
+			return notSent(subject, "publish", start, deadline, err)
+		}
 		res := Result{Deadline: deadline.Sub(start)}
 		// natsext takes its deadline from the context.
 		gctx, cancel := context.WithDeadline(ctx, deadline)
 		defer cancel()
 
-		// natsext's own options; the sentinel is wrapped to note that it hit.
-		var sentinelHit bool
+		// natsext's own stall. MaxReplies and the sentinel are applied here,
+		// so that natsext never ends by itself with replies pending in its
+		// subscription while the connection drains (see below).
 		var xopts []natsext.RequestManyOpt
-		if c.max > 0 {
-			xopts = append(xopts, natsext.RequestManyMaxMessages(c.max))
-		}
 		if c.stall > 0 {
 			xopts = append(xopts, natsext.RequestManyStall(c.stall))
-		}
-		if c.sentinel != nil {
-			xopts = append(xopts, natsext.RequestManySentinel(func(m *nats.Msg) bool {
-				sentinelHit = c.sentinel(m)
-				return sentinelHit
-			}))
 		}
 		msg := &nats.Msg{Subject: subject, Data: data, Header: c.header}
 		replies, err := natsext.RequestManyMsg(gctx, nc, msg, xopts...)
@@ -88,60 +96,96 @@ func (v Natsext) Stream(ctx context.Context, subject string, data []byte, opts .
 		}
 
 		// Range natsext's iterator; it yields an error only for failures.
-		var iterErr error
-		stopped := false
-		for m, err := range replies {
-			if err != nil {
-				iterErr = err
-				break
-			}
-			if isNoResponders(m) {
-				iterErr = nats.ErrNoResponders
-				break
-			}
-			res.Count++
-			if !yield(newReply(m, time.Since(start))) {
-				stopped = true
-				break
-			}
+		// When the gather stops while the connection drains, natsext's
+		// unsubscribe would be refused and a reply left pending in its
+		// subscription would hold the drain up to its timeout: so the loop
+		// goes on, discarding (Unread), until natsext ends, which it does
+		// as soon as the drain has removed its subscription.
+		var (
+			iterErr error
+			decided bool
+			reason  StopReason
+			stopErr error
+		)
+		stop := func(r StopReason, err error) (keepDiscarding bool) {
+			reason, stopErr, decided = r, err, true
+			return nc.IsDraining()
 		}
-		res.Elapsed = time.Since(start)
+		for m, err := range replies {
+			switch {
+			case decided:
+				if err == nil {
+					res.Unread++
+				}
+				continue
+			case err != nil:
+				iterErr = err
+			case ctx.Err() == context.Canceled:
+				// The clock and the caller's context, not natsext's timing,
+				// say whether the gather is still on.
+				res.Skipped++
+				if stop(StopCancelled, context.Canceled) {
+					continue
+				}
+			case !time.Now().Before(deadline):
+				res.Skipped++
+				if stop(StopDeadline, nil) {
+					continue
+				}
+			case isNoResponders(m):
+				res.Skipped++
+				if stop(StopNoResponders, nats.ErrNoResponders) {
+					continue
+				}
+			case c.sentinel != nil && c.sentinel(m):
+				res.Skipped++
+				if stop(StopSentinel, nil) {
+					continue
+				}
+			default:
+				res.Count++
+				switch {
+				case !yield(newReply(m, time.Since(start))):
+					if stop(StopCaller, nil) {
+						continue
+					}
+				case c.max > 0 && res.Count >= c.max:
+					if stop(StopMax, nil) {
+						continue
+					}
+				default:
+					continue
+				}
+			}
+			break
+		}
+		if decided {
+			return result(res, reason, start, time.Now(), subject, stopErr)
+		}
 
 		// natsext says nothing of why it stopped: infer it, the conditions
 		// the other variants check first, first.
-		fail := func(reason StopReason, err error) (Result, error) {
-			res.Reason = reason
-			return res, fmt.Errorf("gather %q: %s after %d replies: %w", subject, reason, res.Count, err)
-		}
 		switch {
-		case stopped:
-			res.Reason = StopCaller
 		case errors.Is(iterErr, nats.ErrNoResponders):
-			return fail(StopNoResponders, nats.ErrNoResponders)
+			return result(res, StopNoResponders, start, time.Now(), subject, nats.ErrNoResponders)
 		case errors.Is(iterErr, context.Canceled):
-			return fail(StopCancelled, context.Canceled)
+			return result(res, StopCancelled, start, time.Now(), subject, context.Canceled)
 		case errors.Is(iterErr, nats.ErrConnectionClosed), errors.Is(iterErr, nats.ErrConnectionDraining):
-			return fail(StopClosed, iterErr)
+			return result(res, StopClosed, start, time.Now(), subject, iterErr)
 		case iterErr != nil:
-			return fail(StopFailed, iterErr)
-		case sentinelHit:
-			res.Reason = StopSentinel
-		case c.max > 0 && res.Count >= c.max:
-			res.Reason = StopMax
+			return result(res, StopFailed, start, time.Now(), subject, iterErr)
 		case nc.IsClosed():
-			return fail(StopClosed, nats.ErrConnectionClosed)
+			return result(res, StopClosed, start, time.Now(), subject, nats.ErrConnectionClosed)
 		case nc.IsDraining():
 			// natsext ends silently when a drain closes its subscription.
-			return fail(StopClosed, nats.ErrConnectionDraining)
+			return result(res, StopClosed, start, time.Now(), subject, nats.ErrConnectionDraining)
 		case ctx.Err() == context.Canceled:
-			return fail(StopCancelled, context.Canceled)
+			return result(res, StopCancelled, start, time.Now(), subject, context.Canceled)
 		case !time.Now().Before(deadline):
-			res.Reason = StopDeadline
+			return result(res, StopDeadline, start, time.Now(), subject, nil)
 		case c.stall > 0:
-			res.Reason = StopStalled
-		default:
-			res.Reason = StopDeadline
+			return result(res, StopStalled, start, time.Now(), subject, nil)
 		}
-		return res, nil
+		return result(res, StopDeadline, start, time.Now(), subject, nil)
 	}), nil
 }

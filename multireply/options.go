@@ -57,6 +57,7 @@ type config struct {
 	pendingMsgs  int
 	pendingBytes int
 	pendingSet   bool
+	now          func() time.Time // the clock of the collect loop: time.Now
 }
 
 // Timeout sets how long after the request the gather stops (the deadline),
@@ -123,8 +124,10 @@ func Sentinel(isSentinel func(*nats.Msg) bool) Option {
 // EmptySentinel reports whether m has an empty payload: the default sentinel.
 func EmptySentinel(m *nats.Msg) bool { return len(m.Data) == 0 }
 
-// Header sends h as the request's headers (the server must support headers,
-// as every nats-server since 2.2 does). Replies carry their own headers back
+// Header sends h as the request's headers. The server must support headers,
+// as every nats-server since 2.2 does unless no_header_support is set;
+// otherwise the gather is refused before anything is sent, with an error
+// wrapping nats.ErrHeadersNotSupported. Replies carry their own headers back
 // in Reply.Header. A key must be printable ASCII without spaces or ':' (what
 // nats.go accepts); otherwise the error wraps nats.ErrBadHeaderMsg.
 func Header(h nats.Header) Option {
@@ -155,7 +158,9 @@ func validHeaderKey(k string) bool {
 // replies (≥ 1) or bytes of payload and headers (≥ 1), whichever comes
 // first; defaults DefaultPendingMsgs and DefaultPendingBytes. Replies beyond
 // it are dropped, counted in Result.Dropped, and the gather's error wraps
-// nats.ErrSlowConsumer: a burst is reported, never silently truncated. The
+// nats.ErrSlowConsumer, however the gather ended (also with a cancel or a
+// close, beside their own error): a burst is reported, never silently
+// truncated. The
 // natsext variant has no such setting and rejects this option.
 func PendingLimits(msgs, bytes int) Option {
 	return func(c *config) error {
@@ -168,9 +173,9 @@ func PendingLimits(msgs, bytes int) Option {
 }
 
 // newConfig applies opts and checks everything a gather needs before it
-// publishes, including that data fits the server's max payload (headers are
-// checked by the publish itself). The deadline is fixed later, by deadline,
-// when the request goes out.
+// publishes: the subject, that the server takes headers if there are any,
+// and that payload and headers fit the server's max payload. The deadline is
+// fixed later, by deadline, when the request goes out.
 func newConfig(ctx context.Context, nc *nats.Conn, subject string, data []byte, opts []Option) (*config, error) {
 	if ctx == nil {
 		return nil, fmt.Errorf("gather %q: nil context: %w", subject, nats.ErrInvalidContext)
@@ -181,11 +186,7 @@ func newConfig(ctx context.Context, nc *nats.Conn, subject string, data []byte, 
 	if err := CheckSubject(subject); err != nil {
 		return nil, fmt.Errorf("gather: %w", err)
 	}
-	if max := nc.MaxPayload(); max > 0 && int64(len(data)) > max {
-		return nil, fmt.Errorf("gather %q: payload of %d bytes is over the server's max payload of %d bytes: %w",
-			subject, len(data), max, nats.ErrMaxPayload)
-	}
-	c := &config{pendingMsgs: DefaultPendingMsgs, pendingBytes: DefaultPendingBytes}
+	c := &config{pendingMsgs: DefaultPendingMsgs, pendingBytes: DefaultPendingBytes, now: time.Now}
 	for _, opt := range opts {
 		if opt == nil {
 			continue
@@ -193,6 +194,9 @@ func newConfig(ctx context.Context, nc *nats.Conn, subject string, data []byte, 
 		if err := opt(c); err != nil {
 			return nil, fmt.Errorf("gather %q: %w", subject, err)
 		}
+	}
+	if err := publishable(nc, subject, data, c.header); err != nil {
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("gather %q: not sent: %w", subject, err)
@@ -213,6 +217,35 @@ func newConfig(ctx context.Context, nc *nats.Conn, subject string, data []byte, 
 		}
 	}
 	return c, nil
+}
+
+// publishable returns the error nats.go's publish would return for a
+// request of data and h on nc, as far as it can be known before sending:
+// headers on a server without header support (nats.ErrHeadersNotSupported),
+// a closed connection (nats.ErrConnectionClosed), one that has drained its
+// subscriptions and only flushes (nats.ErrConnectionDraining), payload and
+// headers over the server's max payload (nats.ErrMaxPayload).
+func publishable(nc *nats.Conn, subject string, data []byte, h nats.Header) error {
+	size := len(data)
+	if len(h) > 0 {
+		if !nc.HeadersSupported() {
+			return fmt.Errorf("gather %q: the server does not support headers (nats-server before 2.2, or no_header_support): %w",
+				subject, nats.ErrHeadersNotSupported)
+		}
+		m := nats.Msg{Header: h}
+		size += m.Size()
+	}
+	switch {
+	case nc.IsClosed():
+		return fmt.Errorf("gather %q: %w", subject, nats.ErrConnectionClosed)
+	case nc.Status() == nats.DRAINING_PUBS:
+		return fmt.Errorf("gather %q: %w", subject, nats.ErrConnectionDraining)
+	}
+	if max := nc.MaxPayload(); max > 0 && int64(size) > max {
+		return fmt.Errorf("gather %q: payload and headers of %d bytes are over the server's max payload of %d bytes: %w",
+			subject, size, max, nats.ErrMaxPayload)
+	}
+	return nil
 }
 
 // deadline is when a gather whose request goes out now stops at the latest:
@@ -279,9 +312,10 @@ const (
 	// StopCancelled: the context was cancelled: error wrapping
 	// context.Canceled.
 	StopCancelled
-	// StopClosed: the connection closed, or began to drain, or the shared
-	// Mux closed: error wrapping nats.ErrConnectionClosed,
-	// nats.ErrConnectionDraining or nats.ErrBadSubscription.
+	// StopClosed: the connection closed, or (inbox, natsext) its drain
+	// took the subscription away, or the shared Mux closed: error wrapping
+	// nats.ErrConnectionClosed, nats.ErrConnectionDraining or
+	// nats.ErrBadSubscription (ErrMuxClosed).
 	StopClosed
 	// StopFailed: the inbox could not be made or the request not sent
 	// (nats.ErrMaxPayload, nats.ErrPermissionViolation, ...).
@@ -382,7 +416,26 @@ type Result struct {
 	// Dropped is how many replies were lost because the consumer fell
 	// behind by more than the pending limit.
 	Dropped int
+	// Skipped is how many messages were taken but not handed out: the
+	// sentinel, a no-responders status, or a reply taken when the deadline
+	// had passed or the context was cancelled (0 or 1).
+	Skipped int
+	// Unread is how many replies had reached the gather but were still
+	// waiting, unread, when it stopped (after MaxReplies, a sentinel, a
+	// break, the deadline). The Mux counts them in Late too.
+	Unread int
 }
+
+// The conservation law of a gather: each message that reaches the gather
+// (its subscription or its Mux token, while the gather runs) is exactly one
+// of Count (handed to the consumer), Skipped (taken, not handed out),
+// Dropped or Unread. The Mux also counts what reaches a token after its
+// gather ended (Late), so that for a Mux nothing is counted twice or not at
+// all (see Mux). For the inbox and natsext variants, a reply that reaches
+// the client after the gather's subscription is gone is discarded by nats.go
+// and counted by neither (only in nc.Stats().InMsgs). natsext does not say
+// what it discarded: its Unread is always 0 and its Skipped counts only
+// what the wrapper saw.
 
 // errWaitOver is what a transport returns when the wait it was given ends
 // without a message.

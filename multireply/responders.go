@@ -4,6 +4,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -58,12 +59,18 @@ func DemoResponders(n int, maxDelay time.Duration, seed uint64, sentinel bool) [
 // Serve subscribes each responder to subject on nc (each subscription has
 // its own goroutine in nats.go, so one responder's delay does not hold up
 // another's) and flushes, so they are all known to the server when it
-// returns. Drain nc to stop them without losing a reply in progress. The
-// error wraps the failed subscribe or flush.
-func Serve(nc *nats.Conn, subject string, responders []Responder) ([]*nats.Subscription, error) {
+// returns. When ctx ends, the run is over and nobody waits for these
+// replies: a responder still in its delay drops the request unanswered and
+// returns at once, so a drain of nc (which waits for handlers to return)
+// ends promptly. On a server without header support (nc.HeadersSupported
+// false: nats-server before 2.2, or no_header_support) the replies carry no
+// headers: the payload still names the responder. The error wraps the
+// failed subscribe or flush.
+func Serve(ctx context.Context, nc *nats.Conn, subject string, responders []Responder) ([]*nats.Subscription, error) {
+	headers := nc.HeadersSupported()
 	subs := make([]*nats.Subscription, 0, len(responders))
 	for _, r := range responders {
-		sub, err := nc.Subscribe(subject, r.handle)
+		sub, err := nc.Subscribe(subject, func(m *nats.Msg) { r.handle(ctx, m, headers) })
 		if err != nil {
 			for _, s := range subs {
 				_ = s.Unsubscribe()
@@ -78,13 +85,32 @@ func Serve(nc *nats.Conn, subject string, responders []Responder) ([]*nats.Subsc
 	return subs, nil
 }
 
-func (r Responder) handle(m *nats.Msg) {
+func (r Responder) handle(ctx context.Context, m *nats.Msg, headers bool) {
 	if m.Reply == "" {
 		return // a plain publish, not a request
 	}
-	// Sleeping in the handler is the responder's "work"; it delays only this
-	// subscription's goroutine.
-	time.Sleep(r.Delay)
+	// Waiting is the responder's "work"; it delays only this subscription's
+	// goroutine, and stops when the run is over.
+	if r.Delay > 0 {
+		t := time.NewTimer(r.Delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return
+		}
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	var data []byte
+	if !r.Sentinel {
+		data = []byte("reply from " + r.Name)
+	}
+	if !headers {
+		_ = m.Respond(data)
+		return
+	}
 	reply := nats.NewMsg(m.Reply)
 	for k, v := range m.Header {
 		if k != "Status" && k != "Description" && !strings.HasPrefix(k, "Nats-") {
@@ -92,9 +118,7 @@ func (r Responder) handle(m *nats.Msg) {
 		}
 	}
 	reply.Header.Set(ResponderHeader, r.Name)
-	if !r.Sentinel {
-		reply.Data = []byte("reply from " + r.Name)
-	}
+	reply.Data = data
 	// A failed reply (the connection closing) leaves the gather to its
 	// deadline or stall; there is no one else to tell.
 	_ = m.RespondMsg(reply)

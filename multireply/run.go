@@ -128,15 +128,22 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 
 	// The responders: one connection, one subscription each, every one on
 	// the same subject, so every one gets the request. Flushed before the
-	// request goes out.
+	// request goes out. They stop when Run returns: once the gather is
+	// over nobody waits for their replies, and the drain that follows must
+	// not wait out their delays.
 	if cfg.Mode.Serves() && (cfg.Responders > 0 || cfg.Sentinel) {
 		nc, err := env.Connect("responders")
 		if err != nil {
 			return err
 		}
+		rctx, stop := context.WithCancel(ctx)
+		defer stop()
 		responders := DemoResponders(cfg.Responders, cfg.Delay, cfg.Seed, cfg.Sentinel)
-		if _, err := Serve(nc, DemoSubject, responders); err != nil {
+		if _, err := Serve(rctx, nc, DemoSubject, responders); err != nil {
 			return err
+		}
+		if !nc.HeadersSupported() {
+			fmt.Fprintln(w, "note: the server does not support headers: replies carry no Responder header")
 		}
 	}
 	if cfg.Mode.Serve {
@@ -149,12 +156,21 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	}
 
 	// The requester: the chosen variant on its own connection.
-	v, release, err := connectVariant(env, "requester", cfg.Variant)
+	nc, err := env.Connect("requester")
+	if err != nil {
+		return err
+	}
+	v, release, err := NewVariant(cfg.Variant, nc)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = release() }()
 	fmt.Fprintf(w, "request on %s via %s: deadline %v, %s\n", DemoSubject, v.Name(), cfg.Timeout, describe(cfg))
+	if !nc.HeadersSupported() {
+		// nats-server sends its no-responders status as a header: without
+		// header support, nobody listening looks like a silent deadline.
+		fmt.Fprintln(w, "note: the server does not support headers: no responders shows only as the deadline, not as an error")
+	}
 
 	// One request; replies printed as they arrive.
 	s, err := v.Stream(ctx, DemoSubject, nil, cfg.options()...)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -76,7 +77,7 @@ func TestRun(t *testing.T) {
 		{name: "max below responders", change: func(c *Config) { c.Max = 2 }, wantReplies: 2, wantStop: "stopped: max reached"},
 		{name: "sentinel", change: func(c *Config) { c.Sentinel = true }, wantReplies: 5, atMost: true, wantStop: "stopped: sentinel"},
 		{name: "stall", change: func(c *Config) { c.Delay = 0; c.Stall = 300 * time.Millisecond }, wantReplies: 5, wantStop: "stopped: stalled"},
-		{name: "deadline", change: func(c *Config) { c.Timeout = 300 * time.Millisecond; c.Delay = 0 }, wantReplies: 5, wantStop: "stopped: deadline"},
+		{name: "deadline", change: func(c *Config) { c.Timeout = time.Second; c.Delay = 0 }, wantReplies: 5, wantStop: "stopped: deadline"},
 		{name: "inbox", change: func(c *Config) { c.Variant = "inbox"; c.Max = 5 }, wantReplies: 5, wantStop: "stopped: max reached"},
 		{name: "natsext", change: func(c *Config) { c.Variant = "natsext"; c.Max = 5 }, wantReplies: 5, wantStop: "stopped: max reached"},
 		{name: "no responders", change: func(c *Config) { c.Responders = 0 }, wantReplies: 0, wantStop: "stopped: no responders", wantErr: nats.ErrNoResponders},
@@ -198,7 +199,7 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	if _, err := Serve(responders, DemoSubject, DemoResponders(5, 10*time.Millisecond, 1, false)); err != nil {
+	if _, err := Serve(context.Background(), responders, DemoSubject, DemoResponders(5, 10*time.Millisecond, 1, false)); err != nil {
 		fmt.Println(err)
 		return
 	}
@@ -290,4 +291,75 @@ func ExampleTimeline() {
 	fmt.Fprintln(os.Stdout, Timeline(res, 7*ms, 31*ms, 106*ms, 138*ms, 209*ms))
 	// Output:
 	// |**   **   *^                                      |  5 replies, stopped: max reached at 210ms
+}
+
+// Once the gather is over nobody waits for the demo responders' replies:
+// they stop, so the drain that ends the program does not wait out their
+// delays (an hour here) and succeeds, with or without -max, and after a
+// Ctrl-C of -serve.
+func TestRunStopsSlowResponders(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(*Config)
+	}{
+		{name: "deadline", change: func(*Config) {}},
+		{name: "max 1", change: func(c *Config) { c.Max = 1 }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := testserver.New(t)
+			env := cli.NewEnv("multireply", s.ClientURL())
+			cfg := Config{Responders: 3, Timeout: 50 * time.Millisecond, Variant: "shared", Delay: MaxDelay, Seed: 1}
+			tc.change(&cfg)
+			require.NoError(t, Run(context.Background(), env, cfg, &bytes.Buffer{}))
+			require.NoError(t, env.Close(), "the drain did not wait for the responders")
+		})
+	}
+	t.Run("max reached, one responder still busy", func(t *testing.T) {
+		s := testserver.New(t)
+		env := cli.NewEnv("multireply", s.ClientURL())
+		ctx, stop := context.WithCancel(context.Background())
+		_, err := Serve(ctx, connect(t, env, "responders"), "svc", []Responder{{Name: "fast"}, {Name: "slow", Delay: MaxDelay}})
+		require.NoError(t, err)
+		res, err := Gather(context.Background(), Inbox{Conn: connect(t, env, "requester")}, "svc", nil, Timeout(time.Hour), MaxReplies(1))
+		require.NoError(t, err)
+		assert.Equal(t, "fast", res.Replies[0].Responder)
+		stop()
+		require.NoError(t, env.Close(), "the drain did not wait for the slow responder")
+	})
+	t.Run("interrupted -serve", func(t *testing.T) {
+		s := testserver.New(t)
+		env := cli.NewEnv("multireply", s.ClientURL())
+		cfg := Config{Responders: 3, Timeout: time.Second, Variant: "shared", Delay: MaxDelay, Seed: 1, Mode: cli.Mode{Serve: true}}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- Run(ctx, env, cfg, &bytes.Buffer{}) }()
+		requireInterest(t, s.GlobalAccount().Interest, DemoSubject, 3)
+		// A request the responders are now busy with, for an hour.
+		client := cli.NewEnv("multireply", s.ClientURL())
+		t.Cleanup(func() { _ = client.Close() })
+		res, err := Gather(context.Background(), Inbox{Conn: connect(t, client, "requester")}, DemoSubject, nil, Timeout(20*time.Millisecond))
+		require.NoError(t, err)
+		assert.Equal(t, StopDeadline, res.Reason)
+		cancel()
+		require.NoError(t, <-done)
+		require.NoError(t, env.Close(), "the drain did not wait for the responders")
+	})
+}
+
+// On a server without header support the demo responders still answer,
+// without headers, and the run says what is missing.
+func TestRunWithoutHeaderSupport(t *testing.T) {
+	noHeaders := func(o *server.Options) { o.NoHeaderSupport = true }
+	for _, variant := range Variants {
+		t.Run("variant="+variant, func(t *testing.T) {
+			cfg := Config{Responders: 3, Timeout: 10 * time.Second, Max: 3, Variant: variant, Delay: time.Millisecond, Seed: 1}
+			var out bytes.Buffer
+			require.NoError(t, Run(context.Background(), newEnv(t, noHeaders), cfg, &out))
+			got := out.String()
+			assert.Equal(t, 3, strings.Count(got, "reply from responder-"), got)
+			assert.Contains(t, got, "3 replies, stopped: max reached")
+			assert.Contains(t, got, "does not support headers")
+		})
+	}
 }

@@ -1,5 +1,5 @@
-// Variant 2, shared: one wildcard inbox subscription per connection; each
-// gather a token on it. The production version.
+// Variant 2, shared: one wildcard inbox subscription per Mux, on a
+// connection of its own; each gather a token on it. The production version.
 
 package main
 
@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,56 +19,139 @@ import (
 // Mux that was closed.
 var ErrMuxClosed = errors.New("mux closed")
 
-// Mux is the shared variant of scatter-gather: one wildcard subscription per
-// connection, "<inbox>.*", made once by NewMux. Each gather takes a fresh
-// nuid token and publishes with "<inbox>.<token>" as its reply subject; the
-// Mux routes each reply by its last token to that gather's queue. There is no
-// SUB, UNSUB or flush per gather, so a gather costs one publish, like
-// nc.Request, while still collecting many replies.
+// Mux is the shared variant of scatter-gather: one wildcard subscription,
+// "<inbox>.*", made once by NewMux. Each gather takes a fresh nuid token and
+// publishes with "<inbox>.<token>" as its reply subject; the Mux routes each
+// reply by its last token to that gather's queue. There is no SUB, UNSUB or
+// flush per gather, so a gather costs one publish, like nc.Request, while
+// still collecting many replies.
+//
+// The Mux sends its requests and receives their replies on a connection of
+// its own, opened by NewMux with nc's options (named "<nc's name> mux"),
+// and follows nc's state: that is what lets a gather survive a drain of nc.
+// nats.go's drain unsubscribes every subscription of nc at once (all but the
+// one it keeps for nc.Request), so a Mux subscribed on nc would lose the
+// replies of every gather in flight. With its own connection:
+//   - a gather in flight when nc begins to drain keeps its replies until its
+//     own stop condition, also after nc's drain has ended;
+//   - a gather started while nc drains its subscriptions is sent, as
+//     nc.Request's would be; once nc only flushes or has closed, it fails
+//     as nc.Request does (nats.ErrConnectionDraining, nats.ErrConnectionClosed);
+//   - nc's drain never waits for the Mux: nothing of the Mux is on nc.
+//
+// The request goes out on the same connection that has the subscription,
+// so the server's no-responders status (sent only to the publishing client)
+// reaches the gather. A close of nc without a drain ends the gathers
+// running with StopClosed (nats.ErrConnectionClosed). Once nc has closed
+// and the last gather has ended, the Mux closes its connection by itself;
+// Close does it at once.
 //
 // The subscription's handler only appends to a queue and never blocks, so a
 // slow or abandoned gather never holds up another gather or the connection's
 // message dispatch: a gather whose consumer falls behind by more than its
-// PendingLimits has further replies dropped and counted. Late replies, for a
-// gather that has ended, are dropped at once and counted in Late. A gather's
-// queue holds at most its PendingLimits (65,536 replies or 64 MiB by default)
-// so a stalled consumer cannot exhaust memory.
+// PendingLimits has further replies dropped and counted. A gather's queue
+// holds at most its PendingLimits (65,536 replies or 64 MiB by default) so a
+// stalled consumer cannot exhaust memory.
 //
-// A Mux is safe for concurrent gathers. Close it when done (or close the
-// connection); gathers running then end with StopClosed.
+// Conservation: every message the Mux's subscription receives is counted
+// exactly once, as one of
+//   - a reply handed to a consumer (Result.Count),
+//   - a message taken but not handed out (Result.Skipped: a sentinel, a
+//     no-responders status, a reply found after the deadline or a cancel),
+//   - dropped (Result.Dropped: over the gather's PendingLimits), or
+//   - late (Late: for no running gather, or left unread when its gather
+//     ended; Result.Unread counts the latter per gather),
+//
+// so Received() == Σ(Count + Skipped + Dropped) + Late() once every gather
+// has returned. The same holds per gather for what reached its token while
+// it was registered.
+//
+// A Mux is safe for concurrent gathers. Close it when done.
 type Mux struct {
-	nc     *nats.Conn
-	prefix string // "<inbox>." — replies arrive on prefix+token
+	nc     *nats.Conn // the connection whose state the Mux follows
+	rc     *nats.Conn // the Mux's own: sends the requests, receives the replies
+	prefix string     // "<inbox>." — replies arrive on prefix+token
 	sub    *nats.Subscription
+	status chan nats.Status // nc's status changes, read by watch
+	quit   chan struct{}    // closed by Close: watch returns
+	once   sync.Once        // closes quit
+	wg     sync.WaitGroup   // watch
 
-	mu      sync.Mutex
-	gathers map[string]*queue
-	err     error // set once the subscription has closed
-	late    int
+	mu       sync.Mutex
+	gathers  map[string]*queue
+	err      error // set once no gather can start any more
+	received int   // messages the subscription has routed
+	late     int
+	ncDone   bool // nc has closed after a drain: close rc after the last gather
+	closed   bool // rc closed or closing
 }
 
-// NewMux subscribes nc to a new "<inbox>.*" (nc.NewInbox, so never under the
-// subscription nats.go keeps for nc.Request) and flushes, so the server has
-// it before the first request. Errors wrap nats.ErrInvalidArg for a nil nc,
-// or the subscribe or flush error (nats.ErrConnectionClosed, ...).
+// NewMux opens the Mux's own connection with nc's options (the same servers,
+// credentials, TLS and handlers but the closed handler; the server nc is
+// connected to first), subscribes it to
+// a new "<inbox>.*" (nc.NewInbox, so never under the subscription nats.go
+// keeps for nc.Request) and flushes, so the server has the subscription
+// before the first request. Errors wrap nats.ErrInvalidArg for a nil nc,
+// nats.ErrConnectionClosed or nats.ErrConnectionDraining for nc, or the
+// connect, subscribe or flush error.
 func NewMux(nc *nats.Conn) (*Mux, error) {
 	if nc == nil {
 		return nil, fmt.Errorf("new mux: nil connection: %w (%w)", nats.ErrInvalidArg, nats.ErrInvalidConnection)
 	}
-	m := &Mux{nc: nc, prefix: nc.NewInbox() + ".", gathers: make(map[string]*queue)}
-	sub, err := nc.Subscribe(m.prefix+"*", m.route)
+	switch {
+	case nc.IsClosed():
+		return nil, fmt.Errorf("new mux: %w", nats.ErrConnectionClosed)
+	case nc.IsDraining():
+		return nil, fmt.Errorf("new mux: %w", nats.ErrConnectionDraining)
+	}
+	m := &Mux{nc: nc, prefix: nc.NewInbox() + ".", gathers: make(map[string]*queue), quit: make(chan struct{})}
+
+	// The Mux's own connection: nc's options, less the handlers that belong
+	// to nc alone (its closed handler), and nc's current server first.
+	opts := nc.Opts
+	opts.Name = strings.TrimSpace(nc.Opts.Name + " mux")
+	opts.ClosedCB, opts.ConnectedCB = nil, nil
+	var rc *nats.Conn
+	err := nats.ErrNoServers
+	if url := nc.ConnectedUrl(); url != "" {
+		same := opts
+		same.Url, same.NoRandomize = url, true
+		rc, err = same.Connect()
+	}
 	if err != nil {
+		// A server nc learned from its cluster may not take the user
+		// information given in nc's own URL: try nc's servers as given.
+		rc, err = opts.Connect()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("new mux: connect: %w", err)
+	}
+	m.rc = rc
+	sub, err := rc.Subscribe(m.prefix+"*", m.route)
+	if err != nil {
+		rc.Close()
 		return nil, fmt.Errorf("new mux: subscribe: %w", err)
 	}
 	// The handler never blocks, so the subscription's own pending limits are
 	// only reached if the whole connection stalls; each gather has its own.
-	sub.SetClosedHandler(func(string) { m.closed() })
+	sub.SetClosedHandler(func(string) { m.fail(nats.ErrConnectionClosed) })
 	m.sub = sub
 	// Bounded by the connection's own timeout (2 s by default), not
 	// nats.go's fixed 10 s, so a server that stopped answering fails fast.
-	if err := nc.FlushTimeout(flushTimeout(nc)); err != nil {
-		_ = sub.Unsubscribe()
+	if err := rc.FlushTimeout(flushTimeout(rc)); err != nil {
+		rc.Close()
 		return nil, fmt.Errorf("new mux: flush: %w", err)
+	}
+
+	// Watch nc: a close without a drain ends the gathers; a drain does not.
+	// The state is read again once the listener is in place, in case nc
+	// changed before.
+	m.status = nc.StatusChanged(nats.DRAINING_SUBS, nats.CLOSED)
+	draining := nc.IsDraining()
+	m.wg.Add(1)
+	go m.watch(draining)
+	if nc.IsClosed() {
+		m.ncClosed(draining)
 	}
 	return m, nil
 }
@@ -75,39 +159,50 @@ func NewMux(nc *nats.Conn) (*Mux, error) {
 // Name returns "shared".
 func (m *Mux) Name() string { return "shared" }
 
-// Close unsubscribes the Mux; gathers still running end with StopClosed and
-// an error wrapping ErrMuxClosed and nats.ErrBadSubscription. It is safe to
-// call more than once and after the connection has closed.
+// Close closes the Mux's connection; gathers still running end with
+// StopClosed and an error wrapping ErrMuxClosed and nats.ErrBadSubscription.
+// It is safe to call more than once, at any time: also while nc drains or
+// after it has closed. It returns nil.
 func (m *Mux) Close() error {
 	if m == nil || m.sub == nil {
 		return nil // not made by NewMux: nothing to release
 	}
-	err := m.sub.Unsubscribe()
-	if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrBadSubscription) {
-		err = nil
-	}
-	// The closed handler runs from the subscription's goroutine; wake the
-	// gathers now as well, so Close does not depend on its timing.
-	m.closed()
-	return err
+	m.fail(fmt.Errorf("%w (%w)", ErrMuxClosed, nats.ErrBadSubscription))
+	m.mu.Lock()
+	m.closed = true
+	m.mu.Unlock()
+	m.rc.Close()
+	m.once.Do(func() { close(m.quit) })
+	m.wg.Wait()
+	return nil
 }
 
-// Late returns how many replies arrived for gathers that had already ended,
-// or were left unread when their gather ended (after MaxReplies, a sentinel,
-// a break).
+// Late returns how many replies arrived for no running gather (it had
+// ended) or were left unread when their gather ended (after MaxReplies, a
+// sentinel, a break, the deadline).
 func (m *Mux) Late() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.late
 }
 
+// Received returns how many messages the Mux's subscription has received:
+// see the conservation law in Mux's doc.
+func (m *Mux) Received() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.received
+}
+
 // route is the subscription's handler: hand the reply to its gather's queue.
-// It holds m.mu while it pushes, so a gather that deregisters (under m.mu)
-// sees every reply either in its queue or in Late, never neither.
+// It holds m.mu while it pushes, and a gather deregisters under m.mu, so
+// every message is counted exactly once: in its gather's queue or dropped
+// count while the gather is registered, in Late otherwise.
 func (m *Mux) route(msg *nats.Msg) {
 	token := msg.Subject[len(m.prefix):]
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.received++
 	if q := m.gathers[token]; q != nil {
 		q.push(msg)
 		return
@@ -115,17 +210,56 @@ func (m *Mux) route(msg *nats.Msg) {
 	m.late++
 }
 
-// closed ends every running gather: the subscription is gone.
-func (m *Mux) closed() {
-	err := fmt.Errorf("%w (%w)", ErrMuxClosed, nats.ErrBadSubscription)
-	if m.nc.IsClosed() {
-		err = nats.ErrConnectionClosed
+// watch follows nc's status until nc closes or the Mux does; drained says
+// whether nc was draining when it began.
+func (m *Mux) watch(drained bool) {
+	defer m.wg.Done()
+	defer m.nc.RemoveStatusListener(m.status)
+	for {
+		select {
+		case <-m.quit:
+			return
+		case st, ok := <-m.status:
+			if !ok {
+				return
+			}
+			switch st {
+			case nats.DRAINING_SUBS:
+				drained = true
+			case nats.CLOSED:
+				m.ncClosed(drained)
+				return
+			}
+		}
+	}
+}
+
+// ncClosed handles the close of nc. After a drain, running gathers go on to
+// their own stop conditions and the Mux's connection closes after the last;
+// without one, they end now with nats.ErrConnectionClosed.
+func (m *Mux) ncClosed(drained bool) {
+	if !drained {
+		m.fail(nats.ErrConnectionClosed)
 	}
 	m.mu.Lock()
 	if m.err == nil {
+		m.err = nats.ErrConnectionClosed // no new gather: nc cannot publish
+	}
+	m.ncDone = true
+	closeNow := len(m.gathers) == 0 && !m.closed
+	m.closed = m.closed || closeNow
+	m.mu.Unlock()
+	if closeNow {
+		m.rc.Close()
+	}
+}
+
+// fail ends every running gather with err and refuses new ones.
+func (m *Mux) fail(err error) {
+	m.mu.Lock()
+	if m.err == nil || errors.Is(err, ErrMuxClosed) {
 		m.err = err
 	}
-	err = m.err
 	qs := make([]*queue, 0, len(m.gathers))
 	for _, q := range m.gathers {
 		qs = append(qs, q)
@@ -134,6 +268,38 @@ func (m *Mux) closed() {
 	for _, q := range qs {
 		q.fail(err)
 	}
+}
+
+// register adds a gather's queue under a fresh token, unless the Mux can no
+// longer run gathers (then the error says why).
+func (m *Mux) register(q *queue) (string, error) {
+	token := nuid.Next()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.err != nil {
+		return "", m.err
+	}
+	m.gathers[token] = q
+	return token, nil
+}
+
+// deregister removes a gather's token and returns its final dropped and
+// unread counts, read under the same lock as route pushes under: a reply
+// that comes after this is late, one that came before is in the counts.
+// Unread replies are added to Late. After nc's drain, the last gather to
+// deregister closes the Mux's connection.
+func (m *Mux) deregister(token string, q *queue) (dropped, unread int) {
+	m.mu.Lock()
+	delete(m.gathers, token)
+	dropped, unread = q.counts()
+	m.late += unread
+	closeNow := m.ncDone && len(m.gathers) == 0 && !m.closed
+	m.closed = m.closed || closeNow
+	m.mu.Unlock()
+	if closeNow {
+		m.rc.Close()
+	}
+	return dropped, unread
 }
 
 // Stream checks subject and opts (errors wrap nats.ErrBadSubject or
@@ -158,30 +324,27 @@ func (m *Mux) Stream(ctx context.Context, subject string, data []byte, opts ...O
 
 		// A token of its own routes this gather's replies to its queue;
 		// registered before publishing, so no reply can come too early.
-		token := nuid.Next()
 		q := &queue{ctx: ctx, deadline: deadline, limitMsgs: c.pendingMsgs, limitBytes: c.pendingBytes, signal: make(chan struct{}, 1)}
 		q.msgs = q.buf[:0]
-		m.mu.Lock()
-		if m.err != nil {
-			err := m.err
-			m.mu.Unlock()
+		defer q.release()
+		token, err := m.register(q)
+		if err != nil {
 			return notSent(subject, "register", start, deadline, err)
 		}
-		m.gathers[token] = q
-		m.mu.Unlock()
-		defer q.release()
-		defer func() {
-			// Replies that came but were not taken (after max, a sentinel, a
-			// break, the deadline) are late too.
-			m.mu.Lock()
-			delete(m.gathers, token)
-			m.late += q.len()
-			m.mu.Unlock()
-		}()
+		q.end = func() (int, int) { return m.deregister(token, q) }
 
 		// One publish; the Mux's subscription already exists on the server.
-		msg := &nats.Msg{Subject: subject, Reply: m.prefix + token, Data: data, Header: c.header}
-		if err := nc.PublishMsg(msg); err != nil {
+		// nc's state decides whether a gather may still start.
+		switch {
+		case nc.IsClosed():
+			err = nats.ErrConnectionClosed
+		case nc.Status() == nats.DRAINING_PUBS:
+			err = nats.ErrConnectionDraining
+		default:
+			err = m.rc.PublishMsg(&nats.Msg{Subject: subject, Reply: m.prefix + token, Data: data, Header: c.header})
+		}
+		if err != nil {
+			q.finish()
 			return notSent(subject, "publish", start, deadline, err)
 		}
 		return collect(ctx, c, start, deadline, q, subject, yield)
@@ -214,6 +377,10 @@ type queue struct {
 	err        error
 	signal     chan struct{}
 	timer      *time.Timer
+	end        func() (dropped, unread int) // deregisters; set once registered
+	ended      bool
+	endDropped int
+	endUnread  int
 }
 
 // size is what a reply counts against the byte limit: payload and headers.
@@ -235,9 +402,12 @@ func (q *queue) push(m *nats.Msg) {
 	q.wake()
 }
 
+// fail ends the gather with err, unless it has an error already.
 func (q *queue) fail(err error) {
 	q.mu.Lock()
-	q.err = err
+	if q.err == nil {
+		q.err = err
+	}
 	q.mu.Unlock()
 	q.wake()
 }
@@ -316,14 +486,18 @@ var timerPool = sync.Pool{New: func() any {
 	return t
 }}
 
-func (q *queue) len() int {
+// counts returns how many replies were dropped and how many wait unread.
+func (q *queue) counts() (dropped, unread int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return len(q.msgs) - q.head
+	return q.drop, len(q.msgs) - q.head
 }
 
-func (q *queue) dropped() int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.drop
+// finish deregisters the gather (once) and returns its final counts.
+func (q *queue) finish() (dropped, unread int) {
+	if !q.ended && q.end != nil {
+		q.ended = true
+		q.endDropped, q.endUnread = q.end()
+	}
+	return q.endDropped, q.endUnread
 }

@@ -97,35 +97,33 @@ type inbox interface {
 	// next returns the next message, waiting until the time until at the
 	// latest (then errWaitOver) or until the gather's context ends (then
 	// its error). Other errors: nats.ErrConnectionClosed,
-	// nats.ErrNoResponders (a status message the transport recognised
-	// itself), nats.ErrSlowConsumer (replies were dropped; more may follow).
+	// nats.ErrConnectionDraining, nats.ErrNoResponders (a status message
+	// the transport recognised itself), nats.ErrSlowConsumer (replies were
+	// dropped; more may follow).
 	next(until time.Time) (*nats.Msg, error)
-	// dropped is how many replies were dropped for this gather.
-	dropped() int
+	// finish ends the gather's subscription or token and returns how many
+	// replies were dropped for it and how many were left unread. It is
+	// called once, before the Result is made, so a reply that comes later
+	// is not the gather's any more (the Mux counts it in Late).
+	finish() (dropped, unread int)
 }
 
 // collect is the loop the Inbox and shared variants share: it applies every
 // stop condition to the messages their inbox delivers. start is just before
 // the request was published; ctx is the caller's, for telling a
-// cancellation from the deadline. The rules, in order, for each message: a no-responders
-// status ends the gather with nats.ErrNoResponders; a sentinel ends it
-// normally and is not a reply; anything else is a reply, yielded, and may
-// reach MaxReplies. Between replies the wait is the stall gap, capped by the
+// cancellation from the deadline. The rules, in order, for each message:
+// a cancel or the deadline, read from the context and the clock, ends the
+// gather before the message is handed out (it is Skipped); a no-responders
+// status ends it with nats.ErrNoResponders; a sentinel ends it normally and
+// is not a reply; anything else is a reply, yielded, and may reach
+// MaxReplies. Between replies the wait is the stall gap, capped by the
 // deadline.
 func collect(ctx context.Context, c *config, start, deadline time.Time, in inbox, subject string, yield func(Reply) bool) (Result, error) {
 	res := Result{Deadline: deadline.Sub(start)}
 	until := deadline
 	finish := func(reason StopReason, err error) (Result, error) {
-		res.Reason = reason
-		res.Elapsed = time.Since(start)
-		res.Dropped = in.dropped()
-		if err == nil && res.Dropped > 0 {
-			err = fmt.Errorf("%d replies dropped, the consumer fell behind: %w", res.Dropped, nats.ErrSlowConsumer)
-		}
-		if err != nil {
-			err = fmt.Errorf("gather %q: %s after %d replies: %w", subject, reason, res.Count, err)
-		}
-		return res, err
+		res.Dropped, res.Unread = in.finish()
+		return result(res, reason, start, c.now(), subject, err)
 	}
 	for {
 		m, err := in.next(until)
@@ -134,12 +132,12 @@ func collect(ctx context.Context, c *config, start, deadline time.Time, in inbox
 		case errors.Is(err, nats.ErrSlowConsumer):
 			// Replies were dropped; the count is reported at the end.
 			continue
-		case errors.Is(err, errWaitOver) && until.Before(deadline):
-			return finish(StopStalled, nil)
-		case errors.Is(err, errWaitOver), errors.Is(err, context.DeadlineExceeded) && ctx.Err() != context.Canceled:
-			return finish(StopDeadline, nil)
 		case errors.Is(err, context.Canceled) || ctx.Err() == context.Canceled:
 			return finish(StopCancelled, context.Canceled)
+		case errors.Is(err, errWaitOver) && until.Before(deadline) && c.now().Before(deadline):
+			return finish(StopStalled, nil)
+		case errors.Is(err, errWaitOver), errors.Is(err, context.DeadlineExceeded):
+			return finish(StopDeadline, nil)
 		case errors.Is(err, nats.ErrNoResponders):
 			return finish(StopNoResponders, nats.ErrNoResponders)
 		case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionDraining), errors.Is(err, nats.ErrBadSubscription):
@@ -148,27 +146,58 @@ func collect(ctx context.Context, c *config, start, deadline time.Time, in inbox
 			return finish(StopFailed, err)
 		}
 
+		// The clock, not another goroutine's timing, says whether the
+		// gather is still on: a message taken after a cancel or the
+		// deadline is not handed out.
+		if ctx.Err() == context.Canceled {
+			res.Skipped++
+			return finish(StopCancelled, context.Canceled)
+		}
+		if !c.now().Before(deadline) {
+			res.Skipped++
+			return finish(StopDeadline, nil)
+		}
 		// A status message is not a reply; 503 means no responders.
 		if isNoResponders(m) {
+			res.Skipped++
 			return finish(StopNoResponders, nats.ErrNoResponders)
 		}
 		if c.sentinel != nil && c.sentinel(m) {
+			res.Skipped++
 			return finish(StopSentinel, nil)
 		}
 		res.Count++
-		if !yield(newReply(m, time.Since(start))) {
+		if !yield(newReply(m, c.now().Sub(start))) {
 			return finish(StopCaller, nil)
 		}
 		if c.max > 0 && res.Count >= c.max {
 			return finish(StopMax, nil)
 		}
 		if c.stall > 0 {
-			until = time.Now().Add(c.stall)
+			until = c.now().Add(c.stall)
 			if until.After(deadline) {
 				until = deadline
 			}
 		}
 	}
+}
+
+// result completes res for a gather that stopped for reason at now, with err (nil
+// for a normal end). Dropped replies make the error wrap
+// nats.ErrSlowConsumer, whatever else ended the gather.
+func result(res Result, reason StopReason, start, now time.Time, subject string, err error) (Result, error) {
+	res.Reason = reason
+	res.Elapsed = now.Sub(start)
+	switch {
+	case res.Dropped > 0 && err == nil:
+		err = fmt.Errorf("%d replies dropped, the consumer fell behind: %w", res.Dropped, nats.ErrSlowConsumer)
+	case res.Dropped > 0 && !errors.Is(err, nats.ErrSlowConsumer):
+		err = fmt.Errorf("%w; and %d replies dropped, the consumer fell behind: %w", err, res.Dropped, nats.ErrSlowConsumer)
+	}
+	if err != nil {
+		err = fmt.Errorf("gather %q: %s after %d replies: %w", subject, reason, res.Count, err)
+	}
+	return res, err
 }
 
 // notSent is the Result and error of a gather that ended before its request

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"reqreply/internal/cli"
+	"reqreply/internal/testserver"
+)
+
+// accountsConf has a service account exporting two subjects, one with the
+// default response type (singleton) and one with response_type stream, and
+// a client account importing both.
+const accountsConf = `
+accounts: {
+  SVC: {
+    users: [{user: svc, password: svc}]
+    exports: [
+      {service: "single"}
+      {service: "stream", response_type: stream}
+    ]
+  }
+  CLIENT: {
+    users: [{user: client, password: client}]
+    imports: [
+      {service: {account: SVC, subject: "single"}}
+      {service: {account: SVC, subject: "stream"}}
+    ]
+  }
+}
+`
+
+// withAccounts loads accountsConf into the server's options.
+func withAccounts(t *testing.T) testserver.Option {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "accounts.conf")
+	require.NoError(t, os.WriteFile(path, []byte(accountsConf), 0o600))
+	conf, err := server.ProcessConfigFile(path)
+	require.NoError(t, err)
+	return func(o *server.Options) { o.Accounts, o.Users = conf.Accounts, conf.Users }
+}
+
+// receiver is the connection on which v receives its replies.
+func receiver(v Variant, nc *nats.Conn) *nats.Conn {
+	if m, ok := v.(*Mux); ok {
+		return m.rc
+	}
+	return nc
+}
+
+// Scatter-gather across accounts: a service exported with the default
+// response type (singleton) lets one reply through to the importing account
+// and drops the rest; response_type stream lets every reply through. Every
+// variant sees the same.
+func TestGatherAcrossAccounts(t *testing.T) {
+	const responders = 3
+	s := testserver.New(t, withAccounts(t))
+	hostPort := strings.TrimPrefix(s.ClientURL(), "nats://")
+	svcEnv := cli.NewEnv("multireply", "nats://svc:svc@"+hostPort)
+	clientEnv := cli.NewEnv("multireply", "nats://client:client@"+hostPort)
+	t.Cleanup(func() { _ = clientEnv.Close(); _ = svcEnv.Close() })
+
+	rc := connect(t, svcEnv, "responders")
+	var replied sync.WaitGroup
+	for _, subject := range []string{"single", "stream"} {
+		for i := range responders {
+			_, err := rc.Subscribe(subject, func(m *nats.Msg) {
+				defer replied.Done()
+				_ = m.Respond([]byte(fmt.Sprintf("r%d", i)))
+			})
+			require.NoError(t, err)
+		}
+	}
+	require.NoError(t, rc.Flush())
+	nc := connect(t, clientEnv, "requester")
+
+	for _, v := range newVariants(t, nc) {
+		t.Run("variant="+v.Name()+"/singleton", func(t *testing.T) {
+			rx := receiver(v, nc)
+			before := rx.Stats().InMsgs
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			replied.Add(responders)
+			s, err := v.Stream(ctx, "single", nil, Timeout(time.Hour))
+			require.NoError(t, err)
+			for range s.Replies() {
+				// Every responder has answered and everything the server
+				// passed on has reached the client: then stop.
+				replied.Wait()
+				require.NoError(t, rc.Flush())
+				require.NoError(t, rx.Flush())
+				cancel()
+			}
+			res, err := s.Result()
+			assert.ErrorIs(t, err, context.Canceled)
+			assert.Equal(t, 1, res.Count)
+			assert.Equal(t, uint64(1), rx.Stats().InMsgs-before, "the export passes one reply")
+		})
+		t.Run("variant="+v.Name()+"/stream", func(t *testing.T) {
+			replied.Add(responders)
+			res, err := Gather(context.Background(), v, "stream", nil, Timeout(time.Hour), MaxReplies(responders))
+			require.NoError(t, err)
+			assert.Equal(t, StopMax, res.Reason)
+			assert.Equal(t, responders, res.Count)
+			replied.Wait()
+		})
+	}
+}

@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"reqreply/internal/cli"
+	"reqreply/internal/testserver"
+)
+
+// Faults a gather survives, on real embedded servers.
+
+// restart shuts s down and starts a new server on the same port, as a
+// restarted nats-server would come back.
+func restart(t *testing.T, s *server.Server) *server.Server {
+	t.Helper()
+	port := s.Addr().(*net.TCPAddr).Port
+	testserver.Shutdown(s)
+	s2, err := testserver.Start(func(o *server.Options) { o.Port = port })
+	require.NoError(t, err)
+	t.Cleanup(func() { testserver.Shutdown(s2) })
+	return s2
+}
+
+// fastReconnect makes a connection retry every 10 ms.
+var fastReconnect = []nats.Option{nats.ReconnectWait(10 * time.Millisecond), nats.ReconnectJitter(0, 0), nats.MaxReconnects(-1)}
+
+// requireReconnected waits until each connection is connected again and the
+// server has its subscriptions (a flush round trip after the reconnect).
+func requireReconnected(t *testing.T, conns ...*nats.Conn) {
+	t.Helper()
+	for _, nc := range conns {
+		require.Eventually(t, nc.IsConnected, 30*time.Second, time.Millisecond)
+		require.NoError(t, nc.Flush())
+	}
+}
+
+// The server restarts in the middle of a gather: nats.go reconnects and
+// sends the subscriptions again, so a reply sent after the restart still
+// reaches the gather, which ends on its own stop condition (here: both
+// replies, StopMax). The gather never hangs past its deadline.
+func TestServerRestartMidGather(t *testing.T) {
+	for _, name := range Variants {
+		t.Run("variant="+name, func(t *testing.T) {
+			s := testserver.New(t)
+			env := cli.NewEnv("multireply", s.ClientURL())
+			t.Cleanup(func() { _ = env.Close() })
+			rc, err := env.Connect("responders", fastReconnect...)
+			require.NoError(t, err)
+			release := make(chan struct{})
+			twoStep(t, rc, "svc", release)
+			nc, err := env.Connect("requester", fastReconnect...)
+			require.NoError(t, err)
+			v, free, err := NewVariant(name, nc)
+			require.NoError(t, err)
+			defer func() { _ = free() }()
+
+			s2 := s
+			st, err := v.Stream(context.Background(), "svc", nil, Timeout(time.Hour), MaxReplies(2))
+			require.NoError(t, err)
+			var got []string
+			for r := range st.Replies() {
+				got = append(got, string(r.Msg.Data))
+				if len(got) == 1 {
+					s2 = restart(t, s)
+					requireReconnected(t, rc, nc, receiver(v, nc))
+					close(release)
+				}
+			}
+			res, err := st.Result()
+			require.NoError(t, err)
+			assert.Equal(t, StopMax, res.Reason)
+			assert.Equal(t, []string{"one", "two"}, got)
+			_ = s2
+		})
+	}
+}
+
+// A gather started while the server is away: the shared and natsext
+// variants' request goes into nats.go's reconnect buffer (8 MiB by default,
+// nats.ReconnectBufSize) and out after the reconnect, so the gather
+// succeeds if its deadline allows; the inbox variant's flush waits for the
+// connection too. A gather whose deadline passes while disconnected ends
+// then (StopDeadline), never later.
+func TestGatherWhileDisconnected(t *testing.T) {
+	for _, name := range Variants {
+		t.Run("variant="+name, func(t *testing.T) {
+			s := testserver.New(t)
+			env := cli.NewEnv("multireply", s.ClientURL())
+			t.Cleanup(func() { _ = env.Close() })
+			rc, err := env.Connect("responders", fastReconnect...)
+			require.NoError(t, err)
+			echoN(1)(t, rc, "svc")
+			// The requester retries only when told (ForceReconnect below), so
+			// that it is back after the responders.
+			nc, err := env.Connect("requester", nats.ReconnectWait(time.Hour), nats.ReconnectJitter(0, 0), nats.MaxReconnects(-1))
+			require.NoError(t, err)
+			v, free, err := NewVariant(name, nc)
+			require.NoError(t, err)
+			defer func() { _ = free() }()
+
+			// The server goes away.
+			port := s.Addr().(*net.TCPAddr).Port
+			testserver.Shutdown(s)
+			require.Eventually(t, func() bool { return !nc.IsConnected() && !receiver(v, nc).IsConnected() }, 30*time.Second, time.Millisecond)
+
+			// A short deadline while disconnected: it ends by the deadline.
+			res, err := Gather(context.Background(), v, "svc", nil, Timeout(20*time.Millisecond))
+			require.NoError(t, err)
+			assert.Equal(t, StopDeadline, res.Reason)
+			assert.Zero(t, res.Count)
+
+			// The reconnect buffer: a request made while disconnected waits
+			// in the client and goes out once the connection is back.
+			before := outMsgs(v, nc)
+			done := make(chan struct{})
+			var gres Result
+			var gerr error
+			go func() {
+				defer close(done)
+				gres, gerr = Gather(context.Background(), v, "svc", nil, Timeout(time.Minute), MaxReplies(1))
+			}()
+			if name != "inbox" {
+				require.Eventually(t, func() bool { return outMsgs(v, nc) > before }, 30*time.Second, time.Millisecond,
+					"the request is in the reconnect buffer")
+			}
+			s2, err := testserver.Start(func(o *server.Options) { o.Port = port })
+			require.NoError(t, err)
+			t.Cleanup(func() { testserver.Shutdown(s2) })
+			requireReconnected(t, rc)
+			require.NoError(t, nc.ForceReconnect())
+			require.NoError(t, receiver(v, nc).ForceReconnect())
+			<-done
+			if name == "inbox" {
+				// Its flush was sent before the reconnect: nats.go fails it
+				// or answers it after; either way the gather ends.
+				assert.True(t, gerr != nil || gres.Count == 1, "%v", gerr)
+				return
+			}
+			require.NoError(t, gerr)
+			assert.Equal(t, 1, gres.Count, "the request went out after the reconnect")
+		})
+	}
+}
+
+// A responder that replies twice to one request: each reply is a message,
+// counted once. MaxReplies(1) hands out one; the other is unread or late
+// for the shared Mux (Late), or never delivered (the inbox variant's
+// AutoUnsubscribe(1)); without MaxReplies both are replies.
+func TestResponderRepliesTwice(t *testing.T) {
+	env := newEnv(t)
+	rc := connect(t, env, "responders")
+	sequence("dup", "dup")(t, rc, "svc")
+	nc := connect(t, env, "requester")
+	for _, v := range newVariants(t, nc) {
+		t.Run("variant="+v.Name(), func(t *testing.T) {
+			res, err := Gather(context.Background(), v, "svc", nil, Timeout(time.Hour), MaxReplies(1))
+			require.NoError(t, err)
+			assert.Equal(t, 1, res.Count)
+			if m, ok := v.(*Mux); ok {
+				require.NoError(t, rc.Flush())
+				require.NoError(t, m.rc.Flush())
+				require.Eventually(t, func() bool { return m.Received() == 2 }, 10*time.Second, time.Millisecond)
+				assert.Equal(t, 1, m.Late(), "the duplicate is late")
+			}
+
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			s, err := v.Stream(ctx, "svc", nil, Timeout(time.Hour))
+			require.NoError(t, err)
+			n := 0
+			for range s.Replies() {
+				if n++; n == 2 {
+					cancel()
+				}
+			}
+			res, err = s.Result()
+			assert.True(t, errors.Is(err, context.Canceled))
+			assert.Equal(t, 2, res.Count, "both copies are replies")
+		})
+	}
+}
