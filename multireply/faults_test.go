@@ -188,3 +188,43 @@ func TestResponderRepliesTwice(t *testing.T) {
 		})
 	}
 }
+
+// A responder whose work panics or fails survives it and sends an error
+// reply in micro's headers: every variant's gather gets it at once as a
+// reply with ServiceError set, instead of one reply fewer at the deadline,
+// and the responders still answer the next request.
+func TestResponderWorkFails(t *testing.T) {
+	env := newEnv(t)
+	rc := connect(t, env, "responders")
+	responders := []Responder{
+		{Name: "ok"},
+		{Name: "panics", Work: func(*nats.Msg) ([]byte, error) { panic("boom") }},
+		{Name: "fails", Work: func(*nats.Msg) ([]byte, error) { return nil, errors.New("out of stock") }},
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, err := Serve(ctx, rc, "svc", responders)
+	require.NoError(t, err)
+	nc := connect(t, env, "requester")
+	for _, v := range newVariants(t, nc) {
+		t.Run("variant="+v.Name(), func(t *testing.T) {
+			for round := range 2 { // the second round: the responders survived
+				res, err := Gather(context.Background(), v, "svc", nil, Timeout(time.Hour), MaxReplies(3))
+				require.NoError(t, err, "round %d", round)
+				require.Equal(t, StopMax, res.Reason)
+				got := map[string]string{}
+				for _, r := range res.Replies {
+					desc := ""
+					if r.ServiceError != nil {
+						assert.Equal(t, "500", r.ServiceError.Code)
+						desc = r.ServiceError.Description
+					}
+					got[r.Responder] = desc
+				}
+				assert.Equal(t, "", got["ok"])
+				assert.Contains(t, got["panics"], "responder panicked: boom")
+				assert.Equal(t, "out of stock", got["fails"])
+			}
+		})
+	}
+}

@@ -5,12 +5,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
 )
 
 // DemoSubject is the subject the demo responders listen on.
@@ -22,11 +24,23 @@ const DemoSubject = "gather.demo"
 // ResponderHeader: Name, and echoes the request's headers but those NATS
 // gives a meaning to ("Status", "Description", "Nats-…"), which would make
 // the reply look like a status or a service error.
+//
+// Work, when set, computes the payload instead; it stands for a real
+// handler. A Work that returns an error or panics does not take the
+// responder down: the panic is recovered and the reply becomes an error
+// reply in the headers nats.go/micro uses (Nats-Service-Error with the
+// error's text, Nats-Service-Error-Code "500"), which a gather reads as
+// Reply.ServiceError, so the requester learns of the failure at once
+// instead of missing a reply until its deadline.
 type Responder struct {
 	Name     string
 	Delay    time.Duration
 	Sentinel bool
+	Work     func(req *nats.Msg) ([]byte, error)
 }
+
+// ErrPanic is wrapped by the error a Responder reports when its Work panics.
+var ErrPanic = errors.New("responder panicked")
 
 // SentinelAfter is how long after the longest responder delay the sentinel
 // responder answers: 10 ms, so that its empty reply normally comes last.
@@ -103,12 +117,13 @@ func (r Responder) handle(ctx context.Context, m *nats.Msg, headers bool) {
 	if ctx.Err() != nil {
 		return
 	}
-	var data []byte
-	if !r.Sentinel {
-		data = []byte("reply from " + r.Name)
-	}
+	data, err := r.payload(m)
 	if !headers {
-		_ = m.Respond(data)
+		// Without headers there is no error reply to send: the gather sees
+		// one responder fewer, as the run's note on header support says.
+		if err == nil {
+			_ = m.Respond(data)
+		}
 		return
 	}
 	reply := nats.NewMsg(m.Reply)
@@ -118,8 +133,30 @@ func (r Responder) handle(ctx context.Context, m *nats.Msg, headers bool) {
 		}
 	}
 	reply.Header.Set(ResponderHeader, r.Name)
+	if err != nil {
+		reply.Header.Set(micro.ErrorHeader, err.Error())
+		reply.Header.Set(micro.ErrorCodeHeader, "500")
+		data = nil
+	}
 	reply.Data = data
 	// A failed reply (the connection closing) leaves the gather to its
 	// deadline or stall; there is no one else to tell.
 	_ = m.RespondMsg(reply)
+}
+
+// payload is the reply's payload: Work's, with a panic in it recovered as
+// an error wrapping ErrPanic, or the demo's own.
+func (r Responder) payload(m *nats.Msg) (data []byte, err error) {
+	if r.Work == nil {
+		if r.Sentinel {
+			return nil, nil
+		}
+		return []byte("reply from " + r.Name), nil
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			data, err = nil, fmt.Errorf("%s: %w: %v", r.Name, ErrPanic, v)
+		}
+	}()
+	return r.Work(m)
 }
