@@ -1,0 +1,342 @@
+// The requester side: a Client sends requests from one connection and gets
+// every reply on one wildcard inbox of its own, so that it sees every reply,
+// also the ones nobody takes any more (the losing copy of a hedged request,
+// the answer to a request that timed out), and can count them.
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Policy chooses the requester-side patterns a Client applies to each
+// request; its zero value sends one plain request.
+type Policy struct {
+	// Hedge sends a second copy of a request that has no reply after a
+	// delay (hedge.go). Only for idempotent handlers: both copies may run.
+	Hedge Hedge
+	// Propagate writes each copy's deadline into DeadlineHeader
+	// (deadline.go), so responders can skip expired work.
+	Propagate bool
+	// Retry, when not nil, sends the request again after a no-responders
+	// status or a timeout, with exponential backoff and jitter, until the
+	// overall deadline (retry.go). Only for idempotent handlers.
+	Retry *Backoff
+}
+
+// Client sends requests with a Policy from one connection. Every copy of a
+// request gets its own reply subject under the client's inbox,
+// <inbox>.<call>.<copy>, and one wildcard subscription on <inbox>.> files
+// each reply under its call: the first reply of a call is handed to the
+// caller, and any other reply for it, sooner or later, is dropped and
+// counted. Safe for concurrent use. Make one with NewClient.
+type Client struct {
+	nc     *nats.Conn
+	sub    *nats.Subscription
+	prefix string // the inbox, with a trailing dot
+	policy Policy
+	window *Window // recent latencies, for an adaptive hedge
+
+	// hedgeAfter starts the hedge delay; time.After unless a test replaces
+	// it to decide itself when the delay is over.
+	hedgeAfter func(time.Duration) <-chan time.Time
+	// now and sleep are the retry's clock: time.Now and sleepCtx unless a
+	// test replaces them.
+	now   func() time.Time
+	sleep func(context.Context, time.Duration) error
+
+	mu    sync.Mutex
+	next  uint64           // the last call number handed out
+	calls map[uint64]*call // calls still waiting for a reply
+
+	sent    atomic.Int64 // copies published: first copies, hedges and retries
+	hedges  atomic.Int64 // of which hedges
+	retries atomic.Int64 // of which retries
+	dropped atomic.Int64 // replies that arrived and no caller took
+	strays  atomic.Int64 // messages on the inbox that answer no call of ours
+}
+
+// call is one request waiting for its reply.
+type call struct {
+	replies chan *nats.Msg // buffered: the mux never blocks on a caller
+}
+
+// maxCopies is the most copies one call may send: the first, one hedge, and
+// retries with their hedges; a retry that would send more gives up. It
+// sizes each call's buffer, so the inbox handler never waits for a caller.
+const maxCopies = 64
+
+// NewClient subscribes a fresh inbox of nc's (nc.NewInbox()) with one
+// wildcard subscription and flushes it, so no reply can arrive before the
+// server knows where to send it. The error wraps the subscribe's or the
+// flush's nats.go error (nats.ErrConnectionClosed, nats.ErrTimeout, ...).
+func NewClient(nc *nats.Conn, p Policy) (*Client, error) {
+	c := &Client{
+		nc:         nc,
+		prefix:     nc.NewInbox() + ".",
+		policy:     p,
+		window:     NewWindow(DefaultWindow),
+		hedgeAfter: time.After,
+		now:        time.Now,
+		sleep:      sleepCtx,
+		calls:      map[uint64]*call{},
+	}
+	sub, err := nc.Subscribe(c.prefix+">", c.onReply)
+	if err != nil {
+		return nil, fmt.Errorf("client inbox %q: %w", c.prefix+">", err)
+	}
+	// The default pending limits (64k messages) drop replies under a
+	// burst; this inbox must see every one to count them.
+	if err := sub.SetPendingLimits(-1, -1); err != nil {
+		return nil, fmt.Errorf("client inbox %q: %w", c.prefix+">", err)
+	}
+	if err := nc.Flush(); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, fmt.Errorf("client inbox %q: %w", c.prefix+">", err)
+	}
+	c.sub = sub
+	return c, nil
+}
+
+// Close unsubscribes the client's inbox; replies that come later are
+// dropped by the server. It does not close the connection.
+func (c *Client) Close() error {
+	return c.sub.Unsubscribe()
+}
+
+// onReply is the inbox handler: nats.go runs it on one goroutine, in order.
+func (c *Client) onReply(msg *nats.Msg) {
+	id, ok := c.callOf(msg.Subject)
+	if !ok {
+		c.strays.Add(1)
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cl, waiting := c.calls[id]; waiting {
+		select {
+		case cl.replies <- msg:
+		default:
+			c.countDropped(msg)
+		}
+		return
+	}
+	if id > c.next {
+		// A call we never made: someone published to our inbox by hand.
+		c.strays.Add(1)
+		return
+	}
+	// The call is over: a hedge's losing copy, or a reply after a timeout.
+	c.countDropped(msg)
+}
+
+// countDropped counts msg as a reply nobody took, unless it is a status
+// message (no responders), which carries no work done.
+func (c *Client) countDropped(msg *nats.Msg) {
+	if !isNoResponders(msg) {
+		c.dropped.Add(1)
+	}
+}
+
+// callOf parses the call number out of <inbox>.<call>.<copy>.
+func (c *Client) callOf(subject string) (uint64, bool) {
+	rest, ok := strings.CutPrefix(subject, c.prefix)
+	if !ok {
+		return 0, false
+	}
+	num, _, ok := strings.Cut(rest, ".")
+	if !ok {
+		return 0, false
+	}
+	id, err := strconv.ParseUint(num, 10, 64)
+	return id, err == nil
+}
+
+// copyOf parses the copy number out of <inbox>.<call>.<copy>.
+func (c *Client) copyOf(subject string) (int, bool) {
+	i := strings.LastIndexByte(subject, '.')
+	if i < 0 {
+		return 0, false
+	}
+	cp, err := strconv.Atoi(subject[i+1:])
+	return cp, err == nil
+}
+
+// isNoResponders reports whether msg is the server's no-responders status:
+// an empty message with header "Status: 503", sent to a request's reply
+// subject when nobody subscribes to its subject (nats.go turns it into
+// nats.ErrNoResponders in nc.Request).
+func isNoResponders(msg *nats.Msg) bool {
+	return len(msg.Data) == 0 && msg.Header.Get("Status") == "503"
+}
+
+// open registers a new call and returns its number.
+func (c *Client) open() (uint64, *call) {
+	cl := &call{replies: make(chan *nats.Msg, maxCopies)}
+	c.mu.Lock()
+	c.next++
+	id := c.next
+	c.calls[id] = cl
+	c.mu.Unlock()
+	return id, cl
+}
+
+// finish ends a call: replies still buffered for it, and any that come
+// later, are dropped and counted.
+func (c *Client) finish(id uint64, cl *call) {
+	c.mu.Lock()
+	delete(c.calls, id)
+	c.mu.Unlock()
+	for {
+		select {
+		case msg := <-cl.replies:
+			c.countDropped(msg)
+		default:
+			return
+		}
+	}
+}
+
+// publish sends copy number cp of call id: data on subject, reply subject
+// <inbox>.<id>.<cp>, with the deadline in DeadlineHeader under
+// Policy.Propagate.
+func (c *Client) publish(subject string, data []byte, id uint64, cp int, deadline time.Time) error {
+	msg := &nats.Msg{
+		Subject: subject,
+		Reply:   c.prefix + strconv.FormatUint(id, 10) + "." + strconv.Itoa(cp),
+		Data:    data,
+	}
+	if c.policy.Propagate {
+		SetDeadline(msg, deadline)
+	}
+	if err := c.nc.PublishMsg(msg); err != nil {
+		return fmt.Errorf("request %q: %w", subject, err)
+	}
+	c.sent.Add(1)
+	return nil
+}
+
+// Request sends data on subject and returns the first reply, applying the
+// client's Policy: hedging, deadline propagation and retries. ctx must carry
+// a deadline: the overall deadline of the request, after which it fails
+// with an error wrapping nats.ErrTimeout; without one the error wraps
+// nats.ErrInvalidArg at once. When nobody subscribes to subject the error
+// wraps nats.ErrNoResponders (after the retries, with Policy.Retry). A ctx
+// cancelled before its deadline ends the request with ctx.Err(). Other
+// errors are the publish's (nats.ErrConnectionClosed, ...).
+//
+// Whatever the policy, a caller gets at most one reply, and it is a reply
+// to a copy of its own request: each copy's reply subject names its call,
+// and the call is closed once the first reply is taken.
+func (c *Client) Request(ctx context.Context, subject string, data []byte) (*nats.Msg, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		return nil, fmt.Errorf("request %q: the context needs a deadline: %w", subject, nats.ErrInvalidArg)
+	}
+	id, cl := c.open()
+	defer c.finish(id, cl)
+	if c.policy.Retry != nil {
+		return c.retry(ctx, subject, data, id, cl)
+	}
+	msg, _, err := c.attempt(ctx, subject, data, id, cl, 0)
+	return msg, err
+}
+
+// attempt is one try at call id: it sends copy number first of the request,
+// hedged under Policy.Hedge, and waits until ctx's deadline. It returns the
+// first reply and how many copies it sent. A retry is another attempt on
+// the same call, numbering its copies after the earlier ones, so that a
+// late reply to an earlier attempt is taken too: the caller waits for an
+// answer, not for a particular copy.
+func (c *Client) attempt(ctx context.Context, subject string, data []byte, id uint64, cl *call, first int) (*nats.Msg, int, error) {
+	deadline, _ := ctx.Deadline()
+	start := time.Now()
+	if err := c.publish(subject, data, id, first, deadline); err != nil {
+		return nil, 1, err
+	}
+	copies, statuses := 1, 0
+	// The hedge: a channel that fires after the delay, or nil (never).
+	var hedge <-chan time.Time
+	if d, ok := c.hedgeDelay(); ok {
+		hedge = c.hedgeAfter(d)
+	}
+	for {
+		select {
+		case msg := <-cl.replies:
+			if isNoResponders(msg) {
+				// This copy found nobody; fail only when every copy this
+				// attempt sent has (an earlier attempt's status is old news).
+				if cp, ok := c.copyOf(msg.Subject); ok && cp >= first {
+					statuses++
+				}
+				if statuses == copies {
+					return nil, copies, fmt.Errorf("request %q: %w", subject, nats.ErrNoResponders)
+				}
+				continue
+			}
+			c.window.Add(time.Since(start))
+			return msg, copies, nil
+		case <-hedge:
+			hedge = nil
+			if first+copies >= maxCopies {
+				continue
+			}
+			if err := c.publish(subject, data, id, first+copies, deadline); err != nil {
+				return nil, copies, err
+			}
+			copies++
+			c.hedges.Add(1)
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return nil, copies, fmt.Errorf("request %q: %w", subject, nats.ErrTimeout)
+			}
+			return nil, copies, ctx.Err()
+		}
+	}
+}
+
+// ClientStats are a client's counters.
+type ClientStats struct {
+	// Sent copies of requests in all: first copies, Hedges and Retries.
+	Sent, Hedges, Retries int64
+	// Dropped replies arrived and no caller took them: the losing copy of a
+	// hedge, the reply to a request that had timed out.
+	Dropped int64
+	// Strays are messages on the inbox that answer no request of ours.
+	Strays int64
+}
+
+// Stats returns the client's counters now; after Settle they are final.
+func (c *Client) Stats() ClientStats {
+	return ClientStats{
+		Sent: c.sent.Load(), Hedges: c.hedges.Load(), Retries: c.retries.Load(),
+		Dropped: c.dropped.Load(), Strays: c.strays.Load(),
+	}
+}
+
+// Settle returns once every reply that reached the server before the call
+// has been through the inbox handler: a flush, then a nats.go Barrier. The
+// error is ctx's, or the flush's.
+func (c *Client) Settle(ctx context.Context) error {
+	if err := c.nc.FlushWithContext(ctx); err != nil {
+		return fmt.Errorf("client settle: %w", err)
+	}
+	done := make(chan struct{})
+	if err := c.nc.Barrier(func() { close(done) }); err != nil {
+		return fmt.Errorf("client settle: %w", err)
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("client settle: %w", ctx.Err())
+	}
+}

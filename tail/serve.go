@@ -1,0 +1,80 @@
+// The halves apart: -serve runs only the members, -request only the
+// requester, so they can run in separate terminals against one NATS_URL.
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"reqreply/internal/cli"
+)
+
+// Serve is -serve: cfg.Members members with the fault model cfg.Fault, each
+// honouring DeadlineHeader, and with admission control at cfg.Admit when
+// cfg.ServeAdmit, until ctx ends; then they drain. The error is a member's.
+func Serve(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
+	fault := faults(cfg)[cfg.Fault]
+	admit := 0
+	if cfg.ServeAdmit {
+		admit = cfg.Admit
+	}
+	var members []*Member
+	var err error
+	for i := 1; i <= cfg.Members && err == nil; i++ {
+		var m *Member
+		opts := fault(i)
+		opts.Propagate, opts.Admit = true, admit
+		m, err = StartMember(env, memberName(i), opts)
+		if err == nil {
+			members = append(members, m)
+		}
+	}
+	if err == nil {
+		fmt.Fprintf(w, "%d members (fault %s, admission k=%d, 0 is off) serve %s in group %q; Ctrl-C to stop\n",
+			len(members), cfg.Fault, admit, Subject, Group)
+		err = cli.WaitForInterrupt(ctx)
+	}
+	for _, m := range members {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cli.DrainTimeout)
+		err = errors.Join(err, m.Stop(sctx))
+		cancel()
+	}
+	return err
+}
+
+// Request is -request: cfg.Requests requests with the requester side of
+// pattern cfg.Pattern, against members running elsewhere, and one line of
+// figures. Wasted work is the members' to count; the requester shows the
+// replies it dropped instead. The error is the connection's, or a request's
+// other than a timeout or no responders.
+func Request(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
+	p, _ := patternByName(cfg, cfg.Pattern)
+	nc, err := env.Connect("requester")
+	if err != nil {
+		return err
+	}
+	c, err := NewClient(nc, p.Policy)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	res := Load(ctx, c, Subject, LoadConfig{Requests: cfg.Requests, Concurrency: cfg.Concurrency, Timeout: cfg.Timeout})
+	if res.FirstError != nil && ctx.Err() == nil {
+		return res.FirstError
+	}
+	if err := c.Settle(ctx); err != nil && ctx.Err() == nil {
+		return err
+	}
+	st := c.Stats()
+	extra := 0.0
+	if res.Requests > 0 {
+		extra = 100 * float64(st.Hedges+st.Retries) / float64(res.Requests)
+	}
+	fmt.Fprintf(w, "%s: %d requests, p50 %s, p99 %s, p99.9 %s, extra %.1f%%, replies dropped %d, timed out %d, no responders %d, wrong replies %d\n",
+		p.Name, res.Requests, ms(Percentile(res.Latencies, 50)), ms(Percentile(res.Latencies, 99)), ms(Percentile(res.Latencies, 99.9)),
+		extra, st.Dropped, res.TimedOut, res.NoResponders, res.Wrong)
+	return nil
+}
