@@ -1,0 +1,483 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"reqreply/internal/cli"
+	"reqreply/internal/testserver"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// newServerEnv starts a fresh embedded server for one test and returns it
+// and an Env on it, drained and stopped when the test ends.
+func newServerEnv(t *testing.T) (*server.Server, *cli.Env) {
+	t.Helper()
+	s := testserver.New(t)
+	env := cli.NewEnv("tail", s.ClientURL())
+	t.Cleanup(func() { require.NoError(t, env.Close()) })
+	return s, env
+}
+
+// waitForInterest waits until s counts exactly n subscriptions on subject:
+// the server's own view of who is in the group, which changes only once it
+// has processed a SUB or an UNSUB.
+func waitForInterest(t *testing.T, s *server.Server, subject string, n int) {
+	t.Helper()
+	require.Eventually(t, func() bool { return s.GlobalAccount().Interest(subject) == n },
+		testserver.ReadyTimeout, time.Millisecond, "the server never counted %d subscriptions on %q", n, subject)
+}
+
+// stop stops m at the end of the test.
+func stop(t *testing.T, m *Member) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), cli.DrainTimeout)
+	defer cancel()
+	require.NoError(t, m.Stop(ctx))
+}
+
+// longCtx is a request context whose deadline never matters in a test.
+func longCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// TestHedge checks, by events rather than by the clock, that the hedge is
+// sent only once its delay is over (the test decides when that is), that
+// the first reply wins whichever copy it answers, and that the other reply
+// is dropped and counted.
+func TestHedge(t *testing.T) {
+	tests := []struct {
+		name string
+		// answerAtOnce: the responder answers before the delay ends, so no
+		// hedge is ever sent.
+		answerAtOnce bool
+		// winner is the copy answered first (0 the original, 1 the hedge).
+		winner int
+	}{
+		{name: "reply before the delay: no hedge", answerAtOnce: true},
+		{name: "no reply: hedge after the delay, the hedge wins", winner: 1},
+		{name: "no reply: hedge after the delay, the original wins", winner: 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, env := newServerEnv(t)
+			rc, err := env.Connect("responder")
+			require.NoError(t, err)
+			got := make(chan *nats.Msg, 4)
+			_, err = rc.QueueSubscribe(Subject, Group, func(m *nats.Msg) {
+				if tc.answerAtOnce {
+					assert.NoError(t, m.Respond(append(m.Data, " responder"...)))
+					return
+				}
+				got <- m
+			})
+			require.NoError(t, err)
+			require.NoError(t, rc.Flush())
+
+			nc, err := env.Connect("requester")
+			require.NoError(t, err)
+			c, err := NewClient(nc, Policy{Hedge: Hedge{Delay: 7 * time.Millisecond}})
+			require.NoError(t, err)
+			defer c.Close()
+			// The delay ends when the test says so.
+			fire := make(chan time.Time, 1)
+			delays := make(chan time.Duration, 1)
+			c.hedgeAfter = func(d time.Duration) <-chan time.Time { delays <- d; return fire }
+
+			type result struct {
+				msg *nats.Msg
+				err error
+			}
+			done := make(chan result, 1)
+			go func() {
+				msg, err := c.Request(longCtx(t), Subject, []byte("42"))
+				done <- result{msg, err}
+			}()
+			require.Equal(t, 7*time.Millisecond, <-delays, "the fixed delay")
+			if tc.answerAtOnce {
+				r := <-done
+				require.NoError(t, r.err)
+				assert.Equal(t, "42 responder", string(r.msg.Data))
+				assert.Equal(t, ClientStats{Sent: 1}, c.Stats(), "no hedge without its delay")
+				return
+			}
+			// The original has arrived and the delay is not over: one copy.
+			first := <-got
+			assert.Equal(t, int64(1), c.Stats().Sent, "a hedge before its delay")
+			fire <- time.Now()
+			second := <-got
+			assert.Equal(t, int64(2), c.Stats().Sent)
+			assert.Equal(t, int64(1), c.Stats().Hedges)
+			assert.NotEqual(t, first.Reply, second.Reply, "each copy has a reply subject of its own")
+
+			copies := []*nats.Msg{first, second}
+			require.NoError(t, copies[tc.winner].Respond([]byte("42 copy-"+strconv.Itoa(tc.winner))))
+			r := <-done
+			require.NoError(t, r.err)
+			assert.Equal(t, "42 copy-"+strconv.Itoa(tc.winner), string(r.msg.Data), "the first reply wins")
+			require.NoError(t, copies[1-tc.winner].Respond([]byte("42 late")))
+			require.NoError(t, rc.Flush())
+			require.NoError(t, c.Settle(longCtx(t)))
+			assert.Equal(t, int64(1), c.Stats().Dropped, "the second reply is dropped and counted")
+		})
+	}
+}
+
+// TestAdaptiveDelay checks the adaptive hedge's delay: the fixed delay
+// until the window has MinSamples latencies, then their p95.
+func TestAdaptiveDelay(t *testing.T) {
+	tests := []struct {
+		name    string
+		samples int
+		want    time.Duration
+	}{
+		{"no samples: the fixed delay", 0, 3 * time.Millisecond},
+		{"too few samples: the fixed delay", MinSamples - 1, 3 * time.Millisecond},
+		{"100 samples 1..100 ms: p95 is 95 ms", 100, 95 * time.Millisecond},
+		// The window holds 45..300 ms; rank ⌈0.95·256⌉ = 244 is 288 ms.
+		{"a full window keeps the last 256", 300, 288 * time.Millisecond},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &Client{policy: Policy{Hedge: Hedge{Delay: 3 * time.Millisecond, Adaptive: true}}, window: NewWindow(DefaultWindow)}
+			for i := 1; i <= tc.samples; i++ {
+				c.window.Add(time.Duration(i) * time.Millisecond)
+			}
+			d, ok := c.hedgeDelay()
+			require.True(t, ok)
+			assert.Equal(t, tc.want, d)
+		})
+	}
+}
+
+// TestDeadlinePropagation checks that a member under Propagate skips a
+// request whose deadline has passed, unanswered, and answers the others.
+func TestDeadlinePropagation(t *testing.T) {
+	tests := []struct {
+		name     string
+		header   string // "" for none; "past", "future" or a literal value
+		answered bool
+	}{
+		{"expired: skipped", "past", false},
+		{"in time: answered", "future", true},
+		{"no deadline: answered", "", true},
+		{"malformed deadline: answered", "soon", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, env := newServerEnv(t)
+			m, err := StartMember(env, "member-1", MemberOptions{Propagate: true})
+			require.NoError(t, err)
+			defer stop(t, m)
+			nc, err := env.Connect("requester")
+			require.NoError(t, err)
+			inbox := nc.NewInbox()
+			sub, err := nc.SubscribeSync(inbox)
+			require.NoError(t, err)
+			msg := &nats.Msg{Subject: Subject, Reply: inbox, Data: []byte("7"), Header: nats.Header{}}
+			switch tc.header {
+			case "past":
+				SetDeadline(msg, time.Now().Add(-time.Second))
+			case "future":
+				SetDeadline(msg, time.Now().Add(time.Hour))
+			case "":
+			default:
+				msg.Header.Set(DeadlineHeader, tc.header)
+			}
+			require.NoError(t, nc.PublishMsg(msg))
+			require.NoError(t, nc.Flush())
+			// The member has handled it and its reply, if any, is at the
+			// server; the requester's flush then brings it in.
+			require.NoError(t, m.Settle(longCtx(t)))
+			require.NoError(t, nc.Flush())
+			pending, _, err := sub.Pending()
+			require.NoError(t, err)
+			st := m.Stats()
+			if tc.answered {
+				require.Equal(t, 1, pending)
+				reply, err := sub.NextMsg(testserver.ReadyTimeout)
+				require.NoError(t, err)
+				assert.Equal(t, "7 member-1", string(reply.Data))
+				assert.Equal(t, int64(1), st.Executed)
+				assert.Zero(t, st.Skipped)
+				return
+			}
+			assert.Zero(t, pending, "an expired request got a reply")
+			assert.Equal(t, int64(1), st.Skipped)
+			assert.Zero(t, st.Executed)
+		})
+	}
+}
+
+// TestAdmission checks that a member with k requests in progress leaves the
+// queue group (the server's interest drops to 0), still answers the
+// requests it took, and rejoins once below k.
+func TestAdmission(t *testing.T) {
+	for _, k := range []int{1, 2, 3} {
+		t.Run("k="+strconv.Itoa(k), func(t *testing.T) {
+			s, env := newServerEnv(t)
+			gate := make(chan struct{})
+			m, err := StartMember(env, "member-1", MemberOptions{Admit: k, Gate: gate})
+			require.NoError(t, err)
+			defer stop(t, m)
+			waitForInterest(t, s, Subject, 1)
+
+			nc, err := env.Connect("requester")
+			require.NoError(t, err)
+			inbox := nc.NewInbox()
+			sub, err := nc.SubscribeSync(inbox)
+			require.NoError(t, err)
+			for i := 1; i <= k; i++ {
+				// One at a time, each taken before the next is sent, so
+				// every one is routed while the member is still in.
+				require.NoError(t, nc.PublishRequest(Subject, inbox, []byte(strconv.Itoa(i))))
+				require.Eventually(t, func() bool { return m.Stats().Received == int64(i) },
+					testserver.ReadyTimeout, time.Millisecond)
+			}
+			waitForInterest(t, s, Subject, 0)
+			assert.Equal(t, int64(1), m.Stats().Leaves)
+
+			// Finishing one brings the member below k: it rejoins.
+			gate <- struct{}{}
+			waitForInterest(t, s, Subject, 1)
+			for range k - 1 {
+				gate <- struct{}{}
+			}
+			for range k {
+				_, err := sub.NextMsg(testserver.ReadyTimeout)
+				require.NoError(t, err, "a request taken before leaving was not answered")
+			}
+			st := m.Stats()
+			assert.Equal(t, int64(2), st.Joins)
+			assert.Equal(t, int64(1), st.Leaves)
+			assert.Equal(t, int64(k), st.Executed)
+		})
+	}
+}
+
+// TestRetryDeadline checks that retries stop before the overall deadline:
+// the retry's clock is the test's, advanced only by the backoff waits, so
+// the number of attempts follows from the schedule, whatever the machine's
+// load.
+func TestRetryDeadline(t *testing.T) {
+	tests := []struct {
+		name string
+		// joinAt starts a member during the joinAt-th wait (0: never).
+		joinAt      int
+		wantWaits   []time.Duration
+		wantErr     []error
+		wantRetries int64
+	}{
+		{
+			// Waits 9.9, 19.8, 39.6 ms end at 69.3 ms; the next, 39.6 ms,
+			// would end at 108.9 ms, past the 100 ms budget.
+			name:        "no responders until the budget is spent",
+			wantWaits:   []time.Duration{9_900 * time.Microsecond, 19_800 * time.Microsecond, 39_600 * time.Microsecond},
+			wantErr:     []error{ErrBudgetSpent, nats.ErrTimeout, nats.ErrNoResponders},
+			wantRetries: 3,
+		},
+		{
+			name:        "a member comes back during the second wait",
+			joinAt:      2,
+			wantWaits:   []time.Duration{9_900 * time.Microsecond, 19_800 * time.Microsecond},
+			wantRetries: 2,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, env := newServerEnv(t)
+			nc, err := env.Connect("requester")
+			require.NoError(t, err)
+			c, err := NewClient(nc, Policy{Retry: &Backoff{Base: 10 * time.Millisecond, Max: 40 * time.Millisecond, Rand: func() float64 { return 0.99 }}})
+			require.NoError(t, err)
+			defer c.Close()
+
+			ctx := longCtx(t)
+			deadline, _ := ctx.Deadline()
+			now := deadline.Add(-100 * time.Millisecond) // a 100 ms budget on the test's clock
+			var waits []time.Duration
+			var member *Member
+			c.now = func() time.Time { return now }
+			c.sleep = func(_ context.Context, d time.Duration) error {
+				waits = append(waits, d)
+				now = now.Add(d)
+				require.True(t, now.Before(deadline), "a wait ended past the deadline")
+				if len(waits) == tc.joinAt {
+					m, err := StartMember(env, "member-1", MemberOptions{})
+					require.NoError(t, err)
+					member = m
+				}
+				return nil
+			}
+			msg, err := c.Request(ctx, Subject, []byte("5"))
+			if member != nil {
+				defer stop(t, member)
+			}
+			assert.Equal(t, tc.wantWaits, waits)
+			assert.Equal(t, tc.wantRetries, c.Stats().Retries)
+			if tc.wantErr == nil {
+				require.NoError(t, err)
+				assert.Equal(t, "5 member-1", string(msg.Data))
+				return
+			}
+			for _, want := range tc.wantErr {
+				assert.ErrorIs(t, err, want)
+			}
+		})
+	}
+}
+
+// TestBackoffWait checks the full-jitter schedule.
+func TestBackoffWait(t *testing.T) {
+	b := Backoff{Base: time.Millisecond, Max: 20 * time.Millisecond}
+	tests := []struct {
+		n    int
+		r    float64
+		want time.Duration
+	}{
+		{1, 0.5, 500 * time.Microsecond},
+		{2, 0.5, time.Millisecond},
+		{5, 0.5, 8 * time.Millisecond},
+		{6, 0.5, 10 * time.Millisecond}, // capped at 20 ms
+		{100, 0.5, 10 * time.Millisecond},
+		{3, 0, 0},
+	}
+	for _, tc := range tests {
+		assert.Equal(t, tc.want, b.Wait(tc.n, tc.r), "retry %d, r %v", tc.n, tc.r)
+	}
+}
+
+// TestRequestErrors checks the errors a bad request gets, at once.
+func TestRequestErrors(t *testing.T) {
+	_, env := newServerEnv(t)
+	nc, err := env.Connect("requester")
+	require.NoError(t, err)
+	tests := []struct {
+		name   string
+		policy Policy
+		ctx    context.Context
+		want   error
+	}{
+		{"no deadline", Policy{}, context.Background(), nats.ErrInvalidArg},
+		{"bad backoff", Policy{Retry: &Backoff{}}, longCtx(t), nats.ErrInvalidArg},
+		{"no responders", Policy{}, longCtx(t), nats.ErrNoResponders},
+		{"no responders, hedged", Policy{Hedge: Hedge{Delay: time.Hour}}, longCtx(t), nats.ErrNoResponders},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := NewClient(nc, tc.policy)
+			require.NoError(t, err)
+			defer c.Close()
+			_, err = c.Request(tc.ctx, Subject, []byte("1"))
+			assert.ErrorIs(t, err, tc.want)
+		})
+	}
+}
+
+// TestPatternsVerified runs every row of both fault models on a small load
+// and checks correctness only: each caller got at most one reply, its own,
+// and every reply is accounted for. Latencies are not asserted.
+func TestPatternsVerified(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Requests, cfg.Slow, cfg.Stall, cfg.StallRate, cfg.Timeout = 150, time.Millisecond, 5*time.Millisecond, 0.05, 50*time.Millisecond
+	for _, fault := range []string{"slow", "stall"} {
+		for _, p := range patterns(cfg) {
+			t.Run(fault+"/"+p.Key, func(t *testing.T) {
+				_, env := newServerEnv(t)
+				nc, err := env.Connect("requester")
+				require.NoError(t, err)
+				row, err := measure(longCtx(t), env, nc, cfg, faults(cfg)[fault], p, nil)
+				require.NoError(t, err)
+				assert.Equal(t, cfg.Requests, row.Load.Requests)
+				assert.Zero(t, row.Load.Wrong, "a caller got another request's reply")
+				assert.True(t, row.Verified(), "row %+v, client %+v, members %+v", row.Load, row.Client, row.Members)
+			})
+		}
+	}
+}
+
+// TestRollingRestartRetry checks that with retries every request survives
+// a rolling restart of a single member. The deadline is long, so that a
+// slow machine cannot turn a gap into a timeout.
+func TestRollingRestartRetry(t *testing.T) {
+	_, env := newServerEnv(t)
+	nc, err := env.Connect("requester")
+	require.NoError(t, err)
+	cfg := DefaultConfig()
+	cfg.Timeout, cfg.Gap, cfg.Concurrency = 30*time.Second, 2*time.Millisecond, 4
+	row, err := restartRow(longCtx(t), env, nc, cfg, 1, Policy{Retry: &Backoff{Base: time.Millisecond, Max: 5 * time.Millisecond}})
+	require.NoError(t, err)
+	require.Positive(t, row.Load.Requests)
+	assert.Equal(t, row.Load.Requests, row.Load.Answered, "%+v", row.Load)
+	assert.Zero(t, row.Load.Wrong)
+}
+
+// TestFlags checks that bad usage is refused with cli.ErrUsage, including a
+// flag the chosen mode would ignore.
+func TestFlags(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		ok   bool
+	}{
+		{"defaults", nil, true},
+		{"serve with a fault", []string{"-serve", "-fault", "stall", "-admit", "3"}, true},
+		{"request with a pattern", []string{"-request", "-pattern", "adaptive"}, true},
+		{"serve ignores -hedge", []string{"-serve", "-hedge", "1ms"}, false},
+		{"request ignores -slow", []string{"-request", "-slow", "1ms"}, false},
+		{"the demo ignores -pattern", []string{"-pattern", "hedged"}, false},
+		{"both halves apart", []string{"-serve", "-request"}, false},
+		{"unknown demo", []string{"-demo", "fast"}, false},
+		{"unknown pattern", []string{"-request", "-pattern", "magic"}, false},
+		{"zero timeout", []string{"-timeout", "0s"}, false},
+		{"stall rate above 1", []string{"-stall-rate", "2"}, false},
+		{"an argument", []string{"extra"}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			fs, check := flags(&cfg)
+			fs.SetOutput(io.Discard)
+			require.NoError(t, fs.Parse(tc.args))
+			err := check()
+			if tc.ok {
+				assert.NoError(t, err)
+				return
+			}
+			assert.ErrorIs(t, err, cli.ErrUsage)
+		})
+	}
+}
+
+// TestDeadlineHeader checks the header's round trip and Expired.
+func TestDeadlineHeader(t *testing.T) {
+	at := time.Date(2026, 11, 29, 12, 0, 0, 123456789, time.UTC)
+	msg := &nats.Msg{}
+	SetDeadline(msg, at)
+	assert.Equal(t, "2026-11-29T12:00:00.123456789Z", msg.Header.Get(DeadlineHeader))
+	got, ok, err := DeadlineOf(msg)
+	require.NoError(t, err)
+	require.True(t, ok)
+	assert.True(t, got.Equal(at))
+	assert.False(t, Expired(msg, at.Add(-time.Nanosecond)))
+	assert.True(t, Expired(msg, at))
+	msg.Header.Set(DeadlineHeader, "tomorrow")
+	_, _, err = DeadlineOf(msg)
+	var perr *time.ParseError
+	assert.ErrorAs(t, err, &perr)
+	assert.False(t, Expired(msg, at), "a malformed deadline never expires")
+	assert.False(t, errors.Is(err, nats.ErrTimeout))
+}
