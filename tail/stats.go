@@ -73,7 +73,8 @@ func DrawHistograms(w io.Writer, nameA string, a []time.Duration, nameB string, 
 	ca, cb := Histogram(a), Histogram(b)
 	fmt.Fprintf(w, "%-9s %-*s   %s\n", "latency", width+7, nameA, nameB)
 	for i := range ca {
-		fmt.Fprintf(w, "%-9s %s   %s\n", bucketLabels[i], bar(ca[i], len(a), width), bar(cb[i], len(b), width))
+		line := fmt.Sprintf("%-9s %s   %s", bucketLabels[i], bar(ca[i], len(a), width), bar(cb[i], len(b), width))
+		fmt.Fprintln(w, strings.TrimRight(line, " "))
 	}
 }
 
@@ -86,7 +87,7 @@ func bar(count, total, width int) string {
 		cells = 1 + int(math.Round(float64(width-1)*(math.Log10(share)+4)/4))
 		cells = min(max(cells, 1), width)
 	}
-	pct := "     "
+	pct := "      "
 	if count > 0 {
 		pct = fmt.Sprintf("%5.1f%%", 100*float64(count)/float64(max(total, 1)))
 	}
