@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"reqreply/internal/cli"
 )
 
 // Policy chooses the requester-side patterns a Client applies to each
@@ -303,6 +305,15 @@ func (c *Client) attempt(ctx context.Context, subject string, data []byte, id ui
 	}
 }
 
+// withDeadline returns ctx, or when it has no deadline a ctx that ends after
+// cli.DrainTimeout: nats.go's FlushWithContext needs one.
+func withDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, cli.DrainTimeout)
+}
+
 // ClientStats are a client's counters.
 type ClientStats struct {
 	// Sent copies of requests in all: first copies, Hedges and Retries.
@@ -323,9 +334,12 @@ func (c *Client) Stats() ClientStats {
 }
 
 // Settle returns once every reply that reached the server before the call
-// has been through the inbox handler: a flush, then a nats.go Barrier. The
+// has been through the inbox handler: a flush, then a nats.go Barrier.
+// Without a deadline on ctx it waits at most cli.DrainTimeout (5 s). The
 // error is ctx's, or the flush's.
 func (c *Client) Settle(ctx context.Context) error {
+	ctx, cancel := withDeadline(ctx)
+	defer cancel()
 	if err := c.nc.FlushWithContext(ctx); err != nil {
 		return fmt.Errorf("client settle: %w", err)
 	}

@@ -33,8 +33,10 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w, progress io.Writer) e
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "%d members in queue group %q, %d requests per row, %d in flight, deadline %v per request\n",
-		cfg.Members, Group, cfg.Requests, cfg.Concurrency, cfg.Timeout)
+	if cfg.Demo != DemoRestart {
+		fmt.Fprintf(w, "%d members in queue group %q, %d requests per row, %d in flight, deadline %v per request\n",
+			cfg.Members, Group, cfg.Requests, cfg.Concurrency, cfg.Timeout)
+	}
 	var tables []*Table
 	for _, model := range []struct {
 		demo  Demo
@@ -72,7 +74,6 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w, progress io.Writer) e
 		}
 		fmt.Fprintln(w)
 		rt.Write(w)
-		tables = append(tables, nil) // marks that the restart ran
 		writeTargets(w, tables, rt)
 		return nil
 	}
@@ -162,9 +163,6 @@ func writeTargets(w io.Writer, tables []*Table, rt *RestartTable) {
 		return "NOT met"
 	}
 	for _, t := range tables {
-		if t == nil {
-			continue
-		}
 		base := t.Rows[0]
 		bp99 := Percentile(base.Load.Latencies, 99)
 		switch t.Fault {

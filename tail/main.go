@@ -89,9 +89,10 @@ is a terminal.`)
 }
 
 // progressWriter returns stderr when it is a terminal, for the progress
-// line, else nil: piped or redirected output stays clean. A character
-// device is a terminal here; this needs no module beyond the standard
-// library (golang.org/x/term is not among the project's dependencies).
+// line, else nil: stderr piped or redirected to a file stays clean. It
+// takes a character device for a terminal, which needs nothing beyond the
+// standard library (golang.org/x/term is not among the project's
+// dependencies); /dev/null is one too, where the line does no harm.
 func progressWriter() io.Writer {
 	fi, err := os.Stderr.Stat()
 	if err != nil || fi.Mode()&os.ModeCharDevice == 0 {

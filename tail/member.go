@@ -85,6 +85,9 @@ type Member struct {
 	queue chan *nats.Msg
 	done  chan struct{} // closed when every worker has returned
 
+	stopOnce sync.Once
+	stopErr  error
+
 	mu         sync.Mutex
 	current    *nats.Subscription   // the subscription in the group, nil while out
 	subs       []*nats.Subscription // every subscription that may still deliver
@@ -288,8 +291,12 @@ func (m *Member) Stats() MemberStats {
 // server answers the PING after the messages it queued for this connection
 // before it), a nats.go Barrier (which runs once the callback has returned
 // for each of them, so each is in progress or done), a wait until the
-// worker has nothing in progress, and a second flush. The error is ctx's, or the flush's.
+// worker has nothing in progress, and a second flush. Without a deadline on
+// ctx it waits at most cli.DrainTimeout (5 s). The error is ctx's, or the
+// flush's.
 func (m *Member) Settle(ctx context.Context) error {
+	ctx, cancel := withDeadline(ctx)
+	defer cancel()
 	if err := m.nc.FlushWithContext(ctx); err != nil {
 		return fmt.Errorf("%s: settle: %w", m.Name, err)
 	}
@@ -337,8 +344,15 @@ func (m *Member) Abandon(ctx context.Context) error {
 // requests already routed to it are still taken), finishes the requests in
 // progress, then drains its connection, which flushes the last replies. It
 // returns once the connection is closed. The error is ctx's if it ends
-// first, or the nats.go error of a drain.
+// first, or the nats.go error of a drain. Only the first call stops the
+// member; later ones wait for it and return its error.
 func (m *Member) Stop(ctx context.Context) error {
+	m.stopOnce.Do(func() { m.stopErr = m.stop(ctx) })
+	return m.stopErr
+}
+
+// stop is Stop's one run.
+func (m *Member) stop(ctx context.Context) error {
 	m.mu.Lock()
 	m.stopping = true
 	subs := m.subs

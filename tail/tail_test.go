@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -480,4 +481,25 @@ func TestDeadlineHeader(t *testing.T) {
 	assert.ErrorAs(t, err, &perr)
 	assert.False(t, Expired(msg, at), "a malformed deadline never expires")
 	assert.False(t, errors.Is(err, nats.ErrTimeout))
+}
+
+// TestServeAndRequest runs the halves apart on one server, as two programs
+// would against one NATS_URL: -serve's members answer -request's requests.
+func TestServeAndRequest(t *testing.T) {
+	s, env := newServerEnv(t)
+	cfg := DefaultConfig()
+	cfg.Requests, cfg.Slow, cfg.Timeout, cfg.Pattern = 100, time.Millisecond, 10*time.Second, "adaptive"
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	var serveOut strings.Builder
+	go func() { served <- Serve(ctx, env, cfg, &serveOut) }()
+	waitForInterest(t, s, Subject, cfg.Members)
+
+	var out strings.Builder
+	require.NoError(t, Request(longCtx(t), env, cfg, &out))
+	assert.Contains(t, out.String(), "hedged, adaptive p95: 100 requests")
+	assert.Contains(t, out.String(), "timed out 0, no responders 0, wrong replies 0")
+	cancel()
+	require.NoError(t, <-served)
+	assert.Contains(t, serveOut.String(), "3 members (fault slow, admission k=0, 0 is off)")
 }
