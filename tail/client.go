@@ -132,7 +132,7 @@ func (c *Client) onReply(msg *nats.Msg) {
 		}
 		return
 	}
-	if id > c.next {
+	if id == 0 || id > c.next {
 		// A call we never made: someone published to our inbox by hand.
 		c.strays.Add(1)
 		return

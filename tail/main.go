@@ -83,6 +83,21 @@ is a terminal.`)
 				return err
 			}
 		}
+		// Each demo refuses the flags of the others.
+		switch Demo(*demo) {
+		case DemoSlow:
+			if err := cli.Refuse(set, "with -demo slow", "stall", "stall-rate", "workers", "gap"); err != nil {
+				return err
+			}
+		case DemoStall:
+			if err := cli.Refuse(set, "with -demo stall", "slow", "gap"); err != nil {
+				return err
+			}
+		case DemoRestart:
+			if err := cli.Refuse(set, "with -demo restart", "requests", "hedge", "admit", "slow", "stall", "stall-rate", "workers"); err != nil {
+				return err
+			}
+		}
 		return cfg.Check()
 	}
 	return fs, check

@@ -446,6 +446,10 @@ func TestFlags(t *testing.T) {
 		{"zero timeout", []string{"-timeout", "0s"}, false},
 		{"stall rate above 1", []string{"-stall-rate", "2"}, false},
 		{"an argument", []string{"extra"}, false},
+		{"the restart demo ignores -hedge", []string{"-demo", "restart", "-hedge", "1ms"}, false},
+		{"the slow demo ignores -stall", []string{"-demo", "slow", "-stall", "1ms"}, false},
+		{"the stall demo ignores -slow", []string{"-demo", "stall", "-slow", "1ms"}, false},
+		{"the stall demo takes -workers", []string{"-demo", "stall", "-workers", "1"}, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -502,4 +506,40 @@ func TestServeAndRequest(t *testing.T) {
 	cancel()
 	require.NoError(t, <-served)
 	assert.Contains(t, serveOut.String(), "3 members (fault slow, admission k=0, 0 is off)")
+}
+
+// TestStrays checks that a message published to a client's inbox by hand
+// is counted as a stray and never handed to a caller, even while a call
+// waits: a caller gets only replies to its own call's reply subjects.
+func TestStrays(t *testing.T) {
+	_, env := newServerEnv(t)
+	rc, err := env.Connect("responder")
+	require.NoError(t, err)
+	got := make(chan *nats.Msg, 1)
+	_, err = rc.Subscribe(Subject, func(m *nats.Msg) { got <- m })
+	require.NoError(t, err)
+	require.NoError(t, rc.Flush())
+	nc, err := env.Connect("requester")
+	require.NoError(t, err)
+	c, err := NewClient(nc, Policy{})
+	require.NoError(t, err)
+	defer c.Close()
+
+	done := make(chan *nats.Msg, 1)
+	go func() {
+		msg, err := c.Request(longCtx(t), Subject, []byte("3"))
+		assert.NoError(t, err)
+		done <- msg
+	}()
+	req := <-got
+	// Forged replies: a call never made, call 0, and a subject that does
+	// not parse, all on the client's inbox.
+	for _, subj := range []string{c.prefix + "999.0", c.prefix + "0.0", c.prefix + "x"} {
+		require.NoError(t, rc.Publish(subj, []byte("3 forger")))
+	}
+	require.NoError(t, rc.Flush())
+	require.NoError(t, c.Settle(longCtx(t)))
+	assert.Equal(t, int64(3), c.Stats().Strays)
+	require.NoError(t, req.Respond([]byte("3 responder")))
+	assert.Equal(t, "3 responder", string((<-done).Data))
 }
