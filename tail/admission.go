@@ -21,12 +21,14 @@ package main
 //
 // The cost is subscription churn: a SUB and an UNSUB every time a member
 // crosses k, each a protocol message the server processes and, on a cluster,
-// propagates to every other node as a change of interest, which takes a
-// round trip there; until it arrives, other nodes still route to the member
-// (it answers those too). And if every member is out at once, a request
-// finds no member at all and fails with nats.ErrNoResponders: k times the
-// members must exceed the requests in flight, or callers must retry
-// (retry.go).
+// propagates to every other node as a change of interest. Until a leave
+// arrives there, another node may still route a request to the member's
+// node, which no longer has it and drops the request: the caller times out
+// (BenchmarkInterestChange measures how often), so on a cluster callers
+// must retry on timeout, which needs an idempotent handler. And if every
+// member is out at once, a request finds no member at all and fails with
+// nats.ErrNoResponders: k times the members must exceed the requests in
+// flight, or callers must retry (retry.go).
 func (m *Member) admit() {
 	if m.opts.Admit == 0 || m.current == nil || m.inProgress < m.opts.Admit {
 		return

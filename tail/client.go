@@ -232,8 +232,10 @@ func (c *Client) publish(subject string, data []byte, id uint64, cp int, deadlin
 // a deadline: the overall deadline of the request, after which it fails
 // with an error wrapping nats.ErrTimeout; without one the error wraps
 // nats.ErrInvalidArg at once. When nobody subscribes to subject the error
-// wraps nats.ErrNoResponders (after the retries, with Policy.Retry). A ctx
-// cancelled before its deadline ends the request with ctx.Err(). Other
+// wraps nats.ErrNoResponders, at once; with Policy.Retry, once the retries
+// have spent the deadline, it wraps ErrBudgetSpent, nats.ErrTimeout and
+// the last attempt's error (nats.ErrNoResponders or nats.ErrTimeout). A
+// ctx cancelled before its deadline ends the request with ctx.Err(). Other
 // errors are the publish's (nats.ErrConnectionClosed, ...).
 //
 // Whatever the policy, a caller gets at most one reply, and it is a reply
