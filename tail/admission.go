@@ -36,8 +36,11 @@ func (m *Member) admit() {
 	// Drain sends the UNSUB and keeps delivering what was routed before it.
 	// Its error is nats.ErrConnectionClosed or ErrBadSubscription when the
 	// member is going away anyway: nothing to undo.
-	if err := m.current.Drain(); err == nil {
-		m.leaves.Add(1)
+	// Counted before the UNSUB leaves, so whoever sees the server's
+	// interest drop sees the count.
+	m.leaves.Add(1)
+	if err := m.current.Drain(); err != nil {
+		m.leaves.Add(-1)
 	}
 	m.current = nil
 }

@@ -220,10 +220,12 @@ func (c *Client) publish(subject string, data []byte, id uint64, cp int, deadlin
 	if c.policy.Propagate {
 		SetDeadline(msg, deadline)
 	}
+	// Counted before it leaves, so whoever sees the copy sees the count.
+	c.sent.Add(1)
 	if err := c.nc.PublishMsg(msg); err != nil {
+		c.sent.Add(-1)
 		return fmt.Errorf("request %q: %w", subject, err)
 	}
-	c.sent.Add(1)
 	return nil
 }
 
@@ -293,11 +295,12 @@ func (c *Client) attempt(ctx context.Context, subject string, data []byte, id ui
 			if first+copies >= maxCopies {
 				continue
 			}
+			c.hedges.Add(1)
 			if err := c.publish(subject, data, id, first+copies, deadline); err != nil {
+				c.hedges.Add(-1)
 				return nil, copies, err
 			}
 			copies++
-			c.hedges.Add(1)
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 				return nil, copies, fmt.Errorf("request %q: %w", subject, nats.ErrTimeout)

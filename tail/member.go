@@ -155,8 +155,12 @@ func StartMember(env *cli.Env, name string, opts MemberOptions) (*Member, error)
 
 // join subscribes the member to Subject in Group. m.mu is held.
 func (m *Member) join() error {
+	// Counted before the SUB leaves, so whoever sees the server's interest
+	// rise sees the count.
+	m.joins.Add(1)
 	sub, err := m.nc.QueueSubscribe(Subject, Group, m.take)
 	if err != nil {
+		m.joins.Add(-1)
 		return err
 	}
 	// Forget subscriptions that have finished draining.
@@ -168,7 +172,6 @@ func (m *Member) join() error {
 	}
 	m.subs = append(live, sub)
 	m.current = sub
-	m.joins.Add(1)
 	return nil
 }
 
