@@ -57,7 +57,9 @@ func restartBackoff(cfg Config) *Backoff {
 // drains (Member.Stop) and comes back after cfg.Gap, one at a time,
 // RestartRounds times: with one member, where every restart leaves the
 // group empty, and with cfg.Members members, where the others cover the
-// gap. The error is a member's or the connection's.
+// gap. The error is a member's or the connection's, or one wrapping
+// ctx.Err() when ctx ends before the last row is measured: an interrupted
+// restart has no table, so no verdict is drawn from part of it.
 func RollingRestart(ctx context.Context, env *cli.Env, nc *nats.Conn, cfg Config, progress io.Writer) (*RestartTable, error) {
 	t := &RestartTable{Gap: cfg.Gap}
 	retry := restartBackoff(cfg)
@@ -131,8 +133,13 @@ func restartRow(ctx context.Context, env *cli.Env, nc *nats.Conn, cfg Config, n 
 	if restartErr != nil {
 		return nil, errors.Join(restartErr, stopAll())
 	}
+	// An interrupted row measured part of a restart: no row at all, so
+	// that nobody reads a verdict into it.
+	if err := ctx.Err(); err != nil {
+		return nil, errors.Join(fmt.Errorf("rolling restart: %w", err), stopAll())
+	}
 	row := &RestartRow{Members: n, Load: res, Client: c.Stats()}
-	if res.FirstError != nil && ctx.Err() == nil {
+	if res.FirstError != nil {
 		return nil, errors.Join(res.FirstError, stopAll())
 	}
 	return row, stopAll()
@@ -140,20 +147,21 @@ func restartRow(ctx context.Context, env *cli.Env, nc *nats.Conn, cfg Config, n 
 
 // restartAll drains and restarts each member in turn, RestartRounds times:
 // Stop (which answers every request it had), away for gap, then a new
-// member of the same name joins. members is updated in place.
+// member of the same name joins. members is updated in place. When ctx
+// ends first it returns ctx.Err(): the restart did not happen in full.
 func restartAll(ctx context.Context, env *cli.Env, members []*Member, gap time.Duration, stop func(*Member) error) error {
 	for range RestartRounds {
 		for i, m := range members {
 			// Let traffic flow a while before each restart.
 			if err := sleepCtx(ctx, 2*gap); err != nil {
-				return nil
+				return ctx.Err()
 			}
 			if err := stop(m); err != nil {
 				return err
 			}
 			members[i] = nil
 			if err := sleepCtx(ctx, gap); err != nil {
-				return nil
+				return ctx.Err()
 			}
 			nm, err := StartMember(env, m.Name, MemberOptions{})
 			if err != nil {
@@ -162,7 +170,10 @@ func restartAll(ctx context.Context, env *cli.Env, members []*Member, gap time.D
 			members[i] = nm
 		}
 	}
-	return sleepCtx(ctx, 2*gap)
+	if err := sleepCtx(ctx, 2*gap); err != nil {
+		return ctx.Err()
+	}
+	return nil
 }
 
 // Write prints the table.
@@ -176,9 +187,11 @@ func (t *RestartTable) Write(w io.Writer) {
 }
 
 // Verdict says whether retries turned every failure of the plain requests
-// into a success within the deadline.
+// into a success within the deadline: met only when the plain requests
+// failed, and every row with retries sent requests and none failed.
 func (t *RestartTable) Verdict() string {
 	var plainFailed, retryFailed, retried int
+	retryRows, emptyRows := 0, 0
 	for _, r := range t.Rows {
 		failed := r.Load.Requests - r.Load.Answered
 		if r.Name == "plain requests" {
@@ -186,10 +199,14 @@ func (t *RestartTable) Verdict() string {
 		} else {
 			retryFailed += failed
 			retried += int(r.Client.Retries)
+			retryRows++
+			if r.Load.Requests == 0 {
+				emptyRows++
+			}
 		}
 	}
 	ok := "met"
-	if retryFailed > 0 || plainFailed == 0 {
+	if retryFailed > 0 || plainFailed == 0 || retryRows == 0 || emptyRows > 0 {
 		ok = "NOT met"
 	}
 	return fmt.Sprintf("plain requests failed %d times; with retries %d failed after %d retries: %s", plainFailed, retryFailed, retried, ok)

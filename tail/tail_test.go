@@ -543,3 +543,45 @@ func TestStrays(t *testing.T) {
 	require.NoError(t, req.Respond([]byte("3 responder")))
 	assert.Equal(t, "3 responder", string((<-done).Data))
 }
+
+// TestRollingRestartInterrupted checks that a rolling restart whose context
+// ends before it is over returns ctx's error and no table: a Ctrl-C during
+// the restart once printed the rows measured so far, empty rows for the
+// rest, and "met" for a retry row that never ran.
+func TestRollingRestartInterrupted(t *testing.T) {
+	_, env := newServerEnv(t)
+	nc, err := env.Connect("requester")
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	cfg := DefaultConfig()
+	cfg.Gap = time.Millisecond
+	table, err := RollingRestart(ctx, env, nc, cfg, nil)
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Nil(t, table)
+}
+
+// TestRestartVerdict checks the rolling restart's verdict: met only when
+// plain requests failed and every retry row sent requests, none failing.
+func TestRestartVerdict(t *testing.T) {
+	row := func(name string, requests, answered int) *RestartRow {
+		return &RestartRow{Name: name, Load: &LoadResult{Requests: requests, Answered: answered}}
+	}
+	tests := []struct {
+		name string
+		rows []*RestartRow
+		met  bool
+	}{
+		{"retries fixed every failure", []*RestartRow{row("plain requests", 10, 7), row("retry", 10, 10)}, true},
+		{"a retried request failed", []*RestartRow{row("plain requests", 10, 7), row("retry", 10, 9)}, false},
+		{"plain requests never failed: nothing shown", []*RestartRow{row("plain requests", 10, 10), row("retry", 10, 10)}, false},
+		{"a retry row that sent nothing", []*RestartRow{row("plain requests", 10, 7), row("retry", 10, 10), row("retry", 0, 0)}, false},
+		{"no retry row", []*RestartRow{row("plain requests", 10, 7)}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			v := (&RestartTable{Rows: tc.rows}).Verdict()
+			assert.Equal(t, tc.met, !strings.HasSuffix(v, "NOT met"), v)
+		})
+	}
+}
