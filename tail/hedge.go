@@ -48,7 +48,7 @@ func (c *Client) hedgeDelay() (time.Duration, bool) {
 	}
 	if h.Adaptive {
 		p := h.Percentile
-		if p <= 0 || p >= 100 {
+		if !(p > 0 && p < 100) { // also NaN
 			p = 95
 		}
 		if d, ok := c.window.Percentile(p); ok {

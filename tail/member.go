@@ -117,7 +117,7 @@ const queueCap = 1 << 14
 // connect, subscribe or flush (nats.ErrNoServers, nats.ErrConnectionClosed,
 // ...) or nats.ErrInvalidArg for options out of range.
 func StartMember(env *cli.Env, name string, opts MemberOptions) (*Member, error) {
-	if opts.Slow < 0 || opts.Stall < 0 || opts.StallRate < 0 || opts.StallRate > 1 || opts.Admit < 0 || opts.Workers < 0 {
+	if opts.Slow < 0 || opts.Stall < 0 || !(opts.StallRate >= 0 && opts.StallRate <= 1) || opts.Admit < 0 || opts.Workers < 0 {
 		return nil, fmt.Errorf("member %s: options %+v out of range: %w", name, opts, nats.ErrInvalidArg)
 	}
 	nc, err := env.Connect(name)

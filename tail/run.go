@@ -120,7 +120,7 @@ func (cfg *Config) Check() error {
 		return cli.Usagef("-timeout %v must be > 0", cfg.Timeout)
 	case cfg.Slow < 0 || cfg.Stall < 0 || cfg.Gap < 0:
 		return cli.Usagef("-slow, -stall and -gap must be ≥ 0")
-	case cfg.StallRate < 0 || cfg.StallRate > 1:
+	case !(cfg.StallRate >= 0 && cfg.StallRate <= 1): // also NaN, which flag parses
 		return cli.Usagef("-stall-rate %v must be in [0, 1]", cfg.StallRate)
 	case cfg.Hedge <= 0:
 		return cli.Usagef("-hedge %v must be > 0", cfg.Hedge)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 	"testing"
@@ -160,6 +161,26 @@ func TestAdaptiveDelay(t *testing.T) {
 			d, ok := c.hedgeDelay()
 			require.True(t, ok)
 			assert.Equal(t, tc.want, d)
+		})
+	}
+}
+
+// TestStartMemberRange checks that StartMember refuses options out of
+// range, NaN among them, with nats.ErrInvalidArg and without connecting.
+func TestStartMemberRange(t *testing.T) {
+	tests := []struct {
+		name string
+		opts MemberOptions
+	}{
+		{"negative slow", MemberOptions{Fault: Fault{Slow: -1}}},
+		{"stall rate NaN", MemberOptions{Fault: Fault{StallRate: math.NaN()}}},
+		{"stall rate above 1", MemberOptions{Fault: Fault{StallRate: 1.5}}},
+		{"negative admit", MemberOptions{Admit: -1}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := StartMember(cli.NewEnv("tail", "nats://127.0.0.1:1"), "member-1", tc.opts)
+			assert.ErrorIs(t, err, nats.ErrInvalidArg)
 		})
 	}
 }
@@ -445,6 +466,10 @@ func TestFlags(t *testing.T) {
 		{"unknown pattern", []string{"-request", "-pattern", "magic"}, false},
 		{"zero timeout", []string{"-timeout", "0s"}, false},
 		{"stall rate above 1", []string{"-stall-rate", "2"}, false},
+		// flag parses NaN, which compares false with everything: it once
+		// passed the range check and turned the stalls off.
+		{"stall rate NaN", []string{"-stall-rate", "NaN"}, false},
+		{"stall rate -Inf", []string{"-stall-rate", "-Inf"}, false},
 		{"an argument", []string{"extra"}, false},
 		{"the restart demo ignores -hedge", []string{"-demo", "restart", "-hedge", "1ms"}, false},
 		{"the slow demo ignores -stall", []string{"-demo", "slow", "-stall", "1ms"}, false},
