@@ -140,16 +140,20 @@ func (t *Table) row(key string) *Row {
 }
 
 // fastP99 is the p99 of the replies the fast members (all but member-1)
-// sent in row r.
-func fastP99(r *Row) time.Duration {
+// sent in row r; false when they sent none (-members 1), and there is
+// nothing to compare with.
+func fastP99(r *Row) (time.Duration, bool) {
 	var all []time.Duration
 	for name, l := range r.Load.ByMember {
 		if name != memberName(1) {
 			all = append(all, l...)
 		}
 	}
+	if len(all) == 0 {
+		return 0, false
+	}
 	slices.Sort(all)
-	return Percentile(all, 99)
+	return Percentile(all, 99), true
 }
 
 // writeTargets checks the targets against the measured rows and
@@ -176,7 +180,13 @@ func writeTargets(w io.Writer, tables []*Table, rt *RestartTable) {
 		case "slow":
 			for _, key := range []string{"admission", "admission+adaptive"} {
 				r := t.row(key)
-				p99, fp99 := Percentile(r.Load.Latencies, 99), fastP99(r)
+				p99 := Percentile(r.Load.Latencies, 99)
+				fp99, ok := fastP99(r)
+				if !ok {
+					fmt.Fprintf(w, "  slow member, %s: p99 %s, no fast member answered to compare with (n/a), churn %d subscription changes\n",
+						r.Pattern.Name, ms(p99), r.Churn())
+					continue
+				}
 				fmt.Fprintf(w, "  slow member, %s: p99 %s vs the fast members' p99 %s (≤ 2×: %s), churn %d subscription changes\n",
 					r.Pattern.Name, ms(p99), ms(fp99), verdict(p99 <= 2*fp99), r.Churn())
 			}

@@ -610,3 +610,23 @@ func TestRestartVerdict(t *testing.T) {
 		})
 	}
 }
+
+// TestSlowTargetsOneMember checks the slow-member targets when member-1 is
+// the only member: there is no fast member to compare admission control
+// with, and the verdict says so instead of comparing with a p99 of 0.
+func TestSlowTargetsOneMember(t *testing.T) {
+	cfg := DefaultConfig()
+	table := &Table{Fault: "slow"}
+	for _, p := range patterns(cfg) {
+		table.Rows = append(table.Rows, &Row{
+			Pattern: p,
+			Load: &LoadResult{Requests: 1, Answered: 1, Latencies: []time.Duration{time.Millisecond},
+				ByMember: map[string][]time.Duration{memberName(1): {time.Millisecond}}},
+			Members: []MemberStats{{Name: memberName(1), Executed: 1, Joins: 1}},
+		})
+	}
+	var out strings.Builder
+	writeTargets(&out, []*Table{table}, nil)
+	assert.Contains(t, out.String(), "slow member, admission k=2 + retry: p99 1.00ms, no fast member answered to compare with (n/a)")
+	assert.NotContains(t, out.String(), "0.00ms")
+}
