@@ -85,6 +85,18 @@ type Member struct {
 	queue chan *nats.Msg
 	done  chan struct{} // closed when every worker has returned
 
+	// qmu guards the queue's close: take holds it shared while it queues,
+	// so Stop closes the queue only once no callback can send on it, even
+	// when the subscriptions never reported their drain done (connection
+	// lost). qclosed is set with the close.
+	qmu     sync.RWMutex
+	qclosed bool
+
+	// halted is closed by halt (Abandon, or a Stop out of time): work in
+	// progress and queued is given up and counted as Backlog.
+	halted   chan struct{}
+	haltOnce sync.Once
+
 	stopOnce sync.Once
 	stopErr  error
 
@@ -100,15 +112,17 @@ type Member struct {
 	skipped  atomic.Int64 // expired requests skipped (Propagate)
 	cut      atomic.Int64 // requests whose deadline passed midway (Propagate)
 	failed   atomic.Int64 // replies that could not be published
-	backlog  atomic.Int64 // requests abandoned unstarted by Abandon
-	abandon  atomic.Bool  // set by Abandon: skip the queued requests
+	backlog  atomic.Int64 // requests given up, queued or in progress, after halt
 	joins    atomic.Int64 // SUBs sent: the first join and every rejoin
 	leaves   atomic.Int64 // UNSUBs sent by admission control
 }
 
-// queueCap bounds the member's queue of taken requests. A full queue blocks
-// the subscription callback, and then nats.go's own pending buffer holds the
-// rest: nothing is lost, only held.
+// queueCap bounds the member's queue of taken requests: 16384. A full queue
+// blocks the subscription callback, and then nats.go's pending buffer of
+// the subscription holds the rest, up to its limits (nats.go's defaults,
+// 512Ki messages or 64 MiB); beyond them nats.go drops requests as a slow
+// consumer (nats.ErrSlowConsumer, written to stderr by the Env's error
+// handler), and their callers time out.
 const queueCap = 1 << 14
 
 // StartMember connects a member named name to env, subscribes it to Subject
@@ -129,8 +143,9 @@ func StartMember(env *cli.Env, name string, opts MemberOptions) (*Member, error)
 		nc:    nc,
 		opts:  opts,
 		rng:   rand.New(rand.NewPCG(opts.Seed, 0x7a11)),
-		queue: make(chan *nats.Msg, queueCap),
-		done:  make(chan struct{}),
+		queue:  make(chan *nats.Msg, queueCap),
+		done:   make(chan struct{}),
+		halted: make(chan struct{}),
 	}
 	m.mu.Lock()
 	err = m.join()
@@ -177,15 +192,38 @@ func (m *Member) join() error {
 
 // take is the subscription callback: it counts the request in progress,
 // lets admission control decide whether to leave the group, and queues the
-// request for the worker.
+// request for the worker. After Stop has closed the queue (which it does
+// before a callback can run again only when the connection was lost),
+// the request is counted as Backlog: nobody will work on it.
 func (m *Member) take(msg *nats.Msg) {
 	m.received.Add(1)
+	m.qmu.RLock()
+	defer m.qmu.RUnlock()
+	if m.qclosed {
+		m.backlog.Add(1)
+		return
+	}
 	m.mu.Lock()
 	m.inProgress++
 	m.admit()
 	m.mu.Unlock()
 	m.queue <- msg
 }
+
+// closeQueue closes the queue once no callback is sending on it; the
+// workers then finish what it holds and return. Idempotent.
+func (m *Member) closeQueue() {
+	m.qmu.Lock()
+	defer m.qmu.Unlock()
+	if !m.qclosed {
+		m.qclosed = true
+		close(m.queue)
+	}
+}
+
+// halt gives up the work: what is queued and what is in progress ends
+// at once, unanswered, and counts as Backlog. Idempotent.
+func (m *Member) halt() { m.haltOnce.Do(func() { close(m.halted) }) }
 
 // work is one worker: one request at a time, in order of arrival.
 func (m *Member) work() {
@@ -209,7 +247,12 @@ func (m *Member) work() {
 // (Slow) and reply "<number> <name>".
 func (m *Member) serve(msg *nats.Msg) {
 	if m.opts.Gate != nil {
-		<-m.opts.Gate
+		select {
+		case <-m.opts.Gate:
+		case <-m.halted:
+			m.backlog.Add(1)
+			return
+		}
 	}
 	// Under Propagate the work runs against the request's deadline, as a Go
 	// handler runs against its context: skipped if it has passed already,
@@ -227,11 +270,14 @@ func (m *Member) serve(msg *nats.Msg) {
 			deadline = t.C
 		}
 	}
-	if m.abandon.Load() {
-		// The measurement is over and every caller has returned: this is
-		// work the member would still do, for nobody.
+	select {
+	case <-m.halted:
+		// The measurement is over and every caller has returned, or the
+		// member is out of time to stop: this is work the member would
+		// still do, for nobody.
 		m.backlog.Add(1)
 		return
+	default:
 	}
 	d := m.opts.Slow
 	if m.opts.StallRate > 0 && m.draw() < m.opts.StallRate {
@@ -244,6 +290,10 @@ func (m *Member) serve(msg *nats.Msg) {
 		case <-deadline:
 			t.Stop()
 			m.cut.Add(1)
+			return
+		case <-m.halted:
+			t.Stop()
+			m.backlog.Add(1)
 			return
 		}
 	}
@@ -271,8 +321,8 @@ type MemberStats struct {
 	Name string
 	// Received requests, Executed (work done, reply sent), Skipped because
 	// their deadline had passed, Cut short when it passed midway, Failed
-	// replies (publish error), and the Backlog that Abandon found still
-	// queued.
+	// replies (publish error), and the Backlog given up unanswered after
+	// Abandon (or a Stop out of time), queued or in progress.
 	Received, Executed, Skipped, Cut, Failed, Backlog int64
 	// Joins are the SUBs it sent (1 without admission control), Leaves the
 	// UNSUBs admission control sent: the subscription churn.
@@ -333,12 +383,14 @@ func (m *Member) Settle(ctx context.Context) error {
 }
 
 // Abandon is Settle for the end of a measurement, when every caller has
-// returned: the requests still queued are not worked on but counted as
-// Backlog (or as Skipped when Propagate finds them expired), so a slow
-// member's long queue does not keep the demo waiting. Requests already in
-// progress finish as usual. The error is Settle's.
+// returned: the requests still queued, and the work in progress, are given
+// up unanswered and counted as Backlog (or as Skipped when Propagate finds
+// them expired), so neither a slow member's long queue nor a request that
+// takes longer than DrainTimeout (-slow 1h) keeps the demo waiting. Every
+// reply it would send goes to a caller that has left. The member stays in
+// the group until Stop, giving up what comes. The error is Settle's.
 func (m *Member) Abandon(ctx context.Context) error {
-	m.abandon.Store(true)
+	m.halt()
 	return m.Settle(ctx)
 }
 
@@ -346,9 +398,16 @@ func (m *Member) Abandon(ctx context.Context) error {
 // SIGTERM: it leaves the group for good (draining every subscription, so
 // requests already routed to it are still taken), finishes the requests in
 // progress, then drains its connection, which flushes the last replies. It
-// returns once the connection is closed. The error is ctx's if it ends
-// first, or the nats.go error of a drain. Only the first call stops the
-// member; later ones wait for it and return its error.
+// returns once the connection is closed.
+//
+// When the connection is not connected (the server went away and nats.go
+// is reconnecting, or it is closed) there is nothing to drain to: Stop
+// gives up the work at once, closes the connection and returns an error
+// wrapping nats.ErrConnectionReconnecting or nats.ErrConnectionClosed.
+// When ctx ends first, it does the same and returns an error wrapping
+// ctx.Err(). Either way every goroutine of the member has ended when it
+// returns. The error of a drain is nats.go's. Only the first call stops
+// the member; later ones wait for it and return its error.
 func (m *Member) Stop(ctx context.Context) error {
 	m.stopOnce.Do(func() { m.stopErr = m.stop(ctx) })
 	return m.stopErr
@@ -361,25 +420,26 @@ func (m *Member) stop(ctx context.Context) error {
 	subs := m.subs
 	m.subs, m.current = nil, nil
 	m.mu.Unlock()
-	for _, sub := range subs {
-		closed := sub.StatusChanged(nats.SubscriptionClosed)
-		if !sub.IsDraining() {
-			if err := sub.Drain(); err != nil && !errors.Is(err, nats.ErrBadSubscription) && !errors.Is(err, nats.ErrConnectionClosed) {
-				return fmt.Errorf("%s: drain subscription: %w", m.Name, err)
-			}
-		}
+	err := m.leave(ctx, subs)
+	if err == nil {
+		// No callback runs any more: the queue has all it will get, and
+		// the workers finish it.
+		m.closeQueue()
 		select {
-		case <-closed:
+		case <-m.done:
 		case <-ctx.Done():
-			return fmt.Errorf("%s: drain subscription: %w", m.Name, ctx.Err())
+			err = fmt.Errorf("%s: finish work: %w", m.Name, ctx.Err())
 		}
 	}
-	// No callback runs any more: the queue has all it will get.
-	close(m.queue)
-	select {
-	case <-m.done:
-	case <-ctx.Done():
-		return fmt.Errorf("%s: finish work: %w", m.Name, ctx.Err())
+	if err != nil {
+		// Out of time, or no server: give up the work, close the
+		// connection (its callbacks stop), then the queue. Every wait of
+		// a worker also waits on halted, so they end at once.
+		m.halt()
+		m.nc.Close()
+		m.closeQueue()
+		<-m.done
+		return err
 	}
 	closed := m.nc.StatusChanged(nats.CLOSED)
 	defer m.nc.RemoveStatusListener(closed)
@@ -393,6 +453,55 @@ func (m *Member) stop(ctx context.Context) error {
 	case <-closed:
 		return nil
 	case <-ctx.Done():
+		m.nc.Close()
 		return fmt.Errorf("%s: drain connection: %w", m.Name, ctx.Err())
 	}
+}
+
+// leave drains every subscription in subs and waits until each has
+// delivered what the server routed to it before the UNSUB: then no callback
+// runs any more. The error wraps nats.ErrConnectionReconnecting or
+// nats.ErrConnectionClosed when there is no server to drain to, ctx.Err()
+// when it ends first, or a drain's nats.go error.
+func (m *Member) leave(ctx context.Context, subs []*nats.Subscription) error {
+	switch {
+	case m.nc.IsClosed():
+		return fmt.Errorf("%s: leave the group: %w", m.Name, nats.ErrConnectionClosed)
+	case !m.nc.IsConnected():
+		return fmt.Errorf("%s: leave the group: %w", m.Name, nats.ErrConnectionReconnecting)
+	}
+	for _, sub := range subs {
+		closed := sub.StatusChanged(nats.SubscriptionClosed)
+		if !sub.IsDraining() {
+			if err := sub.Drain(); err != nil && !errors.Is(err, nats.ErrBadSubscription) {
+				return fmt.Errorf("%s: drain subscription: %w", m.Name, err)
+			}
+		}
+		select {
+		case <-closed:
+		case <-ctx.Done():
+			return fmt.Errorf("%s: drain subscription: %w", m.Name, ctx.Err())
+		}
+	}
+	return nil
+}
+
+// StopAll stops members at once (Stop), each bounded by cli.DrainTimeout
+// even when ctx has ended, as a program that is stopping does. The error
+// joins theirs. nil members are skipped.
+func StopAll(ctx context.Context, members []*Member) error {
+	errs := make([]error, len(members))
+	var wg sync.WaitGroup
+	for i, m := range members {
+		if m == nil {
+			continue
+		}
+		wg.Go(func() {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cli.DrainTimeout)
+			defer cancel()
+			errs[i] = m.Stop(sctx)
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }

@@ -101,15 +101,7 @@ func restartRow(ctx context.Context, env *cli.Env, nc *nats.Conn, cfg Config, n 
 		defer cancel()
 		return m.Stop(sctx)
 	}
-	stopAll := func() error {
-		var errs []error
-		for _, m := range members {
-			if m != nil {
-				errs = append(errs, stop(m))
-			}
-		}
-		return errors.Join(errs...)
-	}
+	stopAll := func() error { return StopAll(ctx, members) }
 	for i := range members {
 		m, err := StartMember(env, memberName(i+1), MemberOptions{})
 		if err != nil {

@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -279,19 +278,7 @@ func (r *Row) Verified() bool {
 // members.
 func measure(ctx context.Context, env *cli.Env, nc *nats.Conn, cfg Config, fault func(int) MemberOptions, p Pattern, progress func(int)) (*Row, error) {
 	members := make([]*Member, 0, cfg.Members)
-	stopAll := func() error {
-		errs := make([]error, len(members))
-		var wg sync.WaitGroup
-		for i, m := range members {
-			wg.Go(func() {
-				sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cli.DrainTimeout)
-				defer cancel()
-				errs[i] = m.Stop(sctx)
-			})
-		}
-		wg.Wait()
-		return errors.Join(errs...)
-	}
+	stopAll := func() error { return StopAll(ctx, members) }
 	for i := 1; i <= cfg.Members; i++ {
 		opts := fault(i)
 		opts.Propagate, opts.Admit = p.Propagate, p.Admit

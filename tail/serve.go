@@ -37,12 +37,9 @@ func Serve(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 			len(members), cfg.Fault, admit, Subject, Group)
 		err = cli.WaitForInterrupt(ctx)
 	}
-	for _, m := range members {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cli.DrainTimeout)
-		err = errors.Join(err, m.Stop(sctx))
-		cancel()
-	}
-	return err
+	// All at once: each drain is bounded by cli.DrainTimeout, so a lost
+	// server costs one timeout, not one per member.
+	return errors.Join(err, StopAll(ctx, members))
 }
 
 // Request is -request: cfg.Requests requests with the requester side of

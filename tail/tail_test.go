@@ -630,3 +630,81 @@ func TestSlowTargetsOneMember(t *testing.T) {
 	assert.Contains(t, out.String(), "slow member, admission k=2 + retry: p99 1.00ms, no fast member answered to compare with (n/a)")
 	assert.NotContains(t, out.String(), "0.00ms")
 }
+
+// TestMemberGivesUp checks the paths where a member gives up work instead
+// of waiting for it: Abandon with a request in progress that would never
+// end (once it waited for it and failed with a settle timeout: -slow 8s
+// ended the demo with "member-1: settle: context deadline exceeded"), Stop
+// whose context ends while a request is in progress, and Stop after the
+// server has gone (once it waited out its context on a drain that could
+// not happen, one member after the other). Each ends every goroutine of
+// the member (goleak) and counts the request as Backlog.
+func TestMemberGivesUp(t *testing.T) {
+	tests := []struct {
+		name string
+		// give gives up on m, which holds one request in progress, and
+		// returns the error.
+		give    func(t *testing.T, s *server.Server, m *Member) error
+		wantErr error
+	}{
+		{
+			name: "Abandon with work in progress",
+			give: func(t *testing.T, _ *server.Server, m *Member) error {
+				if err := m.Abandon(longCtx(t)); err != nil {
+					return err
+				}
+				stop(t, m)
+				return nil
+			},
+		},
+		{
+			name: "Stop out of time",
+			give: func(_ *testing.T, _ *server.Server, m *Member) error {
+				ctx, cancel := context.WithCancel(context.Background())
+				cancel()
+				return m.Stop(ctx)
+			},
+			wantErr: context.Canceled,
+		},
+		{
+			name: "Stop with the server gone",
+			give: func(t *testing.T, s *server.Server, m *Member) error {
+				reconnecting := m.nc.StatusChanged(nats.RECONNECTING)
+				defer m.nc.RemoveStatusListener(reconnecting)
+				s.Shutdown()
+				<-reconnecting
+				return m.Stop(longCtx(t))
+			},
+			wantErr: nats.ErrConnectionReconnecting,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, env := newServerEnv(t)
+			gate := make(chan struct{}) // never opened: the work never ends
+			m, err := StartMember(env, "member-1", MemberOptions{Gate: gate})
+			require.NoError(t, err)
+			nc, err := env.Connect("requester")
+			require.NoError(t, err)
+			require.NoError(t, nc.PublishRequest(Subject, nc.NewInbox(), []byte("1")))
+			require.NoError(t, nc.Flush())
+			require.Eventually(t, func() bool { return m.Stats().Received == 1 }, testserver.ReadyTimeout, time.Millisecond)
+			nc.Close() // the requester is done, before any server goes away
+
+			err = tc.give(t, s, m)
+			if tc.wantErr == nil {
+				require.NoError(t, err)
+			} else {
+				require.ErrorIs(t, err, tc.wantErr)
+			}
+			st := m.Stats()
+			assert.Equal(t, int64(1), st.Backlog, "%+v", st)
+			assert.Zero(t, st.Executed)
+			select {
+			case <-m.done:
+			default:
+				t.Fatal("a worker is still running")
+			}
+		})
+	}
+}
