@@ -51,8 +51,8 @@ type Client struct {
 	// hedgeAfter starts the hedge delay; time.After unless a test replaces
 	// it to decide itself when the delay is over.
 	hedgeAfter func(time.Duration) <-chan time.Time
-	// now and sleep are the retry's clock: time.Now and sleepCtx unless a
-	// test replaces them.
+	// now and sleep are the client's clock, for the overall deadline and
+	// the retry's waits: time.Now and sleepCtx unless a test replaces them.
 	now   func() time.Time
 	sleep func(context.Context, time.Duration) error
 
@@ -252,20 +252,25 @@ func (c *Client) Request(ctx context.Context, subject string, data []byte) (*nat
 	if c.policy.Retry != nil {
 		return c.retry(ctx, subject, data, id, cl)
 	}
-	msg, _, err := c.attempt(ctx, subject, data, id, cl, 0)
+	deadline, _ := ctx.Deadline()
+	msg, _, err := c.attempt(ctx, deadline, subject, data, id, cl, 0)
 	return msg, err
 }
 
 // attempt is one try at call id: it sends copy number first of the request,
-// hedged under Policy.Hedge, and waits until ctx's deadline. It returns the
-// first reply and how many copies it sent. A retry is another attempt on
-// the same call, numbering its copies after the earlier ones, so that a
-// late reply to an earlier attempt is taken too: the caller waits for an
-// answer, not for a particular copy.
-func (c *Client) attempt(ctx context.Context, subject string, data []byte, id uint64, cl *call, first int) (*nats.Msg, int, error) {
-	deadline, _ := ctx.Deadline()
+// hedged under Policy.Hedge, and waits until ctx's deadline (the attempt's,
+// under a retry). It returns the first reply and how many copies it sent. A
+// retry is another attempt on the same call, numbering its copies after the
+// earlier ones, so that a late reply to an earlier attempt is taken too: the
+// caller waits for an answer, not for a particular copy. So every copy
+// carries the call's overall deadline (Policy.Propagate), and a reply counts
+// when the clock (c.now) says it was taken before that: when a reply and
+// the deadline are ready together, which one the select picks is up to the
+// scheduler, and a reply taken at or after the deadline is dropped and
+// counted, and the attempt times out, whichever it picked.
+func (c *Client) attempt(ctx context.Context, overall time.Time, subject string, data []byte, id uint64, cl *call, first int) (*nats.Msg, int, error) {
 	start := time.Now()
-	if err := c.publish(subject, data, id, first, deadline); err != nil {
+	if err := c.publish(subject, data, id, first, overall); err != nil {
 		return nil, 1, err
 	}
 	copies, statuses := 1, 0
@@ -288,6 +293,10 @@ func (c *Client) attempt(ctx context.Context, subject string, data []byte, id ui
 				}
 				continue
 			}
+			if !c.now().Before(overall) {
+				c.countDropped(msg)
+				return nil, copies, fmt.Errorf("request %q: %w", subject, nats.ErrTimeout)
+			}
 			c.window.Add(time.Since(start))
 			return msg, copies, nil
 		case <-hedge:
@@ -296,7 +305,7 @@ func (c *Client) attempt(ctx context.Context, subject string, data []byte, id ui
 				continue
 			}
 			c.hedges.Add(1)
-			if err := c.publish(subject, data, id, first+copies, deadline); err != nil {
+			if err := c.publish(subject, data, id, first+copies, overall); err != nil {
 				c.hedges.Add(-1)
 				return nil, copies, err
 			}

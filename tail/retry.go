@@ -78,7 +78,7 @@ func (c *Client) retry(ctx context.Context, subject string, data []byte, id uint
 		if b.Attempt > 0 {
 			actx, cancel = context.WithTimeout(ctx, b.Attempt)
 		}
-		msg, sent, err := c.attempt(actx, subject, data, id, cl, copies)
+		msg, sent, err := c.attempt(actx, deadline, subject, data, id, cl, copies)
 		cancel()
 		copies += sent
 		switch {

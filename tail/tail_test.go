@@ -708,3 +708,58 @@ func TestMemberGivesUp(t *testing.T) {
 		})
 	}
 }
+
+// TestReplyAtDeadline checks that the clock, not the scheduler, decides a
+// reply against the deadline: a reply the client takes when its clock says
+// the overall deadline has passed is dropped and counted, and the request
+// times out. Before, the select could take a reply after the deadline when
+// both were ready, and return it.
+func TestReplyAtDeadline(t *testing.T) {
+	_, env := newServerEnv(t)
+	m, err := StartMember(env, "member-1", MemberOptions{})
+	require.NoError(t, err)
+	defer stop(t, m)
+	nc, err := env.Connect("requester")
+	require.NoError(t, err)
+	c, err := NewClient(nc, Policy{})
+	require.NoError(t, err)
+	defer c.Close()
+	ctx := longCtx(t)
+	deadline, _ := ctx.Deadline()
+	c.now = func() time.Time { return deadline } // the reply comes in at the deadline
+
+	_, err = c.Request(ctx, Subject, []byte("1"))
+	require.ErrorIs(t, err, nats.ErrTimeout)
+	require.NoError(t, c.Settle(longCtx(t)))
+	assert.Equal(t, int64(1), c.Stats().Dropped, "the late reply is counted")
+}
+
+// TestRetryPropagatesOverallDeadline checks that under a retry with a
+// bounded attempt every copy carries the call's overall deadline, not the
+// attempt's: a later attempt still takes an earlier copy's reply, so the
+// responder must not skip it at the attempt's end.
+func TestRetryPropagatesOverallDeadline(t *testing.T) {
+	_, env := newServerEnv(t)
+	rc, err := env.Connect("responder")
+	require.NoError(t, err)
+	_, err = rc.Subscribe(Subject, func(m *nats.Msg) {
+		d, ok, err := DeadlineOf(m)
+		assert.NoError(t, err)
+		assert.True(t, ok)
+		assert.NoError(t, m.Respond([]byte(d.Format(time.RFC3339Nano))))
+	})
+	require.NoError(t, err)
+	require.NoError(t, rc.Flush())
+	nc, err := env.Connect("requester")
+	require.NoError(t, err)
+	c, err := NewClient(nc, Policy{Propagate: true, Retry: &Backoff{Base: time.Millisecond, Max: time.Millisecond, Attempt: time.Second}})
+	require.NoError(t, err)
+	defer c.Close()
+	ctx := longCtx(t)
+	deadline, _ := ctx.Deadline()
+	msg, err := c.Request(ctx, Subject, []byte("1"))
+	require.NoError(t, err)
+	got, err := time.Parse(time.RFC3339Nano, string(msg.Data))
+	require.NoError(t, err)
+	assert.True(t, got.Equal(deadline), "the copy carried %v, the call's deadline is %v", got, deadline)
+}
