@@ -74,6 +74,17 @@ is a terminal.`)
 			if err := cli.Refuse(set, "with -serve, which runs only the members", append(requester, "demo", "gap")...); err != nil {
 				return err
 			}
+			// Each fault model refuses the other's flags.
+			switch cfg.Fault {
+			case "slow":
+				if err := cli.Refuse(set, "with -fault slow", "stall", "stall-rate", "workers", "seed"); err != nil {
+					return err
+				}
+			case "stall":
+				if err := cli.Refuse(set, "with -fault stall", "slow"); err != nil {
+					return err
+				}
+			}
 		case cfg.Mode.Request:
 			if err := cli.Refuse(set, "with -request, which runs only the requester", append(responder, "demo", "gap")...); err != nil {
 				return err

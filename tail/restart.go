@@ -9,8 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -45,11 +43,9 @@ type RestartTable struct {
 // doubling to 20 ms, full jitter, each attempt bounded by half the overall
 // deadline so a request lost with a member is sent again in time.
 func restartBackoff(cfg Config) *Backoff {
-	rng := rand.New(rand.NewPCG(cfg.Seed, 0xbac0ff))
-	var mu sync.Mutex
 	return &Backoff{
 		Base: time.Millisecond, Max: 20 * time.Millisecond, Attempt: cfg.Timeout / 2,
-		Rand: func() float64 { mu.Lock(); defer mu.Unlock(); return rng.Float64() },
+		Rand: SeededRand(cfg.Seed),
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -36,6 +37,19 @@ type Backoff struct {
 	Attempt time.Duration
 	// Rand returns a number in [0, 1) for the jitter; nil: math/rand/v2.
 	Rand func() float64
+}
+
+// SeededRand returns a Backoff.Rand that draws from a PCG generator seeded
+// with seed, safe for concurrent use: the same seed gives the same jitter
+// sequence (in the order the callers draw, which the scheduler decides).
+func SeededRand(seed uint64) func() float64 {
+	rng := rand.New(rand.NewPCG(seed, 0xbac0ff))
+	var mu sync.Mutex
+	return func() float64 {
+		mu.Lock()
+		defer mu.Unlock()
+		return rng.Float64()
+	}
 }
 
 // Wait returns the wait before retry n (n ≥ 1): r·min(Max, Base·2^(n-1)),

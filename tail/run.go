@@ -155,16 +155,19 @@ func patterns(cfg Config) []Pattern {
 	adaptive := Hedge{Delay: cfg.Hedge, Adaptive: true}
 	// Admission control empties the group now and then; a retry on no
 	// responders finds the member that has rejoined.
-	noResponders := &Backoff{Base: 100 * time.Microsecond, Max: 5 * time.Millisecond}
+	// Each row draws its own jitter sequence from the seed.
+	noResponders := func() *Backoff {
+		return &Backoff{Base: 100 * time.Microsecond, Max: 5 * time.Millisecond, Rand: SeededRand(cfg.Seed)}
+	}
 	return []Pattern{
 		{Name: "baseline", Key: "baseline"},
 		{Name: "hedged, fixed " + cfg.Hedge.String(), Key: "hedged", Policy: Policy{Hedge: fixed}},
 		{Name: "hedged, adaptive p95", Key: "adaptive", Policy: Policy{Hedge: adaptive}},
 		{Name: "deadline propagation", Key: "deadline", Policy: Policy{Propagate: true}, Propagate: true},
-		{Name: fmt.Sprintf("admission k=%d + retry", cfg.Admit), Key: "admission", Policy: Policy{Retry: noResponders}, Admit: cfg.Admit},
+		{Name: fmt.Sprintf("admission k=%d + retry", cfg.Admit), Key: "admission", Policy: Policy{Retry: noResponders()}, Admit: cfg.Admit},
 		{Name: "adaptive + deadline", Key: "adaptive+deadline", Policy: Policy{Hedge: adaptive, Propagate: true}, Propagate: true},
-		{Name: "admission + adaptive", Key: "admission+adaptive", Policy: Policy{Hedge: adaptive, Retry: noResponders}, Admit: cfg.Admit},
-		{Name: "admission + adaptive + deadline", Key: "all", Policy: Policy{Hedge: adaptive, Retry: noResponders, Propagate: true}, Propagate: true, Admit: cfg.Admit},
+		{Name: "admission + adaptive", Key: "admission+adaptive", Policy: Policy{Hedge: adaptive, Retry: noResponders()}, Admit: cfg.Admit},
+		{Name: "admission + adaptive + deadline", Key: "all", Policy: Policy{Hedge: adaptive, Retry: noResponders(), Propagate: true}, Propagate: true, Admit: cfg.Admit},
 	}
 }
 

@@ -475,6 +475,11 @@ func TestFlags(t *testing.T) {
 		{"the slow demo ignores -stall", []string{"-demo", "slow", "-stall", "1ms"}, false},
 		{"the stall demo ignores -slow", []string{"-demo", "stall", "-slow", "1ms"}, false},
 		{"the stall demo takes -workers", []string{"-demo", "stall", "-workers", "1"}, true},
+		// -serve once took these and ignored them.
+		{"serve -fault slow ignores -workers", []string{"-serve", "-workers", "4"}, false},
+		{"serve -fault slow ignores -stall", []string{"-serve", "-fault", "slow", "-stall", "1ms"}, false},
+		{"serve -fault stall ignores -slow", []string{"-serve", "-fault", "stall", "-slow", "1ms"}, false},
+		{"serve -fault stall takes -workers and -seed", []string{"-serve", "-fault", "stall", "-workers", "2", "-seed", "7"}, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -762,4 +767,22 @@ func TestRetryPropagatesOverallDeadline(t *testing.T) {
 	got, err := time.Parse(time.RFC3339Nano, string(msg.Data))
 	require.NoError(t, err)
 	assert.True(t, got.Equal(deadline), "the copy carried %v, the call's deadline is %v", got, deadline)
+}
+
+// TestSeededJitter checks that -seed reaches the retry jitter of the
+// fault-model rows: it once reached only the stalls and the rolling
+// restart, and the admission rows drew from math/rand.
+func TestSeededJitter(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Seed = 7
+	want := SeededRand(7)()
+	assert.NotEqual(t, want, SeededRand(8)(), "another seed, another sequence")
+	for _, p := range patterns(cfg) {
+		if p.Policy.Retry == nil {
+			continue
+		}
+		require.NotNil(t, p.Policy.Retry.Rand, p.Name)
+		assert.Equal(t, want, p.Policy.Retry.Rand(), p.Name)
+	}
+	assert.Equal(t, want, restartBackoff(cfg).Rand())
 }
