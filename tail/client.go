@@ -99,6 +99,7 @@ func NewClient(nc *nats.Conn, p Policy) (*Client, error) {
 	// The default pending limits (64k messages) drop replies under a
 	// burst; this inbox must see every one to count them.
 	if err := sub.SetPendingLimits(-1, -1); err != nil {
+		_ = sub.Unsubscribe()
 		return nil, fmt.Errorf("client inbox %q: %w", c.prefix+">", err)
 	}
 	if err := nc.Flush(); err != nil {

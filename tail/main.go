@@ -18,6 +18,7 @@ import (
 	"flag"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"reqreply/internal/cli"
@@ -86,7 +87,8 @@ is a terminal.`)
 				}
 			}
 		case cfg.Mode.Request:
-			if err := cli.Refuse(set, "with -request, which runs only the requester", append(responder, "demo", "gap")...); err != nil {
+			// -seed stays: it seeds the requester's retry jitter too.
+			if err := cli.Refuse(set, "with -request, which runs only the requester", append(slices.DeleteFunc(slices.Clone(responder), func(f string) bool { return f == "seed" }), "demo", "gap")...); err != nil {
 				return err
 			}
 		default:

@@ -46,7 +46,10 @@ func Serve(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 // pattern cfg.Pattern, against members running elsewhere, and one line of
 // figures. Wasted work is the members' to count; the requester shows the
 // replies it dropped instead. The error is the connection's, or a request's
-// other than a timeout or no responders.
+// other than a timeout or no responders, or ctx's when it ends first (then
+// it prints how many requests finished, and no figures). The members' side
+// of a pattern (deadline propagation, admission control) is -serve's: its
+// members always honour the deadline header, and admit only with -admit.
 func Request(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	p, _ := patternByName(cfg, cfg.Pattern)
 	nc, err := env.Connect("requester")
@@ -59,10 +62,15 @@ func Request(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	}
 	defer c.Close()
 	res := Load(ctx, c, Subject, LoadConfig{Requests: cfg.Requests, Concurrency: cfg.Concurrency, Timeout: cfg.Timeout})
-	if res.FirstError != nil && ctx.Err() == nil {
+	if err := ctx.Err(); err != nil {
+		// Interrupted: the figures of part of a run would read as a whole.
+		fmt.Fprintf(w, "%s: interrupted after %d of %d requests\n", p.Name, res.Answered+res.TimedOut+res.NoResponders+res.Wrong, cfg.Requests)
+		return err
+	}
+	if res.FirstError != nil {
 		return res.FirstError
 	}
-	if err := c.Settle(ctx); err != nil && ctx.Err() == nil {
+	if err := c.Settle(ctx); err != nil {
 		return err
 	}
 	st := c.Stats()

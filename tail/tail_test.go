@@ -460,6 +460,7 @@ func TestFlags(t *testing.T) {
 		{"request with a pattern", []string{"-request", "-pattern", "adaptive"}, true},
 		{"serve ignores -hedge", []string{"-serve", "-hedge", "1ms"}, false},
 		{"request ignores -slow", []string{"-request", "-slow", "1ms"}, false},
+		{"request takes -seed, for the retry jitter", []string{"-request", "-pattern", "admission", "-seed", "3"}, true},
 		{"the demo ignores -pattern", []string{"-pattern", "hedged"}, false},
 		{"both halves apart", []string{"-serve", "-request"}, false},
 		{"unknown demo", []string{"-demo", "fast"}, false},
@@ -785,4 +786,19 @@ func TestSeededJitter(t *testing.T) {
 		assert.Equal(t, want, p.Policy.Retry.Rand(), p.Name)
 	}
 	assert.Equal(t, want, restartBackoff(cfg).Rand())
+}
+
+// TestRequestInterrupted checks that -request, interrupted, says how far
+// it got and prints no figures: once it printed the figures of part of a
+// run as if they were the whole.
+func TestRequestInterrupted(t *testing.T) {
+	_, env := newServerEnv(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	cfg := DefaultConfig()
+	cfg.Mode.Request = true
+	var out strings.Builder
+	err := Request(ctx, env, cfg, &out)
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Equal(t, "baseline: interrupted after 0 of 3000 requests\n", out.String())
 }
