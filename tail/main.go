@@ -9,7 +9,8 @@
 //
 //	go run ./tail [-demo all|slow|stall|restart] [-requests 3000]
 //	    [-concurrency 16] [-members 3] [-timeout 100ms] [-hedge 2ms]
-//	    [-admit 2] [-slow 10ms] [-stall 50ms] [-stall-rate 0.01] [-gap 20ms]
+//	    [-admit 2] [-slow 10ms] [-stall 50ms] [-stall-rate 0.01] [-workers 16]
+//	    [-gap 20ms]
 //	    [-seed 1] [-serve [-fault slow|stall] | -request [-pattern baseline|...]]
 package main
 

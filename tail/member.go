@@ -36,9 +36,10 @@ type Fault struct {
 	Slow time.Duration
 	// Stall is how long a transient stall lasts (50 ms in the demo), and
 	// StallRate the fraction of requests, in [0, 1], that stall before their
-	// work (0.01 in the demo). A member works one request at a time, so a
-	// stall also holds up every request queued behind it, as a garbage
-	// collection pause or a disk hiccup would.
+	// work (0.01 in the demo). With MemberOptions.Workers 1 a stall also
+	// holds up every request queued behind it, as a garbage collection
+	// pause would; with more (the demo's 16) it delays only its own
+	// request, as a slow disk read would.
 	Stall     time.Duration
 	StallRate float64
 	// Seed makes the stall draws repeatable: the same seed stalls the same

@@ -27,9 +27,11 @@ import (
 // returned at once. Only for idempotent handlers.
 type Backoff struct {
 	// Base is the ceiling of the first wait (> 0): retry n waits a random
-	// time in [0, min(Max, Base·2^(n-1))). The demo uses 1 ms.
+	// time in [0, min(Max, Base·2^(n-1))). The rolling restart uses 1 ms,
+	// the admission rows 100 µs.
 	Base time.Duration
-	// Max caps the ceiling (≥ Base). The demo uses 20 ms.
+	// Max caps the ceiling (≥ Base). The rolling restart uses 20 ms, the
+	// admission rows 5 ms.
 	Max time.Duration
 	// Attempt bounds each attempt, so a request lost with a member that
 	// went away is sent again before the overall deadline; 0: an attempt

@@ -57,9 +57,10 @@ const (
 type Config struct {
 	// Demo: all, slow, stall or restart.
 	Demo Demo
-	// Members in the queue group (≥ 1); member-1 is the slow one.
+	// Members in the queue group (1..64); member-1 is the slow one.
 	Members int
-	// Requests per row (≥ 1) and Concurrency, the requests in flight (≥ 1).
+	// Requests per row (≥ 1) and Concurrency, the requests in flight
+	// (1..10000).
 	Requests, Concurrency int
 	// Timeout is each request's overall deadline (> 0).
 	Timeout time.Duration
@@ -71,7 +72,7 @@ type Config struct {
 	// Admit is admission control's k (≥ 1).
 	Admit int
 	// Workers is how many requests a member works on at once in the stall
-	// model (≥ 1): 16 by default, so a stall delays only its own request;
+	// model (1..10000): 16 by default, so a stall delays only its own request;
 	// 1 makes a stall hold up the member's whole queue. The slow-member
 	// model always uses 1, so its requests queue.
 	Workers int
