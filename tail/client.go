@@ -70,6 +70,7 @@ type Client struct {
 // call is one request waiting for its reply.
 type call struct {
 	replies chan *nats.Msg // buffered: the mux never blocks on a caller
+	copies  int            // copies sent, numbered 0..copies-1; under Client.mu
 }
 
 // maxCopies is the most copies one call may send: the first, one hedge, and
@@ -118,7 +119,7 @@ func (c *Client) Close() error {
 
 // onReply is the inbox handler: nats.go runs it on one goroutine, in order.
 func (c *Client) onReply(msg *nats.Msg) {
-	id, ok := c.callOf(msg.Subject)
+	id, cp, ok := c.parseReply(msg.Subject)
 	if !ok {
 		c.strays.Add(1)
 		return
@@ -126,6 +127,12 @@ func (c *Client) onReply(msg *nats.Msg) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if cl, waiting := c.calls[id]; waiting {
+		if cp >= cl.copies {
+			// A copy this call never sent: someone published to our inbox
+			// by hand, and it must not reach the caller.
+			c.strays.Add(1)
+			return
+		}
 		select {
 		case cl.replies <- msg:
 		default:
@@ -150,28 +157,26 @@ func (c *Client) countDropped(msg *nats.Msg) {
 	}
 }
 
-// callOf parses the call number out of <inbox>.<call>.<copy>.
-func (c *Client) callOf(subject string) (uint64, bool) {
+// parseReply parses the call and copy numbers out of a reply subject,
+// which must be exactly <inbox>.<call>.<copy>, both in decimal.
+func (c *Client) parseReply(subject string) (id uint64, cp int, ok bool) {
 	rest, ok := strings.CutPrefix(subject, c.prefix)
 	if !ok {
-		return 0, false
+		return 0, 0, false
 	}
-	num, _, ok := strings.Cut(rest, ".")
+	num, cps, ok := strings.Cut(rest, ".")
 	if !ok {
-		return 0, false
+		return 0, 0, false
 	}
 	id, err := strconv.ParseUint(num, 10, 64)
-	return id, err == nil
-}
-
-// copyOf parses the copy number out of <inbox>.<call>.<copy>.
-func (c *Client) copyOf(subject string) (int, bool) {
-	i := strings.LastIndexByte(subject, '.')
-	if i < 0 {
-		return 0, false
+	if err != nil {
+		return 0, 0, false
 	}
-	cp, err := strconv.Atoi(subject[i+1:])
-	return cp, err == nil
+	cp, err = strconv.Atoi(cps) // also refuses a further token
+	if err != nil || cp < 0 {
+		return 0, 0, false
+	}
+	return id, cp, true
 }
 
 // isNoResponders reports whether msg is the server's no-responders status:
@@ -209,10 +214,14 @@ func (c *Client) finish(id uint64, cl *call) {
 	}
 }
 
-// publish sends copy number cp of call id: data on subject, reply subject
-// <inbox>.<id>.<cp>, with the deadline in DeadlineHeader under
-// Policy.Propagate.
-func (c *Client) publish(subject string, data []byte, id uint64, cp int, deadline time.Time) error {
+// publish sends copy number cp of call id (cl): data on subject, reply
+// subject <inbox>.<id>.<cp>, with the deadline in DeadlineHeader under
+// Policy.Propagate. The call counts the copy before it leaves, so its reply
+// is never taken for a forgery.
+func (c *Client) publish(subject string, data []byte, id uint64, cl *call, cp int, deadline time.Time) error {
+	c.mu.Lock()
+	cl.copies = max(cl.copies, cp+1)
+	c.mu.Unlock()
 	msg := &nats.Msg{
 		Subject: subject,
 		Reply:   c.prefix + strconv.FormatUint(id, 10) + "." + strconv.Itoa(cp),
@@ -271,7 +280,7 @@ func (c *Client) Request(ctx context.Context, subject string, data []byte) (*nat
 // counted, and the attempt times out, whichever it picked.
 func (c *Client) attempt(ctx context.Context, overall time.Time, subject string, data []byte, id uint64, cl *call, first int) (*nats.Msg, int, error) {
 	start := time.Now()
-	if err := c.publish(subject, data, id, first, overall); err != nil {
+	if err := c.publish(subject, data, id, cl, first, overall); err != nil {
 		return nil, 1, err
 	}
 	copies, statuses := 1, 0
@@ -286,7 +295,7 @@ func (c *Client) attempt(ctx context.Context, overall time.Time, subject string,
 			if isNoResponders(msg) {
 				// This copy found nobody; fail only when every copy this
 				// attempt sent has (an earlier attempt's status is old news).
-				if cp, ok := c.copyOf(msg.Subject); ok && cp >= first {
+				if _, cp, ok := c.parseReply(msg.Subject); ok && cp >= first {
 					statuses++
 				}
 				if statuses == copies {
@@ -306,7 +315,7 @@ func (c *Client) attempt(ctx context.Context, overall time.Time, subject string,
 				continue
 			}
 			c.hedges.Add(1)
-			if err := c.publish(subject, data, id, first+copies, overall); err != nil {
+			if err := c.publish(subject, data, id, cl, first+copies, overall); err != nil {
 				c.hedges.Add(-1)
 				return nil, copies, err
 			}

@@ -564,13 +564,17 @@ func TestStrays(t *testing.T) {
 	}()
 	req := <-got
 	// Forged replies: a call never made, call 0, and a subject that does
-	// not parse, all on the client's inbox.
-	for _, subj := range []string{c.prefix + "999.0", c.prefix + "0.0", c.prefix + "x"} {
+	// not parse, all on the client's inbox; and for the call that waits, a
+	// copy it never sent and subjects with a token too many (these once
+	// reached the caller).
+	forged := []string{c.prefix + "999.0", c.prefix + "0.0", c.prefix + "x",
+		c.prefix + "1.1", c.prefix + "1.0.0", c.prefix + "1.x.0", c.prefix + "1.-1"}
+	for _, subj := range forged {
 		require.NoError(t, rc.Publish(subj, []byte("3 forger")))
 	}
 	require.NoError(t, rc.Flush())
 	require.NoError(t, c.Settle(longCtx(t)))
-	assert.Equal(t, int64(3), c.Stats().Strays)
+	assert.Equal(t, int64(len(forged)), c.Stats().Strays)
 	require.NoError(t, req.Respond([]byte("3 responder")))
 	assert.Equal(t, "3 responder", string((<-done).Data))
 }
