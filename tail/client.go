@@ -67,16 +67,19 @@ type Client struct {
 	strays  atomic.Int64 // messages on the inbox that answer no call of ours
 }
 
-// call is one request waiting for its reply.
+// call is one request waiting for its reply. Its replies queue in pending,
+// which grows as needed, so the inbox handler never waits for a caller and
+// a call may send as many copies (retries, hedges) as its deadline allows.
 type call struct {
-	replies chan *nats.Msg // buffered: the mux never blocks on a caller
-	copies  int            // copies sent, numbered 0..copies-1; under Client.mu
+	// Under Client.mu: the replies (and no-responders statuses) not yet
+	// looked at, in order of arrival, and the copies sent, numbered
+	// 0..copies-1.
+	pending []*nats.Msg
+	copies  int
+	// ready has a value when pending may have grown since the caller
+	// last looked.
+	ready chan struct{}
 }
-
-// maxCopies is the most copies one call may send: the first, one hedge, and
-// retries with their hedges; a retry that would send more gives up. It
-// sizes each call's buffer, so the inbox handler never waits for a caller.
-const maxCopies = 64
 
 // NewClient subscribes a fresh inbox of nc's (nc.NewInbox()) with one
 // wildcard subscription and flushes it, so no reply can arrive before the
@@ -97,8 +100,8 @@ func NewClient(nc *nats.Conn, p Policy) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client inbox %q: %w", c.prefix+">", err)
 	}
-	// The default pending limits (64k messages) drop replies under a
-	// burst; this inbox must see every one to count them.
+	// nats.go's default pending limits (500,000 messages or 64 MiB) drop
+	// replies under a burst; this inbox must see every one to count them.
 	if err := sub.SetPendingLimits(-1, -1); err != nil {
 		_ = sub.Unsubscribe()
 		return nil, fmt.Errorf("client inbox %q: %w", c.prefix+">", err)
@@ -133,10 +136,10 @@ func (c *Client) onReply(msg *nats.Msg) {
 			c.strays.Add(1)
 			return
 		}
+		cl.pending = append(cl.pending, msg)
 		select {
-		case cl.replies <- msg:
-		default:
-			c.countDropped(msg)
+		case cl.ready <- struct{}{}:
+		default: // the caller has been told already
 		}
 		return
 	}
@@ -189,7 +192,7 @@ func isNoResponders(msg *nats.Msg) bool {
 
 // open registers a new call and returns its number.
 func (c *Client) open() (uint64, *call) {
-	cl := &call{replies: make(chan *nats.Msg, maxCopies)}
+	cl := &call{ready: make(chan struct{}, 1)}
 	c.mu.Lock()
 	c.next++
 	id := c.next
@@ -202,16 +205,25 @@ func (c *Client) open() (uint64, *call) {
 // later, are dropped and counted.
 func (c *Client) finish(id uint64, cl *call) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	delete(c.calls, id)
-	c.mu.Unlock()
-	for {
-		select {
-		case msg := <-cl.replies:
-			c.countDropped(msg)
-		default:
-			return
-		}
+	for _, msg := range cl.pending {
+		c.countDropped(msg)
 	}
+	cl.pending = nil
+}
+
+// pop returns the call's oldest reply not yet looked at, if any.
+func (c *Client) pop(cl *call) (*nats.Msg, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(cl.pending) == 0 {
+		return nil, false
+	}
+	msg := cl.pending[0]
+	cl.pending[0] = nil
+	cl.pending = cl.pending[1:]
+	return msg, true
 }
 
 // publish sends copy number cp of call id (cl): data on subject, reply
@@ -290,8 +302,13 @@ func (c *Client) attempt(ctx context.Context, overall time.Time, subject string,
 		hedge = c.hedgeAfter(d)
 	}
 	for {
-		select {
-		case msg := <-cl.replies:
+		// Look at every reply that has come, also one an earlier attempt
+		// left, before waiting again.
+		for {
+			msg, ok := c.pop(cl)
+			if !ok {
+				break
+			}
 			if isNoResponders(msg) {
 				// This copy found nobody; fail only when every copy this
 				// attempt sent has (an earlier attempt's status is old news).
@@ -309,11 +326,11 @@ func (c *Client) attempt(ctx context.Context, overall time.Time, subject string,
 			}
 			c.window.Add(time.Since(start))
 			return msg, copies, nil
+		}
+		select {
+		case <-cl.ready:
 		case <-hedge:
 			hedge = nil
-			if first+copies >= maxCopies {
-				continue
-			}
 			c.hedges.Add(1)
 			if err := c.publish(subject, data, id, cl, first+copies, overall); err != nil {
 				c.hedges.Add(-1)

@@ -121,7 +121,7 @@ type Member struct {
 // queueCap bounds the member's queue of taken requests: 16384. A full queue
 // blocks the subscription callback, and then nats.go's pending buffer of
 // the subscription holds the rest, up to its limits (nats.go's defaults,
-// 512Ki messages or 64 MiB); beyond them nats.go drops requests as a slow
+// 500,000 messages or 64 MiB); beyond them nats.go drops requests as a slow
 // consumer (nats.ErrSlowConsumer, written to stderr by the Env's error
 // handler), and their callers time out.
 const queueCap = 1 << 14

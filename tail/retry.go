@@ -107,7 +107,7 @@ func (c *Client) retry(ctx context.Context, subject string, data []byte, id uint
 			return nil, err
 		}
 		wait := b.Wait(n, rnd())
-		if !c.now().Add(wait).Before(deadline) || copies+2 > maxCopies {
+		if !c.now().Add(wait).Before(deadline) {
 			return nil, fmt.Errorf("request %q: %w after %d attempts: %w (last attempt: %w)",
 				subject, ErrBudgetSpent, n, nats.ErrTimeout, err)
 		}

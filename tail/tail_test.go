@@ -806,3 +806,29 @@ func TestRequestInterrupted(t *testing.T) {
 	require.ErrorIs(t, err, context.Canceled)
 	assert.Equal(t, "baseline: interrupted after 0 of 3000 requests\n", out.String())
 }
+
+// TestRetryUntilTheDeadline checks that retries go on until the next wait
+// would end past the overall deadline, however many that takes: once a
+// call could send at most 64 copies (its reply buffer's size), so with
+// short waits it gave up with ErrBudgetSpent long before its deadline.
+// The clock is the test's: 0.5 ms waits in a 100 ms budget make 199.
+func TestRetryUntilTheDeadline(t *testing.T) {
+	_, env := newServerEnv(t)
+	nc, err := env.Connect("requester")
+	require.NoError(t, err)
+	c, err := NewClient(nc, Policy{Retry: &Backoff{Base: time.Millisecond, Max: time.Millisecond, Rand: func() float64 { return 0.5 }}})
+	require.NoError(t, err)
+	defer c.Close()
+	ctx := longCtx(t)
+	deadline, _ := ctx.Deadline()
+	now := deadline.Add(-100 * time.Millisecond)
+	waits := 0
+	c.now = func() time.Time { return now }
+	c.sleep = func(_ context.Context, d time.Duration) error { waits++; now = now.Add(d); return nil }
+	_, err = c.Request(ctx, Subject, []byte("1"))
+	require.ErrorIs(t, err, ErrBudgetSpent)
+	assert.ErrorIs(t, err, nats.ErrNoResponders)
+	assert.Equal(t, 199, waits)
+	assert.Equal(t, int64(199), c.Stats().Retries)
+	assert.Equal(t, int64(200), c.Stats().Sent)
+}
