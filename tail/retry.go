@@ -54,14 +54,15 @@ func SeededRand(seed uint64) func() float64 {
 	}
 }
 
-// Wait returns the wait before retry n (n ≥ 1): r·min(Max, Base·2^(n-1)),
-// for r in [0, 1) from Rand ("full jitter").
+// Wait returns the wait before retry n (n ≥ 1; less counts as 1):
+// r·min(Max, Base·2^(n-1)), for r in [0, 1) from Rand ("full jitter").
+// Base·2^(n-1) is compared with Max without computing it, so it cannot
+// overflow, whatever Max (time.Duration(math.MaxInt64) for no cap).
 func (b Backoff) Wait(n int, r float64) time.Duration {
+	n = max(n, 1)
 	ceiling := b.Max
-	if n < 63 {
-		if c := b.Base << (n - 1); c > 0 && c < b.Max {
-			ceiling = c
-		}
+	if n-1 < 63 && b.Base > 0 && b.Base <= b.Max>>(n-1) {
+		ceiling = b.Base << (n - 1)
 	}
 	return time.Duration(r * float64(ceiling))
 }

@@ -376,9 +376,20 @@ func TestBackoffWait(t *testing.T) {
 		{6, 0.5, 10 * time.Millisecond}, // capped at 20 ms
 		{100, 0.5, 10 * time.Millisecond},
 		{3, 0, 0},
+		{0, 0.5, 500 * time.Microsecond}, // below 1 counts as 1 (once: a negative shift, a panic)
+		{-5, 0.5, 500 * time.Microsecond},
 	}
 	for _, tc := range tests {
 		assert.Equal(t, tc.want, b.Wait(tc.n, tc.r), "retry %d, r %v", tc.n, tc.r)
+	}
+	// With no cap, Base·2^(n-1) once overflowed into a small positive
+	// ceiling (at n 26 for this Base); the ceiling never falls as n grows.
+	uncapped := Backoff{Base: 623347347958, Max: time.Duration(math.MaxInt64)}
+	prev := time.Duration(0)
+	for n := 1; n <= 100; n++ {
+		w := uncapped.Wait(n, 0.5)
+		require.GreaterOrEqual(t, w, prev, "retry %d", n)
+		prev = w
 	}
 }
 
