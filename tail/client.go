@@ -56,9 +56,11 @@ type Client struct {
 	now   func() time.Time
 	sleep func(context.Context, time.Duration) error
 
-	mu    sync.Mutex
-	next  uint64           // the last call number handed out
-	calls map[uint64]*call // calls still waiting for a reply
+	mu      sync.Mutex
+	next    uint64           // the last call number handed out
+	calls   map[uint64]*call // calls still waiting for a reply
+	seen    int64            // replies filed under a call of ours (not statuses, not strays)
+	waiters []seenWaiter     // WaitReplies calls waiting for seen to grow
 
 	sent    atomic.Int64 // copies published: first copies, hedges and retries
 	hedges  atomic.Int64 // of which hedges
@@ -120,7 +122,16 @@ func (c *Client) Close() error {
 	return c.sub.Unsubscribe()
 }
 
+// seenWaiter is a WaitReplies call: done is closed once seen reaches n.
+type seenWaiter struct {
+	n    int64
+	done chan struct{}
+}
+
 // onReply is the inbox handler: nats.go runs it on one goroutine, in order.
+// A reply to a call still waiting is queued for its caller; a reply to a
+// call that is over (a hedge's losing copy, a reply after a timeout) is
+// dropped and counted; anything else on the inbox is a stray.
 func (c *Client) onReply(msg *nats.Msg) {
 	id, cp, ok := c.parseReply(msg.Subject)
 	if !ok {
@@ -129,27 +140,39 @@ func (c *Client) onReply(msg *nats.Msg) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if cl, waiting := c.calls[id]; waiting {
-		if cp >= cl.copies {
-			// A copy this call never sent: someone published to our inbox
-			// by hand, and it must not reach the caller.
-			c.strays.Add(1)
-			return
-		}
+	cl, waiting := c.calls[id]
+	switch {
+	case waiting && cp >= cl.copies:
+		// A copy this call never sent: someone published to our inbox by
+		// hand, and it must not reach the caller.
+		c.strays.Add(1)
+		return
+	case !waiting && (id == 0 || id > c.next):
+		// A call we never made.
+		c.strays.Add(1)
+		return
+	case waiting:
 		cl.pending = append(cl.pending, msg)
 		select {
 		case cl.ready <- struct{}{}:
 		default: // the caller has been told already
 		}
+	default:
+		c.countDropped(msg)
+	}
+	if isNoResponders(msg) {
 		return
 	}
-	if id == 0 || id > c.next {
-		// A call we never made: someone published to our inbox by hand.
-		c.strays.Add(1)
-		return
+	c.seen++
+	kept := c.waiters[:0]
+	for _, w := range c.waiters {
+		if c.seen >= w.n {
+			close(w.done)
+		} else {
+			kept = append(kept, w)
+		}
 	}
-	// The call is over: a hedge's losing copy, or a reply after a timeout.
-	c.countDropped(msg)
+	c.waiters = kept
 }
 
 // countDropped counts msg as a reply nobody took, unless it is a status
@@ -157,6 +180,29 @@ func (c *Client) onReply(msg *nats.Msg) {
 func (c *Client) countDropped(msg *nats.Msg) {
 	if !isNoResponders(msg) {
 		c.dropped.Add(1)
+	}
+}
+
+// WaitReplies returns once the inbox has filed n replies in all (taken by
+// their callers or dropped; statuses and strays do not count), or with
+// ctx's error when it ends first. After the members have sent n replies
+// and flushed them, it is what makes the counts final on a cluster too,
+// where a reply may still be crossing a route when a flush of the
+// client's own connection returns.
+func (c *Client) WaitReplies(ctx context.Context, n int64) error {
+	c.mu.Lock()
+	if c.seen >= n {
+		c.mu.Unlock()
+		return nil
+	}
+	done := make(chan struct{})
+	c.waiters = append(c.waiters, seenWaiter{n: n, done: done})
+	c.mu.Unlock()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("client: %d replies: %w", n, ctx.Err())
 	}
 }
 

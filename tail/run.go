@@ -298,17 +298,35 @@ func measure(ctx context.Context, env *cli.Env, nc *nats.Conn, cfg Config, fault
 	}
 	defer c.Close()
 	res := Load(ctx, c, Subject, LoadConfig{Requests: cfg.Requests, Concurrency: cfg.Concurrency, Timeout: cfg.Timeout, Progress: progress})
-	// Every member finishes what it has in progress, counts what is still
-	// queued, and its replies reach the server; then the client's inbox
-	// handler has seen them all.
+	// The last copies leave the client; every member gives up what it
+	// still has (every caller has returned) and its replies reach its
+	// server; the client waits until its inbox has filed as many replies as
+	// the members sent, which on a cluster may still be crossing a route
+	// (if one never comes, the row is not verified); and a last settle
+	// counts anything more.
 	sctx, cancel := context.WithTimeout(ctx, cli.DrainTimeout)
 	defer cancel()
+	if err := c.Settle(sctx); err != nil {
+		return nil, errors.Join(err, stopAll())
+	}
+	var sent int64
 	for _, m := range members {
 		if err := m.Abandon(sctx); err != nil {
 			return nil, errors.Join(err, stopAll())
 		}
+		st := m.Stats()
+		sent += st.Executed - st.Failed
 	}
-	if err := c.Settle(sctx); err != nil {
+	wctx, wcancel := context.WithTimeout(ctx, cli.DrainTimeout)
+	err = c.WaitReplies(wctx, sent)
+	wcancel()
+	if ctx.Err() != nil {
+		return nil, errors.Join(err, stopAll())
+	}
+	// A reply that never came is not an error here: the row says NO.
+	fctx, fcancel := context.WithTimeout(ctx, cli.DrainTimeout)
+	defer fcancel()
+	if err := c.Settle(fctx); err != nil {
 		return nil, errors.Join(err, stopAll())
 	}
 	row := &Row{Pattern: p, Load: res, Client: c.Stats()}

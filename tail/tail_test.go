@@ -843,3 +843,31 @@ func TestRetryUntilTheDeadline(t *testing.T) {
 	assert.Equal(t, int64(199), c.Stats().Retries)
 	assert.Equal(t, int64(200), c.Stats().Sent)
 }
+
+// TestWaitReplies checks that WaitReplies returns once the inbox has filed
+// the replies asked for, taken or dropped, not counting strays, and with
+// ctx's error when they never come.
+func TestWaitReplies(t *testing.T) {
+	_, env := newServerEnv(t)
+	m, err := StartMember(env, "member-1", MemberOptions{})
+	require.NoError(t, err)
+	defer stop(t, m)
+	nc, err := env.Connect("requester")
+	require.NoError(t, err)
+	c, err := NewClient(nc, Policy{})
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.WaitReplies(longCtx(t), 0))
+	_, err = c.Request(longCtx(t), Subject, []byte("1"))
+	require.NoError(t, err)
+	require.NoError(t, c.WaitReplies(longCtx(t), 1), "the reply taken counts")
+	// A reply to a call that is over counts too; a stray does not.
+	require.NoError(t, nc.PublishRequest(Subject, c.prefix+"1.0", []byte("1")))
+	require.NoError(t, nc.Publish(c.prefix+"999.0", []byte("1 forger")))
+	require.NoError(t, c.WaitReplies(longCtx(t), 2))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.ErrorIs(t, c.WaitReplies(ctx, 3), context.Canceled)
+	require.NoError(t, c.Settle(longCtx(t)))
+	assert.Equal(t, ClientStats{Sent: 1, Dropped: 1, Strays: 1}, c.Stats())
+}
