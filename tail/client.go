@@ -342,8 +342,10 @@ func (c *Client) attempt(ctx context.Context, overall time.Time, subject string,
 		return nil, 1, err
 	}
 	copies, statuses := 1, 0
-	// The hedge: a channel that fires after the delay, or nil (never).
+	// The hedge: a channel that fires after the delay, or nil (never);
+	// hedgeDue once it has fired and the hedge is not sent yet.
 	var hedge <-chan time.Time
+	hedgeDue := false
 	if d, ok := c.hedgeDelay(); ok {
 		hedge = c.hedgeAfter(d)
 	}
@@ -373,16 +375,21 @@ func (c *Client) attempt(ctx context.Context, overall time.Time, subject string,
 			c.window.Add(time.Since(start))
 			return msg, copies, nil
 		}
-		select {
-		case <-cl.ready:
-		case <-hedge:
-			hedge = nil
+		// The delay is over and no reply has come, not even one that
+		// arrived while the select chose the timer: send the hedge.
+		if hedgeDue {
+			hedgeDue = false
 			c.hedges.Add(1)
 			if err := c.publish(subject, data, id, cl, first+copies, overall); err != nil {
 				c.hedges.Add(-1)
 				return nil, copies, err
 			}
 			copies++
+		}
+		select {
+		case <-cl.ready:
+		case <-hedge:
+			hedge, hedgeDue = nil, true
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 				return nil, copies, fmt.Errorf("request %q: %w", subject, nats.ErrTimeout)
