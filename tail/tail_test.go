@@ -477,6 +477,9 @@ func TestFlags(t *testing.T) {
 		{"unknown demo", []string{"-demo", "fast"}, false},
 		{"unknown pattern", []string{"-request", "-pattern", "magic"}, false},
 		{"zero timeout", []string{"-timeout", "0s"}, false},
+		{"negative requests", []string{"-requests", "-1"}, false},
+		{"huge requests", []string{"-requests", "2000000000"}, false},
+		{"negative gap", []string{"-demo", "restart", "-gap", "-1ms"}, false},
 		{"stall rate above 1", []string{"-stall-rate", "2"}, false},
 		// flag parses NaN, which compares false with everything: it once
 		// passed the range check and turned the stalls off.
