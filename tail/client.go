@@ -300,8 +300,9 @@ func (c *Client) publish(subject string, data []byte, id uint64, cl *call, cp in
 // Request sends data on subject and returns the first reply, applying the
 // client's Policy: hedging, deadline propagation and retries. ctx must carry
 // a deadline: the overall deadline of the request, after which it fails
-// with an error wrapping nats.ErrTimeout; without one the error wraps
-// nats.ErrInvalidArg at once. When nobody subscribes to subject the error
+// with an error wrapping nats.ErrTimeout (also when a reply is taken at or
+// after it, by the client's clock: the reply is dropped and counted);
+// without one the error wraps nats.ErrInvalidArg at once. When nobody subscribes to subject the error
 // wraps nats.ErrNoResponders, at once; with Policy.Retry, once the retries
 // have spent the deadline, it wraps ErrBudgetSpent, nats.ErrTimeout and
 // the last attempt's error (nats.ErrNoResponders or nats.ErrTimeout). A
@@ -309,8 +310,9 @@ func (c *Client) publish(subject string, data []byte, id uint64, cl *call, cp in
 // errors are the publish's (nats.ErrConnectionClosed, ...).
 //
 // Whatever the policy, a caller gets at most one reply, and it is a reply
-// to a copy of its own request: each copy's reply subject names its call,
-// and the call is closed once the first reply is taken.
+// to a copy of its own request: each copy's reply subject names its call
+// and the copy, a reply is taken only for a copy the call sent, and the
+// call is closed once the first reply is taken.
 func (c *Client) Request(ctx context.Context, subject string, data []byte) (*nats.Msg, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		return nil, fmt.Errorf("request %q: the context needs a deadline: %w", subject, nats.ErrInvalidArg)

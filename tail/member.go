@@ -140,10 +140,10 @@ func StartMember(env *cli.Env, name string, opts MemberOptions) (*Member, error)
 		return nil, err
 	}
 	m := &Member{
-		Name:  name,
-		nc:    nc,
-		opts:  opts,
-		rng:   rand.New(rand.NewPCG(opts.Seed, 0x7a11)),
+		Name:   name,
+		nc:     nc,
+		opts:   opts,
+		rng:    rand.New(rand.NewPCG(opts.Seed, 0x7a11)),
 		queue:  make(chan *nats.Msg, queueCap),
 		done:   make(chan struct{}),
 		halted: make(chan struct{}),
