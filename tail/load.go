@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"sync"
@@ -155,4 +156,48 @@ func Load(ctx context.Context, c *Client, subject string, cfg LoadConfig) *LoadR
 		slices.Sort(l)
 	}
 	return r
+}
+
+// ErrConnectionLost is wrapped by LoadWatched's error when the requester's
+// connection stopped being connected during the load, with nats.go's
+// status error (nats.ErrConnectionReconnecting or nats.ErrConnectionClosed).
+var ErrConnectionLost = errors.New("requester's connection lost during the load")
+
+// LoadWatched is Load, ended early when c's connection stops being
+// connected (nats.go reconnecting after a lost server, or closed): every
+// request after that would only wait out its timeout in nats.go's reconnect
+// buffer, and the figures of the row would be the outage's, not the
+// pattern's. The error then wraps ErrConnectionLost; else it is nil, and
+// ctx's end is left to the caller, as with Load.
+func LoadWatched(ctx context.Context, c *Client, subject string, cfg LoadConfig) (*LoadResult, error) {
+	lost := c.nc.StatusChanged(nats.RECONNECTING, nats.CLOSED)
+	defer c.nc.RemoveStatusListener(lost)
+	lctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		// A status change before the listener was registered shows in
+		// IsConnected.
+		if !c.nc.IsConnected() {
+			cancel(ErrConnectionLost)
+			return
+		}
+		select {
+		case <-lost:
+			cancel(ErrConnectionLost)
+		case <-lctx.Done():
+		}
+	}()
+	res := Load(lctx, c, subject, cfg)
+	cancel(nil)
+	<-watched
+	if errors.Is(context.Cause(lctx), ErrConnectionLost) && ctx.Err() == nil {
+		status := nats.ErrConnectionReconnecting
+		if c.nc.IsClosed() {
+			status = nats.ErrConnectionClosed
+		}
+		return res, fmt.Errorf("after %d requests: %w: %w", res.Requests, ErrConnectionLost, status)
+	}
+	return res, nil
 }

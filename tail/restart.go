@@ -116,10 +116,10 @@ func restartRow(ctx context.Context, env *cli.Env, nc *nats.Conn, cfg Config, n 
 		defer close(restarted)
 		restartErr = restartAll(ctx, env, members, cfg.Gap, stop)
 	}()
-	res := Load(ctx, c, Subject, LoadConfig{Concurrency: cfg.Concurrency, Timeout: cfg.Timeout, Until: restarted, Pace: RestartPace})
+	res, lerr := LoadWatched(ctx, c, Subject, LoadConfig{Concurrency: cfg.Concurrency, Timeout: cfg.Timeout, Until: restarted, Pace: RestartPace})
 	<-restarted
-	if restartErr != nil {
-		return nil, errors.Join(restartErr, stopAll())
+	if restartErr != nil || lerr != nil {
+		return nil, errors.Join(restartErr, lerr, stopAll())
 	}
 	// An interrupted row measured part of a restart: no row at all, so
 	// that nobody reads a verdict into it.

@@ -303,7 +303,10 @@ func measure(ctx context.Context, env *cli.Env, nc *nats.Conn, cfg Config, fault
 		return nil, errors.Join(err, stopAll())
 	}
 	defer c.Close()
-	res := Load(ctx, c, Subject, LoadConfig{Requests: cfg.Requests, Concurrency: cfg.Concurrency, Timeout: cfg.Timeout, Progress: progress})
+	res, err := LoadWatched(ctx, c, Subject, LoadConfig{Requests: cfg.Requests, Concurrency: cfg.Concurrency, Timeout: cfg.Timeout, Progress: progress})
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("%s: %w", p.Name, err), stopAll())
+	}
 	// The last copies leave the client; every member gives up what it
 	// still has (every caller has returned) and its replies reach its
 	// server; the client waits until its inbox has filed as many replies as

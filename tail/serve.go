@@ -61,7 +61,10 @@ func Request(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 		return err
 	}
 	defer c.Close()
-	res := Load(ctx, c, Subject, LoadConfig{Requests: cfg.Requests, Concurrency: cfg.Concurrency, Timeout: cfg.Timeout})
+	res, err := LoadWatched(ctx, c, Subject, LoadConfig{Requests: cfg.Requests, Concurrency: cfg.Concurrency, Timeout: cfg.Timeout})
+	if err != nil {
+		return fmt.Errorf("%s: %w", p.Name, err)
+	}
 	if err := ctx.Err(); err != nil {
 		// Interrupted: the figures of part of a run would read as a whole.
 		fmt.Fprintf(w, "%s: interrupted after %d of %d requests\n", p.Name, res.Answered+res.TimedOut+res.NoResponders+res.Wrong, cfg.Requests)

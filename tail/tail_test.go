@@ -7,6 +7,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -873,4 +874,45 @@ func TestWaitReplies(t *testing.T) {
 	require.ErrorIs(t, c.WaitReplies(ctx, 3), context.Canceled)
 	require.NoError(t, c.Settle(longCtx(t)))
 	assert.Equal(t, ClientStats{Sent: 1, Dropped: 1, Strays: 1}, c.Stats())
+}
+
+// TestLoadWatchedConnectionLost checks that a load ends, with an error
+// wrapping ErrConnectionLost and nats.ErrConnectionReconnecting, once the
+// requester's server is gone: with the server killed mid-row, the demo
+// once went on timing out every remaining request (12 s) and then failed
+// with "client settle: context deadline exceeded".
+func TestLoadWatchedConnectionLost(t *testing.T) {
+	s, env := newServerEnv(t)
+	m, err := StartMember(env, "member-1", MemberOptions{})
+	require.NoError(t, err)
+	nc, err := env.Connect("requester")
+	require.NoError(t, err)
+	defer nc.Close()
+	c, err := NewClient(nc, Policy{})
+	require.NoError(t, err)
+	first := make(chan struct{})
+	var once sync.Once
+	never := make(chan struct{}) // the load would go on for ever
+	type result struct {
+		res *LoadResult
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		res, err := LoadWatched(context.Background(), c, Subject, LoadConfig{
+			Concurrency: 2, Timeout: time.Minute, Until: never, Pace: time.Millisecond,
+			Progress: func(int) { once.Do(func() { close(first) }) },
+		})
+		done <- result{res, err}
+	}()
+	<-first
+	reconnecting := m.nc.StatusChanged(nats.RECONNECTING)
+	defer m.nc.RemoveStatusListener(reconnecting)
+	s.Shutdown()
+	r := <-done
+	require.ErrorIs(t, r.err, ErrConnectionLost)
+	assert.ErrorIs(t, r.err, nats.ErrConnectionReconnecting)
+	assert.Positive(t, r.res.Answered)
+	<-reconnecting
+	require.ErrorIs(t, m.Stop(longCtx(t)), nats.ErrConnectionReconnecting)
 }
