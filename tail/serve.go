@@ -9,12 +9,19 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/nats-io/nats.go"
+
 	"reqreply/internal/cli"
 )
 
 // Serve is -serve: cfg.Members members with the fault model cfg.Fault, each
 // honouring DeadlineHeader, and with admission control at cfg.Admit when
-// cfg.ServeAdmit, until ctx ends; then they drain. The error is a member's.
+// cfg.ServeAdmit, until ctx ends or a member's connection is closed for
+// good (nats.go gave up reconnecting to a server that stayed away: by
+// default after 60 attempts 2 s apart); then they drain. A lost server
+// alone is not the end: nats.go reconnects, and resubscribes the members.
+// The error is a member's, or one wrapping nats.ErrConnectionClosed naming
+// the member whose connection closed.
 func Serve(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	fault := faults(cfg)[cfg.Fault]
 	admit := 0
@@ -35,7 +42,7 @@ func Serve(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	if err == nil {
 		fmt.Fprintf(w, "%d members (fault %s, admission k=%d, 0 is off) serve %s in group %q; Ctrl-C to stop\n",
 			len(members), cfg.Fault, admit, Subject, Group)
-		err = cli.WaitForInterrupt(ctx)
+		err = untilClosed(ctx, members)
 	}
 	// All at once: each drain is bounded by cli.DrainTimeout, so a lost
 	// server costs one timeout, not one per member.
@@ -85,4 +92,34 @@ func Request(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 		p.Name, res.Requests, ms(Percentile(res.Latencies, 50)), ms(Percentile(res.Latencies, 99)), ms(Percentile(res.Latencies, 99.9)),
 		extra, st.Dropped, res.TimedOut, res.NoResponders, res.Wrong)
 	return nil
+}
+
+// untilClosed waits until ctx ends (nil: the normal end of -serve) or the
+// connection of one of members is closed (an error wrapping
+// nats.ErrConnectionClosed naming it).
+func untilClosed(ctx context.Context, members []*Member) error {
+	wctx, cancel := context.WithCancel(ctx) // ends the watchers on return
+	defer cancel()
+	closed := make(chan string, len(members))
+	for _, m := range members {
+		ch := m.nc.StatusChanged(nats.CLOSED)
+		defer m.nc.RemoveStatusListener(ch)
+		if m.nc.IsClosed() {
+			closed <- m.Name
+			continue
+		}
+		go func() {
+			select {
+			case <-ch:
+				closed <- m.Name
+			case <-wctx.Done():
+			}
+		}()
+	}
+	select {
+	case <-ctx.Done():
+		return nil
+	case name := <-closed:
+		return fmt.Errorf("%s: %w (nats.go gave up reconnecting)", name, nats.ErrConnectionClosed)
+	}
 }

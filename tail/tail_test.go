@@ -916,3 +916,28 @@ func TestLoadWatchedConnectionLost(t *testing.T) {
 	<-reconnecting
 	require.ErrorIs(t, m.Stop(longCtx(t)), nats.ErrConnectionReconnecting)
 }
+
+// TestServeEndsWhenAMemberIsClosed checks that -serve does not wait for a
+// Ctrl-C with a member whose connection nats.go has closed for good: once
+// it sat there serving nothing.
+func TestServeEndsWhenAMemberIsClosed(t *testing.T) {
+	_, env := newServerEnv(t)
+	var members []*Member
+	for i := 1; i <= 2; i++ {
+		m, err := StartMember(env, memberName(i), MemberOptions{})
+		require.NoError(t, err)
+		members = append(members, m)
+	}
+	done := make(chan error, 1)
+	go func() { done <- untilClosed(context.Background(), members) }()
+	members[1].nc.Close() // as nats.go does after its last reconnect attempt
+	err := <-done
+	require.ErrorIs(t, err, nats.ErrConnectionClosed)
+	assert.Contains(t, err.Error(), "member-2")
+	require.ErrorIs(t, StopAll(context.Background(), members), nats.ErrConnectionClosed)
+
+	// And ctx's end is the normal end.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.NoError(t, untilClosed(ctx, nil))
+}
