@@ -1,0 +1,452 @@
+// The requester side: a Client sends requests from one connection and gets
+// every reply on one wildcard inbox of its own, so that it sees every reply,
+// also the ones nobody takes any more (the losing copy of a hedged request,
+// the answer to a request that timed out), and can count them.
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"reqreply/internal/cli"
+)
+
+// Policy chooses the requester-side patterns a Client applies to each
+// request; its zero value sends one plain request.
+type Policy struct {
+	// Hedge sends a second copy of a request that has no reply after a
+	// delay (hedge.go). Only for idempotent handlers: both copies may run.
+	Hedge Hedge
+	// Propagate writes each copy's deadline into DeadlineHeader
+	// (deadline.go), so responders can skip expired work.
+	Propagate bool
+	// Retry, when not nil, sends the request again after a no-responders
+	// status or a timeout, with exponential backoff and jitter, until the
+	// overall deadline (retry.go). Only for idempotent handlers.
+	Retry *Backoff
+}
+
+// Client sends requests with a Policy from one connection. Every copy of a
+// request gets its own reply subject under the client's inbox,
+// <inbox>.<call>.<copy>, and one wildcard subscription on <inbox>.> files
+// each reply under its call: the first reply of a call is handed to the
+// caller, and any other reply for it, sooner or later, is dropped and
+// counted. Safe for concurrent use. Make one with NewClient.
+type Client struct {
+	nc     *nats.Conn
+	sub    *nats.Subscription
+	prefix string // the inbox, with a trailing dot
+	policy Policy
+	window *Window // recent latencies, for an adaptive hedge
+
+	// hedgeAfter starts the hedge delay; time.After unless a test replaces
+	// it to decide itself when the delay is over.
+	hedgeAfter func(time.Duration) <-chan time.Time
+	// now and sleep are the client's clock, for the overall deadline and
+	// the retry's waits: time.Now and sleepCtx unless a test replaces them.
+	now   func() time.Time
+	sleep func(context.Context, time.Duration) error
+
+	mu      sync.Mutex
+	next    uint64           // the last call number handed out
+	calls   map[uint64]*call // calls still waiting for a reply
+	seen    int64            // replies filed under a call of ours (not statuses, not strays)
+	waiters []seenWaiter     // WaitReplies calls waiting for seen to grow
+
+	sent    atomic.Int64 // copies published: first copies, hedges and retries
+	hedges  atomic.Int64 // of which hedges
+	retries atomic.Int64 // of which retries
+	dropped atomic.Int64 // replies that arrived and no caller took
+	strays  atomic.Int64 // messages on the inbox that answer no call of ours
+}
+
+// call is one request waiting for its reply. Its replies queue in pending,
+// which grows as needed, so the inbox handler never waits for a caller and
+// a call may send as many copies (retries, hedges) as its deadline allows.
+type call struct {
+	// Under Client.mu: the replies (and no-responders statuses) not yet
+	// looked at, in order of arrival, and the copies sent, numbered
+	// 0..copies-1.
+	pending []*nats.Msg
+	copies  int
+	// ready has a value when pending may have grown since the caller
+	// last looked.
+	ready chan struct{}
+}
+
+// NewClient subscribes a fresh inbox of nc's (nc.NewInbox()) with one
+// wildcard subscription and flushes it, so no reply can arrive before the
+// server knows where to send it. The error wraps the subscribe's or the
+// flush's nats.go error (nats.ErrConnectionClosed, nats.ErrTimeout, ...).
+func NewClient(nc *nats.Conn, p Policy) (*Client, error) {
+	c := &Client{
+		nc:         nc,
+		prefix:     nc.NewInbox() + ".",
+		policy:     p,
+		window:     NewWindow(DefaultWindow),
+		hedgeAfter: time.After,
+		now:        time.Now,
+		sleep:      sleepCtx,
+		calls:      map[uint64]*call{},
+	}
+	sub, err := nc.Subscribe(c.prefix+">", c.onReply)
+	if err != nil {
+		return nil, fmt.Errorf("client inbox %q: %w", c.prefix+">", err)
+	}
+	// nats.go's default pending limits (500,000 messages or 64 MiB) drop
+	// replies under a burst; this inbox must see every one to count them.
+	if err := sub.SetPendingLimits(-1, -1); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, fmt.Errorf("client inbox %q: %w", c.prefix+">", err)
+	}
+	if err := nc.Flush(); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, fmt.Errorf("client inbox %q: %w", c.prefix+">", err)
+	}
+	c.sub = sub
+	return c, nil
+}
+
+// Close unsubscribes the client's inbox; replies that come later are
+// dropped by the server. It does not close the connection.
+func (c *Client) Close() error {
+	return c.sub.Unsubscribe()
+}
+
+// seenWaiter is a WaitReplies call: done is closed once seen reaches n.
+type seenWaiter struct {
+	n    int64
+	done chan struct{}
+}
+
+// onReply is the inbox handler: nats.go runs it on one goroutine, in order.
+// A reply to a call still waiting is queued for its caller; a reply to a
+// call that is over (a hedge's losing copy, a reply after a timeout) is
+// dropped and counted; anything else on the inbox is a stray.
+func (c *Client) onReply(msg *nats.Msg) {
+	id, cp, ok := c.parseReply(msg.Subject)
+	if !ok {
+		c.strays.Add(1)
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cl, waiting := c.calls[id]
+	switch {
+	case waiting && cp >= cl.copies:
+		// A copy this call never sent: someone published to our inbox by
+		// hand, and it must not reach the caller.
+		c.strays.Add(1)
+		return
+	case !waiting && (id == 0 || id > c.next):
+		// A call we never made.
+		c.strays.Add(1)
+		return
+	case waiting:
+		cl.pending = append(cl.pending, msg)
+		select {
+		case cl.ready <- struct{}{}:
+		default: // the caller has been told already
+		}
+	default:
+		c.countDropped(msg)
+	}
+	if isNoResponders(msg) {
+		return
+	}
+	c.seen++
+	kept := c.waiters[:0]
+	for _, w := range c.waiters {
+		if c.seen >= w.n {
+			close(w.done)
+		} else {
+			kept = append(kept, w)
+		}
+	}
+	c.waiters = kept
+}
+
+// countDropped counts msg as a reply nobody took, unless it is a status
+// message (no responders), which carries no work done.
+func (c *Client) countDropped(msg *nats.Msg) {
+	if !isNoResponders(msg) {
+		c.dropped.Add(1)
+	}
+}
+
+// WaitReplies returns once the inbox has filed n replies in all (taken by
+// their callers or dropped; statuses and strays do not count), or with
+// ctx's error when it ends first. After the members have sent n replies
+// and flushed them, it is what makes the counts final on a cluster too,
+// where a reply may still be crossing a route when a flush of the
+// client's own connection returns.
+func (c *Client) WaitReplies(ctx context.Context, n int64) error {
+	c.mu.Lock()
+	if c.seen >= n {
+		c.mu.Unlock()
+		return nil
+	}
+	done := make(chan struct{})
+	c.waiters = append(c.waiters, seenWaiter{n: n, done: done})
+	c.mu.Unlock()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("client: %d replies: %w", n, ctx.Err())
+	}
+}
+
+// parseReply parses the call and copy numbers out of a reply subject,
+// which must be exactly <inbox>.<call>.<copy>, both in decimal.
+func (c *Client) parseReply(subject string) (id uint64, cp int, ok bool) {
+	rest, ok := strings.CutPrefix(subject, c.prefix)
+	if !ok {
+		return 0, 0, false
+	}
+	num, cps, ok := strings.Cut(rest, ".")
+	if !ok {
+		return 0, 0, false
+	}
+	id, err := strconv.ParseUint(num, 10, 64)
+	if err != nil {
+		return 0, 0, false
+	}
+	cp, err = strconv.Atoi(cps) // also refuses a further token
+	if err != nil || cp < 0 {
+		return 0, 0, false
+	}
+	return id, cp, true
+}
+
+// isNoResponders reports whether msg is the server's no-responders status:
+// an empty message with header "Status: 503", sent to a request's reply
+// subject when nobody subscribes to its subject (nats.go turns it into
+// nats.ErrNoResponders in nc.Request).
+func isNoResponders(msg *nats.Msg) bool {
+	return len(msg.Data) == 0 && msg.Header.Get("Status") == "503"
+}
+
+// open registers a new call and returns its number.
+func (c *Client) open() (uint64, *call) {
+	cl := &call{ready: make(chan struct{}, 1)}
+	c.mu.Lock()
+	c.next++
+	id := c.next
+	c.calls[id] = cl
+	c.mu.Unlock()
+	return id, cl
+}
+
+// finish ends a call: replies still buffered for it, and any that come
+// later, are dropped and counted.
+func (c *Client) finish(id uint64, cl *call) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.calls, id)
+	for _, msg := range cl.pending {
+		c.countDropped(msg)
+	}
+	cl.pending = nil
+}
+
+// pop returns the call's oldest reply not yet looked at, if any.
+func (c *Client) pop(cl *call) (*nats.Msg, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(cl.pending) == 0 {
+		return nil, false
+	}
+	msg := cl.pending[0]
+	cl.pending[0] = nil
+	cl.pending = cl.pending[1:]
+	return msg, true
+}
+
+// publish sends copy number cp of call id (cl): data on subject, reply
+// subject <inbox>.<id>.<cp>, with the deadline in DeadlineHeader under
+// Policy.Propagate. The call counts the copy before it leaves, so its reply
+// is never taken for a forgery.
+func (c *Client) publish(subject string, data []byte, id uint64, cl *call, cp int, deadline time.Time) error {
+	c.mu.Lock()
+	cl.copies = max(cl.copies, cp+1)
+	c.mu.Unlock()
+	msg := &nats.Msg{
+		Subject: subject,
+		Reply:   c.prefix + strconv.FormatUint(id, 10) + "." + strconv.Itoa(cp),
+		Data:    data,
+	}
+	if c.policy.Propagate {
+		SetDeadline(msg, deadline)
+	}
+	// Counted before it leaves, so whoever sees the copy sees the count.
+	c.sent.Add(1)
+	if err := c.nc.PublishMsg(msg); err != nil {
+		c.sent.Add(-1)
+		return fmt.Errorf("request %q: %w", subject, err)
+	}
+	return nil
+}
+
+// Request sends data on subject and returns the first reply, applying the
+// client's Policy: hedging, deadline propagation and retries. ctx must carry
+// a deadline: the overall deadline of the request, after which it fails
+// with an error wrapping nats.ErrTimeout (also when a reply is taken at or
+// after it, by the client's clock: the reply is dropped and counted);
+// without one the error wraps nats.ErrInvalidArg at once. When nobody subscribes to subject the error
+// wraps nats.ErrNoResponders, at once; with Policy.Retry, once the retries
+// have spent the deadline, it wraps ErrBudgetSpent, nats.ErrTimeout and
+// the last attempt's error (nats.ErrNoResponders or nats.ErrTimeout). A
+// ctx cancelled before its deadline ends the request with ctx.Err(). Other
+// errors are the publish's (nats.ErrConnectionClosed, ...).
+//
+// Whatever the policy, a caller gets at most one reply, and it is a reply
+// to a copy of its own request: each copy's reply subject names its call
+// and the copy, a reply is taken only for a copy the call sent, and the
+// call is closed once the first reply is taken.
+func (c *Client) Request(ctx context.Context, subject string, data []byte) (*nats.Msg, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		return nil, fmt.Errorf("request %q: the context needs a deadline: %w", subject, nats.ErrInvalidArg)
+	}
+	id, cl := c.open()
+	defer c.finish(id, cl)
+	if c.policy.Retry != nil {
+		return c.retry(ctx, subject, data, id, cl)
+	}
+	deadline, _ := ctx.Deadline()
+	msg, _, err := c.attempt(ctx, deadline, subject, data, id, cl, 0)
+	return msg, err
+}
+
+// attempt is one try at call id: it sends copy number first of the request,
+// hedged under Policy.Hedge, and waits until ctx's deadline (the attempt's,
+// under a retry). It returns the first reply and how many copies it sent. A
+// retry is another attempt on the same call, numbering its copies after the
+// earlier ones, so that a late reply to an earlier attempt is taken too: the
+// caller waits for an answer, not for a particular copy. So every copy
+// carries the call's overall deadline (Policy.Propagate), and a reply counts
+// when the clock (c.now) says it was taken before that: when a reply and
+// the deadline are ready together, which one the select picks is up to the
+// scheduler, and a reply taken at or after the deadline is dropped and
+// counted, and the attempt times out, whichever it picked.
+func (c *Client) attempt(ctx context.Context, overall time.Time, subject string, data []byte, id uint64, cl *call, first int) (*nats.Msg, int, error) {
+	start := time.Now()
+	if err := c.publish(subject, data, id, cl, first, overall); err != nil {
+		return nil, 1, err
+	}
+	copies, statuses := 1, 0
+	// The hedge: a channel that fires after the delay, or nil (never);
+	// hedgeDue once it has fired and the hedge is not sent yet.
+	var hedge <-chan time.Time
+	hedgeDue := false
+	if d, ok := c.hedgeDelay(); ok {
+		hedge = c.hedgeAfter(d)
+	}
+	for {
+		// Look at every reply that has come, also one an earlier attempt
+		// left, before waiting again.
+		for {
+			msg, ok := c.pop(cl)
+			if !ok {
+				break
+			}
+			if isNoResponders(msg) {
+				// This copy found nobody; fail only when every copy this
+				// attempt sent has (an earlier attempt's status is old news).
+				if _, cp, ok := c.parseReply(msg.Subject); ok && cp >= first {
+					statuses++
+				}
+				if statuses == copies {
+					return nil, copies, fmt.Errorf("request %q: %w", subject, nats.ErrNoResponders)
+				}
+				continue
+			}
+			if !c.now().Before(overall) {
+				c.countDropped(msg)
+				return nil, copies, fmt.Errorf("request %q: %w", subject, nats.ErrTimeout)
+			}
+			c.window.Add(time.Since(start))
+			return msg, copies, nil
+		}
+		// The delay is over and no reply has come, not even one that
+		// arrived while the select chose the timer: send the hedge.
+		if hedgeDue {
+			hedgeDue = false
+			c.hedges.Add(1)
+			if err := c.publish(subject, data, id, cl, first+copies, overall); err != nil {
+				c.hedges.Add(-1)
+				return nil, copies, err
+			}
+			copies++
+		}
+		select {
+		case <-cl.ready:
+		case <-hedge:
+			hedge, hedgeDue = nil, true
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return nil, copies, fmt.Errorf("request %q: %w", subject, nats.ErrTimeout)
+			}
+			return nil, copies, ctx.Err()
+		}
+	}
+}
+
+// withDeadline returns ctx, or when it has no deadline a ctx that ends after
+// cli.DrainTimeout: nats.go's FlushWithContext needs one.
+func withDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, cli.DrainTimeout)
+}
+
+// ClientStats are a client's counters.
+type ClientStats struct {
+	// Sent copies of requests in all: first copies, Hedges and Retries.
+	Sent, Hedges, Retries int64
+	// Dropped replies arrived and no caller took them: the losing copy of a
+	// hedge, the reply to a request that had timed out.
+	Dropped int64
+	// Strays are messages on the inbox that answer no request of ours.
+	Strays int64
+}
+
+// Stats returns the client's counters now; after Settle they are final.
+func (c *Client) Stats() ClientStats {
+	return ClientStats{
+		Sent: c.sent.Load(), Hedges: c.hedges.Load(), Retries: c.retries.Load(),
+		Dropped: c.dropped.Load(), Strays: c.strays.Load(),
+	}
+}
+
+// Settle returns once every reply that reached the server before the call
+// has been through the inbox handler: a flush, then a nats.go Barrier.
+// Without a deadline on ctx it waits at most cli.DrainTimeout (5 s). The
+// error is ctx's, or the flush's.
+func (c *Client) Settle(ctx context.Context) error {
+	ctx, cancel := withDeadline(ctx)
+	defer cancel()
+	if err := c.nc.FlushWithContext(ctx); err != nil {
+		return fmt.Errorf("client settle: %w", err)
+	}
+	done := make(chan struct{})
+	if err := c.nc.Barrier(func() { close(done) }); err != nil {
+		return fmt.Errorf("client settle: %w", err)
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("client settle: %w", ctx.Err())
+	}
+}

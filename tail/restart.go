@@ -1,0 +1,201 @@
+// The rolling restart: every member drains and comes back, one at a time,
+// while callers keep sending; plain requests fail in the gaps, retried
+// requests (retry.go) do not.
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"reqreply/internal/cli"
+)
+
+// RestartRounds is how many times the rolling restart goes through every
+// member: 3.
+const RestartRounds = 3
+
+// RestartPace is how long each caller waits between requests in the rolling
+// restart: 1 ms, a steady client rather than a tight loop, so a gap costs a
+// countable number of requests.
+const RestartPace = time.Millisecond
+
+// RestartRow is one measured row of the rolling restart.
+type RestartRow struct {
+	Name    string
+	Members int
+	Load    *LoadResult
+	Client  ClientStats
+}
+
+// RestartTable is the rolling restart's rows.
+type RestartTable struct {
+	Gap  time.Duration
+	Rows []*RestartRow
+}
+
+// restartBackoff is the retry of the rolling restart: waits from 1 ms
+// doubling to 20 ms, full jitter, each attempt bounded by half the overall
+// deadline so a request lost with a member is sent again in time.
+func restartBackoff(cfg Config) *Backoff {
+	return &Backoff{
+		Base: time.Millisecond, Max: 20 * time.Millisecond, Attempt: cfg.Timeout / 2,
+		Rand: SeededRand(cfg.Seed),
+	}
+}
+
+// RollingRestart measures plain and retried requests while every member
+// drains (Member.Stop) and comes back after cfg.Gap, one at a time,
+// RestartRounds times: with one member, where every restart leaves the
+// group empty, and with cfg.Members members, where the others cover the
+// gap. The error is a member's or the connection's, or one wrapping
+// ctx.Err() when ctx ends before the last row is measured: an interrupted
+// restart has no table, so no verdict is drawn from part of it.
+func RollingRestart(ctx context.Context, env *cli.Env, nc *nats.Conn, cfg Config, progress io.Writer) (*RestartTable, error) {
+	t := &RestartTable{Gap: cfg.Gap}
+	retry := restartBackoff(cfg)
+	type setup struct {
+		name    string
+		members int
+		policy  Policy
+	}
+	setups := []setup{
+		{"plain requests", 1, Policy{}},
+		{"retry with backoff and jitter", 1, Policy{Retry: retry}},
+	}
+	if cfg.Members > 1 {
+		setups = append(setups,
+			setup{"plain requests", cfg.Members, Policy{}},
+			setup{"retry with backoff and jitter", cfg.Members, Policy{Retry: retry}})
+	}
+	for i, s := range setups {
+		if progress != nil {
+			fmt.Fprintf(progress, "\r\033[Ktail: rolling restart, row %d/%d (%s, %d members)", i+1, len(setups), s.name, s.members)
+		}
+		row, err := restartRow(ctx, env, nc, cfg, s.members, s.policy)
+		if err != nil {
+			return nil, err
+		}
+		row.Name = s.name
+		t.Rows = append(t.Rows, row)
+	}
+	clearProgress(progress)
+	return t, nil
+}
+
+// restartRow runs one row: members start, callers send until the restarts
+// are over, and every member is restarted in turn RestartRounds times.
+func restartRow(ctx context.Context, env *cli.Env, nc *nats.Conn, cfg Config, n int, p Policy) (*RestartRow, error) {
+	members := make([]*Member, n)
+	stop := func(m *Member) error {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cli.DrainTimeout)
+		defer cancel()
+		return m.Stop(sctx)
+	}
+	stopAll := func() error { return StopAll(ctx, members) }
+	for i := range members {
+		m, err := StartMember(env, memberName(i+1), MemberOptions{})
+		if err != nil {
+			return nil, errors.Join(err, stopAll())
+		}
+		members[i] = m
+	}
+	c, err := NewClient(nc, p)
+	if err != nil {
+		return nil, errors.Join(err, stopAll())
+	}
+	defer c.Close()
+	restarted := make(chan struct{})
+	var restartErr error
+	go func() {
+		defer close(restarted)
+		restartErr = restartAll(ctx, env, members, cfg.Gap, stop)
+	}()
+	res, lerr := LoadWatched(ctx, c, Subject, LoadConfig{Concurrency: cfg.Concurrency, Timeout: cfg.Timeout, Until: restarted, Pace: RestartPace})
+	<-restarted
+	if restartErr != nil || lerr != nil {
+		return nil, errors.Join(restartErr, lerr, stopAll())
+	}
+	// An interrupted row measured part of a restart: no row at all, so
+	// that nobody reads a verdict into it.
+	if err := ctx.Err(); err != nil {
+		return nil, errors.Join(fmt.Errorf("rolling restart: %w", err), stopAll())
+	}
+	row := &RestartRow{Members: n, Load: res, Client: c.Stats()}
+	if res.FirstError != nil {
+		return nil, errors.Join(res.FirstError, stopAll())
+	}
+	return row, stopAll()
+}
+
+// restartAll drains and restarts each member in turn, RestartRounds times:
+// Stop (which answers every request it had), away for gap, then a new
+// member of the same name joins. members is updated in place. When ctx
+// ends first it returns ctx.Err(): the restart did not happen in full.
+func restartAll(ctx context.Context, env *cli.Env, members []*Member, gap time.Duration, stop func(*Member) error) error {
+	for range RestartRounds {
+		for i, m := range members {
+			// Let traffic flow a while before each restart.
+			if err := sleepCtx(ctx, 2*gap); err != nil {
+				return ctx.Err()
+			}
+			if err := stop(m); err != nil {
+				return err
+			}
+			members[i] = nil
+			if err := sleepCtx(ctx, gap); err != nil {
+				return ctx.Err()
+			}
+			nm, err := StartMember(env, m.Name, MemberOptions{})
+			if err != nil {
+				return err
+			}
+			members[i] = nm
+		}
+	}
+	if err := sleepCtx(ctx, 2*gap); err != nil {
+		return ctx.Err()
+	}
+	return nil
+}
+
+// Write prints the table.
+func (t *RestartTable) Write(w io.Writer) {
+	fmt.Fprintf(w, "rolling restart: each member drains, is away %v, comes back; %d rounds; callers send every %v\n", t.Gap, RestartRounds, RestartPace)
+	fmt.Fprintf(w, "%-31s %7s %8s %9s %14s %8s %8s %9s\n", "pattern", "members", "requests", "succeeded", "no responders", "timeout", "retries", "p99")
+	for _, r := range t.Rows {
+		fmt.Fprintf(w, "%-31s %7d %8d %9d %14d %8d %8d %9s\n", r.Name, r.Members, r.Load.Requests, r.Load.Answered,
+			r.Load.NoResponders, r.Load.TimedOut, r.Client.Retries, ms(Percentile(r.Load.Latencies, 99)))
+	}
+}
+
+// Verdict says whether retries turned every failure of the plain requests
+// into a success within the deadline: met only when the plain requests
+// failed, and every row with retries sent requests and none failed.
+func (t *RestartTable) Verdict() string {
+	var plainFailed, retryFailed, retried int
+	retryRows, emptyRows := 0, 0
+	for _, r := range t.Rows {
+		failed := r.Load.Requests - r.Load.Answered
+		if r.Name == "plain requests" {
+			plainFailed += failed
+		} else {
+			retryFailed += failed
+			retried += int(r.Client.Retries)
+			retryRows++
+			if r.Load.Requests == 0 {
+				emptyRows++
+			}
+		}
+	}
+	ok := "met"
+	if retryFailed > 0 || plainFailed == 0 || retryRows == 0 || emptyRows > 0 {
+		ok = "NOT met"
+	}
+	return fmt.Sprintf("plain requests failed %d times; with retries %d failed after %d retries: %s", plainFailed, retryFailed, retried, ok)
+}
