@@ -19,7 +19,7 @@ func main() {
 	fs, check := flags(&cfg)
 	os.Exit(cli.Main(fs, os.Args[1:], check, func(ctx context.Context, env *cli.Env) error {
 		return Run(ctx, env, cfg, os.Stdout)
-	}))
+	}, cli.Secure(Lockdown)))
 }
 
 // flags returns the program's flag set, which parses into cfg, and the check

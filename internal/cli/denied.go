@@ -1,0 +1,281 @@
+// Permission denials, made prompt and clear: a request whose publish or
+// inbox subscription the server denies fails within one round trip, with an
+// error naming the subject, instead of waiting out its timeout.
+
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Why a per-subject dispatch. nats-server answers a denied PUB or SUB with
+// "-ERR 'Permissions Violation for Publish to "<subject>"'" (or
+// "Subscription to"), and sends nothing else: no reply, no no-responders
+// status. nats.go hands that error to the connection's asynchronous error
+// handler only, with no subscription attached, so a request waiting for its
+// reply would wait out its deadline. Its own request mux makes it worse:
+// nats.go subscribes the mux once per connection and never again, so after
+// one denied mux subscription every later request on the connection times
+// out with no new error at all.
+//
+// So Request owns its inbox subscription (one per request), and before it
+// sends anything registers the two subjects it can be denied on, the inbox
+// (subscribe) and the request subject (publish), with this dispatcher. The
+// error handler that Env.Connect installs (and Request chains onto a
+// connection made elsewhere) hands each violation to whoever waits for that
+// exact subject and kind on that connection; the waiter's request ends at
+// once with that error. The server processes a connection's protocol in
+// order, so the -ERR comes back within one round trip of the SUB or PUB.
+// A violation that somebody claims is not printed by Env's handler: the
+// program's run error says it, once. One that nobody waits for (a
+// responder's denied reply, say) is printed, one line, as it comes.
+//
+// The alternative, a flush after publishing and then a look at
+// nc.LastError(), costs a PING/PONG per request and cannot tell two
+// violations apart when several requests share the connection: LastError
+// keeps only the latest.
+
+// violationRe reads the kind and subject out of nats-server's permissions
+// violation text.
+var violationRe = regexp.MustCompile(`(?i)permissions violation for (publish|subscription) to "([^"]+)"`)
+
+// Kinds of denial.
+const (
+	denyPublish   = "publish"
+	denySubscribe = "subscription"
+)
+
+type denialKey struct {
+	nc      *nats.Conn
+	kind    string // denyPublish or denySubscribe
+	subject string
+}
+
+// denials is the process's dispatcher: waiters by connection, kind and
+// subject, and the connections whose error handler feeds it.
+var denials = struct {
+	sync.Mutex
+	waiters map[denialKey]map[*waiter]bool
+	hooked  map[*nats.Conn]bool
+}{waiters: map[denialKey]map[*waiter]bool{}, hooked: map[*nats.Conn]bool{}}
+
+// waiter is one watchDenials registration.
+type waiter struct {
+	once sync.Once
+	fn   func(error)
+}
+
+// parseViolation returns the kind and subject of a permissions violation.
+func parseViolation(err error) (kind, subject string, ok bool) {
+	if !errors.Is(err, nats.ErrPermissionViolation) {
+		return "", "", false
+	}
+	m := violationRe.FindStringSubmatch(err.Error())
+	if m == nil {
+		return "", "", false
+	}
+	return map[string]string{"publish": denyPublish, "subscription": denySubscribe}[lower(m[1])], m[2], true
+}
+
+func lower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
+// claimDenial hands err, if it is a permissions violation on nc, to every
+// waiter for its subject, and reports whether there was one.
+func claimDenial(nc *nats.Conn, err error) bool {
+	kind, subject, ok := parseViolation(err)
+	if !ok {
+		return false
+	}
+	denials.Lock()
+	var ws []*waiter
+	for w := range denials.waiters[denialKey{nc, kind, subject}] {
+		ws = append(ws, w)
+	}
+	denials.Unlock()
+	for _, w := range ws {
+		w.once.Do(func() { w.fn(err) })
+	}
+	return len(ws) > 0
+}
+
+// markHooked records that nc's error handler calls claimDenial, and forgets
+// connections that have closed since.
+func markHooked(nc *nats.Conn) {
+	denials.Lock()
+	defer denials.Unlock()
+	for c := range denials.hooked {
+		if c.IsClosed() {
+			delete(denials.hooked, c)
+		}
+	}
+	denials.hooked[nc] = true
+}
+
+// hook makes sure nc's violations reach the dispatcher: a connection made
+// by Env.Connect already does; for another, its error handler is chained.
+func hook(nc *nats.Conn) {
+	denials.Lock()
+	done := denials.hooked[nc]
+	denials.Unlock()
+	if done {
+		return
+	}
+	next := nc.ErrorHandler()
+	nc.SetErrorHandler(func(c *nats.Conn, sub *nats.Subscription, err error) {
+		if claimDenial(c, err) {
+			return
+		}
+		if next != nil {
+			next(c, sub, err)
+		}
+	})
+	markHooked(nc)
+}
+
+// watchDenials calls fn with the first violation on nc for any of keys,
+// until stop is called.
+func watchDenials(nc *nats.Conn, fn func(error), keys ...denialKey) (stop func()) {
+	w := &waiter{fn: fn}
+	for i := range keys {
+		keys[i].nc = nc
+	}
+	denials.Lock()
+	for _, k := range keys {
+		if denials.waiters[k] == nil {
+			denials.waiters[k] = map[*waiter]bool{}
+		}
+		denials.waiters[k][w] = true
+	}
+	denials.Unlock()
+	return func() {
+		denials.Lock()
+		defer denials.Unlock()
+		for _, k := range keys {
+			delete(denials.waiters[k], w)
+			if len(denials.waiters[k]) == 0 {
+				delete(denials.waiters, k)
+			}
+		}
+	}
+}
+
+// ErrDenied is wrapped, together with nats.ErrPermissionViolation, by the
+// errors of Request and PublishChecked for a denied publish or
+// subscription.
+var ErrDenied = errors.New("denied by the server's permissions")
+
+// Request sends msg as a request on nc and returns the first reply, waiting
+// until ctx ends; it is nats.go's RequestWithContext with its own inbox, so
+// that a permission denial ends it within one round trip (see the comment
+// on the dispatcher above). The inbox is nc.NewInbox(), which honours
+// nats.CustomInboxPrefix; the subscription is made for this request,
+// limited to one message (AutoUnsubscribe) and removed on return: one SUB
+// and one UNSUB per request more than nats.go's shared mux sends.
+//
+// A no-responders status (503) comes back as nats.ErrNoResponders, as from
+// nats.go's Request: the server sends it because the inbox subscription
+// reached it before the publish.
+//
+// Errors, each naming the subject:
+//   - nats.ErrPermissionViolation and ErrDenied: the server denied the
+//     publish to msg.Subject or the subscription to the inbox; the text is
+//     the server's, which names the subject;
+//   - nats.ErrNoResponders; ctx's error (context.DeadlineExceeded,
+//     context.Canceled); nats.go's errors for a closed connection, a bad
+//     subject, a payload over the server's maximum.
+func Request(ctx context.Context, nc *nats.Conn, msg *nats.Msg) (*nats.Msg, error) {
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	hook(nc)
+	inbox := nc.NewInbox()
+	wctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := watchDenials(nc, func(err error) {
+		cancel(fmt.Errorf("%w: %w", ErrDenied, err))
+	}, denialKey{kind: denyPublish, subject: msg.Subject}, denialKey{kind: denySubscribe, subject: inbox})
+	defer stop()
+
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, fmt.Errorf("subscribe %q: %w", inbox, err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := sub.AutoUnsubscribe(1); err != nil {
+		return nil, fmt.Errorf("subscribe %q: %w", inbox, err)
+	}
+	req := *msg
+	req.Reply = inbox
+	req.Sub = nil
+	if err := nc.PublishMsg(&req); err != nil {
+		return nil, err
+	}
+	reply, err := sub.NextMsgWithContext(wctx)
+	if err != nil {
+		if cause := context.Cause(wctx); errors.Is(cause, ErrDenied) {
+			return nil, cause
+		}
+		if errors.Is(err, nats.ErrPermissionViolation) {
+			// nats.go matched the violation to the subscription itself.
+			return nil, fmt.Errorf("%w: %w", ErrDenied, err)
+		}
+		return nil, err
+	}
+	return reply, nil
+}
+
+// PublishChecked publishes msg on nc and waits for the server to have read
+// it (a flush, bounded by ctx): it returns an error wrapping
+// nats.ErrPermissionViolation and ErrDenied, naming the subject, when the
+// server denied the publish, and nil when it took it. A responder that must
+// know its reply was allowed (allow_responses limits how many and how late)
+// pays one round trip for that. Other errors are nats.go's (a closed
+// connection, ctx's error for a flush that did not come back).
+func PublishChecked(ctx context.Context, nc *nats.Conn, msg *nats.Msg) error {
+	hook(nc)
+	var mu sync.Mutex
+	var denied error
+	stop := watchDenials(nc, func(err error) {
+		mu.Lock()
+		denied = err
+		mu.Unlock()
+	}, denialKey{kind: denyPublish, subject: msg.Subject})
+	defer stop()
+	if err := nc.PublishMsg(msg); err != nil {
+		return err
+	}
+	if err := nc.FlushWithContext(ctx); err != nil {
+		return fmt.Errorf("publish %q: flush: %w", msg.Subject, err)
+	}
+	// The -ERR came before the PONG, but nats.go hands it to the error
+	// handler on another goroutine: the violation is also in the
+	// connection's last error, set before the PONG was read.
+	mu.Lock()
+	err := denied
+	mu.Unlock()
+	if err == nil {
+		if last := nc.LastError(); last != nil {
+			if kind, subject, ok := parseViolation(last); ok && kind == denyPublish && subject == msg.Subject {
+				err = last
+			}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrDenied, err)
+	}
+	return nil
+}
