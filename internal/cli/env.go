@@ -59,7 +59,7 @@ type Env struct {
 	ctx      context.Context
 	creds    []nats.Option     // every connection's credentials (LoadCredentials)
 	ids      map[Part]Identity // under -secure: the user of each part
-	drainFor time.Duration // DrainTimeout; shorter in tests
+	drainFor time.Duration     // DrainTimeout; shorter in tests
 	scrub    *scrubber
 	embedded *server.Server
 	outMu    sync.Mutex // serializes lines on Stderr
