@@ -67,8 +67,41 @@ var denials = struct {
 
 // waiter is one watchDenials registration.
 type waiter struct {
-	once sync.Once
+	nc   *nats.Conn
+	keys []denialKey
 	fn   func(error)
+
+	mu      sync.Mutex
+	fired   bool // fn has been called
+	stopped bool // its watcher is done: fn is not called any more
+	linger  bool // stopped, but the violation it saw by other means is still on its way to the handler
+}
+
+// fire hands err to w: to fn, once, while w is watched; a lingering w only
+// swallows it, so that it is not printed, and goes away.
+func (w *waiter) fire(err error) {
+	w.mu.Lock()
+	call := !w.stopped && !w.fired
+	w.fired = true
+	drop := w.linger
+	w.mu.Unlock()
+	if call {
+		w.fn(err)
+	}
+	if drop {
+		w.remove()
+	}
+}
+
+func (w *waiter) remove() {
+	denials.Lock()
+	defer denials.Unlock()
+	for _, k := range w.keys {
+		delete(denials.waiters[k], w)
+		if len(denials.waiters[k]) == 0 {
+			delete(denials.waiters, k)
+		}
+	}
 }
 
 // parseViolation returns the kind and subject of a permissions violation.
@@ -107,7 +140,7 @@ func claimDenial(nc *nats.Conn, err error) bool {
 	}
 	denials.Unlock()
 	for _, w := range ws {
-		w.once.Do(func() { w.fn(err) })
+		w.fire(err)
 	}
 	return len(ws) > 0
 }
@@ -147,12 +180,17 @@ func hook(nc *nats.Conn) {
 }
 
 // watchDenials calls fn with the first violation on nc for any of keys,
-// until stop is called.
-func watchDenials(nc *nats.Conn, fn func(error), keys ...denialKey) (stop func()) {
-	w := &waiter{fn: fn}
+// until stop is called. The caller that learnt of a violation other than
+// through fn (nats.go also hands a denied subscription its error, and sets
+// the connection's last error, before the error handler runs) calls
+// stop(true): the registration then stays until the handler has that
+// violation, so that Env's handler does not print what the caller
+// returns; otherwise stop(false).
+func watchDenials(nc *nats.Conn, fn func(error), keys ...denialKey) (stop func(seen bool)) {
 	for i := range keys {
 		keys[i].nc = nc
 	}
+	w := &waiter{nc: nc, keys: keys, fn: fn}
 	denials.Lock()
 	for _, k := range keys {
 		if denials.waiters[k] == nil {
@@ -161,14 +199,14 @@ func watchDenials(nc *nats.Conn, fn func(error), keys ...denialKey) (stop func()
 		denials.waiters[k][w] = true
 	}
 	denials.Unlock()
-	return func() {
-		denials.Lock()
-		defer denials.Unlock()
-		for _, k := range keys {
-			delete(denials.waiters[k], w)
-			if len(denials.waiters[k]) == 0 {
-				delete(denials.waiters, k)
-			}
+	return func(seen bool) {
+		w.mu.Lock()
+		w.stopped = true
+		keep := seen && !w.fired
+		w.linger = keep
+		w.mu.Unlock()
+		if !keep {
+			w.remove()
 		}
 	}
 }
@@ -208,7 +246,8 @@ func Request(ctx context.Context, nc *nats.Conn, msg *nats.Msg) (*nats.Msg, erro
 	stop := watchDenials(nc, func(err error) {
 		cancel(fmt.Errorf("%w: %w", ErrDenied, err))
 	}, denialKey{kind: denyPublish, subject: msg.Subject}, denialKey{kind: denySubscribe, subject: inbox})
-	defer stop()
+	seen := false
+	defer func() { stop(seen) }()
 
 	sub, err := nc.SubscribeSync(inbox)
 	if err != nil {
@@ -230,7 +269,9 @@ func Request(ctx context.Context, nc *nats.Conn, msg *nats.Msg) (*nats.Msg, erro
 			return nil, cause
 		}
 		if errors.Is(err, nats.ErrPermissionViolation) {
-			// nats.go matched the violation to the subscription itself.
+			// nats.go matched the violation to the subscription itself,
+			// before its error handler had it.
+			seen = true
 			return nil, fmt.Errorf("%w: %w", ErrDenied, err)
 		}
 		return nil, err
@@ -243,9 +284,16 @@ func Request(ctx context.Context, nc *nats.Conn, msg *nats.Msg) (*nats.Msg, erro
 // nats.ErrPermissionViolation and ErrDenied, naming the subject, when the
 // server denied the publish, and nil when it took it. A responder that must
 // know its reply was allowed (allow_responses limits how many and how late)
-// pays one round trip for that. Other errors are nats.go's (a closed
-// connection, ctx's error for a flush that did not come back).
+// pays one round trip for that. Without a deadline in ctx, the flush waits
+// at most the connection's timeout (nats.Timeout; ConnectTimeout, 2 s, on an
+// Env's connections). Other errors are nats.go's (a closed connection,
+// ctx's error or nats.ErrTimeout for a flush that did not come back).
 func PublishChecked(ctx context.Context, nc *nats.Conn, msg *nats.Msg) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, nc.Opts.Timeout)
+		defer cancel()
+	}
 	hook(nc)
 	var mu sync.Mutex
 	var denied error
@@ -254,7 +302,8 @@ func PublishChecked(ctx context.Context, nc *nats.Conn, msg *nats.Msg) error {
 		denied = err
 		mu.Unlock()
 	}, denialKey{kind: denyPublish, subject: msg.Subject})
-	defer stop()
+	seen := false
+	defer func() { stop(seen) }()
 	if err := nc.PublishMsg(msg); err != nil {
 		return err
 	}
@@ -270,7 +319,7 @@ func PublishChecked(ctx context.Context, nc *nats.Conn, msg *nats.Msg) error {
 	if err == nil {
 		if last := nc.LastError(); last != nil {
 			if kind, subject, ok := parseViolation(last); ok && kind == denyPublish && subject == msg.Subject {
-				err = last
+				err, seen = last, true
 			}
 		}
 	}
