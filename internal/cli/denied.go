@@ -216,6 +216,26 @@ func watchDenials(nc *nats.Conn, fn func(error), keys ...denialKey) (stop func(s
 // subscription.
 var ErrDenied = errors.New("denied by the server's permissions")
 
+// deniedError is a denial: its text is the server's violation (which names
+// the subject), with a hint for a denied reply inbox; errors.Is finds
+// ErrDenied and nats.ErrPermissionViolation.
+type deniedError struct {
+	err  error
+	hint string
+}
+
+func (e deniedError) Error() string   { return e.err.Error() + e.hint }
+func (e deniedError) Unwrap() []error { return []error{ErrDenied, e.err} }
+
+// denied wraps the violation err of a request whose inbox is inbox.
+func denied(err error, inbox string) error {
+	var hint string
+	if kind, subject, ok := parseViolation(err); ok && kind == denySubscribe && subject == inbox {
+		hint = " (the reply inbox: connect with an inbox prefix this user may subscribe to)"
+	}
+	return deniedError{err: err, hint: hint}
+}
+
 // Request sends msg as a request on nc and returns the first reply, waiting
 // until ctx ends; it is nats.go's RequestWithContext with its own inbox, so
 // that a permission denial ends it within one round trip (see the comment
@@ -244,7 +264,7 @@ func Request(ctx context.Context, nc *nats.Conn, msg *nats.Msg) (*nats.Msg, erro
 	wctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	stop := watchDenials(nc, func(err error) {
-		cancel(fmt.Errorf("%w: %w", ErrDenied, err))
+		cancel(denied(err, inbox))
 	}, denialKey{kind: denyPublish, subject: msg.Subject}, denialKey{kind: denySubscribe, subject: inbox})
 	seen := false
 	defer func() { stop(seen) }()
@@ -272,7 +292,7 @@ func Request(ctx context.Context, nc *nats.Conn, msg *nats.Msg) (*nats.Msg, erro
 			// nats.go matched the violation to the subscription itself,
 			// before its error handler had it.
 			seen = true
-			return nil, fmt.Errorf("%w: %w", ErrDenied, err)
+			return nil, denied(err, inbox)
 		}
 		return nil, err
 	}
@@ -324,7 +344,7 @@ func PublishChecked(ctx context.Context, nc *nats.Conn, msg *nats.Msg) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrDenied, err)
+		return deniedError{err: err}
 	}
 	return nil
 }
