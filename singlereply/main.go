@@ -3,7 +3,11 @@
 // the requester asks for greet.joe, greet.sue and greet.bob (or the names
 // given as arguments) and prints each reply.
 //
-//	go run ./singlereply [-timeout 500ms] [-serve | -request] [name ...]
+//	go run ./singlereply [-timeout 500ms] [-serve | -request | -secure] [-context NAME] [name ...]
+//
+// -secure runs it locked down: an embedded server where the requester may
+// only publish to greet.* and read its own inbox, and the greeter may only
+// take those requests and reply (see security/locked-down.conf).
 package main
 
 import (

@@ -275,10 +275,14 @@ func (e *Env) loseConn(err error) {
 // error), and at once when the program is interrupted while it dials (the
 // error then wraps context.Canceled; the half-open connection is closed).
 // Once connected, it follows env.Reconnect, and prints its disconnect,
-// reconnect and close events on env.Stderr (see Env). A denied subscription
-// fails a synchronous subscription's NextMsg with nats.ErrPermissionViolation
-// (nats.PermissionErrOnSubscribe). Asynchronous errors, such as a slow
-// consumer dropping messages or a denied publish, are printed on env.Stderr.
+// reconnect and close events on env.Stderr (see Env). It carries the Env's
+// credentials (LoadCredentials; under -secure, the part's user: see
+// ConnectAs). A denied subscription fails a synchronous subscription's
+// NextMsg with nats.ErrPermissionViolation (nats.PermissionErrOnSubscribe).
+// A permissions violation that a Request or PublishChecked on this
+// connection waits for is theirs to return, and is not printed; other
+// asynchronous errors, such as a slow consumer dropping messages or a denied
+// publish nobody waits for, are printed on env.Stderr, one line each.
 // Extra opts follow the defaults and may override them; disconnect,
 // reconnect and closed handlers given in opts run after Env's own. After
 // Close, or when Close runs while it dials, the error wraps

@@ -77,51 +77,51 @@ func TestLockdownDenials(t *testing.T) {
 		name string
 		// do runs the denied action on a requester and a responder
 		// connection, a request served on svc.* being under way for the
-		// responder (m); it returns the error and the subject it must name.
-		do func(t *testing.T, req, svc *nats.Conn, m *nats.Msg) (error, string)
+		// responder (m); it returns the subject the error must name, and the error.
+		do func(t *testing.T, req, svc *nats.Conn, m *nats.Msg) (subject string, err error)
 	}{
-		{"requester publishes outside the service", func(t *testing.T, req, _ *nats.Conn, _ *nats.Msg) (error, string) {
+		{"requester publishes outside the service", func(t *testing.T, req, _ *nats.Conn, _ *nats.Msg) (string, error) {
 			_, err := Request(context.Background(), req, nats.NewMsg("other.a"))
-			return err, "other.a"
+			return "other.a", err
 		}},
-		{"requester subscribes outside its prefix", func(t *testing.T, req, _ *nats.Conn, _ *nats.Msg) (error, string) {
+		{"requester subscribes outside its prefix", func(t *testing.T, req, _ *nats.Conn, _ *nats.Msg) (string, error) {
 			// nats.go's default _INBOX.> is not its prefix.
 			sub, err := req.SubscribeSync("_INBOX.x")
 			require.NoError(t, err)
 			require.NoError(t, req.Flush())
 			_, err = sub.NextMsg(time.Minute)
-			return fmt.Errorf("%w: %w", ErrDenied, err), "_INBOX.x"
+			return "_INBOX.x", fmt.Errorf("%w: %w", ErrDenied, err)
 		}},
-		{"requester takes requests", func(t *testing.T, req, _ *nats.Conn, _ *nats.Msg) (error, string) {
+		{"requester takes requests", func(t *testing.T, req, _ *nats.Conn, _ *nats.Msg) (string, error) {
 			sub, err := req.SubscribeSync("svc.*")
 			require.NoError(t, err)
 			require.NoError(t, req.Flush())
 			_, err = sub.NextMsg(time.Minute)
-			return fmt.Errorf("%w: %w", ErrDenied, err), "svc.*"
+			return "svc.*", fmt.Errorf("%w: %w", ErrDenied, err)
 		}},
-		{"responder reads the requester's inboxes", func(t *testing.T, _, svc *nats.Conn, _ *nats.Msg) (error, string) {
+		{"responder reads the requester's inboxes", func(t *testing.T, _, svc *nats.Conn, _ *nats.Msg) (string, error) {
 			sub, err := svc.SubscribeSync(InboxPrefix + ".>")
 			require.NoError(t, err)
 			require.NoError(t, svc.Flush())
 			_, err = sub.NextMsg(time.Minute)
-			return fmt.Errorf("%w: %w", ErrDenied, err), InboxPrefix + ".>"
+			return InboxPrefix + ".>", fmt.Errorf("%w: %w", ErrDenied, err)
 		}},
-		{"responder publishes elsewhere", func(t *testing.T, _, svc *nats.Conn, _ *nats.Msg) (error, string) {
-			return PublishChecked(context.Background(), svc, nats.NewMsg("svc.a")), "svc.a"
+		{"responder publishes elsewhere", func(t *testing.T, _, svc *nats.Conn, _ *nats.Msg) (string, error) {
+			return "svc.a", PublishChecked(context.Background(), svc, nats.NewMsg("svc.a"))
 		}},
-		{"responder sends a request", func(t *testing.T, _, svc *nats.Conn, _ *nats.Msg) (error, string) {
+		{"responder sends a request", func(t *testing.T, _, svc *nats.Conn, _ *nats.Msg) (string, error) {
 			// Its inbox subscription goes first, so its denial comes first.
 			_, err := Request(context.Background(), svc, nats.NewMsg("svc.a"))
 			require.Error(t, err)
-			return err, regexp.MustCompile(`_INBOX\.[^"]+`).FindString(err.Error())
+			return regexp.MustCompile(`_INBOX\.[^"]+`).FindString(err.Error()), err
 		}},
-		{"responder answers twice", func(t *testing.T, _, svc *nats.Conn, m *nats.Msg) (error, string) {
+		{"responder answers twice", func(t *testing.T, _, svc *nats.Conn, m *nats.Msg) (string, error) {
 			first := nats.NewMsg(m.Reply)
 			first.Data = []byte("one")
 			require.NoError(t, PublishChecked(context.Background(), svc, first), "the first reply is allowed")
 			second := nats.NewMsg(m.Reply)
 			second.Data = []byte("two")
-			return PublishChecked(context.Background(), svc, second), m.Reply
+			return m.Reply, PublishChecked(context.Background(), svc, second)
 		}},
 	}
 	for _, tc := range tests {
@@ -143,7 +143,7 @@ func TestLockdownDenials(t *testing.T) {
 			m, err := in.NextMsg(time.Minute)
 			require.NoError(t, err)
 
-			err, subject := tc.do(t, req, svc, m)
+			subject, err := tc.do(t, req, svc, m)
 			requireDenied(t, err, subject)
 
 			// The requester got no more than one reply.
