@@ -188,8 +188,8 @@ func TestCredentialsUserPasswordToken(t *testing.T) {
 // pki is a CA and the certificates it signed, written as PEM files.
 type pki struct {
 	ca, serverCert, serverKey, clientCert, clientKey string
-	server                                          tls.Certificate
-	pool                                            *x509.CertPool
+	server                                           tls.Certificate
+	pool                                             *x509.CertPool
 }
 
 func newPKI(t *testing.T) *pki {
