@@ -131,7 +131,7 @@ func Exec(fs *flag.FlagSet, args []string, check func() error, run func(ctx cont
 		reconnect.AddFlags(fs)
 	}
 	if fs.Lookup("context") == nil {
-		fs.String("context", "", "connect with this nats CLI context: its URL, credentials, TLS files and inbox prefix, ahead of NATS_CONTEXT and the NATS_* variables (the context the nats CLI has selected is used only when named)")
+		fs.String("context", "", "connect with the nats CLI context `NAME`: its URL, credentials, TLS files and inbox prefix, ahead of NATS_CONTEXT and the NATS_* variables (the context the nats CLI has selected is used only when named)")
 	}
 	secure := false
 	if set.lock != nil && fs.Lookup("secure") == nil {
