@@ -390,3 +390,35 @@ func TestContextSecretsMasked(t *testing.T) {
 		})
 	}
 }
+
+// Passwords and tokens from NATS_PASSWORD and NATS_TOKEN, of any shape, are
+// masked in all Exec prints, whether the connection is refused or the
+// server denies the credentials.
+func TestEnvSecretsNotPrinted(t *testing.T) {
+	contextDir(t)
+	s := testserver.New(t, testserver.WithUsers(&server.User{Username: "alice", Password: "right"}))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	closed := "nats://" + l.Addr().String()
+	require.NoError(t, l.Close())
+	for _, secret := range []string{"S3CR3T", "S3CR3T with spaces", "S3CR3T%zz", `S3CR3T"quoted'`, "S3CR3Tü€", "S3CR3T@host:1"} {
+		for _, server := range []string{s.ClientURL(), closed} {
+			for _, kind := range []string{"NATS_PASSWORD", "NATS_TOKEN"} {
+				t.Run(kind+" "+secret+" "+server, func(t *testing.T) {
+					vs := map[string]string{"NATS_URL": server, kind: secret}
+					if kind == "NATS_PASSWORD" {
+						vs["NATS_USER"] = "alice"
+					}
+					var stderr syncBuffer
+					code := Exec(flag.NewFlagSet("prog", flag.ContinueOnError), []string{"-max-reconnects", "0"}, nil,
+						func(ctx context.Context, env *Env) error {
+							_, err := env.Connect("client")
+							return err
+						}, vars(vs), &stderr)
+					assert.Equal(t, ExitFailure, code)
+					assert.NotContains(t, stderr.String(), "S3CR3T")
+				})
+			}
+		}
+	}
+}
