@@ -29,7 +29,7 @@ func program(args []string, vars map[string]string) (int, string, string) {
 // -secure: the whole scenario, -silent too, runs as two users, each allowed
 // only its part; nothing but the -secure line goes to stderr.
 func TestSecure(t *testing.T) {
-	code, stdout, stderr := program([]string{"-secure", "-silent", "-timeout", "50ms"}, nil)
+	code, stdout, stderr := program([]string{"-secure", "-silent", "-timeout", "1s"}, nil)
 	assert.Equal(t, cli.ExitOK, code, stderr)
 	lines := strings.Split(strings.TrimSpace(stdout), "\n")
 	require.Len(t, lines, 4, stdout)
@@ -87,7 +87,7 @@ func TestLockedDownConfig(t *testing.T) {
 				t.Fatalf("-serve ended: %v", err)
 			}
 
-			code, stdout, stderr := program([]string{"-request", "-silent", "-timeout", "50ms"}, tc.vars)
+			code, stdout, stderr := program([]string{"-request", "-silent", "-timeout", "1s"}, tc.vars)
 			for _, pw := range passwords {
 				assert.NotContains(t, stderr, pw)
 			}

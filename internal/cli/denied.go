@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"regexp"
 	"sync"
+	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
 )
@@ -62,8 +63,14 @@ type denialKey struct {
 var denials = struct {
 	sync.Mutex
 	waiters map[denialKey]map[*waiter]bool
-	hooked  map[*nats.Conn]bool
-}{waiters: map[denialKey]map[*waiter]bool{}, hooked: map[*nats.Conn]bool{}}
+	hooked  map[*nats.Conn]*hookState
+}{waiters: map[denialKey]map[*waiter]bool{}, hooked: map[*nats.Conn]*hookState{}}
+
+// hookState is what the dispatcher knows of one connection.
+type hookState struct {
+	// inboxOK: an inbox under the connection's prefix has been allowed.
+	inboxOK atomic.Bool
+}
 
 // waiter is one watchDenials registration.
 type waiter struct {
@@ -147,7 +154,7 @@ func claimDenial(nc *nats.Conn, err error) bool {
 
 // markHooked records that nc's error handler calls claimDenial, and forgets
 // connections that have closed since.
-func markHooked(nc *nats.Conn) {
+func markHooked(nc *nats.Conn) *hookState {
 	denials.Lock()
 	defer denials.Unlock()
 	for c := range denials.hooked {
@@ -155,17 +162,22 @@ func markHooked(nc *nats.Conn) {
 			delete(denials.hooked, c)
 		}
 	}
-	denials.hooked[nc] = true
+	if st := denials.hooked[nc]; st != nil {
+		return st
+	}
+	st := &hookState{}
+	denials.hooked[nc] = st
+	return st
 }
 
 // hook makes sure nc's violations reach the dispatcher: a connection made
 // by Env.Connect already does; for another, its error handler is chained.
-func hook(nc *nats.Conn) {
+func hook(nc *nats.Conn) *hookState {
 	denials.Lock()
-	done := denials.hooked[nc]
+	st := denials.hooked[nc]
 	denials.Unlock()
-	if done {
-		return
+	if st != nil {
+		return st
 	}
 	next := nc.ErrorHandler()
 	nc.SetErrorHandler(func(c *nats.Conn, sub *nats.Subscription, err error) {
@@ -176,7 +188,7 @@ func hook(nc *nats.Conn) {
 			next(c, sub, err)
 		}
 	})
-	markHooked(nc)
+	return markHooked(nc)
 }
 
 // watchDenials calls fn with the first violation on nc for any of keys,
@@ -259,7 +271,7 @@ func Request(ctx context.Context, nc *nats.Conn, msg *nats.Msg) (*nats.Msg, erro
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
-	hook(nc)
+	state := hook(nc)
 	inbox := nc.NewInbox()
 	wctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -276,6 +288,42 @@ func Request(ctx context.Context, nc *nats.Conn, msg *nats.Msg) (*nats.Msg, erro
 	defer func() { _ = sub.Unsubscribe() }()
 	if err := sub.AutoUnsubscribe(1); err != nil {
 		return nil, fmt.Errorf("subscribe %q: %w", inbox, err)
+	}
+	// The first request on a connection makes sure its inbox is allowed
+	// before it publishes: a flush, then a look for a violation on that
+	// exact inbox. Were the inbox denied and the request sent anyway, the
+	// server might deny the publish too, and that second violation would
+	// reach the error handler after the request had already returned the
+	// first: printed, a double report. Once an inbox under the connection's
+	// prefix has been allowed, the others are (the permission is the
+	// prefix), and later requests skip the extra round trip. While the
+	// connection is down, or if the flush fails, the check waits for a
+	// later request.
+	if !state.inboxOK.Load() && nc.Status() == nats.CONNECTED {
+		fctx, fcancel := wctx, context.CancelFunc(func() {})
+		if _, ok := wctx.Deadline(); !ok {
+			fctx, fcancel = context.WithTimeout(wctx, nc.Opts.Timeout)
+		}
+		ferr := nc.FlushWithContext(fctx)
+		fcancel()
+		if cause := context.Cause(wctx); errors.Is(cause, ErrDenied) {
+			return nil, cause
+		}
+		// The violation was read before the PONG, but nats.go hands it to
+		// the error handler on another goroutine: it is also the
+		// connection's last error by now. The inbox is new, so a match on
+		// it is this request's.
+		if last := nc.LastError(); last != nil {
+			if kind, subject, ok := parseViolation(last); ok && kind == denySubscribe && subject == inbox {
+				seen = true
+				return nil, denied(last, inbox)
+			}
+		}
+		if ferr == nil {
+			state.inboxOK.Store(true)
+		} else if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 	}
 	req := *msg
 	req.Reply = inbox

@@ -367,7 +367,7 @@ func (e *Env) ConnectAs(part Part, role string, opts ...nats.Option) (*nats.Conn
 		}
 		return nil, e.wrapErr(fmt.Errorf("connect %s %s to %s: %w", e.Scenario, role, Redact(e.URL), err))
 	}
-	markHooked(nc)
+	_ = markHooked(nc)
 	c.mu.Lock()
 	c.nc = nc
 	if c.server == "" { // unless a reconnect has already set it
