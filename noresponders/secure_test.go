@@ -128,3 +128,18 @@ func TestAskDenied(t *testing.T) {
 	}
 	assert.Empty(t, stderr.String())
 }
+
+// A -serve whose user may not take the requests fails at its start, one
+// line naming the subject, instead of serving nothing.
+func TestServeDenied(t *testing.T) {
+	t.Setenv("REQUESTER_PASSWORD", "req-Pw-1")
+	t.Setenv("RESPONDER_PASSWORD", "resp-Pw-2")
+	t.Setenv("OTHER_PASSWORD", "other-Pw-3")
+	s := testserver.NewConfigFile(t, "../security/locked-down.conf")
+	code, stdout, stderr := program([]string{"-serve"}, map[string]string{"NATS_URL": s.ClientURL(), "NATS_USER": "requester", "NATS_PASSWORD": "req-Pw-1"})
+	assert.Equal(t, cli.ExitFailure, code)
+	assert.Empty(t, stdout)
+	assert.Equal(t, 1, strings.Count(stderr, "\n"), "one line: %s", stderr)
+	assert.Contains(t, stderr, `Permissions Violation for Subscription to "greet.*"`)
+	assert.NotContains(t, stderr, "req-Pw-1")
+}

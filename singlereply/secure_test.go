@@ -83,6 +83,7 @@ func TestLockedDownConfig(t *testing.T) {
 		{name: "another requester reading the requester's inboxes", vars: as("other", cli.InboxPrefix), args: "-request ann", denied: `Subscription to "` + cli.InboxPrefix + "."},
 		{name: "requester without its prefix", vars: as("requester", ""), args: "-request ann", denied: `Subscription to "_INBOX.`},
 		{name: "responder sending requests", vars: as("responder", ""), args: "-request ann", denied: `Subscription to "_INBOX.`},
+		{name: "requester serving", vars: as("requester", cli.InboxPrefix), args: "-serve", denied: `Subscription to "greet.*"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -415,3 +415,76 @@ func PublishChecked(ctx context.Context, nc *nats.Conn, msg *nats.Msg) error {
 	}
 	return nil
 }
+
+// CheckSubscription waits until the server has read sub's subscription (a
+// flush) and returns an error wrapping nats.ErrPermissionViolation and
+// ErrDenied, naming the subject (and queue group), if the server denied
+// it; nil if it took it. A responder calls it after subscribing, so that a
+// service its user may not serve fails at its start instead of serving
+// nothing; a gather with one long-lived inbox subscription (a mux) calls it
+// once before its first request. Without a deadline in ctx, the flush waits
+// at most the connection's timeout (nats.Timeout) and fails with
+// nats.ErrTimeout; with one, with ctx's error. A denial it returns is not
+// also printed by an Env connection's error handler.
+func CheckSubscription(ctx context.Context, nc *nats.Conn, sub *nats.Subscription) error {
+	hook(nc)
+	var mu sync.Mutex
+	var got error
+	stop := watchDenials(nc, func(err error) {
+		mu.Lock()
+		got = err
+		mu.Unlock()
+	}, denialKey{kind: denySubscribe, subject: sub.Subject})
+	seen := false
+	defer func() { stop(seen) }()
+	var err error
+	if _, ok := ctx.Deadline(); ok {
+		err = nc.FlushWithContext(ctx)
+	} else {
+		err = nc.FlushTimeout(nc.Opts.Timeout)
+	}
+	if err != nil {
+		return fmt.Errorf("subscribe %q: flush: %w", sub.Subject, err)
+	}
+	mu.Lock()
+	err = got
+	mu.Unlock()
+	if err == nil {
+		// Read before the PONG, maybe not yet handed to the handler.
+		if last := nc.LastError(); last != nil {
+			if kind, subject, ok := parseViolation(last); ok && kind == denySubscribe && subject == sub.Subject {
+				err, seen = last, true
+			}
+		}
+	}
+	if err != nil {
+		return deniedError{err: err}
+	}
+	return nil
+}
+
+// WatchDenials calls onDenied, once, with the first permissions violation
+// the server reports on nc for a publish to one of publish or a
+// subscription to one of subscribe (exact subjects, as given to Publish and
+// Subscribe), wrapped so that errors.Is finds nats.ErrPermissionViolation
+// and ErrDenied, until stop is called. It is how a pattern with its own
+// inbox subscription and publishes (a scatter-gather, a queue-group load)
+// ends within one round trip of a denial: register before subscribing and
+// publishing, and end the wait when onDenied is called; see Request for the
+// reasoning. A violation a watch receives is not printed by an Env
+// connection's error handler, so the pattern's error reports it once. If
+// both a subscription and a publish of one watch can be denied, check the
+// subscription first (CheckSubscription): the second violation could come
+// after stop and be printed.
+func WatchDenials(nc *nats.Conn, onDenied func(error), publish, subscribe []string) (stop func()) {
+	hook(nc)
+	var keys []denialKey
+	for _, s := range publish {
+		keys = append(keys, denialKey{kind: denyPublish, subject: s})
+	}
+	for _, s := range subscribe {
+		keys = append(keys, denialKey{kind: denySubscribe, subject: s})
+	}
+	st := watchDenials(nc, func(err error) { onDenied(deniedError{err: err}) }, keys...)
+	return func() { st(false) }
+}

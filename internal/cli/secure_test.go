@@ -289,3 +289,56 @@ func TestExecSecureIgnoresEnvironment(t *testing.T) {
 	assert.Contains(t, stderr.String(), "not used: NATS_URL, NATS_USER, NATS_PASSWORD")
 	assert.NotContains(t, stderr.String(), "Pw-s3cret")
 }
+
+// CheckSubscription: a responder's subscription its user may not make
+// fails at once, naming the subject and queue group, and is not also
+// printed; an allowed one passes. WatchDenials reports a denied publish.
+func TestCheckSubscriptionAndWatch(t *testing.T) {
+	env, stderr := secureEnv(t)
+	req, err := env.ConnectAs(Requester, "requester")
+	require.NoError(t, err)
+	svc, err := env.ConnectAs(Responder, "service")
+	require.NoError(t, err)
+
+	tests := []struct {
+		name   string
+		nc     *nats.Conn
+		queue  string
+		denied string
+	}{
+		{name: "responder serves", nc: svc},
+		{name: "responder serves in a queue group", nc: svc, queue: "q"},
+		{name: "requester serves", nc: req, denied: `Subscription to "svc.*"`},
+		{name: "requester serves in a queue group", nc: req, queue: "q", denied: `Subscription to "svc.*" using queue "q"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			sub, err := tc.nc.QueueSubscribeSync("svc.*", tc.queue)
+			require.NoError(t, err)
+			defer func() { _ = sub.Unsubscribe() }()
+			err = CheckSubscription(context.Background(), tc.nc, sub)
+			if tc.denied == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorIs(t, err, nats.ErrPermissionViolation)
+			assert.ErrorIs(t, err, ErrDenied)
+			assert.Contains(t, err.Error(), tc.denied)
+		})
+	}
+
+	got := make(chan error, 1)
+	stop := WatchDenials(svc, func(err error) { got <- err }, []string{"elsewhere"}, nil)
+	require.NoError(t, svc.Publish("elsewhere", nil))
+	err = <-got
+	stop()
+	require.ErrorIs(t, err, nats.ErrPermissionViolation)
+	assert.ErrorIs(t, err, ErrDenied)
+	assert.Contains(t, err.Error(), `Publish to "elsewhere"`)
+
+	// Nothing printed: each denial was returned. (A flush on each
+	// connection first: any violation not claimed would be printed by now.)
+	require.NoError(t, req.Flush())
+	require.NoError(t, svc.Flush())
+	assert.NotContains(t, stderr.String(), "iolation")
+}
