@@ -342,3 +342,42 @@ func TestCheckSubscriptionAndWatch(t *testing.T) {
 	require.NoError(t, svc.Flush())
 	assert.NotContains(t, stderr.String(), "iolation")
 }
+
+// allow_responses as Lockdown sets it: MaxReplies replies per request, and
+// none after ReplyWindow. A window of 1 ns has always passed by the time
+// the reply comes back over the network.
+func TestLockdownReplyLimits(t *testing.T) {
+	tests := []struct {
+		name    string
+		lock    Lockdown
+		allowed int // replies allowed before the denial
+	}{
+		{"one reply by default", Lockdown{Service: []string{"svc.*"}}, 1},
+		{"two replies", Lockdown{Service: []string{"svc.*"}, MaxReplies: 2}, 2},
+		{"window passed", Lockdown{Service: []string{"svc.*"}, ReplyWindow: time.Nanosecond}, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			env, err := EmbeddedSecure("prog", tc.lock)
+			require.NoError(t, err)
+			var stderr syncBuffer
+			env.Stderr = &stderr
+			t.Cleanup(func() { require.NoError(t, env.Close()) })
+			svc, err := env.ConnectAs(Responder, "service")
+			require.NoError(t, err)
+			req, err := env.ConnectAs(Requester, "requester")
+			require.NoError(t, err)
+			in, err := svc.SubscribeSync("svc.*")
+			require.NoError(t, err)
+			require.NoError(t, CheckSubscription(context.Background(), svc, in))
+			require.NoError(t, req.PublishRequest("svc.q", req.NewInbox(), nil))
+			m, err := in.NextMsg(time.Minute)
+			require.NoError(t, err)
+			for range tc.allowed {
+				require.NoError(t, PublishChecked(context.Background(), svc, nats.NewMsg(m.Reply)))
+			}
+			err = PublishChecked(context.Background(), svc, nats.NewMsg(m.Reply))
+			requireDenied(t, err, m.Reply)
+		})
+	}
+}
