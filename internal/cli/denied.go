@@ -153,13 +153,19 @@ func claimDenial(nc *nats.Conn, err error) bool {
 }
 
 // markHooked records that nc's error handler calls claimDenial, and forgets
-// connections that have closed since.
+// connections that have closed since, and their waiters.
 func markHooked(nc *nats.Conn) *hookState {
 	denials.Lock()
 	defer denials.Unlock()
 	for c := range denials.hooked {
 		if c.IsClosed() {
 			delete(denials.hooked, c)
+		}
+	}
+	// Lingering waiters of closed connections will get no more errors.
+	for k := range denials.waiters {
+		if k.nc.IsClosed() {
+			delete(denials.waiters, k)
 		}
 	}
 	if st := denials.hooked[nc]; st != nil {
