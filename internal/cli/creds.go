@@ -13,8 +13,9 @@ import (
 )
 
 // The environment variables read for credentials. NATS_URL is read too (see
-// Exec). NATS_INBOX_PREFIX is this suite's own (the nats CLI has only a flag
-// for it): the inbox prefix a locked-down server lets this user subscribe to.
+// Exec). NATS_INBOX_PREFIX is the inbox prefix (nats.CustomInboxPrefix, a
+// context's inbox_prefix): the one a locked-down server lets this user
+// subscribe to.
 var credentialVars = []string{
 	"NATS_USER", "NATS_PASSWORD", "NATS_TOKEN", "NATS_CREDS", "NATS_NKEY",
 	"NATS_CA", "NATS_CERT", "NATS_KEY", "NATS_INBOX_PREFIX",
@@ -65,7 +66,7 @@ type Credentials struct {
 // used unless named: a program must not connect somewhere the user did not
 // say. Credentials without a server (no NATS_URL, no context) are refused:
 // the embedded server would ignore them. So are a password without a user
-// and a certificate without its key. Errors wrap ErrUsage; those of a
+// and a certificate without its key, without a context. Errors wrap ErrUsage; those of a
 // context that cannot be loaded or used wrap ErrContext too. No error shows
 // a secret.
 func LoadCredentials(contextFlag string, getenv func(string) string) (*Credentials, error) {
@@ -79,10 +80,12 @@ func LoadCredentials(contextFlag string, getenv func(string) string) (*Credentia
 		name, from = env("NATS_CONTEXT"), "NATS_CONTEXT="+env("NATS_CONTEXT")
 		fallthrough
 	default:
-		if env("NATS_PASSWORD") != "" && env("NATS_USER") == "" {
+		// Alone, these halves would be ignored; with a context they
+		// override its own.
+		if name == "" && env("NATS_PASSWORD") != "" && env("NATS_USER") == "" {
 			return nil, Usagef("NATS_PASSWORD is set without NATS_USER")
 		}
-		if (env("NATS_CERT") == "") != (env("NATS_KEY") == "") {
+		if name == "" && (env("NATS_CERT") == "") != (env("NATS_KEY") == "") {
 			return nil, Usagef("NATS_CERT and NATS_KEY go together: a client certificate needs its key")
 		}
 		opts = []natscontext.Option{
@@ -124,8 +127,11 @@ func LoadCredentials(contextFlag string, getenv func(string) string) (*Credentia
 		}
 	}
 	nopts, err := nctx.NATSOptions()
-	if err != nil {
+	switch {
+	case err != nil && name != "":
 		return nil, Usagef("%s: %w: %w", from, ErrContext, err)
+	case err != nil:
+		return nil, Usagef("%s: %w", from, err)
 	}
 	// Apply the options to a scratch nats.Options to learn the secrets they
 	// carry, also those natscontext resolved from env:// or op://

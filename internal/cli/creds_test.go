@@ -112,6 +112,8 @@ func TestCredentialsPrecedence(t *testing.T) {
 		{name: "credentials without a server", env: map[string]string{"NATS_USER": "u", "NATS_PASSWORD": "p"}, wantErr: []error{ErrUsage}},
 		{name: "password without user", env: map[string]string{"NATS_URL": "nats://h:1", "NATS_PASSWORD": "p"}, wantErr: []error{ErrUsage}},
 		{name: "certificate without key", env: map[string]string{"NATS_URL": "nats://h:1", "NATS_CERT": "c.pem"}, wantErr: []error{ErrUsage}},
+		{name: "a password overriding the context's", env: map[string]string{"NATS_CONTEXT": "ctx", "NATS_PASSWORD": "p"},
+			wantURL: "nats://ctx.example:4222", wantFrom: "NATS_CONTEXT=ctx", inbox: "_INBOX_ctx"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
