@@ -55,14 +55,22 @@ func (u usageError) Unwrap() []error { return []error{ErrUsage, u.err} }
 type Option func(*settings)
 
 type settings struct {
-	lock *Lockdown
+	lock func() Lockdown
 }
 
 // Secure gives the program the -secure flag: with it, the run happens on an
 // embedded server locked down as lock says (see Lockdown and
 // EmbeddedSecure), and each connection must say its part (Env.ConnectAs).
 func Secure(lock Lockdown) Option {
-	return func(s *settings) { s.lock = &lock }
+	return SecureWith(func() Lockdown { return lock })
+}
+
+// SecureWith is Secure with the Lockdown made after the flags are parsed
+// and checked, for one that depends on them: a connection that carries
+// several responders replies to one request once per responder, so its
+// MaxReplies must count them.
+func SecureWith(lock func() Lockdown) Option {
+	return func(s *settings) { s.lock = lock }
 }
 
 // Main runs a scenario program and returns its exit code: Exec with the
@@ -173,7 +181,8 @@ func Exec(fs *flag.FlagSet, args []string, check func() error, run func(ctx cont
 	}
 	var lock *Lockdown
 	if secure {
-		lock = set.lock
+		l := set.lock()
+		lock = &l
 	}
 
 	sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
