@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -37,7 +38,15 @@ import (
 // program's run error says it, once. One that nobody waits for (a
 // responder's denied reply, say) is printed, one line, as it comes.
 //
-// The alternative, a flush after publishing and then a look at
+// One flush is still needed, once per connection: if the inbox were denied
+// and the request sent anyway, the publish could be denied too, and that
+// second violation would reach the handler after the request had returned
+// the first, and be printed. So the first request on a connection flushes
+// after subscribing and looks for a violation on that exact inbox (new, so
+// a match is its own) before it publishes; once an inbox under the prefix
+// is allowed, later requests skip that round trip.
+//
+// The alternative, a flush after every publish and then a look at
 // nc.LastError(), costs a PING/PONG per request and cannot tell two
 // violations apart when several requests share the connection: LastError
 // keeps only the latest.
@@ -120,17 +129,7 @@ func parseViolation(err error) (kind, subject string, ok bool) {
 	if m == nil {
 		return "", "", false
 	}
-	return map[string]string{"publish": denyPublish, "subscription": denySubscribe}[lower(m[1])], m[2], true
-}
-
-func lower(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if c >= 'A' && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
-		}
-	}
-	return string(b)
+	return map[string]string{"publish": denyPublish, "subscription": denySubscribe}[strings.ToLower(m[1])], m[2], true
 }
 
 // claimDenial hands err, if it is a permissions violation on nc, to every
