@@ -65,12 +65,15 @@ type denialKey struct {
 	nc      *nats.Conn
 	kind    string // denyPublish or denySubscribe
 	subject string
+	queue   string // a subscription's queue group, "" for none
 }
 
-// denials is the process's dispatcher: waiters by connection, kind and
-// subject, and the connections whose error handler feeds it.
+// denials is the process's dispatcher: waiters by connection, kind,
+// subject and queue group, and the connections whose error handler feeds
+// it.
 var denials = struct {
 	sync.Mutex
+	seq     uint64
 	waiters map[denialKey]map[*waiter]bool
 	hooked  map[*nats.Conn]*hookState
 }{waiters: map[denialKey]map[*waiter]bool{}, hooked: map[*nats.Conn]*hookState{}}
@@ -81,74 +84,98 @@ type hookState struct {
 	inboxOK atomic.Bool
 }
 
-// waiter is one watchDenials registration.
+// waiter is one watchDenials registration. Each violation the handler
+// gets goes to one waiter of its key, the oldest not yet handed one for
+// that key: one SUB or PUB, one -ERR, one waiter. So a violation is never
+// taken by a later watch of the same subject, and each watch that sent
+// something denied gets exactly its own.
 type waiter struct {
-	nc   *nats.Conn
-	keys []denialKey
-	fn   func(error)
+	seq uint64
+	fn  func(error)
 
-	mu      sync.Mutex
-	fired   bool // fn has been called
-	stopped bool // its watcher is done: fn is not called any more
-	linger  bool // stopped, but the violation it saw by other means is still on its way to the handler
+	// Guarded by denials' lock.
+	keys    []denialKey        // registered under these
+	got     map[denialKey]bool // handed a violation for this key
+	stopped bool               // its watch is over: fn is not called any more
+	fired   bool               // fn has been called
 }
 
-// fire hands err to w: to fn, once, while w is watched; a lingering w only
-// swallows it, so that it is not printed, and goes away.
-func (w *waiter) fire(err error) {
-	w.mu.Lock()
-	call := !w.stopped && !w.fired
-	w.fired = true
-	drop := w.linger
-	w.mu.Unlock()
-	if call {
-		w.fn(err)
-	}
-	if drop {
-		w.remove()
-	}
-}
-
-func (w *waiter) remove() {
-	denials.Lock()
-	defer denials.Unlock()
+// unregister removes w from the keys in drop. denials' lock is held.
+func (w *waiter) unregister(drop func(denialKey) bool) {
+	kept := w.keys[:0]
 	for _, k := range w.keys {
+		if !drop(k) {
+			kept = append(kept, k)
+			continue
+		}
 		delete(denials.waiters[k], w)
 		if len(denials.waiters[k]) == 0 {
 			delete(denials.waiters, k)
 		}
 	}
+	w.keys = kept
 }
 
-// parseViolation returns the kind and subject of a permissions violation.
-func parseViolation(err error) (kind, subject string, ok bool) {
+// parseViolation returns the kind, subject and queue group of a
+// permissions violation.
+func parseViolation(err error) (kind, subject, queue string, ok bool) {
 	if !errors.Is(err, nats.ErrPermissionViolation) {
-		return "", "", false
+		return "", "", "", false
 	}
 	m := violationRe.FindStringSubmatch(err.Error())
 	if m == nil {
-		return "", "", false
+		return "", "", "", false
 	}
-	return map[string]string{"publish": denyPublish, "subscription": denySubscribe}[strings.ToLower(m[1])], m[2], true
+	kind = map[string]string{"publish": denyPublish, "subscription": denySubscribe}[strings.ToLower(m[1])]
+	if kind == denySubscribe {
+		if q := queueRe.FindStringSubmatch(err.Error()); q != nil {
+			queue = q[1]
+		}
+	}
+	return kind, m[2], queue, true
 }
 
-// claimDenial hands err, if it is a permissions violation on nc, to every
-// waiter for its subject, and reports whether there was one.
+// queueRe reads the queue group out of a subscription's violation text.
+var queueRe = regexp.MustCompile(`using queue "([^"]+)"`)
+
+// claimDenial hands err, if it is a permissions violation on nc, to the
+// oldest waiter for its key not yet handed one, and reports whether the
+// violation is somebody's to report (so not to print): it was handed to a
+// waiter, or a watch of that key still under way has had one already.
 func claimDenial(nc *nats.Conn, err error) bool {
-	kind, subject, ok := parseViolation(err)
+	kind, subject, queue, ok := parseViolation(err)
 	if !ok {
 		return false
 	}
+	key := denialKey{nc, kind, subject, queue}
 	denials.Lock()
-	var ws []*waiter
-	for w := range denials.waiters[denialKey{nc, kind, subject}] {
-		ws = append(ws, w)
+	var pick *waiter
+	busy := false
+	for w := range denials.waiters[key] {
+		if w.got[key] {
+			busy = busy || !w.stopped
+			continue
+		}
+		if pick == nil || w.seq < pick.seq {
+			pick = w
+		}
+	}
+	if pick == nil {
+		denials.Unlock()
+		return busy
+	}
+	pick.got[key] = true
+	call := !pick.stopped && !pick.fired
+	pick.fired = pick.fired || call
+	if pick.stopped {
+		// It lingered for this one only; now it is done.
+		pick.unregister(func(denialKey) bool { return true })
 	}
 	denials.Unlock()
-	for _, w := range ws {
-		w.fire(err)
+	if call {
+		pick.fn(err)
 	}
-	return len(ws) > 0
+	return true
 }
 
 // markHooked records that nc's error handler calls claimDenial, and forgets
@@ -196,19 +223,20 @@ func hook(nc *nats.Conn) *hookState {
 	return markHooked(nc)
 }
 
-// watchDenials calls fn with the first violation on nc for any of keys,
-// until stop is called. The caller that learnt of a violation other than
-// through fn (nats.go also hands a denied subscription its error, and sets
-// the connection's last error, before the error handler runs) calls
-// stop(true): the registration then stays until the handler has that
-// violation, so that Env's handler does not print what the caller
-// returns; otherwise stop(false).
-func watchDenials(nc *nats.Conn, fn func(error), keys ...denialKey) (stop func(seen bool)) {
+// watchDenials calls fn with the first violation on nc handed to it for
+// any of keys (see claimDenial), until stop is called. The caller that
+// learnt of a violation other than through fn (nats.go sets the
+// connection's last error before its error handler runs) calls stop with
+// that violation's key: the registration then stays, for that key only,
+// until the handler has that violation, so that Env's handler does not
+// print what the caller returns. Otherwise stop(nil).
+func watchDenials(nc *nats.Conn, fn func(error), keys ...denialKey) (stop func(seen *denialKey)) {
 	for i := range keys {
 		keys[i].nc = nc
 	}
-	w := &waiter{nc: nc, keys: keys, fn: fn}
 	denials.Lock()
+	denials.seq++
+	w := &waiter{seq: denials.seq, fn: fn, keys: keys, got: map[denialKey]bool{}}
 	for _, k := range keys {
 		if denials.waiters[k] == nil {
 			denials.waiters[k] = map[*waiter]bool{}
@@ -216,15 +244,13 @@ func watchDenials(nc *nats.Conn, fn func(error), keys ...denialKey) (stop func(s
 		denials.waiters[k][w] = true
 	}
 	denials.Unlock()
-	return func(seen bool) {
-		w.mu.Lock()
+	return func(seen *denialKey) {
+		denials.Lock()
+		defer denials.Unlock()
 		w.stopped = true
-		keep := seen && !w.fired
-		w.linger = keep
-		w.mu.Unlock()
-		if !keep {
-			w.remove()
-		}
+		w.unregister(func(k denialKey) bool {
+			return seen == nil || k != *seen || w.got[k]
+		})
 	}
 }
 
@@ -247,7 +273,7 @@ func (e deniedError) Unwrap() []error { return []error{ErrDenied, e.err} }
 // denied wraps the violation err of a request whose inbox is inbox.
 func denied(err error, inbox string) error {
 	var hint string
-	if kind, subject, ok := parseViolation(err); ok && kind == denySubscribe && subject == inbox {
+	if kind, subject, _, ok := parseViolation(err); ok && kind == denySubscribe && subject == inbox {
 		hint = " (the reply inbox: connect with an inbox prefix this user may subscribe to)"
 	}
 	return deniedError{err: err, hint: hint}
@@ -286,7 +312,7 @@ func Request(ctx context.Context, nc *nats.Conn, msg *nats.Msg) (*nats.Msg, erro
 	stop := watchDenials(nc, func(err error) {
 		cancel(denied(err, inbox))
 	}, denialKey{kind: denyPublish, subject: msg.Subject}, denialKey{kind: denySubscribe, subject: inbox})
-	seen := false
+	var seen *denialKey
 	defer func() { stop(seen) }()
 
 	// A channel subscription: nats.go's synchronous one (SubscribeSync and
@@ -326,8 +352,8 @@ func Request(ctx context.Context, nc *nats.Conn, msg *nats.Msg) (*nats.Msg, erro
 		// connection's last error by now. The inbox is new, so a match on
 		// it is this request's.
 		if last := nc.LastError(); last != nil {
-			if kind, subject, ok := parseViolation(last); ok && kind == denySubscribe && subject == inbox {
-				seen = true
+			if kind, subject, _, ok := parseViolation(last); ok && kind == denySubscribe && subject == inbox {
+				seen = &denialKey{nc: nc, kind: denySubscribe, subject: inbox}
 				return nil, denied(last, inbox)
 			}
 		}
@@ -394,7 +420,7 @@ func PublishChecked(ctx context.Context, nc *nats.Conn, msg *nats.Msg) error {
 		denied = err
 		mu.Unlock()
 	}, denialKey{kind: denyPublish, subject: msg.Subject})
-	seen := false
+	var seen *denialKey
 	defer func() { stop(seen) }()
 	if err := nc.PublishMsg(msg); err != nil {
 		return err
@@ -410,8 +436,8 @@ func PublishChecked(ctx context.Context, nc *nats.Conn, msg *nats.Msg) error {
 	mu.Unlock()
 	if err == nil {
 		if last := nc.LastError(); last != nil {
-			if kind, subject, ok := parseViolation(last); ok && kind == denyPublish && subject == msg.Subject {
-				err, seen = last, true
+			if kind, subject, _, ok := parseViolation(last); ok && kind == denyPublish && subject == msg.Subject {
+				err, seen = last, &denialKey{nc: nc, kind: denyPublish, subject: msg.Subject}
 			}
 		}
 	}
@@ -439,8 +465,8 @@ func CheckSubscription(ctx context.Context, nc *nats.Conn, sub *nats.Subscriptio
 		mu.Lock()
 		got = err
 		mu.Unlock()
-	}, denialKey{kind: denySubscribe, subject: sub.Subject})
-	seen := false
+	}, denialKey{kind: denySubscribe, subject: sub.Subject, queue: sub.Queue})
+	var seen *denialKey
 	defer func() { stop(seen) }()
 	var err error
 	if _, ok := ctx.Deadline(); ok {
@@ -457,8 +483,8 @@ func CheckSubscription(ctx context.Context, nc *nats.Conn, sub *nats.Subscriptio
 	if err == nil {
 		// Read before the PONG, maybe not yet handed to the handler.
 		if last := nc.LastError(); last != nil {
-			if kind, subject, ok := parseViolation(last); ok && kind == denySubscribe && subject == sub.Subject {
-				err, seen = last, true
+			if kind, subject, queue, ok := parseViolation(last); ok && kind == denySubscribe && subject == sub.Subject && queue == sub.Queue {
+				err, seen = last, &denialKey{nc: nc, kind: denySubscribe, subject: sub.Subject, queue: sub.Queue}
 			}
 		}
 	}
@@ -471,7 +497,8 @@ func CheckSubscription(ctx context.Context, nc *nats.Conn, sub *nats.Subscriptio
 // WatchDenials calls onDenied, once, with the first permissions violation
 // the server reports on nc for a publish to one of publish or a
 // subscription to one of subscribe (exact subjects, as given to Publish and
-// Subscribe), wrapped so that errors.Is finds nats.ErrPermissionViolation
+// Subscribe; a queue subscription's violation names its group, so check
+// that one with CheckSubscription), wrapped so that errors.Is finds nats.ErrPermissionViolation
 // and ErrDenied, until stop is called. It is how a pattern with its own
 // inbox subscription and publishes (a scatter-gather, a queue-group load)
 // ends within one round trip of a denial: register before subscribing and
@@ -491,5 +518,5 @@ func WatchDenials(nc *nats.Conn, onDenied func(error), publish, subscribe []stri
 		keys = append(keys, denialKey{kind: denySubscribe, subject: s})
 	}
 	st := watchDenials(nc, func(err error) { onDenied(deniedError{err: err}) }, keys...)
-	return func() { st(false) }
+	return func() { st(nil) }
 }
