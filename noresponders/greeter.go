@@ -54,7 +54,7 @@ type Greeter struct {
 // The error wraps the nats.go error of the failed subscribe or flush
 // (nats.ErrConnectionClosed, nats.ErrBadSubscription, ...), or
 // nats.ErrPermissionViolation when the server's permissions deny the
-// subscription (cli.CheckSubscription).
+// subscription (cli.SubscribeChecked).
 func ServeOnce(nc *nats.Conn) (*Greeter, error) {
 	return ServeOnceFunc(nc, Greeting)
 }
@@ -72,20 +72,18 @@ func Greeting(name string) (string, error) { return "hello, " + name, nil }
 // goes unanswered and times out.
 func ServeOnceFunc(nc *nats.Conn, greet func(name string) (string, error)) (*Greeter, error) {
 	g := &Greeter{nc: nc, greet: greet, failed: make(chan struct{})}
-	sub, err := nc.Subscribe(GreetSubjects, g.handle)
+	// Subscribe, then flush, bounded by the connection's timeout (2 s by
+	// default), not nats.go's fixed 10 s, so a server that stopped
+	// answering fails fast; and a subscription the server's permissions
+	// deny fails here, naming the subject, instead of serving nothing.
+	sub, err := cli.SubscribeChecked(context.Background(), nc, GreetSubjects, "", func() (*nats.Subscription, error) {
+		return nc.Subscribe(GreetSubjects, g.handle)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("serve %q: %w", GreetSubjects, err)
 	}
 	g.sub = sub
 	g.drained = sub.StatusChanged(nats.SubscriptionClosed)
-	// A flush, bounded by the connection's timeout (2 s by default), not
-	// nats.go's fixed 10 s, so a server that stopped answering fails fast;
-	// and a subscription the server's permissions deny fails here, naming
-	// the subject, instead of serving nothing.
-	if err := cli.CheckSubscription(context.Background(), nc, sub); err != nil {
-		_ = sub.Unsubscribe()
-		return nil, fmt.Errorf("serve %q: %w", GreetSubjects, err)
-	}
 	return g, nil
 }
 

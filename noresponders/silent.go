@@ -23,16 +23,14 @@ const SilentSubjects = "silent.*"
 // error of the failed subscribe or flush, or nats.ErrPermissionViolation
 // when the server's permissions deny the subscription.
 func ServeSilent(nc *nats.Conn) (*nats.Subscription, error) {
-	sub, err := nc.Subscribe(SilentSubjects, func(*nats.Msg) {})
+	// Subscribe, then flush, bounded by the connection's timeout (2 s by
+	// default), not nats.go's fixed 10 s, so a server that stopped
+	// answering fails fast; and a subscription the server's permissions
+	// deny fails here, naming the subject, instead of serving nothing.
+	sub, err := cli.SubscribeChecked(context.Background(), nc, SilentSubjects, "", func() (*nats.Subscription, error) {
+		return nc.Subscribe(SilentSubjects, func(*nats.Msg) {})
+	})
 	if err != nil {
-		return nil, fmt.Errorf("serve %q: %w", SilentSubjects, err)
-	}
-	// A flush, bounded by the connection's timeout (2 s by default), not
-	// nats.go's fixed 10 s, so a server that stopped answering fails fast;
-	// and a subscription the server's permissions deny fails here, naming
-	// the subject, instead of serving nothing.
-	if err := cli.CheckSubscription(context.Background(), nc, sub); err != nil {
-		_ = sub.Unsubscribe()
 		return nil, fmt.Errorf("serve %q: %w", SilentSubjects, err)
 	}
 	return sub, nil

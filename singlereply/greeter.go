@@ -69,13 +69,13 @@ func ServeGreeter(nc *nats.Conn) (*nats.Subscription, error) {
 // before unsubscribing, or by draining nc. The error wraps the nats.go error
 // of the failed subscribe or flush (nats.ErrConnectionClosed, ...), or
 // nats.ErrPermissionViolation when the server's permissions deny the
-// subscription (cli.CheckSubscription).
+// subscription (cli.SubscribeChecked).
 func (g Greeter) Serve(nc *nats.Conn) (*nats.Subscription, error) {
 	greet := g.Greet
 	if greet == nil {
 		greet = Greeting
 	}
-	sub, err := nc.Subscribe(GreetSubjects, func(m *nats.Msg) {
+	handle := func(m *nats.Msg) {
 		if m.Reply == "" {
 			return
 		}
@@ -92,16 +92,15 @@ func (g Greeter) Serve(nc *nats.Conn) (*nats.Subscription, error) {
 		if g.Failed != nil {
 			g.Failed(m.Subject, err)
 		}
+	}
+	// Subscribe, then flush, bounded by the connection's timeout (2 s by
+	// default), not nats.go's fixed 10 s, so a server that stopped
+	// answering fails fast; and a subscription the server's permissions
+	// deny fails here, naming the subject, instead of serving nothing.
+	sub, err := cli.SubscribeChecked(context.Background(), nc, GreetSubjects, "", func() (*nats.Subscription, error) {
+		return nc.Subscribe(GreetSubjects, handle)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("serve %q: %w", GreetSubjects, err)
-	}
-	// A flush, bounded by the connection's timeout (2 s by default), not
-	// nats.go's fixed 10 s, so a server that stopped answering fails fast;
-	// and a subscription the server's permissions deny fails here, naming
-	// the subject, instead of serving nothing.
-	if err := cli.CheckSubscription(context.Background(), nc, sub); err != nil {
-		_ = sub.Unsubscribe()
 		return nil, fmt.Errorf("serve %q: %w", GreetSubjects, err)
 	}
 	return sub, nil

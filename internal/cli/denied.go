@@ -447,35 +447,45 @@ func PublishChecked(ctx context.Context, nc *nats.Conn, msg *nats.Msg) error {
 	return nil
 }
 
-// CheckSubscription waits until the server has read sub's subscription (a
-// flush) and returns an error wrapping nats.ErrPermissionViolation and
-// ErrDenied, naming the subject (and queue group), if the server denied
-// it; nil if it took it. A responder calls it after subscribing, so that a
+// SubscribeChecked makes a subscription with subscribe (any of nats.go's
+// subscribe calls, for subject in queue group queue, "" for none), waits
+// until the server has read it (a flush), and returns it if the server took
+// it. If the server's permissions denied it, it unsubscribes and returns an
+// error wrapping nats.ErrPermissionViolation and ErrDenied, naming the
+// subject (and queue group). A responder subscribes this way, so that a
 // service its user may not serve fails at its start instead of serving
-// nothing; a gather with one long-lived inbox subscription (a mux) calls it
-// once before its first request. Without a deadline in ctx, the flush waits
-// at most the connection's timeout (nats.Timeout) and fails with
-// nats.ErrTimeout; with one, with ctx's error. A denial it returns is not
-// also printed by an Env connection's error handler.
-func CheckSubscription(ctx context.Context, nc *nats.Conn, sub *nats.Subscription) error {
+// nothing; a gather with one long-lived inbox subscription (a mux) too.
+//
+// It watches for the violation before subscribing: the -ERR can come back
+// before a check made afterwards would be registered, and Env's handler
+// would print it, a second report. Without a deadline in ctx, the flush
+// waits at most the connection's timeout (nats.Timeout) and fails with
+// nats.ErrTimeout; with one, with ctx's error. Errors of subscribe are
+// returned as they are.
+func SubscribeChecked(ctx context.Context, nc *nats.Conn, subject, queue string, subscribe func() (*nats.Subscription, error)) (*nats.Subscription, error) {
 	hook(nc)
 	var mu sync.Mutex
 	var got error
+	key := denialKey{nc: nc, kind: denySubscribe, subject: subject, queue: queue}
 	stop := watchDenials(nc, func(err error) {
 		mu.Lock()
 		got = err
 		mu.Unlock()
-	}, denialKey{kind: denySubscribe, subject: sub.Subject, queue: sub.Queue})
+	}, key)
 	var seen *denialKey
 	defer func() { stop(seen) }()
-	var err error
+	sub, err := subscribe()
+	if err != nil {
+		return nil, err
+	}
 	if _, ok := ctx.Deadline(); ok {
 		err = nc.FlushWithContext(ctx)
 	} else {
 		err = nc.FlushTimeout(nc.Opts.Timeout)
 	}
 	if err != nil {
-		return fmt.Errorf("subscribe %q: flush: %w", sub.Subject, err)
+		_ = sub.Unsubscribe()
+		return nil, fmt.Errorf("subscribe %q: flush: %w", subject, err)
 	}
 	mu.Lock()
 	err = got
@@ -483,22 +493,23 @@ func CheckSubscription(ctx context.Context, nc *nats.Conn, sub *nats.Subscriptio
 	if err == nil {
 		// Read before the PONG, maybe not yet handed to the handler.
 		if last := nc.LastError(); last != nil {
-			if kind, subject, queue, ok := parseViolation(last); ok && kind == denySubscribe && subject == sub.Subject && queue == sub.Queue {
-				err, seen = last, &denialKey{nc: nc, kind: denySubscribe, subject: sub.Subject, queue: sub.Queue}
+			if kind, subj, q, ok := parseViolation(last); ok && kind == denySubscribe && subj == subject && q == queue {
+				err, seen = last, &key
 			}
 		}
 	}
 	if err != nil {
-		return deniedError{err: err}
+		_ = sub.Unsubscribe()
+		return nil, deniedError{err: err}
 	}
-	return nil
+	return sub, nil
 }
 
 // WatchDenials calls onDenied, once, with the first permissions violation
 // the server reports on nc for a publish to one of publish or a
 // subscription to one of subscribe (exact subjects, as given to Publish and
-// Subscribe; a queue subscription's violation names its group, so check
-// that one with CheckSubscription), wrapped so that errors.Is finds nats.ErrPermissionViolation
+// Subscribe; a queue subscription's violation names its group, so make
+// that one with SubscribeChecked), wrapped so that errors.Is finds nats.ErrPermissionViolation
 // and ErrDenied, until stop is called. It is how a pattern with its own
 // inbox subscription and publishes (a scatter-gather, a queue-group load)
 // ends within one round trip of a denial: register before subscribing and
@@ -506,8 +517,9 @@ func CheckSubscription(ctx context.Context, nc *nats.Conn, sub *nats.Subscriptio
 // reasoning. A violation a watch receives is not printed by an Env
 // connection's error handler, so the pattern's error reports it once. If
 // both a subscription and a publish of one watch can be denied, check the
-// subscription first (CheckSubscription): the second violation could come
-// after stop and be printed.
+// subscription first (SubscribeChecked): the second violation could come
+// after stop and be printed. Register before subscribing or publishing:
+// the violation can come back at once.
 func WatchDenials(nc *nats.Conn, onDenied func(error), publish, subscribe []string) (stop func()) {
 	hook(nc)
 	var keys []denialKey

@@ -290,10 +290,10 @@ func TestExecSecureIgnoresEnvironment(t *testing.T) {
 	assert.NotContains(t, stderr.String(), "Pw-s3cret")
 }
 
-// CheckSubscription: a responder's subscription its user may not make
+// SubscribeChecked: a responder's subscription its user may not make
 // fails at once, naming the subject and queue group, and is not also
 // printed; an allowed one passes. WatchDenials reports a denied publish.
-func TestCheckSubscriptionAndWatch(t *testing.T) {
+func TestSubscribeCheckedAndWatch(t *testing.T) {
 	env, stderr := secureEnv(t)
 	req, err := env.ConnectAs(Requester, "requester")
 	require.NoError(t, err)
@@ -313,14 +313,15 @@ func TestCheckSubscriptionAndWatch(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			sub, err := tc.nc.QueueSubscribeSync("svc.*", tc.queue)
-			require.NoError(t, err)
-			defer func() { _ = sub.Unsubscribe() }()
-			err = CheckSubscription(context.Background(), tc.nc, sub)
+			sub, err := SubscribeChecked(context.Background(), tc.nc, "svc.*", tc.queue, func() (*nats.Subscription, error) {
+				return tc.nc.QueueSubscribeSync("svc.*", tc.queue)
+			})
 			if tc.denied == "" {
 				require.NoError(t, err)
+				require.NoError(t, sub.Unsubscribe())
 				return
 			}
+			assert.Nil(t, sub)
 			require.ErrorIs(t, err, nats.ErrPermissionViolation)
 			assert.ErrorIs(t, err, ErrDenied)
 			assert.Contains(t, err.Error(), tc.denied)
@@ -367,9 +368,10 @@ func TestLockdownReplyLimits(t *testing.T) {
 			require.NoError(t, err)
 			req, err := env.ConnectAs(Requester, "requester")
 			require.NoError(t, err)
-			in, err := svc.SubscribeSync("svc.*")
+			in, err := SubscribeChecked(context.Background(), svc, "svc.*", "", func() (*nats.Subscription, error) {
+				return svc.SubscribeSync("svc.*")
+			})
 			require.NoError(t, err)
-			require.NoError(t, CheckSubscription(context.Background(), svc, in))
 			require.NoError(t, req.PublishRequest("svc.q", req.NewInbox(), nil))
 			m, err := in.NextMsg(time.Minute)
 			require.NoError(t, err)
