@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"reqreply/internal/cli"
 )
 
 // DefaultTimeout is how long a request waits for its reply unless -timeout
@@ -23,7 +25,10 @@ const DefaultTimeout = 2 * time.Second
 // request took, from just before it was sent until the reply or the error
 // came back (also on error, so the caller can show how fast it failed).
 //
-// It is nats.go's RequestWithContext, and it relies on the no-responders
+// It is cli.Request, nats.go's request with an inbox of its own (under
+// nats.CustomInboxPrefix's prefix when nc has one), so that a publish or
+// inbox subscription denied by the server's permissions fails within one
+// round trip instead of waiting out the timeout. It relies on the no-responders
 // feature of NATS (nats-server 2.2 and later, nats.go 1.11 and later): a
 // client that announces "headers" and "no_responders" in its CONNECT (nats.go
 // does whenever the server supports headers; there is no option to turn it
@@ -41,6 +46,9 @@ const DefaultTimeout = 2 * time.Second
 // Errors (each wrapped with the subject):
 //   - nats.ErrInvalidArg: timeout ≤ 0 (nothing is sent);
 //   - nats.ErrNoResponders: nobody subscribes to subject;
+//   - nats.ErrPermissionViolation (and cli.ErrDenied): the server denied
+//     the publish to subject or the inbox subscription; the text names the
+//     subject;
 //   - a *ServiceError: the responder answered with an error reply (the
 //     Nats-Service-Error headers);
 //   - nats.ErrTimeout, also matching context.DeadlineExceeded: no reply
@@ -62,7 +70,7 @@ func Ask(ctx context.Context, nc *nats.Conn, subject string, timeout time.Durati
 	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	start := time.Now()
-	msg, err := nc.RequestWithContext(rctx, subject, nil)
+	msg, err := cli.Request(rctx, nc, nats.NewMsg(subject))
 	took = time.Since(start)
 	switch {
 	case err == nil:

@@ -11,6 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
+
+	"reqreply/internal/cli"
 )
 
 // GreetSubjects is the subject the greeter serves: one token after "greet."
@@ -50,7 +52,9 @@ type Greeter struct {
 // plain publishes, not requests: they get no answer and start no drain.
 //
 // The error wraps the nats.go error of the failed subscribe or flush
-// (nats.ErrConnectionClosed, nats.ErrBadSubscription, ...).
+// (nats.ErrConnectionClosed, nats.ErrBadSubscription, ...), or
+// nats.ErrPermissionViolation when the server's permissions deny the
+// subscription (cli.SubscribeChecked).
 func ServeOnce(nc *nats.Conn) (*Greeter, error) {
 	return ServeOnceFunc(nc, Greeting)
 }
@@ -68,16 +72,18 @@ func Greeting(name string) (string, error) { return "hello, " + name, nil }
 // goes unanswered and times out.
 func ServeOnceFunc(nc *nats.Conn, greet func(name string) (string, error)) (*Greeter, error) {
 	g := &Greeter{nc: nc, greet: greet, failed: make(chan struct{})}
-	sub, err := nc.Subscribe(GreetSubjects, g.handle)
+	// Subscribe, then flush, bounded by the connection's timeout (2 s by
+	// default), not nats.go's fixed 10 s, so a server that stopped
+	// answering fails fast; and a subscription the server's permissions
+	// deny fails here, naming the subject, instead of serving nothing.
+	sub, err := cli.SubscribeChecked(context.Background(), nc, GreetSubjects, "", func() (*nats.Subscription, error) {
+		return nc.Subscribe(GreetSubjects, g.handle)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("serve %q: %w", GreetSubjects, err)
 	}
 	g.sub = sub
 	g.drained = sub.StatusChanged(nats.SubscriptionClosed)
-	if err := nc.FlushTimeout(nc.Opts.Timeout); err != nil {
-		_ = sub.Unsubscribe()
-		return nil, fmt.Errorf("serve %q: flush: %w", GreetSubjects, err)
-	}
 	return g, nil
 }
 

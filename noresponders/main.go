@@ -8,7 +8,12 @@
 // request to a subscriber that never answers, which does wait out the whole
 // timeout: interest without an answer is not "no responders".
 //
-//	go run ./noresponders [-timeout 2s] [-silent] [-serve | -request]
+//	go run ./noresponders [-timeout 2s] [-silent] [-serve | -request | -secure] [-context NAME]
+//
+// -secure runs it locked down: an embedded server where the requester may
+// only publish to greet.* and silent.* and read its own inbox, and the
+// responders may only take those requests and reply (see
+// security/locked-down.conf).
 package main
 
 import (
@@ -24,7 +29,7 @@ func main() {
 	fs, check := flags(&cfg)
 	os.Exit(cli.Main(fs, os.Args[1:], check, func(ctx context.Context, env *cli.Env) error {
 		return Run(ctx, env, cfg, os.Stdout)
-	}))
+	}, cli.Secure(Lockdown)))
 }
 
 // flags returns the program's flag set, which parses into cfg, and the check

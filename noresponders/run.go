@@ -27,6 +27,11 @@ const (
 // (another -serve, `nats reply 'greet.*' ...`) still serves the subject.
 var ErrUnexpectedReply = errors.New("unexpected reply")
 
+// Lockdown is the program's -secure setup: the requester may publish only
+// to GreetSubjects and SilentSubjects and read only its own inbox; the responder may take only those
+// requests and publish only its replies (see cli.Lockdown).
+var Lockdown = cli.Lockdown{Service: []string{GreetSubjects, SilentSubjects}}
+
 // Config is what the noresponders program was asked to do.
 type Config struct {
 	// Timeout for each request; DefaultTimeout (2 s) unless -timeout.
@@ -83,7 +88,7 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	var service *nats.Conn
 	if cfg.Mode.Serves() {
 		var err error
-		if service, err = env.Connect("service"); err != nil {
+		if service, err = env.ConnectAs(cli.Responder, "service"); err != nil {
 			return err
 		}
 		if !cfg.Mode.Serve && !service.HeadersSupported() {
@@ -104,7 +109,7 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 
 	// The first request finds the greeter and is answered; answering it, the
 	// greeter starts draining its subscription.
-	nc, err := env.Connect("requester")
+	nc, err := env.ConnectAs(cli.Requester, "requester")
 	if err != nil {
 		return err
 	}

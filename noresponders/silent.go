@@ -3,9 +3,12 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/nats-io/nats.go"
+
+	"reqreply/internal/cli"
 )
 
 // SilentSubjects is served by a subscriber that takes every request and
@@ -17,15 +20,18 @@ const SilentSubjects = "silent.*"
 // subscriber. The server sees interest, delivers the request and sends no
 // 503; the requester can only wait out its timeout (nats.ErrTimeout). Stop
 // it with Unsubscribe or Drain, or by closing nc. The error wraps the nats.go
-// error of the failed subscribe or flush.
+// error of the failed subscribe or flush, or nats.ErrPermissionViolation
+// when the server's permissions deny the subscription.
 func ServeSilent(nc *nats.Conn) (*nats.Subscription, error) {
-	sub, err := nc.Subscribe(SilentSubjects, func(*nats.Msg) {})
+	// Subscribe, then flush, bounded by the connection's timeout (2 s by
+	// default), not nats.go's fixed 10 s, so a server that stopped
+	// answering fails fast; and a subscription the server's permissions
+	// deny fails here, naming the subject, instead of serving nothing.
+	sub, err := cli.SubscribeChecked(context.Background(), nc, SilentSubjects, "", func() (*nats.Subscription, error) {
+		return nc.Subscribe(SilentSubjects, func(*nats.Msg) {})
+	})
 	if err != nil {
 		return nil, fmt.Errorf("serve %q: %w", SilentSubjects, err)
-	}
-	if err := nc.FlushTimeout(nc.Opts.Timeout); err != nil {
-		_ = sub.Unsubscribe()
-		return nil, fmt.Errorf("serve %q: flush: %w", SilentSubjects, err)
 	}
 	return sub, nil
 }

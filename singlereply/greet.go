@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"reqreply/internal/cli"
 )
 
 // DefaultTimeout is how long Greet waits for the reply unless told: 500 ms.
@@ -36,12 +38,14 @@ func GreetSubject(name string) (string, error) {
 
 // Greet sends one request to greet.<name> and returns the reply's payload,
 // waiting at most timeout (> 0; DefaultTimeout is 500 ms) or until ctx ends,
-// whichever is first. It is nats.go's RequestWithContext: the reply comes to
-// a per-connection response inbox, and a server with no subscriber on the
-// subject answers at once with a 503 status, so a missing service fails fast
-// instead of waiting out the timeout. Only the first reply counts: a
-// responder that replies twice has its second reply dropped by nats.go,
-// which forgets a request once answered.
+// whichever is first. It is cli.Request, nats.go's request with an inbox of
+// its own (nc.NewInbox, so under nats.CustomInboxPrefix's prefix when nc has
+// one): a server with no subscriber on the subject answers at once with a
+// 503 status, so a missing service fails fast instead of waiting out the
+// timeout, and a publish or inbox subscription that the server's
+// permissions deny fails within one round trip, not at the timeout. Only
+// the first reply counts: the inbox takes one message (AutoUnsubscribe) and
+// is gone when Greet returns.
 //
 // While nc is disconnected, the request waits in nats.go's reconnect buffer:
 // it is sent if a server answers within timeout (and answered, or failed
@@ -53,6 +57,9 @@ func GreetSubject(name string) (string, error) {
 //   - nats.ErrBadSubject: name is not one subject token (nothing is sent);
 //   - nats.ErrInvalidArg: timeout ≤ 0 (nothing is sent);
 //   - nats.ErrNoResponders: nobody subscribes to greet.<name>;
+//   - nats.ErrPermissionViolation (and cli.ErrDenied): the server denied
+//     the publish to greet.<name> or the inbox subscription; the text
+//     names the subject;
 //   - a *ServiceError: the greeter answered with an error reply (its
 //     handler failed or panicked);
 //   - nats.ErrTimeout, also matching context.DeadlineExceeded: no reply
@@ -73,7 +80,7 @@ func Greet(ctx context.Context, nc *nats.Conn, name string, timeout time.Duratio
 	}
 	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	msg, err := nc.RequestWithContext(rctx, subject, nil)
+	msg, err := cli.Request(rctx, nc, nats.NewMsg(subject))
 	switch {
 	case err == nil:
 		if serr := serviceError(msg); serr != nil {

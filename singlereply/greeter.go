@@ -4,12 +4,15 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
+
+	"reqreply/internal/cli"
 )
 
 // GreetSubjects is the subject the greeter serves: one token after "greet."
@@ -64,13 +67,15 @@ func ServeGreeter(nc *nats.Conn) (*nats.Subscription, error) {
 //
 // Stop the service with sub.Drain(), which answers what was already received
 // before unsubscribing, or by draining nc. The error wraps the nats.go error
-// of the failed subscribe or flush (nats.ErrConnectionClosed, ...).
+// of the failed subscribe or flush (nats.ErrConnectionClosed, ...), or
+// nats.ErrPermissionViolation when the server's permissions deny the
+// subscription (cli.SubscribeChecked).
 func (g Greeter) Serve(nc *nats.Conn) (*nats.Subscription, error) {
 	greet := g.Greet
 	if greet == nil {
 		greet = Greeting
 	}
-	sub, err := nc.Subscribe(GreetSubjects, func(m *nats.Msg) {
+	handle := func(m *nats.Msg) {
 		if m.Reply == "" {
 			return
 		}
@@ -87,15 +92,16 @@ func (g Greeter) Serve(nc *nats.Conn) (*nats.Subscription, error) {
 		if g.Failed != nil {
 			g.Failed(m.Subject, err)
 		}
+	}
+	// Subscribe, then flush, bounded by the connection's timeout (2 s by
+	// default), not nats.go's fixed 10 s, so a server that stopped
+	// answering fails fast; and a subscription the server's permissions
+	// deny fails here, naming the subject, instead of serving nothing.
+	sub, err := cli.SubscribeChecked(context.Background(), nc, GreetSubjects, "", func() (*nats.Subscription, error) {
+		return nc.Subscribe(GreetSubjects, handle)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("serve %q: %w", GreetSubjects, err)
-	}
-	// Bounded by the connection's timeout (2 s by default), not nats.go's
-	// fixed 10 s, so a server that stopped answering fails fast.
-	if err := nc.FlushTimeout(nc.Opts.Timeout); err != nil {
-		_ = sub.Unsubscribe()
-		return nil, fmt.Errorf("serve %q: flush: %w", GreetSubjects, err)
 	}
 	return sub, nil
 }

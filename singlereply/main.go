@@ -3,7 +3,11 @@
 // the requester asks for greet.joe, greet.sue and greet.bob (or the names
 // given as arguments) and prints each reply.
 //
-//	go run ./singlereply [-timeout 500ms] [-serve | -request] [name ...]
+//	go run ./singlereply [-timeout 500ms] [-serve | -request | -secure] [-context NAME] [name ...]
+//
+// -secure runs it locked down: an embedded server where the requester may
+// only publish to greet.* and read its own inbox, and the greeter may only
+// take those requests and reply (see security/locked-down.conf).
 package main
 
 import (
@@ -19,7 +23,7 @@ func main() {
 	fs, check := flags(&cfg)
 	os.Exit(cli.Main(fs, os.Args[1:], check, func(ctx context.Context, env *cli.Env) error {
 		return Run(ctx, env, cfg, os.Stdout)
-	}))
+	}, cli.Secure(Lockdown)))
 }
 
 // flags returns the program's flag set, which parses into cfg, and the check

@@ -16,6 +16,11 @@ import (
 // DefaultNames are the names greeted when none are given as arguments.
 var DefaultNames = []string{"joe", "sue", "bob"}
 
+// Lockdown is the program's -secure setup: the requester may publish only
+// to GreetSubjects and read only its own inbox; the responder may take only those
+// requests and publish only its replies (see cli.Lockdown).
+var Lockdown = cli.Lockdown{Service: []string{GreetSubjects}}
+
 // Config is what the singlereply program was asked to do.
 type Config struct {
 	// Names to greet, one request each, in order.
@@ -59,7 +64,7 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	// The responder side: one subscription on greet.*, flushed, so that it is
 	// known to the server before any request is sent.
 	if cfg.Mode.Serves() {
-		nc, err := env.Connect("service")
+		nc, err := env.ConnectAs(cli.Responder, "service")
 		if err != nil {
 			return err
 		}
@@ -80,7 +85,7 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 
 	// The requester side: one request per name, each waiting for its single
 	// reply (or failing fast if nobody serves greet.*).
-	nc, err := env.Connect("requester")
+	nc, err := env.ConnectAs(cli.Requester, "requester")
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,11 @@
 // print their disconnect, reconnect and close events and follow one
 // reconnect policy (-reconnect-wait, -max-reconnects), ending the run on
 // SIGINT/SIGTERM or on a connection lost for good, draining the connections
-// at the end, and never printing a credential.
+// at the end, and never printing a credential. Credentials come from a nats
+// CLI context (-context, NATS_CONTEXT) or NATS_* variables
+// (LoadCredentials); -secure runs a program locked down (Lockdown); and a
+// request whose publish or inbox the server's permissions deny fails within
+// one round trip with an error naming the subject (Request).
 //
 // Exit codes follow the Go tools: 0 done (also after Ctrl-C, once the
 // connections are drained), 1 a runtime failure, 2 bad usage. Exec has the
@@ -47,27 +51,55 @@ type usageError struct{ err error }
 func (u usageError) Error() string   { return u.err.Error() }
 func (u usageError) Unwrap() []error { return []error{ErrUsage, u.err} }
 
+// Option is something a program adds to Main and Exec.
+type Option func(*settings)
+
+type settings struct {
+	lock func() Lockdown
+}
+
+// Secure gives the program the -secure flag: with it, the run happens on an
+// embedded server locked down as lock says (see Lockdown and
+// EmbeddedSecure), and each connection must say its part (Env.ConnectAs).
+func Secure(lock Lockdown) Option {
+	return SecureWith(func() Lockdown { return lock })
+}
+
+// SecureWith is Secure with the Lockdown made after the flags are parsed
+// and checked, for one that depends on them: a connection that carries
+// several responders replies to one request once per responder, so its
+// MaxReplies must count them.
+func SecureWith(lock func() Lockdown) Option {
+	return func(s *settings) { s.lock = lock }
+}
+
 // Main runs a scenario program and returns its exit code: Exec with the
 // process's environment and stderr.
-func Main(fs *flag.FlagSet, args []string, check func() error, run func(ctx context.Context, env *Env) error) int {
-	return Exec(fs, args, check, run, os.Getenv, os.Stderr)
+func Main(fs *flag.FlagSet, args []string, check func() error, run func(ctx context.Context, env *Env) error, opts ...Option) int {
+	return Exec(fs, args, check, run, os.Getenv, os.Stderr, opts...)
 }
 
 // Exec runs a scenario program and returns its exit code. These are the
 // promises every program keeps, because they are kept here:
 //
-// Flags. Exec adds -reconnect-wait and -max-reconnects (see Reconnect) to
-// fs and parses args with it. An unknown flag or a bad value is one line on
+// Flags. Exec adds -reconnect-wait and -max-reconnects (see Reconnect),
+// -context (see LoadCredentials) and, for a program given Secure, -secure
+// to fs and parses args with it. An unknown flag or a bad value is one line on
 // stderr and exit 2; -h prints the usage, exit 0. An argument that begins
 // with '-' after the first argument that is not a flag is refused (exit 2):
 // Go's flag package stops at the first argument, so `prog joe -timeout 1s`
 // would otherwise take "-timeout" as a name; "--" before it lets it through.
 // Then check runs the scenario's own checks (an error: one line, exit 2).
 //
-// Servers. NATS_URL (read with getenv) names them; unset, an embedded
-// server runs in the process. A NATS_URL that does not parse is refused
-// (exit 2). -request with NATS_URL unset is refused (exit 2): the embedded
-// server would have no responders.
+// Servers and credentials, first that applies: -secure (an embedded server
+// with a user per part, see Lockdown), -context NAME (a nats CLI context),
+// the environment (NATS_CONTEXT, NATS_URL, NATS_USER, ... read with getenv;
+// see LoadCredentials), else an embedded server in the process. What the
+// chosen source leaves unused of the environment is said in one line. A
+// NATS_URL that does not parse is refused (exit 2), and so are credentials
+// without a server. -request without a server (NATS_URL or a context) is
+// refused (exit 2): the embedded server would have no responders; -secure
+// with -serve or -request too: its users' passwords are made for this run.
 //
 // The run. run gets a context that the first SIGINT or SIGTERM ends; it
 // also ends when a connection is lost for good (Env.Lost), with a cause
@@ -85,11 +117,15 @@ func Main(fs *flag.FlagSet, args []string, check func() error, run func(ctx cont
 // credential (see Redact).
 //
 // Connection events go to stderr as they happen (see Env).
-func Exec(fs *flag.FlagSet, args []string, check func() error, run func(ctx context.Context, env *Env) error, getenv func(string) string, stderr io.Writer) int {
+func Exec(fs *flag.FlagSet, args []string, check func() error, run func(ctx context.Context, env *Env) error, getenv func(string) string, stderr io.Writer, opts ...Option) int {
 	name := fs.Name()
-	// Until the Env exists, the credentials to mask are NATS_URL's; then
-	// the Env's, which may have more (Env.AddSecret).
-	mask := newScrubber(strings.TrimSpace(getenv("NATS_URL"))).scrub
+	var set settings
+	for _, o := range opts {
+		o(&set)
+	}
+	// Until the Env exists, the credentials to mask are the environment's;
+	// then the Env's, which may have more (a context's, -secure's).
+	mask := newScrubber(strings.TrimSpace(getenv("NATS_URL")), strings.TrimSpace(getenv("NATS_PASSWORD")), strings.TrimSpace(getenv("NATS_TOKEN"))).scrub
 	say := func(format string, args ...any) {
 		fmt.Fprintln(stderr, mask(strings.ReplaceAll(fmt.Sprintf(format, args...), "\n", "; ")))
 	}
@@ -101,6 +137,13 @@ func Exec(fs *flag.FlagSet, args []string, check func() error, run func(ctx cont
 	reconnect := DefaultReconnect
 	if fs.Lookup("reconnect-wait") == nil {
 		reconnect.AddFlags(fs)
+	}
+	if fs.Lookup("context") == nil {
+		fs.String("context", "", "connect with the nats CLI context `NAME`: its URL, credentials, TLS files and inbox prefix, ahead of NATS_CONTEXT and the NATS_* variables (the context the nats CLI has selected is used only when named)")
+	}
+	secure := false
+	if set.lock != nil && fs.Lookup("secure") == nil {
+		fs.BoolVar(&secure, "secure", false, "run locked down: an embedded nats-server where the requester may only publish requests and read its own inbox, and the responder may only take requests and reply (see security/locked-down.conf)")
 	}
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
@@ -122,15 +165,31 @@ func Exec(fs *flag.FlagSet, args []string, check func() error, run func(ctx cont
 			return usage(err)
 		}
 	}
-	if f := fs.Lookup("request"); f != nil && f.Value.String() == "true" && strings.TrimSpace(getenv("NATS_URL")) == "" {
-		return usage(Usagef("-request needs NATS_URL: an embedded server would have nobody to answer; start the -serve half and set NATS_URL to the server it prints"))
+	contextName := fs.Lookup("context").Value.String()
+	flagOn := func(n string) bool { f := fs.Lookup(n); return f != nil && f.Value.String() == "true" }
+	if secure {
+		switch {
+		case contextName != "":
+			return usage(Usagef("-secure and -context exclude each other: -secure runs its own server and users"))
+		case flagOn("serve"), flagOn("request"):
+			return usage(Usagef("-secure runs both halves: its users' passwords are made for this run; to run the halves apart, use a server started with security/locked-down.conf"))
+		}
+	}
+	hasServer := contextName != "" || strings.TrimSpace(getenv("NATS_URL")) != "" || strings.TrimSpace(getenv("NATS_CONTEXT")) != ""
+	if flagOn("request") && !hasServer {
+		return usage(Usagef("-request needs NATS_URL: an embedded server would have nobody to answer; start the -serve half and set NATS_URL (or name a nats context) to the server it prints"))
+	}
+	var lock *Lockdown
+	if secure {
+		l := set.lock()
+		lock = &l
 	}
 
 	sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	ctx, cancel := context.WithCancelCause(sigCtx)
 	defer cancel(nil)
-	env, err := FromEnvironment(name, getenv, stderr)
+	env, err := fromSources(name, contextName, lock, getenv, stderr)
 	if err != nil {
 		if errors.Is(err, ErrUsage) {
 			return usage(err)

@@ -57,7 +57,9 @@ type Env struct {
 	// ctx, when it ends, aborts the connection attempts under way (Main
 	// ends it on the first SIGINT or SIGTERM).
 	ctx      context.Context
-	drainFor time.Duration // DrainTimeout; shorter in tests
+	creds    []nats.Option     // every connection's credentials (LoadCredentials)
+	ids      map[Part]Identity // under -secure: the user of each part
+	drainFor time.Duration     // DrainTimeout; shorter in tests
 	scrub    *scrubber
 	embedded *server.Server
 	outMu    sync.Mutex // serializes lines on Stderr
@@ -113,17 +115,79 @@ func Embedded(scenario string) (*Env, error) {
 	return env, nil
 }
 
-// FromEnvironment returns an Env for the servers in NATS_URL (read with
-// getenv), or, when NATS_URL is unset or empty, an Embedded one, announced
-// on stderr in one line. Env.Close stops it. A NATS_URL that nats.go could
-// not parse is refused with an error wrapping ErrUsage and ErrBadURL that
-// shows no credential (see CheckURLs). The Env's Stderr is stderr.
+// EmbeddedSecure returns an Env on a nats-server started here with the
+// users and permissions of lock (see Lockdown): what -secure runs. Its
+// connections must say their part (ConnectAs); each then connects as that
+// part's user, with a password made for this server and masked in all
+// output. Env.Close stops the server. The error wraps testserver.ErrNotReady
+// if the server does not come up.
+func EmbeddedSecure(scenario string, lock Lockdown) (*Env, error) {
+	users, ids := lock.Users()
+	s, err := testserver.Start(testserver.WithUsers(users...))
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats-server: %w", err)
+	}
+	env := NewEnv(scenario, s.ClientURL())
+	env.embedded = s
+	env.ids = ids
+	for _, id := range ids {
+		env.scrub.add(id.Password)
+	}
+	return env, nil
+}
+
+// FromCredentials returns an Env that connects to creds.URL with creds's
+// options on every connection, its secrets masked (see LoadCredentials).
+func FromCredentials(scenario string, creds *Credentials) *Env {
+	env := NewEnv(scenario, creds.URL)
+	env.creds = creds.Options
+	for _, s := range creds.Secrets {
+		env.scrub.add(s)
+	}
+	return env
+}
+
+// FromEnvironment returns an Env for the servers and credentials in the
+// environment (read with getenv; see LoadCredentials: NATS_CONTEXT,
+// NATS_URL, NATS_USER, ...), or, when they name no server, an Embedded one,
+// announced on stderr in one line. Env.Close stops it. A NATS_URL that
+// nats.go could not parse is refused with an error wrapping ErrUsage and
+// ErrBadURL that shows no credential (see CheckURLs). The Env's Stderr is
+// stderr.
 func FromEnvironment(scenario string, getenv func(string) string, stderr io.Writer) (*Env, error) {
-	if url := strings.TrimSpace(getenv("NATS_URL")); url != "" {
-		if err := CheckURLs(url); err != nil {
+	return fromSources(scenario, "", nil, getenv, stderr)
+}
+
+// fromSources makes the Env of a run: -secure's (lock not nil), or the
+// one for the -context flag's context (contextName), or the environment's,
+// or an embedded one, in that order (see LoadCredentials). What it does not
+// use of the environment it says in one line.
+func fromSources(scenario, contextName string, lock *Lockdown, getenv func(string) string, stderr io.Writer) (*Env, error) {
+	ignored := ignoredVars(getenv)
+	if lock != nil {
+		env, err := EmbeddedSecure(scenario, *lock)
+		if err != nil {
 			return nil, err
 		}
-		env := NewEnv(scenario, url)
+		env.Stderr = stderr
+		fmt.Fprintf(stderr, "%s: -secure: an embedded nats-server at %s with users %s and %s, each allowed only its part (see security/locked-down.conf)\n", scenario, env.URL, Requester, Responder)
+		if len(ignored) > 0 {
+			fmt.Fprintf(stderr, "%s: -secure uses its own server and users; not used: %s\n", scenario, strings.Join(ignored, ", "))
+		}
+		return env, nil
+	}
+	creds, err := LoadCredentials(contextName, getenv)
+	if err != nil {
+		return nil, err
+	}
+	if contextName != "" && len(ignored) > 0 {
+		fmt.Fprintf(stderr, "%s: -context %s is used whole; not used: %s\n", scenario, contextName, strings.Join(ignored, ", "))
+	}
+	if creds.URL != "" {
+		if err := CheckURLs(creds.URL); err != nil {
+			return nil, err
+		}
+		env := FromCredentials(scenario, creds)
 		env.Stderr = stderr
 		return env, nil
 	}
@@ -211,21 +275,46 @@ func (e *Env) loseConn(err error) {
 // error), and at once when the program is interrupted while it dials (the
 // error then wraps context.Canceled; the half-open connection is closed).
 // Once connected, it follows env.Reconnect, and prints its disconnect,
-// reconnect and close events on env.Stderr (see Env). A denied subscription
-// fails a synchronous subscription's NextMsg with nats.ErrPermissionViolation
-// (nats.PermissionErrOnSubscribe). Asynchronous errors, such as a slow
-// consumer dropping messages or a denied publish, are printed on env.Stderr.
+// reconnect and close events on env.Stderr (see Env). It carries the Env's
+// credentials (LoadCredentials; under -secure, the part's user: see
+// ConnectAs). A denied subscription fails a synchronous subscription's
+// NextMsg with nats.ErrPermissionViolation (nats.PermissionErrOnSubscribe).
+// A permissions violation that a Request or PublishChecked on this
+// connection waits for is theirs to return, and is not printed; other
+// asynchronous errors, such as a slow consumer dropping messages or a denied
+// publish nobody waits for, are printed on env.Stderr, one line each.
 // Extra opts follow the defaults and may override them; disconnect,
 // reconnect and closed handlers given in opts run after Env's own. After
 // Close, or when Close runs while it dials, the error wraps
 // nats.ErrConnectionClosed and no connection is left open. No error shows a
 // credential.
 func (e *Env) Connect(role string, opts ...nats.Option) (*nats.Conn, error) {
+	return e.ConnectAs(0, role, opts...)
+}
+
+// ErrNoPart is wrapped by Connect's error under -secure: every connection
+// must say its part (ConnectAs), which decides its user.
+var ErrNoPart = errors.New("under -secure a connection must say its part (Env.ConnectAs)")
+
+// ConnectAs is Connect for a connection playing part in the request-reply.
+// Under -secure (EmbeddedSecure) it connects as that part's user (see
+// Lockdown), with its inbox prefix; a part the Env has no user for fails
+// with an error wrapping ErrNoPart. Otherwise part changes nothing: every
+// connection uses the Env's credentials.
+func (e *Env) ConnectAs(part Part, role string, opts ...nats.Option) (*nats.Conn, error) {
 	e.mu.Lock()
 	closed := e.closed
 	e.mu.Unlock()
 	if closed {
 		return nil, fmt.Errorf("connect %s %s: %w", e.Scenario, role, nats.ErrConnectionClosed)
+	}
+	who := e.creds
+	if e.ids != nil {
+		id, ok := e.ids[part]
+		if !ok {
+			return nil, fmt.Errorf("connect %s %s: %w", e.Scenario, role, ErrNoPart)
+		}
+		who = id.Options()
 	}
 	if err := CheckURLs(e.URL); err != nil {
 		return nil, fmt.Errorf("connect %s %s: %w", e.Scenario, role, err)
@@ -245,7 +334,11 @@ func (e *Env) Connect(role string, opts ...nats.Option) (*nats.Conn, error) {
 		// A denied subscription then fails NextMsg with
 		// nats.ErrPermissionViolation instead of looking like silence.
 		nats.PermissionErrOnSubscribe(true),
-		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+		nats.ErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
+			if claimDenial(nc, err) {
+				// Somebody waits for it (Request) and returns it.
+				return
+			}
 			if errors.Is(err, nats.ErrDrainTimeout) {
 				// Reported once: by Close for its own drains, else by the
 				// close event, whose reason it is.
@@ -257,7 +350,8 @@ func (e *Env) Connect(role string, opts ...nats.Option) (*nats.Conn, error) {
 			}
 			e.printf("%s %s: %v", e.Scenario, role, err)
 		}),
-	}, opts...)
+	}, who...)
+	all = append(all, opts...)
 	all = append(all, e.eventHandlers(c))
 	nc, err := nats.Connect(e.URL, all...)
 	interrupted := !dialer.connected()
@@ -273,6 +367,7 @@ func (e *Env) Connect(role string, opts ...nats.Option) (*nats.Conn, error) {
 		}
 		return nil, e.wrapErr(fmt.Errorf("connect %s %s to %s: %w", e.Scenario, role, Redact(e.URL), err))
 	}
+	_ = markHooked(nc)
 	c.mu.Lock()
 	c.nc = nc
 	if c.server == "" { // unless a reconnect has already set it

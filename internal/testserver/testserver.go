@@ -12,6 +12,7 @@
 package testserver
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -399,4 +400,50 @@ func waitFor(cond func() bool) bool {
 		<-tick.C
 	}
 	return true
+}
+
+// StartConfigFile starts one nats-server configured by the nats-server
+// config file at path, read with server.ProcessConfigFile exactly as
+// `nats-server -c path` would, and then adjusted as every server here is: it
+// listens on 127.0.0.1 on a port the kernel picks (whatever the file's
+// listen says), installs no signal handlers, and logs nothing unless opts
+// say so (WithLogging). opts apply after the file. Variables the file does
+// not define ($NAME) are read from the process environment. The error wraps
+// the config parser's (a bad file) or ErrNotReady.
+func StartConfigFile(path string, opts ...Option) (*server.Server, error) {
+	o, err := server.ProcessConfigFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("nats-server config %s: %w", path, err)
+	}
+	o.Host, o.Port, o.NoSigs, o.NoLog = "127.0.0.1", -1, true, true
+	for _, opt := range opts {
+		opt(o)
+	}
+	return startOptions(o)
+}
+
+// NewConfigFile is StartConfigFile for tests: it fails tb at once if the
+// server does not start, and shuts it down when tb's test ends.
+func NewConfigFile(tb testing.TB, path string, opts ...Option) *server.Server {
+	tb.Helper()
+	s, err := StartConfigFile(path, opts...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { shutdown(s) })
+	return s
+}
+
+// WithTLS makes the server require TLS from its clients with config (its
+// certificate in config.Certificates; config.ClientAuth set to
+// tls.RequireAndVerifyClientCert and config.ClientCAs to demand client
+// certificates too, which TLSVerify then records). Clients connect with a
+// tls:// URL or a nats.RootCAs / nats.Secure option.
+func WithTLS(config *tls.Config) Option {
+	return func(o *server.Options) {
+		o.TLSConfig = config
+		o.TLS = true
+		o.TLSVerify = config.ClientAuth == tls.RequireAndVerifyClientCert
+		o.TLSTimeout = 2
+	}
 }

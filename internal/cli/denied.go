@@ -1,0 +1,534 @@
+// Permission denials, made prompt and clear: a request whose publish or
+// inbox subscription the server denies fails within one round trip, with an
+// error naming the subject, instead of waiting out its timeout.
+
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Why a per-subject dispatch. nats-server answers a denied PUB or SUB with
+// "-ERR 'Permissions Violation for Publish to "<subject>"'" (or
+// "Subscription to"), and sends nothing else: no reply, no no-responders
+// status. nats.go hands that error to the connection's asynchronous error
+// handler only, with no subscription attached, so a request waiting for its
+// reply would wait out its deadline. Its own request mux makes it worse:
+// nats.go subscribes the mux once per connection and never again, so after
+// one denied mux subscription every later request on the connection times
+// out with no new error at all.
+//
+// So Request owns its inbox subscription (one per request), and before it
+// sends anything registers the two subjects it can be denied on, the inbox
+// (subscribe) and the request subject (publish), with this dispatcher. The
+// error handler that Env.Connect installs (and Request chains onto a
+// connection made elsewhere) hands each violation to whoever waits for that
+// exact subject and kind on that connection; the waiter's request ends at
+// once with that error. The server processes a connection's protocol in
+// order, so the -ERR comes back within one round trip of the SUB or PUB.
+// A violation that somebody claims is not printed by Env's handler: the
+// program's run error says it, once. One that nobody waits for (a
+// responder's denied reply, say) is printed, one line, as it comes.
+//
+// One flush is still needed, once per connection: if the inbox were denied
+// and the request sent anyway, the publish could be denied too, and that
+// second violation would reach the handler after the request had returned
+// the first, and be printed. So the first request on a connection flushes
+// after subscribing and looks for a violation on that exact inbox (new, so
+// a match is its own) before it publishes; once an inbox under the prefix
+// is allowed, later requests skip that round trip.
+//
+// The alternative, a flush after every publish and then a look at
+// nc.LastError(), costs a PING/PONG per request and cannot tell two
+// violations apart when several requests share the connection: LastError
+// keeps only the latest.
+
+// violationRe reads the kind and subject out of nats-server's permissions
+// violation text.
+var violationRe = regexp.MustCompile(`(?i)permissions violation for (publish|subscription) to "([^"]+)"`)
+
+// Kinds of denial.
+const (
+	denyPublish   = "publish"
+	denySubscribe = "subscription"
+)
+
+type denialKey struct {
+	nc      *nats.Conn
+	kind    string // denyPublish or denySubscribe
+	subject string
+	queue   string // a subscription's queue group, "" for none
+}
+
+// denials is the process's dispatcher: waiters by connection, kind,
+// subject and queue group, and the connections whose error handler feeds
+// it.
+var denials = struct {
+	sync.Mutex
+	seq     uint64
+	waiters map[denialKey]map[*waiter]bool
+	hooked  map[*nats.Conn]*hookState
+}{waiters: map[denialKey]map[*waiter]bool{}, hooked: map[*nats.Conn]*hookState{}}
+
+// hookState is what the dispatcher knows of one connection.
+type hookState struct {
+	// inboxOK: an inbox under the connection's prefix has been allowed.
+	inboxOK atomic.Bool
+}
+
+// waiter is one watchDenials registration. Each violation the handler
+// gets goes to one waiter of its key, the oldest not yet handed one for
+// that key: one SUB or PUB, one -ERR, one waiter. So a violation is never
+// taken by a later watch of the same subject, and each watch that sent
+// something denied gets exactly its own.
+type waiter struct {
+	seq uint64
+	fn  func(error)
+
+	// Guarded by denials' lock.
+	keys    []denialKey        // registered under these
+	got     map[denialKey]bool // handed a violation for this key
+	stopped bool               // its watch is over: fn is not called any more
+	fired   bool               // fn has been called
+}
+
+// unregister removes w from the keys in drop. denials' lock is held.
+func (w *waiter) unregister(drop func(denialKey) bool) {
+	kept := w.keys[:0]
+	for _, k := range w.keys {
+		if !drop(k) {
+			kept = append(kept, k)
+			continue
+		}
+		delete(denials.waiters[k], w)
+		if len(denials.waiters[k]) == 0 {
+			delete(denials.waiters, k)
+		}
+	}
+	w.keys = kept
+}
+
+// parseViolation returns the kind, subject and queue group of a
+// permissions violation.
+func parseViolation(err error) (kind, subject, queue string, ok bool) {
+	if !errors.Is(err, nats.ErrPermissionViolation) {
+		return "", "", "", false
+	}
+	m := violationRe.FindStringSubmatch(err.Error())
+	if m == nil {
+		return "", "", "", false
+	}
+	kind = map[string]string{"publish": denyPublish, "subscription": denySubscribe}[strings.ToLower(m[1])]
+	if kind == denySubscribe {
+		if q := queueRe.FindStringSubmatch(err.Error()); q != nil {
+			queue = q[1]
+		}
+	}
+	return kind, m[2], queue, true
+}
+
+// queueRe reads the queue group out of a subscription's violation text.
+var queueRe = regexp.MustCompile(`using queue "([^"]+)"`)
+
+// claimDenial hands err, if it is a permissions violation on nc, to the
+// oldest waiter for its key not yet handed one, and reports whether the
+// violation is somebody's to report (so not to print): it was handed to a
+// waiter, or a watch of that key still under way has had one already.
+func claimDenial(nc *nats.Conn, err error) bool {
+	kind, subject, queue, ok := parseViolation(err)
+	if !ok {
+		return false
+	}
+	key := denialKey{nc, kind, subject, queue}
+	denials.Lock()
+	var pick *waiter
+	busy := false
+	for w := range denials.waiters[key] {
+		if w.got[key] {
+			busy = busy || !w.stopped
+			continue
+		}
+		if pick == nil || w.seq < pick.seq {
+			pick = w
+		}
+	}
+	if pick == nil {
+		denials.Unlock()
+		return busy
+	}
+	pick.got[key] = true
+	call := !pick.stopped && !pick.fired
+	pick.fired = pick.fired || call
+	if pick.stopped {
+		// It lingered for this one only; now it is done.
+		pick.unregister(func(denialKey) bool { return true })
+	}
+	denials.Unlock()
+	if call {
+		pick.fn(err)
+	}
+	return true
+}
+
+// markHooked records that nc's error handler calls claimDenial, and forgets
+// connections that have closed since, and their waiters.
+func markHooked(nc *nats.Conn) *hookState {
+	denials.Lock()
+	defer denials.Unlock()
+	for c := range denials.hooked {
+		if c.IsClosed() {
+			delete(denials.hooked, c)
+		}
+	}
+	// Lingering waiters of closed connections will get no more errors.
+	for k := range denials.waiters {
+		if k.nc.IsClosed() {
+			delete(denials.waiters, k)
+		}
+	}
+	if st := denials.hooked[nc]; st != nil {
+		return st
+	}
+	st := &hookState{}
+	denials.hooked[nc] = st
+	return st
+}
+
+// hook makes sure nc's violations reach the dispatcher: a connection made
+// by Env.Connect already does; for another, its error handler is chained.
+func hook(nc *nats.Conn) *hookState {
+	denials.Lock()
+	st := denials.hooked[nc]
+	denials.Unlock()
+	if st != nil {
+		return st
+	}
+	next := nc.ErrorHandler()
+	nc.SetErrorHandler(func(c *nats.Conn, sub *nats.Subscription, err error) {
+		if claimDenial(c, err) {
+			return
+		}
+		if next != nil {
+			next(c, sub, err)
+		}
+	})
+	return markHooked(nc)
+}
+
+// watchDenials calls fn with the first violation on nc handed to it for
+// any of keys (see claimDenial), until stop is called. The caller that
+// learnt of a violation other than through fn (nats.go sets the
+// connection's last error before its error handler runs) calls stop with
+// that violation's key: the registration then stays, for that key only,
+// until the handler has that violation, so that Env's handler does not
+// print what the caller returns. Otherwise stop(nil).
+func watchDenials(nc *nats.Conn, fn func(error), keys ...denialKey) (stop func(seen *denialKey)) {
+	for i := range keys {
+		keys[i].nc = nc
+	}
+	denials.Lock()
+	denials.seq++
+	w := &waiter{seq: denials.seq, fn: fn, keys: keys, got: map[denialKey]bool{}}
+	for _, k := range keys {
+		if denials.waiters[k] == nil {
+			denials.waiters[k] = map[*waiter]bool{}
+		}
+		denials.waiters[k][w] = true
+	}
+	denials.Unlock()
+	return func(seen *denialKey) {
+		denials.Lock()
+		defer denials.Unlock()
+		w.stopped = true
+		w.unregister(func(k denialKey) bool {
+			return seen == nil || k != *seen || w.got[k]
+		})
+	}
+}
+
+// ErrDenied is wrapped, together with nats.ErrPermissionViolation, by the
+// errors of Request and PublishChecked for a denied publish or
+// subscription.
+var ErrDenied = errors.New("denied by the server's permissions")
+
+// deniedError is a denial: its text is the server's violation (which names
+// the subject), with a hint for a denied reply inbox; errors.Is finds
+// ErrDenied and nats.ErrPermissionViolation.
+type deniedError struct {
+	err  error
+	hint string
+}
+
+func (e deniedError) Error() string   { return e.err.Error() + e.hint }
+func (e deniedError) Unwrap() []error { return []error{ErrDenied, e.err} }
+
+// denied wraps the violation err of a request whose inbox is inbox.
+func denied(err error, inbox string) error {
+	var hint string
+	if kind, subject, _, ok := parseViolation(err); ok && kind == denySubscribe && subject == inbox {
+		hint = " (the reply inbox: connect with an inbox prefix this user may subscribe to)"
+	}
+	return deniedError{err: err, hint: hint}
+}
+
+// Request sends msg as a request on nc and returns the first reply, waiting
+// until ctx ends; it is nats.go's RequestWithContext with its own inbox, so
+// that a permission denial ends it within one round trip (see the comment
+// on the dispatcher above). The inbox is nc.NewInbox(), which honours
+// nats.CustomInboxPrefix; the subscription is made for this request,
+// limited to one message (AutoUnsubscribe) and removed on return: one SUB
+// and one UNSUB per request more than nats.go's shared mux sends, at no
+// measurable cost on one server (BenchmarkRequest: about 80-120 µs per
+// round trip either way, with -race off, on a shared 2-core machine). The
+// first request on a connection also pays one flush (see below).
+//
+// A no-responders status (503) comes back as nats.ErrNoResponders, as from
+// nats.go's Request: the server sends it because the inbox subscription
+// reached it before the publish.
+//
+// Errors:
+//   - nats.ErrPermissionViolation and ErrDenied: the server denied the
+//     publish to msg.Subject or the subscription to the inbox; the text is
+//     the server's, which names the subject;
+//   - nats.ErrNoResponders; ctx's error (context.DeadlineExceeded,
+//     context.Canceled); nats.go's errors for a closed connection, a bad
+//     subject, a payload over the server's maximum.
+func Request(ctx context.Context, nc *nats.Conn, msg *nats.Msg) (*nats.Msg, error) {
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	state := hook(nc)
+	inbox := nc.NewInbox()
+	wctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := watchDenials(nc, func(err error) {
+		cancel(denied(err, inbox))
+	}, denialKey{kind: denyPublish, subject: msg.Subject}, denialKey{kind: denySubscribe, subject: inbox})
+	var seen *denialKey
+	defer func() { stop(seen) }()
+
+	// A channel subscription: nats.go's synchronous one (SubscribeSync and
+	// NextMsg) costs about 1.2 ms more per request here (BenchmarkRequest).
+	replies := make(chan *nats.Msg, 1)
+	sub, err := nc.ChanSubscribe(inbox, replies)
+	if err != nil {
+		return nil, fmt.Errorf("subscribe %q: %w", inbox, err)
+	}
+	closed := sub.StatusChanged(nats.SubscriptionClosed)
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := sub.AutoUnsubscribe(1); err != nil {
+		return nil, fmt.Errorf("subscribe %q: %w", inbox, err)
+	}
+	// The first request on a connection makes sure its inbox is allowed
+	// before it publishes: a flush, then a look for a violation on that
+	// exact inbox. Were the inbox denied and the request sent anyway, the
+	// server might deny the publish too, and that second violation would
+	// reach the error handler after the request had already returned the
+	// first: printed, a double report. Once an inbox under the connection's
+	// prefix has been allowed, the others are (the permission is the
+	// prefix), and later requests skip the extra round trip. While the
+	// connection is down, or if the flush fails, the check waits for a
+	// later request.
+	if !state.inboxOK.Load() && nc.Status() == nats.CONNECTED {
+		fctx, fcancel := wctx, context.CancelFunc(func() {})
+		if _, ok := wctx.Deadline(); !ok {
+			fctx, fcancel = context.WithTimeout(wctx, nc.Opts.Timeout)
+		}
+		ferr := nc.FlushWithContext(fctx)
+		fcancel()
+		if cause := context.Cause(wctx); errors.Is(cause, ErrDenied) {
+			return nil, cause
+		}
+		// The violation was read before the PONG, but nats.go hands it to
+		// the error handler on another goroutine: it is also the
+		// connection's last error by now. The inbox is new, so a match on
+		// it is this request's.
+		if last := nc.LastError(); last != nil {
+			if kind, subject, _, ok := parseViolation(last); ok && kind == denySubscribe && subject == inbox {
+				seen = &denialKey{nc: nc, kind: denySubscribe, subject: inbox}
+				return nil, denied(last, inbox)
+			}
+		}
+		if ferr == nil {
+			state.inboxOK.Store(true)
+		} else if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+	req := *msg
+	req.Reply = inbox
+	req.Sub = nil
+	if err := nc.PublishMsg(&req); err != nil {
+		return nil, err
+	}
+	select {
+	case m := <-replies:
+		return reply(m)
+	case <-closed:
+		// Closed with the connection, or after its one message.
+		select {
+		case m := <-replies:
+			return reply(m)
+		default:
+		}
+		return nil, nats.ErrConnectionClosed
+	case <-wctx.Done():
+		if cause := context.Cause(wctx); errors.Is(cause, ErrDenied) {
+			return nil, cause
+		}
+		return nil, ctx.Err()
+	}
+}
+
+// reply returns m, or nats.ErrNoResponders for the server's no-responders
+// status: no payload and the header "Status: 503", as nats.go reads it.
+func reply(m *nats.Msg) (*nats.Msg, error) {
+	if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
+		return nil, nats.ErrNoResponders
+	}
+	return m, nil
+}
+
+// PublishChecked publishes msg on nc and waits for the server to have read
+// it (a flush, bounded by ctx): it returns an error wrapping
+// nats.ErrPermissionViolation and ErrDenied, naming the subject, when the
+// server denied the publish, and nil when it took it. A responder that must
+// know its reply was allowed (allow_responses limits how many and how late)
+// pays one round trip for that. Without a deadline in ctx, the flush waits
+// at most the connection's timeout (nats.Timeout; ConnectTimeout, 2 s, on an
+// Env's connections). Other errors are nats.go's (a closed connection,
+// ctx's error or nats.ErrTimeout for a flush that did not come back).
+func PublishChecked(ctx context.Context, nc *nats.Conn, msg *nats.Msg) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, nc.Opts.Timeout)
+		defer cancel()
+	}
+	hook(nc)
+	var mu sync.Mutex
+	var denied error
+	stop := watchDenials(nc, func(err error) {
+		mu.Lock()
+		denied = err
+		mu.Unlock()
+	}, denialKey{kind: denyPublish, subject: msg.Subject})
+	var seen *denialKey
+	defer func() { stop(seen) }()
+	if err := nc.PublishMsg(msg); err != nil {
+		return err
+	}
+	if err := nc.FlushWithContext(ctx); err != nil {
+		return fmt.Errorf("publish %q: flush: %w", msg.Subject, err)
+	}
+	// The -ERR came before the PONG, but nats.go hands it to the error
+	// handler on another goroutine: the violation is also in the
+	// connection's last error, set before the PONG was read.
+	mu.Lock()
+	err := denied
+	mu.Unlock()
+	if err == nil {
+		if last := nc.LastError(); last != nil {
+			if kind, subject, _, ok := parseViolation(last); ok && kind == denyPublish && subject == msg.Subject {
+				err, seen = last, &denialKey{nc: nc, kind: denyPublish, subject: msg.Subject}
+			}
+		}
+	}
+	if err != nil {
+		return deniedError{err: err}
+	}
+	return nil
+}
+
+// SubscribeChecked makes a subscription with subscribe (any of nats.go's
+// subscribe calls, for subject in queue group queue, "" for none), waits
+// until the server has read it (a flush), and returns it if the server took
+// it. If the server's permissions denied it, it unsubscribes and returns an
+// error wrapping nats.ErrPermissionViolation and ErrDenied, naming the
+// subject (and queue group). A responder subscribes this way, so that a
+// service its user may not serve fails at its start instead of serving
+// nothing; a gather with one long-lived inbox subscription (a mux) too.
+//
+// It watches for the violation before subscribing: the -ERR can come back
+// before a check made afterwards would be registered, and Env's handler
+// would print it, a second report. Without a deadline in ctx, the flush
+// waits at most the connection's timeout (nats.Timeout) and fails with
+// nats.ErrTimeout; with one, with ctx's error. Errors of subscribe are
+// returned as they are.
+func SubscribeChecked(ctx context.Context, nc *nats.Conn, subject, queue string, subscribe func() (*nats.Subscription, error)) (*nats.Subscription, error) {
+	hook(nc)
+	var mu sync.Mutex
+	var got error
+	key := denialKey{nc: nc, kind: denySubscribe, subject: subject, queue: queue}
+	stop := watchDenials(nc, func(err error) {
+		mu.Lock()
+		got = err
+		mu.Unlock()
+	}, key)
+	var seen *denialKey
+	defer func() { stop(seen) }()
+	sub, err := subscribe()
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := ctx.Deadline(); ok {
+		err = nc.FlushWithContext(ctx)
+	} else {
+		err = nc.FlushTimeout(nc.Opts.Timeout)
+	}
+	if err != nil {
+		_ = sub.Unsubscribe()
+		return nil, fmt.Errorf("subscribe %q: flush: %w", subject, err)
+	}
+	mu.Lock()
+	err = got
+	mu.Unlock()
+	if err == nil {
+		// Read before the PONG, maybe not yet handed to the handler.
+		if last := nc.LastError(); last != nil {
+			if kind, subj, q, ok := parseViolation(last); ok && kind == denySubscribe && subj == subject && q == queue {
+				err, seen = last, &key
+			}
+		}
+	}
+	if err != nil {
+		_ = sub.Unsubscribe()
+		return nil, deniedError{err: err}
+	}
+	return sub, nil
+}
+
+// WatchDenials calls onDenied, once, with the first permissions violation
+// the server reports on nc for a publish to one of publish or a
+// subscription to one of subscribe (exact subjects, as given to Publish and
+// Subscribe; a queue subscription's violation names its group, so make
+// that one with SubscribeChecked), wrapped so that errors.Is finds nats.ErrPermissionViolation
+// and ErrDenied, until stop is called. It is how a pattern with its own
+// inbox subscription and publishes (a scatter-gather, a queue-group load)
+// ends within one round trip of a denial: register before subscribing and
+// publishing, and end the wait when onDenied is called; see Request for the
+// reasoning. A violation a watch receives is not printed by an Env
+// connection's error handler, so the pattern's error reports it once. If
+// both a subscription and a publish of one watch can be denied, check the
+// subscription first (SubscribeChecked): the second violation could come
+// after stop and be printed. Register before subscribing or publishing:
+// the violation can come back at once.
+func WatchDenials(nc *nats.Conn, onDenied func(error), publish, subscribe []string) (stop func()) {
+	hook(nc)
+	var keys []denialKey
+	for _, s := range publish {
+		keys = append(keys, denialKey{kind: denyPublish, subject: s})
+	}
+	for _, s := range subscribe {
+		keys = append(keys, denialKey{kind: denySubscribe, subject: s})
+	}
+	st := watchDenials(nc, func(err error) { onDenied(deniedError{err: err}) }, keys...)
+	return func() { st(nil) }
+}

@@ -1,0 +1,385 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+var testLock = Lockdown{Service: []string{"svc.*"}}
+
+// secureEnv starts a locked-down embedded server for one test.
+func secureEnv(t *testing.T) (*Env, *syncBuffer) {
+	t.Helper()
+	env, err := EmbeddedSecure("prog", testLock)
+	require.NoError(t, err)
+	var stderr syncBuffer
+	env.Stderr = &stderr
+	t.Cleanup(func() { require.NoError(t, env.Close()) })
+	return env, &stderr
+}
+
+// echo serves svc.* on nc, answering each request with its subject, and
+// flushes so that the server has the subscription.
+func echo(t *testing.T, nc *nats.Conn) {
+	t.Helper()
+	_, err := nc.Subscribe("svc.*", func(m *nats.Msg) { _ = m.Respond([]byte(m.Subject)) })
+	require.NoError(t, err)
+	require.NoError(t, nc.Flush())
+}
+
+// requireDenied asserts err is a permission denial naming subject.
+func requireDenied(t *testing.T, err error, subject string) {
+	t.Helper()
+	require.Error(t, err)
+	assert.ErrorIs(t, err, nats.ErrPermissionViolation)
+	assert.ErrorIs(t, err, ErrDenied)
+	assert.NotErrorIs(t, err, context.DeadlineExceeded, "the denial must end the request, not its deadline")
+	assert.Contains(t, err.Error(), fmt.Sprintf("%q", subject))
+}
+
+func TestLockdownAllowsTheRequestReply(t *testing.T) {
+	env, stderr := secureEnv(t)
+	svc, err := env.ConnectAs(Responder, "service")
+	require.NoError(t, err)
+	echo(t, svc)
+	req, err := env.ConnectAs(Requester, "requester")
+	require.NoError(t, err)
+
+	assert.True(t, strings.HasPrefix(req.NewInbox(), InboxPrefix+"."), "the requester's inboxes are under its prefix")
+	for range 3 { // one inbox each, all allowed
+		reply, err := Request(context.Background(), req, nats.NewMsg("svc.a"))
+		require.NoError(t, err)
+		assert.Equal(t, "svc.a", string(reply.Data))
+	}
+	// nats.go's own request mux, "<prefix>.<nuid>.*", is allowed too: the
+	// permission is "<prefix>.>", not "<prefix>.*".
+	reply, err := req.Request("svc.b", nil, time.Minute)
+	require.NoError(t, err)
+	assert.Equal(t, "svc.b", string(reply.Data))
+	assert.Empty(t, stderr.String())
+
+	_, err = env.Connect("no part")
+	assert.ErrorIs(t, err, ErrNoPart)
+}
+
+func TestLockdownDenials(t *testing.T) {
+	tests := []struct {
+		name string
+		// do runs the denied action on a requester and a responder
+		// connection, a request served on svc.* being under way for the
+		// responder (m); it returns the subject the error must name, and the error.
+		do func(t *testing.T, req, svc *nats.Conn, m *nats.Msg) (subject string, err error)
+	}{
+		{"requester publishes outside the service", func(t *testing.T, req, _ *nats.Conn, _ *nats.Msg) (string, error) {
+			_, err := Request(context.Background(), req, nats.NewMsg("other.a"))
+			return "other.a", err
+		}},
+		{"requester subscribes outside its prefix", func(t *testing.T, req, _ *nats.Conn, _ *nats.Msg) (string, error) {
+			// nats.go's default _INBOX.> is not its prefix.
+			sub, err := req.SubscribeSync("_INBOX.x")
+			require.NoError(t, err)
+			require.NoError(t, req.Flush())
+			_, err = sub.NextMsg(time.Minute)
+			return "_INBOX.x", fmt.Errorf("%w: %w", ErrDenied, err)
+		}},
+		{"requester takes requests", func(t *testing.T, req, _ *nats.Conn, _ *nats.Msg) (string, error) {
+			sub, err := req.SubscribeSync("svc.*")
+			require.NoError(t, err)
+			require.NoError(t, req.Flush())
+			_, err = sub.NextMsg(time.Minute)
+			return "svc.*", fmt.Errorf("%w: %w", ErrDenied, err)
+		}},
+		{"responder reads the requester's inboxes", func(t *testing.T, _, svc *nats.Conn, _ *nats.Msg) (string, error) {
+			sub, err := svc.SubscribeSync(InboxPrefix + ".>")
+			require.NoError(t, err)
+			require.NoError(t, svc.Flush())
+			_, err = sub.NextMsg(time.Minute)
+			return InboxPrefix + ".>", fmt.Errorf("%w: %w", ErrDenied, err)
+		}},
+		{"responder publishes elsewhere", func(t *testing.T, _, svc *nats.Conn, _ *nats.Msg) (string, error) {
+			return "svc.a", PublishChecked(context.Background(), svc, nats.NewMsg("svc.a"))
+		}},
+		{"responder sends a request", func(t *testing.T, _, svc *nats.Conn, _ *nats.Msg) (string, error) {
+			// Its inbox subscription goes first, so its denial comes first.
+			_, err := Request(context.Background(), svc, nats.NewMsg("svc.a"))
+			require.Error(t, err)
+			return regexp.MustCompile(`_INBOX\.[^"]+`).FindString(err.Error()), err
+		}},
+		{"responder answers twice", func(t *testing.T, _, svc *nats.Conn, m *nats.Msg) (string, error) {
+			first := nats.NewMsg(m.Reply)
+			first.Data = []byte("one")
+			require.NoError(t, PublishChecked(context.Background(), svc, first), "the first reply is allowed")
+			second := nats.NewMsg(m.Reply)
+			second.Data = []byte("two")
+			return m.Reply, PublishChecked(context.Background(), svc, second)
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			env, stderr := secureEnv(t)
+			svc, err := env.ConnectAs(Responder, "service")
+			require.NoError(t, err)
+			req, err := env.ConnectAs(Requester, "requester")
+			require.NoError(t, err)
+			// A request under way, taken by the responder, so that it has
+			// a reply subject it may use once.
+			in, err := svc.SubscribeSync("svc.*")
+			require.NoError(t, err)
+			require.NoError(t, svc.Flush())
+			inbox := req.NewInbox()
+			replies, err := req.SubscribeSync(inbox)
+			require.NoError(t, err)
+			require.NoError(t, req.PublishRequest("svc.q", inbox, nil))
+			m, err := in.NextMsg(time.Minute)
+			require.NoError(t, err)
+
+			subject, err := tc.do(t, req, svc, m)
+			requireDenied(t, err, subject)
+
+			// The requester got no more than one reply.
+			if tc.name == "responder answers twice" {
+				first, err := replies.NextMsg(time.Minute)
+				require.NoError(t, err)
+				assert.Equal(t, "one", string(first.Data))
+				require.NoError(t, req.Flush())
+				n, _, err := replies.Pending()
+				require.NoError(t, err)
+				assert.Zero(t, n)
+			}
+			// A denial somebody waited for is theirs to report: the
+			// connection's async handler printed nothing for it.
+			if strings.HasPrefix(tc.name, "responder publishes") || strings.HasPrefix(tc.name, "responder answers") ||
+				strings.HasPrefix(tc.name, "requester publishes") || strings.HasPrefix(tc.name, "responder sends") {
+				assert.NotContains(t, stderr.String(), "iolation")
+			}
+		})
+	}
+}
+
+// A denied inbox subscription fails each request within a round trip, also
+// the ones after the first (nats.go's own request mux, subscribed once and
+// denied, would make every later request time out).
+func TestRequestInboxDenied(t *testing.T) {
+	env, stderr := secureEnv(t)
+	svc, err := env.ConnectAs(Responder, "service")
+	require.NoError(t, err)
+	echo(t, svc)
+	// A requester that forgot its inbox prefix: the default _INBOX. is
+	// not its to read.
+	req, err := env.ConnectAs(Requester, "requester", nats.CustomInboxPrefix("_INBOX"))
+	require.NoError(t, err)
+	for range 3 {
+		_, err := Request(context.Background(), req, nats.NewMsg("svc.a"))
+		require.Error(t, err)
+		assert.ErrorIs(t, err, nats.ErrPermissionViolation)
+		assert.Contains(t, err.Error(), `Subscription to "_INBOX.`)
+		assert.NotErrorIs(t, err, context.DeadlineExceeded)
+	}
+	assert.NotContains(t, stderr.String(), "iolation", "each denial is the request's error, not also a printed line")
+}
+
+// A denial nobody waits for, such as a responder's late reply, is printed
+// by the connection's error handler, one line, masked.
+func TestUnclaimedDenialPrinted(t *testing.T) {
+	env, stderr := secureEnv(t)
+	svc, err := env.ConnectAs(Responder, "service")
+	require.NoError(t, err)
+	require.NoError(t, svc.Publish("elsewhere", nil))
+	require.NoError(t, svc.Flush())
+	require.Eventually(t, func() bool { return strings.Contains(stderr.String(), `Publish to "elsewhere"`) }, time.Minute, time.Millisecond)
+	assert.Equal(t, 1, strings.Count(stderr.String(), "\n"))
+}
+
+// Under Exec, a denied request is the run's error: exit 1, one line.
+func TestExecSecureDenialOneLine(t *testing.T) {
+	for _, subject := range []string{"svc.a", "forbidden"} {
+		t.Run(subject, func(t *testing.T) {
+			fs := flag.NewFlagSet("prog", flag.ContinueOnError)
+			var stderr syncBuffer
+			code := Exec(fs, []string{"-secure"}, nil, func(ctx context.Context, env *Env) error {
+				if subject == "svc.a" {
+					// The requester without its prefix: the inbox is denied.
+					nc, err := env.ConnectAs(Requester, "requester", nats.CustomInboxPrefix("_INBOX"))
+					if err != nil {
+						return err
+					}
+					_, err = Request(ctx, nc, nats.NewMsg(subject))
+					return err
+				}
+				nc, err := env.ConnectAs(Requester, "requester")
+				if err != nil {
+					return err
+				}
+				_, err = Request(ctx, nc, nats.NewMsg(subject))
+				return err
+			}, env("", true), &stderr, Secure(testLock))
+			assert.Equal(t, ExitFailure, code)
+			lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+			require.Len(t, lines, 2, stderr.String()) // the -secure line, the error
+			assert.Contains(t, lines[0], "-secure: an embedded nats-server")
+			assert.Regexp(t, `^prog: .*[Pp]ermissions [Vv]iolation for (Publish|Subscription) to "`, lines[1])
+		})
+	}
+}
+
+func TestExecSecureRefusals(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"with -context", []string{"-secure", "-context", "x"}, "-secure and -context exclude each other"},
+		{"with -serve", []string{"-secure", "-serve"}, "-secure runs both halves"},
+		{"with -request", []string{"-secure", "-request"}, "-secure runs both halves"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := flag.NewFlagSet("prog", flag.ContinueOnError)
+			var m Mode
+			m.AddFlags(fs)
+			var stderr syncBuffer
+			code := Exec(fs, tc.args, nil, func(context.Context, *Env) error { return errors.New("ran") }, env("", true), &stderr, Secure(testLock))
+			assert.Equal(t, ExitUsage, code)
+			assert.Contains(t, stderr.String(), tc.want)
+		})
+	}
+	// A program not given Secure has no -secure.
+	fs := flag.NewFlagSet("prog", flag.ContinueOnError)
+	var stderr syncBuffer
+	code := Exec(fs, []string{"-secure"}, nil, func(context.Context, *Env) error { return nil }, env("", true), &stderr)
+	assert.Equal(t, ExitUsage, code)
+}
+
+// -secure wins over the environment, and says what it does not use.
+func TestExecSecureIgnoresEnvironment(t *testing.T) {
+	fs := flag.NewFlagSet("prog", flag.ContinueOnError)
+	var stderr syncBuffer
+	getenv := func(k string) string {
+		return map[string]string{"NATS_URL": "nats://127.0.0.1:1", "NATS_USER": "u", "NATS_PASSWORD": "Pw-s3cret"}[k]
+	}
+	code := Exec(fs, []string{"-secure"}, nil, func(ctx context.Context, env *Env) error {
+		svc, err := env.ConnectAs(Responder, "service")
+		if err != nil {
+			return err
+		}
+		if _, err := svc.Subscribe("svc.*", func(m *nats.Msg) { _ = m.Respond([]byte("ok")) }); err != nil {
+			return err
+		}
+		if err := svc.Flush(); err != nil {
+			return err
+		}
+		nc, err := env.ConnectAs(Requester, "requester")
+		if err != nil {
+			return err
+		}
+		_, err = Request(ctx, nc, nats.NewMsg("svc.x"))
+		return err
+	}, getenv, &stderr, Secure(testLock))
+	assert.Equal(t, ExitOK, code, stderr.String())
+	assert.Contains(t, stderr.String(), "not used: NATS_URL, NATS_USER, NATS_PASSWORD")
+	assert.NotContains(t, stderr.String(), "Pw-s3cret")
+}
+
+// SubscribeChecked: a responder's subscription its user may not make
+// fails at once, naming the subject and queue group, and is not also
+// printed; an allowed one passes. WatchDenials reports a denied publish.
+func TestSubscribeCheckedAndWatch(t *testing.T) {
+	env, stderr := secureEnv(t)
+	req, err := env.ConnectAs(Requester, "requester")
+	require.NoError(t, err)
+	svc, err := env.ConnectAs(Responder, "service")
+	require.NoError(t, err)
+
+	tests := []struct {
+		name   string
+		nc     *nats.Conn
+		queue  string
+		denied string
+	}{
+		{name: "responder serves", nc: svc},
+		{name: "responder serves in a queue group", nc: svc, queue: "q"},
+		{name: "requester serves", nc: req, denied: `Subscription to "svc.*"`},
+		{name: "requester serves in a queue group", nc: req, queue: "q", denied: `Subscription to "svc.*" using queue "q"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			sub, err := SubscribeChecked(context.Background(), tc.nc, "svc.*", tc.queue, func() (*nats.Subscription, error) {
+				return tc.nc.QueueSubscribeSync("svc.*", tc.queue)
+			})
+			if tc.denied == "" {
+				require.NoError(t, err)
+				require.NoError(t, sub.Unsubscribe())
+				return
+			}
+			assert.Nil(t, sub)
+			require.ErrorIs(t, err, nats.ErrPermissionViolation)
+			assert.ErrorIs(t, err, ErrDenied)
+			assert.Contains(t, err.Error(), tc.denied)
+		})
+	}
+
+	got := make(chan error, 1)
+	stop := WatchDenials(svc, func(err error) { got <- err }, []string{"elsewhere"}, nil)
+	require.NoError(t, svc.Publish("elsewhere", nil))
+	err = <-got
+	stop()
+	require.ErrorIs(t, err, nats.ErrPermissionViolation)
+	assert.ErrorIs(t, err, ErrDenied)
+	assert.Contains(t, err.Error(), `Publish to "elsewhere"`)
+
+	// Nothing printed: each denial was returned. (A flush on each
+	// connection first: any violation not claimed would be printed by now.)
+	require.NoError(t, req.Flush())
+	require.NoError(t, svc.Flush())
+	assert.NotContains(t, stderr.String(), "iolation")
+}
+
+// allow_responses as Lockdown sets it: MaxReplies replies per request, and
+// none after ReplyWindow. A window of 1 ns has always passed by the time
+// the reply comes back over the network.
+func TestLockdownReplyLimits(t *testing.T) {
+	tests := []struct {
+		name    string
+		lock    Lockdown
+		allowed int // replies allowed before the denial
+	}{
+		{"one reply by default", Lockdown{Service: []string{"svc.*"}}, 1},
+		{"two replies", Lockdown{Service: []string{"svc.*"}, MaxReplies: 2}, 2},
+		{"window passed", Lockdown{Service: []string{"svc.*"}, ReplyWindow: time.Nanosecond}, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			env, err := EmbeddedSecure("prog", tc.lock)
+			require.NoError(t, err)
+			var stderr syncBuffer
+			env.Stderr = &stderr
+			t.Cleanup(func() { require.NoError(t, env.Close()) })
+			svc, err := env.ConnectAs(Responder, "service")
+			require.NoError(t, err)
+			req, err := env.ConnectAs(Requester, "requester")
+			require.NoError(t, err)
+			in, err := SubscribeChecked(context.Background(), svc, "svc.*", "", func() (*nats.Subscription, error) {
+				return svc.SubscribeSync("svc.*")
+			})
+			require.NoError(t, err)
+			require.NoError(t, req.PublishRequest("svc.q", req.NewInbox(), nil))
+			m, err := in.NextMsg(time.Minute)
+			require.NoError(t, err)
+			for range tc.allowed {
+				require.NoError(t, PublishChecked(context.Background(), svc, nats.NewMsg(m.Reply)))
+			}
+			err = PublishChecked(context.Background(), svc, nats.NewMsg(m.Reply))
+			requireDenied(t, err, m.Reply)
+		})
+	}
+}
