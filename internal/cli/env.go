@@ -40,7 +40,8 @@ var ErrConnectionLost = errors.New("connection closed for good")
 // Every connection it opens prints its events on Stderr, one line each,
 // starting with the time (UTC, ms) and "<scenario> <role>:": disconnected
 // from a server (with the error and the reconnect policy), reconnected (with
-// the server), and closed, unless Close closed it. URLs and errors in those
+// the server), and closed, unless Close closed it or the program closed it
+// itself without an error. URLs and errors in those
 // lines have their credentials masked.
 type Env struct {
 	// Scenario names the program; connections are named "<Scenario> <role>".
@@ -339,7 +340,10 @@ func (e *Env) eventHandlers(c *conn) nats.Option {
 					err := e.wrapErr(fmt.Errorf("%s %s: %w: %s", e.Scenario, c.role, ErrConnectionLost, reason))
 					e.event(c, "connection closed for good: %s", reason)
 					e.loseConn(err)
-				} else {
+				} else if nc.LastError() != nil {
+					// A close the program made itself, with no error (a
+					// demo's member leaving), is its own to announce; one
+					// with an error (a drain that timed out) is an event.
 					e.event(c, "connection closed: %s", reason)
 				}
 			}

@@ -315,3 +315,27 @@ func TestProgramDrainTimeoutPrintedOnce(t *testing.T) {
 	require.NoError(t, e.Close(), "closed already: nothing for Close to drain")
 	assert.Regexp(t, `^\S+ scen member: connection closed: nats: draining connection timed out\n$`, stderr.String())
 }
+
+// A connection the program closes or drains itself, without an error (a
+// demo's member leaving), prints no event: the demos' output showed
+// "connection closed: closed by the program" between their own lines for
+// every member they drained or closed on purpose.
+func TestDeliberateCloseIsQuiet(t *testing.T) {
+	s := testserver.New(t)
+	var stderr syncBuffer
+	e := NewEnv("scen", s.ClientURL())
+	e.Stderr = &stderr
+	// Env's closed handler runs before the one given here.
+	closed1, closed2 := make(chan struct{}), make(chan struct{})
+	drained, err := e.Connect("member-1", nats.ClosedHandler(func(*nats.Conn) { close(closed1) }))
+	require.NoError(t, err)
+	closedConn, err := e.Connect("member-2", nats.ClosedHandler(func(*nats.Conn) { close(closed2) }))
+	require.NoError(t, err)
+
+	require.NoError(t, drained.Drain())
+	closedConn.Close()
+	<-closed1
+	<-closed2
+	require.NoError(t, e.Close())
+	assert.Empty(t, stderr.String())
+}
