@@ -23,6 +23,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/nats-io/nats.go"
 )
 
 // Exit codes returned by Main.
@@ -159,11 +161,14 @@ func Exec(fs *flag.FlagSet, args []string, check func() error, run func(ctx cont
 	close(watched)
 	wg.Wait()
 	interrupted := sigCtx.Err() != nil
-	lost := env.LostErr()
 	// From here a second Ctrl-C ends the program at once, as Go's default
 	// handling does, instead of waiting out a stuck drain.
 	stop()
 	cerr := env.Close()
+	// Read after Close, which waits for the closed handlers of the
+	// connections already closed: a run that saw its connection close
+	// (nats.ErrConnectionClosed) may return before the handler said so.
+	lost := env.LostErr()
 	switch {
 	case interrupted && cerr != nil:
 		say("%s: interrupted; drain: %v", name, cerr)
@@ -179,7 +184,7 @@ func Exec(fs *flag.FlagSet, args []string, check func() error, run func(ctx cont
 		// The run ended because its connection did, which the connection's
 		// event has said, with the time and the reason; the run's own
 		// error, if it is not just that, is the one line left to print.
-		if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, ErrConnectionLost) {
+		if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, ErrConnectionLost) && !errors.Is(err, nats.ErrConnectionClosed) {
 			say("%s: %v", name, err)
 		}
 		code = ExitFailure

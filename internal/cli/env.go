@@ -467,7 +467,17 @@ func (e *Env) drain(c *conn, deadline time.Time) error {
 		}
 		return nil
 	case errors.Is(err, nats.ErrConnectionClosed):
-		return nil // closed already, by the program or for good
+		// Closed already, by the program or for good. Wait (within the
+		// time left) for its closed handler, which nats.go runs on its
+		// own goroutine: once Close returns, a connection lost for good
+		// has printed its event and is in LostErr.
+		timer := time.NewTimer(left)
+		defer timer.Stop()
+		select {
+		case <-c.closed:
+		case <-timer.C:
+		}
+		return nil
 	case err != nil:
 		c.nc.Close()
 		return fmt.Errorf("%s: %w", name, err)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"net"
 	"regexp"
@@ -338,4 +339,40 @@ func TestDeliberateCloseIsQuiet(t *testing.T) {
 	<-closed2
 	require.NoError(t, e.Close())
 	assert.Empty(t, stderr.String())
+}
+
+// A run that ends with nats.ErrConnectionClosed because its connection was
+// closed for good (queuegroup's Load sees the close first, by a status
+// listener) exits 1 with one line for it: the connection's event. The run's
+// error repeated it, and when the run returned before nats.go had run the
+// closed handler, the event came after the error or not at all.
+func TestRunSeesItsConnectionLost(t *testing.T) {
+	s := testserver.New(t)
+	connected := make(chan struct{})
+	run := func(ctx context.Context, e *Env) error {
+		nc, err := e.Connect("requester")
+		if err != nil {
+			return err
+		}
+		closed := nc.StatusChanged(nats.CLOSED)
+		close(connected)
+		select {
+		case <-closed:
+			return fmt.Errorf("load: %w", nats.ErrConnectionClosed)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	var stderr syncBuffer
+	done := make(chan int, 1)
+	fs := flag.NewFlagSet("prog", flag.ContinueOnError)
+	go func() {
+		done <- Exec(fs, []string{"-max-reconnects", "0"}, nil, run, env(s.ClientURL(), false), &stderr)
+	}()
+	<-connected
+	testserver.Shutdown(s)
+	assert.Equal(t, ExitFailure, <-done)
+	out := stderr.String()
+	assert.Regexp(t, `(?m)^\S+ prog requester: connection closed for good: .+$`, out)
+	assert.Equal(t, 1, strings.Count(out, "connection closed"), "one line for the error:\n%s", out)
 }
