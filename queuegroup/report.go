@@ -143,6 +143,9 @@ func verdict(r *Result, repliesEach int) (string, error) {
 	if r.Repeated > 0 {
 		line += fmt.Sprintf(", %d requests answered more than %s over their attempts", r.Repeated, plural(repliesEach, "time"))
 	}
+	if r.Unsettled && r.Retried > 0 {
+		line += fmt.Sprintf("; %d retried requests whose first attempt may still be answered, so they may have run twice", r.Retried)
+	}
 	return line, fmt.Errorf("%d of %d requests timed out, %d failed, %d error replies, %d repeated, %d duplicate and %d late replies: %w",
 		r.TimedOut, r.Requests, r.Failed, r.Errors, r.Repeated, r.Duplicates, r.Late, ErrNotVerified)
 }
