@@ -17,7 +17,10 @@ import (
 // out, is counted, and with retry is answered by the others. The retry
 // waits until the server has dropped the dead member, read from the
 // server's state, so no retry can be routed to it. The victim gets fewer
-// than 2 of 300 requests with probability below 1e-50.
+// than 2 of 300 requests with probability below 1e-50. The timeout is 1 s,
+// far above what a live member takes even under -race on a loaded machine:
+// with 100 ms, live members' replies came late under load (-cpu 1, several
+// test binaries at once), failing the assertions on Late and Exact.
 func TestDie(t *testing.T) {
 	tests := []struct {
 		retry       bool
@@ -38,7 +41,7 @@ func TestDie(t *testing.T) {
 			nc, err := env.Connect("requester")
 			require.NoError(t, err)
 			res, err := Load(context.Background(), nc, LoadConfig{
-				Subject: Subject, Requests: 300, Concurrency: tc.concurrency, Timeout: 100 * time.Millisecond,
+				Subject: Subject, Requests: 300, Concurrency: tc.concurrency, Timeout: time.Second,
 				Retry: tc.retry,
 				BeforeRetry: func(context.Context) error {
 					<-victim.Died()
