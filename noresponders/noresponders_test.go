@@ -249,11 +249,13 @@ func TestRun(t *testing.T) {
 			want: "hello, joe\n" +
 				"greeter drained: nobody subscribes to greet.* any more\n" +
 				"no responders: failed after <elapsed> instead of waiting out the 2s timeout\n"},
-		{name: "both halves, silent", cfg: Config{Timeout: 50 * time.Millisecond, Silent: true},
+		// 1 s, not less: "hello, joe" must come within the timeout even
+		// under -race on a loaded machine.
+		{name: "both halves, silent", cfg: Config{Timeout: time.Second, Silent: true},
 			want: "hello, joe\n" +
 				"greeter drained: nobody subscribes to greet.* any more\n" +
-				"no responders: failed after <elapsed> instead of waiting out the 50ms timeout\n" +
-				"timeout: failed after <elapsed>, the whole 50ms timeout: silent.* has a subscriber that never answers\n"},
+				"no responders: failed after <elapsed> instead of waiting out the 1s timeout\n" +
+				"timeout: failed after <elapsed>, the whole 1s timeout: silent.* has a subscriber that never answers\n"},
 		{name: "request only, against a serve half", cfg: Config{Timeout: DefaultTimeout, Mode: cli.Mode{Request: true}},
 			setup: serveHalf,
 			want: "hello, joe\n" +
@@ -439,13 +441,14 @@ func Example_silent() {
 	defer env.Close()
 
 	var out bytes.Buffer
-	if err := Run(context.Background(), env, Config{Timeout: 100 * time.Millisecond, Silent: true}, &out); err != nil {
+	// 1 s: "hello, joe" must come within it even on a loaded machine.
+	if err := Run(context.Background(), env, Config{Timeout: time.Second, Silent: true}, &out); err != nil {
 		fmt.Println(err)
 	}
 	fmt.Print(maskElapsed(out.String()))
 	// Output:
 	// hello, joe
 	// greeter drained: nobody subscribes to greet.* any more
-	// no responders: failed after <elapsed> instead of waiting out the 100ms timeout
-	// timeout: failed after <elapsed>, the whole 100ms timeout: silent.* has a subscriber that never answers
+	// no responders: failed after <elapsed> instead of waiting out the 1s timeout
+	// timeout: failed after <elapsed>, the whole 1s timeout: silent.* has a subscriber that never answers
 }
