@@ -445,11 +445,20 @@ func (e *Env) Close() error {
 // drain drains c and waits until it is closed or deadline passes; then it
 // closes c. The error says what was lost, if anything.
 func (e *Env) drain(c *conn, deadline time.Time) error {
+	name := c.nc.Opts.Name
+	left := time.Until(deadline)
+	if c.nc.IsClosed() {
+		// Closed already, by the program or for good: not Close's doing,
+		// so its closed handler must see it as it was. Wait (within the
+		// time left) for that handler, which nats.go runs on its own
+		// goroutine: once Close returns, a connection lost for good has
+		// printed its event and is in LostErr.
+		waitClosed(c, left)
+		return nil
+	}
 	c.mu.Lock()
 	c.closing = true
 	c.mu.Unlock()
-	name := c.nc.Opts.Name
-	left := time.Until(deadline)
 	if left <= 0 {
 		if c.nc.IsClosed() {
 			return nil
@@ -467,16 +476,8 @@ func (e *Env) drain(c *conn, deadline time.Time) error {
 		}
 		return nil
 	case errors.Is(err, nats.ErrConnectionClosed):
-		// Closed already, by the program or for good. Wait (within the
-		// time left) for its closed handler, which nats.go runs on its
-		// own goroutine: once Close returns, a connection lost for good
-		// has printed its event and is in LostErr.
-		timer := time.NewTimer(left)
-		defer timer.Stop()
-		select {
-		case <-c.closed:
-		case <-timer.C:
-		}
+		// Closed by itself just now, or by the program.
+		waitClosed(c, left)
 		return nil
 	case err != nil:
 		c.nc.Close()
@@ -495,5 +496,15 @@ func (e *Env) drain(c *conn, deadline time.Time) error {
 	case <-timer.C:
 		c.nc.Close()
 		return fmt.Errorf("%s: %w", name, nats.ErrDrainTimeout)
+	}
+}
+
+// waitClosed waits until c's closed handler has run, or for at most d.
+func waitClosed(c *conn, d time.Duration) {
+	timer := time.NewTimer(max(d, 0))
+	defer timer.Stop()
+	select {
+	case <-c.closed:
+	case <-timer.C:
 	}
 }
