@@ -119,3 +119,28 @@ func isClosed(c <-chan struct{}) bool {
 		return false
 	}
 }
+
+// Under load with a tiny timeout (-demo die -requests 30000 -concurrency
+// 5000 -timeout 20ms) the demo said "worker-1 died holding 30000 requests",
+// though most had been answered late by the members left. With late
+// replies, the line no longer puts every timed-out request on the victim.
+func TestLostLine(t *testing.T) {
+	tests := []struct {
+		name string
+		res  Result
+		cfg  Config
+		want string
+	}{
+		{name: "only the victim's", res: Result{TimedOut: 3}, cfg: Config{Timeout: time.Second},
+			want: "worker-1 died holding 3 requests: no reply within 1s"},
+		{name: "retried", res: Result{Retried: 1}, cfg: Config{Timeout: time.Second, Retry: true},
+			want: "worker-1 died holding 1 request: no reply within 1s"},
+		{name: "late replies too", res: Result{TimedOut: 30000, Late: 26151}, cfg: Config{Timeout: 20 * time.Millisecond},
+			want: "30000 requests got no reply within 20ms: those worker-1 held, and others the members left answered too late (26151 late replies: the timeout is too short for this load)"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, lostLine("worker-1", &tc.res, tc.cfg))
+		})
+	}
+}
