@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -8,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"os/exec"
 	"regexp"
 	"strings"
 	"sync"
@@ -375,4 +378,75 @@ func TestRunSeesItsConnectionLost(t *testing.T) {
 	out := stderr.String()
 	assert.Regexp(t, `(?m)^\S+ prog requester: connection closed for good: .+$`, out)
 	assert.Equal(t, 1, strings.Count(out, "connection closed"), "one line for the error:\n%s", out)
+}
+
+// helperEnv, set in a child process's environment, makes
+// TestCtrlCDuringFinalDrain play the program instead of the test.
+const helperEnv = "REQREPLY_CLI_HELPER"
+
+// A Ctrl-C during the final drain of a finished run (a handler still
+// working) is a first Ctrl-C: it ends the run's context, which the handler
+// watches, and the program exits as its run said. Before, signal handling
+// was handed back to Go as soon as the run returned, so that Ctrl-C killed
+// the program at once (exit status "signal: interrupt"), with no drain and
+// no line. The program runs in a child process, as a Ctrl-C would kill it.
+func TestCtrlCDuringFinalDrain(t *testing.T) {
+	if os.Getenv(helperEnv) == "final-drain" {
+		os.Exit(ctrlCDuringFinalDrainChild())
+	}
+	s := testserver.New(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCtrlCDuringFinalDrain$")
+	cmd.Env = append(os.Environ(), helperEnv+"=final-drain", "NATS_URL="+s.ClientURL())
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Start())
+	// The child says when its run has returned with the handler at work.
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	require.NoError(t, err, "child: %s", stderr.String())
+	require.Equal(t, "run done\n", line)
+	require.NoError(t, cmd.Process.Signal(os.Interrupt))
+	err = cmd.Wait()
+	require.NoError(t, err, "the child must exit 0, not be killed; stderr:\n%s", stderr.String())
+	// The Ctrl-C may also land just before the run returns: then it is
+	// the run's interrupt, with its one line.
+	assert.Regexp(t, `^(prog: interrupted; connections drained\n)?$`, stderr.String())
+}
+
+// ctrlCDuringFinalDrainChild is the program of TestCtrlCDuringFinalDrain:
+// its run leaves a handler working until the run's context ends (at most a
+// minute), and returns.
+func ctrlCDuringFinalDrainChild() int {
+	run := func(ctx context.Context, e *Env) error {
+		svc, err := e.Connect("service")
+		if err != nil {
+			return err
+		}
+		started := make(chan struct{})
+		if _, err := svc.Subscribe("work", func(*nats.Msg) {
+			close(started)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Minute):
+			}
+		}); err != nil {
+			return err
+		}
+		if err := svc.Flush(); err != nil {
+			return err
+		}
+		nc, err := e.Connect("requester")
+		if err != nil {
+			return err
+		}
+		if err := nc.Publish("work", nil); err != nil {
+			return err
+		}
+		<-started
+		fmt.Println("run done")
+		return nil
+	}
+	fs := flag.NewFlagSet("prog", flag.ContinueOnError)
+	return Exec(fs, nil, nil, run, os.Getenv, os.Stderr)
 }
