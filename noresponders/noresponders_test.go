@@ -5,6 +5,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"regexp"
 	"strings"
 	"testing"
@@ -244,6 +245,7 @@ func TestRun(t *testing.T) {
 		ctx     func() (context.Context, context.CancelFunc)
 		want    string // with durations masked
 		wantErr error
+		wantMsg string // a part of the error's text
 	}{
 		{name: "both halves", cfg: Config{Timeout: DefaultTimeout},
 			want: "hello, joe\n" +
@@ -261,11 +263,18 @@ func TestRun(t *testing.T) {
 			want: "hello, joe\n" +
 				"no responders: failed after <elapsed> instead of waiting out the 2s timeout\n"},
 		{name: "request only, nobody serves", cfg: Config{Timeout: DefaultTimeout, Mode: cli.Mode{Request: true}},
-			wantErr: nats.ErrNoResponders},
+			wantErr: nats.ErrNoResponders, wantMsg: "start noresponders -serve"},
+		{name: "request only, run twice against a serve half", cfg: Config{Timeout: DefaultTimeout, Mode: cli.Mode{Request: true}},
+			setup: func(t *testing.T, env *cli.Env) {
+				t.Helper()
+				serveHalf(t, env)
+				require.NoError(t, Run(context.Background(), env, Config{Timeout: DefaultTimeout, Mode: cli.Mode{Request: true}}, io.Discard))
+			},
+			wantErr: nats.ErrNoResponders, wantMsg: "whose greeter answers one request and then drains"},
 		{name: "request only, something keeps answering", cfg: Config{Timeout: DefaultTimeout, Mode: cli.Mode{Request: true}},
 			setup: keepServing, wantErr: ErrUnexpectedReply},
 		{name: "request only, silent, serve half without -silent", cfg: Config{Timeout: DefaultTimeout, Silent: true, Mode: cli.Mode{Request: true}},
-			setup: serveHalf, wantErr: nats.ErrNoResponders},
+			setup: serveHalf, wantErr: nats.ErrNoResponders, wantMsg: "run the -serve half with -silent too"},
 		{name: "cancelled", cfg: Config{Timeout: DefaultTimeout},
 			ctx: func() (context.Context, context.CancelFunc) {
 				ctx, cancel := context.WithCancel(context.Background())
@@ -289,6 +298,7 @@ func TestRun(t *testing.T) {
 			err := Run(ctx, env, tc.cfg, &out)
 			if tc.wantErr != nil {
 				require.ErrorIs(t, err, tc.wantErr)
+				assert.Contains(t, err.Error(), tc.wantMsg)
 				return
 			}
 			require.NoError(t, err)
@@ -441,13 +451,14 @@ func Example_silent() {
 	defer env.Close()
 
 	var out bytes.Buffer
-	if err := Run(context.Background(), env, Config{Timeout: 100 * time.Millisecond, Silent: true}, &out); err != nil {
+	// 1 s: "hello, joe" must come within it even on a loaded machine.
+	if err := Run(context.Background(), env, Config{Timeout: time.Second, Silent: true}, &out); err != nil {
 		fmt.Println(err)
 	}
 	fmt.Print(maskElapsed(out.String()))
 	// Output:
 	// hello, joe
 	// greeter drained: nobody subscribes to greet.* any more
-	// no responders: failed after <elapsed> instead of waiting out the 100ms timeout
-	// timeout: failed after <elapsed>, the whole 100ms timeout: silent.* has a subscriber that never answers
+	// no responders: failed after <elapsed> instead of waiting out the 1s timeout
+	// timeout: failed after <elapsed>, the whole 1s timeout: silent.* has a subscriber that never answers
 }

@@ -120,6 +120,11 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	}
 	reply, _, err := Ask(ctx, nc, GreetJoe, cfg.Timeout)
 	if err != nil {
+		if cfg.Mode.Request && errors.Is(err, nats.ErrNoResponders) {
+			// The -serve half's greeter answers one request only: a second
+			// -request run finds it drained.
+			return fmt.Errorf("%w (nobody serves %s: start noresponders -serve, whose greeter answers one request and then drains, again before each -request run)", err, GreetSubjects)
+		}
 		return err
 	}
 	fmt.Fprintln(w, reply)
@@ -166,6 +171,8 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 			fmt.Fprintf(w, "timeout: failed after %v, the whole %v timeout: %s has a subscriber that never answers\n", round(took), cfg.Timeout, SilentSubjects)
 		case err == nil:
 			return fmt.Errorf("request %q: answered, want a timeout: %w", SilentJoe, ErrUnexpectedReply)
+		case cfg.Mode.Request && errors.Is(err, nats.ErrNoResponders):
+			return fmt.Errorf("%w (nobody serves %s: run the -serve half with -silent too)", err, SilentSubjects)
 		default:
 			return err
 		}

@@ -85,11 +85,7 @@ func runDie(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 		fmt.Fprintln(w, line)
 		return err
 	}
-	lost := res.TimedOut
-	if cfg.Retry {
-		lost = res.Retried
-	}
-	fmt.Fprintf(w, "%s died holding %s: no reply within %v\n", victim.Name, plural(lost, "request"), cfg.Timeout)
+	fmt.Fprintln(w, lostLine(victim.Name, res, cfg))
 	if !cfg.Retry {
 		fmt.Fprintf(w, "lost: %d of %d requests timed out; %d answered exactly once, %d duplicated (run with -retry to re-send a timed-out request once)\n",
 			res.TimedOut, res.Requests, res.Answered, res.Duplicates)
@@ -103,6 +99,23 @@ func runDie(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	line, err := verdict(res, 1)
 	fmt.Fprintln(w, line)
 	return err
+}
+
+// lostLine says which requests the dead member took with it: those that
+// timed out (with cfg.Retry, those retried). When replies also came late,
+// the members left were answering after the timeout too, and not every
+// timed-out request was the dead member's: the line says so rather than
+// blame it for all of them.
+func lostLine(victim string, res *Result, cfg Config) string {
+	lost := res.TimedOut
+	if cfg.Retry {
+		lost = res.Retried
+	}
+	if res.Late > 0 {
+		return fmt.Sprintf("%s got no reply within %v: those %s held, and others the members left answered too late (%d late replies: the timeout is too short for this load)",
+			plural(lost, "request"), cfg.Timeout, victim, res.Late)
+	}
+	return fmt.Sprintf("%s died holding %s: no reply within %v", victim, plural(lost, "request"), cfg.Timeout)
 }
 
 // runGone is -demo gone: cfg.Workers members answer cfg.Requests requests,

@@ -17,7 +17,10 @@ import (
 // out, is counted, and with retry is answered by the others. The retry
 // waits until the server has dropped the dead member, read from the
 // server's state, so no retry can be routed to it. The victim gets fewer
-// than 2 of 300 requests with probability below 1e-50.
+// than 2 of 300 requests with probability below 1e-50. The timeout is 1 s,
+// far above what a live member takes even under -race on a loaded machine:
+// with 100 ms, live members' replies came late under load (-cpu 1, several
+// test binaries at once), failing the assertions on Late and Exact.
 func TestDie(t *testing.T) {
 	tests := []struct {
 		retry       bool
@@ -38,7 +41,7 @@ func TestDie(t *testing.T) {
 			nc, err := env.Connect("requester")
 			require.NoError(t, err)
 			res, err := Load(context.Background(), nc, LoadConfig{
-				Subject: Subject, Requests: 300, Concurrency: tc.concurrency, Timeout: 100 * time.Millisecond,
+				Subject: Subject, Requests: 300, Concurrency: tc.concurrency, Timeout: time.Second,
 				Retry: tc.retry,
 				BeforeRetry: func(context.Context) error {
 					<-victim.Died()
@@ -114,5 +117,30 @@ func isClosed(c <-chan struct{}) bool {
 		return true
 	default:
 		return false
+	}
+}
+
+// Under load with a tiny timeout (-demo die -requests 30000 -concurrency
+// 5000 -timeout 20ms) the demo said "worker-1 died holding 30000 requests",
+// though most had been answered late by the members left. With late
+// replies, the line no longer puts every timed-out request on the victim.
+func TestLostLine(t *testing.T) {
+	tests := []struct {
+		name string
+		res  Result
+		cfg  Config
+		want string
+	}{
+		{name: "only the victim's", res: Result{TimedOut: 3}, cfg: Config{Timeout: time.Second},
+			want: "worker-1 died holding 3 requests: no reply within 1s"},
+		{name: "retried", res: Result{Retried: 1}, cfg: Config{Timeout: time.Second, Retry: true},
+			want: "worker-1 died holding 1 request: no reply within 1s"},
+		{name: "late replies too", res: Result{TimedOut: 30000, Late: 26151}, cfg: Config{Timeout: 20 * time.Millisecond},
+			want: "30000 requests got no reply within 20ms: those worker-1 held, and others the members left answered too late (26151 late replies: the timeout is too short for this load)"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, lostLine("worker-1", &tc.res, tc.cfg))
+		})
 	}
 }

@@ -115,11 +115,12 @@ func Example_scale() {
 // -retry, is answered by another member.
 func Example_die() {
 	cfg := DefaultConfig()
-	cfg.Demo, cfg.Requests, cfg.Timeout, cfg.Retry = DemoDie, 300, 200*time.Millisecond, true
+	// 1 s: the live members must answer within it even on a loaded machine.
+	cfg.Demo, cfg.Requests, cfg.Timeout, cfg.Retry = DemoDie, 300, time.Second, true
 	runExample(cfg, "worker-1 d", "retry", "a retry", "verified")
 	// Output:
 	// worker-1 dies (closes its connection without draining) as it takes its request #2
-	// worker-1 died holding 1 request: no reply within 200ms
+	// worker-1 died holding 1 request: no reply within 1s
 	// retry: re-sent 1 timed-out request once: 1 answered by the members left
 	// a retry is safe only if the handler is idempotent: worker-1 may have done the work and died before replying, so a retried request may run twice
 	// verified: 300 requests, 300 replies: every request answered exactly once (0 lost, 0 duplicated, 1 after a retry)

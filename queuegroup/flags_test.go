@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 
 	"reqreply/internal/cli"
+	"reqreply/internal/testserver"
 )
 
 // TestFlagCombinations runs the program's command line through cli.Exec, as
@@ -58,6 +59,33 @@ func TestFlagCombinations(t *testing.T) {
 			assert.False(t, ran)
 			assert.Contains(t, stderr.String(), tc.want)
 			assert.Equal(t, 1, strings.Count(stderr.String(), "\n"), "one line: %s", stderr.String())
+		})
+	}
+}
+
+// A run that ends early prints its error once: the counts line on stdout
+// named the error, and the program printed it again on stderr
+// (`queuegroup -request` with nobody serving printed "no responders"
+// twice).
+func TestRunEndedEarlyErrorOnce(t *testing.T) {
+	s := testserver.New(t)
+	for _, demo := range []string{"share", "micro"} {
+		t.Run(demo, func(t *testing.T) {
+			cfg := DefaultConfig()
+			fs, check := flags(&cfg)
+			getenv := func(key string) string {
+				if key == "NATS_URL" {
+					return s.ClientURL()
+				}
+				return ""
+			}
+			var stdout, stderr bytes.Buffer
+			run := func(ctx context.Context, env *cli.Env) error { return Run(ctx, env, cfg, &stdout) }
+			code := cli.Exec(fs, []string{"-request", "-demo", demo}, check, run, getenv, &stderr)
+			assert.Equal(t, cli.ExitFailure, code)
+			assert.Contains(t, stdout.String(), "run ended early: 0 of 30 requests answered")
+			all := stdout.String() + stderr.String()
+			assert.Equal(t, 1, strings.Count(all, "no responders"), "the error once:\n%s", all)
 		})
 	}
 }

@@ -182,9 +182,13 @@ func (r *Result) Throughput() float64 {
 // Exact reports whether every request was answered exactly once, retries
 // included: every request answered, none by an error reply, none answered
 // by more replies than it waits for over all its attempts (Repeated), and
-// no duplicate or late reply.
+// no duplicate or late reply. A run with retries whose counting ended
+// before every reply could come (Unsettled) is not exact: a member still
+// busy or disconnected may yet answer a first attempt that was retried,
+// so the request would have run twice.
 func (r *Result) Exact() bool {
-	return r.Answered == r.Requests && r.Errors == 0 && r.Repeated == 0 && r.Duplicates == 0 && r.Late == 0
+	return r.Answered == r.Requests && r.Errors == 0 && r.Repeated == 0 && r.Duplicates == 0 && r.Late == 0 &&
+		!(r.Unsettled && r.Retried > 0)
 }
 
 // Member returns the stats of the member named name, or nil.

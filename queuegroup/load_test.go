@@ -162,7 +162,10 @@ func TestLoadLateReply(t *testing.T) {
 	require.NoError(t, err)
 
 	res, err := Load(context.Background(), nc, LoadConfig{
-		Subject: Subject, Requests: 1, Concurrency: 1, Timeout: 50 * time.Millisecond, Retry: true,
+		// The retry must be answered within its timeout: 1 s, ample even
+		// under -race on a loaded machine (the first copy is held by
+		// release, not by the clock).
+		Subject: Subject, Requests: 1, Concurrency: 1, Timeout: time.Second, Retry: true,
 		BeforeRetry: func(context.Context) error { close(release); return nil },
 		Settle:      func(ctx context.Context) error { return settle(ctx, "late", svc) },
 	})

@@ -143,6 +143,9 @@ func verdict(r *Result, repliesEach int) (string, error) {
 	if r.Repeated > 0 {
 		line += fmt.Sprintf(", %d requests answered more than %s over their attempts", r.Repeated, plural(repliesEach, "time"))
 	}
+	if r.Unsettled && r.Retried > 0 {
+		line += fmt.Sprintf("; %d retried requests whose first attempt may still be answered, so they may have run twice", r.Retried)
+	}
 	return line, fmt.Errorf("%d of %d requests timed out, %d failed, %d error replies, %d repeated, %d duplicate and %d late replies: %w",
 		r.TimedOut, r.Requests, r.Failed, r.Errors, r.Repeated, r.Duplicates, r.Late, ErrNotVerified)
 }
@@ -150,11 +153,12 @@ func verdict(r *Result, repliesEach int) (string, error) {
 // loadError writes what a run that ended early had counted, when Load
 // returned counts with its error, and returns err: a closed connection or a
 // Ctrl-C still says how many requests were answered, timed out, failed or
-// never sent.
+// never sent. The line leaves err out: the program prints it once, on
+// stderr (or, for a Ctrl-C or a connection lost for good, says so there).
 func loadError(w io.Writer, r *Result, err error) error {
 	if r != nil {
-		fmt.Fprintf(w, "run ended early (%v): %d of %d requests answered, %d timed out, %d failed, %d not sent; %d replies counted, %d duplicate, %d late\n",
-			err, r.Answered, r.Requests, r.TimedOut, r.Failed, r.Unsent, r.Replies, r.Duplicates, r.Late)
+		fmt.Fprintf(w, "run ended early: %d of %d requests answered, %d timed out, %d failed, %d not sent; %d replies counted, %d duplicate, %d late\n",
+			r.Answered, r.Requests, r.TimedOut, r.Failed, r.Unsent, r.Replies, r.Duplicates, r.Late)
 	}
 	return err
 }

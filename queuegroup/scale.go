@@ -83,12 +83,7 @@ func runDrain(ctx context.Context, env *cli.Env, cfg Config, w io.Writer, how dr
 	// of them, each reply counted by the requester.
 	writeBars(w, res, names(members), true, "", true)
 	took, answered, got := victim.Received(), victim.Answered(), countOf(res, victim.Name)
-	if took == answered {
-		fmt.Fprintf(w, "%s took %s before it left and answered all of them; the others took the remaining %d\n",
-			victim.Name, plural(int(took), "request"), res.Answered-got)
-	} else {
-		fmt.Fprintf(w, "%s took %s before it left but answered only %d\n", victim.Name, plural(int(took), "request"), answered)
-	}
+	fmt.Fprintln(w, drainedLine(victim.Name, took, answered, got, res))
 	line, err := verdict(res, 1)
 	fmt.Fprintln(w, line)
 	if err != nil {
@@ -147,4 +142,20 @@ func countOf(r *Result, name string) int {
 		return m.Count()
 	}
 	return 0
+}
+
+// drainedLine says what the drained member named name did: it took took
+// requests and sent answered replies, got of them counted. The others'
+// share is what they answered in time; when requests timed out, "the
+// remaining" would be wrong (those the others answered late are not
+// counted), so the line says how many timed out instead.
+func drainedLine(name string, took, answered int64, got int, res *Result) string {
+	if took != answered {
+		return fmt.Sprintf("%s took %s before it left but answered only %d", name, plural(int(took), "request"), answered)
+	}
+	line := fmt.Sprintf("%s took %s before it left and answered all of them", name, plural(int(took), "request"))
+	if res.TimedOut > 0 {
+		return line + fmt.Sprintf("; the others answered %d in time, and %s timed out", res.Answered-got, plural(res.TimedOut, "request"))
+	}
+	return line + fmt.Sprintf("; the others took the remaining %d", res.Answered-got)
 }

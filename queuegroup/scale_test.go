@@ -98,3 +98,28 @@ func TestScaleUp(t *testing.T) {
 		})
 	}
 }
+
+// Under load with a tiny timeout (-demo drain -requests 30000 -concurrency
+// 5000 -timeout 20ms) the demo said "the others took the remaining 0",
+// though they had taken 27,565 requests and answered them late.
+func TestDrainedLine(t *testing.T) {
+	tests := []struct {
+		name           string
+		took, answered int64
+		got            int
+		res            Result
+		want           string
+	}{
+		{name: "all in time", took: 327, answered: 327, got: 327, res: Result{Answered: 3000},
+			want: "worker-1 took 327 requests before it left and answered all of them; the others took the remaining 2673"},
+		{name: "timeouts", took: 2435, answered: 2435, got: 0, res: Result{TimedOut: 30000},
+			want: "worker-1 took 2435 requests before it left and answered all of them; the others answered 0 in time, and 30000 requests timed out"},
+		{name: "not all answered", took: 5, answered: 4, got: 4, res: Result{Answered: 299, TimedOut: 1},
+			want: "worker-1 took 5 requests before it left but answered only 4"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, drainedLine("worker-1", tc.took, tc.answered, tc.got, &tc.res))
+		})
+	}
+}

@@ -306,7 +306,7 @@ func TestServeExitsWhenConnectionLost(t *testing.T) {
 // FuzzGreetSubject: any name either makes a valid one-token subject under
 // greet. or is refused with nats.ErrBadSubject; never a panic.
 func FuzzGreetSubject(f *testing.F) {
-	for _, seed := range []string{"joe", "", "a.b", "*", ">", "a b", "zoë", "-joe", "\x00", strings.Repeat("a", MaxNameLen+1)} {
+	for _, seed := range []string{"joe", "", "a.b", "*", ">", "a b", "zoë", "-joe", "\x00", "a\x1b[31mb", "a\vb", "a\x7f", strings.Repeat("a", MaxNameLen+1)} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, name string) {
@@ -320,8 +320,10 @@ func FuzzGreetSubject(f *testing.F) {
 		assert.LessOrEqual(t, len(name), MaxNameLen)
 		assert.NotEmpty(t, name)
 		// One literal token: no separator, no wildcard, no white space
-		// (the protocol splits its control line on white space).
-		assert.False(t, strings.ContainsAny(name, ".*> \t\r\n"), "name %q", name)
+		// (the protocol splits its control line on white space), no
+		// control character.
+		assert.False(t, strings.ContainsAny(name, ".*>"), "name %q", name)
+		assert.False(t, strings.ContainsFunc(name, func(r rune) bool { return r <= ' ' || r == 0x7f }), "name %q", name)
 		assert.Equal(t, 2, len(strings.Split(subject, ".")), fmt.Sprintf("subject %q", subject))
 	})
 }

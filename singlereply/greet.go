@@ -24,17 +24,22 @@ const MaxNameLen = 1024
 
 // GreetSubject returns the subject to request a greeting for name,
 // "greet.<name>". name must be one subject token: not empty, at most
-// MaxNameLen bytes, without '.', '*', '>' or white space; otherwise the
-// error wraps nats.ErrBadSubject.
+// MaxNameLen bytes, without '.', '*', '>', white space or control
+// characters (which would also be echoed into the greeting, and so into
+// the terminal); otherwise the error wraps nats.ErrBadSubject.
 func GreetSubject(name string) (string, error) {
-	if name == "" || strings.ContainsAny(name, ".*> \t\r\n") {
-		return "", fmt.Errorf("greet %q: name must be one subject token (no '.', '*', '>' or spaces): %w", name, nats.ErrBadSubject)
+	if name == "" || strings.ContainsAny(name, ".*>") || strings.ContainsFunc(name, isSpaceOrControl) {
+		return "", fmt.Errorf("greet %q: name must be one subject token (no '.', '*', '>', spaces or control characters): %w", name, nats.ErrBadSubject)
 	}
 	if len(name) > MaxNameLen {
 		return "", fmt.Errorf("greet: name of %d bytes is longer than %d: %w", len(name), MaxNameLen, nats.ErrBadSubject)
 	}
 	return greetPrefix + name, nil
 }
+
+// isSpaceOrControl reports whether r is a space or an ASCII control
+// character.
+func isSpaceOrControl(r rune) bool { return r <= ' ' || r == 0x7f }
 
 // Greet sends one request to greet.<name> and returns the reply's payload,
 // waiting at most timeout (> 0; DefaultTimeout is 500 ms) or until ctx ends,

@@ -63,6 +63,7 @@ func TestGreet(t *testing.T) {
 		{name: "two tokens", serve: true, who: "a.b", timeout: time.Second, wantErr: []error{nats.ErrBadSubject}},
 		{name: "wildcard", serve: true, who: "*", timeout: time.Second, wantErr: []error{nats.ErrBadSubject}},
 		{name: "full wildcard", serve: true, who: ">", timeout: time.Second, wantErr: []error{nats.ErrBadSubject}},
+		{name: "control character", serve: true, who: "a\x1b[31mb", timeout: time.Second, wantErr: []error{nats.ErrBadSubject}},
 		{name: "space", serve: true, who: "a b", timeout: time.Second, wantErr: []error{nats.ErrBadSubject}},
 		{name: "too long", serve: true, who: strings.Repeat("a", MaxNameLen+1), timeout: time.Second, wantErr: []error{nats.ErrBadSubject}},
 		{name: "longest", serve: true, who: strings.Repeat("a", MaxNameLen), timeout: time.Second, want: "hello, " + strings.Repeat("a", MaxNameLen)},

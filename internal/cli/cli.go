@@ -27,6 +27,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/nats-io/nats.go"
 )
 
 // Exit codes returned by Main.
@@ -206,23 +208,36 @@ func Exec(fs *flag.FlagSet, args []string, check func() error, run func(ctx cont
 	watched := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		select {
-		case <-sigCtx.Done():
-			stop()
-		case <-env.Lost():
-			cancel(env.LostErr())
-		case <-watched:
+		lost := env.Lost()
+		for {
+			select {
+			case <-sigCtx.Done():
+				stop()
+				return
+			case <-lost:
+				cancel(env.LostErr())
+				lost = nil // and go on watching for a signal
+			case <-watched:
+				return
+			}
 		}
 	})
 	err = run(ctx, env)
+	interrupted := sigCtx.Err() != nil
+	// The watcher keeps going while the connections drain: a first Ctrl-C
+	// during the final drain ends ctx (so handlers that watch it can
+	// finish) and, like any first Ctrl-C, hands signals back to Go's
+	// default handling, so that a second one ends the program at once
+	// instead of waiting out a stuck drain. The drain itself is bounded
+	// (DrainTimeout) either way.
+	cerr := env.Close()
 	close(watched)
 	wg.Wait()
-	interrupted := sigCtx.Err() != nil
-	lost := env.LostErr()
-	// From here a second Ctrl-C ends the program at once, as Go's default
-	// handling does, instead of waiting out a stuck drain.
 	stop()
-	cerr := env.Close()
+	// Read after Close, which waits for the closed handlers of the
+	// connections already closed: a run that saw its connection close
+	// (nats.ErrConnectionClosed) may return before the handler said so.
+	lost := env.LostErr()
 	switch {
 	case interrupted && cerr != nil:
 		say("%s: interrupted; drain: %v", name, cerr)
@@ -238,7 +253,7 @@ func Exec(fs *flag.FlagSet, args []string, check func() error, run func(ctx cont
 		// The run ended because its connection did, which the connection's
 		// event has said, with the time and the reason; the run's own
 		// error, if it is not just that, is the one line left to print.
-		if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, ErrConnectionLost) {
+		if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, ErrConnectionLost) && !errors.Is(err, nats.ErrConnectionClosed) {
 			say("%s: %v", name, err)
 		}
 		code = ExitFailure

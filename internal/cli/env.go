@@ -40,7 +40,8 @@ var ErrConnectionLost = errors.New("connection closed for good")
 // Every connection it opens prints its events on Stderr, one line each,
 // starting with the time (UTC, ms) and "<scenario> <role>:": disconnected
 // from a server (with the error and the reconnect policy), reconnected (with
-// the server), and closed, unless Close closed it. URLs and errors in those
+// the server), and closed, unless Close closed it or the program closed it
+// itself without an error. URLs and errors in those
 // lines have their credentials masked.
 type Env struct {
 	// Scenario names the program; connections are named "<Scenario> <role>".
@@ -434,7 +435,10 @@ func (e *Env) eventHandlers(c *conn) nats.Option {
 					err := e.wrapErr(fmt.Errorf("%s %s: %w: %s", e.Scenario, c.role, ErrConnectionLost, reason))
 					e.event(c, "connection closed for good: %s", reason)
 					e.loseConn(err)
-				} else {
+				} else if nc.LastError() != nil {
+					// A close the program made itself, with no error (a
+					// demo's member leaving), is its own to announce; one
+					// with an error (a drain that timed out) is an event.
 					e.event(c, "connection closed: %s", reason)
 				}
 			}
@@ -536,11 +540,20 @@ func (e *Env) Close() error {
 // drain drains c and waits until it is closed or deadline passes; then it
 // closes c. The error says what was lost, if anything.
 func (e *Env) drain(c *conn, deadline time.Time) error {
+	name := c.nc.Opts.Name
+	left := time.Until(deadline)
+	if c.nc.IsClosed() {
+		// Closed already, by the program or for good: not Close's doing,
+		// so its closed handler must see it as it was. Wait (within the
+		// time left) for that handler, which nats.go runs on its own
+		// goroutine: once Close returns, a connection lost for good has
+		// printed its event and is in LostErr.
+		waitClosed(c, left)
+		return nil
+	}
 	c.mu.Lock()
 	c.closing = true
 	c.mu.Unlock()
-	name := c.nc.Opts.Name
-	left := time.Until(deadline)
 	if left <= 0 {
 		if c.nc.IsClosed() {
 			return nil
@@ -558,7 +571,9 @@ func (e *Env) drain(c *conn, deadline time.Time) error {
 		}
 		return nil
 	case errors.Is(err, nats.ErrConnectionClosed):
-		return nil // closed already, by the program or for good
+		// Closed by itself just now, or by the program.
+		waitClosed(c, left)
+		return nil
 	case err != nil:
 		c.nc.Close()
 		return fmt.Errorf("%s: %w", name, err)
@@ -576,5 +591,15 @@ func (e *Env) drain(c *conn, deadline time.Time) error {
 	case <-timer.C:
 		c.nc.Close()
 		return fmt.Errorf("%s: %w", name, nats.ErrDrainTimeout)
+	}
+}
+
+// waitClosed waits until c's closed handler has run, or for at most d.
+func waitClosed(c *conn, d time.Duration) {
+	timer := time.NewTimer(max(d, 0))
+	defer timer.Stop()
+	select {
+	case <-c.closed:
+	case <-timer.C:
 	}
 }

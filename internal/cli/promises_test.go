@@ -1,12 +1,16 @@
 package cli
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"net"
+	"os"
+	"os/exec"
 	"regexp"
 	"strings"
 	"sync"
@@ -314,4 +318,135 @@ func TestProgramDrainTimeoutPrintedOnce(t *testing.T) {
 	<-closed
 	require.NoError(t, e.Close(), "closed already: nothing for Close to drain")
 	assert.Regexp(t, `^\S+ scen member: connection closed: nats: draining connection timed out\n$`, stderr.String())
+}
+
+// A connection the program closes or drains itself, without an error (a
+// demo's member leaving), prints no event: the demos' output showed
+// "connection closed: closed by the program" between their own lines for
+// every member they drained or closed on purpose.
+func TestDeliberateCloseIsQuiet(t *testing.T) {
+	s := testserver.New(t)
+	var stderr syncBuffer
+	e := NewEnv("scen", s.ClientURL())
+	e.Stderr = &stderr
+	// Env's closed handler runs before the one given here.
+	closed1, closed2 := make(chan struct{}), make(chan struct{})
+	drained, err := e.Connect("member-1", nats.ClosedHandler(func(*nats.Conn) { close(closed1) }))
+	require.NoError(t, err)
+	closedConn, err := e.Connect("member-2", nats.ClosedHandler(func(*nats.Conn) { close(closed2) }))
+	require.NoError(t, err)
+
+	require.NoError(t, drained.Drain())
+	closedConn.Close()
+	<-closed1
+	<-closed2
+	require.NoError(t, e.Close())
+	assert.Empty(t, stderr.String())
+}
+
+// A run that ends with nats.ErrConnectionClosed because its connection was
+// closed for good (queuegroup's Load sees the close first, by a status
+// listener) exits 1 with one line for it: the connection's event. The run's
+// error repeated it, and when the run returned before nats.go had run the
+// closed handler, the event came after the error or not at all.
+func TestRunSeesItsConnectionLost(t *testing.T) {
+	s := testserver.New(t)
+	connected := make(chan struct{})
+	run := func(ctx context.Context, e *Env) error {
+		nc, err := e.Connect("requester")
+		if err != nil {
+			return err
+		}
+		closed := nc.StatusChanged(nats.CLOSED)
+		close(connected)
+		select {
+		case <-closed:
+			return fmt.Errorf("load: %w", nats.ErrConnectionClosed)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	var stderr syncBuffer
+	done := make(chan int, 1)
+	fs := flag.NewFlagSet("prog", flag.ContinueOnError)
+	go func() {
+		done <- Exec(fs, []string{"-max-reconnects", "0"}, nil, run, env(s.ClientURL(), false), &stderr)
+	}()
+	<-connected
+	testserver.Shutdown(s)
+	assert.Equal(t, ExitFailure, <-done)
+	out := stderr.String()
+	assert.Regexp(t, `(?m)^\S+ prog requester: connection closed for good: .+$`, out)
+	assert.Equal(t, 1, strings.Count(out, "connection closed"), "one line for the error:\n%s", out)
+}
+
+// helperEnv, set in a child process's environment, makes
+// TestCtrlCDuringFinalDrain play the program instead of the test.
+const helperEnv = "REQREPLY_CLI_HELPER"
+
+// A Ctrl-C during the final drain of a finished run (a handler still
+// working) is a first Ctrl-C: it ends the run's context, which the handler
+// watches, and the program exits as its run said. Before, signal handling
+// was handed back to Go as soon as the run returned, so that Ctrl-C killed
+// the program at once (exit status "signal: interrupt"), with no drain and
+// no line. The program runs in a child process, as a Ctrl-C would kill it.
+func TestCtrlCDuringFinalDrain(t *testing.T) {
+	if os.Getenv(helperEnv) == "final-drain" {
+		os.Exit(ctrlCDuringFinalDrainChild())
+	}
+	s := testserver.New(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCtrlCDuringFinalDrain$")
+	cmd.Env = append(os.Environ(), helperEnv+"=final-drain", "NATS_URL="+s.ClientURL())
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Start())
+	// The child says when its run has returned with the handler at work.
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	require.NoError(t, err, "child: %s", stderr.String())
+	require.Equal(t, "run done\n", line)
+	require.NoError(t, cmd.Process.Signal(os.Interrupt))
+	err = cmd.Wait()
+	require.NoError(t, err, "the child must exit 0, not be killed; stderr:\n%s", stderr.String())
+	// The Ctrl-C may also land just before the run returns: then it is
+	// the run's interrupt, with its one line.
+	assert.Regexp(t, `^(prog: interrupted; connections drained\n)?$`, stderr.String())
+}
+
+// ctrlCDuringFinalDrainChild is the program of TestCtrlCDuringFinalDrain:
+// its run leaves a handler working until the run's context ends (at most a
+// minute), and returns.
+func ctrlCDuringFinalDrainChild() int {
+	run := func(ctx context.Context, e *Env) error {
+		svc, err := e.Connect("service")
+		if err != nil {
+			return err
+		}
+		started := make(chan struct{})
+		if _, err := svc.Subscribe("work", func(*nats.Msg) {
+			close(started)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Minute):
+			}
+		}); err != nil {
+			return err
+		}
+		if err := svc.Flush(); err != nil {
+			return err
+		}
+		nc, err := e.Connect("requester")
+		if err != nil {
+			return err
+		}
+		if err := nc.Publish("work", nil); err != nil {
+			return err
+		}
+		<-started
+		fmt.Println("run done")
+		return nil
+	}
+	fs := flag.NewFlagSet("prog", flag.ContinueOnError)
+	return Exec(fs, nil, nil, run, os.Getenv, os.Stderr)
 }

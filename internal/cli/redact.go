@@ -6,6 +6,7 @@ package cli
 import (
 	"errors"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -132,27 +133,51 @@ func (s *scrubber) add(secret string) {
 		forms = append(forms, q[1:len(q)-1], strings.Trim(strconv.QuoteToASCII(f), `"`))
 	}
 	for _, f := range forms {
-		if f != "" && f != Mask {
+		if f != "" && f != Mask && !slices.Contains(s.forms, f) {
 			s.forms = append(s.forms, f)
-		}
-	}
-	// Longest first, so a form that holds another is replaced whole.
-	for i := 1; i < len(s.forms); i++ {
-		for j := i; j > 0 && len(s.forms[j]) > len(s.forms[j-1]); j-- {
-			s.forms[j], s.forms[j-1] = s.forms[j-1], s.forms[j]
 		}
 	}
 }
 
-// scrub returns text with every form of every secret replaced by Mask.
+// scrub returns text with every occurrence of every form of every secret
+// replaced by Mask. Occurrences that overlap or touch become one Mask. It
+// looks only at the text it was given, never at a Mask it put in: a secret
+// that occurs in the Mask itself ("x", as a token) is masked once, not
+// again inside every Mask, which grew the text fivefold per form until the
+// program ran out of memory.
 func (s *scrubber) scrub(text string) string {
-	if s == nil {
+	if s == nil || len(s.forms) == 0 {
 		return text
 	}
+	var covered []bool
 	for _, f := range s.forms {
-		text = strings.ReplaceAll(text, f, Mask)
+		for i := 0; i+len(f) <= len(text); {
+			j := strings.Index(text[i:], f)
+			if j < 0 {
+				break
+			}
+			if covered == nil {
+				covered = make([]bool, len(text))
+			}
+			for k := i + j; k < i+j+len(f); k++ {
+				covered[k] = true
+			}
+			i += j + 1
+		}
 	}
-	return text
+	if covered == nil {
+		return text
+	}
+	var b strings.Builder
+	for i := 0; i < len(text); i++ {
+		switch {
+		case !covered[i]:
+			b.WriteByte(text[i])
+		case i == 0 || !covered[i-1]:
+			b.WriteString(Mask)
+		}
+	}
+	return b.String()
 }
 
 // wrap returns err with its message scrubbed. errors.Is still sees every

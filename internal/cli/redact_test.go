@@ -146,3 +146,35 @@ func FuzzNoSecretPrinted(f *testing.F) {
 		noSecret(t, natsURL, marker)
 	})
 }
+
+// TestScrubSecretInMask: a token made of the Mask's own letter ("x") ran
+// every later form of it over the Masks already put in, growing the text
+// fivefold per form until the program ran out of memory
+// (NATS_URL="nats://x@host:1,nats://bob:pw@host:2"). Occurrences are masked
+// in one pass over the text, overlapping ones as one Mask.
+func TestScrubSecretInMask(t *testing.T) {
+	tests := []struct {
+		name, urls, text, want string
+	}{
+		{name: "token x", urls: "nats://x@a:1", text: "connect to x and x", want: "connect to xxxxx and xxxxx"},
+		{name: "token xx", urls: "xx@a:1", text: "xxxxx", want: "xxxxx"},
+		{name: "token is the mask", urls: "nats://xxxxx@a:1", text: "at xxxxx@a", want: "at xxxxx@a"},
+		{name: "overlapping secrets", urls: "nats://u:ab@a:1,nats://v:bcd@b:1", text: "1abcd2", want: "1xxxxx2"},
+		{name: "two occurrences touching", urls: "nats://u:pw@a:1", text: "pwpw!", want: "xxxxx!"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, newScrubber(tc.urls).scrub(tc.text))
+		})
+	}
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	closed := l.Addr().String()
+	require.NoError(t, l.Close())
+	for _, tok := range []string{"x", "xx", "xxxx", "xxxxx", "xxxxxx"} {
+		t.Run("Exec with token "+tok, func(t *testing.T) {
+			noSecret(t, "nats://"+tok+"@"+closed+",nats://bob:S3CR3TPW@"+closed, "S3CR3T")
+		})
+	}
+}
