@@ -264,3 +264,38 @@ func TestSubscribePermissionDenied(t *testing.T) {
 	assert.ErrorIs(t, err, nats.ErrPermissionViolation)
 	assert.Equal(t, StopFailed, res.Reason)
 }
+
+// A consumer whose loop body panics (and is recovered above, as an HTTP
+// server or a service framework does) still releases the gather: the inbox
+// is unsubscribed, the Mux's token removed. Before, the panic skipped the
+// release, so the inbox stayed subscribed and the Mux kept the token (and
+// every reply for it) forever, and after nc's drain never closed its own
+// connection.
+func TestPanickingConsumerReleasesGather(t *testing.T) {
+	env := newEnv(t)
+	echoN(3)(t, connect(t, env, "responders"), "svc")
+	nc := connect(t, env, "requester")
+	for _, v := range newVariants(t, nc) {
+		t.Run("variant="+v.Name(), func(t *testing.T) {
+			s, err := v.Stream(context.Background(), "svc", nil, Timeout(time.Minute), MaxReplies(3))
+			require.NoError(t, err)
+			func() {
+				defer func() { require.Equal(t, "consumer failed", recover()) }()
+				for range s.Replies() {
+					panic("consumer failed")
+				}
+			}()
+			assert.Equal(t, baseline(v), nc.NumSubscriptions(), "subscriptions left on nc")
+			if m, ok := v.(*Mux); ok {
+				m.mu.Lock()
+				n := len(m.gathers)
+				m.mu.Unlock()
+				assert.Zero(t, n, "tokens left registered on the Mux")
+			}
+			// The variant still works.
+			res, err := Gather(context.Background(), v, "svc", nil, Timeout(time.Minute), MaxReplies(3))
+			require.NoError(t, err)
+			assert.Equal(t, 3, res.Count)
+		})
+	}
+}
