@@ -299,3 +299,38 @@ func TestPanickingConsumerReleasesGather(t *testing.T) {
 		})
 	}
 }
+
+// The Mux's own connection is made as nc was: with nc's credentials given
+// as options (not in the URL) and nc's custom inbox prefix, so a user who
+// may subscribe only to its own inboxes gathers through the Mux, and the
+// server's no-responders status, sent only to the publishing connection,
+// reaches the gather.
+func TestMuxConnectsAsNc(t *testing.T) {
+	users := []*server.User{
+		{Username: "svc", Password: "svc"},
+		{Username: "alice", Password: "alice", Permissions: &server.Permissions{
+			Publish:   &server.SubjectPermission{Allow: []string{"svc", "nobody"}},
+			Subscribe: &server.SubjectPermission{Allow: []string{"alice.inbox.>"}},
+		}},
+	}
+	s := testserver.New(t, testserver.WithUsers(users...))
+	env := cli.NewEnv("multireply", s.ClientURL())
+	t.Cleanup(func() { _ = env.Close() })
+	rc, err := env.Connect("responders", nats.UserInfo("svc", "svc"))
+	require.NoError(t, err)
+	echoN(2)(t, rc, "svc")
+	nc, err := env.Connect("requester", nats.UserInfo("alice", "alice"), nats.CustomInboxPrefix("alice.inbox"))
+	require.NoError(t, err)
+	m, err := NewMux(nc)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = m.Close() })
+	assert.Equal(t, "multireply requester mux", m.rc.Opts.Name)
+	assert.True(t, strings.HasPrefix(m.prefix, "alice.inbox."), m.prefix)
+
+	res, err := Gather(context.Background(), m, "svc", nil, Timeout(time.Minute), MaxReplies(2))
+	require.NoError(t, err)
+	assert.Equal(t, 2, res.Count)
+	res, err = Gather(context.Background(), m, "nobody", nil, Timeout(time.Minute))
+	require.ErrorIs(t, err, nats.ErrNoResponders)
+	assert.Equal(t, StopNoResponders, res.Reason)
+}
