@@ -393,3 +393,50 @@ func gatherFromEach(t *testing.T, url string, n int) {
 		})
 	}
 }
+
+// A burst that reaches the Mux's connection while its handler is held up
+// (here: the test holds the Mux's lock; in life, a starved goroutine) waits
+// in the subscription instead of being dropped there, where no gather and
+// no count would see it: every reply is routed and counted. Before, the
+// subscription kept nats.go's default limits (64 MiB), so this burst of
+// 66 replies of 1,023 KiB lost two or more, counted nowhere.
+func TestMuxSubscriptionNeverDrops(t *testing.T) {
+	env := newEnv(t)
+	const burst, size = 66, 1023 * 1024
+	got, send := make(chan struct{}), make(chan struct{})
+	rc := connect(t, env, "responders")
+	_, err := rc.Subscribe("big", func(m *nats.Msg) {
+		close(got)
+		<-send
+		p := make([]byte, size)
+		for range burst {
+			if m.Respond(p) != nil {
+				return
+			}
+		}
+	})
+	require.NoError(t, err)
+	require.NoError(t, rc.Flush())
+	nc := connect(t, env, "requester")
+	m, err := NewMux(nc)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = m.Close() })
+
+	done := make(chan Result, 1)
+	go func() {
+		res, _ := Gather(context.Background(), m, "big", nil, Timeout(time.Minute), MaxReplies(burst),
+			PendingLimits(burst, burst*size))
+		done <- res
+	}()
+	<-got
+	m.mu.Lock()
+	close(send)
+	require.Eventually(t, func() bool { return m.rc.Stats().InMsgs == burst }, 30*time.Second, time.Millisecond)
+	m.mu.Unlock()
+	res := <-done
+	assert.Equal(t, burst, res.Count+res.Dropped, "count %d, dropped %d, %s", res.Count, res.Dropped, res.Reason)
+	assert.Equal(t, burst, m.Received())
+	dropped, err := m.sub.Dropped()
+	require.NoError(t, err)
+	assert.Zero(t, dropped, "dropped by the Mux's subscription, counted nowhere")
+}

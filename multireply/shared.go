@@ -64,7 +64,9 @@ var ErrMuxClosed = errors.New("mux closed")
 // message dispatch: a gather whose consumer falls behind by more than its
 // PendingLimits has further replies dropped and counted. A gather's queue
 // holds at most its PendingLimits (65,536 replies or 64 MiB by default) so a
-// stalled consumer cannot exhaust memory.
+// stalled consumer cannot exhaust memory. The subscription itself has no
+// pending limit, so that nats.go never drops there a reply no gather would
+// count; it holds messages only while the handler catches up.
 //
 // Conservation: every message the Mux's subscription receives is counted
 // exactly once, as one of
@@ -152,8 +154,14 @@ func NewMux(nc *nats.Conn) (*Mux, error) {
 		rc.Close()
 		return nil, fmt.Errorf("new mux: subscribe: %w", err)
 	}
-	// The handler never blocks, so the subscription's own pending limits are
-	// only reached if the whole connection stalls; each gather has its own.
+	// Each gather bounds what it holds (PendingLimits); the subscription
+	// itself must never drop, since a message it dropped would be counted
+	// by no gather and break the conservation law. Its queue grows only
+	// while the handler, which never blocks, lags behind the read loop.
+	if err := sub.SetPendingLimits(-1, -1); err != nil {
+		rc.Close()
+		return nil, fmt.Errorf("new mux: subscribe: %w", err)
+	}
 	sub.SetClosedHandler(func(string) { m.fail(nats.ErrConnectionClosed) })
 	m.sub = sub
 	// Bounded by the connection's own timeout (2 s by default), not
