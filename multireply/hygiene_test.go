@@ -440,3 +440,39 @@ func TestMuxSubscriptionNeverDrops(t *testing.T) {
 	require.NoError(t, err)
 	assert.Zero(t, dropped, "dropped by the Mux's subscription, counted nowhere")
 }
+
+// Each Mux is a client connection of its own. Many Muxes on one nc that are
+// never closed still release their connections when nc closes (after a
+// drain, or without one): the server is back to the connections it had.
+func TestManyMuxesReleasedWithNc(t *testing.T) {
+	for _, drain := range []bool{false, true} {
+		t.Run(fmt.Sprintf("drain=%v", drain), func(t *testing.T) {
+			s := testserver.New(t)
+			env := cli.NewEnv("multireply", s.ClientURL())
+			t.Cleanup(func() { _ = env.Close() })
+			echoN(1)(t, connect(t, env, "responders"), "svc")
+			before := s.NumClients()
+			nc := connect(t, env, "requester")
+			const n = 50
+			muxes := make([]*Mux, n)
+			for i := range muxes {
+				m, err := NewMux(nc)
+				require.NoError(t, err)
+				muxes[i] = m
+				_, err = Gather(context.Background(), m, "svc", nil, Timeout(time.Minute), MaxReplies(1))
+				require.NoError(t, err)
+			}
+			require.Equal(t, before+1+n, s.NumClients(), "nc and one connection per Mux")
+			if drain {
+				require.NoError(t, nc.Drain())
+				require.Eventually(t, nc.IsClosed, 30*time.Second, time.Millisecond)
+			} else {
+				nc.Close()
+			}
+			for _, m := range muxes {
+				require.Eventually(t, m.rc.IsClosed, 30*time.Second, time.Millisecond)
+			}
+			require.Eventually(t, func() bool { return s.NumClients() == before }, 30*time.Second, time.Millisecond)
+		})
+	}
+}
