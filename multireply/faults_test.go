@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -227,4 +228,93 @@ func TestResponderWorkFails(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The Mux's own connection does not call nc's connection-event handlers:
+// after a server restart nc's disconnect and reconnect handlers run for nc
+// alone, once each, and never receive the Mux's connection (before, every
+// event was reported twice: the CLI printed each "disconnected" line twice).
+func TestMuxConnectionEventsAreNcsAlone(t *testing.T) {
+	s := testserver.New(t)
+	env := cli.NewEnv("multireply", s.ClientURL())
+	t.Cleanup(func() { _ = env.Close() })
+	var (
+		mu   sync.Mutex
+		seen []*nats.Conn
+	)
+	record := func(c *nats.Conn) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, c)
+	}
+	reconnected := make(chan struct{}, 1)
+	nc, err := env.Connect("requester", append(fastReconnect,
+		nats.DisconnectErrHandler(func(c *nats.Conn, _ error) { record(c) }),
+		nats.ReconnectHandler(func(c *nats.Conn) {
+			record(c)
+			select {
+			case reconnected <- struct{}{}:
+			default:
+			}
+		}),
+		nats.DiscoveredServersHandler(record),
+		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}),
+	)...)
+	require.NoError(t, err)
+	m, err := NewMux(nc)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = m.Close() })
+
+	// What the Mux's connection was given: nc's async error handler only.
+	o := m.rc.Opts
+	for name, set := range map[string]bool{
+		"closed": o.ClosedCB != nil, "connected": o.ConnectedCB != nil,
+		"disconnected": o.DisconnectedCB != nil || o.DisconnectedErrCB != nil,
+		"reconnected":  o.ReconnectedCB != nil, "reconnect error": o.ReconnectErrCB != nil,
+		"discovered servers": o.DiscoveredServersCB != nil, "lame duck": o.LameDuckModeHandler != nil,
+	} {
+		assert.False(t, set, "the Mux's connection calls nc's %s handler", name)
+	}
+	assert.NotNil(t, o.AsyncErrorCB, "the Mux's connection reports its async errors to nc's handler")
+
+	restart(t, s)
+	requireReconnected(t, nc, m.rc)
+	<-reconnected
+	// The Mux's connection had its reconnect queued before it reported
+	// itself connected; closing it runs what was queued before it stops.
+	require.NoError(t, m.Close())
+	require.NoError(t, nc.Flush())
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, seen, 2, "one disconnect and one reconnect, of nc")
+	for _, c := range seen {
+		assert.Same(t, nc, c, "an event handler of nc got another connection")
+	}
+}
+
+// When the Mux's own connection closes for good while nc stays connected
+// (its reconnect attempts used up, say), the Mux says so: a gather ends at
+// once with StopClosed and nats.ErrConnectionClosed, and so does every
+// later one; nc's own requests still work.
+func TestMuxConnectionClosedAlone(t *testing.T) {
+	env := newEnv(t)
+	echoN(2)(t, connect(t, env, "responders"), "svc")
+	nc := connect(t, env, "requester")
+	m, err := NewMux(nc)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = m.Close() })
+	res, err := Gather(context.Background(), m, "svc", nil, Timeout(time.Minute), MaxReplies(2))
+	require.NoError(t, err)
+	require.Equal(t, 2, res.Count)
+
+	m.rc.Close()
+	for range 2 {
+		res, err = Gather(context.Background(), m, "svc", nil, Timeout(time.Minute), MaxReplies(2))
+		require.ErrorIs(t, err, nats.ErrConnectionClosed)
+		assert.Equal(t, StopClosed, res.Reason)
+		assert.Zero(t, res.Count)
+	}
+	_, err = nc.Request("svc", nil, time.Minute)
+	require.NoError(t, err, "nc is not affected")
+	require.NoError(t, m.Close())
 }

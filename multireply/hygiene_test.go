@@ -393,3 +393,86 @@ func gatherFromEach(t *testing.T, url string, n int) {
 		})
 	}
 }
+
+// A burst that reaches the Mux's connection while its handler is held up
+// (here: the test holds the Mux's lock; in life, a starved goroutine) waits
+// in the subscription instead of being dropped there, where no gather and
+// no count would see it: every reply is routed and counted. Before, the
+// subscription kept nats.go's default limits (64 MiB), so this burst of
+// 66 replies of 1,023 KiB lost two or more, counted nowhere.
+func TestMuxSubscriptionNeverDrops(t *testing.T) {
+	env := newEnv(t)
+	const burst, size = 66, 1023 * 1024
+	got, send := make(chan struct{}), make(chan struct{})
+	rc := connect(t, env, "responders")
+	_, err := rc.Subscribe("big", func(m *nats.Msg) {
+		close(got)
+		<-send
+		p := make([]byte, size)
+		for range burst {
+			if m.Respond(p) != nil {
+				return
+			}
+		}
+	})
+	require.NoError(t, err)
+	require.NoError(t, rc.Flush())
+	nc := connect(t, env, "requester")
+	m, err := NewMux(nc)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = m.Close() })
+
+	done := make(chan Result, 1)
+	go func() {
+		res, _ := Gather(context.Background(), m, "big", nil, Timeout(time.Minute), MaxReplies(burst),
+			PendingLimits(burst, burst*size))
+		done <- res
+	}()
+	<-got
+	m.mu.Lock()
+	close(send)
+	require.Eventually(t, func() bool { return m.rc.Stats().InMsgs == burst }, 30*time.Second, time.Millisecond)
+	m.mu.Unlock()
+	res := <-done
+	assert.Equal(t, burst, res.Count+res.Dropped, "count %d, dropped %d, %s", res.Count, res.Dropped, res.Reason)
+	assert.Equal(t, burst, m.Received())
+	dropped, err := m.sub.Dropped()
+	require.NoError(t, err)
+	assert.Zero(t, dropped, "dropped by the Mux's subscription, counted nowhere")
+}
+
+// Each Mux is a client connection of its own. Many Muxes on one nc that are
+// never closed still release their connections when nc closes (after a
+// drain, or without one): the server is back to the connections it had.
+func TestManyMuxesReleasedWithNc(t *testing.T) {
+	for _, drain := range []bool{false, true} {
+		t.Run(fmt.Sprintf("drain=%v", drain), func(t *testing.T) {
+			s := testserver.New(t)
+			env := cli.NewEnv("multireply", s.ClientURL())
+			t.Cleanup(func() { _ = env.Close() })
+			echoN(1)(t, connect(t, env, "responders"), "svc")
+			before := s.NumClients()
+			nc := connect(t, env, "requester")
+			const n = 50
+			muxes := make([]*Mux, n)
+			for i := range muxes {
+				m, err := NewMux(nc)
+				require.NoError(t, err)
+				muxes[i] = m
+				_, err = Gather(context.Background(), m, "svc", nil, Timeout(time.Minute), MaxReplies(1))
+				require.NoError(t, err)
+			}
+			require.Equal(t, before+1+n, s.NumClients(), "nc and one connection per Mux")
+			if drain {
+				require.NoError(t, nc.Drain())
+				require.Eventually(t, nc.IsClosed, 30*time.Second, time.Millisecond)
+			} else {
+				nc.Close()
+			}
+			for _, m := range muxes {
+				require.Eventually(t, m.rc.IsClosed, 30*time.Second, time.Millisecond)
+			}
+			require.Eventually(t, func() bool { return s.NumClients() == before }, 30*time.Second, time.Millisecond)
+		})
+	}
+}

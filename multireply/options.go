@@ -434,7 +434,8 @@ type Result struct {
 // all (see Mux). For the inbox and natsext variants, a reply that reaches
 // the client after the gather's subscription is gone is discarded by nats.go
 // and counted by neither (only in nc.Stats().InMsgs). natsext does not say
-// what it discarded: its Unread is always 0 and its Skipped counts only
+// what it discarded: its Unread counts only the replies the wrapper itself
+// discards after a stop while nc drains (see Natsext), and its Skipped only
 // what the wrapper saw.
 
 // errWaitOver is what a transport returns when the wait it was given ends

@@ -264,3 +264,73 @@ func TestSubscribePermissionDenied(t *testing.T) {
 	assert.ErrorIs(t, err, nats.ErrPermissionViolation)
 	assert.Equal(t, StopFailed, res.Reason)
 }
+
+// A consumer whose loop body panics (and is recovered above, as an HTTP
+// server or a service framework does) still releases the gather: the inbox
+// is unsubscribed, the Mux's token removed. Before, the panic skipped the
+// release, so the inbox stayed subscribed and the Mux kept the token (and
+// every reply for it) forever, and after nc's drain never closed its own
+// connection.
+func TestPanickingConsumerReleasesGather(t *testing.T) {
+	env := newEnv(t)
+	echoN(3)(t, connect(t, env, "responders"), "svc")
+	nc := connect(t, env, "requester")
+	for _, v := range newVariants(t, nc) {
+		t.Run("variant="+v.Name(), func(t *testing.T) {
+			s, err := v.Stream(context.Background(), "svc", nil, Timeout(time.Minute), MaxReplies(3))
+			require.NoError(t, err)
+			func() {
+				defer func() { require.Equal(t, "consumer failed", recover()) }()
+				for range s.Replies() {
+					panic("consumer failed")
+				}
+			}()
+			assert.Equal(t, baseline(v), nc.NumSubscriptions(), "subscriptions left on nc")
+			if m, ok := v.(*Mux); ok {
+				m.mu.Lock()
+				n := len(m.gathers)
+				m.mu.Unlock()
+				assert.Zero(t, n, "tokens left registered on the Mux")
+			}
+			// The variant still works.
+			res, err := Gather(context.Background(), v, "svc", nil, Timeout(time.Minute), MaxReplies(3))
+			require.NoError(t, err)
+			assert.Equal(t, 3, res.Count)
+		})
+	}
+}
+
+// The Mux's own connection is made as nc was: with nc's credentials given
+// as options (not in the URL) and nc's custom inbox prefix, so a user who
+// may subscribe only to its own inboxes gathers through the Mux, and the
+// server's no-responders status, sent only to the publishing connection,
+// reaches the gather.
+func TestMuxConnectsAsNc(t *testing.T) {
+	users := []*server.User{
+		{Username: "svc", Password: "svc"},
+		{Username: "alice", Password: "alice", Permissions: &server.Permissions{
+			Publish:   &server.SubjectPermission{Allow: []string{"svc", "nobody"}},
+			Subscribe: &server.SubjectPermission{Allow: []string{"alice.inbox.>"}},
+		}},
+	}
+	s := testserver.New(t, testserver.WithUsers(users...))
+	env := cli.NewEnv("multireply", s.ClientURL())
+	t.Cleanup(func() { _ = env.Close() })
+	rc, err := env.Connect("responders", nats.UserInfo("svc", "svc"))
+	require.NoError(t, err)
+	echoN(2)(t, rc, "svc")
+	nc, err := env.Connect("requester", nats.UserInfo("alice", "alice"), nats.CustomInboxPrefix("alice.inbox"))
+	require.NoError(t, err)
+	m, err := NewMux(nc)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = m.Close() })
+	assert.Equal(t, "multireply requester mux", m.rc.Opts.Name)
+	assert.True(t, strings.HasPrefix(m.prefix, "alice.inbox."), m.prefix)
+
+	res, err := Gather(context.Background(), m, "svc", nil, Timeout(time.Minute), MaxReplies(2))
+	require.NoError(t, err)
+	assert.Equal(t, 2, res.Count)
+	res, err = Gather(context.Background(), m, "nobody", nil, Timeout(time.Minute))
+	require.ErrorIs(t, err, nats.ErrNoResponders)
+	assert.Equal(t, StopNoResponders, res.Reason)
+}

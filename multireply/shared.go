@@ -41,17 +41,32 @@ var ErrMuxClosed = errors.New("mux closed")
 //
 // The request goes out on the same connection that has the subscription,
 // so the server's no-responders status (sent only to the publishing client)
-// reaches the gather. A close of nc without a drain ends the gathers
-// running with StopClosed (nats.ErrConnectionClosed). Once nc has closed
-// and the last gather has ended, the Mux closes its connection by itself;
-// Close does it at once.
+// reaches the gather. What the second connection costs:
+//   - it is one more client connection (a TCP connection, its read loop and
+//     flusher), counted against the server's, account's and user's
+//     connection limits: make one Mux per connection, not per request;
+//   - NATS keeps the order of one connection's messages, not across two: a
+//     message published on nc just before a gather may reach a responder
+//     after the gather's request, unless nc.Flush is called in between
+//     (the server has then processed nc's message);
+//   - nc's connection-event handlers are not called for it; its async
+//     error handler is (a denied publish of a gather shows there);
+//   - if it closes for good by itself (its reconnect attempts used up)
+//     the Mux ends its gathers with nats.ErrConnectionClosed and refuses
+//     new ones, even if nc got its server back: make a new Mux.
+//
+// A close of nc without a drain ends the gathers running with StopClosed
+// (nats.ErrConnectionClosed). Once nc has closed and the last gather has
+// ended, the Mux closes its connection by itself; Close does it at once.
 //
 // The subscription's handler only appends to a queue and never blocks, so a
 // slow or abandoned gather never holds up another gather or the connection's
 // message dispatch: a gather whose consumer falls behind by more than its
 // PendingLimits has further replies dropped and counted. A gather's queue
 // holds at most its PendingLimits (65,536 replies or 64 MiB by default) so a
-// stalled consumer cannot exhaust memory.
+// stalled consumer cannot exhaust memory. The subscription itself has no
+// pending limit, so that nats.go never drops there a reply no gather would
+// count; it holds messages only while the handler catches up.
 //
 // Conservation: every message the Mux's subscription receives is counted
 // exactly once, as one of
@@ -87,8 +102,10 @@ type Mux struct {
 }
 
 // NewMux opens the Mux's own connection with nc's options (the same servers,
-// credentials, TLS and handlers but the closed handler; the server nc is
-// connected to first), subscribes it to
+// credentials, TLS, inbox prefix, reconnect policy and async error handler;
+// none of nc's connection-event handlers: closed, connected, disconnected,
+// reconnected, reconnect error, discovered servers, lame duck; the server nc
+// is connected to first), subscribes it to
 // a new "<inbox>.*" (nc.NewInbox, so never under the subscription nats.go
 // keeps for nc.Request) and flushes, so the server has the subscription
 // before the first request. Errors wrap nats.ErrInvalidArg for a nil nc,
@@ -106,11 +123,16 @@ func NewMux(nc *nats.Conn) (*Mux, error) {
 	}
 	m := &Mux{nc: nc, prefix: nc.NewInbox() + ".", gathers: make(map[string]*queue), quit: make(chan struct{})}
 
-	// The Mux's own connection: nc's options, less the handlers that belong
-	// to nc alone (its closed handler), and nc's current server first.
+	// The Mux's own connection: nc's options, less the connection-event
+	// handlers, which belong to nc alone: called for the Mux's connection
+	// too they would report every disconnect and reconnect twice, and hand
+	// the application a *nats.Conn it never made. The async error handler
+	// stays: a denied publish or subscription of the Mux shows only there.
+	// nc's current server first.
 	opts := nc.Opts
 	opts.Name = strings.TrimSpace(nc.Opts.Name + " mux")
-	opts.ClosedCB, opts.ConnectedCB = nil, nil
+	opts.ClosedCB, opts.ConnectedCB, opts.DisconnectedCB, opts.DisconnectedErrCB = nil, nil, nil, nil
+	opts.ReconnectedCB, opts.ReconnectErrCB, opts.DiscoveredServersCB, opts.LameDuckModeHandler = nil, nil, nil, nil
 	var rc *nats.Conn
 	err := nats.ErrNoServers
 	if url := nc.ConnectedUrl(); url != "" {
@@ -132,8 +154,14 @@ func NewMux(nc *nats.Conn) (*Mux, error) {
 		rc.Close()
 		return nil, fmt.Errorf("new mux: subscribe: %w", err)
 	}
-	// The handler never blocks, so the subscription's own pending limits are
-	// only reached if the whole connection stalls; each gather has its own.
+	// Each gather bounds what it holds (PendingLimits); the subscription
+	// itself must never drop, since a message it dropped would be counted
+	// by no gather and break the conservation law. Its queue grows only
+	// while the handler, which never blocks, lags behind the read loop.
+	if err := sub.SetPendingLimits(-1, -1); err != nil {
+		rc.Close()
+		return nil, fmt.Errorf("new mux: subscribe: %w", err)
+	}
 	sub.SetClosedHandler(func(string) { m.fail(nats.ErrConnectionClosed) })
 	m.sub = sub
 	// Bounded by the connection's own timeout (2 s by default), not

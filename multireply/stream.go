@@ -102,8 +102,8 @@ type inbox interface {
 	// dropped; more may follow).
 	next(until time.Time) (*nats.Msg, error)
 	// finish ends the gather's subscription or token and returns how many
-	// replies were dropped for it and how many were left unread. It is
-	// called once, before the Result is made, so a reply that comes later
+	// replies were dropped for it and how many were left unread. It acts
+	// once, before the Result is made (later calls return the same counts), so a reply that comes later
 	// is not the gather's any more (the Mux counts it in Late).
 	finish() (dropped, unread int)
 }
@@ -125,6 +125,10 @@ func collect(ctx context.Context, c *config, start, deadline time.Time, in inbox
 		res.Dropped, res.Unread = in.finish()
 		return result(res, reason, start, c.now(), subject, err)
 	}
+	// A panic in the consumer's loop body (or its sentinel) passes through
+	// here: release the subscription or token on that way out too. finish
+	// runs once; later calls only return its counts.
+	defer in.finish()
 	for {
 		m, err := in.next(until)
 		switch {

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Many goroutines on one Mux while its connection nc drains at a random
+// moment, as on a deploy. Laws: no gather in flight is ended by the drain
+// (StopClosed only for a gather refused before sending, once nc only
+// flushes or has closed); every gather's stop-reason rules; Received() ==
+// Σ(Count + Skipped + Dropped) + Late(); the Mux never received more than
+// the responders sent; and once nc has closed and the last gather ended,
+// the Mux's own connection closes without a Close.
+func TestStressMuxThroughDrain(t *testing.T) {
+	seed, rounds, goroutines, gathers := stressConfig(t)
+	env := newEnv(t)
+	const responders = 3
+	rs := newStressResponders(t, connect(t, env, "responders"), "stress", responders)
+	for round := range rounds {
+		nc := connect(t, env, "requester")
+		m, err := NewMux(nc)
+		require.NoError(t, err)
+		rng := rand.New(rand.NewPCG(seed, uint64(round)|1<<40))
+		drainAt := 1 + rng.IntN(goroutines*gathers)
+		sentBefore := rs.total.Load()
+		var started atomic.Int64
+		var wg sync.WaitGroup
+		results := make([][]*stressGather, goroutines)
+		for gi := range goroutines {
+			grng := rand.New(rand.NewPCG(seed, uint64(round)<<32|uint64(gi)|1<<40))
+			wg.Go(func() {
+				for j := range gathers {
+					if started.Add(1) == int64(drainAt) {
+						assert.NoError(t, nc.Drain())
+					}
+					g := &stressGather{id: fmt.Sprintf("d%d.%d.%d", round, gi, j)}
+					g.run(grng, m, responders)
+					results[gi] = append(results[gi], g)
+				}
+			})
+		}
+		wg.Wait()
+		require.Eventually(t, nc.IsClosed, 30*time.Second, time.Millisecond)
+		require.Eventually(t, m.rc.IsClosed, 30*time.Second, time.Millisecond, "round %d: the Mux's connection left open", round)
+
+		var counted int
+		for _, gs := range results {
+			for _, g := range gs {
+				what := fmt.Sprintf("round %d gather %s: %+v, %v", round, g.id, g.res, g.err)
+				switch {
+				case g.res.Reason == StopNone:
+					assert.True(t, errors.Is(g.err, nats.ErrConnectionDraining) || errors.Is(g.err, nats.ErrConnectionClosed), what)
+					continue
+				case g.res.Reason == StopClosed:
+					assert.Zero(t, g.res.Count+g.res.Skipped+g.res.Dropped+g.res.Unread, "a gather in flight ended by the drain: "+what)
+				}
+				g.check(t, rs.sentFor(g.id), true)
+				counted += g.res.Count + g.res.Skipped + g.res.Dropped
+			}
+		}
+		assert.Equal(t, m.Received(), counted+m.Late(), "round %d: received = handed + skipped + dropped + late", round)
+		assert.LessOrEqual(t, m.Received(), int(rs.total.Load()-sentBefore), "round %d", round)
+		require.NoError(t, m.Close())
+	}
+}
