@@ -44,11 +44,15 @@ func runDie(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 		return err
 	}
 	victim := members[0]
-	nc, err := env.Connect("requester")
+	nc, err := connectRequester(env)
 	if err != nil {
 		return err
 	}
 	writeHeader(w, cfg, len(members))
+	writePlacement(w, env, members, nc)
+	if err := awaitMembers(ctx, w, nc, cfg, cli.AllOf(names(members)...)); err != nil {
+		return err
+	}
 	fmt.Fprintf(w, "%s dies (closes its connection without draining) as it takes its request #%d\n", victim.Name, DieAt)
 
 	// A retry must not be routed to the dead member: before the first one,
@@ -115,7 +119,7 @@ func runDie(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 // requests were not answered exactly once, and is an error too if the last
 // request is answered or fails otherwise.
 func runGone(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
-	members, nc, err := startGroup(env, cfg, w)
+	members, nc, err := startGroup(ctx, env, cfg, w)
 	if err != nil {
 		return err
 	}
@@ -143,6 +147,19 @@ func runGone(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(w, "all %s drained: nobody subscribes to %q any more\n", plural(len(members), "member"), Subject)
+
+	// On a cluster the requester's node learns of the departures
+	// asynchronously; until it has, a request would be routed to a node
+	// whose member is gone and time out. Wait until a probe gets no
+	// responders: then their interest is gone everywhere the request
+	// could go.
+	p, err := cli.AwaitNoResponders(ctx, nc, Subject, setupTimeout(cfg.Timeout))
+	if err != nil {
+		return fmt.Errorf("waiting for the members' interest to go: %w", err)
+	}
+	if p.Delayed() {
+		fmt.Fprintf(w, "interest: waited %s for the members' interest to leave %s, with %d readiness probes\n", ms(p.Waited), cli.ServerName(nc), p.Probes)
+	}
 
 	// The next request: no responders, at once.
 	n := cfg.Requests + 1

@@ -220,6 +220,8 @@ func startWorkers(env *cli.Env, cfg Config, first, n int, opts func(i int, o *Me
 		if i == 1 {
 			o.Delay = cfg.Slow
 		}
+		// Round-robin over the nodes: worker-1 on the first.
+		o.Node = env.ResponderNode(i - 1)
 		if opts != nil {
 			opts(i, &o)
 		}
@@ -254,17 +256,23 @@ func settleAll(members ...*Member) func(ctx context.Context) error {
 }
 
 // startGroup is how the drain, scale and gone demos begin: cfg.Workers
-// members, a requester on its own connection, and the header line.
-func startGroup(env *cli.Env, cfg Config, w io.Writer) ([]*Member, *nats.Conn, error) {
+// members, a requester on its own connection (on another node than
+// worker-1's when there are several), the header line, and a wait until
+// every member's interest is visible from the requester's node.
+func startGroup(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) ([]*Member, *nats.Conn, error) {
 	members, err := startWorkers(env, cfg, 1, cfg.Workers, nil)
 	if err != nil {
 		return nil, nil, err
 	}
-	nc, err := env.Connect("requester")
+	nc, err := connectRequester(env)
 	if err != nil {
 		return nil, nil, err
 	}
 	writeHeader(w, cfg, len(members))
+	writePlacement(w, env, members, nc)
+	if err := awaitMembers(ctx, w, nc, cfg, cli.AllOf(names(members)...)); err != nil {
+		return nil, nil, err
+	}
 	return members, nc, nil
 }
 

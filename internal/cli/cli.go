@@ -102,6 +102,7 @@ func Exec(fs *flag.FlagSet, args []string, check func() error, run func(ctx cont
 	if fs.Lookup("reconnect-wait") == nil {
 		reconnect.AddFlags(fs)
 	}
+	topology := topologyFlag(fs) // -cluster, unless the program registered it
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -130,7 +131,7 @@ func Exec(fs *flag.FlagSet, args []string, check func() error, run func(ctx cont
 	defer stop()
 	ctx, cancel := context.WithCancelCause(sigCtx)
 	defer cancel(nil)
-	env, err := FromEnvironment(name, getenv, stderr)
+	env, err := FromTopology(name, *topology, getenv, stderr)
 	if err != nil {
 		if errors.Is(err, ErrUsage) {
 			return usage(err)
