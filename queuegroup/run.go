@@ -59,6 +59,12 @@ const (
 	DemoSlow Demo = "slow"
 	// DemoMicro: the same work as a micro service, counts from $SRV.STATS.
 	DemoMicro Demo = "micro"
+	// DemoLeaf: members on a hub and on a leaf node; requests from the
+	// leaf stay local while they can.
+	DemoLeaf Demo = "leaf"
+	// DemoGeo: members in two clusters of a supercluster; requests stay in
+	// their own cluster while they can.
+	DemoGeo Demo = "geo"
 )
 
 // DemoInfo says what a demo shows.
@@ -77,6 +83,8 @@ var Demos = []DemoInfo{
 	{DemoGone, "every member drains; the next request fails at once with no responders"},
 	{DemoSlow, "worker-1 is slower (-slow, 10ms if unset): latency with more members or fewer in flight"},
 	{DemoMicro, "-workers instances of a nats.go/micro service share requests; counts read from $SRV.STATS"},
+	{DemoLeaf, "members on a hub and a leaf node: the leaf's requests go to its own member, fail over to the hub's when it drains, come back"},
+	{DemoGeo, "members in east and west (a supercluster): east's requests stay in east, cross the gateway when east has none, come back"},
 }
 
 // Config is what the queuegroup program was asked to do.
@@ -104,6 +112,9 @@ type Config struct {
 	Retry bool
 	// Mode: both halves, or only -serve or -request (share and micro only).
 	Mode cli.Mode
+	// Topology is the embedded topology when NATS_URL is unset: -cluster
+	// N, or the hub and leaf of DemoLeaf, the supercluster of DemoGeo.
+	Topology cli.Topology
 
 	// afterDeath, for tests, runs in the die demo after the dying member has
 	// closed its connection and before any retry is sent: there the tests
@@ -202,6 +213,10 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 		return runSlow(ctx, env, cfg, w)
 	case DemoMicro:
 		return runMicro(ctx, env, cfg, w)
+	case DemoLeaf:
+		return runLeaf(ctx, env, cfg, w)
+	case DemoGeo:
+		return runGeo(ctx, env, cfg, w)
 	default:
 		return runShare(ctx, env, cfg, w)
 	}
