@@ -60,7 +60,7 @@ type Env struct {
 	drainFor time.Duration // DrainTimeout; shorter in tests
 	scrub    *scrubber
 	embedded *server.Server
-	net      network // the nodes; embedded ones are stopped by Close (topology.go)
+	net      network    // the nodes; embedded ones are stopped by Close (topology.go)
 	outMu    sync.Mutex // serializes lines on Stderr
 
 	mu       sync.Mutex
