@@ -266,7 +266,9 @@ func runMicro(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error 
 		for _, in := range instances {
 			all = append(all, in.Name)
 		}
-		want = cli.AllOf(all...)
+		// Settled: no probe may still be on its way when the stats are
+		// reset.
+		want = cli.AllOf(all...).Settled()
 	}
 	p, err := cli.AwaitResponders(ctx, nc, MicroSubject, want, setupTimeout(cfg.Timeout))
 	if err != nil {
@@ -275,7 +277,13 @@ func runMicro(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error 
 	if p.Delayed() {
 		fmt.Fprintf(w, "interest: waited %s for the instances to be visible from %s, with %d readiness probes\n", ms(p.Waited), cli.ServerName(nc), p.Probes)
 	}
+	// micro counts a request once its handler has returned: settle each
+	// instance (its handler has returned for every probe it answered)
+	// before the reset.
 	for _, in := range instances {
+		if err := in.settle(ctx); err != nil {
+			return err
+		}
 		in.svc.Reset()
 	}
 	who := plural(cfg.Workers, "instance")

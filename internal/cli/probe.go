@@ -53,8 +53,21 @@ func AnswerProbe(m *nats.Msg, name string) bool {
 
 // Want says which responders' answers end the wait.
 type Want struct {
-	names []string
-	all   bool
+	names   []string
+	all     bool
+	settled bool
+}
+
+// Settled returns w that, once met, also waits until every probe sent has
+// been answered (or got no responders), within the same bound: for
+// responders that count probes as work (a nats.go/micro endpoint counts
+// every request in its stats), so that counts reset after the wait are not
+// raised by a probe still on its way. A probe lost on the way (routed to a
+// server whose responder just left) makes it wait out the bound; the wait
+// still succeeds.
+func (w Want) Settled() Want {
+	w.settled = true
+	return w
 }
 
 // AnyResponder is satisfied by any answer: someone serves the subject and
@@ -143,7 +156,7 @@ func (p Probed) String() string {
 // publish error. A server without header support cannot carry a probe:
 // then nothing is sent and Probed.Skipped is set, with a nil error.
 func AwaitResponders(ctx context.Context, nc *nats.Conn, subject string, want Want, timeout time.Duration) (Probed, error) {
-	return probe(ctx, nc, subject, timeout, func(seen map[string]bool, _ bool) bool { return want.met(seen) },
+	return probe(ctx, nc, subject, timeout, want.settled, func(seen map[string]bool, _ bool) bool { return want.met(seen) },
 		func(seen map[string]bool, noResponders bool) error {
 			if noResponders && len(seen) == 0 {
 				return fmt.Errorf("probe %q: nobody's interest reached %s: %w", subject, ServerName(nc), nats.ErrNoResponders)
@@ -162,7 +175,7 @@ func AwaitResponders(ctx context.Context, nc *nats.Conn, subject string, want Wa
 // nats.ErrTimeout when it did not happen in time; ctx's; nats.go's. A
 // server without header support: Probed.Skipped, nil.
 func AwaitNoResponders(ctx context.Context, nc *nats.Conn, subject string, timeout time.Duration) (Probed, error) {
-	return probe(ctx, nc, subject, timeout, func(_ map[string]bool, noResponders bool) bool { return noResponders },
+	return probe(ctx, nc, subject, timeout, false, func(_ map[string]bool, noResponders bool) bool { return noResponders },
 		func(seen map[string]bool, _ bool) error {
 			return fmt.Errorf("probe %q: interest still visible from %s (answered by %d responders): %w", subject, ServerName(nc), len(seen), nats.ErrTimeout)
 		})
@@ -170,8 +183,10 @@ func AwaitNoResponders(ctx context.Context, nc *nats.Conn, subject string, timeo
 
 // probe is the loop of AwaitResponders and AwaitNoResponders: done says
 // when the answers so far (and whether the last answer was a no-responders
-// status) end the wait; fail makes the error when the timeout passes.
-func probe(ctx context.Context, nc *nats.Conn, subject string, timeout time.Duration,
+// status) end the wait; fail makes the error when the timeout passes; with
+// settle, a wait that is done goes on until every probe is accounted for
+// (see Want.Settled).
+func probe(ctx context.Context, nc *nats.Conn, subject string, timeout time.Duration, settle bool,
 	done func(seen map[string]bool, noResponders bool) bool, fail func(seen map[string]bool, noResponders bool) error) (Probed, error) {
 	var p Probed
 	if !nc.HeadersSupported() {
@@ -188,6 +203,11 @@ func probe(ctx context.Context, nc *nats.Conn, subject string, timeout time.Dura
 	deadline := start.Add(timeout)
 	seen := map[string]bool{}
 	noResponders := false
+	// Probes accounted for: those answered (by number), and those that got
+	// no responders, which nobody answers.
+	answered := map[string]bool{}
+	refused := 0
+	accounted := func() bool { return len(answered)+refused >= p.Probes }
 	step := time.Millisecond
 	for {
 		p.Probes++
@@ -225,8 +245,10 @@ func probe(ctx context.Context, nc *nats.Conn, subject string, timeout time.Dura
 			}
 			if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
 				noResponders = true
+				refused++
 			} else {
 				noResponders = false
+				answered[m.Subject] = true
 				if name := string(m.Data); !seen[name] {
 					seen[name] = true
 					p.Seen = append(p.Seen, name)
@@ -235,6 +257,9 @@ func probe(ctx context.Context, nc *nats.Conn, subject string, timeout time.Dura
 			}
 			if done(seen, noResponders) {
 				p.Waited = time.Since(start)
+				if settle && !accounted() {
+					return p, p.settle(ctx, sub, deadline, answered, &refused, accounted)
+				}
 				return p, nil
 			}
 			if news {
@@ -251,6 +276,32 @@ func probe(ctx context.Context, nc *nats.Conn, subject string, timeout time.Dura
 			step = min(2*step, ProbeStepMax)
 		}
 	}
+}
+
+// settle reads answers to the probes still unanswered until every probe
+// is accounted for, deadline passes (not an error: a probe may have been
+// lost), or ctx ends (its error).
+func (p *Probed) settle(ctx context.Context, sub *nats.Subscription, deadline time.Time, answered map[string]bool, refused *int, accounted func() bool) error {
+	for !accounted() {
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return nil
+		}
+		wctx, cancel := context.WithTimeout(ctx, wait)
+		m, err := sub.NextMsgWithContext(wctx)
+		cancel()
+		switch {
+		case errors.Is(err, nats.ErrNoResponders):
+			*refused++
+		case ctx.Err() != nil:
+			return fmt.Errorf("probe %q: %w", sub.Subject, ctx.Err())
+		case err != nil:
+			return nil // the deadline, or the connection: the wait was met
+		default:
+			answered[m.Subject] = true
+		}
+	}
+	return nil
 }
 
 // ms formats d in milliseconds with two decimals.

@@ -256,6 +256,8 @@ func TestSeparateProcesses(t *testing.T) {
 		{"queuegroup", []string{"-demo", "drain", "-requests", "60", "-concurrency", "4"}},
 		{"queuegroup", []string{"-demo", "scale", "-requests", "60", "-concurrency", "4"}},
 		{"queuegroup", []string{"-demo", "gone", "-requests", "60", "-concurrency", "4"}},
+		{"queuegroup", []string{"-demo", "die", "-requests", "60", "-concurrency", "4", "-retry"}},
+		{"queuegroup", []string{"-demo", "micro", "-requests", "60", "-concurrency", "4"}},
 	}
 	if os.Getenv("E2E_ALL") == "1" {
 		programs = append(programs,
@@ -267,15 +269,21 @@ func TestSeparateProcesses(t *testing.T) {
 	n := runs(t)
 	for _, p := range programs {
 		t.Run(p.name+" "+strings.Join(p.args, " "), func(t *testing.T) {
-			failures := 0
+			failures, transit, waited := 0, 0, 0
 			for i := range n {
 				code, stdout, stderr := run(t, bin, url, p.name, p.args...)
 				if code != 0 {
 					failures++
 					t.Errorf("run %d of %d: exit %d\n%s%s", i+1, n, code, stdout, stderr)
 				}
+				if strings.Contains(stdout, "in transit:") {
+					transit++
+				}
+				if strings.Contains(stdout, "interest: waited") {
+					waited++
+				}
 			}
-			t.Logf("%d runs, %d failures", n, failures)
+			t.Logf("%d runs, %d failures; %d waited for interest with more than one probe; %d counted requests lost in transit (no guarantee; exit 0)", n, failures, waited, transit)
 		})
 	}
 }
