@@ -166,7 +166,7 @@ func runGone(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 		return fmt.Errorf("waiting for the members' interest to go: %w", err)
 	}
 	if p.Delayed() {
-		fmt.Fprintf(w, "interest: waited %s for the members' interest to leave %s, with %d readiness probes\n", ms(p.Waited), cli.ServerName(nc), p.Probes)
+		fmt.Fprintf(w, "interest: waited %s for the members' interest to leave %s: %s\n", ms(p.Waited), cli.ServerName(nc), p)
 	}
 
 	// The next request: no responders, at once.

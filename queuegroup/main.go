@@ -6,7 +6,13 @@
 // one reply, and prints how many each worker handled. Demos show the other
 // questions: plain subscribers and two groups on one subject, draining or
 // adding a member under load, a member that dies, all members gone, a slow
-// member, and the same work as a nats.go/micro service.
+// member, the same work as a nats.go/micro service, and where requests go
+// from a leaf node (-demo leaf) and across the gateways of a supercluster
+// (-demo geo). -cluster N runs any other demo on an embedded cluster of N
+// nodes, the members spread over them and the requester on another node
+// than worker-1's; before the first request, and after each change of the
+// group, the requester waits until the members' interest is visible from
+// its node (readiness probes, see topology.go).
 //
 //	go run ./queuegroup [-demo share|mixed|drain|scale|die|gone|slow|micro|leaf|geo]
 //	    [-workers 3] [-requests 30] [-concurrency 1] [-timeout 1s]

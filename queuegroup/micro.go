@@ -275,7 +275,7 @@ func runMicro(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error 
 		return fmt.Errorf("waiting for the instances' interest: %w", err)
 	}
 	if p.Delayed() {
-		fmt.Fprintf(w, "interest: waited %s for the instances to be visible from %s, with %d readiness probes\n", ms(p.Waited), cli.ServerName(nc), p.Probes)
+		fmt.Fprintf(w, "interest: waited %s for the instances to be visible from %s: %s\n", ms(p.Waited), cli.ServerName(nc), p)
 	}
 	// micro counts a request once its handler has returned: settle each
 	// instance (its handler has returned for every probe it answered)

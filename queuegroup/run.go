@@ -183,7 +183,10 @@ func (cfg *Config) Check() error {
 // the members and serves until ctx ends; with cfg.Mode.Request it only
 // sends the requests, to members running elsewhere. What each demo does and
 // prints is in Demos and in the comment on its function (runShare,
-// runMixed, runDrain, runScale, runDie, runGone, runSlow, runMicro).
+// runMixed, runDrain, runScale, runDie, runGone, runSlow, runMicro,
+// runLeaf, runGeo). On several nodes, a request lost in transit to a member
+// that had just left is counted and reported, not an error (see
+// writeInTransit).
 //
 // Errors: an error wrapping cli.ErrUsage for a cfg that fails Check
 // (nothing connects); ErrNotVerified when a demo that expects every request

@@ -36,8 +36,7 @@ func awaitMembers(ctx context.Context, w io.Writer, nc *nats.Conn, cfg Config, w
 		return fmt.Errorf("waiting for the members' interest: %w", err)
 	}
 	if p.Delayed() {
-		fmt.Fprintf(w, "interest: waited %s for the members to be visible from %s, with %d readiness probes (answered by %s)\n",
-			ms(p.Waited), cli.ServerName(nc), p.Probes, strings.Join(p.Seen, ", "))
+		fmt.Fprintf(w, "interest: waited %s for the members to be visible from %s: %s\n", ms(p.Waited), cli.ServerName(nc), p)
 	}
 	return nil
 }

@@ -304,3 +304,31 @@ func TestProbeErrors(t *testing.T) {
 	_, err = cli.AwaitResponders(cctx, nc, "nobody.here", cli.AnyResponder(), time.Second)
 	require.True(t, errors.Is(err, context.Canceled), "%v", err)
 }
+
+// TestInTransit: only timeouts, with nothing else wrong, can be requests
+// lost in transit; with -retry, those retried.
+func TestInTransit(t *testing.T) {
+	tests := []struct {
+		name  string
+		res   Result
+		retry bool
+		want  int
+	}{
+		{name: "none", res: Result{Requests: 10, Answered: 10}},
+		{name: "timeouts", res: Result{Requests: 10, Answered: 8, TimedOut: 2}, want: 2},
+		{name: "retried", res: Result{Requests: 10, Answered: 10, Retried: 2, RetryAnswered: 2}, retry: true, want: 2},
+		{name: "a duplicate is a bug", res: Result{Requests: 10, Answered: 8, TimedOut: 2, Duplicates: 1}},
+		{name: "a late reply is not lost", res: Result{Requests: 10, Answered: 8, TimedOut: 2, Late: 1}},
+		{name: "failed", res: Result{Requests: 10, Answered: 8, TimedOut: 1, Failed: 1}},
+		{name: "error replies", res: Result{Requests: 10, Answered: 8, TimedOut: 2, Errors: 1}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, inTransit(&tc.res, tc.retry))
+		})
+	}
+	var out bytes.Buffer
+	writeInTransit(&out, 2, "worker-1", false)
+	assert.Contains(t, out.String(), "NATS gives no guarantee")
+	assert.Contains(t, out.String(), "run with -retry")
+}

@@ -123,21 +123,34 @@ type Probed struct {
 	Probes int
 	// Seen lists the names that answered, in order of first answer.
 	Seen []string
+	// Refused is how many probes got no responders: nobody's interest was
+	// visible yet.
+	Refused int
+	// Unanswered is how many probes got no answer at all within their
+	// pause: the interest was not there yet, or the answer was slow.
+	Unanswered int
 	// Skipped is set when the server has no header support, which probes
 	// need: nothing was sent and nothing is known.
 	Skipped bool
 }
 
-// Delayed reports whether the wait took more than the first probe: the
-// interest was not yet visible when it began.
-func (p Probed) Delayed() bool { return p.Probes > 1 }
+// Delayed reports whether the interest was not all there at once: a probe
+// got no responders, or no answer within its pause. (Probes answered by a
+// member already seen, as AllOf needs with a queue group, are no delay.)
+func (p Probed) Delayed() bool { return p.Refused > 0 || p.Unanswered > 0 }
 
-// String says what the wait took, for a program's output.
+// String says what the probes saw, for a program's output (Waited is
+// for the caller to print).
 func (p Probed) String() string {
 	if p.Skipped {
 		return "no readiness probe (the server does not support headers)"
 	}
-	return fmt.Sprintf("%s in %s (%d probes)", ms(p.Waited), strings.Join(p.Seen, ", "), p.Probes)
+	who := "nobody"
+	if len(p.Seen) > 0 {
+		who = strings.Join(p.Seen, ", ")
+	}
+	return fmt.Sprintf("%d probes (%d got no responders, %d no answer within their pause), answered by %s",
+		p.Probes, p.Refused, p.Unanswered, who)
 }
 
 // AwaitResponders probes subject from nc until want is met or timeout
@@ -217,7 +230,7 @@ func probe(ctx context.Context, nc *nats.Conn, subject string, timeout time.Dura
 			return p, fmt.Errorf("probe %q: %w", subject, err)
 		}
 		// Collect answers until this step's pause is over or the wait ends.
-		news := false
+		news, heard := false, false
 		stepEnd := time.Now().Add(step)
 		for {
 			wait := min(time.Until(stepEnd), time.Until(deadline))
@@ -243,9 +256,11 @@ func probe(ctx context.Context, nc *nats.Conn, subject string, timeout time.Dura
 				p.Waited = time.Since(start)
 				return p, fmt.Errorf("probe %q: %w", subject, err)
 			}
+			heard = true
 			if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
 				noResponders = true
 				refused++
+				p.Refused++
 			} else {
 				noResponders = false
 				answered[m.Subject] = true
@@ -265,6 +280,9 @@ func probe(ctx context.Context, nc *nats.Conn, subject string, timeout time.Dura
 			if news {
 				break // a new name: probe again at once
 			}
+		}
+		if !heard {
+			p.Unanswered++
 		}
 		if time.Now().After(deadline) {
 			p.Waited = time.Since(start)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"flag"
 	"regexp"
-	"strings"
 	"testing"
 	"time"
 
@@ -165,5 +164,5 @@ func TestAwaitRespondersAcrossACluster(t *testing.T) {
 	require.NoError(t, err)
 	assert.ElementsMatch(t, []string{"node-1", "node-3"}, p.Seen)
 	assert.Empty(t, work, "a probe counted as work")
-	assert.True(t, strings.HasSuffix(p.String(), "probes)"))
+	assert.Contains(t, p.String(), "answered by node-")
 }
