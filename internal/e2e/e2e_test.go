@@ -283,7 +283,7 @@ func TestSeparateProcesses(t *testing.T) {
 					waited++
 				}
 			}
-			t.Logf("%d runs, %d failures; %d waited for interest with more than one probe; %d counted requests lost in transit (no guarantee; exit 0)", n, failures, waited, transit)
+			t.Logf("%d runs, %d failures; %d printed a wait for interest; %d counted requests lost in transit (no guarantee; exit 0)", n, failures, waited, transit)
 		})
 	}
 }
