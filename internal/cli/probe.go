@@ -321,8 +321,3 @@ func (p *Probed) settle(ctx context.Context, sub *nats.Subscription, deadline ti
 	}
 	return nil
 }
-
-// ms formats d in milliseconds with two decimals.
-func ms(d time.Duration) string {
-	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 2, 64) + " ms"
-}
