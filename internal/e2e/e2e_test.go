@@ -61,16 +61,12 @@ func binaries(t *testing.T) string {
 		if built.err != nil {
 			return
 		}
-		for _, pkg := range []string{"github.com/nats-io/nats-server/v2", "reqreply/queuegroup", "reqreply/singlereply", "reqreply/noresponders", "reqreply/multireply"} {
-			name := filepath.Base(pkg)
-			if name == "v2" {
-				name = "nats-server"
-			}
-			cmd := exec.Command("go", "build", "-o", filepath.Join(built.dir, name), pkg)
-			if out, err := cmd.CombinedOutput(); err != nil {
-				built.err = fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
-				return
-			}
+		// One go build for all: -o to a directory writes each main
+		// package's binary there (nats-server's named without /v2).
+		args := []string{"build", "-o", built.dir + string(os.PathSeparator),
+			"github.com/nats-io/nats-server/v2", "reqreply/queuegroup", "reqreply/singlereply", "reqreply/noresponders", "reqreply/multireply"}
+		if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out)
 		}
 	})
 	require.NoError(t, built.err)
@@ -256,7 +252,7 @@ func TestSeparateProcesses(t *testing.T) {
 		{"queuegroup", []string{"-demo", "drain", "-requests", "60", "-concurrency", "4"}},
 		{"queuegroup", []string{"-demo", "scale", "-requests", "60", "-concurrency", "4"}},
 		{"queuegroup", []string{"-demo", "gone", "-requests", "60", "-concurrency", "4"}},
-		{"queuegroup", []string{"-demo", "die", "-requests", "60", "-concurrency", "4", "-retry"}},
+		{"queuegroup", []string{"-demo", "die", "-requests", "60", "-concurrency", "4", "-retry", "-timeout", "250ms"}},
 		{"queuegroup", []string{"-demo", "micro", "-requests", "60", "-concurrency", "4"}},
 	}
 	if os.Getenv("E2E_ALL") == "1" {
