@@ -126,7 +126,11 @@ type network struct {
 // error wraps testserver.ErrNotReady when the topology does not form.
 func FromTopology(scenario string, t Topology, getenv func(string) string, stderr io.Writer) (*Env, error) {
 	if strings.TrimSpace(getenv("NATS_URL")) != "" && t.Kind != Single {
-		return nil, Usagef("this run starts an embedded %s; with NATS_URL set the servers are yours (unset NATS_URL, or drop -cluster)", t.describe())
+		fix := "unset NATS_URL"
+		if t.Kind == Cluster {
+			fix += ", or drop -cluster"
+		}
+		return nil, Usagef("this run starts an embedded %s; with NATS_URL set the servers are yours (%s)", t.describe(), fix)
 	}
 	if t.Kind == Single {
 		return FromEnvironment(scenario, getenv, stderr)
