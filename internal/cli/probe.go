@@ -33,6 +33,13 @@ const ProbeHeader = "Reqreply-Probe"
 // the pause starts at 1 ms and doubles up to 50 ms.
 const ProbeStepMax = 50 * time.Millisecond
 
+// ProbeNoRespondersFor is how long AwaitResponders keeps probing while
+// every answer is no responders before it concludes that nobody serves the
+// subject: 500 ms (or the wait's timeout, if shorter). Interest crosses a
+// route, a leaf connection or a gateway within milliseconds on a healthy
+// system, so this keeps a requester that nobody serves failing fast.
+const ProbeNoRespondersFor = 500 * time.Millisecond
+
 // IsProbe reports whether m is a readiness probe.
 func IsProbe(m *nats.Msg) bool { return m.Header != nil && m.Header.Get(ProbeHeader) != "" }
 
@@ -163,13 +170,15 @@ func (p Probed) String() string {
 // out too.
 //
 // Errors: nil once want is met; an error wrapping nats.ErrNoResponders when
-// the timeout passed and the last answers were no-responders statuses, or
+// nobody has answered and probes have got no responders for
+// ProbeNoRespondersFor (nobody serves the subject: a requester fails fast),
+// or the timeout passed and the last answers were no-responders statuses;
 // nats.ErrTimeout when it passed otherwise (the names still missing are in
 // the message); ctx's error when it ends first; nats.go's subscribe or
 // publish error. A server without header support cannot carry a probe:
 // then nothing is sent and Probed.Skipped is set, with a nil error.
 func AwaitResponders(ctx context.Context, nc *nats.Conn, subject string, want Want, timeout time.Duration) (Probed, error) {
-	return probe(ctx, nc, subject, timeout, want.settled, func(seen map[string]bool, _ bool) bool { return want.met(seen) },
+	return probe(ctx, nc, subject, timeout, want.settled, true, func(seen map[string]bool, _ bool) bool { return want.met(seen) },
 		func(seen map[string]bool, noResponders bool) error {
 			if noResponders && len(seen) == 0 {
 				return fmt.Errorf("probe %q: nobody's interest reached %s: %w", subject, ServerName(nc), nats.ErrNoResponders)
@@ -188,7 +197,7 @@ func AwaitResponders(ctx context.Context, nc *nats.Conn, subject string, want Wa
 // nats.ErrTimeout when it did not happen in time; ctx's; nats.go's. A
 // server without header support: Probed.Skipped, nil.
 func AwaitNoResponders(ctx context.Context, nc *nats.Conn, subject string, timeout time.Duration) (Probed, error) {
-	return probe(ctx, nc, subject, timeout, false, func(_ map[string]bool, noResponders bool) bool { return noResponders },
+	return probe(ctx, nc, subject, timeout, false, false, func(_ map[string]bool, noResponders bool) bool { return noResponders },
 		func(seen map[string]bool, _ bool) error {
 			return fmt.Errorf("probe %q: interest still visible from %s (answered by %d responders): %w", subject, ServerName(nc), len(seen), nats.ErrTimeout)
 		})
@@ -198,8 +207,9 @@ func AwaitNoResponders(ctx context.Context, nc *nats.Conn, subject string, timeo
 // when the answers so far (and whether the last answer was a no-responders
 // status) end the wait; fail makes the error when the timeout passes; with
 // settle, a wait that is done goes on until every probe is accounted for
-// (see Want.Settled).
-func probe(ctx context.Context, nc *nats.Conn, subject string, timeout time.Duration, settle bool,
+// (see Want.Settled); with failFast, probes that have got nothing but no
+// responders for ProbeNoRespondersFor end the wait with fail.
+func probe(ctx context.Context, nc *nats.Conn, subject string, timeout time.Duration, settle, failFast bool,
 	done func(seen map[string]bool, noResponders bool) bool, fail func(seen map[string]bool, noResponders bool) error) (Probed, error) {
 	var p Probed
 	if !nc.HeadersSupported() {
@@ -284,7 +294,8 @@ func probe(ctx context.Context, nc *nats.Conn, subject string, timeout time.Dura
 		if !heard {
 			p.Unanswered++
 		}
-		if time.Now().After(deadline) {
+		nobody := failFast && len(seen) == 0 && p.Refused > 0 && time.Since(start) >= ProbeNoRespondersFor
+		if time.Now().After(deadline) || nobody {
 			p.Waited = time.Since(start)
 			return p, fail(seen, noResponders)
 		}
