@@ -35,6 +35,15 @@ func TestFlagCombinations(t *testing.T) {
 		{args: "-demo micro -request -workers 2", want: "-workers does nothing with -request"},
 		{args: "-demo die -serve", want: "-serve and -request work with -demo share or micro"},
 		{args: "extra", want: "takes flags only"},
+		{args: "-cluster 3", want: "with NATS_URL set the servers are yours"},
+		{args: "-cluster 3", unset: true},
+		{args: "-cluster 9", unset: true, want: "-cluster"},
+		{args: "-demo leaf", unset: true},
+		{args: "-demo geo -requests 5", unset: true},
+		{args: "-demo leaf", want: "hub with a leaf node; with NATS_URL set"},
+		{args: "-demo geo", want: "supercluster"},
+		{args: "-demo leaf -cluster 3", unset: true, want: "-cluster does nothing with -demo leaf"},
+		{args: "-demo geo -workers 2", unset: true, want: "-workers does nothing with -demo geo"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.args, func(t *testing.T) {

@@ -6,11 +6,17 @@
 // one reply, and prints how many each worker handled. Demos show the other
 // questions: plain subscribers and two groups on one subject, draining or
 // adding a member under load, a member that dies, all members gone, a slow
-// member, and the same work as a nats.go/micro service.
+// member, the same work as a nats.go/micro service, and where requests go
+// from a leaf node (-demo leaf) and across the gateways of a supercluster
+// (-demo geo). -cluster N runs any other demo on an embedded cluster of N
+// nodes, the members spread over them and the requester on another node
+// than worker-1's; before the first request, and after each change of the
+// group, the requester waits until the members' interest is visible from
+// its node (readiness probes, see topology.go).
 //
-//	go run ./queuegroup [-demo share|mixed|drain|scale|die|gone|slow|micro]
+//	go run ./queuegroup [-demo share|mixed|drain|scale|die|gone|slow|micro|leaf|geo]
 //	    [-workers 3] [-requests 30] [-concurrency 1] [-timeout 1s]
-//	    [-slow 0] [-retry] [-serve | -request]
+//	    [-slow 0] [-retry] [-cluster 1] [-serve | -request]
 package main
 
 import (
@@ -36,7 +42,7 @@ func main() {
 // -retry; -request starts no member: no -workers, -slow), then cfg.Check.
 func flags(cfg *Config) (*flag.FlagSet, func() error) {
 	fs := flag.NewFlagSet("queuegroup", flag.ContinueOnError)
-	demo := fs.String("demo", string(DemoShare), "the run to show: share, mixed, drain, scale, die, gone, slow or micro")
+	demo := fs.String("demo", string(DemoShare), "the run to show: share, mixed, drain, scale, die, gone, slow, micro, leaf or geo")
 	fs.IntVar(&cfg.Workers, "workers", DefaultWorkers, "queue group members (micro instances), each on its own connection")
 	fs.IntVar(&cfg.Requests, "requests", DefaultRequests, "requests to send")
 	fs.IntVar(&cfg.Concurrency, "concurrency", DefaultConcurrency, "requests in flight at once (more than -requests means all at once)")
@@ -44,6 +50,7 @@ func flags(cfg *Config) (*flag.FlagSet, func() error) {
 	fs.DurationVar(&cfg.Slow, "slow", 0, "make worker-1 this much slower per request (-demo slow: 10ms if unset)")
 	fs.BoolVar(&cfg.Retry, "retry", false, "re-send a timed-out request once (needs an idempotent handler)")
 	cfg.Mode.AddFlags(fs)
+	cfg.Topology.AddFlags(fs)
 	fs.Usage = func() {
 		out := fs.Output()
 		fmt.Fprintln(out, "usage: queuegroup [flags]")
@@ -70,6 +77,17 @@ func flags(cfg *Config) (*flag.FlagSet, func() error) {
 		if cfg.Mode.Request {
 			if err := cli.Refuse(set, "with -request, which runs only the requester", "workers", "slow"); err != nil {
 				return err
+			}
+		}
+		// The leaf and geo demos bring their own topology.
+		switch cfg.Demo {
+		case DemoLeaf, DemoGeo:
+			if err := cli.Refuse(set, "with -demo "+string(cfg.Demo)+", which starts its own servers and members", "cluster", "workers", "slow"); err != nil {
+				return err
+			}
+			cfg.Topology.Kind = cli.Leaf
+			if cfg.Demo == DemoGeo {
+				cfg.Topology.Kind = cli.Supercluster
 			}
 		}
 		return cfg.Check()

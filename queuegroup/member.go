@@ -53,6 +53,9 @@ type Member struct {
 	Name string
 	// Group is its queue group, or "" for a plain subscriber.
 	Group string
+	// Server names the server the member connected to (its server name,
+	// or its URL): where its subscription lives.
+	Server string
 
 	nc    *nats.Conn
 	sub   *nats.Subscription
@@ -85,26 +88,31 @@ type MemberOptions struct {
 	// ReplyTwice makes the member send every reply twice, as a buggy
 	// handler might: the requester counts the second as a duplicate.
 	ReplyTwice bool
+	// Node is the index, in env.Nodes(), of the node the member connects
+	// to (cli.Env.ConnectNode); 0, the first, unless set.
+	Node int
 	// Log receives one line for each failure the requester cannot be told
 	// of: an error reply that the server cannot carry (no header support),
 	// or a reply that could not be sent. nil: os.Stderr.
 	Log io.Writer
 }
 
-// Join connects a new member named name to env and subscribes it to subject
+// Join connects a new member named name to env (on node opts.Node) and subscribes it to subject
 // in queue group group (a plain subscription when group is ""). It flushes
 // before returning, so once Join returns nil the server has the subscription
 // and counts the member in the group for the next request on subject (on a
-// cluster, other nodes learn of it once the interest propagates). The error
+// cluster, other nodes learn of it once the interest propagates: a
+// requester elsewhere waits for it with cli.AwaitResponders, which the
+// member answers). The error
 // wraps the nats.go error of the connect, subscribe or flush:
 // nats.ErrNoServers, nats.ErrBadSubject, nats.ErrBadQueueName,
 // nats.ErrConnectionClosed, ...
 func Join(env *cli.Env, subject, group, name string, opts MemberOptions) (*Member, error) {
-	nc, err := env.Connect(name)
+	nc, err := env.ConnectNode(name, opts.Node)
 	if err != nil {
 		return nil, err
 	}
-	m := &Member{Name: name, Group: group, nc: nc, opts: opts, reply: []byte(name), died: make(chan struct{})}
+	m := &Member{Name: name, Group: group, Server: cli.ServerName(nc), nc: nc, opts: opts, reply: []byte(name), died: make(chan struct{})}
 	if group == "" {
 		m.sub, err = nc.Subscribe(subject, m.handle)
 	} else {
@@ -123,6 +131,11 @@ func Join(env *cli.Env, subject, group, name string, opts MemberOptions) (*Membe
 
 // handle is the member's subscription callback: one request at a time.
 func (m *Member) handle(msg *nats.Msg) {
+	// A readiness probe (cli.AwaitResponders) is answered at once with the
+	// member's name, and is no work: it is not counted.
+	if cli.AnswerProbe(msg, m.Name) {
+		return
+	}
 	n := m.received.Add(1)
 	if m.opts.DieAt > 0 && n == m.opts.DieAt {
 		// Crash: close without draining. The request in hand and any still

@@ -55,7 +55,13 @@ type Instance struct {
 // wraps micro.ErrConfigValidation or the nats.go error of the connect or
 // flush.
 func StartInstance(env *cli.Env, name string, delay time.Duration) (*Instance, error) {
-	nc, err := env.Connect(name)
+	return startInstanceOn(env, 0, name, delay)
+}
+
+// startInstanceOn is StartInstance with the instance on node (an index into
+// env.Nodes()).
+func startInstanceOn(env *cli.Env, node int, name string, delay time.Duration) (*Instance, error) {
+	nc, err := env.ConnectNode(name, node)
 	if err != nil {
 		return nil, err
 	}
@@ -71,6 +77,12 @@ func StartInstance(env *cli.Env, name string, delay time.Duration) (*Instance, e
 		return nil, fmt.Errorf("%s: add service %q: %w", name, MicroService, err)
 	}
 	err = svc.AddEndpoint(MicroEndpoint, micro.HandlerFunc(func(req micro.Request) {
+		// A readiness probe is answered at once; micro counts it in the
+		// endpoint's stats, which runMicro resets after the probes.
+		if req.Headers().Get(cli.ProbeHeader) != "" {
+			_ = req.Respond(reply)
+			return
+		}
 		if delay > 0 {
 			work(delay)
 		}
@@ -227,7 +239,7 @@ func runMicro(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error 
 			if i == 1 {
 				delay = cfg.Slow
 			}
-			in, err := StartInstance(env, fmt.Sprintf("instance-%d", i), delay)
+			in, err := startInstanceOn(env, env.ResponderNode(i-1), fmt.Sprintf("instance-%d", i), delay)
 			if err != nil {
 				return err
 			}
@@ -240,10 +252,39 @@ func runMicro(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error 
 		}
 	}
 
-	// The same load as the workers get, on the endpoint's subject.
-	nc, err := env.Connect("requester")
+	// The same load as the workers get, on the endpoint's subject, once
+	// every instance's interest is visible from the requester's node (any
+	// instance's, with -request). micro counts the probes too, so the
+	// instances' stats are reset afterwards.
+	nc, err := connectRequester(env)
 	if err != nil {
 		return err
+	}
+	want := cli.AnyResponder()
+	if !cfg.Mode.Request {
+		var all []string
+		for _, in := range instances {
+			all = append(all, in.Name)
+		}
+		// Settled: no probe may still be on its way when the stats are
+		// reset.
+		want = cli.AllOf(all...).Settled()
+	}
+	p, err := cli.AwaitResponders(ctx, nc, MicroSubject, want, setupTimeout(cfg.Timeout))
+	if err != nil {
+		return fmt.Errorf("waiting for the instances' interest: %w", err)
+	}
+	if p.Delayed() {
+		fmt.Fprintf(w, "interest: waited %s for the instances to be visible from %s: %s\n", ms(p.Waited), cli.ServerName(nc), p)
+	}
+	// micro counts a request once its handler has returned: settle each
+	// instance (its handler has returned for every probe it answered)
+	// before the reset.
+	for _, in := range instances {
+		if err := in.settle(ctx); err != nil {
+			return err
+		}
+		in.svc.Reset()
 	}
 	who := plural(cfg.Workers, "instance")
 	if cfg.Mode.Request {

@@ -36,32 +36,43 @@ func runMixed(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error 
 	}
 	var auditors, listeners []*Member
 	for i := 1; i <= AuditMembers; i++ {
-		m, err := Join(env, Subject, AuditGroup, fmt.Sprintf("auditor-%d", i), MemberOptions{})
+		// The round-robin over the nodes goes on after the workers.
+		node := env.ResponderNode(cfg.Workers + i - 1)
+		m, err := Join(env, Subject, AuditGroup, fmt.Sprintf("auditor-%d", i), MemberOptions{Node: node})
 		if err != nil {
 			return err
 		}
 		auditors = append(auditors, m)
 	}
 	for i := 1; i <= Listeners; i++ {
-		m, err := Join(env, Subject, "", fmt.Sprintf("listener-%d", i), MemberOptions{Silent: true})
+		node := env.ResponderNode(cfg.Workers + AuditMembers + i - 1)
+		m, err := Join(env, Subject, "", fmt.Sprintf("listener-%d", i), MemberOptions{Silent: true, Node: node})
 		if err != nil {
 			return err
 		}
 		listeners = append(listeners, m)
 	}
-	nc, err := env.Connect("requester")
+	nc, err := connectRequester(env)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "on %q: queue group %q (%s), queue group %q (%s), %s; %s, %d in flight\n",
 		Subject, Group, plural(len(workers), "member"), AuditGroup, plural(len(auditors), "member"),
 		plural(len(listeners), "plain subscriber"), plural(cfg.Requests, "request"), min(cfg.Concurrency, cfg.Requests))
+	all := slices.Concat(workers, auditors, listeners)
+	writePlacement(w, env, all, nc)
+	// A plain subscriber whose interest has not reached the requester's
+	// node would miss the first requests: wait until every subscriber,
+	// listeners included, has answered a readiness probe.
+	if err := awaitMembers(ctx, w, nc, cfg, cli.AllOf(names(all)...)); err != nil {
+		return err
+	}
 
 	// Each request waits for two replies, one per group. Settling every
 	// subscriber afterwards makes the listeners' counts final.
 	lc := loadConfig(cfg)
 	lc.Replies = 2
-	lc.Settle = settleAll(slices.Concat(workers, auditors, listeners)...)
+	lc.Settle = settleAll(all...)
 	res, err := Load(ctx, nc, lc)
 	if err != nil {
 		return loadError(w, res, err)

@@ -59,6 +59,12 @@ const (
 	DemoSlow Demo = "slow"
 	// DemoMicro: the same work as a micro service, counts from $SRV.STATS.
 	DemoMicro Demo = "micro"
+	// DemoLeaf: members on a hub and on a leaf node; requests from the
+	// leaf stay local while they can.
+	DemoLeaf Demo = "leaf"
+	// DemoGeo: members in two clusters of a supercluster; requests stay in
+	// their own cluster while they can.
+	DemoGeo Demo = "geo"
 )
 
 // DemoInfo says what a demo shows.
@@ -77,6 +83,8 @@ var Demos = []DemoInfo{
 	{DemoGone, "every member drains; the next request fails at once with no responders"},
 	{DemoSlow, "worker-1 is slower (-slow, 10ms if unset): latency with more members or fewer in flight"},
 	{DemoMicro, "-workers instances of a nats.go/micro service share requests; counts read from $SRV.STATS"},
+	{DemoLeaf, "members on a hub and a leaf node: the leaf's requests go to its own member, fail over to the hub's when it drains, come back"},
+	{DemoGeo, "members in east and west (a supercluster): east's requests stay in east, cross the gateway when east has none, come back"},
 }
 
 // Config is what the queuegroup program was asked to do.
@@ -104,6 +112,9 @@ type Config struct {
 	Retry bool
 	// Mode: both halves, or only -serve or -request (share and micro only).
 	Mode cli.Mode
+	// Topology is the embedded topology when NATS_URL is unset: -cluster
+	// N, or the hub and leaf of DemoLeaf, the supercluster of DemoGeo.
+	Topology cli.Topology
 
 	// afterDeath, for tests, runs in the die demo after the dying member has
 	// closed its connection and before any retry is sent: there the tests
@@ -172,7 +183,10 @@ func (cfg *Config) Check() error {
 // the members and serves until ctx ends; with cfg.Mode.Request it only
 // sends the requests, to members running elsewhere. What each demo does and
 // prints is in Demos and in the comment on its function (runShare,
-// runMixed, runDrain, runScale, runDie, runGone, runSlow, runMicro).
+// runMixed, runDrain, runScale, runDie, runGone, runSlow, runMicro,
+// runLeaf, runGeo). On several nodes, a request lost in transit to a member
+// that had just left is counted and reported, not an error (see
+// writeInTransit).
 //
 // Errors: an error wrapping cli.ErrUsage for a cfg that fails Check
 // (nothing connects); ErrNotVerified when a demo that expects every request
@@ -202,6 +216,10 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 		return runSlow(ctx, env, cfg, w)
 	case DemoMicro:
 		return runMicro(ctx, env, cfg, w)
+	case DemoLeaf:
+		return runLeaf(ctx, env, cfg, w)
+	case DemoGeo:
+		return runGeo(ctx, env, cfg, w)
 	default:
 		return runShare(ctx, env, cfg, w)
 	}
@@ -220,6 +238,8 @@ func startWorkers(env *cli.Env, cfg Config, first, n int, opts func(i int, o *Me
 		if i == 1 {
 			o.Delay = cfg.Slow
 		}
+		// Round-robin over the nodes: worker-1 on the first.
+		o.Node = env.ResponderNode(i - 1)
 		if opts != nil {
 			opts(i, &o)
 		}
@@ -254,17 +274,23 @@ func settleAll(members ...*Member) func(ctx context.Context) error {
 }
 
 // startGroup is how the drain, scale and gone demos begin: cfg.Workers
-// members, a requester on its own connection, and the header line.
-func startGroup(env *cli.Env, cfg Config, w io.Writer) ([]*Member, *nats.Conn, error) {
+// members, a requester on its own connection (on another node than
+// worker-1's when there are several), the header line, and a wait until
+// every member's interest is visible from the requester's node.
+func startGroup(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) ([]*Member, *nats.Conn, error) {
 	members, err := startWorkers(env, cfg, 1, cfg.Workers, nil)
 	if err != nil {
 		return nil, nil, err
 	}
-	nc, err := env.Connect("requester")
+	nc, err := connectRequester(env)
 	if err != nil {
 		return nil, nil, err
 	}
 	writeHeader(w, cfg, len(members))
+	writePlacement(w, env, members, nc)
+	if err := awaitMembers(ctx, w, nc, cfg, cli.AllOf(names(members)...)); err != nil {
+		return nil, nil, err
+	}
 	return members, nc, nil
 }
 

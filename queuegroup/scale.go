@@ -45,7 +45,7 @@ func (h drainHow) String() string {
 // verifies that no request was lost or failed and that worker-1 answered
 // every request it took; the error wraps ErrNotVerified otherwise.
 func runDrain(ctx context.Context, env *cli.Env, cfg Config, w io.Writer, how drainHow) error {
-	members, nc, err := startGroup(env, cfg, w)
+	members, nc, err := startGroup(ctx, env, cfg, w)
 	if err != nil {
 		return err
 	}
@@ -84,6 +84,18 @@ func runDrain(ctx context.Context, env *cli.Env, cfg Config, w io.Writer, how dr
 	writeBars(w, res, names(members), true, "", true)
 	took, answered, got := victim.Received(), victim.Answered(), countOf(res, victim.Name)
 	fmt.Fprintln(w, drainedLine(victim.Name, took, answered, got, res))
+	// On a cluster, a request the requester's node routed to worker-1's
+	// node just after worker-1 left finds nobody there and is dropped:
+	// NATS gives no guarantee for it. It is counted as such, not as a
+	// success and not as a bug; -retry recovers it.
+	if lost := inTransit(res, cfg.Retry); lost > 0 && multiNode(env) && victim.Server != cli.ServerName(nc) {
+		writeInTransit(w, lost, victim.Name, cfg.Retry)
+		if res.TimedOut > 0 {
+			fmt.Fprintf(w, "counted: %d of %d requests answered exactly once, %d lost in transit, 0 duplicated\n",
+				res.Answered, res.Requests, res.TimedOut)
+			return nil
+		}
+	}
 	line, err := verdict(res, 1)
 	fmt.Fprintln(w, line)
 	if err != nil {
@@ -103,7 +115,7 @@ func runDrain(ctx context.Context, env *cli.Env, cfg Config, w io.Writer, how dr
 // often as any other member. The bar chart shows it taking its share; the
 // error wraps ErrNotVerified if a request was not answered exactly once.
 func runScale(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
-	members, nc, err := startGroup(env, cfg, w)
+	members, nc, err := startGroup(ctx, env, cfg, w)
 	if err != nil {
 		return err
 	}
@@ -112,13 +124,15 @@ func runScale(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error 
 
 	lc := loadConfig(cfg)
 	lc.At = at
-	lc.Before = func(context.Context) error {
+	lc.Before = func(ctx context.Context) error {
 		added, err := startWorkers(env, cfg, cfg.Workers+1, 1, nil)
 		if err != nil {
 			return err
 		}
 		members = append(members, added...)
-		return nil
+		// The requests that follow count the newcomer's share: not before
+		// its interest is visible from the requester's node.
+		return awaitMembers(ctx, w, nc, cfg, cli.AllOf(names(members)...))
 	}
 	// Settle reads members when it runs, after Before has added the
 	// newcomer, so it settles every member.
@@ -134,6 +148,20 @@ func runScale(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error 
 	line, err := verdict(res, 1)
 	fmt.Fprintln(w, line)
 	return err
+}
+
+// inTransit is the number of requests of r that can only have been lost on
+// their way to a member that had just left: they timed out (or, with
+// retry, timed out once), and nothing else went wrong (no failed request,
+// no duplicate, late, repeated or error reply); 0 otherwise.
+func inTransit(r *Result, retry bool) int {
+	if r.Failed > 0 || r.Duplicates > 0 || r.Late > 0 || r.Repeated > 0 || r.Errors > 0 {
+		return 0
+	}
+	if retry {
+		return r.Retried
+	}
+	return r.TimedOut
 }
 
 // countOf is the number of counted replies from the member named name.

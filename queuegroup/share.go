@@ -39,15 +39,24 @@ func runShare(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error 
 
 	// The requester, on a connection of its own: cfg.Requests requests,
 	// cfg.Concurrency at a time, every reply collected on one inbox.
-	nc, err := env.Connect("requester")
+	nc, err := connectRequester(env)
 	if err != nil {
 		return err
 	}
+	// No request before the members' interest is visible from the
+	// requester's node: every member's, when they are ours; anyone's,
+	// when they run elsewhere.
+	want := cli.AllOf(names(members)...)
 	if cfg.Mode.Request {
 		fmt.Fprintf(w, "requests on %q to members running elsewhere: %s, %d in flight, timeout %v\n",
 			Subject, plural(cfg.Requests, "request"), min(cfg.Concurrency, cfg.Requests), cfg.Timeout)
+		want = cli.AnyResponder()
 	} else {
 		writeHeader(w, cfg, len(members))
+		writePlacement(w, env, members, nc)
+	}
+	if err := awaitMembers(ctx, w, nc, cfg, want); err != nil {
+		return err
 	}
 	lc := loadConfig(cfg)
 	lc.Settle = settleAll(members...)

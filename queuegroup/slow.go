@@ -53,7 +53,7 @@ func runSlow(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	if cfg.Slow == 0 {
 		cfg.Slow = DefaultSlowDemo
 	}
-	nc, err := env.Connect("requester")
+	nc, err := connectRequester(env)
 	if err != nil {
 		return err
 	}
@@ -95,6 +95,12 @@ func slowRow(ctx context.Context, env *cli.Env, nc *nats.Conn, cfg Config) (*Res
 	if err != nil {
 		return nil, err
 	}
+	// Not a request before every member is visible from the requester's
+	// node (on one server, the first probe shows it). The table has no
+	// room for the wait; it is not printed.
+	if err := awaitMembers(ctx, io.Discard, nc, cfg, cli.AllOf(names(members)...)); err != nil {
+		return nil, err
+	}
 	lc := loadConfig(cfg)
 	lc.Settle = settleAll(members...)
 	res, err := Load(ctx, nc, lc)
@@ -107,5 +113,14 @@ func slowRow(ctx context.Context, env *cli.Env, nc *nats.Conn, cfg Config) (*Res
 	if err != nil {
 		return nil, err
 	}
-	return res, errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	// The next row's group starts clean: once a probe gets no responders,
+	// the drained members' interest has left the requester's node too, and
+	// no request of the next row can be routed to where they were.
+	if _, err := cli.AwaitNoResponders(ctx, nc, Subject, setupTimeout(cfg.Timeout)); err != nil {
+		return nil, err
+	}
+	return res, nil
 }

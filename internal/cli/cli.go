@@ -147,6 +147,7 @@ func Exec(fs *flag.FlagSet, args []string, check func() error, run func(ctx cont
 	if set.lock != nil && fs.Lookup("secure") == nil {
 		fs.BoolVar(&secure, "secure", false, "run locked down: an embedded nats-server where the requester may only publish requests and read its own inbox, and the responder may only take requests and reply (see security/locked-down.conf)")
 	}
+	topology := topologyFlag(fs) // -cluster, unless the program registered it
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -191,7 +192,20 @@ func Exec(fs *flag.FlagSet, args []string, check func() error, run func(ctx cont
 	defer stop()
 	ctx, cancel := context.WithCancelCause(sigCtx)
 	defer cancel(nil)
-	env, err := fromSources(name, contextName, lock, getenv, stderr)
+	var (
+		env *Env
+		err error
+	)
+	if topology.Kind == Single {
+		env, err = fromSources(name, contextName, lock, getenv, stderr)
+	} else {
+		// An embedded cluster, leaf or supercluster has servers and no
+		// users of its own: credentials and -secure do not apply to it.
+		if lock != nil || contextName != "" {
+			return usage(Usagef("an embedded %s has no users: it does not combine with -secure or -context", topology.describe()))
+		}
+		env, err = FromTopology(name, *topology, getenv, stderr)
+	}
 	if err != nil {
 		if errors.Is(err, ErrUsage) {
 			return usage(err)

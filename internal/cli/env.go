@@ -63,6 +63,7 @@ type Env struct {
 	drainFor time.Duration     // DrainTimeout; shorter in tests
 	scrub    *scrubber
 	embedded *server.Server
+	net      network    // the nodes; embedded ones are stopped by Close (topology.go)
 	outMu    sync.Mutex // serializes lines on Stderr
 
 	mu       sync.Mutex
@@ -520,8 +521,8 @@ func (d *abortDialer) connected() bool {
 // failed, one per line.
 func (e *Env) Close() error {
 	e.mu.Lock()
-	conns, embedded := e.conns, e.embedded
-	e.conns, e.embedded = nil, nil
+	conns, embedded, servers := e.conns, e.embedded, e.net.servers
+	e.conns, e.embedded, e.net.servers = nil, nil, nil
 	e.closed = true
 	e.mu.Unlock()
 	deadline := time.Now().Add(e.drainFor)
@@ -534,6 +535,7 @@ func (e *Env) Close() error {
 	if embedded != nil {
 		testserver.Shutdown(embedded)
 	}
+	testserver.Shutdown(servers...)
 	return e.wrapErr(errors.Join(errs...))
 }
 

@@ -387,6 +387,19 @@ func WaitForInterest(s *server.Server, subject string) error {
 	return fmt.Errorf("interest in %q on %s: %w within %s", subject, s.Name(), ErrNotReady, ReadyTimeout)
 }
 
+// WaitForNoInterest returns nil once s knows of no subscriber on subject in
+// its global account, locally or through a route, leaf node or gateway: a
+// request made on s then gets no responders at once. The error wraps
+// ErrNotReady after ReadyTimeout. After the last responder leaves a
+// cluster, the other nodes forget its interest only once the departure has
+// propagated: wait for it on the node the requester uses.
+func WaitForNoInterest(s *server.Server, subject string) error {
+	if waitFor(func() bool { return !s.GlobalAccount().SubscriptionInterest(subject) }) {
+		return nil
+	}
+	return fmt.Errorf("interest in %q on %s still there: %w within %s", subject, s.Name(), ErrNotReady, ReadyTimeout)
+}
+
 // waitFor polls cond, which reads the servers' own state, every millisecond
 // until it holds or ReadyTimeout passes.
 func waitFor(cond func() bool) bool {

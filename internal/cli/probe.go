@@ -1,0 +1,334 @@
+// Readiness probes: how a requester learns, with what a client can see,
+// that the responders' interest has reached its own server before it sends
+// its first real request.
+
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// On one server, a responder's Flush confirms that the server has its
+// subscription. On a cluster, a leaf node or a supercluster, the other
+// servers learn of it asynchronously (route, leaf and gateway interest
+// propagation), and a request made there before then gets no responders,
+// or, for a plain subscriber, is not delivered to it. A client cannot read
+// another server's interest; it can send a request and see who answers. A
+// probe is such a request: sent on the responders' own subject, so it goes
+// where a real request would, marked with ProbeHeader so that responders
+// answer it at once with their name and do not count it as work.
+
+// ProbeHeader is the header that marks a readiness probe. Its value is the
+// probe's number; a responder answers with AnswerProbe.
+const ProbeHeader = "Reqreply-Probe"
+
+// ProbeStepMax bounds the pause between two probes that saw nothing new:
+// the pause starts at 1 ms and doubles up to 50 ms.
+const ProbeStepMax = 50 * time.Millisecond
+
+// ProbeNoRespondersFor is how long AwaitResponders keeps probing while
+// every answer is no responders before it concludes that nobody serves the
+// subject: 500 ms (or the wait's timeout, if shorter). Interest crosses a
+// route, a leaf connection or a gateway within milliseconds on a healthy
+// system, so this keeps a requester that nobody serves failing fast.
+const ProbeNoRespondersFor = 500 * time.Millisecond
+
+// IsProbe reports whether m is a readiness probe.
+func IsProbe(m *nats.Msg) bool { return m.Header != nil && m.Header.Get(ProbeHeader) != "" }
+
+// AnswerProbe answers m with name as the payload if m is a readiness probe,
+// and reports whether it was one: a responder's handler calls it first and
+// returns when it is true, so probes are neither worked on nor counted. A
+// failed reply (the connection closing) is not reported: the prober probes
+// again.
+func AnswerProbe(m *nats.Msg, name string) bool {
+	if !IsProbe(m) {
+		return false
+	}
+	if m.Reply != "" {
+		_ = m.Respond([]byte(name)) // a lost answer is probed again
+	}
+	return true
+}
+
+// Want says which responders' answers end the wait.
+type Want struct {
+	names   []string
+	all     bool
+	settled bool
+}
+
+// Settled returns w that, once met, also waits until every probe sent has
+// been answered (or got no responders), within the same bound: for
+// responders that count probes as work (a nats.go/micro endpoint counts
+// every request in its stats), so that counts reset after the wait are not
+// raised by a probe still on its way. A probe lost on the way (routed to a
+// server whose responder just left) makes it wait out the bound; the wait
+// still succeeds.
+func (w Want) Settled() Want {
+	w.settled = true
+	return w
+}
+
+// AnyResponder is satisfied by any answer: someone serves the subject and
+// can be reached from the prober's server (a single responder, or any
+// member of a queue group).
+func AnyResponder() Want { return Want{} }
+
+// AllOf is satisfied once each of names has answered: every responder's
+// interest has reached the prober's server. A queue group answers each
+// probe with one member picked at random, so this takes a few probes
+// (about K·ln K for K members); do not ask it of members that the server
+// will never pick from where the prober is (a leaf node's or another
+// cluster's members while a nearer one exists).
+func AllOf(names ...string) Want { return Want{names: names, all: true} }
+
+// AnyOf is satisfied by an answer from any of names.
+func AnyOf(names ...string) Want { return Want{names: names} }
+
+// met reports whether seen satisfies w.
+func (w Want) met(seen map[string]bool) bool {
+	if len(w.names) == 0 {
+		return len(seen) > 0
+	}
+	for _, n := range w.names {
+		if seen[n] && !w.all {
+			return true
+		}
+		if !seen[n] && w.all {
+			return false
+		}
+	}
+	return w.all
+}
+
+// missing lists the names w still waits for.
+func (w Want) missing(seen map[string]bool) []string {
+	var out []string
+	for _, n := range w.names {
+		if !seen[n] {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// Probed is what a wait for interest saw.
+type Probed struct {
+	// Waited is the time from the first probe to the answer that ended the
+	// wait (or to the end of the wait), by the clock.
+	Waited time.Duration
+	// Probes is how many probes were sent; 1 when the interest was there
+	// at once.
+	Probes int
+	// Seen lists the names that answered, in order of first answer.
+	Seen []string
+	// Refused is how many probes got no responders: nobody's interest was
+	// visible yet.
+	Refused int
+	// Unanswered is how many probes got no answer at all within their
+	// pause: the interest was not there yet, or the answer was slow.
+	Unanswered int
+	// Skipped is set when the server has no header support, which probes
+	// need: nothing was sent and nothing is known.
+	Skipped bool
+}
+
+// Delayed reports whether the interest was not all there at once: a probe
+// got no responders, or no answer within its pause. (Probes answered by a
+// member already seen, as AllOf needs with a queue group, are no delay.)
+func (p Probed) Delayed() bool { return p.Refused > 0 || p.Unanswered > 0 }
+
+// String says what the probes saw, for a program's output (Waited is
+// for the caller to print).
+func (p Probed) String() string {
+	if p.Skipped {
+		return "no readiness probe (the server does not support headers)"
+	}
+	who := "nobody"
+	if len(p.Seen) > 0 {
+		who = strings.Join(p.Seen, ", ")
+	}
+	return fmt.Sprintf("%d probes (%d got no responders, %d no answer within their pause), answered by %s",
+		p.Probes, p.Refused, p.Unanswered, who)
+}
+
+// AwaitResponders probes subject from nc until want is met or timeout
+// passes (by the clock), and returns what it saw. Each probe is a request
+// marked with ProbeHeader and answered by AnswerProbe; answers to earlier
+// probes count too, since interest, once visible, stays until its
+// responder leaves. A probe that brings a new name is followed by the next
+// one at once; otherwise the pause doubles from 1 ms to ProbeStepMax, and
+// a no-responders status (nobody's interest visible yet) waits the pause
+// out too.
+//
+// Errors: nil once want is met; an error wrapping nats.ErrNoResponders when
+// nobody has answered and probes have got no responders for
+// ProbeNoRespondersFor (nobody serves the subject: a requester fails fast),
+// or the timeout passed and the last answers were no-responders statuses;
+// nats.ErrTimeout when it passed otherwise (the names still missing are in
+// the message); ctx's error when it ends first; nats.go's subscribe or
+// publish error. A server without header support cannot carry a probe:
+// then nothing is sent and Probed.Skipped is set, with a nil error.
+func AwaitResponders(ctx context.Context, nc *nats.Conn, subject string, want Want, timeout time.Duration) (Probed, error) {
+	return probe(ctx, nc, subject, timeout, want.settled, true, func(seen map[string]bool, _ bool) bool { return want.met(seen) },
+		func(seen map[string]bool, noResponders bool) error {
+			if noResponders && len(seen) == 0 {
+				return fmt.Errorf("probe %q: nobody's interest reached %s: %w", subject, ServerName(nc), nats.ErrNoResponders)
+			}
+			return fmt.Errorf("probe %q: still waiting for %v: %w", subject, want.missing(seen), nats.ErrTimeout)
+		})
+}
+
+// AwaitNoResponders probes subject from nc until the server answers a
+// probe with no responders, or timeout passes: after every responder has
+// left, that is when their interest is gone from nc's server too, so a
+// request gets no responders at once instead of being routed to a server
+// whose responder has gone. A probe answered by someone, or not answered
+// (routed to where a responder just left), is followed by another after a
+// pause that doubles from 1 ms to ProbeStepMax. Errors: an error wrapping
+// nats.ErrTimeout when it did not happen in time; ctx's; nats.go's. A
+// server without header support: Probed.Skipped, nil.
+func AwaitNoResponders(ctx context.Context, nc *nats.Conn, subject string, timeout time.Duration) (Probed, error) {
+	return probe(ctx, nc, subject, timeout, false, false, func(_ map[string]bool, noResponders bool) bool { return noResponders },
+		func(seen map[string]bool, _ bool) error {
+			return fmt.Errorf("probe %q: interest still visible from %s (answered by %d responders): %w", subject, ServerName(nc), len(seen), nats.ErrTimeout)
+		})
+}
+
+// probe is the loop of AwaitResponders and AwaitNoResponders: done says
+// when the answers so far (and whether the last answer was a no-responders
+// status) end the wait; fail makes the error when the timeout passes; with
+// settle, a wait that is done goes on until every probe is accounted for
+// (see Want.Settled); with failFast, probes that have got nothing but no
+// responders for ProbeNoRespondersFor end the wait with fail.
+func probe(ctx context.Context, nc *nats.Conn, subject string, timeout time.Duration, settle, failFast bool,
+	done func(seen map[string]bool, noResponders bool) bool, fail func(seen map[string]bool, noResponders bool) error) (Probed, error) {
+	var p Probed
+	if !nc.HeadersSupported() {
+		p.Skipped = true
+		return p, nil
+	}
+	inbox := nc.NewInbox()
+	sub, err := nc.SubscribeSync(inbox + ".*")
+	if err != nil {
+		return p, fmt.Errorf("probe %q: %w", subject, err)
+	}
+	defer func() { _ = sub.Unsubscribe() }() // answers after this are not needed
+	start := time.Now()
+	deadline := start.Add(timeout)
+	seen := map[string]bool{}
+	noResponders := false
+	// Probes accounted for: those answered (by number), and those that got
+	// no responders, which nobody answers.
+	answered := map[string]bool{}
+	refused := 0
+	accounted := func() bool { return len(answered)+refused >= p.Probes }
+	step := time.Millisecond
+	for {
+		p.Probes++
+		msg := &nats.Msg{Subject: subject, Reply: inbox + "." + strconv.Itoa(p.Probes), Header: nats.Header{ProbeHeader: []string{strconv.Itoa(p.Probes)}}}
+		if err := nc.PublishMsg(msg); err != nil {
+			p.Waited = time.Since(start)
+			return p, fmt.Errorf("probe %q: %w", subject, err)
+		}
+		// Collect answers until this step's pause is over or the wait ends.
+		news, heard := false, false
+		stepEnd := time.Now().Add(step)
+		for {
+			wait := min(time.Until(stepEnd), time.Until(deadline))
+			if wait <= 0 {
+				break
+			}
+			wctx, cancel := context.WithTimeout(ctx, wait)
+			m, err := sub.NextMsgWithContext(wctx)
+			cancel()
+			if errors.Is(err, nats.ErrNoResponders) {
+				// nats.go turns the server's no-responders status on a
+				// synchronous subscription into this error.
+				m, err = &nats.Msg{Header: nats.Header{"Status": []string{"503"}}}, nil
+			}
+			if err != nil {
+				if ctx.Err() != nil {
+					p.Waited = time.Since(start)
+					return p, fmt.Errorf("probe %q: %w", subject, ctx.Err())
+				}
+				if errors.Is(err, context.DeadlineExceeded) {
+					break
+				}
+				p.Waited = time.Since(start)
+				return p, fmt.Errorf("probe %q: %w", subject, err)
+			}
+			heard = true
+			if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
+				noResponders = true
+				refused++
+				p.Refused++
+			} else {
+				noResponders = false
+				answered[m.Subject] = true
+				if name := string(m.Data); !seen[name] {
+					seen[name] = true
+					p.Seen = append(p.Seen, name)
+					news = true
+				}
+			}
+			if done(seen, noResponders) {
+				p.Waited = time.Since(start)
+				if settle && !accounted() {
+					return p, p.settle(ctx, sub, deadline, answered, &refused, accounted)
+				}
+				return p, nil
+			}
+			if news {
+				break // a new name: probe again at once
+			}
+		}
+		if !heard {
+			p.Unanswered++
+		}
+		nobody := failFast && len(seen) == 0 && p.Refused > 0 && time.Since(start) >= ProbeNoRespondersFor
+		if time.Now().After(deadline) || nobody {
+			p.Waited = time.Since(start)
+			return p, fail(seen, noResponders)
+		}
+		if news {
+			step = time.Millisecond
+		} else {
+			step = min(2*step, ProbeStepMax)
+		}
+	}
+}
+
+// settle reads answers to the probes still unanswered until every probe
+// is accounted for, deadline passes (not an error: a probe may have been
+// lost), or ctx ends (its error).
+func (p *Probed) settle(ctx context.Context, sub *nats.Subscription, deadline time.Time, answered map[string]bool, refused *int, accounted func() bool) error {
+	for !accounted() {
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return nil
+		}
+		wctx, cancel := context.WithTimeout(ctx, wait)
+		m, err := sub.NextMsgWithContext(wctx)
+		cancel()
+		switch {
+		case errors.Is(err, nats.ErrNoResponders):
+			*refused++
+		case ctx.Err() != nil:
+			return fmt.Errorf("probe %q: %w", sub.Subject, ctx.Err())
+		case err != nil:
+			return nil // the deadline, or the connection: the wait was met
+		default:
+			answered[m.Subject] = true
+		}
+	}
+	return nil
+}

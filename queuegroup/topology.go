@@ -1,0 +1,72 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+
+	"reqreply/internal/cli"
+)
+
+// This file is what changes beyond one server: where each connection sits
+// (-cluster N spreads the members over the nodes and puts the requester on
+// another node than worker-1's), and the wait, before the first request
+// and after each change of the group, until the members' interest is
+// visible from the requester's own node. A client cannot read another
+// server's interest; it sends readiness probes (cli.AwaitResponders), which
+// the members answer without counting them.
+
+// connectRequester connects the requester on the node the Env gives it:
+// another than worker-1's when there are several.
+func connectRequester(env *cli.Env) (*nats.Conn, error) {
+	return env.ConnectNode("requester", env.RequesterNode())
+}
+
+// awaitMembers waits, with readiness probes from nc bounded by
+// setupTimeout(cfg.Timeout), until want is met, and writes one line when
+// that took more than the first probe: how long, and who answered. The
+// error is cli.AwaitResponders': it wraps nats.ErrNoResponders or
+// nats.ErrTimeout when the interest did not come in time.
+func awaitMembers(ctx context.Context, w io.Writer, nc *nats.Conn, cfg Config, want cli.Want) error {
+	p, err := cli.AwaitResponders(ctx, nc, Subject, want, setupTimeout(cfg.Timeout))
+	if err != nil {
+		return fmt.Errorf("waiting for the members' interest: %w", err)
+	}
+	if p.Delayed() {
+		fmt.Fprintf(w, "interest: waited %s for the members to be visible from %s: %s\n", ms(p.Waited), cli.ServerName(nc), p)
+	}
+	return nil
+}
+
+// writePlacement writes, when the Env has more than one node, which node
+// each member and the requester are connected to.
+func writePlacement(w io.Writer, env *cli.Env, members []*Member, nc *nats.Conn) {
+	if len(env.Nodes()) < 2 {
+		return
+	}
+	var parts []string
+	for _, m := range members {
+		parts = append(parts, m.Name+" on "+m.Server)
+	}
+	fmt.Fprintf(w, "nodes: %s; requester on %s\n", strings.Join(parts, ", "), cli.ServerName(nc))
+}
+
+// multiNode reports whether the Env has more than one node: then a request
+// can be routed to a node whose member has just left, which NATS does not
+// guard against.
+func multiNode(env *cli.Env) bool { return len(env.Nodes()) > 1 }
+
+// writeInTransit writes the line that accounts for requests lost because
+// they were routed to a node whose member had just left: counted, not a
+// success and not a bug, and recovered by -retry.
+func writeInTransit(w io.Writer, lost int, who string, retry bool) {
+	fix := "run with -retry to re-send them"
+	if retry {
+		fix = "-retry re-sent them"
+	}
+	fmt.Fprintf(w, "in transit: %s timed out after being routed to %s's node as it left: NATS gives no guarantee for a request already routed to a server whose queue member has just gone (the other nodes learn of the departure asynchronously); %s\n",
+		plural(lost, "request"), who, fix)
+}
