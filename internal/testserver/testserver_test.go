@@ -301,9 +301,13 @@ func TestStartSupercluster(t *testing.T) {
 		require.NoError(t, nc.Flush())
 		return sub
 	}
+	// The east member's interest must have reached the requester's node
+	// before the west member exists: a queue interest that crossed the
+	// gateway counts as interest too, so waiting after both could end on
+	// west's alone, and east-2 would then route to west.
 	eastSub := member(connect(t, east[0].ClientURL()), "east")
-	member(connect(t, west[1].ClientURL()), "west")
 	require.NoError(t, testserver.WaitForInterest(east[1], "work"))
+	member(connect(t, west[1].ClientURL()), "west")
 	for range 20 {
 		msg, err := requester.Request("work", nil, 2*time.Second)
 		require.NoError(t, err)
