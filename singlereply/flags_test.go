@@ -1,14 +1,10 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"strings"
+	"flag"
 	"testing"
 
-	"github.com/stretchr/testify/assert"
-
-	"reqreply/internal/cli"
+	"reqreply/internal/cli/clitest"
 )
 
 // TestFlagCombinations runs the program's command line through cli.Exec, as
@@ -38,27 +34,10 @@ func TestFlagCombinations(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.args, func(t *testing.T) {
-			var cfg Config
-			fs, check := flags(&cfg)
-			getenv := func(key string) string {
-				if key == "NATS_URL" && !tc.unset {
-					return "nats://127.0.0.1:1"
-				}
-				return ""
-			}
-			ran := false
-			run := func(context.Context, *cli.Env) error { ran = true; return nil }
-			var stderr bytes.Buffer
-			code := cli.Exec(fs, strings.Fields(tc.args), check, run, getenv, &stderr)
-			if tc.want == "" {
-				assert.Equal(t, cli.ExitOK, code, stderr.String())
-				assert.True(t, ran)
-				return
-			}
-			assert.Equal(t, cli.ExitUsage, code)
-			assert.False(t, ran)
-			assert.Contains(t, stderr.String(), tc.want)
-			assert.Equal(t, 1, strings.Count(stderr.String(), "\n"), "one line: %s", stderr.String())
+			clitest.CheckFlags(t, func() (*flag.FlagSet, func() error) {
+				var cfg Config
+				return flags(&cfg)
+			}, tc.args, tc.unset, tc.want)
 		})
 	}
 }

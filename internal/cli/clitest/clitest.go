@@ -1,0 +1,45 @@
+// Package clitest holds what the scenario programs' tests share to check
+// the promises internal/cli makes for every program.
+package clitest
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+
+	"reqreply/internal/cli"
+)
+
+// CheckFlags runs the command line args (split on spaces) through cli.Exec
+// as a program's main does, with the flag set and check that newFlags makes
+// and a run that connects nowhere. NATS_URL is "nats://127.0.0.1:1", or
+// unset when unset is true. With want empty the run must happen and exit 0;
+// otherwise it must not, and the program must exit 2 with one line on
+// stderr that contains want.
+func CheckFlags(t *testing.T, newFlags func() (*flag.FlagSet, func() error), args string, unset bool, want string) {
+	t.Helper()
+	fs, check := newFlags()
+	getenv := func(key string) string {
+		if key == "NATS_URL" && !unset {
+			return "nats://127.0.0.1:1"
+		}
+		return ""
+	}
+	ran := false
+	run := func(context.Context, *cli.Env) error { ran = true; return nil }
+	var stderr bytes.Buffer
+	code := cli.Exec(fs, strings.Fields(args), check, run, getenv, &stderr)
+	if want == "" {
+		assert.Equal(t, cli.ExitOK, code, stderr.String())
+		assert.True(t, ran)
+		return
+	}
+	assert.Equal(t, cli.ExitUsage, code)
+	assert.False(t, ran)
+	assert.Contains(t, stderr.String(), want)
+	assert.Equal(t, 1, strings.Count(stderr.String(), "\n"), "one line: %s", stderr.String())
+}
