@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"reqreply/internal/cli"
+	"reqreply/internal/cli/clitest"
 	"reqreply/internal/testserver"
 )
 
@@ -92,23 +92,6 @@ func TestResponderRepliesTwice(t *testing.T) {
 	}
 }
 
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // The server restarts while a request waits in the reconnect buffer: the
 // request ends within its deadline, answered or failed with no responders
 // (if it reaches the server before the greeter's subscription does); with
@@ -118,7 +101,7 @@ func TestServerRestartMidRequest(t *testing.T) {
 	port := first.Addr().(*net.TCPAddr).Port
 	env := cli.NewEnv("noresponders", first.ClientURL())
 	env.Reconnect = cli.Reconnect{Wait: 10 * time.Millisecond, Max: -1}
-	var stderr lockedBuffer
+	var stderr clitest.Buffer
 	env.Stderr = &stderr
 	t.Cleanup(func() { _ = env.Close() })
 	watch := func(role string) (*nats.Conn, chan struct{}, chan struct{}) {
@@ -169,24 +152,14 @@ func TestServerRestartMidRequest(t *testing.T) {
 	assert.Equal(t, second.ClientURL(), first.ClientURL())
 }
 
-type signalWriter struct {
-	once  sync.Once
-	ready chan struct{}
-}
-
-func (w *signalWriter) Write(p []byte) (int, error) {
-	w.once.Do(func() { close(w.ready) })
-	return len(p), nil
-}
-
 // The -serve half, whose server goes away for good (-max-reconnects 0),
 // exits 1 and says why.
 func TestServeExitsWhenConnectionLost(t *testing.T) {
 	s := testserver.New(t)
 	var cfg Config
 	fs, check := flags(&cfg)
-	out := &signalWriter{ready: make(chan struct{})}
-	var stderr lockedBuffer
+	out := clitest.NewFirstWrite()
+	var stderr clitest.Buffer
 	getenv := func(k string) string {
 		if k == "NATS_URL" {
 			return s.ClientURL()
@@ -199,7 +172,7 @@ func TestServeExitsWhenConnectionLost(t *testing.T) {
 			return Run(ctx, env, cfg, out)
 		}, getenv, &stderr)
 	}()
-	<-out.ready
+	<-out.Ready
 	testserver.Shutdown(s)
 	assert.Equal(t, cli.ExitFailure, <-code)
 	assert.Regexp(t, `(?m)^\S+ noresponders service: connection closed for good: .+$`, stderr.String())

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"reqreply/internal/cli"
+	"reqreply/internal/cli/clitest"
 	"reqreply/internal/testserver"
 )
 
@@ -197,7 +197,7 @@ func TestNoHeaderSupport(t *testing.T) {
 	s := testserver.New(t, func(o *server.Options) { o.NoHeaderSupport = true })
 	env := cli.NewEnv("queuegroup", s.ClientURL())
 	t.Cleanup(func() { require.NoError(t, env.Close()) })
-	var log syncBuffer
+	var log clitest.Buffer
 	m, err := Join(env, Subject, Group, "worker-1", MemberOptions{Work: failOn("2", errors.New("boom")), Log: &log})
 	require.NoError(t, err)
 	require.False(t, m.Conn().HeadersSupported())
@@ -223,25 +223,6 @@ func TestNoHeaderSupport(t *testing.T) {
 	})
 	require.NoError(t, err)
 	assert.Equal(t, 1, res.TimedOut)
-}
-
-// syncBuffer is a bytes.Buffer safe for a member's handler to write while
-// the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // TestLoadNoRespondersMidRun: once the run has had an answer, a

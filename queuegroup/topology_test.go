@@ -14,17 +14,18 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"reqreply/internal/cli"
+	"reqreply/internal/cli/clitest"
 	"reqreply/internal/testserver"
 )
 
 // topologyEnv starts the embedded topology t for one test and returns an
 // Env on it whose events go to the returned buffer; drained and stopped
 // when the test ends.
-func topologyEnv(tb testing.TB, t cli.Topology) (*cli.Env, *syncBuffer) {
+func topologyEnv(tb testing.TB, t cli.Topology) (*cli.Env, *clitest.Buffer) {
 	tb.Helper()
 	env, err := cli.EmbeddedTopology("queuegroup", t)
 	require.NoError(tb, err)
-	events := &syncBuffer{}
+	events := &clitest.Buffer{}
 	env.Stderr = events
 	tb.Cleanup(func() { require.NoError(tb, env.Close()) })
 	return env, events

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"reqreply/internal/cli"
+	"reqreply/internal/cli/clitest"
 	"reqreply/internal/testserver"
 )
 
@@ -145,12 +145,12 @@ type restartable struct {
 	port   int
 	server *server.Server
 	env    *cli.Env
-	stderr *lockedBuffer
+	stderr *clitest.Buffer
 }
 
 func newRestartable(t *testing.T) *restartable {
 	s := testserver.New(t)
-	r := &restartable{t: t, port: s.Addr().(*net.TCPAddr).Port, server: s, stderr: &lockedBuffer{}}
+	r := &restartable{t: t, port: s.Addr().(*net.TCPAddr).Port, server: s, stderr: &clitest.Buffer{}}
 	r.env = cli.NewEnv("singlereply", s.ClientURL())
 	r.env.Reconnect = cli.Reconnect{Wait: 10 * time.Millisecond, Max: -1}
 	r.env.Stderr = r.stderr
@@ -174,23 +174,6 @@ func (r *restartable) connect(role string) (*nats.Conn, <-chan struct{}, <-chan 
 		nats.ReconnectHandler(func(*nats.Conn) { up <- struct{}{} }))
 	require.NoError(r.t, err)
 	return nc, down, up
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // A request made while the server is down, and not back within the
@@ -266,25 +249,14 @@ func TestRunCountsFailures(t *testing.T) {
 	assert.Empty(t, out.String())
 }
 
-// signalWriter closes ready on its first write.
-type signalWriter struct {
-	once  sync.Once
-	ready chan struct{}
-}
-
-func (w *signalWriter) Write(p []byte) (int, error) {
-	w.once.Do(func() { close(w.ready) })
-	return len(p), nil
-}
-
 // The program's -serve, whose server goes away for good (-max-reconnects
 // 0), exits 1 and says why, instead of serving nothing in silence.
 func TestServeExitsWhenConnectionLost(t *testing.T) {
 	s := testserver.New(t)
 	var cfg Config
 	fs, check := flags(&cfg)
-	out := &signalWriter{ready: make(chan struct{})}
-	var stderr lockedBuffer
+	out := clitest.NewFirstWrite()
+	var stderr clitest.Buffer
 	getenv := func(k string) string {
 		if k == "NATS_URL" {
 			return s.ClientURL()
@@ -297,7 +269,7 @@ func TestServeExitsWhenConnectionLost(t *testing.T) {
 			return Run(ctx, env, cfg, out)
 		}, getenv, &stderr)
 	}()
-	<-out.ready // serving
+	<-out.Ready // serving
 	testserver.Shutdown(s)
 	assert.Equal(t, cli.ExitFailure, <-code)
 	assert.Regexp(t, `(?m)^\S+ singlereply service: connection closed for good: .+$`, stderr.String())
@@ -328,4 +300,4 @@ func FuzzGreetSubject(f *testing.F) {
 	})
 }
 
-var _ io.Writer = (*lockedBuffer)(nil)
+var _ io.Writer = (*clitest.Buffer)(nil)

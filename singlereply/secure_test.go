@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"reqreply/internal/cli"
+	"reqreply/internal/cli/clitest"
 	"reqreply/internal/testserver"
 )
 
@@ -19,7 +20,7 @@ import (
 func program(args []string, vars map[string]string) (int, string, string) {
 	var cfg Config
 	fs, check := flags(&cfg)
-	var stdout, stderr lockedBuffer
+	var stdout, stderr clitest.Buffer
 	code := cli.Exec(fs, args, check, func(ctx context.Context, env *cli.Env) error {
 		return Run(ctx, env, cfg, &stdout)
 	}, func(k string) string { return vars[k] }, &stderr, cli.Secure(Lockdown))
@@ -53,10 +54,10 @@ func TestLockedDownConfig(t *testing.T) {
 	creds, err := cli.LoadCredentials("", func(k string) string { return as("responder", "")[k] })
 	require.NoError(t, err)
 	env := cli.FromCredentials("singlereply", creds)
-	var serveErr lockedBuffer
+	var serveErr clitest.Buffer
 	env.Stderr = &serveErr
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &signalWriter{ready: make(chan struct{})}
+	out := clitest.NewFirstWrite()
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, env, Config{Mode: cli.Mode{Serve: true}}, out) }()
 	t.Cleanup(func() {
@@ -66,7 +67,7 @@ func TestLockedDownConfig(t *testing.T) {
 		assert.Empty(t, serveErr.String(), "the responder was never denied anything")
 	})
 	select {
-	case <-out.ready: // serving
+	case <-out.Ready: // serving
 	case err := <-done:
 		t.Fatalf("-serve ended: %v", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"flag"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -42,4 +43,42 @@ func CheckFlags(t *testing.T, newFlags func() (*flag.FlagSet, func() error), arg
 	assert.False(t, ran)
 	assert.Contains(t, stderr.String(), want)
 	assert.Equal(t, 1, strings.Count(stderr.String(), "\n"), "one line: %s", stderr.String())
+}
+
+// Buffer is a bytes.Buffer that handlers and programs may write to from
+// their own goroutines while the test reads it.
+type Buffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+// Write appends p to the buffer.
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String returns what has been written so far.
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// FirstWrite is a writer that discards what it is given and closes Ready on
+// its first write: how a test learns that a program has begun to print (a
+// -serve half is serving) without reading its output.
+type FirstWrite struct {
+	once  sync.Once
+	Ready chan struct{}
+}
+
+// NewFirstWrite returns a FirstWrite whose Ready is open.
+func NewFirstWrite() *FirstWrite { return &FirstWrite{Ready: make(chan struct{})} }
+
+// Write closes Ready the first time and discards p.
+func (w *FirstWrite) Write(p []byte) (int, error) {
+	w.once.Do(func() { close(w.Ready) })
+	return len(p), nil
 }
