@@ -53,7 +53,7 @@ func awaitGreeter(ctx context.Context, env *cli.Env, nc *nats.Conn, subject stri
 	p, err := cli.AwaitResponders(ctx, nc, subject, cli.AnyResponder(), setupTimeout(timeout))
 	switch {
 	case err == nil:
-		if waitedForInterest(env, p) {
+		if waitedForInterest(p) {
 			fmt.Fprintf(w, "interest: waited %v for the greeter to be visible from %s: %s\n", round(p.Waited), cli.ServerName(nc), p)
 		}
 		return nil
@@ -67,15 +67,14 @@ func awaitGreeter(ctx context.Context, env *cli.Env, nc *nats.Conn, subject stri
 
 // waitedForInterest reports whether a successful wait was one for the
 // greeter's interest to arrive, worth a line of output: a probe got no
-// responders (the interest was not visible yet, on any topology), or, with
-// more than one node, a probe got no answer within its pause. On one
-// server a probe can go unanswered within its first pause (1 ms) only
-// because the machine is slow, not because interest is on its way: that
-// is no wait for interest, and printing it would make the output depend on
-// the load.
-func waitedForInterest(env *cli.Env, p cli.Probed) bool {
-	return p.Refused > 0 || (len(env.Nodes()) > 1 && p.Delayed())
-}
+// responders, the requester's server's own word that the interest had not
+// reached it yet. A probe that merely went unanswered within its pause (1
+// ms at first) had an answer on its way: the interest was there, the
+// machine or the route was slow. Counting that (as cli.Probed.Delayed
+// does, for the waits where a probe can be routed to a responder that has
+// left) would make the output depend on the load, and no greeter of this
+// run can have left before the first request.
+func waitedForInterest(p cli.Probed) bool { return p.Refused > 0 }
 
 // writeNodes writes, when the Env has more than one node, which node each
 // of this run's connections is on: "nodes: greeter on node-1, requester on
