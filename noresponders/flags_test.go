@@ -25,6 +25,9 @@ func TestFlagCombinations(t *testing.T) {
 		{args: "-request", unset: true, want: "-request needs NATS_URL"},
 		{args: "joe", want: "takes flags only"},
 		{args: "-max-reconnects -1"},
+		{args: "-cluster 3", want: "with NATS_URL set the servers are yours"},
+		{args: "-cluster 3 -silent", unset: true},
+		{args: "-cluster 0", unset: true, want: "-cluster"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.args, func(t *testing.T) {

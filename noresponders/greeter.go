@@ -49,7 +49,9 @@ type Greeter struct {
 // joe" its server no longer routes greet.* anywhere. Requests that reached
 // the greeter before its UNSUB are still answered while the drain runs: that
 // is what Drain adds to Unsubscribe. Messages without a reply subject are
-// plain publishes, not requests: they get no answer and start no drain.
+// plain publishes, not requests: they get no answer and start no drain. A
+// readiness probe (a request with cli.ProbeHeader) is answered with
+// GreeterProbeName and starts no drain either.
 //
 // The error wraps the nats.go error of the failed subscribe or flush
 // (nats.ErrConnectionClosed, nats.ErrBadSubscription, ...), or
@@ -91,6 +93,12 @@ func ServeOnceFunc(nc *nats.Conn, greet func(name string) (string, error)) (*Gre
 // own goroutine, one message at a time, and reaches the subscription through
 // m.Sub rather than g.sub, which ServeOnce may not have stored yet.
 func (g *Greeter) handle(m *nats.Msg) {
+	// A readiness probe (cli.AwaitResponders) is answered at once with
+	// GreeterProbeName: it is not a request of the scenario, so it greets
+	// nobody and starts no drain.
+	if cli.AnswerProbe(m, GreeterProbeName) {
+		return
+	}
 	if m.Reply == "" {
 		return
 	}

@@ -66,7 +66,17 @@ func (cfg *Config) Check() error {
 // fast that failed with nats.ErrNoResponders next to cfg.Timeout, and with
 // cfg.Silent requests SilentJoe and writes how long its timeout took.
 //
-// Output, one line each (durations vary):
+// Beyond one server (-cluster N, or NATS_URL listing several), the
+// responders connect to the first node and the requester to the second,
+// and one line names each one's node ("nodes: ..."). Before the first
+// request the requester waits until the greeter's interest is visible from
+// its own server, and before the second until that interest is gone from
+// it (awaitResponder, awaitNoResponders: readiness probes bounded by
+// setupTimeout); with -silent, before the last, until the silent
+// subscriber's interest is visible. A wait that had to wait writes one
+// "interest: waited ..." line.
+//
+// Output on one server, one line each (durations vary):
 //
 //	hello, joe
 //	greeter drained: nobody subscribes to greet.* any more
@@ -86,11 +96,17 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	// request is sent.
 	var greeter *Greeter
 	var service *nats.Conn
+	var nodes []string
 	if cfg.Mode.Serves() {
 		var err error
-		if service, err = env.ConnectAs(cli.Responder, "service"); err != nil {
+		if service, err = env.ConnectNodeAs(cli.Responder, "service", env.ResponderNode(0)); err != nil {
 			return err
 		}
+		who := "greeter"
+		if cfg.Silent {
+			who = "greeter and silent subscriber"
+		}
+		nodes = append(nodes, who+" on "+cli.ServerName(service))
 		if !cfg.Mode.Serve && !service.HeadersSupported() {
 			return fmt.Errorf("connect %s: %w", cli.Redact(service.ConnectedUrl()), ErrNoHeaders)
 		}
@@ -103,13 +119,13 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 			}
 		}
 		if cfg.Mode.Serve {
-			return serve(ctx, env, cfg, greeter, w)
+			return serve(ctx, env, cfg, greeter, nodes, w)
 		}
 	}
 
-	// The first request finds the greeter and is answered; answering it, the
-	// greeter starts draining its subscription.
-	nc, err := env.ConnectAs(cli.Requester, "requester")
+	// The requester, on another node than the greeter's when there are
+	// several.
+	nc, err := env.ConnectNodeAs(cli.Requester, "requester", env.RequesterNode())
 	if err != nil {
 		return err
 	}
@@ -118,6 +134,18 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	if !nc.HeadersSupported() {
 		return fmt.Errorf("connect %s: %w", cli.Redact(nc.ConnectedUrl()), ErrNoHeaders)
 	}
+	writeNodes(w, env, append(nodes, "requester on "+cli.ServerName(nc))...)
+
+	// Before the first request, wait until the greeter's interest is visible
+	// from the requester's own server: at once on one server, after the
+	// route has carried it on a cluster. The greeter answers the probes
+	// without draining.
+	if err := awaitResponder(ctx, env, nc, GreetJoe, "greeter", cfg.Timeout, w); err != nil {
+		return err
+	}
+
+	// The first request finds the greeter and is answered; answering it, the
+	// greeter starts draining its subscription.
 	reply, _, err := Ask(ctx, nc, GreetJoe, cfg.Timeout)
 	if err != nil {
 		if cfg.Mode.Request && errors.Is(err, nats.ErrNoResponders) {
@@ -147,6 +175,16 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 		fmt.Fprintf(w, "greeter drained: nobody subscribes to %s any more\n", GreetSubjects)
 	}
 
+	// Wherever the greeter ran, wait until its interest is gone as the
+	// requester's own server sees it: that server answers a probe with no
+	// responders. On one server that is the first probe; on a cluster the
+	// greeter's server forwards the UNSUB over the route, and until it
+	// arrives a request would be routed to where nobody takes it and wait
+	// out its timeout: no fast failure, and not what NATS promises.
+	if err := awaitNoResponders(ctx, env, nc, GreetJoe, cfg.Timeout, w); err != nil {
+		return err
+	}
+
 	// The same request again. Nobody subscribes to greet.joe now, so the
 	// server answers the request itself, on its reply subject, with a
 	// status-503 message, and nats.go returns nats.ErrNoResponders: long
@@ -165,6 +203,12 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	// delivers the request and sends no 503, and since no reply comes either
 	// the requester can only wait out the whole timeout.
 	if cfg.Silent {
+		// Its interest too must be visible from the requester's server, or
+		// the request gets no responders instead of the timeout. The silent
+		// subscriber answers probes, never requests.
+		if err := awaitResponder(ctx, env, nc, SilentJoe, "silent subscriber", cfg.Timeout, w); err != nil {
+			return err
+		}
 		_, took, err := Ask(ctx, nc, SilentJoe, cfg.Timeout)
 		switch {
 		case errors.Is(err, nats.ErrTimeout):
@@ -183,8 +227,9 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 // serve is the -serve half: it says what it serves, reports the greeter's
 // drain when the first request has come and gone, and then keeps its
 // connection, without interest in greet.*, until ctx ends (nil then).
-func serve(ctx context.Context, env *cli.Env, cfg Config, greeter *Greeter, w io.Writer) error {
+func serve(ctx context.Context, env *cli.Env, cfg Config, greeter *Greeter, nodes []string, w io.Writer) error {
 	fmt.Fprintf(w, "serving %s on %s until interrupted: the greeter answers one request, then drains\n", GreetSubjects, cli.Redact(env.URL))
+	writeNodes(w, env, nodes...)
 	if !greeter.nc.HeadersSupported() {
 		fmt.Fprintf(w, "the server does not support headers: %v; requests nobody serves will time out\n", ErrNoHeaders)
 	}

@@ -16,9 +16,12 @@ import (
 const SilentSubjects = "silent.*"
 
 // ServeSilent subscribes nc to SilentSubjects with a handler that drops
-// every message, and flushes, so a request sent afterwards finds the
+// every request, and flushes, so a request sent afterwards finds the
 // subscriber. The server sees interest, delivers the request and sends no
-// 503; the requester can only wait out its timeout (nats.ErrTimeout). Stop
+// 503; the requester can only wait out its timeout (nats.ErrTimeout). It
+// does answer readiness probes (a request with cli.ProbeHeader), with
+// SilentProbeName, so that a requester on another server can wait for its
+// interest. Stop
 // it with Unsubscribe or Drain, or by closing nc. The error wraps the nats.go
 // error of the failed subscribe or flush, or nats.ErrPermissionViolation
 // when the server's permissions deny the subscription.
@@ -28,7 +31,11 @@ func ServeSilent(nc *nats.Conn) (*nats.Subscription, error) {
 	// answering fails fast; and a subscription the server's permissions
 	// deny fails here, naming the subject, instead of serving nothing.
 	sub, err := cli.SubscribeChecked(context.Background(), nc, SilentSubjects, "", func() (*nats.Subscription, error) {
-		return nc.Subscribe(SilentSubjects, func(*nats.Msg) {})
+		return nc.Subscribe(SilentSubjects, func(m *nats.Msg) {
+			// A readiness probe is answered: a requester on another server
+			// learns that this interest has reached it. Requests are not.
+			cli.AnswerProbe(m, SilentProbeName)
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("serve %q: %w", SilentSubjects, err)

@@ -31,6 +31,9 @@ func TestFlagCombinations(t *testing.T) {
 		{args: "a.b", want: "one subject token"},
 		{args: "-max-reconnects 3 -reconnect-wait 1s joe"},
 		{args: "-serve -request", want: "exclude each other"},
+		{args: "-cluster 3", want: "with NATS_URL set the servers are yours"},
+		{args: "-cluster 3", unset: true},
+		{args: "-cluster 9", unset: true, want: "-cluster"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.args, func(t *testing.T) {

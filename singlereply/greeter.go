@@ -54,7 +54,9 @@ func ServeGreeter(nc *nats.Conn) (*nats.Subscription, error) {
 // server has the subscription and a request sent afterwards on any
 // connection to that server finds the responder (on a cluster, interest
 // still has to propagate to the other nodes). Messages without a reply
-// subject are plain publishes, not requests, and get no answer.
+// subject are plain publishes, not requests, and get no answer. A readiness
+// probe (a request with cli.ProbeHeader) is answered with ProbeName and is
+// not greeted.
 //
 // A failed handler is answered with an empty payload and the headers
 // Nats-Service-Error (the description) and Nats-Service-Error-Code (the
@@ -76,6 +78,12 @@ func (g Greeter) Serve(nc *nats.Conn) (*nats.Subscription, error) {
 		greet = Greeting
 	}
 	handle := func(m *nats.Msg) {
+		// A readiness probe (cli.AwaitResponders) is answered at once with
+		// ProbeName: a requester on another server learns that this
+		// greeter's interest has reached it. It greets nobody.
+		if cli.AnswerProbe(m, ProbeName) {
+			return
+		}
 		if m.Reply == "" {
 			return
 		}

@@ -56,18 +56,30 @@ func (cfg *Config) Check() error {
 // it then serves until ctx ends, or until its connection is closed for good
 // (the error then wraps cli.ErrConnectionLost).
 //
+// Beyond one server (-cluster N, or NATS_URL listing several), the greeter
+// connects to the first node and the requester to the second, and one line
+// to w names each one's node ("nodes: greeter on node-1, requester on
+// node-2"). Before the first request, the requester waits until the
+// greeter's interest is visible from its own server (awaitGreeter: readiness
+// probes, bounded by setupTimeout) and writes how long that took when it
+// had to wait ("interest: waited ..."). A denied probe ends the run with
+// the denial.
+//
 // Every name gets its request, also after one fails, unless ctx ends: each
 // fails within its timeout, so a dead server does not stall the run, it
 // only makes each request fail. The error then counts the failures and
 // joins their errors (see Greet), first to last, so errors.Is matches each.
 func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	// The responder side: one subscription on greet.*, flushed, so that it is
-	// known to the server before any request is sent.
+	// known to its server before any request is sent. With several nodes it
+	// sits on the first.
+	var nodes []string
 	if cfg.Mode.Serves() {
-		nc, err := env.ConnectAs(cli.Responder, "service")
+		nc, err := env.ConnectNodeAs(cli.Responder, "service", env.ResponderNode(0))
 		if err != nil {
 			return err
 		}
+		nodes = append(nodes, "greeter on "+cli.ServerName(nc))
 		greeter := Greeter{Failed: func(subject string, err error) {
 			env.Logf("%s service: %s: %v", env.Scenario, subject, err)
 		}}
@@ -76,6 +88,7 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 		}
 		if cfg.Mode.Serve {
 			fmt.Fprintf(w, "serving %s on %s until interrupted\n", GreetSubjects, cli.Redact(env.URL))
+			writeNodes(w, env, nodes...)
 			if !nc.HeadersSupported() {
 				fmt.Fprintln(w, "the server does not support headers: a request whose handler fails gets no error reply and times out")
 			}
@@ -83,11 +96,29 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 		}
 	}
 
-	// The requester side: one request per name, each waiting for its single
-	// reply (or failing fast if nobody serves greet.*).
-	nc, err := env.ConnectAs(cli.Requester, "requester")
+	// The requester side, on another node than the greeter's when there are
+	// several: one request per name, each waiting for its single reply (or
+	// failing fast if nobody serves greet.*).
+	nc, err := env.ConnectNodeAs(cli.Requester, "requester", env.RequesterNode())
 	if err != nil {
 		return err
+	}
+	writeNodes(w, env, append(nodes, "requester on "+cli.ServerName(nc))...)
+
+	// Before the first request, wait until the greeter's interest is visible
+	// from the requester's own server: at once on one server, after the
+	// route has carried it on a cluster.
+	if len(cfg.Names) > 0 && ctx.Err() == nil {
+		subject, err := GreetSubject(cfg.Names[0])
+		if err != nil {
+			return err
+		}
+		if err := awaitGreeter(ctx, env, nc, subject, cfg.Timeout, w); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return err
+		}
 	}
 	var errs []error
 	sent := 0

@@ -174,8 +174,10 @@ func (p Probed) String() string {
 // ProbeNoRespondersFor (nobody serves the subject: a requester fails fast),
 // or the timeout passed and the last answers were no-responders statuses;
 // nats.ErrTimeout when it passed otherwise (the names still missing are in
-// the message); ctx's error when it ends first; nats.go's subscribe or
-// publish error. A server without header support cannot carry a probe:
+// the message); nats.ErrPermissionViolation and ErrDenied, within one round
+// trip, when the server's permissions deny the probe's inbox subscription
+// or its publish (the text names the subject; nothing else is printed);
+// ctx's error when it ends first; nats.go's subscribe or publish error. A server without header support cannot carry a probe:
 // then nothing is sent and Probed.Skipped is set, with a nil error.
 func AwaitResponders(ctx context.Context, nc *nats.Conn, subject string, want Want, timeout time.Duration) (Probed, error) {
 	return probe(ctx, nc, subject, timeout, want.settled, true, func(seen map[string]bool, _ bool) bool { return want.met(seen) },
@@ -194,7 +196,8 @@ func AwaitResponders(ctx context.Context, nc *nats.Conn, subject string, want Wa
 // whose responder has gone. A probe answered by someone, or not answered
 // (routed to where a responder just left), is followed by another after a
 // pause that doubles from 1 ms to ProbeStepMax. Errors: an error wrapping
-// nats.ErrTimeout when it did not happen in time; ctx's; nats.go's. A
+// nats.ErrTimeout when it did not happen in time; a denial, as for
+// AwaitResponders; ctx's; nats.go's. A
 // server without header support: Probed.Skipped, nil.
 func AwaitNoResponders(ctx context.Context, nc *nats.Conn, subject string, timeout time.Duration) (Probed, error) {
 	return probe(ctx, nc, subject, timeout, false, false, func(_ map[string]bool, noResponders bool) bool { return noResponders },
@@ -216,14 +219,26 @@ func probe(ctx context.Context, nc *nats.Conn, subject string, timeout time.Dura
 		p.Skipped = true
 		return p, nil
 	}
+	start := time.Now()
+	deadline := start.Add(timeout)
+	dctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	// The answers' inbox, checked: a subscription that the server's
+	// permissions deny ends the wait at once with that denial (wrapping
+	// nats.ErrPermissionViolation and ErrDenied, naming the inbox), and is
+	// not also printed by the connection's error handler.
 	inbox := nc.NewInbox()
-	sub, err := nc.SubscribeSync(inbox + ".*")
+	sub, err := SubscribeChecked(dctx, nc, inbox+".*", "", func() (*nats.Subscription, error) {
+		return nc.SubscribeSync(inbox + ".*")
+	})
 	if err != nil {
+		p.Waited = time.Since(start)
+		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			return p, fail(map[string]bool{}, false)
+		}
 		return p, fmt.Errorf("probe %q: %w", subject, err)
 	}
 	defer func() { _ = sub.Unsubscribe() }() // answers after this are not needed
-	start := time.Now()
-	deadline := start.Add(timeout)
 	seen := map[string]bool{}
 	noResponders := false
 	// Probes accounted for: those answered (by number), and those that got
@@ -235,8 +250,18 @@ func probe(ctx context.Context, nc *nats.Conn, subject string, timeout time.Dura
 	for {
 		p.Probes++
 		msg := &nats.Msg{Subject: subject, Reply: inbox + "." + strconv.Itoa(p.Probes), Header: nats.Header{ProbeHeader: []string{strconv.Itoa(p.Probes)}}}
-		if err := nc.PublishMsg(msg); err != nil {
+		// The first probe is checked too: a publish that the server's
+		// permissions deny ends the wait with that denial. The permission
+		// is the subject's, so the later probes need no check.
+		send := nc.PublishMsg
+		if p.Probes == 1 {
+			send = func(m *nats.Msg) error { return PublishChecked(dctx, nc, m) }
+		}
+		if err := send(msg); err != nil {
 			p.Waited = time.Since(start)
+			if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+				return p, fail(seen, noResponders)
+			}
 			return p, fmt.Errorf("probe %q: %w", subject, err)
 		}
 		// Collect answers until this step's pause is over or the wait ends.

@@ -1,0 +1,100 @@
+// What changes beyond one server: where each connection sits (-cluster N
+// puts the greeter on the first node and the requester on the second), and
+// the wait, before the first request, until the greeter's interest is
+// visible from the requester's own node.
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"reqreply/internal/cli"
+)
+
+// ProbeName is the greeter's answer to a readiness probe (cli.AnswerProbe):
+// "greeter".
+const ProbeName = "greeter"
+
+// setupTimeout bounds the wait for the greeter's interest: the request
+// timeout, but at least nats.DefaultTimeout (2 s), so that a short -timeout
+// meant for the requests does not cut short a wait that a loaded machine
+// makes longer. Nobody serving still ends the wait after
+// cli.ProbeNoRespondersFor (500 ms).
+func setupTimeout(timeout time.Duration) time.Duration {
+	return max(timeout, nats.DefaultTimeout)
+}
+
+// On one server the greeter's flush is enough: its subscription is there
+// before the requester connects. On a cluster (-cluster N, or NATS_URL
+// listing several servers) the requester's server learns of it
+// asynchronously, over the route, and a request sent before then gets no
+// responders. A client cannot read another server's interest; it asks:
+// readiness probes (cli.AwaitResponders) on the first request's own
+// subject, marked with cli.ProbeHeader, which the greeter answers without
+// greeting anyone.
+
+// awaitGreeter waits, with readiness probes from nc on subject bounded by
+// setupTimeout(timeout), until someone answers one: the greeter's interest
+// has reached nc's server. When the wait was for interest (see
+// waitedForInterest) it writes one line to w: how long, and what the
+// probes saw. A wait that ends with no responders or a timeout is not the
+// run's error: the requests are sent anyway and fail with their own
+// errors, which say more; one line on env's stderr says so. The error is
+// the probe's otherwise: a denial (nats.ErrPermissionViolation and
+// cli.ErrDenied), ctx's error, a connection error.
+func awaitGreeter(ctx context.Context, env *cli.Env, nc *nats.Conn, subject string, timeout time.Duration, w io.Writer) error {
+	p, err := cli.AwaitResponders(ctx, nc, subject, cli.AnyResponder(), setupTimeout(timeout))
+	switch {
+	case err == nil:
+		if waitedForInterest(p) {
+			fmt.Fprintf(w, "interest: waited %v for the greeter to be visible from %s: %s\n", round(p.Waited), cli.ServerName(nc), p)
+		}
+		return nil
+	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, nats.ErrTimeout):
+		env.Logf("%s requester: no answer to the readiness probes within %v (%v): sending the requests anyway", env.Scenario, round(p.Waited), err)
+		return nil
+	default:
+		return fmt.Errorf("waiting for the greeter's interest: %w", err)
+	}
+}
+
+// waitedForInterest reports whether a successful wait was one for the
+// greeter's interest to arrive, worth a line of output: a probe got no
+// responders, the requester's server's own word that the interest had not
+// reached it yet. A probe that merely went unanswered within its pause (1
+// ms at first) had an answer on its way: the interest was there, the
+// machine or the route was slow. Counting that (as cli.Probed.Delayed
+// does, for the waits where a probe can be routed to a responder that has
+// left) would make the output depend on the load, and no greeter of this
+// run can have left before the first request.
+func waitedForInterest(p cli.Probed) bool { return p.Refused > 0 }
+
+// writeNodes writes, when the Env has more than one node, which node each
+// of this run's connections is on: "nodes: greeter on node-1, requester on
+// node-2" (parts given as "greeter on node-1").
+func writeNodes(w io.Writer, env *cli.Env, parts ...string) {
+	if len(env.Nodes()) < 2 || len(parts) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "nodes: %s\n", strings.Join(parts, ", "))
+}
+
+// round trims a measured duration for printing to about three significant
+// digits: 312.456µs → 312µs, 1.23456ms → 1.23ms, 2.000731s → 2.001s.
+func round(d time.Duration) time.Duration {
+	switch {
+	case d < time.Millisecond:
+		return d.Round(time.Microsecond)
+	case d < time.Second:
+		return d.Round(10 * time.Microsecond)
+	default:
+		return d.Round(time.Millisecond)
+	}
+}
