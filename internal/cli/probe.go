@@ -174,8 +174,12 @@ func (p Probed) String() string {
 // ProbeNoRespondersFor (nobody serves the subject: a requester fails fast),
 // or the timeout passed and the last answers were no-responders statuses;
 // nats.ErrTimeout when it passed otherwise (the names still missing are in
-// the message); ctx's error when it ends first; nats.go's subscribe or
-// publish error. A server without header support cannot carry a probe:
+// the message); ctx's error when it ends first; an error wrapping
+// nats.ErrPermissionViolation and ErrDenied, naming the subject, within one
+// round trip, when the server's permissions deny the probes' inbox
+// subscription or their publish (the inbox is checked with
+// SubscribeChecked, the first probe with PublishChecked: one flush each per
+// wait); nats.go's subscribe or publish error. A server without header support cannot carry a probe:
 // then nothing is sent and Probed.Skipped is set, with a nil error.
 func AwaitResponders(ctx context.Context, nc *nats.Conn, subject string, want Want, timeout time.Duration) (Probed, error) {
 	return probe(ctx, nc, subject, timeout, want.settled, true, func(seen map[string]bool, _ bool) bool { return want.met(seen) },
@@ -194,7 +198,8 @@ func AwaitResponders(ctx context.Context, nc *nats.Conn, subject string, want Wa
 // whose responder has gone. A probe answered by someone, or not answered
 // (routed to where a responder just left), is followed by another after a
 // pause that doubles from 1 ms to ProbeStepMax. Errors: an error wrapping
-// nats.ErrTimeout when it did not happen in time; ctx's; nats.go's. A
+// nats.ErrTimeout when it did not happen in time; ctx's; a permissions
+// denial as for AwaitResponders; nats.go's. A
 // server without header support: Probed.Skipped, nil.
 func AwaitNoResponders(ctx context.Context, nc *nats.Conn, subject string, timeout time.Duration) (Probed, error) {
 	return probe(ctx, nc, subject, timeout, false, false, func(_ map[string]bool, noResponders bool) bool { return noResponders },
@@ -216,14 +221,21 @@ func probe(ctx context.Context, nc *nats.Conn, subject string, timeout time.Dura
 		p.Skipped = true
 		return p, nil
 	}
+	// The probes' inbox, checked (a flush) so that an inbox the server's
+	// permissions deny fails the wait at once, naming the subject, instead
+	// of leaving every probe unanswered until the timeout.
 	inbox := nc.NewInbox()
-	sub, err := nc.SubscribeSync(inbox + ".*")
-	if err != nil {
-		return p, fmt.Errorf("probe %q: %w", subject, err)
-	}
-	defer func() { _ = sub.Unsubscribe() }() // answers after this are not needed
 	start := time.Now()
 	deadline := start.Add(timeout)
+	sctx, cancel := context.WithDeadline(ctx, deadline)
+	sub, err := SubscribeChecked(sctx, nc, inbox+".*", "", func() (*nats.Subscription, error) {
+		return nc.SubscribeSync(inbox + ".*")
+	})
+	cancel()
+	if err != nil {
+		return p, fmt.Errorf("probe %q: inbox: %w", subject, err)
+	}
+	defer func() { _ = sub.Unsubscribe() }() // answers after this are not needed
 	seen := map[string]bool{}
 	noResponders := false
 	// Probes accounted for: those answered (by number), and those that got
@@ -235,8 +247,30 @@ func probe(ctx context.Context, nc *nats.Conn, subject string, timeout time.Dura
 	for {
 		p.Probes++
 		msg := &nats.Msg{Subject: subject, Reply: inbox + "." + strconv.Itoa(p.Probes), Header: nats.Header{ProbeHeader: []string{strconv.Itoa(p.Probes)}}}
-		if err := nc.PublishMsg(msg); err != nil {
+		// The first probe is checked (PublishChecked: one flush) so that a
+		// publish the server's permissions deny fails the wait within one
+		// round trip with that violation, once: the server would deny every
+		// later probe too, and say so only on the error handler. Once one is
+		// allowed, the rest to the same subject are.
+		var err error
+		if p.Probes == 1 && nc.Status() == nats.CONNECTED {
+			pctx, cancel := context.WithDeadline(ctx, deadline)
+			err = PublishChecked(pctx, nc, msg)
+			cancel()
+			if !errors.Is(err, ErrDenied) && ctx.Err() == nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrConnectionClosed)) {
+				// The flush failed, not the publish (the wait's time is up,
+				// or a disconnect): the probe is sent, and the loop below
+				// sees the rest.
+				err = nil
+			}
+		} else {
+			err = nc.PublishMsg(msg)
+		}
+		if err != nil {
 			p.Waited = time.Since(start)
+			if ctx.Err() != nil {
+				err = ctx.Err()
+			}
 			return p, fmt.Errorf("probe %q: %w", subject, err)
 		}
 		// Collect answers until this step's pause is over or the wait ends.

@@ -284,9 +284,16 @@ func (e *Env) RequesterNode() int {
 // "<scenario> <role>: connected to <server name> at <url>". Errors are
 // Connect's.
 func (e *Env) ConnectNode(role string, i int, opts ...nats.Option) (*nats.Conn, error) {
+	return e.ConnectNodeAs(0, role, i, opts...)
+}
+
+// ConnectNodeAs is ConnectNode for a connection playing part in the
+// request-reply: under -secure it connects as that part's user (see
+// ConnectAs). Errors are ConnectAs's.
+func (e *Env) ConnectNodeAs(part Part, role string, i int, opts ...nats.Option) (*nats.Conn, error) {
 	nodes := e.Nodes()
 	if len(nodes) <= 1 {
-		return e.Connect(role, opts...)
+		return e.ConnectAs(part, role, opts...)
 	}
 	i %= len(nodes)
 	if i < 0 {
@@ -303,7 +310,7 @@ func (e *Env) ConnectNode(role string, i int, opts ...nats.Option) (*nats.Conn, 
 		o.NoRandomize = true
 		return nil
 	}
-	nc, err := e.Connect(role, append([]nats.Option{place}, opts...)...)
+	nc, err := e.ConnectAs(part, role, append([]nats.Option{place}, opts...)...)
 	if err != nil {
 		return nil, err
 	}
