@@ -307,3 +307,22 @@ func TestLockedDownConfig(t *testing.T) {
 		}
 	})
 }
+
+// Under -secure a member may answer each request once (allow_responses,
+// max 1): a member that replies twice gets its second reply denied by the
+// server, so the requester sees no duplicate, and the Env reports each
+// denied reply, which nobody waits for, as it comes.
+func TestSecureReplyOnce(t *testing.T) {
+	env, stderr := secureEnv(t, Lockdown(DefaultConfig()))
+	m, err := Join(env, Subject, Group, "worker-1", MemberOptions{ReplyTwice: true})
+	require.NoError(t, err)
+	nc, err := connectRequester(env)
+	require.NoError(t, err)
+	const requests = 5
+	res, err := Load(context.Background(), nc, LoadConfig{Subject: Subject, Requests: requests, Concurrency: 1, Timeout: time.Minute, Settle: settleAll(m)})
+	require.NoError(t, err)
+	assert.True(t, res.Exact(), "%d answered, %d duplicates", res.Answered, res.Duplicates)
+	assert.Zero(t, res.Duplicates)
+	require.NoError(t, env.Close())
+	assert.Equal(t, requests, strings.Count(stderr.String(), "Permissions Violation for Publish to \""+cli.InboxPrefix+"."), stderr.String())
+}
