@@ -307,6 +307,13 @@ type loader struct {
 // runs cfg.Settle, then drains the inbox, which returns once every reply
 // that had reached the server is counted.
 //
+// Under a server's permissions, the inbox subscription is checked as it is
+// flushed (cli.SubscribeChecked), and the first request is sent alone and
+// flushed too, once per run (checkPublish), while a watch
+// (cli.WatchDenials) claims the violations on the subject: a denied inbox
+// or publish ends the run within one round trip, with one error and no
+// printed line, and the requests after the first pay nothing for it.
+//
 // While nc is disconnected, nats.go buffers the requests (its reconnect
 // buffer, 8 MiB by default) and they time out by the clock like any other,
 // so the run goes on and counts them; a publish the full buffer refuses
