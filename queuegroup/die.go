@@ -186,7 +186,9 @@ func runGone(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	n := cfg.Requests + 1
 	start := time.Now()
 	rctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
-	msg, err := nc.RequestWithContext(rctx, Subject, []byte(strconv.Itoa(n)))
+	// cli.Request: nats.go's request, with a permissions denial returned
+	// within a round trip instead of after the timeout.
+	msg, err := cli.Request(rctx, nc, &nats.Msg{Subject: Subject, Data: []byte(strconv.Itoa(n))})
 	cancel()
 	took := time.Since(start)
 	switch {

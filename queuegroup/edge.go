@@ -106,7 +106,7 @@ func runLeaf(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 		return err
 	}
 	members = append(members, local)
-	nc, err := env.ConnectNode("requester", leaf)
+	nc, err := env.ConnectNodeAs(cli.Requester, "requester", leaf)
 	if err != nil {
 		return err
 	}
@@ -187,7 +187,7 @@ func runGeo(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 			westNames = append(westNames, name)
 		}
 	}
-	nc, err := env.ConnectNode("requester", 1) // east-2
+	nc, err := env.ConnectNodeAs(cli.Requester, "requester", 1) // east-2
 	if err != nil {
 		return err
 	}

@@ -46,13 +46,26 @@ func TestFlagCombinations(t *testing.T) {
 		{args: "-demo geo", want: "supercluster"},
 		{args: "-demo leaf -cluster 3", unset: true, want: "-cluster does nothing with -demo leaf"},
 		{args: "-demo geo -workers 2", unset: true, want: "-workers does nothing with -demo geo"},
+		// -secure: every demo on one server; not leaf or geo, whose
+		// servers have no users, nor -cluster; both halves only.
+		{args: "-secure", unset: true},
+		{args: "-secure -demo micro -workers 2", unset: true},
+		{args: "-secure -demo die -retry", unset: true},
+		{args: "-secure"}, // NATS_URL set: said unused, not refused
+		{args: "-secure -demo leaf", unset: true, want: "-demo leaf starts its own servers, which have no users"},
+		{args: "-secure -demo geo", unset: true, want: "-demo geo starts its own servers, which have no users"},
+		{args: "-secure -cluster 3", unset: true, want: "does not combine with -secure"},
+		{args: "-secure -serve", unset: true, want: "-secure runs both halves"},
+		{args: "-secure -request", want: "-secure runs both halves"},
+		{args: "-secure -context x", unset: true, want: "-secure and -context exclude each other"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.args, func(t *testing.T) {
+			var cfg Config
 			clitest.CheckFlags(t, func() (*flag.FlagSet, func() error) {
-				cfg := DefaultConfig()
+				cfg = DefaultConfig()
 				return flags(&cfg)
-			}, tc.args, tc.unset, tc.want)
+			}, tc.args, tc.unset, tc.want, secure(&cfg))
 		})
 	}
 }

@@ -271,6 +271,10 @@ type loader struct {
 	remaining atomic.Int64
 	allDone   chan struct{}
 	fail      context.CancelCauseFunc
+	ctx       context.Context // the run's, which fail ends
+	// checked is set once a publish to the subject is known to have been
+	// allowed (checkPublish).
+	checked   atomic.Bool
 	retryOnce sync.Once
 	retryErr  error
 
@@ -303,6 +307,13 @@ type loader struct {
 // runs cfg.Settle, then drains the inbox, which returns once every reply
 // that had reached the server is counted.
 //
+// Under a server's permissions, the inbox subscription is checked as it is
+// flushed (cli.SubscribeChecked), and the first request is sent alone and
+// flushed too, once per run (checkPublish), while a watch
+// (cli.WatchDenials) claims the violations on the subject: a denied inbox
+// or publish ends the run within one round trip, with one error and no
+// printed line, and the requests after the first pay nothing for it.
+//
 // While nc is disconnected, nats.go buffers the requests (its reconnect
 // buffer, 8 MiB by default) and they time out by the clock like any other,
 // so the run goes on and counts them; a publish the full buffer refuses
@@ -324,7 +335,11 @@ type loader struct {
 // ctx's error when it ends first; nats.ErrConnectionClosed when nc closes
 // during the run; the error of cfg.Before, cfg.BeforeRetry or cfg.Settle;
 // nats.ErrTimeout if the inbox does not drain within cli.DrainTimeout (5 s);
-// nats.go's publish or subscribe errors. With an error that comes after the
+// nats.ErrPermissionViolation (and cli.ErrDenied), with the server's text,
+// which names the subject, when the server's permissions deny the inbox
+// subscription or the requests' publish: within one round trip, before any
+// other request is sent (see checkPublish); nats.go's publish or subscribe
+// errors. With an error that comes after the
 // first request was sent, Load also returns the counts so far (Unsent says
 // how many were never sent); otherwise the Result is nil.
 func Load(ctx context.Context, nc *nats.Conn, cfg LoadConfig) (*Result, error) {
@@ -342,6 +357,7 @@ func Load(ctx context.Context, nc *nats.Conn, cfg LoadConfig) (*Result, error) {
 		window:  make(chan struct{}, min(cfg.Concurrency, cfg.Requests)),
 		allDone: make(chan struct{}),
 		fail:    fail,
+		ctx:     rctx,
 		index:   map[string]int32{},
 	}
 	for range cap(l.window) {
@@ -351,19 +367,35 @@ func Load(ctx context.Context, nc *nats.Conn, cfg LoadConfig) (*Result, error) {
 	l.expiry.init()
 
 	// One subscription takes every reply. Flush, so the server knows it
-	// before the first request goes out.
-	inbox, err := nc.Subscribe(l.prefix+".*.*", l.onReply)
+	// before the first request goes out, and look for a permissions
+	// violation on this exact subject (cli.SubscribeChecked): an inbox the
+	// server denies ends the run here, before anything is sent.
+	sctx, cancel := context.WithTimeout(rctx, setupTimeout(cfg.Timeout))
+	inbox, err := cli.SubscribeChecked(sctx, nc, l.prefix+".*.*", "", func() (*nats.Subscription, error) {
+		sub, err := nc.Subscribe(l.prefix+".*.*", l.onReply)
+		if err != nil {
+			return nil, err
+		}
+		if err := sub.SetPendingLimits(-1, -1); err != nil {
+			_ = sub.Unsubscribe() // the limits error says what went wrong
+			return nil, err
+		}
+		return sub, nil
+	})
+	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("load %q: inbox: %w", cfg.Subject, err)
 	}
-	if err := inbox.SetPendingLimits(-1, -1); err != nil {
-		_ = inbox.Unsubscribe() // the limits error says what went wrong
-		return nil, fmt.Errorf("load %q: inbox: %w", cfg.Subject, err)
-	}
-	if err := nc.FlushTimeout(setupTimeout(cfg.Timeout)); err != nil {
-		_ = inbox.Unsubscribe() // the flush error says what went wrong
-		return nil, fmt.Errorf("load %q: inbox: %w", cfg.Subject, err)
-	}
+
+	// A denied publish ends the run as soon as the server says so. The
+	// watch claims every violation on a publish to the subject while the
+	// run lasts, so none is printed besides the run's error; and the first
+	// request is sent alone and checked (see checkPublish), so at most one
+	// is denied.
+	stopWatch := cli.WatchDenials(nc, func(err error) {
+		l.fail(fmt.Errorf("load %q: %w", cfg.Subject, err))
+	}, []string{cfg.Subject}, nil)
+	defer stopWatch()
 
 	// A connection that closes for good (nats.go gave up reconnecting, or
 	// someone closed it) ends the run at once: nothing more can come.
@@ -457,6 +489,11 @@ func Load(ctx context.Context, nc *nats.Conn, cfg LoadConfig) (*Result, error) {
 func (l *loader) publishAll(ctx context.Context) {
 	payload := make([]byte, 0, 20)
 	for n := 1; n <= l.cfg.Requests; n++ {
+		// An ended run sends nothing more, though the window has room
+		// (select would pick either at random).
+		if ctx.Err() != nil {
+			return
+		}
 		select {
 		case <-l.window:
 		case <-ctx.Done():
@@ -496,9 +533,17 @@ func (l *loader) publish(n, attempt int, payload []byte) error {
 	deadline := s.deadline
 	s.mu.Unlock()
 	reply := l.prefix + "." + strconv.Itoa(attempt) + "." + strconv.Itoa(n)
+	var before error
+	check := !l.checked.Load()
+	if check {
+		before = l.nc.LastError()
+	}
 	err := l.nc.PublishRequest(l.cfg.Subject, reply, payload)
 	switch {
 	case err == nil:
+		if check {
+			l.checkPublish(before)
+		}
 	case errors.Is(err, nats.ErrReconnectBufExceeded):
 		// Disconnected, and the buffer that holds publishes until the
 		// reconnect is full: this request fails, the run goes on.
@@ -514,6 +559,45 @@ func (l *loader) publish(n, attempt int, payload []byte) error {
 	}
 	l.expiry.push(expiring{n: n, attempt: attempt, deadline: deadline})
 	return nil
+}
+
+// checkPublish is run after the first request of a run is published, and
+// makes sure the server's permissions allow it before another goes out: a
+// flush, after which a denial has been read (the server handles a
+// connection's protocol in order, so its -ERR comes before the PONG). The
+// run's watch (cli.WatchDenials) then ends the run with it, on nats.go's
+// error-handler goroutine; here the publisher waits for that, at most
+// setupTimeout, when the connection's last error shows a new violation on
+// a publish to the subject. Had the requests gone on, the server would
+// deny each of them, and a violation arriving after the run had ended
+// would be printed: more lines for one fault. Once one publish is allowed,
+// every later one to the subject is, and the check costs the run one round
+// trip in all, not one per request. While the connection is down, or if
+// the flush fails, the check is left to the next request.
+func (l *loader) checkPublish(before error) {
+	if l.nc.Status() != nats.CONNECTED {
+		return
+	}
+	limit := setupTimeout(l.cfg.Timeout)
+	fctx, cancel := context.WithTimeout(l.ctx, limit)
+	err := l.nc.FlushWithContext(fctx)
+	cancel()
+	if err != nil {
+		return
+	}
+	last := l.nc.LastError()
+	if last == nil || last == before || !errors.Is(last, nats.ErrPermissionViolation) ||
+		!strings.Contains(last.Error(), `Publish to "`+l.cfg.Subject+`"`) {
+		l.checked.Store(true)
+		return
+	}
+	// Denied: the watch ends the run as soon as the handler runs.
+	wait := time.NewTimer(limit)
+	defer wait.Stop()
+	select {
+	case <-l.ctx.Done():
+	case <-wait.C:
+	}
 }
 
 // retries reports whether a failed or timed-out attempt is sent again.

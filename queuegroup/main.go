@@ -14,9 +14,15 @@
 // group, the requester waits until the members' interest is visible from
 // its node (readiness probes, see topology.go).
 //
+// -secure runs any demo on one server locked down: an embedded server
+// where the requester may only publish to the demo's subjects and read its
+// own inbox, and the members may only take those requests and reply (see
+// Lockdown and security/locked-down.conf). The leaf and geo demos start
+// servers without users, so they refuse -secure, as -cluster does.
+//
 //	go run ./queuegroup [-demo share|mixed|drain|scale|die|gone|slow|micro|leaf|geo]
 //	    [-workers 3] [-requests 30] [-concurrency 1] [-timeout 1s]
-//	    [-slow 0] [-retry] [-cluster 1] [-serve | -request]
+//	    [-slow 0] [-retry] [-cluster 1] [-serve | -request | -secure] [-context NAME]
 package main
 
 import (
@@ -24,6 +30,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 
 	"reqreply/internal/cli"
 )
@@ -33,7 +40,13 @@ func main() {
 	fs, check := flags(&cfg)
 	os.Exit(cli.Main(fs, os.Args[1:], check, func(ctx context.Context, env *cli.Env) error {
 		return Run(ctx, env, cfg, os.Stdout)
-	}))
+	}, secure(&cfg)))
+}
+
+// secure is the program's -secure option: the Lockdown of the demo cfg
+// asks for, made once the flags are parsed.
+func secure(cfg *Config) cli.Option {
+	return cli.SecureWith(func() cli.Lockdown { return Lockdown(*cfg) })
 }
 
 // flags returns the program's flag set, which parses into cfg, and the check
@@ -60,6 +73,7 @@ func flags(cfg *Config) (*flag.FlagSet, func() error) {
 			fmt.Fprintf(out, "  %-6s %s\n", d.Name, d.Shows)
 		}
 		fmt.Fprintln(out, "\n-serve and -request split the share and micro demos into halves, against NATS_URL.")
+		fmt.Fprintln(out, "-secure runs a demo (not leaf or geo) on an embedded server with a user per part, each allowed only its part.")
 		fmt.Fprintln(out, "\nflags:")
 		fs.PrintDefaults()
 	}
@@ -84,6 +98,9 @@ func flags(cfg *Config) (*flag.FlagSet, func() error) {
 		case DemoLeaf, DemoGeo:
 			if err := cli.Refuse(set, "with -demo "+string(cfg.Demo)+", which starts its own servers and members", "cluster", "workers", "slow"); err != nil {
 				return err
+			}
+			if set["secure"] {
+				return cli.Usagef("-demo %s starts its own servers, which have no users: -secure runs the demos on one server (%s)", cfg.Demo, strings.Join(secureDemos(), ", "))
 			}
 			cfg.Topology.Kind = cli.Leaf
 			if cfg.Demo == DemoGeo {

@@ -103,28 +103,35 @@ type MemberOptions struct {
 // and counts the member in the group for the next request on subject (on a
 // cluster, other nodes learn of it once the interest propagates: a
 // requester elsewhere waits for it with cli.AwaitResponders, which the
-// member answers). The error
-// wraps the nats.go error of the connect, subscribe or flush:
-// nats.ErrNoServers, nats.ErrBadSubject, nats.ErrBadQueueName,
-// nats.ErrConnectionClosed, ...
+// member answers). Under -secure the member connects as the responder
+// (cli.Responder): it may take requests on the service subjects and publish
+// nothing but its replies. The error wraps the nats.go error of the
+// connect, subscribe or flush: nats.ErrNoServers, nats.ErrBadSubject,
+// nats.ErrBadQueueName, nats.ErrConnectionClosed, ...; or
+// nats.ErrPermissionViolation (and cli.ErrDenied), naming the subject and
+// group, when the server's permissions deny the subscription
+// (cli.SubscribeChecked). After an error the connection, if made, is left
+// for env.Close to drain.
 func Join(env *cli.Env, subject, group, name string, opts MemberOptions) (*Member, error) {
-	nc, err := env.ConnectNode(name, opts.Node)
+	nc, err := env.ConnectNodeAs(cli.Responder, name, opts.Node)
 	if err != nil {
 		return nil, err
 	}
 	m := &Member{Name: name, Group: group, Server: cli.ServerName(nc), nc: nc, opts: opts, reply: []byte(name), died: make(chan struct{})}
-	if group == "" {
-		m.sub, err = nc.Subscribe(subject, m.handle)
-	} else {
-		m.sub, err = nc.QueueSubscribe(subject, group, m.handle)
-	}
+	// Subscribe, then flush (bounded by the connection's timeout, 2 s by
+	// default) and look for a permissions violation on this exact
+	// subscription: a member whose user may not take these requests fails
+	// here, naming the subject and group, instead of serving nothing.
+	m.sub, err = cli.SubscribeChecked(context.Background(), nc, subject, group, func() (*nats.Subscription, error) {
+		if group == "" {
+			return nc.Subscribe(subject, m.handle)
+		}
+		return nc.QueueSubscribe(subject, group, m.handle)
+	})
 	if err != nil {
-		nc.Close()
+		// The connection is left to env.Close, which drains it: closing it
+		// here would report the violation again, as the close's reason.
 		return nil, fmt.Errorf("%s: subscribe %q in group %q: %w", name, subject, group, err)
-	}
-	if err := nc.FlushTimeout(nc.Opts.Timeout); err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("%s: flush subscription to %q: %w", name, subject, err)
 	}
 	return m, nil
 }

@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -51,9 +53,14 @@ type Instance struct {
 // with name after delay (the slow instance of -slow). micro also subscribes
 // the instance to $SRV.PING, $SRV.INFO and $SRV.STATS (for all services, for
 // this one by name, and for this instance by id). StartInstance flushes, so
-// once it returns nil the server routes requests to the instance. The error
-// wraps micro.ErrConfigValidation or the nats.go error of the connect or
-// flush.
+// once it returns nil the server routes requests to the instance. Under
+// -secure the instance connects as the responder (cli.Responder), which
+// may subscribe to MicroSubject and $SRV.> and publish only replies. The
+// error wraps micro.ErrConfigValidation, the nats.go error of the connect
+// or flush, or nats.ErrPermissionViolation, naming the subject, when the
+// server's permissions deny one of micro's subscriptions (the last one
+// denied, when several are). After an error the connection, if made, is
+// left for env.Close to drain.
 func StartInstance(env *cli.Env, name string, delay time.Duration) (*Instance, error) {
 	return startInstanceOn(env, 0, name, delay)
 }
@@ -61,10 +68,17 @@ func StartInstance(env *cli.Env, name string, delay time.Duration) (*Instance, e
 // startInstanceOn is StartInstance with the instance on node (an index into
 // env.Nodes()).
 func startInstanceOn(env *cli.Env, node int, name string, delay time.Duration) (*Instance, error) {
-	nc, err := env.ConnectNode(name, node)
+	nc, err := env.ConnectNodeAs(cli.Responder, name, node)
 	if err != nil {
 		return nil, err
 	}
+	// micro makes its subscriptions itself, so they cannot go through
+	// cli.SubscribeChecked. Instead, until the instance is known to be
+	// allowed them, the connection's error handler keeps the permissions
+	// violations to itself: the one StartInstance returns is then the only
+	// report.
+	starting := watchStart(nc)
+	before := nc.LastError()
 	reply := []byte(name)
 	svc, err := micro.AddService(nc, micro.Config{
 		Name:        MicroService,
@@ -73,7 +87,7 @@ func startInstanceOn(env *cli.Env, node int, name string, delay time.Duration) (
 		Metadata:    map[string]string{instanceKey: name},
 	})
 	if err != nil {
-		nc.Close()
+		// The connection is left to env.Close, as below.
 		return nil, fmt.Errorf("%s: add service %q: %w", name, MicroService, err)
 	}
 	err = svc.AddEndpoint(MicroEndpoint, micro.HandlerFunc(func(req micro.Request) {
@@ -93,12 +107,40 @@ func startInstanceOn(env *cli.Env, node int, name string, delay time.Duration) (
 	if err == nil {
 		err = nc.FlushTimeout(nc.Opts.Timeout)
 	}
+	// The server answered the flush after every SUB micro sent: a denied
+	// one was read before the PONG and is the connection's last error
+	// (new, as it differs from the one before).
+	if last := nc.LastError(); err == nil && last != before && errors.Is(last, nats.ErrPermissionViolation) {
+		err = last
+	}
 	if err != nil {
+		// The connection is left to env.Close, which drains it: closing it
+		// here would report a violation again, as the close's reason.
 		_ = svc.Stop() // the endpoint's error is the one to report
-		nc.Close()
 		return nil, fmt.Errorf("%s: endpoint %q on %q: %w", name, MicroEndpoint, MicroSubject, err)
 	}
+	starting.Store(false)
 	return &Instance{Name: name, svc: svc, nc: nc}, nil
+}
+
+// watchStart chains nc's error handler so that the permissions violations
+// it gets are dropped while the returned flag is set (it starts set): a
+// caller that checks for them itself, after a flush, reports them once, in
+// its own error. Other errors, and violations once the flag is cleared, go
+// to the handler that was there (the Env's, which prints them).
+func watchStart(nc *nats.Conn) *atomic.Bool {
+	var starting atomic.Bool
+	starting.Store(true)
+	next := nc.ErrorHandler()
+	nc.SetErrorHandler(func(c *nats.Conn, sub *nats.Subscription, err error) {
+		if starting.Load() && errors.Is(err, nats.ErrPermissionViolation) {
+			return
+		}
+		if next != nil {
+			next(c, sub, err)
+		}
+	})
+	return &starting
 }
 
 // Stop stops the instance's service: micro drains its subscriptions.
@@ -140,8 +182,11 @@ func (in *Instance) ID() string { return in.svc.Info().ID }
 // then is returned, one entry per id (instances elsewhere with the same name
 // are told apart by id), sorted by name, then id. Nothing says how many
 // instances run elsewhere, so without expect ReadStats waits out timeout.
-// Errors: nats.ErrNoResponders when no instance runs; nats.go's subscribe
-// and publish errors; a JSON error for a malformed reply; ctx's error. An
+// Errors: nats.ErrNoResponders when no instance runs;
+// nats.ErrPermissionViolation (and cli.ErrDenied), naming the subject, when
+// the server's permissions deny the inbox or the request; nats.go's
+// subscribe, publish and flush errors; a JSON error for a malformed reply;
+// ctx's error. An
 // instance in expect that did not answer is no error: the caller sees which.
 func ReadStats(ctx context.Context, nc *nats.Conn, expect []string, timeout time.Duration) ([]InstanceStats, error) {
 	subject, err := micro.ControlSubject(micro.StatsVerb, MicroService, "")
@@ -152,17 +197,21 @@ func ReadStats(ctx context.Context, nc *nats.Conn, expect []string, timeout time
 	// Room for many instances without nats.go dropping replies as a slow
 	// consumer.
 	replies := make(chan *nats.Msg, 1024)
-	sub, err := nc.ChanSubscribe(inbox, replies)
-	if err != nil {
-		return nil, fmt.Errorf("stats %q: %w", subject, err)
-	}
-	defer func() { _ = sub.Unsubscribe() }() // done with it either way
 	tctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if err := nc.FlushWithContext(tctx); err != nil {
-		return nil, fmt.Errorf("stats %q: %w", subject, err)
+	// The inbox, subscribed and flushed before the request, and the
+	// request, flushed too: each checked for a permissions violation on its
+	// exact subject, so a user that may not read $SRV.STATS fails within a
+	// round trip instead of waiting out timeout for replies that cannot
+	// come.
+	sub, err := cli.SubscribeChecked(tctx, nc, inbox, "", func() (*nats.Subscription, error) {
+		return nc.ChanSubscribe(inbox, replies)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("stats %q: inbox: %w", subject, err)
 	}
-	if err := nc.PublishRequest(subject, inbox, nil); err != nil {
+	defer func() { _ = sub.Unsubscribe() }() // done with it either way
+	if err := cli.PublishChecked(tctx, nc, &nats.Msg{Subject: subject, Reply: inbox}); err != nil {
 		return nil, fmt.Errorf("stats %q: %w", subject, err)
 	}
 	missing := map[string]bool{}

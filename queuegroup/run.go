@@ -225,6 +225,34 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	}
 }
 
+// Lockdown is the program's -secure setup for cfg.Demo (see cli.Lockdown):
+// the requester may publish only to the demo's subjects and subscribe only
+// to its own inbox prefix; the members may take requests only on those
+// subjects, in a queue group or not, and publish nothing but their replies,
+// one per request and member (each member has its own connection, and
+// allow_responses counts per connection). The demo's subjects are Subject,
+// or for -demo micro MicroSubject and $SRV.> (micro's $SRV.PING, $SRV.INFO
+// and $SRV.STATS, which the instances subscribe to and the requester reads
+// the stats from). The readiness probes go where the requests go.
+func Lockdown(cfg Config) cli.Lockdown {
+	if cfg.Demo == DemoMicro {
+		return cli.Lockdown{Service: []string{MicroSubject, "$SRV.>"}}
+	}
+	return cli.Lockdown{Service: []string{Subject}}
+}
+
+// secureDemos lists the demos that run under -secure: all but leaf and geo,
+// whose servers have no users.
+func secureDemos() []string {
+	var out []string
+	for _, d := range Demos {
+		if d.Name != DemoLeaf && d.Name != DemoGeo {
+			out = append(out, string(d.Name))
+		}
+	}
+	return out
+}
+
 // workerName is the name of the i-th worker (1-based): worker-1, ...
 func workerName(i int) string { return fmt.Sprintf("worker-%d", i) }
 

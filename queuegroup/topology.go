@@ -20,9 +20,10 @@ import (
 // the members answer without counting them.
 
 // connectRequester connects the requester on the node the Env gives it:
-// another than worker-1's when there are several.
+// another than worker-1's when there are several; under -secure as the
+// requester (cli.Requester), with its own inbox prefix.
 func connectRequester(env *cli.Env) (*nats.Conn, error) {
-	return env.ConnectNode("requester", env.RequesterNode())
+	return env.ConnectNodeAs(cli.Requester, "requester", env.RequesterNode())
 }
 
 // awaitMembers waits, with readiness probes from nc bounded by

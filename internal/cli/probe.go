@@ -139,12 +139,23 @@ type Probed struct {
 	// Skipped is set when the server has no header support, which probes
 	// need: nothing was sent and nothing is known.
 	Skipped bool
+	// leaving is set by AwaitNoResponders, whose wait ends with a probe
+	// that got no responders.
+	leaving bool
 }
 
-// Delayed reports whether the interest was not all there at once: a probe
-// got no responders, or no answer within its pause. (Probes answered by a
-// member already seen, as AllOf needs with a queue group, are no delay.)
-func (p Probed) Delayed() bool { return p.Refused > 0 || p.Unanswered > 0 }
+// Delayed reports whether the wait was not over at once. After
+// AwaitResponders: a probe got no responders, or no answer within its
+// pause (probes answered by a member already seen, as AllOf needs with a
+// queue group, are no delay). After AwaitNoResponders: the first probe did
+// not get the no-responders status that ends the wait (someone still
+// answered, or nobody within its pause).
+func (p Probed) Delayed() bool {
+	if p.leaving {
+		return p.Probes > 1
+	}
+	return p.Refused > 0 || p.Unanswered > 0
+}
 
 // String says what the probes saw, for a program's output (Waited is
 // for the caller to print).
@@ -174,10 +185,12 @@ func (p Probed) String() string {
 // ProbeNoRespondersFor (nobody serves the subject: a requester fails fast),
 // or the timeout passed and the last answers were no-responders statuses;
 // nats.ErrTimeout when it passed otherwise (the names still missing are in
-// the message); nats.ErrPermissionViolation and ErrDenied, within one round
-// trip, when the server's permissions deny the probe's inbox subscription
-// or its publish (the text names the subject; nothing else is printed);
-// ctx's error when it ends first; nats.go's subscribe or publish error. A server without header support cannot carry a probe:
+// the message); ctx's error when it ends first; an error wrapping
+// nats.ErrPermissionViolation and ErrDenied, naming the subject, within one
+// round trip, when the server's permissions deny the probes' inbox
+// subscription or their publish (the inbox is checked with
+// SubscribeChecked, the first probe with PublishChecked: one flush each per
+// wait); nats.go's subscribe or publish error. A server without header support cannot carry a probe:
 // then nothing is sent and Probed.Skipped is set, with a nil error.
 func AwaitResponders(ctx context.Context, nc *nats.Conn, subject string, want Want, timeout time.Duration) (Probed, error) {
 	return probe(ctx, nc, subject, timeout, want.settled, true, func(seen map[string]bool, _ bool) bool { return want.met(seen) },
@@ -196,14 +209,16 @@ func AwaitResponders(ctx context.Context, nc *nats.Conn, subject string, want Wa
 // whose responder has gone. A probe answered by someone, or not answered
 // (routed to where a responder just left), is followed by another after a
 // pause that doubles from 1 ms to ProbeStepMax. Errors: an error wrapping
-// nats.ErrTimeout when it did not happen in time; a denial, as for
-// AwaitResponders; ctx's; nats.go's. A
+// nats.ErrTimeout when it did not happen in time; ctx's; a permissions
+// denial as for AwaitResponders; nats.go's. A
 // server without header support: Probed.Skipped, nil.
 func AwaitNoResponders(ctx context.Context, nc *nats.Conn, subject string, timeout time.Duration) (Probed, error) {
-	return probe(ctx, nc, subject, timeout, false, false, func(_ map[string]bool, noResponders bool) bool { return noResponders },
+	p, err := probe(ctx, nc, subject, timeout, false, false, func(_ map[string]bool, noResponders bool) bool { return noResponders },
 		func(seen map[string]bool, _ bool) error {
 			return fmt.Errorf("probe %q: interest still visible from %s (answered by %d responders): %w", subject, ServerName(nc), len(seen), nats.ErrTimeout)
 		})
+	p.leaving = true
+	return p, err
 }
 
 // probe is the loop of AwaitResponders and AwaitNoResponders: done says
@@ -219,24 +234,19 @@ func probe(ctx context.Context, nc *nats.Conn, subject string, timeout time.Dura
 		p.Skipped = true
 		return p, nil
 	}
+	// The probes' inbox, checked (a flush) so that an inbox the server's
+	// permissions deny fails the wait at once, naming the subject, instead
+	// of leaving every probe unanswered until the timeout.
+	inbox := nc.NewInbox()
 	start := time.Now()
 	deadline := start.Add(timeout)
-	dctx, cancel := context.WithDeadline(ctx, deadline)
-	defer cancel()
-	// The answers' inbox, checked: a subscription that the server's
-	// permissions deny ends the wait at once with that denial (wrapping
-	// nats.ErrPermissionViolation and ErrDenied, naming the inbox), and is
-	// not also printed by the connection's error handler.
-	inbox := nc.NewInbox()
-	sub, err := SubscribeChecked(dctx, nc, inbox+".*", "", func() (*nats.Subscription, error) {
+	sctx, cancel := context.WithDeadline(ctx, deadline)
+	sub, err := SubscribeChecked(sctx, nc, inbox+".*", "", func() (*nats.Subscription, error) {
 		return nc.SubscribeSync(inbox + ".*")
 	})
+	cancel()
 	if err != nil {
-		p.Waited = time.Since(start)
-		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-			return p, fail(map[string]bool{}, false)
-		}
-		return p, fmt.Errorf("probe %q: %w", subject, err)
+		return p, fmt.Errorf("probe %q: inbox: %w", subject, err)
 	}
 	defer func() { _ = sub.Unsubscribe() }() // answers after this are not needed
 	seen := map[string]bool{}
@@ -250,17 +260,29 @@ func probe(ctx context.Context, nc *nats.Conn, subject string, timeout time.Dura
 	for {
 		p.Probes++
 		msg := &nats.Msg{Subject: subject, Reply: inbox + "." + strconv.Itoa(p.Probes), Header: nats.Header{ProbeHeader: []string{strconv.Itoa(p.Probes)}}}
-		// The first probe is checked too: a publish that the server's
-		// permissions deny ends the wait with that denial. The permission
-		// is the subject's, so the later probes need no check.
-		send := nc.PublishMsg
-		if p.Probes == 1 {
-			send = func(m *nats.Msg) error { return PublishChecked(dctx, nc, m) }
+		// The first probe is checked (PublishChecked: one flush) so that a
+		// publish the server's permissions deny fails the wait within one
+		// round trip with that violation, once: the server would deny every
+		// later probe too, and say so only on the error handler. Once one is
+		// allowed, the rest to the same subject are.
+		var err error
+		if p.Probes == 1 && nc.Status() == nats.CONNECTED {
+			pctx, cancel := context.WithDeadline(ctx, deadline)
+			err = PublishChecked(pctx, nc, msg)
+			cancel()
+			if !errors.Is(err, ErrDenied) && ctx.Err() == nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrConnectionClosed)) {
+				// The flush failed, not the publish (the wait's time is up,
+				// or a disconnect): the probe is sent, and the loop below
+				// sees the rest.
+				err = nil
+			}
+		} else {
+			err = nc.PublishMsg(msg)
 		}
-		if err := send(msg); err != nil {
+		if err != nil {
 			p.Waited = time.Since(start)
-			if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-				return p, fail(seen, noResponders)
+			if ctx.Err() != nil {
+				err = ctx.Err()
 			}
 			return p, fmt.Errorf("probe %q: %w", subject, err)
 		}

@@ -166,3 +166,36 @@ func TestAwaitRespondersAcrossACluster(t *testing.T) {
 	assert.Empty(t, work, "a probe counted as work")
 	assert.Contains(t, p.String(), "answered by node-")
 }
+
+// TestAwaitNoRespondersDelayed: the no-responders status that ends a wait
+// for interest to leave is no delay; a responder still answering first is.
+func TestAwaitNoRespondersDelayed(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		responder bool // a responder answers until it leaves, after the first probe
+		delayed   bool
+	}{
+		{name: "nobody there", delayed: false},
+		{name: "a responder leaves", responder: true, delayed: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := testserver.New(t)
+			nc, err := nats.Connect(srv.ClientURL())
+			require.NoError(t, err)
+			t.Cleanup(nc.Close)
+			if tc.responder {
+				var sub *nats.Subscription
+				sub, err = nc.Subscribe("svc", func(m *nats.Msg) {
+					if AnswerProbe(m, "r") {
+						_ = sub.Unsubscribe() // gone after its first answer
+					}
+				})
+				require.NoError(t, err)
+				require.NoError(t, nc.Flush())
+			}
+			p, err := AwaitNoResponders(context.Background(), nc, "svc", 5*time.Second)
+			require.NoError(t, err)
+			assert.Equal(t, tc.delayed, p.Delayed(), p.String())
+		})
+	}
+}

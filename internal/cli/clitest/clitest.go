@@ -20,8 +20,10 @@ import (
 // and a run that connects nowhere. NATS_URL is "nats://127.0.0.1:1", or
 // unset when unset is true. With want empty the run must happen and exit 0;
 // otherwise it must not, and the program must exit 2 with one line on
-// stderr that contains want.
-func CheckFlags(t *testing.T, newFlags func() (*flag.FlagSet, func() error), args string, unset bool, want string) {
+// stderr that contains want. opts are the program's cli.Main options (its
+// cli.Secure, for -secure); with -secure a run that happens connects to the
+// embedded locked-down server, which it then closes.
+func CheckFlags(t *testing.T, newFlags func() (*flag.FlagSet, func() error), args string, unset bool, want string, opts ...cli.Option) {
 	t.Helper()
 	fs, check := newFlags()
 	getenv := func(key string) string {
@@ -33,7 +35,7 @@ func CheckFlags(t *testing.T, newFlags func() (*flag.FlagSet, func() error), arg
 	ran := false
 	run := func(context.Context, *cli.Env) error { ran = true; return nil }
 	var stderr bytes.Buffer
-	code := cli.Exec(fs, strings.Fields(args), check, run, getenv, &stderr)
+	code := cli.Exec(fs, strings.Fields(args), check, run, getenv, &stderr, opts...)
 	if want == "" {
 		assert.Equal(t, cli.ExitOK, code, stderr.String())
 		assert.True(t, ran)
