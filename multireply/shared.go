@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"reqreply/internal/cli"
 )
 
 // ErrMuxClosed is wrapped (with nats.ErrBadSubscription) by gathers on a
@@ -51,7 +53,8 @@ var ErrMuxClosed = errors.New("mux closed")
 //     after the gather's request, unless nc.Flush is called in between
 //     (the server has then processed nc's message);
 //   - nc's connection-event handlers are not called for it; its async
-//     error handler is (a denied publish of a gather shows there);
+//     error handler is, for what is not a gather's (a denied publish of a
+//     gather ends that gather with the error instead: see denied);
 //   - if it closes for good by itself (its reconnect attempts used up)
 //     the Mux ends its gathers with nats.ErrConnectionClosed and refuses
 //     new ones, even if nc got its server back: make a new Mux.
@@ -109,9 +112,18 @@ type Mux struct {
 // is connected to first), subscribes it to
 // a new "<inbox>.*" (nc.NewInbox, so never under the subscription nats.go
 // keeps for nc.Request) and flushes, so the server has the subscription
-// before the first request. Errors wrap nats.ErrInvalidArg for a nil nc,
-// nats.ErrConnectionClosed or nats.ErrConnectionDraining for nc, or the
-// connect, subscribe or flush error.
+// before the first request, and checks that the server took it. Errors wrap
+// nats.ErrInvalidArg for a nil nc, nats.ErrConnectionClosed or
+// nats.ErrConnectionDraining for nc, nats.ErrPermissionViolation and
+// cli.ErrDenied when the user may not subscribe to "<inbox>.*" (the text is
+// the server's, naming that subject), or the connect, subscribe or flush
+// error (nats.ErrTimeout after the connection's timeout, 2 s by default).
+//
+// It also chains rc's async error handler: a denied publish of a gather's
+// request ends that gather (and any other running gather on the same
+// subject) within about one round trip, StopFailed, with an error wrapping
+// nats.ErrPermissionViolation and cli.ErrDenied that names the subject,
+// instead of at its deadline; see denied for why this way.
 func NewMux(nc *nats.Conn) (*Mux, error) {
 	if nc == nil {
 		return nil, fmt.Errorf("new mux: nil connection: %w (%w)", nats.ErrInvalidArg, nats.ErrInvalidConnection)
@@ -150,10 +162,20 @@ func NewMux(nc *nats.Conn) (*Mux, error) {
 		return nil, fmt.Errorf("new mux: connect: %w", err)
 	}
 	m.rc = rc
-	sub, err := rc.Subscribe(m.prefix+"*", m.route)
+	// The inbox subscription, checked (cli.SubscribeChecked): a watch for a
+	// violation on that exact subject, the subscribe, a flush bounded by
+	// the connection's timeout (2 s by default, not nats.go's fixed 10 s),
+	// then a look for the violation. A user who may not subscribe to the
+	// inbox prefix gets an error from NewMux, not gathers that all end at
+	// their deadline with no reply. The flush also makes the server have
+	// the subscription before the first request.
+	subject := m.prefix + "*"
+	sub, err := cli.SubscribeChecked(context.Background(), rc, subject, "", func() (*nats.Subscription, error) {
+		return rc.Subscribe(subject, m.route)
+	})
 	if err != nil {
 		rc.Close()
-		return nil, fmt.Errorf("new mux: subscribe: %w", err)
+		return nil, fmt.Errorf("new mux: subscribe %q: %w", subject, err)
 	}
 	// Each gather bounds what it holds (PendingLimits); the subscription
 	// itself must never drop, since a message it dropped would be counted
@@ -165,12 +187,15 @@ func NewMux(nc *nats.Conn) (*Mux, error) {
 	}
 	sub.SetClosedHandler(func(string) { m.fail(nats.ErrConnectionClosed) })
 	m.sub = sub
-	// Bounded by the connection's own timeout (2 s by default), not
-	// nats.go's fixed 10 s, so a server that stopped answering fails fast.
-	if err := rc.FlushTimeout(flushTimeout(rc)); err != nil {
-		rc.Close()
-		return nil, fmt.Errorf("new mux: flush: %w", err)
-	}
+	// Denied publishes: rc's error handler, chained, hands each one to the
+	// gathers publishing on that subject (see denied); the others go on to
+	// the handler rc had (nc's, behind cli's dispatcher).
+	next := rc.ErrorHandler()
+	rc.SetErrorHandler(func(c *nats.Conn, s *nats.Subscription, err error) {
+		if !m.denied(err) && next != nil {
+			next(c, s, err)
+		}
+	})
 
 	// Watch nc: a close without a drain ends the gathers; a drain does not.
 	// The state is read again once the listener is in place, in case nc
@@ -237,6 +262,52 @@ func (m *Mux) route(msg *nats.Msg) {
 		return
 	}
 	m.late++
+}
+
+// denied ends, at once, every running gather whose request subject the
+// server denied err's publish to, and reports whether there was one: then
+// the gather's error reports the violation and rc's next handler does not.
+//
+// Why this way. nats-server answers a denied PUB with
+// "-ERR 'Permissions Violation for Publish to "<subject>"'" and nothing
+// else (no reply, no no-responders status), and nats.go hands that only to
+// the connection's async error handler, without saying which publish it
+// was. The Mux owns rc, so it chains rc's handler once, in NewMux, instead
+// of registering each gather in a process-wide watch list (cli.WatchDenials
+// takes a global lock and allocates a waiter per request: on the hot path of
+// every gather, for an error that is rare). Each gather records its subject
+// (a field of its pooled state: no cost), and the handler, on a violation,
+// looks through the running gathers under m.mu. The server handles one
+// connection's protocol in order, so the -ERR arrives within one round trip
+// of the PUB, while its gather is registered (it registers before it
+// publishes). Every gather then running on that subject is ended, not only
+// the one that sent it: they publish as the same user on the same
+// connection, so the server denies them all.
+func (m *Mux) denied(err error) bool {
+	const mark = "Publish to \""
+	if !errors.Is(err, nats.ErrPermissionViolation) {
+		return false
+	}
+	text := err.Error()
+	i := strings.Index(text, mark)
+	if i < 0 {
+		return false // a denied subscription: not a gather's
+	}
+	subject, _, ok := strings.Cut(text[i+len(mark):], "\"")
+	if !ok {
+		return false
+	}
+	err = fmt.Errorf("%w (%w)", err, cli.ErrDenied)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	claimed := false
+	for _, q := range m.gathers {
+		if q.subject == subject {
+			q.fail(err)
+			claimed = true
+		}
+	}
+	return claimed
 }
 
 // watch follows nc's status until nc closes or the Mux does; drained says
@@ -403,7 +474,7 @@ func (m *Mux) run(ctx context.Context, q *queue, subject string, data []byte, yi
 	// A token of its own routes this gather's replies to its queue;
 	// registered before publishing, so no reply can come too early.
 	q.ctx, q.deadline = ctx, deadline
-	q.limitMsgs, q.limitBytes = c.pendingMsgs, c.pendingBytes
+	q.limitMsgs, q.limitBytes, q.subject = c.pendingMsgs, c.pendingBytes, subject
 	if err := m.register(q); err != nil {
 		return notSent(subject, "register", start, deadline, err)
 	}
@@ -451,6 +522,7 @@ type queue struct {
 	buf        []byte          // the reply subject is built here: reused
 	reply      string          // "<inbox>.<token>"
 	token      string          // reply's last token: the key in m.gathers
+	subject    string          // the request's: a denied publish names it
 	ctx        context.Context // the caller's
 	deadline   time.Time
 	mu         sync.Mutex
