@@ -371,25 +371,24 @@ func (m *Mux) fail(err error) {
 // register gives q a fresh token and its reply subject, and adds it, unless
 // the Mux can no longer run gathers (then the error says why). The token is
 // a random 64-bit number (math/rand/v2: no allocation, no lock), written in
-// base 36 after the prefix into q's reused buffer: the reply subject is the
-// gather's one allocation. Random rather than a counter, so a responder
+// base 36 after the prefix into a buffer on the stack: the reply subject is
+// the gather's one allocation. Random rather than a counter, so a responder
 // cannot guess another gather's reply subject from its own.
 func (m *Mux) register(q *queue) error {
+	var buf [64]byte
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.err != nil {
 		return m.err
 	}
+	q.mux = m
 	for {
-		q.buf = strconv.AppendUint(append(q.buf[:0], m.prefix...), rand.Uint64(), 36)
-		q.reply = string(q.buf)
-		q.token = q.reply[len(m.prefix):]
-		if m.gathers[q.token] == nil {
+		q.reply = string(strconv.AppendUint(append(buf[:0], m.prefix...), rand.Uint64(), 36))
+		if m.gathers[q.token()] == nil {
 			break
 		}
 	}
-	m.gathers[q.token] = q
-	q.mux = m
+	m.gathers[q.token()] = q
 	return nil
 }
 
@@ -400,7 +399,7 @@ func (m *Mux) register(q *queue) error {
 // deregister closes the Mux's connection.
 func (m *Mux) deregister(q *queue) (dropped, unread int) {
 	m.mu.Lock()
-	delete(m.gathers, q.token)
+	delete(m.gathers, q.token())
 	dropped, unread = q.counts()
 	m.late += unread
 	closeNow := m.ncDone && len(m.gathers) == 0 && !m.closed
@@ -474,7 +473,7 @@ func (m *Mux) run(ctx context.Context, q *queue, subject string, data []byte, yi
 	// A token of its own routes this gather's replies to its queue;
 	// registered before publishing, so no reply can come too early.
 	q.ctx, q.deadline = ctx, deadline
-	q.limitMsgs, q.limitBytes, q.subject = c.pendingMsgs, c.pendingBytes, subject
+	q.subject = subject
 	if err := m.register(q); err != nil {
 		return notSent(subject, "register", start, deadline, err)
 	}
@@ -519,19 +518,15 @@ func flushTimeout(nc *nats.Conn) time.Duration {
 type queue struct {
 	c          config          // the gather's options, resolved once
 	mux        *Mux            // set by register
-	buf        []byte          // the reply subject is built here: reused
 	reply      string          // "<inbox>.<token>"
-	token      string          // reply's last token: the key in m.gathers
 	subject    string          // the request's: a denied publish names it
 	ctx        context.Context // the caller's
 	deadline   time.Time
 	mu         sync.Mutex
 	msgs       []*nats.Msg
-	first      [4]*nats.Msg // msgs' first backing array: no allocation for a few replies
+	first      [2]*nats.Msg // msgs' first backing array: no allocation while the consumer keeps up
 	head       int
 	bytes      int // payload and header bytes in msgs[head:]
-	limitMsgs  int
-	limitBytes int
 	drop       int
 	err        error
 	signal     chan struct{}
@@ -563,10 +558,13 @@ func (q *queue) release() {
 	default:
 	}
 	clear(q.first[:])
-	*q = queue{buf: q.buf[:0], signal: q.signal, timer: q.timer}
+	*q = queue{signal: q.signal, timer: q.timer}
 	q.msgs = q.first[:0]
 	queuePool.Put(q)
 }
+
+// token is the last token of q's reply subject: its key in m.gathers.
+func (q *queue) token() string { return q.reply[len(q.mux.prefix):] }
 
 // size is what a reply counts against the byte limit: payload and headers.
 func size(m *nats.Msg) int {
@@ -576,7 +574,7 @@ func size(m *nats.Msg) int {
 func (q *queue) push(m *nats.Msg) {
 	n := size(m)
 	q.mu.Lock()
-	if len(q.msgs)-q.head >= q.limitMsgs || q.bytes+n > q.limitBytes {
+	if len(q.msgs)-q.head >= q.c.pendingMsgs || q.bytes+n > q.c.pendingBytes {
 		q.drop++
 		q.mu.Unlock()
 		return
