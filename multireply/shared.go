@@ -23,7 +23,7 @@ import (
 var ErrMuxClosed = errors.New("mux closed")
 
 // Mux is the shared variant of scatter-gather: one wildcard subscription,
-// "<inbox>.*", made once by NewMux. Each gather takes a fresh nuid token and
+// "<inbox>.*", made once by NewMux. Each gather takes a fresh random token and
 // publishes with "<inbox>.<token>" as its reply subject; the Mux routes each
 // reply by its last token to that gather's queue. There is no SUB, UNSUB or
 // flush per gather, so a gather costs one publish, like nc.Request, while
