@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -52,7 +54,10 @@ func BenchmarkRequest(b *testing.B) {
 // BenchmarkGather times one scatter-gather per op with MaxReplies set to the
 // number of responders, for each variant and 1 to 1000 responders. It also
 // reports µs-after-last: how long after the last reply arrived the gather
-// returned, which MaxReplies keeps far below the deadline (10 s here).
+// returned, which MaxReplies keeps far below the deadline (10 s here). The
+// shared variant's requests and replies go over the Mux's own connection
+// (opened once by NewMux, outside the timed loop); raw's, inbox's and
+// natsext's over the requester connection.
 //
 //	go test -run '^$' -bench . -benchmem ./multireply
 func BenchmarkGather(b *testing.B) {
@@ -89,50 +94,220 @@ func BenchmarkGather(b *testing.B) {
 	}
 }
 
-// BenchmarkConcurrentGathers runs 64 gathers at a time on one requester
-// connection, 3 responders each (MaxReplies(3)), for each variant: one op is
-// one gather; gathers/s is the throughput. Target: shared at least 2×
-// natsext.
+// BenchmarkConcurrent runs C requests or gathers at a time, C goroutines
+// sharing one requester connection nc, against responders=M responders
+// (MaxReplies(M)); one op is one gather. raw is nats.go's nc.Request (one
+// connection: requests and replies on nc), so it appears only with one
+// responder. shared sends its requests and receives its replies on the
+// Mux's own second connection (opened by NewMux), inbox and natsext on nc.
+// It reports gathers/s and the 99th percentile of the op latency in µs.
 //
-//	go test -run '^$' -bench ConcurrentGathers -benchtime 2000x -count 3 ./multireply
-func BenchmarkConcurrentGathers(b *testing.B) {
-	const concurrency, responders = 64, 3
-	for _, variant := range Variants {
-		b.Run("variant="+variant, func(b *testing.B) {
-			env := newEnv(b)
-			benchResponders(b, env.URL, "bench", responders)
-			nc := connect(b, env, "requester")
-			v, release, err := NewVariant(variant, nc)
-			require.NoError(b, err)
-			b.Cleanup(func() { _ = release() })
-			ctx := context.Background()
-			var next atomic.Int64
-			errs := make(chan error, concurrency)
-			b.ReportAllocs()
-			b.ResetTimer()
-			start := time.Now()
-			var wg sync.WaitGroup
-			for range concurrency {
-				wg.Go(func() {
-					for next.Add(1) <= int64(b.N) {
-						res, err := Gather(ctx, v, "bench", nil, Timeout(10*time.Second), MaxReplies(responders))
-						if err == nil && res.Count != responders {
-							err = fmt.Errorf("%d of %d replies", res.Count, responders)
-						}
-						if err != nil {
-							errs <- err
-							return
-						}
-					}
+//	go test -run '^$' -bench 'Concurrent/.*/responders=1/concurrency=(1|64)$' -benchtime 3000x -count 5 ./multireply
+func BenchmarkConcurrent(b *testing.B) {
+	for _, variant := range append([]string{"raw"}, Variants...) {
+		for _, m := range []int{1, 3} {
+			if variant == "raw" && m != 1 {
+				continue
+			}
+			for _, c := range []int{1, 8, 64, 256} {
+				b.Run(fmt.Sprintf("variant=%s/responders=%d/concurrency=%d", variant, m, c), func(b *testing.B) {
+					benchConcurrent(b, variant, m, c)
 				})
 			}
-			wg.Wait()
-			b.StopTimer()
-			close(errs)
-			for err := range errs {
-				b.Fatal(err)
+		}
+	}
+}
+
+func benchConcurrent(b *testing.B, variant string, responders, concurrency int) {
+	env := newEnv(b)
+	benchResponders(b, env.URL, "bench", responders)
+	nc := connect(b, env, "requester")
+	op := func(ctx context.Context) error {
+		_, err := nc.RequestWithContext(ctx, "bench", nil)
+		return err
+	}
+	if variant != "raw" {
+		v, release, err := NewVariant(variant, nc)
+		require.NoError(b, err)
+		b.Cleanup(func() { _ = release() })
+		op = func(ctx context.Context) error {
+			res, err := Gather(ctx, v, "bench", nil, MaxReplies(responders))
+			if err == nil && res.Count != responders {
+				err = fmt.Errorf("%d of %d replies", res.Count, responders)
 			}
-			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "gathers/s")
+			return err
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	lat := make([]time.Duration, b.N)
+	var next atomic.Int64
+	errs := make(chan error, concurrency)
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range concurrency {
+		wg.Go(func() {
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(b.N) {
+					return
+				}
+				t0 := time.Now()
+				if err := op(ctx); err != nil {
+					errs <- err
+					return
+				}
+				lat[i] = time.Since(t0)
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "gathers/s")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1e3, "p99-µs")
+}
+
+// BenchmarkScale times one gather of M replies from M responders per op and
+// reports ns/reply. floor is the same exchange without a gather library:
+// one request published on nc with a plain subscription (counting in its
+// handler) as reply subject, waiting for the M-th message: what M
+// responders and one connection's read loop cost by themselves.
+//
+//	go test -run '^$' -bench Scale -benchtime 20x -count 5 ./multireply
+func BenchmarkScale(b *testing.B) {
+	for _, variant := range []string{"shared", "natsext", "floor"} {
+		for _, m := range []int{100, 1000, 5000} {
+			b.Run(fmt.Sprintf("variant=%s/responders=%d", variant, m), func(b *testing.B) {
+				env := newEnv(b)
+				benchResponders(b, env.URL, "bench", m)
+				nc := connect(b, env, "requester")
+				ctx := context.Background()
+				var op func() error
+				if variant == "floor" {
+					inbox := nc.NewInbox()
+					var got atomic.Int64
+					all := make(chan struct{}, 1)
+					sub, err := nc.Subscribe(inbox, func(*nats.Msg) {
+						if got.Add(1) == int64(m) {
+							all <- struct{}{}
+						}
+					})
+					require.NoError(b, err)
+					require.NoError(b, sub.SetPendingLimits(-1, -1))
+					require.NoError(b, nc.Flush())
+					op = func() error {
+						got.Store(0)
+						if err := nc.PublishRequest("bench", inbox, nil); err != nil {
+							return err
+						}
+						select {
+						case <-all:
+							return nil
+						case <-time.After(10 * time.Second):
+							return fmt.Errorf("floor: %d of %d replies", got.Load(), m)
+						}
+					}
+				} else {
+					v, release, err := NewVariant(variant, nc)
+					require.NoError(b, err)
+					b.Cleanup(func() { _ = release() })
+					op = func() error {
+						res, err := Gather(ctx, v, "bench", nil, Timeout(10*time.Second), MaxReplies(m))
+						if err == nil && res.Count != m {
+							err = fmt.Errorf("%d of %d replies", res.Count, m)
+						}
+						return err
+					}
+				}
+				b.ReportAllocs()
+				for b.Loop() {
+					if err := op(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*m), "ns/reply")
+			})
+		}
+	}
+}
+
+// BenchmarkIdle starts 10,000 requests or gathers (raw: nc.Request) to a
+// responder that never answers (inbox and natsext: 1,000, since each of
+// theirs holds a 512 KiB channel: 10,000 would take over 5 GB), waits until the responder has seen every
+// request (so each is waiting for its deadline), and reports the heap they
+// hold (B/gather, after a GC; goroutine stacks not included) and the
+// goroutines they hold (goroutines/gather, the caller's own included: raw
+// holds 1). Then it cancels them all.
+//
+//	go test -run '^$' -bench Idle -benchtime 1x -count 5 ./multireply
+func BenchmarkIdle(b *testing.B) {
+	for _, variant := range append([]string{"raw"}, Variants...) {
+		b.Run("variant="+variant, func(b *testing.B) {
+			gathers := 10_000
+			if variant == "inbox" || variant == "natsext" {
+				gathers = 1_000
+			}
+			env := newEnv(b)
+			rnc := connect(b, env, "silent")
+			var seen atomic.Int64
+			all := make(chan struct{})
+			sub, err := rnc.Subscribe("idle", func(*nats.Msg) {
+				if seen.Add(1) == int64(gathers) {
+					close(all)
+				}
+			})
+			require.NoError(b, err)
+			require.NoError(b, sub.SetPendingLimits(-1, -1))
+			require.NoError(b, rnc.Flush())
+			nc := connect(b, env, "requester")
+			var v Variant
+			if variant != "raw" {
+				var release func() error
+				v, release, err = NewVariant(variant, nc)
+				require.NoError(b, err)
+				b.Cleanup(func() { _ = release() })
+			}
+			var heap, routines float64
+			for b.Loop() {
+				seen.Store(0)
+				all = make(chan struct{})
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				var ms runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&ms)
+				heap0, g0 := ms.HeapAlloc, runtime.NumGoroutine()
+				var wg sync.WaitGroup
+				for range gathers {
+					wg.Go(func() {
+						if v == nil {
+							_, _ = nc.RequestWithContext(ctx, "idle", nil)
+							return
+						}
+						_, _ = Gather(ctx, v, "idle", nil)
+					})
+				}
+				select {
+				case <-all:
+				case <-time.After(30 * time.Second):
+					b.Fatalf("the responder saw %d of %d requests", seen.Load(), gathers)
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&ms)
+				heap += float64(int64(ms.HeapAlloc)-int64(heap0)) / float64(gathers)
+				routines += float64(runtime.NumGoroutine()-g0) / float64(gathers)
+				cancel()
+				wg.Wait()
+			}
+			b.ReportMetric(heap/float64(b.N), "B/gather")
+			b.ReportMetric(routines/float64(b.N), "goroutines/gather")
 		})
 	}
 }

@@ -177,29 +177,40 @@ func PendingLimits(msgs, bytes int) Option {
 // and that payload and headers fit the server's max payload. The deadline is
 // fixed later, by deadline, when the request goes out.
 func newConfig(ctx context.Context, nc *nats.Conn, subject string, data []byte, opts []Option) (*config, error) {
+	c := new(config)
+	if err := c.resolve(ctx, nc, subject, data, opts); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// resolve is newConfig into an existing config, which it overwrites: the
+// shared variant resolves the options once into its pooled per-gather
+// state, a plain value, so that the collect loop reads fields, not closures.
+func (c *config) resolve(ctx context.Context, nc *nats.Conn, subject string, data []byte, opts []Option) error {
 	if ctx == nil {
-		return nil, fmt.Errorf("gather %q: nil context: %w", subject, nats.ErrInvalidContext)
+		return fmt.Errorf("gather %q: nil context: %w", subject, nats.ErrInvalidContext)
 	}
 	if nc == nil {
-		return nil, fmt.Errorf("gather %q: nil connection: %w (%w)", subject, nats.ErrInvalidArg, nats.ErrInvalidConnection)
+		return fmt.Errorf("gather %q: nil connection: %w (%w)", subject, nats.ErrInvalidArg, nats.ErrInvalidConnection)
 	}
 	if err := CheckSubject(subject); err != nil {
-		return nil, fmt.Errorf("gather: %w", err)
+		return fmt.Errorf("gather: %w", err)
 	}
-	c := &config{pendingMsgs: DefaultPendingMsgs, pendingBytes: DefaultPendingBytes, now: time.Now}
+	*c = config{pendingMsgs: DefaultPendingMsgs, pendingBytes: DefaultPendingBytes, now: time.Now}
 	for _, opt := range opts {
 		if opt == nil {
 			continue
 		}
 		if err := opt(c); err != nil {
-			return nil, fmt.Errorf("gather %q: %w", subject, err)
+			return fmt.Errorf("gather %q: %w", subject, err)
 		}
 	}
 	if err := publishable(nc, subject, data, c.header); err != nil {
-		return nil, err
+		return err
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("gather %q: not sent: %w", subject, err)
+		return fmt.Errorf("gather %q: not sent: %w", subject, err)
 	}
 	if c.stall > 0 {
 		// The stall must leave room before the deadline, as far as it can
@@ -212,11 +223,11 @@ func newConfig(ctx context.Context, nc *nats.Conn, subject string, data []byte, 
 			room = time.Until(d)
 		}
 		if c.stall >= room {
-			return nil, fmt.Errorf("gather %q: stall %v must be shorter than the deadline (%v away): %w",
+			return fmt.Errorf("gather %q: stall %v must be shorter than the deadline (%v away): %w",
 				subject, c.stall, room.Round(time.Millisecond), nats.ErrInvalidArg)
 		}
 	}
-	return c, nil
+	return nil
 }
 
 // publishable returns the error nats.go's publish would return for a
@@ -275,13 +286,21 @@ func CheckSubject(subject string) error {
 	if strings.ContainsAny(subject, " \t\r\n") {
 		return fmt.Errorf("subject %q has white space: %w", subject, nats.ErrBadSubject)
 	}
-	for tok := range strings.SplitSeq(subject, ".") {
-		switch tok {
+	// A loop over the bytes rather than an iterator over the tokens: every
+	// gather checks its subject, so this is on its hot path. tok is where
+	// the current token began.
+	tok := 0
+	for i := 0; i <= len(subject); i++ {
+		if i < len(subject) && subject[i] != '.' {
+			continue
+		}
+		switch subject[tok:i] {
 		case "":
 			return fmt.Errorf("subject %q has an empty token: %w", subject, nats.ErrBadSubject)
 		case "*", ">":
 			return fmt.Errorf("subject %q has a wildcard; a request goes to one literal subject: %w", subject, nats.ErrBadSubject)
 		}
+		tok = i + 1
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -73,7 +74,13 @@ func (s *Stream) Result() (Result, error) {
 // returned also when the error is not nil (cancel, connection closed, no
 // responders after some replies, dropped replies).
 func Gather(ctx context.Context, v Variant, subject string, data []byte, opts ...Option) (Result, error) {
-	s, err := v.Stream(ctx, subject, data, opts...)
+	if m, ok := v.(*Mux); ok {
+		return m.gather(ctx, subject, data, opts) // no Stream, no iterator
+	}
+	// A copy, so that opts does not escape through the interface call: the
+	// caller's option slice and closures then stay on its stack for the
+	// shared variant.
+	s, err := v.Stream(ctx, subject, data, slices.Clone(opts)...)
 	if err != nil {
 		return Result{}, err
 	}

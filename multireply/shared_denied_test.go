@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"reqreply/internal/cli"
+	"reqreply/internal/testserver"
+)
+
+// deniedServer starts a server with three users: "svc" may do anything,
+// "nosub" may not subscribe to inboxes, "nopub" may not publish to
+// "secret". It returns a URL maker for a user.
+func deniedServer(t *testing.T) func(user string) string {
+	t.Helper()
+	users := []*server.User{
+		{Username: "svc", Password: "svc"},
+		{Username: "nosub", Password: "nosub", Permissions: &server.Permissions{
+			Subscribe: &server.SubjectPermission{Deny: []string{"_INBOX.>"}},
+		}},
+		{Username: "nopub", Password: "nopub", Permissions: &server.Permissions{
+			Publish: &server.SubjectPermission{Deny: []string{"secret"}},
+		}},
+	}
+	s := testserver.New(t, testserver.WithUsers(users...))
+	return func(user string) string {
+		return "nats://" + user + ":" + user + "@" + strings.TrimPrefix(s.ClientURL(), "nats://")
+	}
+}
+
+// errorLog is a connection's async error handler that keeps what it gets.
+type errorLog struct {
+	mu   sync.Mutex
+	errs []error
+}
+
+func (l *errorLog) handler(_ *nats.Conn, _ *nats.Subscription, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.errs = append(l.errs, err)
+}
+
+func (l *errorLog) all() []error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]error(nil), l.errs...)
+}
+
+// A user who may not subscribe to the inbox prefix gets an error from
+// NewMux that wraps nats.ErrPermissionViolation and names "<inbox>.*",
+// instead of gathers that all end at their deadline with no reply.
+func TestNewMuxSubscribeDenied(t *testing.T) {
+	url := deniedServer(t)
+	nc, err := nats.Connect(url("nosub"), nats.Name("requester"))
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	m, err := NewMux(nc)
+	require.Error(t, err)
+	assert.Nil(t, m)
+	assert.ErrorIs(t, err, nats.ErrPermissionViolation)
+	assert.ErrorIs(t, err, cli.ErrDenied)
+	assert.Contains(t, err.Error(), `Subscription to "_INBOX.`)
+	assert.Contains(t, err.Error(), `.*"`)
+}
+
+// A gather whose request publish is denied ends with StopFailed and an
+// error wrapping nats.ErrPermissionViolation that names the subject,
+// rather than at its deadline (a minute here: a gather that waited for it
+// would end StopDeadline with no error). The Mux claims the violation: nc's
+// error handler does not get it, so it is reported once. Gathers on other
+// subjects, at the same time and after, are not touched.
+func TestSharedPublishDenied(t *testing.T) {
+	url := deniedServer(t)
+	rnc, err := nats.Connect(url("svc"), nats.Name("responders"))
+	require.NoError(t, err)
+	t.Cleanup(rnc.Close)
+	for _, subject := range []string{"secret", "open"} {
+		_, err := rnc.Subscribe(subject, func(m *nats.Msg) { _ = m.Respond([]byte("ok")) })
+		require.NoError(t, err)
+	}
+	require.NoError(t, rnc.Flush())
+
+	forms := []struct {
+		name   string
+		gather func(v Variant, subject string, opts ...Option) (Result, error)
+	}{
+		{"Gather", func(v Variant, subject string, opts ...Option) (Result, error) {
+			return Gather(context.Background(), v, subject, nil, opts...)
+		}},
+		{"Stream", func(v Variant, subject string, opts ...Option) (Result, error) {
+			s, err := v.Stream(context.Background(), subject, nil, opts...)
+			if err != nil {
+				return Result{}, err
+			}
+			return Collect(s)
+		}},
+	}
+	for _, tc := range forms {
+		t.Run(tc.name, func(t *testing.T) {
+			var log errorLog
+			nc, err := nats.Connect(url("nopub"), nats.Name("requester"), nats.ErrorHandler(log.handler))
+			require.NoError(t, err)
+			t.Cleanup(nc.Close)
+			m, err := NewMux(nc)
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = m.Close() })
+
+			// A denied gather and an allowed one at the same time.
+			open := make(chan error, 1)
+			go func() {
+				res, err := tc.gather(m, "open", Timeout(time.Minute), MaxReplies(1))
+				if err == nil && res.Count != 1 {
+					err = assert.AnError
+				}
+				open <- err
+			}()
+			res, err := tc.gather(m, "secret", Timeout(time.Minute))
+			require.Error(t, err)
+			assert.ErrorIs(t, err, nats.ErrPermissionViolation)
+			assert.ErrorIs(t, err, cli.ErrDenied)
+			assert.Contains(t, err.Error(), `Publish to "secret"`)
+			assert.Equal(t, StopFailed, res.Reason)
+			assert.Zero(t, res.Count)
+			require.NoError(t, <-open)
+
+			// The Mux still works, and the violation reached nc's handler
+			// neither before nor after (the flush: every -ERR is in).
+			res, err = tc.gather(m, "open", Timeout(time.Minute), MaxReplies(1))
+			require.NoError(t, err)
+			assert.Equal(t, 1, res.Count)
+			require.NoError(t, m.rc.Flush())
+			for _, e := range log.all() {
+				assert.NotContains(t, e.Error(), `"secret"`, "reported twice")
+			}
+			m.mu.Lock()
+			assert.Empty(t, m.gathers, "tokens left behind")
+			m.mu.Unlock()
+		})
+	}
+}
+
+// A violation on rc that is not a gather's (nobody publishing on that
+// subject any more) still reaches nc's error handler: the Mux claims only
+// its own.
+func TestSharedUnclaimedViolationPassedOn(t *testing.T) {
+	url := deniedServer(t)
+	got := make(chan error, 4)
+	nc, err := nats.Connect(url("nopub"), nats.Name("requester"), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		got <- err
+	}))
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	m, err := NewMux(nc)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = m.Close() })
+	require.NoError(t, m.rc.Publish("secret", nil))
+	require.NoError(t, m.rc.Flush())
+	select {
+	case err = <-got:
+	case <-time.After(time.Minute):
+		t.Fatal("the violation never reached nc's error handler")
+	}
+	assert.ErrorIs(t, err, nats.ErrPermissionViolation)
+	assert.Contains(t, err.Error(), `Publish to "secret"`)
+}
