@@ -29,7 +29,7 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w, progress io.Writer) e
 	case cfg.Mode.Request:
 		return Request(ctx, env, cfg, w)
 	}
-	nc, err := env.Connect("requester")
+	nc, err := connectRequester(env)
 	if err != nil {
 		return err
 	}
@@ -51,7 +51,7 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w, progress io.Writer) e
 		}
 		t := &Table{Title: model.title, Fault: model.fault}
 		for i, p := range patterns(cfg) {
-			row, err := measure(ctx, env, nc, cfg, faults(cfg)[model.fault], p, progressLine(progress, model.fault, p.Name, i+1, len(patterns(cfg)), cfg.Requests))
+			row, err := measure(ctx, env, nc, cfg, faults(cfg)[model.fault], p, progressLine(progress, model.fault, p.Name, i+1, len(patterns(cfg)), cfg.Requests), w, len(tables) == 0 && i == 0)
 			if err != nil {
 				return err
 			}
@@ -68,7 +68,7 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w, progress io.Writer) e
 		DrawHistograms(w, "baseline", t.Rows[0].Load.Latencies, best.Pattern.Name, best.Load.Latencies, 24)
 	}
 	if cfg.Demo == DemoAll || cfg.Demo == DemoRestart {
-		rt, err := RollingRestart(ctx, env, nc, cfg, progress)
+		rt, err := RollingRestart(ctx, env, nc, cfg, progress, w)
 		if err != nil {
 			return err
 		}
