@@ -231,7 +231,7 @@ func (c *Client) Await(ctx context.Context, w io.Writer, subject string, want cl
 		case <-pctx.Done():
 		}
 	}()
-	p, err := awaitMembers(pctx, w, c.nc, want, timeout)
+	p, err := awaitMembers(pctx, w, c.nc, subject, want, timeout)
 	if cause := context.Cause(pctx); errors.Is(cause, nats.ErrPermissionViolation) {
 		return p, cause
 	}

@@ -173,7 +173,12 @@ func StartMember(env *cli.Env, name string, opts MemberOptions) (*Member, error)
 	})
 	m.mu.Unlock()
 	if err != nil {
-		nc.Close()
+		// A denied connection is left to the Env, whose Close drains it
+		// quietly: closed here, its last error (the violation) would be
+		// printed as a close event, a second line for the one denial.
+		if !errors.Is(err, nats.ErrPermissionViolation) {
+			nc.Close()
+		}
 		return nil, fmt.Errorf("member %s: join %q in group %q: %w", name, Subject, Group, err)
 	}
 	var wg sync.WaitGroup

@@ -67,19 +67,20 @@ func probeTimeout(timeout time.Duration) time.Duration {
 	return max(timeout, nats.DefaultTimeout)
 }
 
-// awaitMembers waits, with readiness probes from nc (cli.AwaitResponders)
-// bounded by probeTimeout(timeout), until want is met: the members'
-// interest has reached nc's server, so no request counted after it gets a
+// awaitMembers waits, with readiness probes on subject (Subject, where the
+// members are) from nc (cli.AwaitResponders) bounded by
+// probeTimeout(timeout), until want is met: the members' interest has
+// reached nc's server, so no request counted after it gets a
 // spurious no responders. When that took more than the first probes
 // (Probed.Delayed) it writes one line to w, when w is not nil: how long,
 // from which node, and who answered. The members answer probes without
 // counting them (Member.take), and the probes use an inbox of their own,
 // not the Client's, so no figure of a row sees them. The error wraps
-// nats.ErrNoResponders (nobody serves Subject) or nats.ErrTimeout (the
+// nats.ErrNoResponders (nobody serves subject) or nats.ErrTimeout (the
 // names still missing are in it), or is ctx's. Probed is what the probes
 // saw.
-func awaitMembers(ctx context.Context, w io.Writer, nc *nats.Conn, want cli.Want, timeout time.Duration) (cli.Probed, error) {
-	p, err := cli.AwaitResponders(ctx, nc, Subject, want, probeTimeout(timeout))
+func awaitMembers(ctx context.Context, w io.Writer, nc *nats.Conn, subject string, want cli.Want, timeout time.Duration) (cli.Probed, error) {
+	p, err := cli.AwaitResponders(ctx, nc, subject, want, probeTimeout(timeout))
 	if err != nil {
 		return p, fmt.Errorf("waiting for the members' interest: %w", err)
 	}
