@@ -108,8 +108,11 @@ type subjectWatch struct {
 
 // NewClient subscribes a fresh inbox of nc's (nc.NewInbox()) with one
 // wildcard subscription and flushes it, so no reply can arrive before the
-// server knows where to send it. The error wraps the subscribe's or the
-// flush's nats.go error (nats.ErrConnectionClosed, nats.ErrTimeout, ...).
+// server knows where to send it. When the server's permissions deny the
+// inbox (under -secure, an inbox outside the user's prefix), the error
+// wraps nats.ErrPermissionViolation and cli.ErrDenied and names it, within
+// one round trip. Otherwise the error wraps the subscribe's or the flush's
+// nats.go error (nats.ErrConnectionClosed, nats.ErrTimeout, ...).
 func NewClient(nc *nats.Conn, p Policy) (*Client, error) {
 	c := &Client{
 		nc:         nc,

@@ -343,3 +343,36 @@ func TestLockedDownConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestProbesNotCounted checks that readiness probes are answered by the
+// members and counted nowhere: not received, executed or in progress by a
+// member (so admission control never sees them), and not a stray, a
+// dropped reply or a sent copy on the client, whose inbox they never use.
+func TestProbesNotCounted(t *testing.T) {
+	_, env := newServerEnv(t)
+	var members []*Member
+	for i := 1; i <= 3; i++ {
+		m, err := StartMember(env, memberName(i), MemberOptions{Admit: 1, Propagate: true})
+		require.NoError(t, err)
+		members = append(members, m)
+		defer stop(t, m)
+	}
+	nc, err := env.Connect("requester")
+	require.NoError(t, err)
+	c, err := NewClient(nc, Policy{})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, c.Close()) }()
+	for range 5 {
+		p, err := c.Await(longCtx(t), nil, Subject, allOf(members), time.Minute)
+		require.NoError(t, err)
+		assert.ElementsMatch(t, []string{"member-1", "member-2", "member-3"}, p.Seen)
+	}
+	require.NoError(t, c.Settle(longCtx(t)))
+	for _, m := range members {
+		require.NoError(t, m.Settle(longCtx(t)))
+		st := m.Stats()
+		assert.Zero(t, st.Received+st.Executed+st.Skipped+st.Leaves, "%s counted a probe: %+v", m.Name, st)
+		assert.Equal(t, int64(1), st.Joins, "%s: admission control saw a probe", m.Name)
+	}
+	assert.Equal(t, ClientStats{}, c.Stats())
+}
