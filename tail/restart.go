@@ -124,7 +124,7 @@ func restartRow(ctx context.Context, env *cli.Env, nc *nats.Conn, cfg Config, n 
 		return nil, errors.Join(err, stopAll())
 	}
 	defer c.Close()
-	if _, err := c.Await(ctx, w, Subject, allOf(members), cfg.Timeout); err != nil {
+	if _, err := c.Await(ctx, waitLog(env, w), Subject, allOf(members), cfg.Timeout); err != nil {
 		return nil, errors.Join(err, stopAll())
 	}
 	// After each rejoin: wait until the member is visible from the

@@ -314,7 +314,7 @@ func measure(ctx context.Context, env *cli.Env, nc *nats.Conn, cfg Config, fault
 	// requester's node: on a cluster a member's interest reaches the other
 	// nodes asynchronously, and a request sent before would get a spurious
 	// no responders, or never reach that member.
-	if _, err := c.Await(ctx, w, Subject, allOf(members), cfg.Timeout); err != nil {
+	if _, err := c.Await(ctx, waitLog(env, w), Subject, allOf(members), cfg.Timeout); err != nil {
 		return nil, errors.Join(fmt.Errorf("%s: %w", p.Name, err), stopAll())
 	}
 	res, err := LoadWatched(ctx, c, Subject, LoadConfig{Requests: cfg.Requests, Concurrency: cfg.Concurrency, Timeout: cfg.Timeout, Progress: progress})

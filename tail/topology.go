@@ -90,6 +90,20 @@ func awaitMembers(ctx context.Context, w io.Writer, nc *nats.Conn, subject strin
 	return p, nil
 }
 
+// waitLog is where the demo writes its waits for interest: w when the
+// Env has several nodes, nil (not written) on one server. There the
+// members' own flush has put their interest on the requester's server
+// before the first probe, so a probe answered later than its 1 ms pause is
+// the machine's scheduling under load, not interest, and a line for it
+// would only be noise between the tables. (-request, whose members run
+// elsewhere, always writes its wait.)
+func waitLog(env *cli.Env, w io.Writer) io.Writer {
+	if len(env.Nodes()) > 1 {
+		return w
+	}
+	return nil
+}
+
 // allOf is the Want of every member in members: each has answered a probe.
 func allOf(members []*Member) cli.Want {
 	names := make([]string, 0, len(members))
