@@ -54,5 +54,5 @@ func (m *Member) readmit() {
 	if m.opts.Admit == 0 || m.current != nil || m.stopping || m.inProgress >= m.opts.Admit {
 		return
 	}
-	_ = m.join()
+	_ = m.join(nil)
 }

@@ -1,7 +1,11 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"runtime"
+	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -96,6 +100,68 @@ func BenchmarkInterestChange(b *testing.B) {
 			b.ReportMetric(float64(join.Microseconds())/float64(b.N), "join-µs")
 			b.ReportMetric(float64(leave.Microseconds())/float64(b.N), "leave-µs")
 			b.ReportMetric(float64(lost)/float64(b.N), "lost/op")
+		})
+	}
+}
+
+// BenchmarkRequest measures the client's hot path: one request and its
+// reply through Client.Request, one at a time (ns/op is the round trip) and
+// 16 in flight, with 3 members that answer at once on one server. It is
+// the figure that the -secure plumbing (denial watch per subject, probes
+// before the load) must not raise. Timing is measured, never asserted.
+//
+//	go test -run '^$' -bench 'Request' -benchtime 20000x -count 3 ./tail
+func BenchmarkRequest(b *testing.B) {
+	for _, tc := range []struct {
+		name     string
+		inFlight int
+		policy   Policy
+	}{
+		{"plain", 1, Policy{}},
+		{"plain 16 in flight", 16, Policy{}},
+		{"hedged 16 in flight", 16, Policy{Hedge: Hedge{Delay: DefaultHedge, Adaptive: true}}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			s := testserver.New(b)
+			env := cli.NewEnv("tail", s.ClientURL())
+			var members []*Member
+			b.Cleanup(func() {
+				require.NoError(b, errors.Join(StopAll(context.Background(), members), env.Close()))
+			})
+			for i := 1; i <= 3; i++ {
+				m, err := StartMember(env, memberName(i), MemberOptions{Workers: 16})
+				require.NoError(b, err)
+				members = append(members, m)
+			}
+			nc, err := env.Connect("requester")
+			require.NoError(b, err)
+			c, err := NewClient(nc, tc.policy)
+			require.NoError(b, err)
+			b.Cleanup(func() { _ = c.Close() })
+			var n atomic.Int64
+			one := func() error {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				_, err := c.Request(ctx, Subject, []byte(strconv.FormatInt(n.Add(1), 10)))
+				return err
+			}
+			b.ResetTimer()
+			if tc.inFlight == 1 {
+				for b.Loop() {
+					require.NoError(b, one())
+				}
+				return
+			}
+			// RunParallel runs parallelism × GOMAXPROCS goroutines.
+			b.SetParallelism(max(tc.inFlight/runtime.GOMAXPROCS(0), 1))
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := one(); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
 		})
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"sync"
@@ -57,10 +58,11 @@ type Client struct {
 	sleep func(context.Context, time.Duration) error
 
 	mu      sync.Mutex
-	next    uint64           // the last call number handed out
-	calls   map[uint64]*call // calls still waiting for a reply
-	seen    int64            // replies filed under a call of ours (not statuses, not strays)
-	waiters []seenWaiter     // WaitReplies calls waiting for seen to grow
+	watches map[string]*subjectWatch // the denial watch of each subject requested
+	next    uint64                   // the last call number handed out
+	calls   map[uint64]*call         // calls still waiting for a reply
+	seen    int64                    // replies filed under a call of ours (not statuses, not strays)
+	waiters []seenWaiter             // WaitReplies calls waiting for seen to grow
 
 	sent    atomic.Int64 // copies published: first copies, hedges and retries
 	hedges  atomic.Int64 // of which hedges
@@ -79,14 +81,38 @@ type call struct {
 	pending []*nats.Msg
 	copies  int
 	// ready has a value when pending may have grown since the caller
-	// last looked.
+	// last looked, or the call was denied.
 	ready chan struct{}
+	// subject the call requests, and, under Client.mu, denied: the
+	// server's permissions violation once it denied publishing to subject.
+	subject string
+	denied  error
+}
+
+// subjectWatch is a Client's watch for permission denials of publishes to
+// one subject (cli.WatchDenials), made on the first request to it.
+//
+// Why one watch per subject and not one per request: nats-server denies a
+// publish by its subject alone (the requester's publish permission), so
+// once one copy to a subject is denied every copy to it is, and one watch
+// serves every call, hedge and retry at the cost of one map lookup per
+// request, under the lock open takes anyway. A per-request watch would add
+// two registrations in cli's process-wide dispatcher, under its lock, to a
+// path the demo measures in tens of microseconds (BenchmarkRequest).
+type subjectWatch struct {
+	stop func()
+	// Under Client.mu: the first violation, and done, closed with it.
+	denied error
+	done   chan struct{}
 }
 
 // NewClient subscribes a fresh inbox of nc's (nc.NewInbox()) with one
 // wildcard subscription and flushes it, so no reply can arrive before the
-// server knows where to send it. The error wraps the subscribe's or the
-// flush's nats.go error (nats.ErrConnectionClosed, nats.ErrTimeout, ...).
+// server knows where to send it. When the server's permissions deny the
+// inbox (under -secure, an inbox outside the user's prefix), the error
+// wraps nats.ErrPermissionViolation and cli.ErrDenied and names it, within
+// one round trip. Otherwise the error wraps the subscribe's or the flush's
+// nats.go error (nats.ErrConnectionClosed, nats.ErrTimeout, ...).
 func NewClient(nc *nats.Conn, p Policy) (*Client, error) {
 	c := &Client{
 		nc:         nc,
@@ -97,19 +123,28 @@ func NewClient(nc *nats.Conn, p Policy) (*Client, error) {
 		now:        time.Now,
 		sleep:      sleepCtx,
 		calls:      map[uint64]*call{},
+		watches:    map[string]*subjectWatch{},
 	}
-	sub, err := nc.Subscribe(c.prefix+">", c.onReply)
+	// The subscription is checked (cli.SubscribeChecked: a flush, then a
+	// look for a violation on this exact subject), so an inbox the user
+	// may not subscribe to (under -secure, any inbox outside its prefix)
+	// fails here, within one round trip, and not as every request's
+	// timeout.
+	sub, err := cli.SubscribeChecked(context.Background(), nc, c.prefix+">", "", func() (*nats.Subscription, error) {
+		sub, err := nc.Subscribe(c.prefix+">", c.onReply)
+		if err != nil {
+			return nil, err
+		}
+		// nats.go's default pending limits (500,000 messages or 64 MiB)
+		// drop replies under a burst; this inbox must see every one to
+		// count them.
+		if err := sub.SetPendingLimits(-1, -1); err != nil {
+			_ = sub.Unsubscribe()
+			return nil, err
+		}
+		return sub, nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("client inbox %q: %w", c.prefix+">", err)
-	}
-	// nats.go's default pending limits (500,000 messages or 64 MiB) drop
-	// replies under a burst; this inbox must see every one to count them.
-	if err := sub.SetPendingLimits(-1, -1); err != nil {
-		_ = sub.Unsubscribe()
-		return nil, fmt.Errorf("client inbox %q: %w", c.prefix+">", err)
-	}
-	if err := nc.Flush(); err != nil {
-		_ = sub.Unsubscribe()
 		return nil, fmt.Errorf("client inbox %q: %w", c.prefix+">", err)
 	}
 	c.sub = sub
@@ -117,9 +152,93 @@ func NewClient(nc *nats.Conn, p Policy) (*Client, error) {
 }
 
 // Close unsubscribes the client's inbox; replies that come later are
-// dropped by the server. It does not close the connection.
+// dropped by the server. It does not close the connection. The denial
+// watches of subjects never denied end; a denied subject's stays while the
+// connection lives, so that the violations of copies already sent when
+// the first came back are still taken by it, not printed as stray errors
+// after the run has reported the first.
 func (c *Client) Close() error {
+	c.mu.Lock()
+	for subject, w := range c.watches {
+		if w.denied == nil {
+			w.stop()
+		}
+		delete(c.watches, subject)
+	}
+	c.mu.Unlock()
 	return c.sub.Unsubscribe()
+}
+
+// watch returns subject's denial watch, registering it on first use.
+// c.mu is held.
+func (c *Client) watch(subject string) *subjectWatch {
+	if w := c.watches[subject]; w != nil {
+		return w
+	}
+	w := &subjectWatch{done: make(chan struct{})}
+	// Registered before the first publish to subject: the violation can
+	// come back at once. cli's dispatcher calls onDenied on the
+	// connection's error handler goroutine, without its own lock held.
+	w.stop = cli.WatchDenials(c.nc, func(err error) { c.onDenied(subject, w, err) }, []string{subject}, nil)
+	c.watches[subject] = w
+	return w
+}
+
+// onDenied records that the server denied a publish to subject and ends
+// every call waiting on it, at once: each returns err, whichever copy
+// (first, hedge, retry) was denied, and sends no more copies.
+func (c *Client) onDenied(subject string, w *subjectWatch, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if w.denied != nil {
+		return
+	}
+	w.denied = fmt.Errorf("request %q: %w", subject, err)
+	close(w.done)
+	for _, cl := range c.calls {
+		if cl.subject == subject && cl.denied == nil {
+			cl.denied = w.denied
+			select {
+			case cl.ready <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// Await waits with readiness probes from the client's connection until
+// want is met on subject (awaitMembers: bounded by probeTimeout(timeout),
+// one line on w when there was a wait), before a load is counted. A
+// publish to subject that the server denies ends it within about one round
+// trip, with the error Request would return (it wraps
+// nats.ErrPermissionViolation and names subject), as does a subject denied
+// already. Other errors, and Probed, are awaitMembers'.
+func (c *Client) Await(ctx context.Context, w io.Writer, subject string, want cli.Want, timeout time.Duration) (cli.Probed, error) {
+	c.mu.Lock()
+	sw := c.watch(subject)
+	denied := sw.denied
+	c.mu.Unlock()
+	if denied != nil {
+		return cli.Probed{}, denied
+	}
+	pctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	// The watcher ends with pctx, which ends on return.
+	go func() {
+		select {
+		case <-sw.done:
+			c.mu.Lock()
+			err := sw.denied
+			c.mu.Unlock()
+			cancel(err)
+		case <-pctx.Done():
+		}
+	}()
+	p, err := awaitMembers(pctx, w, c.nc, subject, want, timeout)
+	if cause := context.Cause(pctx); errors.Is(cause, nats.ErrPermissionViolation) {
+		return p, cause
+	}
+	return p, err
 }
 
 // seenWaiter is a WaitReplies call: done is closed once seen reaches n.
@@ -236,10 +355,12 @@ func isNoResponders(msg *nats.Msg) bool {
 	return len(msg.Data) == 0 && msg.Header.Get("Status") == "503"
 }
 
-// open registers a new call and returns its number.
-func (c *Client) open() (uint64, *call) {
-	cl := &call{ready: make(chan struct{}, 1)}
+// open registers a new call to subject and returns its number; a call to a
+// subject denied already starts denied.
+func (c *Client) open(subject string) (uint64, *call) {
+	cl := &call{ready: make(chan struct{}, 1), subject: subject}
 	c.mu.Lock()
+	cl.denied = c.watch(subject).denied
 	c.next++
 	id := c.next
 	c.calls[id] = cl
@@ -259,17 +380,21 @@ func (c *Client) finish(id uint64, cl *call) {
 	cl.pending = nil
 }
 
-// pop returns the call's oldest reply not yet looked at, if any.
-func (c *Client) pop(cl *call) (*nats.Msg, bool) {
+// pop returns the call's oldest reply not yet looked at, if any, or the
+// call's denial (then no reply).
+func (c *Client) pop(cl *call) (*nats.Msg, bool, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if cl.denied != nil {
+		return nil, false, cl.denied
+	}
 	if len(cl.pending) == 0 {
-		return nil, false
+		return nil, false, nil
 	}
 	msg := cl.pending[0]
 	cl.pending[0] = nil
 	cl.pending = cl.pending[1:]
-	return msg, true
+	return msg, true, nil
 }
 
 // publish sends copy number cp of call id (cl): data on subject, reply
@@ -278,6 +403,11 @@ func (c *Client) pop(cl *call) (*nats.Msg, bool) {
 // is never taken for a forgery.
 func (c *Client) publish(subject string, data []byte, id uint64, cl *call, cp int, deadline time.Time) error {
 	c.mu.Lock()
+	if cl.denied != nil {
+		// Denied already: no copy of it would pass.
+		c.mu.Unlock()
+		return cl.denied
+	}
 	cl.copies = max(cl.copies, cp+1)
 	c.mu.Unlock()
 	msg := &nats.Msg{
@@ -305,7 +435,13 @@ func (c *Client) publish(subject string, data []byte, id uint64, cl *call, cp in
 // without one the error wraps nats.ErrInvalidArg at once. When nobody subscribes to subject the error
 // wraps nats.ErrNoResponders, at once; with Policy.Retry, once the retries
 // have spent the deadline, it wraps ErrBudgetSpent, nats.ErrTimeout and
-// the last attempt's error (nats.ErrNoResponders or nats.ErrTimeout). A
+// the last attempt's error (nats.ErrNoResponders or nats.ErrTimeout). When
+// the server denies publishing to subject (its permissions), the request
+// ends within about one round trip with an error wrapping
+// nats.ErrPermissionViolation and cli.ErrDenied that names subject, and so
+// does every other call to subject then waiting, whichever of its copies
+// was denied, and every later one, at once and without publishing (see
+// subjectWatch). A
 // ctx cancelled before its deadline ends the request with ctx.Err(). Other
 // errors are the publish's (nats.ErrConnectionClosed, ...).
 //
@@ -317,7 +453,7 @@ func (c *Client) Request(ctx context.Context, subject string, data []byte) (*nat
 	if _, ok := ctx.Deadline(); !ok {
 		return nil, fmt.Errorf("request %q: the context needs a deadline: %w", subject, nats.ErrInvalidArg)
 	}
-	id, cl := c.open()
+	id, cl := c.open(subject)
 	defer c.finish(id, cl)
 	if c.policy.Retry != nil {
 		return c.retry(ctx, subject, data, id, cl)
@@ -355,7 +491,10 @@ func (c *Client) attempt(ctx context.Context, overall time.Time, subject string,
 		// Look at every reply that has come, also one an earlier attempt
 		// left, before waiting again.
 		for {
-			msg, ok := c.pop(cl)
+			msg, ok, err := c.pop(cl)
+			if err != nil {
+				return nil, copies, err
+			}
 			if !ok {
 				break
 			}

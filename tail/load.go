@@ -81,7 +81,13 @@ func Load(ctx context.Context, c *Client, subject string, cfg LoadConfig) *LoadR
 		finished atomic.Int64
 		wg       sync.WaitGroup
 	)
+	// A denied request ends the load: the server denies by subject, so
+	// every later request would be denied too (Client.Request).
+	var denied atomic.Bool
 	more := func() (int, bool) {
+		if denied.Load() {
+			return 0, false
+		}
 		n := int(counter.Add(1))
 		if cfg.Until != nil {
 			select {
@@ -107,6 +113,9 @@ func Load(ctx context.Context, c *Client, subject string, cfg LoadConfig) *LoadR
 				msg, err := c.Request(rctx, subject, payload)
 				o := outcome{latency: time.Since(t0), err: err}
 				cancel()
+				if err != nil && errors.Is(err, nats.ErrPermissionViolation) {
+					denied.Store(true)
+				}
 				if err == nil {
 					num, member, ok := bytes.Cut(msg.Data, []byte(" "))
 					o.member = string(member)

@@ -12,6 +12,15 @@
 //	    [-admit 2] [-slow 10ms] [-stall 50ms] [-stall-rate 0.01] [-workers 16]
 //	    [-gap 20ms]
 //	    [-seed 1] [-serve [-fault slow|stall] | -request [-pattern baseline|...]]
+//	    [-cluster N | -secure]
+//
+// -cluster N runs it on an embedded cluster of N nodes: the members are
+// spread round-robin over the nodes, the requester sits on another node
+// than member-1's, and no request is counted before every member answers a
+// readiness probe from the requester's node. -secure runs it locked down:
+// an embedded server where the requester may only publish to tail.work and
+// read its own inbox prefix, and the members may only take those requests
+// and reply (see Lockdown and security/locked-down.conf).
 package main
 
 import (
@@ -30,7 +39,7 @@ func main() {
 	fs, check := flags(&cfg)
 	os.Exit(cli.Main(fs, os.Args[1:], check, func(ctx context.Context, env *cli.Env) error {
 		return Run(ctx, env, cfg, os.Stdout, progressWriter())
-	}))
+	}, cli.Secure(Lockdown)))
 }
 
 // flags returns the program's flag set, which parses into cfg, and the check

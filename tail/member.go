@@ -64,6 +64,10 @@ type MemberOptions struct {
 	// holds up every request behind it. With more, a stall delays only the
 	// request it hits.
 	Workers int
+	// Node is the index, in env.Nodes(), of the node the member connects
+	// to; the callers spread members round-robin (memberNode). 0: the
+	// first.
+	Node int
 	// Gate, when not nil, makes the member wait for a value (or the close)
 	// on it before each request's work: tests use it to hold requests in
 	// progress for as long as they choose.
@@ -78,6 +82,8 @@ type MemberOptions struct {
 type Member struct {
 	// Name identifies the member in replies and connection names.
 	Name string
+	// Server names the server its connection landed on (cli.ServerName).
+	Server string
 
 	nc    *nats.Conn
 	opts  MemberOptions
@@ -126,21 +132,28 @@ type Member struct {
 // handler), and their callers time out.
 const queueCap = 1 << 14
 
-// StartMember connects a member named name to env, subscribes it to Subject
-// in Group, and flushes, so once it returns nil the server counts it in the
-// group for the next request. The error wraps the nats.go error of the
-// connect, subscribe or flush (nats.ErrNoServers, nats.ErrConnectionClosed,
-// ...) or nats.ErrInvalidArg for options out of range.
+// StartMember connects a member named name to env, on node opts.Node as a
+// responder (under -secure, the responder's user), subscribes it to Subject
+// in Group, and flushes, so once it returns nil its own server counts it in
+// the group for the next request (on a cluster the other nodes learn of it
+// asynchronously: a requester elsewhere waits with awaitMembers, whose
+// probes the member answers). The first subscription is checked
+// (cli.SubscribeChecked): if the server's permissions deny it, the error
+// wraps nats.ErrPermissionViolation and names Subject and Group. Otherwise
+// the error wraps the nats.go error of the connect, subscribe or flush
+// (nats.ErrNoServers, nats.ErrConnectionClosed, ...) or nats.ErrInvalidArg
+// for options out of range.
 func StartMember(env *cli.Env, name string, opts MemberOptions) (*Member, error) {
 	if opts.Slow < 0 || opts.Stall < 0 || !(opts.StallRate >= 0 && opts.StallRate <= 1) || opts.Admit < 0 || opts.Workers < 0 {
 		return nil, fmt.Errorf("member %s: options %+v out of range: %w", name, opts, nats.ErrInvalidArg)
 	}
-	nc, err := env.Connect(name)
+	nc, err := connect(env, cli.Responder, name, opts.Node)
 	if err != nil {
 		return nil, err
 	}
 	m := &Member{
 		Name:   name,
+		Server: cli.ServerName(nc),
 		nc:     nc,
 		opts:   opts,
 		rng:    rand.New(rand.NewPCG(opts.Seed, 0x7a11)),
@@ -148,14 +161,24 @@ func StartMember(env *cli.Env, name string, opts MemberOptions) (*Member, error)
 		done:   make(chan struct{}),
 		halted: make(chan struct{}),
 	}
+	// The first join is checked: one flush, and a permissions violation
+	// on this exact subject and group comes back as the error. A rejoin by
+	// admission control is the same subscription again, allowed once this
+	// one was, so it goes unchecked and costs no round trip.
 	m.mu.Lock()
-	err = m.join()
+	err = m.join(func(subscribe func() (*nats.Subscription, error)) (*nats.Subscription, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), cli.ConnectTimeout)
+		defer cancel()
+		return cli.SubscribeChecked(ctx, nc, Subject, Group, subscribe)
+	})
 	m.mu.Unlock()
-	if err == nil {
-		err = nc.FlushTimeout(cli.ConnectTimeout)
-	}
 	if err != nil {
-		nc.Close()
+		// A denied connection is left to the Env, whose Close drains it
+		// quietly: closed here, its last error (the violation) would be
+		// printed as a close event, a second line for the one denial.
+		if !errors.Is(err, nats.ErrPermissionViolation) {
+			nc.Close()
+		}
 		return nil, fmt.Errorf("member %s: join %q in group %q: %w", name, Subject, Group, err)
 	}
 	var wg sync.WaitGroup
@@ -169,12 +192,21 @@ func StartMember(env *cli.Env, name string, opts MemberOptions) (*Member, error)
 	return m, nil
 }
 
-// join subscribes the member to Subject in Group. m.mu is held.
-func (m *Member) join() error {
+// join subscribes the member to Subject in Group, through check when it is
+// not nil (the first join: cli.SubscribeChecked), else directly. m.mu is
+// held.
+func (m *Member) join(check func(func() (*nats.Subscription, error)) (*nats.Subscription, error)) error {
 	// Counted before the SUB leaves, so whoever sees the server's interest
 	// rise sees the count.
 	m.joins.Add(1)
-	sub, err := m.nc.QueueSubscribe(Subject, Group, m.take)
+	subscribe := func() (*nats.Subscription, error) { return m.nc.QueueSubscribe(Subject, Group, m.take) }
+	var sub *nats.Subscription
+	var err error
+	if check != nil {
+		sub, err = check(subscribe)
+	} else {
+		sub, err = subscribe()
+	}
 	if err != nil {
 		m.joins.Add(-1)
 		return err
@@ -197,6 +229,12 @@ func (m *Member) join() error {
 // before a callback can run again only when the connection was lost),
 // the request is counted as Backlog: nobody will work on it.
 func (m *Member) take(msg *nats.Msg) {
+	// A readiness probe (awaitMembers) is answered at once with the
+	// member's name and is no work: it is not received, queued or
+	// counted, and admission control does not see it.
+	if cli.AnswerProbe(msg, m.Name) {
+		return
+	}
 	m.received.Add(1)
 	m.qmu.RLock()
 	defer m.qmu.RUnlock()

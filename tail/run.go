@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -283,15 +284,18 @@ func (r *Row) Verified() bool {
 }
 
 // measure runs one row: fresh members with the fault model and the
-// pattern's member side, a fresh Client with its Policy on nc, the load,
+// pattern's member side, spread round-robin over the nodes, a fresh Client
+// with its Policy on nc, a wait until every member's interest is visible
+// from nc's node (Client.Await; a line on w when there was one), the load,
 // then settles members and client so every count is final, and stops the
-// members.
-func measure(ctx context.Context, env *cli.Env, nc *nats.Conn, cfg Config, fault func(int) MemberOptions, p Pattern, progress func(int)) (*Row, error) {
+// members. With place, it first writes which node each connection is on
+// (when there are several).
+func measure(ctx context.Context, env *cli.Env, nc *nats.Conn, cfg Config, fault func(int) MemberOptions, p Pattern, progress func(int), w io.Writer, place bool) (*Row, error) {
 	members := make([]*Member, 0, cfg.Members)
 	stopAll := func() error { return StopAll(ctx, members) }
 	for i := 1; i <= cfg.Members; i++ {
 		opts := fault(i)
-		opts.Propagate, opts.Admit = p.Propagate, p.Admit
+		opts.Propagate, opts.Admit, opts.Node = p.Propagate, p.Admit, memberNode(env, i)
 		m, err := StartMember(env, memberName(i), opts)
 		if err != nil {
 			return nil, errors.Join(err, stopAll())
@@ -303,6 +307,16 @@ func measure(ctx context.Context, env *cli.Env, nc *nats.Conn, cfg Config, fault
 		return nil, errors.Join(err, stopAll())
 	}
 	defer c.Close()
+	if place {
+		writePlacement(w, env, members, nc)
+	}
+	// Nothing is counted before every member answers a probe from the
+	// requester's node: on a cluster a member's interest reaches the other
+	// nodes asynchronously, and a request sent before would get a spurious
+	// no responders, or never reach that member.
+	if _, err := c.Await(ctx, waitLog(env, w), Subject, allOf(members), cfg.Timeout); err != nil {
+		return nil, errors.Join(fmt.Errorf("%s: %w", p.Name, err), stopAll())
+	}
 	res, err := LoadWatched(ctx, c, Subject, LoadConfig{Requests: cfg.Requests, Concurrency: cfg.Concurrency, Timeout: cfg.Timeout, Progress: progress})
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("%s: %w", p.Name, err), stopAll())

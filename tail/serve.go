@@ -14,7 +14,9 @@ import (
 	"reqreply/internal/cli"
 )
 
-// Serve is -serve: cfg.Members members with the fault model cfg.Fault, each
+// Serve is -serve: cfg.Members members, spread round-robin over NATS_URL's
+// servers (one connection each, named on stderr when there are several),
+// with the fault model cfg.Fault, each
 // honouring DeadlineHeader, and with admission control at cfg.Admit when
 // cfg.ServeAdmit, until ctx ends or a member's connection is closed for
 // good (nats.go gave up reconnecting to a server that stayed away: by
@@ -33,7 +35,7 @@ func Serve(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	for i := 1; i <= cfg.Members && err == nil; i++ {
 		var m *Member
 		opts := fault(i)
-		opts.Propagate, opts.Admit = true, admit
+		opts.Propagate, opts.Admit, opts.Node = true, admit, memberNode(env, i)
 		m, err = StartMember(env, memberName(i), opts)
 		if err == nil {
 			members = append(members, m)
@@ -54,12 +56,19 @@ func Serve(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 // figures. Wasted work is the members' to count; the requester shows the
 // replies it dropped instead. The error is the connection's, or a request's
 // other than a timeout or no responders, or ctx's when it ends first (then
-// it prints how many requests finished, and no figures). The members' side
+// it prints how many requests finished, and no figures). Before the first
+// request it waits until a member answers a readiness probe from the
+// requester's own server (on a cluster, the members' interest reaches it
+// asynchronously), and prints the wait when there was one; nobody serving
+// Subject is an error wrapping nats.ErrNoResponders, within about 500 ms
+// (cli.ProbeNoRespondersFor). A denied publish or inbox subscription is an
+// error wrapping nats.ErrPermissionViolation that names the subject,
+// within about one round trip (Client.Request). The members' side
 // of a pattern (deadline propagation, admission control) is -serve's: its
 // members always honour the deadline header, and admit only with -admit.
 func Request(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	p, _ := patternByName(cfg, cfg.Pattern)
-	nc, err := env.Connect("requester")
+	nc, err := connectRequester(env)
 	if err != nil {
 		return err
 	}
@@ -68,6 +77,13 @@ func Request(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 		return err
 	}
 	defer c.Close()
+	if _, err := c.Await(ctx, w, Subject, cli.AnyResponder(), cfg.Timeout); err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintf(w, "%s: interrupted after 0 of %d requests\n", p.Name, cfg.Requests)
+			return ctx.Err()
+		}
+		return fmt.Errorf("%s: %w", p.Name, err)
+	}
 	res, err := LoadWatched(ctx, c, Subject, LoadConfig{Requests: cfg.Requests, Concurrency: cfg.Concurrency, Timeout: cfg.Timeout})
 	if err != nil {
 		return fmt.Errorf("%s: %w", p.Name, err)

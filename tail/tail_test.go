@@ -433,7 +433,7 @@ func TestPatternsVerified(t *testing.T) {
 				_, env := newServerEnv(t)
 				nc, err := env.Connect("requester")
 				require.NoError(t, err)
-				row, err := measure(longCtx(t), env, nc, cfg, faults(cfg)[fault], p, nil)
+				row, err := measure(longCtx(t), env, nc, cfg, faults(cfg)[fault], p, nil, io.Discard, false)
 				require.NoError(t, err)
 				assert.Equal(t, cfg.Requests, row.Load.Requests)
 				assert.Zero(t, row.Load.Wrong, "a caller got another request's reply")
@@ -452,7 +452,7 @@ func TestRollingRestartRetry(t *testing.T) {
 	require.NoError(t, err)
 	cfg := DefaultConfig()
 	cfg.Timeout, cfg.Gap, cfg.Concurrency = 30*time.Second, 2*time.Millisecond, 4
-	row, err := restartRow(longCtx(t), env, nc, cfg, 1, Policy{Retry: &Backoff{Base: time.Millisecond, Max: 5 * time.Millisecond}})
+	row, err := restartRow(longCtx(t), env, nc, cfg, 1, Policy{Retry: &Backoff{Base: time.Millisecond, Max: 5 * time.Millisecond}}, io.Discard)
 	require.NoError(t, err)
 	require.Positive(t, row.Load.Requests)
 	assert.Equal(t, row.Load.Requests, row.Load.Answered, "%+v", row.Load)
@@ -606,7 +606,7 @@ func TestRollingRestartInterrupted(t *testing.T) {
 	cancel()
 	cfg := DefaultConfig()
 	cfg.Gap = time.Millisecond
-	table, err := RollingRestart(ctx, env, nc, cfg, nil)
+	table, err := RollingRestart(ctx, env, nc, cfg, nil, io.Discard)
 	require.ErrorIs(t, err, context.Canceled)
 	assert.Nil(t, table)
 }
