@@ -207,10 +207,14 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	// subscribes to the subject, and the server said so at once.
 	res, err := s.Result()
 	fmt.Fprintln(w, Timeline(res, at...))
-	if n := nc.Stats().Reconnects - reconnects; n > 0 {
-		// The requester lost its server during the gather and reconnected
-		// (the times are in the connection's events): replies sent to it
-		// while it was away are lost, which NATS does not guard against.
+	// The requester lost its server during the gather (the connection's
+	// events on stderr give the times): replies sent to it while it was
+	// away are lost, which NATS does not guard against; the gather kept
+	// its own deadline and has the replies that came.
+	switch n := nc.Stats().Reconnects - reconnects; {
+	case !nc.IsConnected() && !nc.IsClosed():
+		fmt.Fprintf(w, "note: the requester's connection is down (reconnecting): replies sent meanwhile are lost; the gather kept its own deadline\n")
+	case n > 0:
 		fmt.Fprintf(w, "note: the requester's connection was lost and re-established %s during the gather (now on %s): replies sent meanwhile were lost; the gather kept its own deadline\n",
 			plural(int(n), "time", "times"), cli.ServerName(nc))
 	}

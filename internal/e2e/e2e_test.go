@@ -232,10 +232,11 @@ func run(t *testing.T, bin, url, program string, args ...string) (int, string, s
 	return code, stdout.String(), stderr.String()
 }
 
-// TestSeparateProcesses runs queuegroup's demos, E2E_RUNS times each (20
-// by default), against a cluster of three nats-server processes with
-// NATS_URL listing all three: every run must exit 0. The other programs
-// run too when E2E_ALL=1 (they do not yet wait for interest on a cluster).
+// TestSeparateProcesses runs queuegroup's demos and multireply, E2E_RUNS
+// times each (20 by default), against a cluster of three nats-server
+// processes with NATS_URL listing all three: every run must exit 0. The
+// other programs run too when E2E_ALL=1 (they do not yet wait for interest
+// on a cluster).
 func TestSeparateProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: skipping the tests that build nats-server and run separate processes")
@@ -254,12 +255,12 @@ func TestSeparateProcesses(t *testing.T) {
 		{"queuegroup", []string{"-demo", "gone", "-requests", "60", "-concurrency", "4"}},
 		{"queuegroup", []string{"-demo", "die", "-requests", "60", "-concurrency", "4", "-retry", "-timeout", "250ms"}},
 		{"queuegroup", []string{"-demo", "micro", "-requests", "60", "-concurrency", "4"}},
+		{"multireply", []string{"-max", "5", "-delay", "0"}},
 	}
 	if os.Getenv("E2E_ALL") == "1" {
 		programs = append(programs,
 			program{"singlereply", nil},
 			program{"noresponders", nil},
-			program{"multireply", []string{"-max", "5", "-delay", "0"}},
 		)
 	}
 	n := runs(t)
