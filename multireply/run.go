@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
 
 	"reqreply/internal/cli"
 )
@@ -276,6 +278,7 @@ func describe(cfg Config) string {
 // connection, unless -request, and gathers their PING and INFO answers
 // unless -serve.
 func runDiscover(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
+	started := 0 // instances started here, whose interest to wait for
 	if cfg.Mode.Serves() {
 		var conns []*nats.Conn
 		for i := range 3 {
@@ -288,6 +291,7 @@ func runDiscover(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) err
 		if _, err := StartGreeters(conns); err != nil {
 			return err
 		}
+		started = len(conns)
 	}
 	if cfg.Mode.Serve {
 		fmt.Fprintf(w, "3 instances of %s at %s until interrupted\n", DiscoverService, cli.Redact(env.URL))
@@ -298,5 +302,41 @@ func runDiscover(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) err
 		return err
 	}
 	defer func() { _ = release() }()
+	if err := awaitInstances(ctx, w, env, v, started); err != nil {
+		return err
+	}
 	return Discover(ctx, v, DiscoverService, cfg.Timeout, w)
+}
+
+// awaitInstances waits, when env has several nodes, until want instances
+// (those started here) answer a $SRV.PING gather, bounded by ProbeTimeout: their interest
+// reaches the discoverer's server asynchronously (a route, a gateway).
+// A micro service answers PING without counting it in its endpoint
+// stats, so these gathers are the probes. It writes one line when it had
+// to wait. The error is the gather's, or one wrapping nats.ErrTimeout.
+func awaitInstances(ctx context.Context, w io.Writer, env *cli.Env, v Variant, want int) error {
+	if want == 0 || len(env.Nodes()) < 2 {
+		return nil
+	}
+	subject, err := micro.ControlSubject(micro.PingVerb, DiscoverService, "")
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	deadline := start.Add(ProbeTimeout)
+	for tries := 1; ; tries++ {
+		res, err := Gather(ctx, v, subject, nil, Timeout(time.Until(deadline)), MaxReplies(want), Stall(DiscoverStall))
+		if err != nil && !errors.Is(err, nats.ErrNoResponders) {
+			return fmt.Errorf("waiting for the %s instances' interest: %w", DiscoverService, err)
+		}
+		if err == nil && res.Count >= want {
+			if tries > 1 {
+				fmt.Fprintf(w, "interest: waited %s for the %d %s instances to be visible (%d PING gathers)\n", round(time.Since(start)), want, DiscoverService, tries)
+			}
+			return nil
+		}
+		if !time.Now().Before(deadline) {
+			return fmt.Errorf("waiting for the %s instances' interest: %d of %d answered within %v: %w", DiscoverService, res.Count, want, ProbeTimeout, nats.ErrTimeout)
+		}
+	}
 }

@@ -66,6 +66,21 @@ func TestTopologies(t *testing.T) {
 	}
 }
 
+// -discover on a cluster and a supercluster: the three micro service
+// instances are spread over the nodes, and the discoverer, elsewhere,
+// waits until all three answer before it reports them.
+func TestDiscoverTopologies(t *testing.T) {
+	for _, args := range []string{"-cluster 3", "-supercluster"} {
+		for _, variant := range Variants {
+			t.Run(args+"/variant="+variant, func(t *testing.T) {
+				code, stdout, stderr := program(append(strings.Fields(args), "-discover", "-variant", variant), nil)
+				require.Equal(t, cli.ExitOK, code, "%s\n%s", stdout, stderr)
+				assert.Contains(t, stdout, "$SRV.PING.greeter: 3 answers")
+				assert.Contains(t, stdout, "$SRV.INFO.greeter: 3 answers")
+			})
+		}
+	}
+}
 
 // firstReply is a writer that keeps what it is given and closes Ready once
 // a reply line has been written: the moment a test makes a fault happen
