@@ -123,12 +123,22 @@ func NewVariant(name string, nc *nats.Conn) (Variant, func() error, error) {
 }
 
 // Run is the multireply scenario: start cfg.Responders demo responders on
-// DemoSubject (connection "multireply responders"), send one request from
-// another connection ("multireply requester") through cfg.Variant, print
-// each reply as it arrives with its arrival time and responder, then the
-// timeline, the count and why collection stopped. With -serve only the
-// responders run, until ctx ends; with -request only the gather. With
-// -discover it runs Discover against three micro service instances instead.
+// DemoSubject, each on a connection of its own named after it ("multireply
+// responder-1", ...; see serveDemo), spread round-robin over env's nodes;
+// connect the requester ("multireply requester") on env.RequesterNode and,
+// when a responder is on another server, wait until every responder
+// answers a readiness probe from there (ProbeTimeout, 5 s); send one
+// request through cfg.Variant, print each reply as it arrives with its
+// arrival time, responder and (on several nodes) its node and cluster,
+// then the timeline, the count and why collection stopped, and a note if
+// the requester lost its server meanwhile. With -serve only the responders
+// run, until ctx ends; with -request only the gather. With -discover it
+// runs Discover against three micro service instances instead. Under
+// -secure the responders connect as the responder user and the requester
+// as the requester user, with its inbox prefix (cfg.Lockdown). Errors: a
+// connection's, a denied subscription or publish (wrapping
+// nats.ErrPermissionViolation), the probe wait's (nats.ErrNoResponders,
+// nats.ErrTimeout), the gather's.
 func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	if cfg.Discover {
 		return runDiscover(ctx, env, cfg, w)
