@@ -38,7 +38,7 @@ func StartGreeters(conns []*nats.Conn) ([]micro.Service, error) {
 			Version:     fmt.Sprintf("1.0.%d", i),
 			Description: "says hello",
 			Endpoint: &micro.EndpointConfig{
-				Subject: "greet",
+				Subject: DiscoverEndpoint,
 				Handler: micro.HandlerFunc(func(r micro.Request) { _ = r.Respond([]byte("hello")) }),
 			},
 		})

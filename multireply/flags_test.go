@@ -2,8 +2,12 @@ package main
 
 import (
 	"flag"
+	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
+
+	"reqreply/internal/cli"
 	"reqreply/internal/cli/clitest"
 )
 
@@ -35,6 +39,12 @@ func TestFlagCombinations(t *testing.T) {
 		{args: "-discover -serve"},
 		{args: "-discover -request -variant natsext"},
 		{args: "extra", want: "unexpected arguments"},
+		// -supercluster is refused where -cluster is, and with -cluster.
+		{args: "-supercluster -cluster 3", unset: true, want: "-cluster does nothing with -supercluster"},
+		{args: "-cluster 3", want: "drop -cluster"},
+		{args: "-supercluster", want: "unset NATS_URL"},
+		{args: "-cluster 3 -context x", unset: true, want: "does not combine with -secure or -context"},
+		{args: "-supercluster -context x", unset: true, want: "does not combine with -secure or -context"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.args, func(t *testing.T) {
@@ -42,6 +52,20 @@ func TestFlagCombinations(t *testing.T) {
 				var cfg Config
 				return flags(&cfg)
 			}, tc.args, tc.unset, tc.want)
+		})
+	}
+}
+
+// -secure, which the program adds through cli.SecureWith, is refused with
+// -cluster and -supercluster alike: the embedded servers have no users.
+func TestSecureFlagCombinations(t *testing.T) {
+	for _, args := range []string{"-secure -cluster 3", "-secure -supercluster"} {
+		t.Run(args, func(t *testing.T) {
+			code, stdout, stderr := program(strings.Fields(args), nil)
+			assert.Equal(t, cli.ExitUsage, code)
+			assert.Empty(t, stdout)
+			assert.Contains(t, stderr, "does not combine with -secure or -context")
+			assert.Equal(t, 1, strings.Count(stderr, "\n"), stderr)
 		})
 	}
 }

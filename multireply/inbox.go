@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"reqreply/internal/cli"
 )
 
 // Inbox is the teaching variant of scatter-gather: each request gets a fresh
@@ -19,10 +21,16 @@ import (
 // SyncQueueLen (65,536 by default: 512 KiB) each time; use the shared
 // variant (Mux) for many requests on one connection.
 //
-// A denied subscription (the user may not subscribe to _INBOX.>) ends the
-// gather with an error wrapping nats.ErrPermissionViolation only on a
-// connection made with nats.PermissionErrOnSubscribe(true), as
-// internal/cli's are; otherwise it looks like silence until the deadline.
+// Permission denials end a gather within one round trip, with an error
+// wrapping nats.ErrPermissionViolation (and cli.ErrDenied) whose text is
+// the server's and names the subject, on any connection: the inbox is
+// subscribed with cli.SubscribeChecked (the flush the variant pays anyway,
+// then a check for a violation on that exact inbox), and the request's
+// publish is watched with cli.WatchDenials (nats.go reports a denied
+// publish only to the connection's error handler, asynchronously, and the
+// server sends nothing else: without the watch it would look like silence
+// until the deadline). The inbox comes from nc.NewInbox, which honours
+// nats.CustomInboxPrefix, so a user allowed only its own prefix can gather.
 //
 // Its subscription is on Conn, so a drain of Conn unsubscribes it at once:
 // a gather in flight ends with StopClosed and the replies so far, and one
@@ -50,8 +58,10 @@ func (Inbox) Name() string { return "inbox" }
 //     reply wanted (for max ≤ 999,999,999, the most nats-server reads);
 //  2. flush, so the server has the subscription before the request goes
 //     out (on one connection the server would read the SUB first anyway;
-//     the flush also bounds the wait for a server that stopped answering);
-//  3. publish the request with the inbox as its reply subject;
+//     the flush also bounds the wait for a server that stopped answering,
+//     and brings back a denial of the subscription: cli.SubscribeChecked);
+//  3. publish the request with the inbox as its reply subject, watching
+//     for a denial of that publish (cli.WatchDenials);
 //  4. read replies with NextMsgWithContext until a stop condition;
 //  5. unsubscribe, on every way out.
 func (v Inbox) Stream(ctx context.Context, subject string, data []byte, opts ...Option) (*Stream, error) {
@@ -65,36 +75,58 @@ func (v Inbox) Stream(ctx context.Context, subject string, data []byte, opts ...
 		if err != nil {
 			return notSent(subject, "before the request", start, deadline, err)
 		}
-		gctx, cancel := context.WithDeadline(ctx, deadline)
-		defer cancel()
+		// The gather's context: its deadline, and a cause when the server
+		// denies the request's publish (see below).
+		dctx, cancelDeadline := context.WithDeadline(ctx, deadline)
+		defer cancelDeadline()
+		gctx, cancel := context.WithCancelCause(dctx)
+		defer cancel(nil)
 
-		// Step 1: a fresh inbox, subscribed before the request is sent so no
-		// reply can arrive before we listen.
+		// Steps 1 and 2: a fresh inbox, subscribed before the request is
+		// sent so no reply can arrive before we listen, then flushed
+		// (cli.SubscribeChecked): the server confirms the subscription, or
+		// its -ERR for a denied one comes back before the PONG, and the
+		// gather ends here with that error instead of waiting out its
+		// deadline in silence.
 		inbox := nc.NewInbox()
-		sub, err := nc.SubscribeSync(inbox)
+		var in *syncInbox
+		sub, err := cli.SubscribeChecked(gctx, nc, inbox, "", func() (*nats.Subscription, error) {
+			sub, err := nc.SubscribeSync(inbox)
+			if err != nil {
+				return nil, err
+			}
+			in = &syncInbox{ctx: gctx, nc: nc, sub: sub}
+			if err := sub.SetPendingLimits(c.pendingMsgs, c.pendingBytes); err != nil {
+				in.finish()
+				return nil, err
+			}
+			if c.max > 0 && c.max <= autoUnsubscribeMax {
+				if err := sub.AutoUnsubscribe(c.max); err != nil {
+					in.finish()
+					return nil, err
+				}
+			}
+			return sub, nil
+		})
 		if err != nil {
+			if in != nil {
+				in.finish()
+			}
 			return notSent(subject, "subscribe", start, deadline, err)
 		}
-		in := &syncInbox{ctx: gctx, nc: nc, sub: sub}
+		in.sub = sub
 		fail := func(step string, err error) (Result, error) {
 			in.finish()
 			return notSent(subject, step, start, deadline, err)
 		}
-		if err := sub.SetPendingLimits(c.pendingMsgs, c.pendingBytes); err != nil {
-			return fail("subscribe", err)
-		}
-		if c.max > 0 && c.max <= autoUnsubscribeMax {
-			if err := sub.AutoUnsubscribe(c.max); err != nil {
-				return fail("subscribe", err)
-			}
-		}
 
-		// Step 2: the flush makes the server confirm the subscription.
-		if err := nc.FlushWithContext(gctx); err != nil {
-			return fail("flush", err)
-		}
-
-		// Step 3: one request, the inbox as its reply subject.
+		// Step 3: one request, the inbox as its reply subject. nats.go
+		// reports a denied publish only to the connection's error handler,
+		// asynchronously; the watch hands it to this gather, whose wait
+		// then ends within one round trip with it (syncInbox.check), and
+		// Env's handler does not print it a second time.
+		stopWatch := cli.WatchDenials(nc, cancel, []string{subject}, nil)
+		defer stopWatch()
 		msg := &nats.Msg{Subject: subject, Reply: inbox, Data: data, Header: c.header}
 		if err := nc.PublishMsg(msg); err != nil {
 			return fail("publish", err)
@@ -139,10 +171,17 @@ func (s *syncInbox) next(until time.Time) (*nats.Msg, error) {
 	return m, s.check(err)
 }
 
-// check notes the dropped count when nats.go reports a slow consumer, and
+// check returns the server's permissions violation when the watch on the
+// request's publish ended the wait (the gather's context's cause), notes the dropped count when nats.go reports a slow consumer, and
 // names a drain as the reason when the connection's drain took the
 // subscription away.
 func (s *syncInbox) check(err error) error {
+	if err != nil {
+		// A denied publish ends the wait with the server's violation.
+		if cause := context.Cause(s.ctx); errors.Is(cause, nats.ErrPermissionViolation) {
+			return cause
+		}
+	}
 	switch {
 	case errors.Is(err, nats.ErrSlowConsumer):
 		s.dropped()

@@ -7,6 +7,16 @@
 //	go run ./multireply [-responders 5] [-timeout 1s] [-max N] [-stall D]
 //	                    [-sentinel] [-variant inbox|shared|natsext]
 //	                    [-delay 200ms] [-seed 1] [-discover] [-serve | -request]
+//	                    [-cluster N | -supercluster | -secure]
+//
+// -cluster N runs it on an embedded cluster of N nodes, the responders
+// spread over them and the requester on another node than the first
+// responder's; -supercluster on two clusters, east and west, joined by
+// gateways, each reply printed with its responder's cluster. -secure runs
+// it locked down: an embedded server where the requester may only publish
+// to gather.demo (and the micro control subjects) and read its own inbox
+// prefix, and each responder may only take those requests and reply (see
+// security/locked-down.conf).
 package main
 
 import (
@@ -23,7 +33,7 @@ func main() {
 	fs, check := flags(&cfg)
 	os.Exit(cli.Main(fs, os.Args[1:], check, func(ctx context.Context, env *cli.Env) error {
 		return Run(ctx, env, cfg, os.Stdout)
-	}))
+	}, cli.SecureWith(cfg.Lockdown)))
 }
 
 // flags returns the program's flag set, which parses into cfg, and the check
@@ -43,6 +53,8 @@ func flags(cfg *Config) (*flag.FlagSet, func() error) {
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "seed for the responders' delays")
 	fs.BoolVar(&cfg.Discover, "discover", false, "gather $SRV.PING and $SRV.INFO from three micro service instances instead")
 	cfg.Mode.AddFlags(fs)
+	cfg.Topology.AddFlags(fs)
+	fs.BoolVar(&cfg.Supercluster, "supercluster", false, "run on an embedded supercluster: east and west, 2 nodes each, joined by gateways; responders in both (NATS_URL unset)")
 	cli.SetUsage(fs, "multireply [flags]",
 		`Scatter-gather: responders on gather.demo each answer one request after their own
 delay; the requester collects replies until the first stop condition (the -timeout
@@ -50,7 +62,8 @@ deadline, -max replies, a -stall gap after the last reply, or the -sentinel empt
 payload) and draws where they came. -variant picks how: shared (one wildcard inbox
 per connection, the default), inbox (an inbox per request, the teaching version) or
 natsext (orbit.go's RequestMany). -discover gathers micro service PING/INFO answers.
--serve and -request run the halves apart, against NATS_URL.`)
+-serve and -request run the halves apart, against NATS_URL. -cluster N and
+-supercluster spread the responders over embedded nodes; -secure runs locked down.`)
 	check := func() error {
 		if fs.NArg() > 0 {
 			return cli.Usagef("unexpected arguments %q", fs.Args())
@@ -65,6 +78,14 @@ natsext (orbit.go's RequestMany). -discover gathers micro service PING/INFO answ
 			if err := cli.Refuse(set, "with -request, which runs only the requester", "responders", "delay", "seed"); err != nil {
 				return err
 			}
+		}
+		if cfg.Supercluster {
+			if err := cli.Refuse(set, "with -supercluster, which starts its own servers", "cluster"); err != nil {
+				return err
+			}
+			// cli.Exec then refuses -secure, -context and NATS_URL, as it
+			// does for -cluster: the embedded servers have no users.
+			cfg.Topology.Kind = cli.Supercluster
 		}
 		if cfg.Discover {
 			if err := cli.Refuse(set, "with -discover, whose three micro service instances answer at once", "responders", "delay", "seed"); err != nil {

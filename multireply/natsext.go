@@ -11,6 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/synadia-io/orbit.go/natsext"
+
+	"reqreply/internal/cli"
 )
 
 // Natsext is the scatter-gather of Synadia's orbit.go natsext package
@@ -22,7 +24,16 @@ import (
 //     context: the iterator just stops. The wrapper infers the reason from
 //     the context, the counts and the clock, and checks the context and the
 //     clock itself before it hands out each reply.
-//   - Its inbox comes from nc.NewRespInbox, under the subscription nats.go
+//   - It neither flushes its inbox subscription nor watches its publish,
+//     so a denial by the server's permissions would look like silence
+//     until the deadline. The wrapper checks the inbox prefix first (one
+//     round trip, see checkRespInbox; skipped while the connection is
+//     down) and watches the publish
+//     (cli.WatchDenials): a denial ends the gather within one round trip
+//     with an error wrapping nats.ErrPermissionViolation that names the
+//     subject.
+//   - Its inbox comes from nc.NewRespInbox (which honours
+//     nats.CustomInboxPrefix), under the subscription nats.go
 //     keeps for nc.Request: on a connection that has made any Request, every
 //     reply reaches the client twice (nc.Stats().InMsgs doubles).
 //   - The subscription is made and the request published when RequestMany
@@ -78,9 +89,35 @@ func (v Natsext) Stream(ctx context.Context, subject string, data []byte, opts .
 			return notSent(subject, "publish", start, deadline, err)
 		}
 		res := Result{Deadline: deadline.Sub(start)}
-		// natsext takes its deadline from the context.
-		gctx, cancel := context.WithDeadline(ctx, deadline)
-		defer cancel()
+		// natsext takes its deadline from the context; a denial of the
+		// request's publish cancels it too, with the violation as cause.
+		dctx, cancelDeadline := context.WithDeadline(ctx, deadline)
+		defer cancelDeadline()
+		gctx, cancel := context.WithCancelCause(dctx)
+		defer cancel(nil)
+
+		// natsext subscribes its inbox without a flush, so a denial of it
+		// would come back only to the connection's error handler. Its
+		// inbox name is made inside natsext, but any response inbox of
+		// this connection is as allowed as another (the server's
+		// permissions are by subject, and they all share the prefix and
+		// depth): subscribing one first with cli.SubscribeChecked (a
+		// round trip) and releasing it proves natsext's will be allowed,
+		// or ends the gather with the server's violation.
+		// While the connection is down the check cannot be made, and the
+		// request waits in nats.go's reconnect buffer: it is skipped (a
+		// denial then reaches natsext's NextMsg, nats.PermissionErrOnSubscribe).
+		if nc.Status() == nats.CONNECTED {
+			if err := checkRespInbox(gctx, nc); err != nil {
+				return notSent(subject, "subscribe", start, deadline, err)
+			}
+		}
+
+		// The publish is watched: nats.go reports a denied publish only to
+		// the connection's error handler; the watch ends the gather with
+		// it within one round trip (and Env's handler does not print it).
+		stopWatch := cli.WatchDenials(nc, cancel, []string{subject}, nil)
+		defer stopWatch()
 
 		// natsext's own stall. MaxReplies and the sentinel are applied here,
 		// so that natsext never ends by itself with replies pending in its
@@ -164,7 +201,11 @@ func (v Natsext) Stream(ctx context.Context, subject string, data []byte, opts .
 		}
 
 		// natsext says nothing of why it stopped: infer it, the conditions
-		// the other variants check first, first.
+		// the other variants check first, first. A denial cancelled its
+		// context: that is the reason.
+		if cause := context.Cause(gctx); errors.Is(cause, nats.ErrPermissionViolation) {
+			return result(res, StopFailed, start, time.Now(), subject, cause)
+		}
 		switch {
 		case errors.Is(iterErr, nats.ErrNoResponders):
 			return result(res, StopNoResponders, start, time.Now(), subject, nats.ErrNoResponders)
@@ -188,4 +229,20 @@ func (v Natsext) Stream(ctx context.Context, subject string, data []byte, opts .
 		}
 		return result(res, StopDeadline, start, time.Now(), subject, nil)
 	}), nil
+}
+
+// checkRespInbox subscribes a fresh response inbox of nc (nc.NewRespInbox,
+// the kind natsext uses) with cli.SubscribeChecked and releases it: nil if
+// the server allowed it, else an error wrapping nats.ErrPermissionViolation
+// naming that inbox, or the flush's error (ctx's, nats.ErrTimeout, a closed
+// connection).
+func checkRespInbox(ctx context.Context, nc *nats.Conn) error {
+	inbox := nc.NewRespInbox()
+	sub, err := cli.SubscribeChecked(ctx, nc, inbox, "", func() (*nats.Subscription, error) {
+		return nc.SubscribeSync(inbox)
+	})
+	if err != nil {
+		return err
+	}
+	return sub.Unsubscribe()
 }

@@ -13,6 +13,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
+
+	"reqreply/internal/cli"
 )
 
 // DemoSubject is the subject the demo responders listen on.
@@ -73,18 +75,40 @@ func DemoResponders(n int, maxDelay time.Duration, seed uint64, sentinel bool) [
 // Serve subscribes each responder to subject on nc (each subscription has
 // its own goroutine in nats.go, so one responder's delay does not hold up
 // another's) and flushes, so they are all known to the server when it
-// returns. When ctx ends, the run is over and nobody waits for these
-// replies: a responder still in its delay drops the request unanswered and
-// returns at once, so a drain of nc (which waits for handlers to return)
-// ends promptly. On a server without header support (nc.HeadersSupported
-// false: nats-server before 2.2, or no_header_support) the replies carry no
-// headers: the payload still names the responder. The error wraps the
-// failed subscribe or flush.
+// returns (on a cluster, their interest still has to reach the other
+// nodes: a requester elsewhere waits for it with cli.AwaitResponders,
+// whose readiness probes each responder answers at once with its name and
+// does not count). The first subscription is made with cli.SubscribeChecked:
+// a subject the connection's user may not subscribe to fails here with an
+// error wrapping nats.ErrPermissionViolation that names it, instead of
+// serving nothing; the others are on the same subject, which the server's
+// permissions then allow too. When ctx ends, the run is over and nobody
+// waits for these replies: a responder still in its delay drops the
+// request unanswered and returns at once, so a drain of nc (which waits
+// for handlers to return) ends promptly. On a server without header
+// support (nc.HeadersSupported false: nats-server before 2.2, or
+// no_header_support) the replies carry no headers: the payload still names
+// the responder. The error wraps the failed subscribe or flush.
+//
+// Each responder sends one reply per request, so one connection carrying k
+// responders sends k replies to one reply subject: under allow_responses
+// (see cli.Lockdown) its max must be at least k.
 func Serve(ctx context.Context, nc *nats.Conn, subject string, responders []Responder) ([]*nats.Subscription, error) {
 	headers := nc.HeadersSupported()
 	subs := make([]*nats.Subscription, 0, len(responders))
-	for _, r := range responders {
-		sub, err := nc.Subscribe(subject, func(m *nats.Msg) { r.handle(ctx, m, headers) })
+	for i, r := range responders {
+		handler := func(m *nats.Msg) { r.handle(ctx, m, headers) }
+		var (
+			sub *nats.Subscription
+			err error
+		)
+		if i == 0 {
+			sub, err = cli.SubscribeChecked(ctx, nc, subject, "", func() (*nats.Subscription, error) {
+				return nc.Subscribe(subject, handler)
+			})
+		} else {
+			sub, err = nc.Subscribe(subject, handler)
+		}
 		if err != nil {
 			for _, s := range subs {
 				_ = s.Unsubscribe()
@@ -93,13 +117,20 @@ func Serve(ctx context.Context, nc *nats.Conn, subject string, responders []Resp
 		}
 		subs = append(subs, sub)
 	}
-	if err := nc.FlushTimeout(flushTimeout(nc)); err != nil {
-		return nil, fmt.Errorf("serve %q: flush: %w", subject, err)
+	if len(subs) > 1 {
+		if err := nc.FlushTimeout(flushTimeout(nc)); err != nil {
+			return nil, fmt.Errorf("serve %q: flush: %w", subject, err)
+		}
 	}
 	return subs, nil
 }
 
 func (r Responder) handle(ctx context.Context, m *nats.Msg, headers bool) {
+	// A readiness probe is answered at once with the responder's name and
+	// is neither worked on nor counted: it is not a request of the gather.
+	if cli.AnswerProbe(m, r.Name) {
+		return
+	}
 	if m.Reply == "" {
 		return // a plain publish, not a request
 	}

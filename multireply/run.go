@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
 
 	"reqreply/internal/cli"
 )
@@ -47,6 +49,12 @@ type Config struct {
 	Discover bool
 	// Mode: both halves, or only -serve or -request.
 	Mode cli.Mode
+	// Topology is the embedded topology when NATS_URL is unset: one
+	// server, -cluster N, or the supercluster of -supercluster.
+	Topology cli.Topology
+	// Supercluster runs on an embedded supercluster (east and west, 2
+	// nodes each, joined by gateways), responders in both clusters.
+	Supercluster bool
 }
 
 // Check validates cfg before anything connects; errors wrap cli.ErrUsage.
@@ -115,35 +123,40 @@ func NewVariant(name string, nc *nats.Conn) (Variant, func() error, error) {
 }
 
 // Run is the multireply scenario: start cfg.Responders demo responders on
-// DemoSubject (connection "multireply responders"), send one request from
-// another connection ("multireply requester") through cfg.Variant, print
-// each reply as it arrives with its arrival time and responder, then the
-// timeline, the count and why collection stopped. With -serve only the
-// responders run, until ctx ends; with -request only the gather. With
-// -discover it runs Discover against three micro service instances instead.
+// DemoSubject, each on a connection of its own named after it ("multireply
+// responder-1", ...; see serveDemo), spread round-robin over env's nodes;
+// connect the requester ("multireply requester") on env.RequesterNode and,
+// when a responder is on another server, wait until every responder
+// answers a readiness probe from there (ProbeTimeout, 5 s); send one
+// request through cfg.Variant, print each reply as it arrives with its
+// arrival time, responder and (on several nodes) its node and cluster,
+// then the timeline, the count and why collection stopped, and a note if
+// the requester lost its server meanwhile. With -serve only the responders
+// run, until ctx ends; with -request only the gather. With -discover it
+// runs Discover against three micro service instances instead. Under
+// -secure the responders connect as the responder user and the requester
+// as the requester user, with its inbox prefix (cfg.Lockdown). Errors: a
+// connection's, a denied subscription or publish (wrapping
+// nats.ErrPermissionViolation), the probe wait's (nats.ErrNoResponders,
+// nats.ErrTimeout), the gather's.
 func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	if cfg.Discover {
 		return runDiscover(ctx, env, cfg, w)
 	}
 
-	// The responders: one connection, one subscription each, every one on
-	// the same subject, so every one gets the request. Flushed before the
-	// request goes out. They stop when Run returns: once the gather is
-	// over nobody waits for their replies, and the drain that follows must
-	// not wait out their delays.
+	// The responders: each on a connection of its own (see serveDemo),
+	// spread round-robin over the nodes, every one subscribed to the same
+	// subject, so every one gets the request. Each flushes its
+	// subscription before the request goes out. They stop when Run
+	// returns: once the gather is over nobody waits for their replies,
+	// and the drain that follows must not wait out their delays.
+	var placed []Placed
 	if cfg.Mode.Serves() && (cfg.Responders > 0 || cfg.Sentinel) {
-		nc, err := env.Connect("responders")
-		if err != nil {
-			return err
-		}
 		rctx, stop := context.WithCancel(ctx)
 		defer stop()
-		responders := DemoResponders(cfg.Responders, cfg.Delay, cfg.Seed, cfg.Sentinel)
-		if _, err := Serve(rctx, nc, DemoSubject, responders); err != nil {
+		var err error
+		if placed, err = serveDemo(rctx, env, cfg); err != nil {
 			return err
-		}
-		if !nc.HeadersSupported() {
-			fmt.Fprintln(w, "note: the server does not support headers: replies carry no Responder header")
 		}
 	}
 	if cfg.Mode.Serve {
@@ -155,8 +168,9 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 		return cli.WaitForInterrupt(ctx)
 	}
 
-	// The requester: the chosen variant on its own connection.
-	nc, err := env.Connect("requester")
+	// The requester: the chosen variant on its own connection, on another
+	// node than the first responder's when there are several.
+	nc, err := connectOn(env, cli.Requester, "requester", env.RequesterNode())
 	if err != nil {
 		return err
 	}
@@ -165,6 +179,20 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 		return err
 	}
 	defer func() { _ = release() }()
+	writePlacement(w, env, placed, nc)
+
+	// Before the request: the responders' interest must be visible from
+	// the requester's node, or the request would miss those whose
+	// interest is still on its way (a cluster, a supercluster). The
+	// readiness probes the responders answer say when; they never reach
+	// the gather, whose inbox is its own. Responders on the requester's
+	// own server need none: their flush confirmed them there. A -request
+	// run does not know its responders: it gathers from whoever is there.
+	if needProbe(placed, nc) && nc.HeadersSupported() {
+		if err := awaitResponders(ctx, w, nc, placed); err != nil {
+			return err
+		}
+	}
 	fmt.Fprintf(w, "request on %s via %s: deadline %v, %s\n", DemoSubject, v.Name(), cfg.Timeout, describe(cfg))
 	if !nc.HeadersSupported() {
 		// nats-server sends its no-responders status as a header: without
@@ -172,7 +200,10 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 		fmt.Fprintln(w, "note: the server does not support headers: no responders shows only as the deadline, not as an error")
 	}
 
-	// One request; replies printed as they arrive.
+	// One request; replies printed as they arrive, with the node (and
+	// cluster) of their responder when there are several nodes.
+	where := whereFunc(env, cfg, placed)
+	reconnects := nc.Stats().Reconnects
 	s, err := v.Stream(ctx, DemoSubject, nil, cfg.options()...)
 	if err != nil {
 		return err
@@ -180,7 +211,7 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	var at []time.Duration
 	for r := range s.Replies() {
 		at = append(at, r.At)
-		fmt.Fprintf(w, "%9s  %-13s %s\n", "+"+round(r.At), r.Responder, r.Msg.Data)
+		fmt.Fprintf(w, "%9s  %-13s %s%s\n", "+"+round(r.At), r.Responder, where(r.Responder), r.Msg.Data)
 	}
 
 	// The picture: where the replies came between request and deadline.
@@ -188,13 +219,47 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	// subscribes to the subject, and the server said so at once.
 	res, err := s.Result()
 	fmt.Fprintln(w, Timeline(res, at...))
+	// The requester lost its server during the gather (the connection's
+	// events on stderr give the times): replies sent to it while it was
+	// away are lost, which NATS does not guard against; the gather kept
+	// its own deadline and has the replies that came.
+	switch n := nc.Stats().Reconnects - reconnects; {
+	case !nc.IsConnected() && !nc.IsClosed():
+		fmt.Fprintf(w, "note: the requester's connection is down (reconnecting): replies sent meanwhile are lost; the gather kept its own deadline\n")
+	case n > 0:
+		fmt.Fprintf(w, "note: the requester's connection was lost and re-established %s during the gather (now on %s): replies sent meanwhile were lost; the gather kept its own deadline\n",
+			plural(int(n), "time", "times"), cli.ServerName(nc))
+	}
 	return err
+}
+
+// whereFunc returns what a reply line says of its responder's place: its
+// node (and cluster, on a supercluster) when env has several nodes, else
+// nothing.
+func whereFunc(env *cli.Env, cfg Config, placed []Placed) func(responder string) string {
+	if len(env.Nodes()) < 2 || len(placed) == 0 {
+		return func(string) string { return "" }
+	}
+	at := map[string]Placed{}
+	for _, p := range placed {
+		at[p.Name] = p
+	}
+	return func(responder string) string {
+		p, ok := at[responder]
+		switch {
+		case !ok:
+			return fmt.Sprintf("%-16s ", "")
+		case cfg.Supercluster:
+			return fmt.Sprintf("%-16s ", p.Node+" ("+p.Cluster+")")
+		}
+		return fmt.Sprintf("%-16s ", "on "+p.Node)
+	}
 }
 
 // connectVariant opens a connection for role and makes the named variant on
 // it; release frees the variant (the connection is env's to drain).
 func connectVariant(env *cli.Env, role, variant string) (Variant, func() error, error) {
-	nc, err := env.Connect(role)
+	nc, err := connectOn(env, cli.Requester, role, env.RequesterNode())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -223,10 +288,11 @@ func describe(cfg Config) string {
 // connection, unless -request, and gathers their PING and INFO answers
 // unless -serve.
 func runDiscover(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
+	started := 0 // instances started here, whose interest to wait for
 	if cfg.Mode.Serves() {
 		var conns []*nats.Conn
 		for i := range 3 {
-			nc, err := env.Connect(fmt.Sprintf("%s-%d", DiscoverService, i+1))
+			nc, err := connectOn(env, cli.Responder, fmt.Sprintf("%s-%d", DiscoverService, i+1), env.ResponderNode(i))
 			if err != nil {
 				return err
 			}
@@ -235,6 +301,7 @@ func runDiscover(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) err
 		if _, err := StartGreeters(conns); err != nil {
 			return err
 		}
+		started = len(conns)
 	}
 	if cfg.Mode.Serve {
 		fmt.Fprintf(w, "3 instances of %s at %s until interrupted\n", DiscoverService, cli.Redact(env.URL))
@@ -245,5 +312,41 @@ func runDiscover(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) err
 		return err
 	}
 	defer func() { _ = release() }()
+	if err := awaitInstances(ctx, w, env, v, started); err != nil {
+		return err
+	}
 	return Discover(ctx, v, DiscoverService, cfg.Timeout, w)
+}
+
+// awaitInstances waits, when env has several nodes, until want instances
+// (those started here) answer a $SRV.PING gather, bounded by ProbeTimeout: their interest
+// reaches the discoverer's server asynchronously (a route, a gateway).
+// A micro service answers PING without counting it in its endpoint
+// stats, so these gathers are the probes. It writes one line when it had
+// to wait. The error is the gather's, or one wrapping nats.ErrTimeout.
+func awaitInstances(ctx context.Context, w io.Writer, env *cli.Env, v Variant, want int) error {
+	if want == 0 || len(env.Nodes()) < 2 {
+		return nil
+	}
+	subject, err := micro.ControlSubject(micro.PingVerb, DiscoverService, "")
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	deadline := start.Add(ProbeTimeout)
+	for tries := 1; ; tries++ {
+		res, err := Gather(ctx, v, subject, nil, Timeout(time.Until(deadline)), MaxReplies(want), Stall(DiscoverStall))
+		if err != nil && !errors.Is(err, nats.ErrNoResponders) {
+			return fmt.Errorf("waiting for the %s instances' interest: %w", DiscoverService, err)
+		}
+		if err == nil && res.Count >= want {
+			if tries > 1 {
+				fmt.Fprintf(w, "interest: waited %s for the %d %s instances to be visible (%d PING gathers)\n", round(time.Since(start)), want, DiscoverService, tries)
+			}
+			return nil
+		}
+		if !time.Now().Before(deadline) {
+			return fmt.Errorf("waiting for the %s instances' interest: %d of %d answered within %v: %w", DiscoverService, res.Count, want, ProbeTimeout, nats.ErrTimeout)
+		}
+	}
 }

@@ -232,11 +232,10 @@ func run(t *testing.T, bin, url, program string, args ...string) (int, string, s
 	return code, stdout.String(), stderr.String()
 }
 
-// TestSeparateProcesses runs queuegroup's demos, E2E_RUNS times each (20
-// by default), against a cluster of three nats-server processes with
-// NATS_URL listing all three: every run must exit 0. singlereply and
-// noresponders run too, E2E_RUNS times each; multireply only when
-// E2E_ALL=1 (it does not yet wait for interest on a cluster).
+// TestSeparateProcesses runs queuegroup's demos, singlereply, noresponders
+// and multireply, E2E_RUNS times each (20 by default), against a cluster of
+// three nats-server processes with NATS_URL listing all three: every run
+// must exit 0.
 func TestSeparateProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: skipping the tests that build nats-server and run separate processes")
@@ -257,11 +256,7 @@ func TestSeparateProcesses(t *testing.T) {
 		{"queuegroup", []string{"-demo", "micro", "-requests", "60", "-concurrency", "4"}},
 		{"singlereply", nil},
 		{"noresponders", nil},
-	}
-	if os.Getenv("E2E_ALL") == "1" {
-		programs = append(programs,
-			program{"multireply", []string{"-max", "5", "-delay", "0"}},
-		)
+		{"multireply", []string{"-max", "5", "-delay", "0"}},
 	}
 	n := runs(t)
 	for _, p := range programs {
