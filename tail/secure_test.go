@@ -73,6 +73,7 @@ func TestProgram(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			code, stdout, stderr := program(strings.Fields(tc.args), nil, Lockdown)
 			require.Equal(t, cli.ExitOK, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
+			assert.False(t, strings.HasPrefix(stdout, "\n"), "stdout begins with a blank line:\n%s", stdout)
 			assert.NotContains(t, stderr, "no responders")
 			assert.NotContains(t, stderr, "ermissions violation")
 			// stderr: the server line, and on a cluster one line per
