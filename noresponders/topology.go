@@ -55,7 +55,8 @@ func setupTimeout(timeout time.Duration) time.Duration {
 // responders) it writes one line to w: how long, and what the probes saw. A wait
 // that ends with no responders or a timeout is not the run's error: the
 // request is sent anyway and its own error says more (and how to fix it);
-// one line on env's stderr says so. Otherwise the error is the probe's: a
+// after a timeout one line on env's stderr says so, after no responders
+// nothing (the request's error says it). Otherwise the error is the probe's: a
 // denial (nats.ErrPermissionViolation and cli.ErrDenied), ctx's error, a
 // connection error.
 func awaitResponder(ctx context.Context, env *cli.Env, nc *nats.Conn, subject, who string, timeout time.Duration, w io.Writer) error {
@@ -72,7 +73,12 @@ func awaitResponder(ctx context.Context, env *cli.Env, nc *nats.Conn, subject, w
 			fmt.Fprintf(w, "interest: waited %v for the %s to be visible from %s: %s\n", round(p.Waited), who, cli.ServerName(nc), p)
 		}
 		return nil
-	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, nats.ErrTimeout):
+	case errors.Is(err, nats.ErrNoResponders):
+		// Nobody serves the subject: the request fails at once with no
+		// responders, and its error says so (with what to start); a line
+		// here would say it twice.
+		return nil
+	case errors.Is(err, nats.ErrTimeout):
 		env.Logf("%s requester: no answer to the readiness probes on %s within %v (%v): sending the request anyway", env.Scenario, subject, round(p.Waited), err)
 		return nil
 	default:

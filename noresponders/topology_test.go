@@ -113,3 +113,27 @@ func TestManyRunsOnCluster(t *testing.T) {
 	}
 	t.Logf("%d runs, no failure; %d printed a wait for interest", runs, waited)
 }
+
+// TestRequestNobodyServing: a -request half with no greeter anywhere fails
+// with one line, the request's own no-responders error (which says what to
+// start); the readiness probes, which saw the same, do not say it a second
+// time.
+func TestRequestNobodyServing(t *testing.T) {
+	s := testserver.New(t)
+	tests := []struct {
+		args string
+		want string // a part of the one line
+	}{
+		{args: "-request", want: `noresponders: request "greet.joe": nats: no responders available for request (nobody serves greet.*: start noresponders -serve`},
+		{args: "-request -silent -timeout 1s", want: `noresponders: request "greet.joe": nats: no responders available for request`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.args, func(t *testing.T) {
+			code, stdout, stderr := program(strings.Fields(tc.args), map[string]string{"NATS_URL": s.ClientURL()})
+			assert.Equal(t, cli.ExitFailure, code)
+			assert.Empty(t, stdout)
+			assert.Equal(t, 1, strings.Count(stderr, "\n"), "one line: %s", stderr)
+			assert.Contains(t, stderr, tc.want)
+		})
+	}
+}

@@ -50,7 +50,7 @@ func runDie(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	}
 	writeHeader(w, cfg, len(members))
 	writePlacement(w, env, members, nc)
-	if err := awaitMembers(ctx, w, nc, cfg, cli.AllOf(names(members)...)); err != nil {
+	if err := awaitMembers(ctx, env, w, nc, cfg, cli.AllOf(names(members)...)); err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "%s dies (closes its connection without draining) as it takes its request #%d\n", victim.Name, DieAt)
@@ -178,7 +178,7 @@ func runGone(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("waiting for the members' interest to go: %w", err)
 	}
-	if p.Delayed() {
+	if showWait(multiNode(env), p, true) {
 		fmt.Fprintf(w, "interest: waited %s for the members' interest to leave %s: %s\n", ms(p.Waited), cli.ServerName(nc), p)
 	}
 

@@ -316,7 +316,7 @@ func startGroup(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) ([]*
 	}
 	writeHeader(w, cfg, len(members))
 	writePlacement(w, env, members, nc)
-	if err := awaitMembers(ctx, w, nc, cfg, cli.AllOf(names(members)...)); err != nil {
+	if err := awaitMembers(ctx, env, w, nc, cfg, cli.AllOf(names(members)...)); err != nil {
 		return nil, nil, err
 	}
 	return members, nc, nil

@@ -169,7 +169,7 @@ func TestPartsDenied(t *testing.T) {
 				if err != nil {
 					return err
 				}
-				return awaitMembers(ctx, &bytes.Buffer{}, nc, Config{Timeout: time.Hour}, cli.AnyResponder())
+				return awaitMembers(ctx, env, &bytes.Buffer{}, nc, Config{Timeout: time.Hour}, cli.AnyResponder())
 			},
 			denied: `Publish to "` + Subject + `"`,
 		},
@@ -180,7 +180,7 @@ func TestPartsDenied(t *testing.T) {
 				if err != nil {
 					return err
 				}
-				return awaitMembers(ctx, &bytes.Buffer{}, nc, Config{Timeout: time.Hour}, cli.AnyResponder())
+				return awaitMembers(ctx, env, &bytes.Buffer{}, nc, Config{Timeout: time.Hour}, cli.AnyResponder())
 			},
 			denied: `Subscription to "_INBOX.`,
 		},

@@ -55,7 +55,7 @@ func runShare(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error 
 		writeHeader(w, cfg, len(members))
 		writePlacement(w, env, members, nc)
 	}
-	if err := awaitMembers(ctx, w, nc, cfg, want); err != nil {
+	if err := awaitMembers(ctx, env, w, nc, cfg, want); err != nil {
 		return err
 	}
 	lc := loadConfig(cfg)

@@ -98,7 +98,7 @@ func slowRow(ctx context.Context, env *cli.Env, nc *nats.Conn, cfg Config) (*Res
 	// Not a request before every member is visible from the requester's
 	// node (on one server, the first probe shows it). The table has no
 	// room for the wait; it is not printed.
-	if err := awaitMembers(ctx, io.Discard, nc, cfg, cli.AllOf(names(members)...)); err != nil {
+	if err := awaitMembers(ctx, env, io.Discard, nc, cfg, cli.AllOf(names(members)...)); err != nil {
 		return nil, err
 	}
 	lc := loadConfig(cfg)

@@ -28,18 +28,38 @@ func connectRequester(env *cli.Env) (*nats.Conn, error) {
 
 // awaitMembers waits, with readiness probes from nc bounded by
 // setupTimeout(cfg.Timeout), until want is met, and writes one line when
-// that took more than the first probe: how long, and who answered. The
+// that was a wait for interest (showWait): how long, and who answered. The
 // error is cli.AwaitResponders': it wraps nats.ErrNoResponders or
 // nats.ErrTimeout when the interest did not come in time.
-func awaitMembers(ctx context.Context, w io.Writer, nc *nats.Conn, cfg Config, want cli.Want) error {
+func awaitMembers(ctx context.Context, env *cli.Env, w io.Writer, nc *nats.Conn, cfg Config, want cli.Want) error {
 	p, err := cli.AwaitResponders(ctx, nc, Subject, want, setupTimeout(cfg.Timeout))
 	if err != nil {
 		return fmt.Errorf("waiting for the members' interest: %w", err)
 	}
-	if p.Delayed() {
+	if showWait(multiNode(env), p, false) {
 		fmt.Fprintf(w, "interest: waited %s for the members to be visible from %s: %s\n", ms(p.Waited), cli.ServerName(nc), p)
 	}
 	return nil
+}
+
+// showWait reports whether a wait for interest is worth a line of output.
+// On several nodes any delay is (cli.Probed.Delayed): the interest had to
+// cross a route, a leaf connection or a gateway. On one server a member's
+// own flush has put its interest there before the first probe, so a probe
+// that merely went unanswered within its pause (1 ms at first) only met a
+// busy machine; printing it would make the output depend on the load, and
+// name the server by its ID. There only the server's own word counts: a
+// probe that got no responders while waiting for members (leaving false),
+// or, while waiting for them to leave (cli.AwaitNoResponders, leaving
+// true), a probe somebody still answered.
+func showWait(multi bool, p cli.Probed, leaving bool) bool {
+	if multi {
+		return p.Delayed()
+	}
+	if leaving {
+		return len(p.Seen) > 0
+	}
+	return p.Refused > 0
 }
 
 // writePlacement writes, when the Env has more than one node, which node

@@ -77,7 +77,7 @@ func TestTopologyQueueGroup(t *testing.T) {
 				}
 			}
 			ctx := context.Background()
-			require.NoError(t, awaitMembers(ctx, &bytes.Buffer{}, nc, cfg, cli.AllOf(near...)))
+			require.NoError(t, awaitMembers(ctx, env, &bytes.Buffer{}, nc, cfg, cli.AllOf(near...)))
 
 			res, err := Load(ctx, nc, LoadConfig{Subject: Subject, Requests: 300, Concurrency: 4, Timeout: 5 * time.Second, Settle: settleAll(members...)})
 			require.NoError(t, err)
@@ -251,7 +251,7 @@ func TestNodeLoss(t *testing.T) {
 			nc, err := connectRequester(env)
 			require.NoError(t, err)
 			ctx := context.Background()
-			require.NoError(t, awaitMembers(ctx, &bytes.Buffer{}, nc, cfg, cli.AllOf(names(members)...)))
+			require.NoError(t, awaitMembers(ctx, env, &bytes.Buffer{}, nc, cfg, cli.AllOf(names(members)...)))
 			victim := env.Servers()[env.RequesterNode()]
 			victimName := victim.Name()
 
@@ -332,4 +332,35 @@ func TestInTransit(t *testing.T) {
 	writeInTransit(&out, 2, "worker-1", false)
 	assert.Contains(t, out.String(), "NATS gives no guarantee")
 	assert.Contains(t, out.String(), "run with -retry")
+}
+
+// TestShowWait: which waits for interest get a line. On several nodes
+// every delay does; on one server only the server's own word (a probe that
+// got no responders, or one still answered while the members leave), never
+// a probe that merely went unanswered within its pause on a busy machine:
+// that line made the output of `queuegroup -secure` depend on the load and
+// named the server by its ID.
+func TestShowWait(t *testing.T) {
+	tests := []struct {
+		name    string
+		multi   bool
+		leaving bool
+		p       cli.Probed
+		want    bool
+	}{
+		{name: "one server, at once", p: cli.Probed{Probes: 3, Seen: []string{"worker-1"}}},
+		{name: "one server, a slow answer", p: cli.Probed{Probes: 4, Unanswered: 1, Seen: []string{"worker-1"}}},
+		{name: "one server, no responders first", p: cli.Probed{Probes: 2, Refused: 1, Seen: []string{"worker-1"}}, want: true},
+		{name: "one server, gone at once", leaving: true, p: cli.Probed{Probes: 1}},
+		{name: "one server, gone after a slow probe", leaving: true, p: cli.Probed{Probes: 2, Unanswered: 1}},
+		{name: "one server, still answered", leaving: true, p: cli.Probed{Probes: 2, Seen: []string{"worker-1"}}, want: true},
+		{name: "cluster, at once", multi: true, p: cli.Probed{Probes: 3, Seen: []string{"worker-1"}}},
+		{name: "cluster, an unanswered probe", multi: true, p: cli.Probed{Probes: 4, Unanswered: 1, Seen: []string{"worker-1"}}, want: true},
+		{name: "cluster, no responders first", multi: true, p: cli.Probed{Probes: 2, Refused: 1, Seen: []string{"worker-1"}}, want: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, showWait(tc.multi, tc.p, tc.leaving))
+		})
+	}
 }

@@ -46,7 +46,9 @@ func setupTimeout(timeout time.Duration) time.Duration {
 // waitedForInterest) it writes one line to w: how long, and what the
 // probes saw. A wait that ends with no responders or a timeout is not the
 // run's error: the requests are sent anyway and fail with their own
-// errors, which say more; one line on env's stderr says so. The error is
+// errors, which say more; after a timeout (someone subscribes but did
+// not answer) one line on env's stderr says so, after no responders
+// nothing (the requests' own no-responders errors say it). The error is
 // the probe's otherwise: a denial (nats.ErrPermissionViolation and
 // cli.ErrDenied), ctx's error, a connection error.
 func awaitGreeter(ctx context.Context, env *cli.Env, nc *nats.Conn, subject string, timeout time.Duration, w io.Writer) error {
@@ -57,7 +59,11 @@ func awaitGreeter(ctx context.Context, env *cli.Env, nc *nats.Conn, subject stri
 			fmt.Fprintf(w, "interest: waited %v for the greeter to be visible from %s: %s\n", round(p.Waited), cli.ServerName(nc), p)
 		}
 		return nil
-	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, nats.ErrTimeout):
+	case errors.Is(err, nats.ErrNoResponders):
+		// Nobody serves the subject: each request fails at once with no
+		// responders, and its error says so; a line here would say it twice.
+		return nil
+	case errors.Is(err, nats.ErrTimeout):
 		env.Logf("%s requester: no answer to the readiness probes within %v (%v): sending the requests anyway", env.Scenario, round(p.Waited), err)
 		return nil
 	default:

@@ -103,3 +103,26 @@ func TestManyRunsOnCluster(t *testing.T) {
 	}
 	t.Logf("%d runs, no failure; %d printed a wait for interest", runs, waited)
 }
+
+// TestRequestNobodyServing: a -request half with no greeter anywhere fails
+// with one line, the requests' own no-responders errors; the readiness
+// probes, which saw the same, do not say it a second time.
+func TestRequestNobodyServing(t *testing.T) {
+	s := testserver.New(t)
+	tests := []struct {
+		args string
+		want string // the one line's start
+	}{
+		{args: "-request ann", want: `singlereply: 1 of 1 requests failed: greet "greet.ann": nats: no responders available for request`},
+		{args: "-request ann bob", want: `singlereply: 2 of 2 requests failed: greet "greet.ann": nats: no responders available for request; greet "greet.bob"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.args, func(t *testing.T) {
+			code, stdout, stderr := program(strings.Fields(tc.args), map[string]string{"NATS_URL": s.ClientURL()})
+			assert.Equal(t, cli.ExitFailure, code)
+			assert.Empty(t, stdout)
+			assert.Equal(t, 1, strings.Count(stderr, "\n"), "one line: %s", stderr)
+			assert.True(t, strings.HasPrefix(stderr, tc.want), stderr)
+		})
+	}
+}

@@ -110,8 +110,9 @@ type subjectWatch struct {
 // wildcard subscription and flushes it, so no reply can arrive before the
 // server knows where to send it. When the server's permissions deny the
 // inbox (under -secure, an inbox outside the user's prefix), the error
-// wraps nats.ErrPermissionViolation and cli.ErrDenied and names it, within
-// one round trip. Otherwise the error wraps the subscribe's or the flush's
+// wraps nats.ErrPermissionViolation and cli.ErrDenied, names it and says
+// to connect with an inbox prefix the user may subscribe to, within one
+// round trip. Otherwise the error wraps the subscribe's or the flush's
 // nats.go error (nats.ErrConnectionClosed, nats.ErrTimeout, ...).
 func NewClient(nc *nats.Conn, p Policy) (*Client, error) {
 	c := &Client{
@@ -145,7 +146,7 @@ func NewClient(nc *nats.Conn, p Policy) (*Client, error) {
 		return sub, nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("client inbox %q: %w", c.prefix+">", err)
+		return nil, fmt.Errorf("client inbox %q: %w", c.prefix+">", cli.InboxDenied(err))
 	}
 	c.sub = sub
 	return c, nil

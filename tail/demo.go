@@ -73,7 +73,9 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w, progress io.Writer) e
 		if err != nil {
 			return err
 		}
-		fmt.Fprintln(w)
+		if cfg.Demo != DemoRestart {
+			fmt.Fprintln(w) // after the tables; -demo restart begins with its own
+		}
 		rt.Write(w)
 		writeTargets(w, tables, rt)
 		return nil

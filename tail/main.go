@@ -60,7 +60,7 @@ func flags(cfg *Config) (*flag.FlagSet, func() error) {
 	fs.DurationVar(&cfg.Gap, "gap", DefaultGap, "rolling restart: how long each member is away")
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "seed for the stalls and the retry jitter")
 	fs.StringVar(&cfg.Fault, "fault", "slow", "with -serve: the members' fault, slow or stall")
-	fs.StringVar(&cfg.Pattern, "pattern", "baseline", "with -request: the requester's pattern: "+strings.Join(patternNames(*cfg), ", "))
+	fs.StringVar(&cfg.Pattern, "pattern", "baseline", "with -request: the requester's pattern, one of "+strings.Join(patternNames(*cfg), ", ")+" (all: admission + adaptive + deadline, the three combined)")
 	cfg.Mode.AddFlags(fs)
 	cli.SetUsage(fs, "tail [flags]",
 		`Tail latency, measured side by side: the same load (3 members, 3000 requests, 16 in

@@ -73,6 +73,7 @@ func TestProgram(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			code, stdout, stderr := program(strings.Fields(tc.args), nil, Lockdown)
 			require.Equal(t, cli.ExitOK, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
+			assert.False(t, strings.HasPrefix(stdout, "\n"), "stdout begins with a blank line:\n%s", stdout)
 			assert.NotContains(t, stderr, "no responders")
 			assert.NotContains(t, stderr, "ermissions violation")
 			// stderr: the server line, and on a cluster one line per
@@ -165,6 +166,7 @@ func TestDenied(t *testing.T) {
 		_, err = NewClient(nc, Policy{})
 		require.ErrorIs(t, err, nats.ErrPermissionViolation)
 		assert.Contains(t, err.Error(), `Subscription to "_INBOX_elsewhere.`)
+		assert.True(t, strings.HasSuffix(err.Error(), "(the reply inbox: connect with an inbox prefix this user may subscribe to)"), err.Error())
 	})
 
 	nc, err := env.ConnectAs(cli.Requester, "requester")

@@ -270,13 +270,31 @@ type deniedError struct {
 func (e deniedError) Error() string   { return e.err.Error() + e.hint }
 func (e deniedError) Unwrap() []error { return []error{ErrDenied, e.err} }
 
+// inboxHint ends the text of a denied reply inbox: the usual cause is a
+// requester connected without its user's inbox prefix.
+const inboxHint = " (the reply inbox: connect with an inbox prefix this user may subscribe to)"
+
 // denied wraps the violation err of a request whose inbox is inbox.
 func denied(err error, inbox string) error {
 	var hint string
 	if kind, subject, _, ok := parseViolation(err); ok && kind == denySubscribe && subject == inbox {
-		hint = " (the reply inbox: connect with an inbox prefix this user may subscribe to)"
+		hint = inboxHint
 	}
 	return deniedError{err: err, hint: hint}
+}
+
+// InboxDenied is for a caller whose reply inbox subscription err failed:
+// when err is a denial (SubscribeChecked's, wrapping ErrDenied) it returns
+// it with the hint Request gives a denied inbox ("connect with an inbox
+// prefix this user may subscribe to"), still wrapping ErrDenied and
+// nats.ErrPermissionViolation; any other error is returned as it is.
+func InboxDenied(err error) error {
+	var d deniedError
+	if !errors.As(err, &d) {
+		return err
+	}
+	d.hint = inboxHint
+	return d
 }
 
 // Request sends msg as a request on nc and returns the first reply, waiting

@@ -68,6 +68,7 @@ type Env struct {
 
 	mu       sync.Mutex
 	conns    []*conn
+	placed   map[string]bool // "<role> <node>" announced by ConnectNodeAs
 	closed   bool
 	lost     chan struct{} // closed on the first connection lost for good
 	lostErr  error

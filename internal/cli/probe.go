@@ -246,7 +246,9 @@ func probe(ctx context.Context, nc *nats.Conn, subject string, timeout time.Dura
 	})
 	cancel()
 	if err != nil {
-		return p, fmt.Errorf("probe %q: inbox: %w", subject, err)
+		// A denied inbox gets the hint a request's would (see Request):
+		// the requester usually lacks its user's inbox prefix.
+		return p, fmt.Errorf("probe %q: inbox: %w", subject, InboxDenied(err))
 	}
 	defer func() { _ = sub.Unsubscribe() }() // answers after this are not needed
 	seen := map[string]bool{}

@@ -281,8 +281,10 @@ func (e *Env) RequesterNode() int {
 // cluster), plus the servers it discovers from them. A node index out of
 // range is taken modulo the number of nodes. When the Env has more than one
 // node, one line on Stderr names the node it connected to:
-// "<scenario> <role>: connected to <server name> at <url>". Errors are
-// Connect's.
+// "<scenario> <role>: connected to <server name> at <url>", the first time
+// that role connects to that node only (a demo that starts fresh members
+// for each row, or brings one back, would otherwise repeat it each time).
+// Errors are Connect's.
 func (e *Env) ConnectNode(role string, i int, opts ...nats.Option) (*nats.Conn, error) {
 	return e.ConnectNodeAs(0, role, i, opts...)
 }
@@ -314,8 +316,26 @@ func (e *Env) ConnectNodeAs(part Part, role string, i int, opts ...nats.Option) 
 	if err != nil {
 		return nil, err
 	}
-	e.Logf("%s %s: connected to %s at %s", e.Scenario, role, ServerName(nc), Redact(nc.ConnectedUrl()))
+	if e.firstPlacement(role, ServerName(nc)) {
+		e.Logf("%s %s: connected to %s at %s", e.Scenario, role, ServerName(nc), Redact(nc.ConnectedUrl()))
+	}
 	return nc, nil
+}
+
+// firstPlacement reports whether role's connection to node is the first
+// one ConnectNodeAs announces, and records it.
+func (e *Env) firstPlacement(role, node string) bool {
+	key := role + " " + node
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.placed[key] {
+		return false
+	}
+	if e.placed == nil {
+		e.placed = map[string]bool{}
+	}
+	e.placed[key] = true
+	return true
 }
 
 // ServerName names the server nc is connected to: its server_name, or its

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"fmt"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -196,6 +198,44 @@ func TestAwaitNoRespondersDelayed(t *testing.T) {
 			p, err := AwaitNoResponders(context.Background(), nc, "svc", 5*time.Second)
 			require.NoError(t, err)
 			assert.Equal(t, tc.delayed, p.Delayed(), p.String())
+		})
+	}
+}
+
+// TestPlacementAnnouncedOnce: a role's connection to a node is announced
+// once, however often the role connects there again (tail starts fresh
+// members for every row: on a cluster of 3 its default run printed 81
+// such lines); a new role or another node is announced.
+func TestPlacementAnnouncedOnce(t *testing.T) {
+	e, err := EmbeddedTopology("prog", Topology{Kind: Cluster, Nodes: 3})
+	require.NoError(t, err)
+	var stderr syncBuffer
+	e.Stderr = &stderr
+	t.Cleanup(func() { require.NoError(t, e.Close()) })
+	tests := []struct {
+		role string
+		node int
+		want string // the line announced, "" for none
+	}{
+		{role: "member-1", node: 0, want: "prog member-1: connected to node-1 at nats://"},
+		{role: "member-1", node: 0},
+		{role: "member-2", node: 0, want: "prog member-2: connected to node-1 at nats://"},
+		{role: "member-1", node: 1, want: "prog member-1: connected to node-2 at nats://"},
+		{role: "member-1", node: 3}, // node 3 is node-1 again (modulo)
+	}
+	for i, tc := range tests {
+		t.Run(fmt.Sprintf("%d %s on %d", i, tc.role, tc.node), func(t *testing.T) {
+			before := stderr.String()
+			nc, err := e.ConnectNode(tc.role, tc.node)
+			require.NoError(t, err)
+			nc.Close()
+			got := strings.TrimPrefix(stderr.String(), before)
+			if tc.want == "" {
+				assert.Empty(t, got)
+				return
+			}
+			assert.Contains(t, got, tc.want)
+			assert.Equal(t, 1, strings.Count(got, "\n"), got)
 		})
 	}
 }
