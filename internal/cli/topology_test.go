@@ -199,3 +199,36 @@ func TestAwaitNoRespondersDelayed(t *testing.T) {
 		})
 	}
 }
+
+// TestClusterRefusesCredentials: an embedded topology has no users, so the
+// environment's server and credentials (NATS_CONTEXT, NATS_USER, NATS_TOKEN,
+// NATS_CREDS, NATS_INBOX_PREFIX, ...) cannot apply to it: like one embedded
+// server, -cluster refuses them (exit 2, one line naming the variable)
+// before any server starts, instead of dropping them silently.
+func TestClusterRefusesCredentials(t *testing.T) {
+	tests := []struct {
+		name string
+		vars map[string]string
+		want string
+	}{
+		{name: "context", vars: map[string]string{"NATS_CONTEXT": "prod"}, want: "NATS_CONTEXT"},
+		{name: "user and password", vars: map[string]string{"NATS_USER": "bob", "NATS_PASSWORD": "pwSECRET"}, want: "NATS_USER"},
+		{name: "token", vars: map[string]string{"NATS_TOKEN": "tokSECRET"}, want: "NATS_TOKEN"},
+		{name: "creds", vars: map[string]string{"NATS_CREDS": "/nonexistent.creds"}, want: "NATS_CREDS"},
+		{name: "inbox prefix", vars: map[string]string{"NATS_INBOX_PREFIX": "_INBOX_requester"}, want: "NATS_INBOX_PREFIX"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := flag.NewFlagSet("prog", flag.ContinueOnError)
+			var stderr bytes.Buffer
+			ran := false
+			run := func(context.Context, *Env) error { ran = true; return nil }
+			code := Exec(fs, []string{"-cluster", "2"}, nil, run, func(k string) string { return tc.vars[k] }, &stderr)
+			assert.Equal(t, ExitUsage, code, stderr.String())
+			assert.False(t, ran, "the run must not start")
+			assert.Regexp(t, `^prog: .*`+tc.want+`.* \(run with -h for usage\)\n$`, stderr.String())
+			assert.NotContains(t, stderr.String(), "embedded cluster of 2 nodes:", "no cluster may start")
+			assert.NotContains(t, stderr.String(), "SECRET")
+		})
+	}
+}
