@@ -232,3 +232,50 @@ func TestClusterRefusesCredentials(t *testing.T) {
 		})
 	}
 }
+
+// TestProbeLateAnswerIsNoDelay: an answer that comes after its probe's
+// pause (as on a loaded machine; here every pause is cut to 1 ns, so that
+// every answer is late and more probes go out before it is read) is no
+// delay: a wait whose first probe's answer ended it printed "interest:
+// waited ..." lines though nothing was waited for. A responder still
+// answering before it leaves is a delay, late answers or not.
+func TestProbeLateAnswerIsNoDelay(t *testing.T) {
+	defer func(step time.Duration) { probeFirstStep = step }(probeFirstStep)
+	probeFirstStep = time.Nanosecond
+	for _, tc := range []struct {
+		name      string
+		responder string // "": nobody; "stays"; "leaves" after its first answer
+		leaving   bool   // AwaitNoResponders, else AwaitResponders
+		delayed   bool
+	}{
+		{name: "no responders at once, answered late", leaving: true, delayed: false},
+		{name: "a responder at once, answered late", responder: "stays", delayed: false},
+		{name: "a responder leaves, answered late", responder: "leaves", leaving: true, delayed: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := testserver.New(t)
+			nc, err := nats.Connect(srv.ClientURL())
+			require.NoError(t, err)
+			t.Cleanup(nc.Close)
+			if tc.responder != "" {
+				var sub *nats.Subscription
+				sub, err = nc.Subscribe("svc", func(m *nats.Msg) {
+					if AnswerProbe(m, "r") && tc.responder == "leaves" {
+						_ = sub.Unsubscribe()
+					}
+				})
+				require.NoError(t, err)
+				require.NoError(t, nc.Flush())
+			}
+			var p Probed
+			if tc.leaving {
+				p, err = AwaitNoResponders(context.Background(), nc, "svc", 10*time.Second)
+			} else {
+				p, err = AwaitResponders(context.Background(), nc, "svc", AnyResponder(), 10*time.Second)
+			}
+			require.NoError(t, err)
+			assert.Greater(t, p.Probes, 1, "the hook must make the first answer late: %s", p)
+			assert.Equal(t, tc.delayed, p.Delayed(), p.String())
+		})
+	}
+}
