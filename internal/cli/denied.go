@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go"
 )
@@ -146,6 +147,9 @@ func claimDenial(nc *nats.Conn, err error) bool {
 	kind, subject, queue, ok := parseViolation(err)
 	if !ok {
 		return false
+	}
+	if kind == denyPublish && claimProbeAnswer(subject, err) {
+		return true
 	}
 	key := denialKey{nc, kind, subject, queue}
 	denials.Lock()
@@ -531,4 +535,81 @@ func WatchDenials(nc *nats.Conn, onDenied func(error), publish, subscribe []stri
 	}
 	st := watchDenials(nc, func(err error) { onDenied(deniedError{err: err}) }, keys...)
 	return func() { st(nil) }
+}
+
+// A responder whose replies the server's permissions deny (a user given no
+// allow_responses, and no publish to the requester's inboxes) answers each
+// readiness probe in vain: the prober hears nothing, and would wait out its
+// bound while every denied answer was printed, one line per probe. The
+// denial goes to the responder's connection, not to the prober's, so a
+// probe registers its inbox here (watchProbeAnswers), and a denied publish
+// to "<inbox>.<n>" on any hooked connection of the process is handed to
+// the probe that owns the inbox: in a program that runs both halves, the
+// first denied answer ends the wait within one round trip. A run whose
+// responders are elsewhere cannot see it: there the responder's process
+// prints its denials, and the prober waits out its bound.
+
+// probeAnswerLinger is how long a probe inbox's registration stays after
+// its wait is over, so that denied answers still on their way are not
+// printed (the wait's error, or the run's, has said it already): 1 minute,
+// DefaultReplyWindow.
+const probeAnswerLinger = DefaultReplyWindow
+
+var probeAnswers = struct {
+	sync.Mutex
+	watch map[string]*probeWatch // by probe inbox
+}{watch: map[string]*probeWatch{}}
+
+type probeWatch struct {
+	fn    func(error) // nil once the wait is over
+	ended time.Time
+}
+
+// watchProbeAnswers calls fn with the first permissions violation, on any
+// hooked connection, for a publish to inbox+".<n>": a responder's denied
+// answer to one of the probes whose reply subjects are under inbox. After
+// stop, violations for inbox are still claimed (not printed) for
+// probeAnswerLinger, and fn is not called.
+func watchProbeAnswers(inbox string, fn func(error)) (stop func()) {
+	probeAnswers.Lock()
+	now := time.Now()
+	for k, w := range probeAnswers.watch {
+		if w.fn == nil && now.Sub(w.ended) > probeAnswerLinger {
+			delete(probeAnswers.watch, k)
+		}
+	}
+	w := &probeWatch{fn: fn}
+	probeAnswers.watch[inbox] = w
+	probeAnswers.Unlock()
+	return func() {
+		probeAnswers.Lock()
+		w.fn, w.ended = nil, time.Now()
+		probeAnswers.Unlock()
+	}
+}
+
+// claimProbeAnswer hands a denied publish to subject to the probe whose
+// inbox it is under, and reports whether it was a probe's answer.
+func claimProbeAnswer(subject string, err error) bool {
+	i := strings.LastIndexByte(subject, '.')
+	if i < 0 {
+		return false
+	}
+	probeAnswers.Lock()
+	w := probeAnswers.watch[subject[:i]]
+	var fn func(error)
+	if w != nil {
+		fn, w.fn = w.fn, nil // once
+		if fn != nil {
+			w.ended = time.Now()
+		}
+	}
+	probeAnswers.Unlock()
+	if w == nil {
+		return false
+	}
+	if fn != nil {
+		fn(deniedError{err: err, hint: " (a responder's answer to a readiness probe: its user may not publish replies; give it allow_responses)"})
+	}
+	return true
 }

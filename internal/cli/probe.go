@@ -207,7 +207,10 @@ func (p Probed) String() string {
 // round trip, when the server's permissions deny the probes' inbox
 // subscription or their publish (the inbox is checked with
 // SubscribeChecked, the first probe with PublishChecked: one flush each per
-// wait); nats.go's subscribe or publish error. A server without header support cannot carry a probe:
+// wait); the same, naming the reply subject, when a responder on another
+// connection of this process has its answer to a probe denied (its user
+// may not publish replies: see watchProbeAnswers), within one round trip
+// of that answer; nats.go's subscribe or publish error. A server without header support cannot carry a probe:
 // then nothing is sent and Probed.Skipped is set, with a nil error.
 func AwaitResponders(ctx context.Context, nc *nats.Conn, subject string, want Want, timeout time.Duration) (Probed, error) {
 	return probe(ctx, nc, subject, timeout, want.settled, true, func(seen map[string]bool, _ bool) bool { return want.met(seen) },
@@ -274,6 +277,14 @@ func probe(ctx context.Context, nc *nats.Conn, subject string, timeout time.Dura
 	}
 	closed := sub.StatusChanged(nats.SubscriptionClosed)
 	defer func() { _ = sub.Unsubscribe() }() // answers after this are not needed
+	// A responder of this process whose answers the server denies ends the
+	// wait at once with that denial (see watchProbeAnswers).
+	deniedAnswer := make(chan error, 1)
+	stopAnswers := watchProbeAnswers(inbox, func(err error) { deniedAnswer <- err })
+	defer stopAnswers()
+	next := func(wait time.Duration) (*nats.Msg, error) {
+		return nextAnswer(ctx, answers, closed, deniedAnswer, wait)
+	}
 	// number returns the probe a message answers, from its subject.
 	number := func(m *nats.Msg) int {
 		n, _ := strconv.Atoi(strings.TrimPrefix(m.Subject, inbox+"."))
@@ -335,7 +346,7 @@ func probe(ctx context.Context, nc *nats.Conn, subject string, timeout time.Dura
 			if wait <= 0 {
 				break
 			}
-			m, err := next(ctx, answers, closed, wait)
+			m, err := next(wait)
 			if err != nil {
 				p.Waited = time.Since(start)
 				return p, fmt.Errorf("probe %q: %w", subject, err)
@@ -361,7 +372,7 @@ func probe(ctx context.Context, nc *nats.Conn, subject string, timeout time.Dura
 			if done(seen, noResponders) {
 				end(number(m))
 				if settle && !accounted() {
-					return p, p.settle(ctx, answers, closed, deadline, answered, &refused, accounted)
+					return p, p.settle(ctx, next, deadline, answered, &refused, accounted)
 				}
 				return p, nil
 			}
@@ -388,18 +399,18 @@ func probe(ctx context.Context, nc *nats.Conn, subject string, timeout time.Dura
 // settle reads answers to the probes still unanswered until every probe
 // is accounted for, deadline passes (not an error: a probe may have been
 // lost), or ctx ends (its error).
-func (p *Probed) settle(ctx context.Context, answers <-chan *nats.Msg, closed <-chan nats.SubStatus, deadline time.Time, answered map[string]bool, refused *int, accounted func() bool) error {
+func (p *Probed) settle(ctx context.Context, next func(time.Duration) (*nats.Msg, error), deadline time.Time, answered map[string]bool, refused *int, accounted func() bool) error {
 	for !accounted() {
 		wait := time.Until(deadline)
 		if wait <= 0 {
 			return nil
 		}
-		m, err := next(ctx, answers, closed, wait)
+		m, err := next(wait)
 		switch {
 		case ctx.Err() != nil:
 			return fmt.Errorf("probe: %w", ctx.Err())
 		case err != nil, m == nil:
-			return nil // the deadline, or the connection: the wait was met
+			return nil // the deadline, the connection, a denied answer: the wait was met
 		case len(m.Data) == 0 && m.Header.Get("Status") == "503":
 			*refused++
 		default:
@@ -409,10 +420,11 @@ func (p *Probed) settle(ctx context.Context, answers <-chan *nats.Msg, closed <-
 	return nil
 }
 
-// next returns the next answer from answers, or nil when wait passes (by
-// the clock); ctx's error when it ends first, nats.ErrConnectionClosed when
-// the subscription closes (with its connection).
-func next(ctx context.Context, answers <-chan *nats.Msg, closed <-chan nats.SubStatus, wait time.Duration) (*nats.Msg, error) {
+// nextAnswer returns the next answer from answers, or nil when wait passes
+// (by the clock); ctx's error when it ends first, nats.ErrConnectionClosed
+// when the subscription closes (with its connection), the error from
+// denied when a responder's answer was denied.
+func nextAnswer(ctx context.Context, answers <-chan *nats.Msg, closed <-chan nats.SubStatus, denied <-chan error, wait time.Duration) (*nats.Msg, error) {
 	// An answer already there is taken even if the pause is over.
 	select {
 	case m := <-answers:
@@ -427,6 +439,8 @@ func next(ctx context.Context, answers <-chan *nats.Msg, closed <-chan nats.SubS
 	select {
 	case m := <-answers:
 		return m, nil
+	case err := <-denied:
+		return nil, err
 	case <-timer.C:
 		return nil, nil
 	case <-closed:
