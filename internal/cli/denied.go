@@ -278,9 +278,23 @@ func (e deniedError) Unwrap() []error { return []error{ErrDenied, e.err} }
 func denied(err error, inbox string) error {
 	var hint string
 	if kind, subject, _, ok := parseViolation(err); ok && kind == denySubscribe && subject == inbox {
-		hint = " (the reply inbox: connect with an inbox prefix this user may subscribe to)"
+		hint = inboxHint
 	}
 	return deniedError{err: err, hint: hint}
+}
+
+// inboxHint ends the error of a denied reply inbox: the usual cause is a
+// requester connected without the inbox prefix its user is given.
+const inboxHint = " (a reply inbox: connect with an inbox prefix this user may subscribe to: NATS_INBOX_PREFIX, or a nats context's inbox_prefix)"
+
+// underInbox reports whether subject is one of nc's inboxes: under its
+// inbox prefix (nats.CustomInboxPrefix), or nats.go's "_INBOX".
+func underInbox(nc *nats.Conn, subject string) bool {
+	prefix := nc.Opts.InboxPrefix
+	if prefix == "" {
+		prefix = "_INBOX"
+	}
+	return strings.HasPrefix(subject, prefix+".")
 }
 
 // Request sends msg as a request on nc and returns the first reply, waiting
@@ -456,7 +470,8 @@ func PublishChecked(ctx context.Context, nc *nats.Conn, msg *nats.Msg) error {
 // until the server has read it (a flush), and returns it if the server took
 // it. If the server's permissions denied it, it unsubscribes and returns an
 // error wrapping nats.ErrPermissionViolation and ErrDenied, naming the
-// subject (and queue group). A responder subscribes this way, so that a
+// subject (and queue group), and, for one of nc's reply inboxes, saying
+// how to set the inbox prefix. A responder subscribes this way, so that a
 // service its user may not serve fails at its start instead of serving
 // nothing; a gather with one long-lived inbox subscription (a mux) too.
 //
@@ -504,7 +519,11 @@ func SubscribeChecked(ctx context.Context, nc *nats.Conn, subject, queue string,
 	}
 	if err != nil {
 		_ = sub.Unsubscribe()
-		return nil, deniedError{err: err}
+		var hint string
+		if underInbox(nc, subject) {
+			hint = inboxHint
+		}
+		return nil, deniedError{err: err, hint: hint}
 	}
 	return sub, nil
 }

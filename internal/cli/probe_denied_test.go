@@ -23,9 +23,10 @@ func TestProbeDenied(t *testing.T) {
 		part    Part
 		subject string
 		denied  string // a part of the error's text
+		hint    bool   // the error says how to fix the inbox prefix
 	}{
 		{name: "publish", part: Requester, subject: "other.joe", denied: `Publish to "other.joe"`},
-		{name: "inbox", part: Responder, subject: "greet.joe", denied: `Subscription to "_INBOX.`},
+		{name: "inbox", part: Responder, subject: "greet.joe", denied: `Subscription to "_INBOX.`, hint: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -51,6 +52,13 @@ func TestProbeDenied(t *testing.T) {
 				assert.ErrorIs(t, err, ErrDenied)
 				assert.NotErrorIs(t, err, nats.ErrTimeout)
 				assert.Contains(t, err.Error(), tc.denied)
+				if tc.hint {
+					// As Request's does: a requester with the wrong
+					// NATS_INBOX_PREFIX learns what to change.
+					assert.Contains(t, err.Error(), "inbox prefix")
+				} else {
+					assert.NotContains(t, err.Error(), "inbox prefix")
+				}
 			}
 			require.NoError(t, nc.Flush())
 			assert.Empty(t, stderr.String(), "the denial is the wait's error, not also a printed line")
