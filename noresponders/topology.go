@@ -101,12 +101,13 @@ func awaitNoResponders(ctx context.Context, env *cli.Env, nc *nats.Conn, subject
 	p, err := cli.AwaitNoResponders(ctx, nc, subject, setupTimeout(timeout))
 	switch {
 	case err == nil:
-		// The last probe got no responders: that ends the wait, and is no
-		// delay (cli.Probed.Delayed counts it). A delay is a probe that
-		// someone still answered, or, on a cluster, one that went
-		// unanswered: routed to the greeter's server after it left. On one
-		// server an unanswered probe is only a slow machine.
-		if len(p.Seen) > 0 || (multiNode(env) && p.Unanswered > 0) {
+		// The last probe got no responders: that ends the wait. It was a
+		// wait (cli.Probed.Delayed) when that status was not the first
+		// probe's: someone still answered a probe, or, on a cluster, a
+		// probe went where nobody took it (routed to the greeter's server
+		// after it left). A first probe's status that merely came after
+		// its pause, on a loaded machine, is no wait.
+		if p.Delayed() {
 			fmt.Fprintf(w, "interest: waited %v for the greeter's interest to leave %s: %s\n", round(p.Waited), cli.ServerName(nc), p)
 		}
 		return nil

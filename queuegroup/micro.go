@@ -272,7 +272,8 @@ func sortedStats(byID map[string]InstanceStats) []InstanceStats {
 // With -serve it starts the instances and serves until ctx ends (try `nats
 // micro ls`, `nats micro stats queuegroup`); with -request it sends the
 // requests to instances elsewhere and prints their stats as read (counts
-// since each instance started, so they are not compared).
+// since each instance started, readiness probes included, so they are not
+// compared).
 func runMicro(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	// The instances: one service each, stopped (drained) when the run ends.
 	var instances []*Instance
@@ -376,7 +377,10 @@ func runMicro(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error 
 	}
 	since := ""
 	if cfg.Mode.Request {
-		since = " (counts since each instance started)"
+		// micro counts every request its endpoint handles, the readiness
+		// probes of this run (and of earlier ones) too: these counts are
+		// not this run's, and are not compared with its replies.
+		since = " (counts since each instance started, readiness probes included)"
 	}
 	fmt.Fprintf(w, "$SRV.STATS.%s, answered by %s%s:\n", MicroService, plural(len(stats), "instance"), since)
 	total := 0

@@ -187,7 +187,7 @@ func TestRunServeThenRequest(t *testing.T) {
 			"verified: 30 requests, 30 replies",
 		}},
 		{DemoMicro, MicroSubject, []string{
-			"$SRV.STATS.queuegroup, answered by 3 instances (counts since each instance started):",
+			"$SRV.STATS.queuegroup, answered by 3 instances (counts since each instance started, readiness probes included):",
 			"verified: 30 requests, 30 replies",
 		}},
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -301,3 +302,41 @@ func FuzzGreetSubject(f *testing.F) {
 }
 
 var _ io.Writer = (*clitest.Buffer)(nil)
+
+// A run with many failed requests names the first few and counts the rest,
+// instead of one line as long as every error joined (190 kB for 3,000
+// names nobody serves); errors.Is still sees each one.
+func TestRunFailuresBounded(t *testing.T) {
+	tests := []struct {
+		names int
+		shown int
+		more  string
+	}{
+		{names: 3, shown: 3},
+		{names: MaxFailuresShown, shown: MaxFailuresShown},
+		{names: MaxFailuresShown + 1, shown: MaxFailuresShown, more: "and 1 more"},
+		{names: 200, shown: MaxFailuresShown, more: fmt.Sprintf("and %d more", 200-MaxFailuresShown)},
+	}
+	for _, tc := range tests {
+		t.Run(strconv.Itoa(tc.names), func(t *testing.T) {
+			env := newEnv(t)
+			names := make([]string, tc.names)
+			for i := range names {
+				names[i] = "n" + strconv.Itoa(i)
+			}
+			cfg := Config{Names: names, Timeout: time.Minute, Mode: cli.Mode{Request: true}}
+			err := Run(context.Background(), env, cfg, io.Discard)
+			require.ErrorIs(t, err, nats.ErrNoResponders)
+			var joined interface{ Unwrap() []error }
+			require.ErrorAs(t, err, &joined)
+			assert.Len(t, joined.Unwrap(), tc.names, "every failure stays in the error")
+			assert.True(t, strings.HasPrefix(err.Error(), fmt.Sprintf("%d of %d requests failed: ", tc.names, tc.names)), err.Error())
+			assert.Equal(t, tc.shown, strings.Count(err.Error(), `greet "greet.n`), err.Error())
+			if tc.more != "" {
+				assert.True(t, strings.HasSuffix(err.Error(), tc.more), err.Error())
+			} else {
+				assert.NotContains(t, err.Error(), "more")
+			}
+		})
+	}
+}

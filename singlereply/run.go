@@ -67,8 +67,9 @@ func (cfg *Config) Check() error {
 //
 // Every name gets its request, also after one fails, unless ctx ends: each
 // fails within its timeout, so a dead server does not stall the run, it
-// only makes each request fail. The error then counts the failures and
-// joins their errors (see Greet), first to last, so errors.Is matches each.
+// only makes each request fail. The error then counts the failures, names
+// the first MaxFailuresShown (see Greet) and counts the rest; it unwraps to
+// every one, first to last, so errors.Is matches each.
 func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	// The responder side: one subscription on greet.*, flushed, so that it is
 	// known to its server before any request is sent. With several nodes it
@@ -135,7 +136,32 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 		fmt.Fprintln(w, reply)
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("%d of %d requests failed: %w", len(errs), sent, errors.Join(errs...))
+		return failures{sent: sent, errs: errs}
 	}
 	return ctx.Err()
 }
+
+// MaxFailuresShown is how many failed requests Run's error names: 5. The
+// others are counted ("and 12 more"), so that a run of many names that
+// all fail says so in a line that can be read.
+const MaxFailuresShown = 5
+
+// failures is Run's error when requests failed: "<failed> of <sent>
+// requests failed: " and the first MaxFailuresShown errors, one a line,
+// then "and N more" for the others. It unwraps to every error, first to
+// last, so errors.Is matches each.
+type failures struct {
+	sent int
+	errs []error
+}
+
+func (f failures) Error() string {
+	shown := f.errs[:min(len(f.errs), MaxFailuresShown)]
+	msg := fmt.Sprintf("%d of %d requests failed: %v", len(f.errs), f.sent, errors.Join(shown...))
+	if more := len(f.errs) - len(shown); more > 0 {
+		msg += fmt.Sprintf("\nand %d more", more)
+	}
+	return msg
+}
+
+func (f failures) Unwrap() []error { return f.errs }

@@ -146,7 +146,7 @@ func NewClient(nc *nats.Conn, p Policy) (*Client, error) {
 		return sub, nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("client inbox %q: %w", c.prefix+">", cli.InboxDenied(err))
+		return nil, fmt.Errorf("client inbox %q: %w", c.prefix+">", err)
 	}
 	c.sub = sub
 	return c, nil

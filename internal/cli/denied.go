@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go"
 )
@@ -147,6 +148,9 @@ func claimDenial(nc *nats.Conn, err error) bool {
 	if !ok {
 		return false
 	}
+	if kind == denyPublish && claimProbeAnswer(subject, err) {
+		return true
+	}
 	key := denialKey{nc, kind, subject, queue}
 	denials.Lock()
 	var pick *waiter
@@ -270,10 +274,6 @@ type deniedError struct {
 func (e deniedError) Error() string   { return e.err.Error() + e.hint }
 func (e deniedError) Unwrap() []error { return []error{ErrDenied, e.err} }
 
-// inboxHint ends the text of a denied reply inbox: the usual cause is a
-// requester connected without its user's inbox prefix.
-const inboxHint = " (the reply inbox: connect with an inbox prefix this user may subscribe to)"
-
 // denied wraps the violation err of a request whose inbox is inbox.
 func denied(err error, inbox string) error {
 	var hint string
@@ -283,18 +283,18 @@ func denied(err error, inbox string) error {
 	return deniedError{err: err, hint: hint}
 }
 
-// InboxDenied is for a caller whose reply inbox subscription err failed:
-// when err is a denial (SubscribeChecked's, wrapping ErrDenied) it returns
-// it with the hint Request gives a denied inbox ("connect with an inbox
-// prefix this user may subscribe to"), still wrapping ErrDenied and
-// nats.ErrPermissionViolation; any other error is returned as it is.
-func InboxDenied(err error) error {
-	var d deniedError
-	if !errors.As(err, &d) {
-		return err
+// inboxHint ends the error of a denied reply inbox: the usual cause is a
+// requester connected without the inbox prefix its user is given.
+const inboxHint = " (a reply inbox: connect with an inbox prefix this user may subscribe to: NATS_INBOX_PREFIX, or a nats context's inbox_prefix)"
+
+// underInbox reports whether subject is one of nc's inboxes: under its
+// inbox prefix (nats.CustomInboxPrefix), or nats.go's "_INBOX".
+func underInbox(nc *nats.Conn, subject string) bool {
+	prefix := nc.Opts.InboxPrefix
+	if prefix == "" {
+		prefix = "_INBOX"
 	}
-	d.hint = inboxHint
-	return d
+	return strings.HasPrefix(subject, prefix+".")
 }
 
 // Request sends msg as a request on nc and returns the first reply, waiting
@@ -470,7 +470,8 @@ func PublishChecked(ctx context.Context, nc *nats.Conn, msg *nats.Msg) error {
 // until the server has read it (a flush), and returns it if the server took
 // it. If the server's permissions denied it, it unsubscribes and returns an
 // error wrapping nats.ErrPermissionViolation and ErrDenied, naming the
-// subject (and queue group). A responder subscribes this way, so that a
+// subject (and queue group), and, for one of nc's reply inboxes, saying
+// how to set the inbox prefix. A responder subscribes this way, so that a
 // service its user may not serve fails at its start instead of serving
 // nothing; a gather with one long-lived inbox subscription (a mux) too.
 //
@@ -518,7 +519,11 @@ func SubscribeChecked(ctx context.Context, nc *nats.Conn, subject, queue string,
 	}
 	if err != nil {
 		_ = sub.Unsubscribe()
-		return nil, deniedError{err: err}
+		var hint string
+		if underInbox(nc, subject) {
+			hint = inboxHint
+		}
+		return nil, deniedError{err: err, hint: hint}
 	}
 	return sub, nil
 }
@@ -549,4 +554,81 @@ func WatchDenials(nc *nats.Conn, onDenied func(error), publish, subscribe []stri
 	}
 	st := watchDenials(nc, func(err error) { onDenied(deniedError{err: err}) }, keys...)
 	return func() { st(nil) }
+}
+
+// A responder whose replies the server's permissions deny (a user given no
+// allow_responses, and no publish to the requester's inboxes) answers each
+// readiness probe in vain: the prober hears nothing, and would wait out its
+// bound while every denied answer was printed, one line per probe. The
+// denial goes to the responder's connection, not to the prober's, so a
+// probe registers its inbox here (watchProbeAnswers), and a denied publish
+// to "<inbox>.<n>" on any hooked connection of the process is handed to
+// the probe that owns the inbox: in a program that runs both halves, the
+// first denied answer ends the wait within one round trip. A run whose
+// responders are elsewhere cannot see it: there the responder's process
+// prints its denials, and the prober waits out its bound.
+
+// probeAnswerLinger is how long a probe inbox's registration stays after
+// its wait is over, so that denied answers still on their way are not
+// printed (the wait's error, or the run's, has said it already): 1 minute,
+// DefaultReplyWindow.
+const probeAnswerLinger = DefaultReplyWindow
+
+var probeAnswers = struct {
+	sync.Mutex
+	watch map[string]*probeWatch // by probe inbox
+}{watch: map[string]*probeWatch{}}
+
+type probeWatch struct {
+	fn    func(error) // nil once the wait is over
+	ended time.Time
+}
+
+// watchProbeAnswers calls fn with the first permissions violation, on any
+// hooked connection, for a publish to inbox+".<n>": a responder's denied
+// answer to one of the probes whose reply subjects are under inbox. After
+// stop, violations for inbox are still claimed (not printed) for
+// probeAnswerLinger, and fn is not called.
+func watchProbeAnswers(inbox string, fn func(error)) (stop func()) {
+	probeAnswers.Lock()
+	now := time.Now()
+	for k, w := range probeAnswers.watch {
+		if w.fn == nil && now.Sub(w.ended) > probeAnswerLinger {
+			delete(probeAnswers.watch, k)
+		}
+	}
+	w := &probeWatch{fn: fn}
+	probeAnswers.watch[inbox] = w
+	probeAnswers.Unlock()
+	return func() {
+		probeAnswers.Lock()
+		w.fn, w.ended = nil, time.Now()
+		probeAnswers.Unlock()
+	}
+}
+
+// claimProbeAnswer hands a denied publish to subject to the probe whose
+// inbox it is under, and reports whether it was a probe's answer.
+func claimProbeAnswer(subject string, err error) bool {
+	i := strings.LastIndexByte(subject, '.')
+	if i < 0 {
+		return false
+	}
+	probeAnswers.Lock()
+	w := probeAnswers.watch[subject[:i]]
+	var fn func(error)
+	if w != nil {
+		fn, w.fn = w.fn, nil // once
+		if fn != nil {
+			w.ended = time.Now()
+		}
+	}
+	probeAnswers.Unlock()
+	if w == nil {
+		return false
+	}
+	if fn != nil {
+		fn(deniedError{err: err, hint: " (a responder's answer to a readiness probe: its user may not publish replies; give it allow_responses)"})
+	}
+	return true
 }

@@ -437,10 +437,14 @@ func (e *Env) eventHandlers(c *conn) nats.Option {
 					err := e.wrapErr(fmt.Errorf("%s %s: %w: %s", e.Scenario, c.role, ErrConnectionLost, reason))
 					e.event(c, "connection closed for good: %s", reason)
 					e.loseConn(err)
-				} else if nc.LastError() != nil {
+				} else if last := nc.LastError(); last != nil && !errors.Is(last, nats.ErrPermissionViolation) {
 					// A close the program made itself, with no error (a
 					// demo's member leaving), is its own to announce; one
 					// with an error (a drain that timed out) is an event.
+					// A permissions violation closes nothing: it stays the
+					// last error after it was reported (by the check that
+					// claimed it, or printed as it came), and is not said
+					// again as the reason of a close.
 					e.event(c, "connection closed: %s", reason)
 				}
 			}

@@ -30,8 +30,13 @@ import (
 const ProbeHeader = "Reqreply-Probe"
 
 // ProbeStepMax bounds the pause between two probes that saw nothing new:
-// the pause starts at 1 ms and doubles up to 50 ms.
+// the pause starts at 1 ms (probeFirstStep) and doubles up to 50 ms.
 const ProbeStepMax = 50 * time.Millisecond
+
+// probeFirstStep is the first pause after a probe: 1 ms. A variable for
+// the tests, which shorten it to make every answer come after its pause
+// (as on a loaded machine) without waiting for a load.
+var probeFirstStep = time.Millisecond
 
 // ProbeNoRespondersFor is how long AwaitResponders keeps probing while
 // every answer is no responders before it concludes that nobody serves the
@@ -142,19 +147,31 @@ type Probed struct {
 	// leaving is set by AwaitNoResponders, whose wait ends with a probe
 	// that got no responders.
 	leaving bool
+	// endedBy is the number of the probe whose answer ended the wait (1 for
+	// the first), 0 when none did.
+	endedBy int
+	// lost counts the probes sent before endedBy that had got neither an
+	// answer nor a no-responders status when the wait ended: routed to
+	// where nobody took them (a server whose responder had left, or whose
+	// interest was not there yet). An answer that merely came after its
+	// pause is not lost.
+	lost int
 }
 
 // Delayed reports whether the wait was not over at once. After
-// AwaitResponders: a probe got no responders, or no answer within its
-// pause (probes answered by a member already seen, as AllOf needs with a
-// queue group, are no delay). After AwaitNoResponders: the first probe did
-// not get the no-responders status that ends the wait (someone still
-// answered, or nobody within its pause).
+// AwaitResponders: a probe got no responders, or one sent before the
+// answer that ended the wait got no answer at all (probes answered by a
+// member already seen, as AllOf needs with a queue group, are no delay).
+// After AwaitNoResponders: the no-responders status that ended the wait
+// was not the first probe's (someone still answered it, or it went where
+// nobody took it). An answer that came after its pause, as on a loaded
+// machine, is no delay either way: Unanswered counts those too, so it
+// does not decide.
 func (p Probed) Delayed() bool {
 	if p.leaving {
-		return p.Probes > 1
+		return p.endedBy != 1
 	}
-	return p.Refused > 0 || p.Unanswered > 0
+	return p.Refused > 0 || p.lost > 0
 }
 
 // String says what the probes saw, for a program's output (Waited is
@@ -190,7 +207,10 @@ func (p Probed) String() string {
 // round trip, when the server's permissions deny the probes' inbox
 // subscription or their publish (the inbox is checked with
 // SubscribeChecked, the first probe with PublishChecked: one flush each per
-// wait); nats.go's subscribe or publish error. A server without header support cannot carry a probe:
+// wait); the same, naming the reply subject, when a responder on another
+// connection of this process has its answer to a probe denied (its user
+// may not publish replies: see watchProbeAnswers), within one round trip
+// of that answer; nats.go's subscribe or publish error. A server without header support cannot carry a probe:
 // then nothing is sent and Probed.Skipped is set, with a nil error.
 func AwaitResponders(ctx context.Context, nc *nats.Conn, subject string, want Want, timeout time.Duration) (Probed, error) {
 	return probe(ctx, nc, subject, timeout, want.settled, true, func(seen map[string]bool, _ bool) bool { return want.met(seen) },
@@ -241,16 +261,36 @@ func probe(ctx context.Context, nc *nats.Conn, subject string, timeout time.Dura
 	start := time.Now()
 	deadline := start.Add(timeout)
 	sctx, cancel := context.WithDeadline(ctx, deadline)
+	// A channel subscription, not a synchronous one: nats.go turns a
+	// no-responders status on a synchronous subscription into an error and
+	// drops the message, and with it the subject that says which probe it
+	// answers (see Probed.Delayed). The buffer holds more answers than the
+	// loop sends probes between two reads; nats.go drops what overflows (a
+	// slow consumer), which only costs another probe.
+	answers := make(chan *nats.Msg, 256)
 	sub, err := SubscribeChecked(sctx, nc, inbox+".*", "", func() (*nats.Subscription, error) {
-		return nc.SubscribeSync(inbox + ".*")
+		return nc.ChanSubscribe(inbox+".*", answers)
 	})
 	cancel()
 	if err != nil {
-		// A denied inbox gets the hint a request's would (see Request):
-		// the requester usually lacks its user's inbox prefix.
-		return p, fmt.Errorf("probe %q: inbox: %w", subject, InboxDenied(err))
+		// A denied inbox has SubscribeChecked's inbox-prefix hint.
+		return p, fmt.Errorf("probe %q: inbox: %w", subject, err)
 	}
+	closed := sub.StatusChanged(nats.SubscriptionClosed)
 	defer func() { _ = sub.Unsubscribe() }() // answers after this are not needed
+	// A responder of this process whose answers the server denies ends the
+	// wait at once with that denial (see watchProbeAnswers).
+	deniedAnswer := make(chan error, 1)
+	stopAnswers := watchProbeAnswers(inbox, func(err error) { deniedAnswer <- err })
+	defer stopAnswers()
+	next := func(wait time.Duration) (*nats.Msg, error) {
+		return nextAnswer(ctx, answers, closed, deniedAnswer, wait)
+	}
+	// number returns the probe a message answers, from its subject.
+	number := func(m *nats.Msg) int {
+		n, _ := strconv.Atoi(strings.TrimPrefix(m.Subject, inbox+"."))
+		return n
+	}
 	seen := map[string]bool{}
 	noResponders := false
 	// Probes accounted for: those answered (by number), and those that got
@@ -258,7 +298,18 @@ func probe(ctx context.Context, nc *nats.Conn, subject string, timeout time.Dura
 	answered := map[string]bool{}
 	refused := 0
 	accounted := func() bool { return len(answered)+refused >= p.Probes }
-	step := time.Millisecond
+	// Probes that got an answer or a no-responders status, by number.
+	heardFrom := map[int]bool{}
+	end := func(n int) {
+		p.Waited = time.Since(start)
+		p.endedBy = n
+		for k := 1; k < n; k++ {
+			if !heardFrom[k] {
+				p.lost++
+			}
+		}
+	}
+	step := probeFirstStep
 	for {
 		p.Probes++
 		msg := &nats.Msg{Subject: subject, Reply: inbox + "." + strconv.Itoa(p.Probes), Header: nats.Header{ProbeHeader: []string{strconv.Itoa(p.Probes)}}}
@@ -296,26 +347,16 @@ func probe(ctx context.Context, nc *nats.Conn, subject string, timeout time.Dura
 			if wait <= 0 {
 				break
 			}
-			wctx, cancel := context.WithTimeout(ctx, wait)
-			m, err := sub.NextMsgWithContext(wctx)
-			cancel()
-			if errors.Is(err, nats.ErrNoResponders) {
-				// nats.go turns the server's no-responders status on a
-				// synchronous subscription into this error.
-				m, err = &nats.Msg{Header: nats.Header{"Status": []string{"503"}}}, nil
-			}
+			m, err := next(wait)
 			if err != nil {
-				if ctx.Err() != nil {
-					p.Waited = time.Since(start)
-					return p, fmt.Errorf("probe %q: %w", subject, ctx.Err())
-				}
-				if errors.Is(err, context.DeadlineExceeded) {
-					break
-				}
 				p.Waited = time.Since(start)
 				return p, fmt.Errorf("probe %q: %w", subject, err)
 			}
+			if m == nil {
+				break // this pause is over
+			}
 			heard = true
+			heardFrom[number(m)] = true
 			if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
 				noResponders = true
 				refused++
@@ -330,9 +371,9 @@ func probe(ctx context.Context, nc *nats.Conn, subject string, timeout time.Dura
 				}
 			}
 			if done(seen, noResponders) {
-				p.Waited = time.Since(start)
+				end(number(m))
 				if settle && !accounted() {
-					return p, p.settle(ctx, sub, deadline, answered, &refused, accounted)
+					return p, p.settle(ctx, next, deadline, answered, &refused, accounted)
 				}
 				return p, nil
 			}
@@ -345,7 +386,7 @@ func probe(ctx context.Context, nc *nats.Conn, subject string, timeout time.Dura
 		}
 		nobody := failFast && len(seen) == 0 && p.Refused > 0 && time.Since(start) >= ProbeNoRespondersFor
 		if time.Now().After(deadline) || nobody {
-			p.Waited = time.Since(start)
+			end(0)
 			return p, fail(seen, noResponders)
 		}
 		if news {
@@ -359,25 +400,58 @@ func probe(ctx context.Context, nc *nats.Conn, subject string, timeout time.Dura
 // settle reads answers to the probes still unanswered until every probe
 // is accounted for, deadline passes (not an error: a probe may have been
 // lost), or ctx ends (its error).
-func (p *Probed) settle(ctx context.Context, sub *nats.Subscription, deadline time.Time, answered map[string]bool, refused *int, accounted func() bool) error {
+func (p *Probed) settle(ctx context.Context, next func(time.Duration) (*nats.Msg, error), deadline time.Time, answered map[string]bool, refused *int, accounted func() bool) error {
 	for !accounted() {
 		wait := time.Until(deadline)
 		if wait <= 0 {
 			return nil
 		}
-		wctx, cancel := context.WithTimeout(ctx, wait)
-		m, err := sub.NextMsgWithContext(wctx)
-		cancel()
+		m, err := next(wait)
 		switch {
-		case errors.Is(err, nats.ErrNoResponders):
-			*refused++
 		case ctx.Err() != nil:
-			return fmt.Errorf("probe %q: %w", sub.Subject, ctx.Err())
-		case err != nil:
-			return nil // the deadline, or the connection: the wait was met
+			return fmt.Errorf("probe: %w", ctx.Err())
+		case err != nil, m == nil:
+			return nil // the deadline, the connection, a denied answer: the wait was met
+		case len(m.Data) == 0 && m.Header.Get("Status") == "503":
+			*refused++
 		default:
 			answered[m.Subject] = true
 		}
 	}
 	return nil
+}
+
+// nextAnswer returns the next answer from answers, or nil when wait passes
+// (by the clock); ctx's error when it ends first, nats.ErrConnectionClosed
+// when the subscription closes (with its connection), the error from
+// denied when a responder's answer was denied.
+func nextAnswer(ctx context.Context, answers <-chan *nats.Msg, closed <-chan nats.SubStatus, denied <-chan error, wait time.Duration) (*nats.Msg, error) {
+	// An answer already there is taken even if the pause is over.
+	select {
+	case m := <-answers:
+		return m, nil
+	default:
+	}
+	if wait <= 0 {
+		return nil, nil
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case m := <-answers:
+		return m, nil
+	case err := <-denied:
+		return nil, err
+	case <-timer.C:
+		return nil, nil
+	case <-closed:
+		select {
+		case m := <-answers:
+			return m, nil
+		default:
+		}
+		return nil, nats.ErrConnectionClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }

@@ -6,9 +6,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"reqreply/internal/testserver"
 )
 
 // A probe that the server's permissions deny, its inbox subscription or its
@@ -65,6 +68,106 @@ func TestProbeDenied(t *testing.T) {
 			}
 			require.NoError(t, nc.Flush())
 			assert.Empty(t, stderr.String(), "the denial is the wait's error, not also a printed line")
+		})
+	}
+}
+
+// A responder whose replies the server's permissions deny (a user with no
+// allow_responses and no publish to the inboxes) answers every readiness
+// probe in vain: the prober heard nothing, and each denied answer was
+// printed, one line per probe, until the wait timed out. When the
+// responder's connection is the prober's process's (a program running
+// both halves), the first denied answer ends the wait at once with that
+// denial, naming the reply subject, and nothing is printed, also for
+// answers still on their way.
+func TestProbeAnswerDenied(t *testing.T) {
+	users := []*server.User{
+		{Username: "prober", Password: "p", Permissions: &server.Permissions{
+			Publish:   &server.SubjectPermission{Allow: []string{"svc"}},
+			Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
+		}},
+		{Username: "mute", Password: "m", Permissions: &server.Permissions{
+			Publish:   &server.SubjectPermission{Allow: []string{"nothing"}},
+			Subscribe: &server.SubjectPermission{Allow: []string{"svc"}},
+		}},
+	}
+	srv := testserver.New(t, testserver.WithUsers(users...))
+	for _, tc := range []struct {
+		name  string
+		queue string
+	}{
+		{name: "plain subscriber"},
+		{name: "queue group member", queue: "workers"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := NewEnv("probe", srv.ClientURL())
+			var stderr syncBuffer
+			env.Stderr = &stderr
+			t.Cleanup(func() { require.NoError(t, env.Close()) })
+			responder, err := env.Connect("responder", nats.UserInfo("mute", "m"))
+			require.NoError(t, err)
+			_, err = SubscribeChecked(context.Background(), responder, "svc", tc.queue, func() (*nats.Subscription, error) {
+				return responder.QueueSubscribe("svc", tc.queue, func(m *nats.Msg) { AnswerProbe(m, "mute") })
+			})
+			require.NoError(t, err)
+			prober, err := env.Connect("prober", nats.UserInfo("prober", "p"))
+			require.NoError(t, err)
+
+			_, err = AwaitResponders(context.Background(), prober, "svc", AnyResponder(), 10*time.Second)
+			require.ErrorIs(t, err, nats.ErrPermissionViolation)
+			assert.ErrorIs(t, err, ErrDenied)
+			assert.NotErrorIs(t, err, nats.ErrTimeout)
+			assert.Contains(t, err.Error(), `Publish to "_INBOX.`)
+
+			// Every answer sent so far has reached the server and been
+			// denied once the responder's flush returns.
+			require.NoError(t, responder.Flush())
+			require.NoError(t, prober.Flush())
+			require.NoError(t, responder.Flush())
+			assert.Empty(t, stderr.String(), "the denial is the wait's error, not also printed lines")
+		})
+	}
+}
+
+// A permissions violation stays a connection's last error, though it did
+// not close anything: a program that then closes the connection itself
+// (a demo's member leaving, a run ending on the denial) had the violation
+// printed again as the close's reason, a second report of one denial.
+func TestCloseAfterDenialSaysNothing(t *testing.T) {
+	users := []*server.User{{Username: "mute", Password: "m", Permissions: &server.Permissions{
+		Publish:   &server.SubjectPermission{Allow: []string{"nothing"}},
+		Subscribe: &server.SubjectPermission{Allow: []string{"svc"}},
+	}}}
+	srv := testserver.New(t, testserver.WithUsers(users...))
+	for _, tc := range []struct {
+		name    string
+		claimed bool // a check claims the violation (its error reports it), else the handler prints it
+	}{
+		{name: "claimed by PublishChecked", claimed: true},
+		{name: "printed by the handler"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := NewEnv("deny", srv.ClientURL())
+			var stderr syncBuffer
+			env.Stderr = &stderr
+			nc, err := env.Connect("responder", nats.UserInfo("mute", "m"))
+			require.NoError(t, err)
+			if tc.claimed {
+				err = PublishChecked(context.Background(), nc, &nats.Msg{Subject: "elsewhere"})
+				require.ErrorIs(t, err, nats.ErrPermissionViolation)
+			} else {
+				require.NoError(t, nc.Publish("elsewhere", nil))
+				require.NoError(t, nc.Flush())
+			}
+			require.ErrorIs(t, nc.LastError(), nats.ErrPermissionViolation)
+			nc.Close() // the program's own close, no error of its own
+			require.NoError(t, env.Close())
+			want := 0
+			if !tc.claimed {
+				want = 1 // the handler's line, once
+			}
+			assert.Equal(t, want, strings.Count(stderr.String(), "Permissions Violation"), stderr.String())
+			assert.NotContains(t, stderr.String(), "connection closed")
 		})
 	}
 }

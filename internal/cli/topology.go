@@ -119,7 +119,9 @@ type network struct {
 
 // FromTopology is FromEnvironment for a Topology: with NATS_URL set, an Env
 // on its servers (one Node per URL; a Topology other than Single is refused
-// with an error wrapping ErrUsage, since the servers are NATS_URL's); with
+// with an error wrapping ErrUsage, since the servers are NATS_URL's, and so
+// is one with NATS_CONTEXT set, or credentials in the environment, which an
+// embedded topology, with no users, would drop silently); with
 // NATS_URL unset and t a single server, FromEnvironment's embedded server;
 // otherwise the embedded topology t asks for, announced on stderr in one
 // line with each node's name and URL. Env.Close stops its servers. The
@@ -134,6 +136,15 @@ func FromTopology(scenario string, t Topology, getenv func(string) string, stder
 	}
 	if t.Kind == Single {
 		return FromEnvironment(scenario, getenv, stderr)
+	}
+	// The embedded topology has no users: a context or credentials from the
+	// environment would be dropped, so they are refused, as they are for
+	// one embedded server (LoadCredentials, with no URL and no context).
+	if c := strings.TrimSpace(getenv("NATS_CONTEXT")); c != "" {
+		return nil, Usagef("this run starts an embedded %s; NATS_CONTEXT=%s names servers of yours (unset NATS_CONTEXT, or drop -cluster)", t.describe(), c)
+	}
+	if _, err := LoadCredentials("", getenv); err != nil {
+		return nil, err
 	}
 	env, err := EmbeddedTopology(scenario, t)
 	if err != nil {

@@ -239,3 +239,83 @@ func TestPlacementAnnouncedOnce(t *testing.T) {
 		})
 	}
 }
+
+// TestClusterRefusesCredentials: an embedded topology has no users, so the
+// environment's server and credentials (NATS_CONTEXT, NATS_USER, NATS_TOKEN,
+// NATS_CREDS, NATS_INBOX_PREFIX, ...) cannot apply to it: like one embedded
+// server, -cluster refuses them (exit 2, one line naming the variable)
+// before any server starts, instead of dropping them silently.
+func TestClusterRefusesCredentials(t *testing.T) {
+	tests := []struct {
+		name string
+		vars map[string]string
+		want string
+	}{
+		{name: "context", vars: map[string]string{"NATS_CONTEXT": "prod"}, want: "NATS_CONTEXT"},
+		{name: "user and password", vars: map[string]string{"NATS_USER": "bob", "NATS_PASSWORD": "pwSECRET"}, want: "NATS_USER"},
+		{name: "token", vars: map[string]string{"NATS_TOKEN": "tokSECRET"}, want: "NATS_TOKEN"},
+		{name: "creds", vars: map[string]string{"NATS_CREDS": "/nonexistent.creds"}, want: "NATS_CREDS"},
+		{name: "inbox prefix", vars: map[string]string{"NATS_INBOX_PREFIX": "_INBOX_requester"}, want: "NATS_INBOX_PREFIX"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := flag.NewFlagSet("prog", flag.ContinueOnError)
+			var stderr bytes.Buffer
+			ran := false
+			run := func(context.Context, *Env) error { ran = true; return nil }
+			code := Exec(fs, []string{"-cluster", "2"}, nil, run, func(k string) string { return tc.vars[k] }, &stderr)
+			assert.Equal(t, ExitUsage, code, stderr.String())
+			assert.False(t, ran, "the run must not start")
+			assert.Regexp(t, `^prog: .*`+tc.want+`.* \(run with -h for usage\)\n$`, stderr.String())
+			assert.NotContains(t, stderr.String(), "embedded cluster of 2 nodes:", "no cluster may start")
+			assert.NotContains(t, stderr.String(), "SECRET")
+		})
+	}
+}
+
+// TestProbeLateAnswerIsNoDelay: an answer that comes after its probe's
+// pause (as on a loaded machine; here every pause is cut to 1 ns, so that
+// every answer is late and more probes go out before it is read) is no
+// delay: a wait whose first probe's answer ended it printed "interest:
+// waited ..." lines though nothing was waited for. A responder still
+// answering before it leaves is a delay, late answers or not.
+func TestProbeLateAnswerIsNoDelay(t *testing.T) {
+	defer func(step time.Duration) { probeFirstStep = step }(probeFirstStep)
+	probeFirstStep = time.Nanosecond
+	for _, tc := range []struct {
+		name      string
+		responder string // "": nobody; "stays"; "leaves" after its first answer
+		leaving   bool   // AwaitNoResponders, else AwaitResponders
+		delayed   bool
+	}{
+		{name: "no responders at once, answered late", leaving: true, delayed: false},
+		{name: "a responder at once, answered late", responder: "stays", delayed: false},
+		{name: "a responder leaves, answered late", responder: "leaves", leaving: true, delayed: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := testserver.New(t)
+			nc, err := nats.Connect(srv.ClientURL())
+			require.NoError(t, err)
+			t.Cleanup(nc.Close)
+			if tc.responder != "" {
+				var sub *nats.Subscription
+				sub, err = nc.Subscribe("svc", func(m *nats.Msg) {
+					if AnswerProbe(m, "r") && tc.responder == "leaves" {
+						_ = sub.Unsubscribe()
+					}
+				})
+				require.NoError(t, err)
+				require.NoError(t, nc.Flush())
+			}
+			var p Probed
+			if tc.leaving {
+				p, err = AwaitNoResponders(context.Background(), nc, "svc", 10*time.Second)
+			} else {
+				p, err = AwaitResponders(context.Background(), nc, "svc", AnyResponder(), 10*time.Second)
+			}
+			require.NoError(t, err)
+			assert.Greater(t, p.Probes, 1, "the hook must make the first answer late: %s", p)
+			assert.Equal(t, tc.delayed, p.Delayed(), p.String())
+		})
+	}
+}
