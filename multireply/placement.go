@@ -172,17 +172,21 @@ func needProbe(placed []Placed, nc *nats.Conn) bool {
 }
 
 // awaitResponders waits, with readiness probes on DemoSubject from nc
-// bounded by ProbeTimeout, until every responder in placed has answered
-// one: their interest has reached nc's server, so the gather's request
-// reaches them all. It writes one line when that was not at once. The
-// error is cli.AwaitResponders': it wraps nats.ErrNoResponders or
-// nats.ErrTimeout when the interest did not come in time.
+// bounded by ProbeTimeout, until one responder on each other server than
+// nc's has answered one. That is enough, and all the wait can afford: a
+// server passes the interest of its clients on to a route or a gateway per
+// subject, not per subscription, and delivers what reaches it to every
+// local subscriber; every responder's subscription was confirmed on its own
+// server (its flush) before the probes. So one answer from a server's
+// responder shows that the interest of all its responders has reached nc's
+// server along the path the request takes. Waiting for every responder by
+// name would cost a probe per new name, each answered by every responder:
+// about n² messages for n responders (a million for 1,000, more than
+// ProbeTimeout). It writes one line when that was not at once. The error is
+// cli.AwaitResponders': it wraps nats.ErrNoResponders or nats.ErrTimeout
+// when the interest did not come in time.
 func awaitResponders(ctx context.Context, w io.Writer, nc *nats.Conn, placed []Placed) error {
-	names := make([]string, len(placed))
-	for i, p := range placed {
-		names[i] = p.Name
-	}
-	p, err := cli.AwaitResponders(ctx, nc, DemoSubject, cli.AllOf(names...), ProbeTimeout)
+	p, err := cli.AwaitResponders(ctx, nc, DemoSubject, cli.AllOf(perServer(placed, nc.ConnectedServerId())...), ProbeTimeout)
 	if err != nil {
 		return fmt.Errorf("waiting for the responders' interest: %w", err)
 	}
@@ -190,4 +194,19 @@ func awaitResponders(ctx context.Context, w io.Writer, nc *nats.Conn, placed []P
 		fmt.Fprintf(w, "interest: waited %s for the responders to be visible from %s: %s\n", round(p.Waited), cli.ServerName(nc), p)
 	}
 	return nil
+}
+
+// perServer names the first responder in placed on each server other than
+// the one whose id is own (a responder whose server is unknown is named
+// too): those whose answers the probes wait for.
+func perServer(placed []Placed, own string) []string {
+	var names []string
+	seen := map[string]bool{own: true}
+	for _, p := range placed {
+		if p.serverID == "" || !seen[p.serverID] {
+			seen[p.serverID] = true
+			names = append(names, p.Name)
+		}
+	}
+	return names
 }
