@@ -154,7 +154,8 @@ func writePlacement(w io.Writer, env *cli.Env, placed []Placed, nc *nats.Conn) {
 	for _, n := range order {
 		parts = append(parts, strings.Join(byNode[n], ", ")+" on "+n)
 	}
-	fmt.Fprintf(w, "nodes: %s; requester on %s\n", strings.Join(parts, "; "), cli.ServerName(nc))
+	parts = append(parts, "requester on "+cli.ServerName(nc)) // alone with -responders 0
+	fmt.Fprintf(w, "nodes: %s\n", strings.Join(parts, "; "))
 }
 
 // needProbe reports whether a responder in placed is connected to another

@@ -50,3 +50,17 @@ func tail(s string) string {
 	s = strings.Join(keep, "\n")
 	return s[:min(len(s), 3000)]
 }
+
+// With no demo responders on several nodes (-responders 0: the gather
+// ends with no responders), the placement line names the requester's node
+// alone, not an empty list ("nodes: ; requester on east-2").
+func TestPlacementWithoutResponders(t *testing.T) {
+	for _, args := range []string{"-cluster 2", "-supercluster"} {
+		t.Run(args, func(t *testing.T) {
+			code, stdout, stderr := program(append(strings.Fields(args), "-responders", "0"), nil)
+			require.Equal(t, cli.ExitFailure, code, "%s\n%s", stdout, stderr)
+			assert.Regexp(t, `(?m)^nodes: requester on \S+$`, stdout)
+			assert.NotContains(t, stdout, "nodes: ;")
+		})
+	}
+}
