@@ -7,8 +7,11 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -113,5 +116,175 @@ func TestReviewDeniedSubjectWithQuote(t *testing.T) {
 				assert.Equal(t, StopFailed, res.Reason)
 			})
 		}
+	}
+}
+
+// The pooled per-gather state, attacked: many goroutines on one Mux, each
+// starting its next gather at once after the last ended by MaxReplies, a
+// break, a cancel or its deadline, while the responders keep sending the
+// rest of each request's replies (5 per responder): the replies for an
+// ended gather's token arrive while its state is already reused by another
+// gather. Each reply echoes its request's id, so a reply handed to the
+// wrong gather is seen; Received() == Σ(Count + Skipped + Dropped) + Late()
+// catches one counted twice or not at all. Both the Gather path (no
+// iterator) and a ranged Stream are used.
+func TestReviewPooledStateNeverSeesAnotherGathersReply(t *testing.T) {
+	env := newEnv(t)
+	rnc := connect(t, env, "responders")
+	for range 3 {
+		_, err := rnc.Subscribe("pool", func(m *nats.Msg) {
+			for range 5 {
+				if m.Respond(m.Data) != nil {
+					return
+				}
+			}
+		})
+		require.NoError(t, err)
+	}
+	require.NoError(t, rnc.Flush())
+	m, err := NewMux(connect(t, env, "requester"))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = m.Close() })
+
+	type tally struct{ count, skipped, dropped int }
+	const workers, rounds = 8, 150
+	tallies := make(chan tally, workers*rounds)
+	errs := make(chan error, workers*rounds)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range rounds {
+				id := fmt.Sprintf("%d-%d", w, i)
+				ctx, cancel := context.WithCancel(context.Background())
+				var res Result
+				var err error
+				switch i % 4 {
+				case 0: // ends after the first reply; 14 more follow
+					res, err = Gather(ctx, m, "pool", []byte(id), Timeout(time.Minute), MaxReplies(1))
+				case 1: // a break
+					var s *Stream
+					if s, err = m.Stream(ctx, "pool", []byte(id), Timeout(time.Minute)); err == nil {
+						for r := range s.Replies() {
+							res.Replies = append(res.Replies, r)
+							break
+						}
+						var got Result
+						got, err = s.Result()
+						got.Replies = res.Replies
+						res = got
+					}
+				case 2: // a cancel from inside the loop
+					var s *Stream
+					if s, err = m.Stream(ctx, "pool", []byte(id), Timeout(time.Minute), PendingLimits(2, DefaultPendingBytes)); err == nil {
+						for r := range s.Replies() {
+							res.Replies = append(res.Replies, r)
+							cancel()
+						}
+						var got Result
+						got, err = s.Result()
+						got.Replies = res.Replies
+						res = got
+					}
+				case 3: // a short deadline
+					res, err = Gather(ctx, m, "pool", []byte(id), Timeout(time.Millisecond), PendingLimits(3, DefaultPendingBytes))
+				}
+				cancel()
+				if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, nats.ErrSlowConsumer) {
+					errs <- fmt.Errorf("gather %s: %w", id, err)
+				}
+				for _, r := range res.Replies {
+					if string(r.Msg.Data) != id {
+						errs <- fmt.Errorf("gather %s was handed a reply of %q", id, r.Msg.Data)
+					}
+				}
+				tallies <- tally{res.Count, res.Skipped, res.Dropped}
+			}
+		}()
+	}
+	wg.Wait()
+	close(tallies)
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	sum := 0
+	for tl := range tallies {
+		sum += tl.count + tl.skipped + tl.dropped
+	}
+	// Every gather has returned: the law holds at any moment from now on,
+	// also while late replies still arrive (each is Received and Late
+	// under one lock). Read both under that lock's order: Late first.
+	require.NoError(t, m.rc.Flush())
+	m.mu.Lock()
+	received, late := m.received, m.late
+	m.mu.Unlock()
+	assert.Equal(t, received, sum+late)
+}
+
+// The same load, ended from outside: while the gathers run, nc begins to
+// drain and the Mux is closed, in either order. Every gather returns (no
+// hang), none is handed another's reply, and the conservation law holds.
+func TestReviewCloseAndDrainDuringPooledGathers(t *testing.T) {
+	for _, order := range []string{"close-then-drain", "drain-then-close"} {
+		t.Run(order, func(t *testing.T) {
+			env := newEnv(t)
+			rnc := connect(t, env, "responders")
+			started := make(chan struct{})
+			var once sync.Once
+			_, err := rnc.Subscribe("pool", func(m *nats.Msg) {
+				once.Do(func() { close(started) })
+				for range 5 {
+					if m.Respond(m.Data) != nil {
+						return
+					}
+				}
+			})
+			require.NoError(t, err)
+			require.NoError(t, rnc.Flush())
+			nc := connect(t, env, "requester")
+			m, err := NewMux(nc)
+			require.NoError(t, err)
+
+			var sum, bad int
+			var mu sync.Mutex
+			var wg sync.WaitGroup
+			for w := range 6 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := 0; ; i++ {
+						id := fmt.Sprintf("%d-%d", w, i)
+						res, err := Gather(context.Background(), m, "pool", []byte(id), Timeout(time.Minute), MaxReplies(1+i%5))
+						mu.Lock()
+						sum += res.Count + res.Skipped + res.Dropped
+						for _, r := range res.Replies {
+							if string(r.Msg.Data) != id {
+								bad++
+							}
+						}
+						mu.Unlock()
+						if err != nil {
+							return // the Mux closed or nc drained: no more gathers
+						}
+					}
+				}()
+			}
+			<-started
+			if order == "close-then-drain" {
+				require.NoError(t, m.Close())
+				require.NoError(t, nc.Drain())
+			} else {
+				require.NoError(t, nc.Drain())
+				require.NoError(t, m.Close())
+			}
+			wg.Wait()
+			assert.Zero(t, bad, "replies handed to another gather")
+			m.mu.Lock()
+			received, late := m.received, m.late
+			m.mu.Unlock()
+			assert.Equal(t, received, sum+late)
+		})
 	}
 }
