@@ -100,7 +100,8 @@ func connectOn(env *cli.Env, part cli.Part, role string, i int) (*nats.Conn, err
 
 // serveDemo starts cfg's demo responders, each on a connection of its own
 // (shared beyond MaxResponderConns), connection k on node
-// env.ResponderNode(k): round-robin over the nodes. They answer until ctx
+// env.ResponderNode(k): round-robin over the nodes. One responder per
+// server answers readiness probes, the first on it. They answer until ctx
 // ends. Errors are the connection's or Serve's (a denied subscription wraps
 // nats.ErrPermissionViolation).
 func serveDemo(ctx context.Context, env *cli.Env, cfg Config) ([]Placed, error) {
@@ -112,6 +113,7 @@ func serveDemo(ctx context.Context, env *cli.Env, cfg Config) ([]Placed, error) 
 	}
 	nodes := env.Nodes()
 	var placed []Placed
+	probed := map[string]bool{} // servers with a responder that answers probes
 	for k, g := range groups {
 		role := g[0].Name
 		if len(g) > 1 {
@@ -122,6 +124,15 @@ func serveDemo(ctx context.Context, env *cli.Env, cfg Config) ([]Placed, error) 
 		if err != nil {
 			return nil, err
 		}
+		// One responder per server answers the readiness probes (the
+		// first on the server's first connection): its answer is the
+		// server's (see awaitResponders), and every answer more is a
+		// message per probe for nothing.
+		id := nc.ConnectedServerId()
+		for i := range g {
+			g[i].NoProbes = probed[id]
+		}
+		probed[id] = true
 		if _, err := Serve(ctx, nc, DemoSubject, g); err != nil {
 			return nil, err
 		}

@@ -39,6 +39,9 @@ type Responder struct {
 	Delay    time.Duration
 	Sentinel bool
 	Work     func(req *nats.Msg) ([]byte, error)
+	// NoProbes: let readiness probes go unanswered, because another
+	// responder on the same server answers them (see serveDemo).
+	NoProbes bool
 }
 
 // ErrPanic is wrapped by the error a Responder reports when its Work panics.
@@ -101,7 +104,7 @@ func Serve(ctx context.Context, nc *nats.Conn, subject string, responders []Resp
 		// others on nc are on the same server, so its answer says their
 		// interest is visible too, and a probe answered by every
 		// responder would cost n answers a probe (see awaitResponders).
-		handler := func(m *nats.Msg) { r.handle(ctx, m, headers, i == 0) }
+		handler := func(m *nats.Msg) { r.handle(ctx, m, headers, i == 0 && !r.NoProbes) }
 		var (
 			sub *nats.Subscription
 			err error
