@@ -1,14 +1,19 @@
 package main
 
 import (
+	"context"
+	"io"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"reqreply/internal/cli"
+	"reqreply/internal/cli/clitest"
 )
 
 // Many responders on several nodes: the wait for their interest before the
@@ -61,6 +66,62 @@ func TestPlacementWithoutResponders(t *testing.T) {
 			require.Equal(t, cli.ExitFailure, code, "%s\n%s", stdout, stderr)
 			assert.Regexp(t, `(?m)^nodes: requester on \S+$`, stdout)
 			assert.NotContains(t, stdout, "nodes: ;")
+		})
+	}
+}
+
+// One responder per server answers a readiness probe, however many
+// responders and connections there are: 250 responders on 100 connections
+// over 1 server and over a 3-node cluster give 1 and 3 answers. The count
+// is exact without a wait: each answering responder sends its probe answer
+// before its reply to the gather that follows on the same subscription
+// and connection, and the inbox variant reads both on the prober's own
+// connection, in order; so once the gather has every reply, every probe
+// answer is pending on the probe's inbox.
+func TestOneProbeAnswerPerServer(t *testing.T) {
+	tests := []struct {
+		name string
+		topo cli.Topology
+		want int
+	}{
+		{"one server", cli.Topology{}, 1},
+		{"cluster of 3", cli.Topology{Kind: cli.Cluster, Nodes: 3}, 3},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var env *cli.Env
+			if tc.topo.Kind == cli.Cluster {
+				var err error
+				env, err = cli.EmbeddedTopology("multireply", tc.topo)
+				require.NoError(t, err)
+				var stderr clitest.Buffer
+				env.Stderr = &stderr
+				t.Cleanup(func() { _ = env.Close() })
+			} else {
+				env = newEnv(t)
+			}
+			ctx, stop := context.WithCancel(context.Background())
+			t.Cleanup(stop)
+			cfg := Config{Responders: 250, Seed: 1}
+			placed, err := serveDemo(ctx, env, cfg)
+			require.NoError(t, err)
+			nc, err := connectOn(env, cli.Requester, "requester", env.RequesterNode())
+			require.NoError(t, err)
+			t.Cleanup(nc.Close)
+			if needProbe(placed, nc) {
+				require.NoError(t, awaitResponders(ctx, io.Discard, nc, placed))
+			}
+
+			inbox := nc.NewInbox()
+			probes, err := nc.SubscribeSync(inbox)
+			require.NoError(t, err)
+			require.NoError(t, nc.PublishMsg(&nats.Msg{Subject: DemoSubject, Reply: inbox, Header: nats.Header{cli.ProbeHeader: []string{"1"}}}))
+			res, err := Gather(ctx, Inbox{Conn: nc}, DemoSubject, nil, Timeout(time.Minute), MaxReplies(cfg.Responders))
+			require.NoError(t, err)
+			require.Equal(t, cfg.Responders, res.Count)
+			n, _, err := probes.Pending()
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, n)
 		})
 	}
 }
