@@ -100,7 +100,8 @@ func connectOn(env *cli.Env, part cli.Part, role string, i int) (*nats.Conn, err
 
 // serveDemo starts cfg's demo responders, each on a connection of its own
 // (shared beyond MaxResponderConns), connection k on node
-// env.ResponderNode(k): round-robin over the nodes. They answer until ctx
+// env.ResponderNode(k): round-robin over the nodes. One responder per
+// server answers readiness probes, the first on it. They answer until ctx
 // ends. Errors are the connection's or Serve's (a denied subscription wraps
 // nats.ErrPermissionViolation).
 func serveDemo(ctx context.Context, env *cli.Env, cfg Config) ([]Placed, error) {
@@ -112,6 +113,7 @@ func serveDemo(ctx context.Context, env *cli.Env, cfg Config) ([]Placed, error) 
 	}
 	nodes := env.Nodes()
 	var placed []Placed
+	probed := map[string]bool{} // servers with a responder that answers probes
 	for k, g := range groups {
 		role := g[0].Name
 		if len(g) > 1 {
@@ -122,6 +124,15 @@ func serveDemo(ctx context.Context, env *cli.Env, cfg Config) ([]Placed, error) 
 		if err != nil {
 			return nil, err
 		}
+		// One responder per server answers the readiness probes (the
+		// first on the server's first connection): its answer is the
+		// server's (see awaitResponders), and every answer more is a
+		// message per probe for nothing.
+		id := nc.ConnectedServerId()
+		for i := range g {
+			g[i].NoProbes = probed[id]
+		}
+		probed[id] = true
 		if _, err := Serve(ctx, nc, DemoSubject, g); err != nil {
 			return nil, err
 		}
@@ -154,7 +165,8 @@ func writePlacement(w io.Writer, env *cli.Env, placed []Placed, nc *nats.Conn) {
 	for _, n := range order {
 		parts = append(parts, strings.Join(byNode[n], ", ")+" on "+n)
 	}
-	fmt.Fprintf(w, "nodes: %s; requester on %s\n", strings.Join(parts, "; "), cli.ServerName(nc))
+	parts = append(parts, "requester on "+cli.ServerName(nc)) // alone with -responders 0
+	fmt.Fprintf(w, "nodes: %s\n", strings.Join(parts, "; "))
 }
 
 // needProbe reports whether a responder in placed is connected to another
@@ -172,17 +184,21 @@ func needProbe(placed []Placed, nc *nats.Conn) bool {
 }
 
 // awaitResponders waits, with readiness probes on DemoSubject from nc
-// bounded by ProbeTimeout, until every responder in placed has answered
-// one: their interest has reached nc's server, so the gather's request
-// reaches them all. It writes one line when that was not at once. The
-// error is cli.AwaitResponders': it wraps nats.ErrNoResponders or
-// nats.ErrTimeout when the interest did not come in time.
+// bounded by ProbeTimeout, until one responder on each other server than
+// nc's has answered one. That is enough, and all the wait can afford: a
+// server passes the interest of its clients on to a route or a gateway per
+// subject, not per subscription, and delivers what reaches it to every
+// local subscriber; every responder's subscription was confirmed on its own
+// server (its flush) before the probes. So one answer from a server's
+// responder shows that the interest of all its responders has reached nc's
+// server along the path the request takes. Waiting for every responder by
+// name would cost a probe per new name, each answered by every responder:
+// about n² messages for n responders (a million for 1,000, more than
+// ProbeTimeout). It writes one line when that was not at once. The error is
+// cli.AwaitResponders': it wraps nats.ErrNoResponders or nats.ErrTimeout
+// when the interest did not come in time.
 func awaitResponders(ctx context.Context, w io.Writer, nc *nats.Conn, placed []Placed) error {
-	names := make([]string, len(placed))
-	for i, p := range placed {
-		names[i] = p.Name
-	}
-	p, err := cli.AwaitResponders(ctx, nc, DemoSubject, cli.AllOf(names...), ProbeTimeout)
+	p, err := cli.AwaitResponders(ctx, nc, DemoSubject, cli.AllOf(perServer(placed, nc.ConnectedServerId())...), ProbeTimeout)
 	if err != nil {
 		return fmt.Errorf("waiting for the responders' interest: %w", err)
 	}
@@ -190,4 +206,19 @@ func awaitResponders(ctx context.Context, w io.Writer, nc *nats.Conn, placed []P
 		fmt.Fprintf(w, "interest: waited %s for the responders to be visible from %s: %s\n", round(p.Waited), cli.ServerName(nc), p)
 	}
 	return nil
+}
+
+// perServer names the first responder in placed on each server other than
+// the one whose id is own (a responder whose server is unknown is named
+// too): those whose answers the probes wait for.
+func perServer(placed []Placed, own string) []string {
+	var names []string
+	seen := map[string]bool{own: true}
+	for _, p := range placed {
+		if p.serverID == "" || !seen[p.serverID] {
+			seen[p.serverID] = true
+			names = append(names, p.Name)
+		}
+	}
+	return names
 }

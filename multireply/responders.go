@@ -39,6 +39,9 @@ type Responder struct {
 	Delay    time.Duration
 	Sentinel bool
 	Work     func(req *nats.Msg) ([]byte, error)
+	// NoProbes: let readiness probes go unanswered, because another
+	// responder on the same server answers them (see serveDemo).
+	NoProbes bool
 }
 
 // ErrPanic is wrapped by the error a Responder reports when its Work panics.
@@ -77,8 +80,8 @@ func DemoResponders(n int, maxDelay time.Duration, seed uint64, sentinel bool) [
 // another's) and flushes, so they are all known to the server when it
 // returns (on a cluster, their interest still has to reach the other
 // nodes: a requester elsewhere waits for it with cli.AwaitResponders,
-// whose readiness probes each responder answers at once with its name and
-// does not count). The first subscription is made with cli.SubscribeChecked:
+// whose readiness probes the first responder on nc answers at once with
+// its name, and none counts). The first subscription is made with cli.SubscribeChecked:
 // a subject the connection's user may not subscribe to fails here with an
 // error wrapping nats.ErrPermissionViolation that names it, instead of
 // serving nothing; the others are on the same subject, which the server's
@@ -97,7 +100,11 @@ func Serve(ctx context.Context, nc *nats.Conn, subject string, responders []Resp
 	headers := nc.HeadersSupported()
 	subs := make([]*nats.Subscription, 0, len(responders))
 	for i, r := range responders {
-		handler := func(m *nats.Msg) { r.handle(ctx, m, headers) }
+		// Only the first responder on nc answers readiness probes: the
+		// others on nc are on the same server, so its answer says their
+		// interest is visible too, and a probe answered by every
+		// responder would cost n answers a probe (see awaitResponders).
+		handler := func(m *nats.Msg) { r.handle(ctx, m, headers, i == 0 && !r.NoProbes) }
 		var (
 			sub *nats.Subscription
 			err error
@@ -125,10 +132,11 @@ func Serve(ctx context.Context, nc *nats.Conn, subject string, responders []Resp
 	return subs, nil
 }
 
-func (r Responder) handle(ctx context.Context, m *nats.Msg, headers bool) {
-	// A readiness probe is answered at once with the responder's name and
-	// is neither worked on nor counted: it is not a request of the gather.
-	if cli.AnswerProbe(m, r.Name) {
+func (r Responder) handle(ctx context.Context, m *nats.Msg, headers, probes bool) {
+	// A readiness probe is answered at once with the responder's name (by
+	// the first responder on the connection; the others let it go) and is
+	// neither worked on nor counted: it is not a request of the gather.
+	if probes && cli.AnswerProbe(m, r.Name) || cli.IsProbe(m) {
 		return
 	}
 	if m.Reply == "" {

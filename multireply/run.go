@@ -126,8 +126,9 @@ func NewVariant(name string, nc *nats.Conn) (Variant, func() error, error) {
 // DemoSubject, each on a connection of its own named after it ("multireply
 // responder-1", ...; see serveDemo), spread round-robin over env's nodes;
 // connect the requester ("multireply requester") on env.RequesterNode and,
-// when a responder is on another server, wait until every responder
-// answers a readiness probe from there (ProbeTimeout, 5 s); send one
+// when a responder is on another server, wait until one responder on each
+// other server answers a readiness probe from there (ProbeTimeout, 5 s;
+// see awaitResponders); send one
 // request through cfg.Variant, print each reply as it arrives with its
 // arrival time, responder and (on several nodes) its node and cluster,
 // then the timeline, the count and why collection stopped, and a note if
