@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,8 +54,10 @@ import (
 // keeps only the latest.
 
 // violationRe reads the kind and subject out of nats-server's permissions
-// violation text.
-var violationRe = regexp.MustCompile(`(?i)permissions violation for (publish|subscription) to "([^"]+)"`)
+// violation text. The server writes the subject with Go's %q, so a subject
+// holding a quote or a control character comes escaped: the match takes
+// the whole quoted string, and parseViolation unquotes it.
+var violationRe = regexp.MustCompile(`(?i)permissions violation for (publish|subscription) to ("(?:[^"\\]|\\.)*")`)
 
 // Kinds of denial.
 const (
@@ -130,14 +133,18 @@ func parseViolation(err error) (kind, subject, queue string, ok bool) {
 	kind = map[string]string{"publish": denyPublish, "subscription": denySubscribe}[strings.ToLower(m[1])]
 	if kind == denySubscribe {
 		if q := queueRe.FindStringSubmatch(err.Error()); q != nil {
-			queue = q[1]
+			queue, _ = strconv.Unquote(q[1])
 		}
 	}
-	return kind, m[2], queue, true
+	subject, err = strconv.Unquote(m[2])
+	if err != nil {
+		return "", "", "", false
+	}
+	return kind, subject, queue, true
 }
 
 // queueRe reads the queue group out of a subscription's violation text.
-var queueRe = regexp.MustCompile(`using queue "([^"]+)"`)
+var queueRe = regexp.MustCompile(`using queue ("(?:[^"\\]|\\.)*")`)
 
 // claimDenial hands err, if it is a permissions violation on nc, to the
 // oldest waiter for its key not yet handed one, and reports whether the

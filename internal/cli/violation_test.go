@@ -1,0 +1,42 @@
+package cli
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/assert"
+)
+
+// TestParseViolation reads the kind, subject and queue out of the texts
+// nats-server sends (it writes subject and queue with Go's %q, so a quote
+// or a control character comes escaped), as nats.go hands them on.
+func TestParseViolation(t *testing.T) {
+	tests := []struct {
+		name    string
+		text    string
+		ok      bool
+		kind    string
+		subject string
+		queue   string
+	}{
+		{name: "publish", text: fmt.Sprintf("Permissions Violation for Publish to %q", "greet.joe"), ok: true, kind: denyPublish, subject: "greet.joe"},
+		{name: "subscription", text: fmt.Sprintf("Permissions Violation for Subscription to %q", "_INBOX.abc.*"), ok: true, kind: denySubscribe, subject: "_INBOX.abc.*"},
+		{name: "queue", text: fmt.Sprintf("Permissions Violation for Subscription to %q using queue %q", "work", "q\"1"), ok: true, kind: denySubscribe, subject: "work", queue: "q\"1"},
+		{name: "revoked by a reload", text: fmt.Sprintf("Permissions Violation for Subscription to %q (sid %q)", "_INBOX.x.*", "3"), ok: true, kind: denySubscribe, subject: "_INBOX.x.*"},
+		{name: "a quote in the subject", text: fmt.Sprintf("Permissions Violation for Publish to %q", `a"b`), ok: true, kind: denyPublish, subject: `a"b`},
+		{name: "a control character", text: fmt.Sprintf("Permissions Violation for Publish to %q", "a\x01b"), ok: true, kind: denyPublish, subject: "a\x01b"},
+		{name: "a backslash", text: fmt.Sprintf("Permissions Violation for Publish to %q", `a\`), ok: true, kind: denyPublish, subject: `a\`},
+		{name: "lower case, as some versions send it", text: `permissions violation for publish to "x"`, ok: true, kind: denyPublish, subject: "x"},
+		{name: "another text", text: "Authorization Violation", ok: false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			kind, subject, queue, ok := parseViolation(fmt.Errorf("%w: %s", nats.ErrPermissionViolation, tc.text))
+			assert.Equal(t, tc.ok, ok)
+			assert.Equal(t, tc.kind, kind)
+			assert.Equal(t, tc.subject, subject)
+			assert.Equal(t, tc.queue, queue)
+		})
+	}
+}
