@@ -267,6 +267,11 @@ func (m *Mux) route(msg *nats.Msg) {
 // denied ends, at once, every running gather whose request subject the
 // server denied err's publish to, and reports whether there was one: then
 // the gather's error reports the violation and rc's next handler does not.
+// A denial of the Mux's own "<inbox>.*" subscription (a config reload that
+// took the inbox prefix away from the user: the server then removes the
+// subscription) fails the Mux: every running gather ends with it, and
+// every later one is refused with it, instead of each waiting out its
+// deadline with no reply.
 //
 // Why this way. nats-server answers a denied PUB with
 // "-ERR 'Permissions Violation for Publish to "<subject>"'" and nothing
@@ -282,22 +287,21 @@ func (m *Mux) route(msg *nats.Msg) {
 // of the PUB, while its gather is registered (it registers before it
 // publishes). Every gather then running on that subject is ended, not only
 // the one that sent it: they publish as the same user on the same
-// connection, so the server denies them all.
+// connection, so the server denies them all. cli.Violation reads the
+// subject, which the server writes quoted (%q).
 func (m *Mux) denied(err error) bool {
-	const mark = "Publish to \""
-	if !errors.Is(err, nats.ErrPermissionViolation) {
-		return false
-	}
-	text := err.Error()
-	i := strings.Index(text, mark)
-	if i < 0 {
-		return false // a denied subscription: not a gather's
-	}
-	subject, _, ok := strings.Cut(text[i+len(mark):], "\"")
+	publish, subject, ok := cli.Violation(err)
 	if !ok {
 		return false
 	}
 	err = fmt.Errorf("%w (%w)", err, cli.ErrDenied)
+	if !publish {
+		if subject != m.prefix+"*" {
+			return false // not the Mux's
+		}
+		m.fail(err)
+		return true
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	claimed := false

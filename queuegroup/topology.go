@@ -45,10 +45,9 @@ func awaitMembers(ctx context.Context, env *cli.Env, w io.Writer, nc *nats.Conn,
 // showWait reports whether a wait for interest is worth a line of output.
 // On several nodes any delay is (cli.Probed.Delayed): the interest had to
 // cross a route, a leaf connection or a gateway. On one server a member's
-// own flush has put its interest there before the first probe, so a probe
-// that merely went unanswered within its pause (1 ms at first) only met a
-// busy machine; printing it would make the output depend on the load, and
-// name the server by its ID. There only the server's own word counts: a
+// own flush has put its interest there before the first probe, so anything
+// but the server's own word only met a busy machine; printing it would
+// make the output depend on the load, and name the server by its ID. There only the server's own word counts: a
 // probe that got no responders while waiting for members (leaving false),
 // or, while waiting for them to leave (cli.AwaitNoResponders, leaving
 // true), a probe somebody still answered.

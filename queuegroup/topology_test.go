@@ -355,7 +355,9 @@ func TestShowWait(t *testing.T) {
 		{name: "one server, gone after a slow probe", leaving: true, p: cli.Probed{Probes: 2, Unanswered: 1}},
 		{name: "one server, still answered", leaving: true, p: cli.Probed{Probes: 2, Seen: []string{"worker-1"}}, want: true},
 		{name: "cluster, at once", multi: true, p: cli.Probed{Probes: 3, Seen: []string{"worker-1"}}},
-		{name: "cluster, an unanswered probe", multi: true, p: cli.Probed{Probes: 4, Unanswered: 1, Seen: []string{"worker-1"}}, want: true},
+		// Unanswered counts late answers too: no delay by itself
+		// (cli.Probed.Delayed matches each answer to its probe).
+		{name: "cluster, a late answer", multi: true, p: cli.Probed{Probes: 4, Unanswered: 1, Seen: []string{"worker-1"}}},
 		{name: "cluster, no responders first", multi: true, p: cli.Probed{Probes: 2, Refused: 1, Seen: []string{"worker-1"}}, want: true},
 	}
 	for _, tc := range tests {

@@ -53,6 +53,18 @@ import (
 // violations apart when several requests share the connection: LastError
 // keeps only the latest.
 
+// Violation reads a permissions violation as nats.go hands it to a
+// connection's async error handler (an error wrapping
+// nats.ErrPermissionViolation with nats-server's text): publish is true for
+// a denied publish, false for a denied subscription (also one a config
+// reload revoked); subject is the denied subject, unquoted. ok is false for
+// any other error. For a pattern that owns its connection's error handler,
+// as the shared scatter-gather's Mux does.
+func Violation(err error) (publish bool, subject string, ok bool) {
+	kind, subject, _, ok := parseViolation(err)
+	return kind == denyPublish, subject, ok
+}
+
 // violationRe reads the kind and subject out of nats-server's permissions
 // violation text. The server writes the subject with Go's %q, so a subject
 // holding a quote or a control character comes escaped: the match takes
