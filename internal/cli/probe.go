@@ -192,8 +192,10 @@ func (p Probed) String() string {
 // passes (by the clock), and returns what it saw. Each probe is a request
 // marked with ProbeHeader and answered by AnswerProbe; answers to earlier
 // probes count too, since interest, once visible, stays until its
-// responder leaves. A probe that brings a new name is followed by the next
-// one at once; otherwise the pause doubles from 1 ms to ProbeStepMax, and
+// responder leaves. A probe whose first answer brings a new name (a queue
+// group answers each probe once) is followed by the next one at once;
+// plain subscribers all answer every probe, so the further answers to one
+// probe never call for another; otherwise the pause doubles from 1 ms to ProbeStepMax, and
 // a no-responders status (nobody's interest visible yet) waits the pause
 // out too.
 //
@@ -340,7 +342,7 @@ func probe(ctx context.Context, nc *nats.Conn, subject string, timeout time.Dura
 			return p, fmt.Errorf("probe %q: %w", subject, err)
 		}
 		// Collect answers until this step's pause is over or the wait ends.
-		news, heard := false, false
+		news, again, heard := false, false, false
 		stepEnd := time.Now().Add(step)
 		for {
 			wait := min(time.Until(stepEnd), time.Until(deadline))
@@ -356,6 +358,7 @@ func probe(ctx context.Context, nc *nats.Conn, subject string, timeout time.Dura
 				break // this pause is over
 			}
 			heard = true
+			first := !heardFrom[number(m)] // the first answer to its probe
 			heardFrom[number(m)] = true
 			if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
 				noResponders = true
@@ -368,6 +371,13 @@ func probe(ctx context.Context, nc *nats.Conn, subject string, timeout time.Dura
 					seen[name] = true
 					p.Seen = append(p.Seen, name)
 					news = true
+					// A queue group answers a probe once: a new name
+					// there calls for the next probe at once. Further
+					// answers to one probe come from plain subscribers,
+					// which all answer every probe: probing again for
+					// each of them would cost one probe, and N answers,
+					// per responder.
+					again = again || first
 				}
 			}
 			if done(seen, noResponders) {
@@ -377,8 +387,8 @@ func probe(ctx context.Context, nc *nats.Conn, subject string, timeout time.Dura
 				}
 				return p, nil
 			}
-			if news {
-				break // a new name: probe again at once
+			if again {
+				break // a new name first: probe again at once
 			}
 		}
 		if !heard {

@@ -319,3 +319,30 @@ func TestProbeLateAnswerIsNoDelay(t *testing.T) {
 		})
 	}
 }
+
+// TestProbesForManyPlainSubscribers: plain subscribers all answer every
+// probe; probing again at once for each new name among those answers cost
+// one probe per responder, each answered by all of them (a million answers
+// for 1,000 responders). A wait for 300 of them takes a few probes.
+func TestProbesForManyPlainSubscribers(t *testing.T) {
+	srv := testserver.New(t)
+	const n = 300
+	var names []string
+	for i := range n {
+		nc, err := nats.Connect(srv.ClientURL())
+		require.NoError(t, err)
+		t.Cleanup(nc.Close)
+		name := fmt.Sprintf("r-%d", i)
+		names = append(names, name)
+		_, err = nc.Subscribe("svc", func(m *nats.Msg) { AnswerProbe(m, name) })
+		require.NoError(t, err)
+		require.NoError(t, nc.Flush())
+	}
+	nc, err := nats.Connect(srv.ClientURL())
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	p, err := AwaitResponders(context.Background(), nc, "svc", AllOf(names...), time.Minute)
+	require.NoError(t, err)
+	assert.Len(t, p.Seen, n)
+	assert.Less(t, p.Probes, n/3, "one probe per new name: %s", p)
+}
