@@ -214,8 +214,12 @@ func (t *RestartTable) Write(w io.Writer) {
 			waits += r.Waits
 			waited += r.Waited
 		}
-		fmt.Fprintf(w, "on %d nodes: %d rejoins waited %s in all for their interest to reach the requester's node; a plain request routed to a node whose member had just left is lost there (NATS gives no guarantee for it): counted under timeout, and retries re-send it\n",
-			t.Nodes, waits, ms(waited))
+		rejoins := "rejoins"
+		if waits == 1 {
+			rejoins = "rejoin"
+		}
+		fmt.Fprintf(w, "on %d nodes: %d %s waited %s in all for their interest to reach the requester's node; a plain request routed to a node whose member had just left is lost there (NATS gives no guarantee for it): counted under timeout, and retries re-send it\n",
+			t.Nodes, waits, rejoins, ms(waited))
 	}
 }
 
