@@ -98,15 +98,22 @@ func BenchmarkGather(b *testing.B) {
 // sharing one requester connection nc, against responders=M responders
 // (MaxReplies(M)); one op is one gather. raw is nats.go's nc.Request (one
 // connection: requests and replies on nc), so it appears only with one
-// responder. shared sends its requests and receives its replies on the
-// Mux's own second connection (opened by NewMux), inbox and natsext on nc.
-// It reports gathers/s and the 99th percentile of the op latency in µs.
+// responder. floor, only with 3 responders, is the same nc.Request to 3
+// responders: it takes the first reply and nats.go reads and drops the
+// other two. It is what 3 responders, the server and one reading
+// connection cost by themselves, with no gather at all: no way of
+// collecting 3 replies can beat it. shared sends its requests and receives
+// its replies on the Mux's own second connection (opened by NewMux), inbox
+// and natsext on nc. It reports gathers/s, the 99th percentile of the op
+// latency in µs, and cpu-µs/op: the CPU time of the whole process (server,
+// responders, requester) per op, which other jobs on the machine move far
+// less than the wall time.
 //
-//	go test -run '^$' -bench 'Concurrent/.*/responders=1/concurrency=(1|64)$' -benchtime 3000x -count 5 ./multireply
+//	go test -run '^$' -bench 'Concurrent/.*/concurrency=(1|64)$' -benchtime 3000x -count 5 ./multireply
 func BenchmarkConcurrent(b *testing.B) {
-	for _, variant := range append([]string{"raw"}, Variants...) {
+	for _, variant := range append([]string{"raw", "floor"}, Variants...) {
 		for _, m := range []int{1, 3} {
-			if variant == "raw" && m != 1 {
+			if (variant == "raw" && m != 1) || (variant == "floor" && m != 3) {
 				continue
 			}
 			for _, c := range []int{1, 8, 64, 256} {
@@ -126,7 +133,7 @@ func benchConcurrent(b *testing.B, variant string, responders, concurrency int) 
 		_, err := nc.RequestWithContext(ctx, "bench", nil)
 		return err
 	}
-	if variant != "raw" {
+	if variant != "raw" && variant != "floor" {
 		v, release, err := NewVariant(variant, nc)
 		require.NoError(b, err)
 		b.Cleanup(func() { _ = release() })
@@ -145,7 +152,7 @@ func benchConcurrent(b *testing.B, variant string, responders, concurrency int) 
 	errs := make(chan error, concurrency)
 	b.ReportAllocs()
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu0 := time.Now(), processCPU()
 	var wg sync.WaitGroup
 	for range concurrency {
 		wg.Go(func() {
@@ -164,7 +171,7 @@ func benchConcurrent(b *testing.B, variant string, responders, concurrency int) 
 		})
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
+	elapsed, cpu := time.Since(start), processCPU()-cpu0
 	b.StopTimer()
 	close(errs)
 	for err := range errs {
@@ -173,13 +180,18 @@ func benchConcurrent(b *testing.B, variant string, responders, concurrency int) 
 	slices.Sort(lat)
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "gathers/s")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1e3, "p99-µs")
+	if cpu > 0 {
+		b.ReportMetric(float64(cpu.Nanoseconds())/1e3/float64(b.N), "cpu-µs/op")
+	}
 }
 
 // BenchmarkScale times one gather of M replies from M responders per op and
 // reports ns/reply. floor is the same exchange without a gather library:
 // one request published on nc with a plain subscription (counting in its
 // handler) as reply subject, waiting for the M-th message: what M
-// responders and one connection's read loop cost by themselves.
+// responders and one connection's read loop cost by themselves. It also
+// reports cpu-ns/reply, the whole process's CPU time per reply (see
+// BenchmarkConcurrent).
 //
 //	go test -run '^$' -bench Scale -benchtime 20x -count 5 ./multireply
 func BenchmarkScale(b *testing.B) {
@@ -228,12 +240,17 @@ func BenchmarkScale(b *testing.B) {
 					}
 				}
 				b.ReportAllocs()
+				cpu0 := processCPU()
 				for b.Loop() {
 					if err := op(); err != nil {
 						b.Fatal(err)
 					}
 				}
+				cpu := processCPU() - cpu0
 				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*m), "ns/reply")
+				if cpu > 0 {
+					b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N*m), "cpu-ns/reply")
+				}
 			})
 		}
 	}
@@ -275,6 +292,17 @@ func BenchmarkIdle(b *testing.B) {
 				require.NoError(b, err)
 				b.Cleanup(func() { _ = release() })
 			}
+			// The runtime keeps the descriptor (g) of every goroutine that
+			// has ended, for reuse: start and end as many goroutines as
+			// there will be gathers first, so that the first variant run
+			// does not pay for descriptors the later ones reuse.
+			var warm sync.WaitGroup
+			release := make(chan struct{})
+			for range gathers {
+				warm.Go(func() { <-release })
+			}
+			close(release)
+			warm.Wait()
 			var heap, routines float64
 			for b.Loop() {
 				seen.Store(0)
