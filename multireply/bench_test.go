@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -327,6 +328,10 @@ func BenchmarkIdle(b *testing.B) {
 				case <-time.After(30 * time.Second):
 					b.Fatalf("the responder saw %d of %d requests", seen.Load(), gathers)
 				}
+				// A request seen by the responder may come from a goroutine
+				// not yet waiting for its reply (runnable, or queued on a
+				// lock), which holds less than a waiting one.
+				waitParked(b, gathers)
 				runtime.GC()
 				runtime.ReadMemStats(&ms)
 				heap += float64(int64(ms.HeapAlloc)-int64(heap0)) / float64(gathers)
@@ -338,4 +343,28 @@ func BenchmarkIdle(b *testing.B) {
 			b.ReportMetric(routines/float64(b.N), "goroutines/gather")
 		})
 	}
+}
+
+// waitParked waits, up to 30 s, until n goroutines started by BenchmarkIdle
+// are parked in a select or a channel receive: every gather is then waiting
+// for its reply or its deadline, as BenchmarkIdle means to measure. It polls
+// the goroutines' stacks every 10 ms (nothing signals a goroutine's park).
+func waitParked(b *testing.B, n int) {
+	b.Helper()
+	buf := make([]byte, 64<<20)
+	parked := 0
+	for range 3000 {
+		parked = 0
+		for g := range strings.SplitSeq(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+			head, _, _ := strings.Cut(g, "\n")
+			if (strings.Contains(head, "[select") || strings.Contains(head, "[chan receive")) && strings.Contains(g, "BenchmarkIdle.func") {
+				parked++
+			}
+		}
+		if parked >= n {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	b.Fatalf("%d of %d gathers waiting after 30 s", parked, n)
 }

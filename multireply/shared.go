@@ -417,13 +417,12 @@ func (m *Mux) deregister(q *queue) (dropped, unread int) {
 // reply subject, yield the replies routed to the token until a stop
 // condition, and deregister the token on every way out.
 func (m *Mux) Stream(ctx context.Context, subject string, data []byte, opts ...Option) (*Stream, error) {
-	q, err := m.newQueue(ctx, subject, data, opts)
+	c, err := m.config(ctx, subject, data, opts)
 	if err != nil {
 		return nil, err
 	}
 	return newStream(func(yield func(Reply) bool) (Result, error) {
-		defer q.release()
-		return m.run(ctx, q, subject, data, yield)
+		return m.run(ctx, c, subject, data, yield)
 	}), nil
 }
 
@@ -431,18 +430,17 @@ func (m *Mux) Stream(ctx context.Context, subject string, data []byte, opts ...O
 // Stream, without the Stream, its iterator and their closures (a gather
 // that returns in tens of µs pays for each allocation).
 func (m *Mux) gather(ctx context.Context, subject string, data []byte, opts []Option) (Result, error) {
-	q, err := m.newQueue(ctx, subject, data, opts)
+	c, err := m.config(ctx, subject, data, opts)
 	if err != nil {
 		return Result{}, err
 	}
-	defer q.release()
 	// Room for MaxReplies replies at once, up to maxPrealloc: growing the
 	// slice by doubling cost a gather of 1,000 replies 87 KB and 10 copies.
 	var replies []Reply
-	if q.c.max > 0 {
-		replies = make([]Reply, 0, min(q.c.max, maxPrealloc))
+	if c.max > 0 {
+		replies = make([]Reply, 0, min(c.max, maxPrealloc))
 	}
-	res, err := m.run(ctx, q, subject, data, func(r Reply) bool {
+	res, err := m.run(ctx, c, subject, data, func(r Reply) bool {
 		replies = append(replies, r)
 		return true
 	})
@@ -454,27 +452,34 @@ func (m *Mux) gather(ctx context.Context, subject string, data []byte, opts []Op
 // (40 KB): MaxReplies is an upper bound, and a gather may get far fewer.
 const maxPrealloc = 1024
 
-// newQueue takes a gather's state from the pool and resolves opts into it.
-func (m *Mux) newQueue(ctx context.Context, subject string, data []byte, opts []Option) (*queue, error) {
+// config resolves opts into a gather's config, returned by value: the
+// gather keeps it on its own stack, so that an idle gather holds no heap
+// for it. An Option is a func(*config), so the config it is applied to
+// escapes to the heap: that one comes from configPool and goes back at once.
+func (m *Mux) config(ctx context.Context, subject string, data []byte, opts []Option) (config, error) {
 	var nc *nats.Conn
 	if m != nil {
 		nc = m.nc
 	}
-	q := queuePool.Get().(*queue)
-	if err := q.c.resolve(ctx, nc, subject, data, opts); err != nil {
-		queuePool.Put(q)
-		return nil, err
-	}
-	return q, nil
+	p := configPool.Get().(*config)
+	err := p.resolve(ctx, nc, subject, data, opts)
+	c := *p
+	*p = config{} // hold no caller's sentinel or header in the pool
+	configPool.Put(p)
+	return c, err
 }
 
-// run is one gather on q: register a token, publish, collect.
-func (m *Mux) run(ctx context.Context, q *queue, subject string, data []byte, yield func(Reply) bool) (Result, error) {
-	c := &q.c
-	start, deadline, err := begin(ctx, c)
+var configPool = sync.Pool{New: func() any { return new(config) }}
+
+// run is one gather with config c (a copy on run's stack): take a pooled
+// state, register a token, publish, collect.
+func (m *Mux) run(ctx context.Context, c config, subject string, data []byte, yield func(Reply) bool) (Result, error) {
+	start, deadline, err := begin(ctx, &c)
 	if err != nil {
 		return notSent(subject, "before the request", start, deadline, err)
 	}
+	q := newQueue(&c)
+	defer q.release()
 
 	// A token of its own routes this gather's replies to its queue;
 	// registered before publishing, so no reply can come too early.
@@ -501,7 +506,7 @@ func (m *Mux) run(ctx context.Context, q *queue, subject string, data []byte, yi
 		q.finish()
 		return notSent(subject, "publish", start, deadline, err)
 	}
-	return collect(ctx, c, start, deadline, q, subject, yield)
+	return collect(ctx, &c, start, deadline, q, subject, yield)
 }
 
 // flushTimeout bounds the flushes that make subscriptions known: the
@@ -513,33 +518,33 @@ func flushTimeout(nc *nats.Conn) time.Duration {
 	return nats.DefaultTimeout
 }
 
-// queue is one gather's state on a Mux: its resolved options, its token and
-// reply subject, and the replies between the Mux's handler and the gather's
-// consumer (a slice guarded by a mutex, a one-slot signal channel to wake
-// the consumer, and a limit past which replies are dropped). It comes from
-// queuePool and goes back once the gather has deregistered (release): from
-// then on the Mux never touches it (route and fail reach it only through
-// m.gathers, under m.mu), so a reused state never sees another gather's
-// reply.
+// queue is one gather's state on a Mux: its token and reply subject, and
+// the replies between the Mux's handler and the gather's consumer (a slice
+// guarded by a mutex, a one-slot signal channel to wake the consumer, and a
+// limit past which replies are dropped). It holds only what the Mux and
+// the consumer's waits need (208 B, a size class of its own): the rest of
+// the gather's options stay on its goroutine's stack (see Mux.config). It
+// comes from queuePool and goes back once the gather has deregistered
+// (release): from then on the Mux never touches it (route and fail reach
+// it only through m.gathers, under m.mu), so a reused state never sees
+// another gather's reply.
 type queue struct {
-	c          config          // the gather's options, resolved once
-	mux        *Mux            // set by register
-	reply      string          // "<inbox>.<token>"
-	subject    string          // the request's: a denied publish names it
-	ctx        context.Context // the caller's
-	deadline   time.Time
-	mu         sync.Mutex
-	msgs       []*nats.Msg
-	first      [2]*nats.Msg // msgs' first backing array: no allocation while the consumer keeps up
-	head       int
-	bytes      int // payload and header bytes in msgs[head:]
-	drop       int
-	err        error
-	signal     chan struct{}
-	timer      *time.Timer
-	ended      bool // finish has deregistered it
-	endDropped int
-	endUnread  int
+	mux          *Mux            // set by register, cleared by finish
+	reply        string          // "<inbox>.<token>"
+	subject      string          // the request's: a denied publish names it
+	ctx          context.Context // the caller's
+	deadline     time.Time
+	mu           sync.Mutex
+	msgs         []*nats.Msg
+	first        [2]*nats.Msg // msgs' first backing array: no allocation while the consumer keeps up
+	head         int
+	bytes        int // payload and header bytes in msgs[head:]
+	drop         int
+	pendingMsgs  int // the gather's PendingLimits
+	pendingBytes int
+	err          error
+	signal       chan struct{}
+	timer        *time.Timer
 }
 
 // queuePool keeps gathers' states, with their signal channel and timer, for
@@ -551,6 +556,13 @@ var queuePool = sync.Pool{New: func() any {
 	q.msgs = q.first[:0]
 	return q
 }}
+
+// newQueue takes a gather's state from the pool, with c's pending limits.
+func newQueue(c *config) *queue {
+	q := queuePool.Get().(*queue)
+	q.pendingMsgs, q.pendingBytes = c.pendingMsgs, c.pendingBytes
+	return q
+}
 
 // release returns q to the pool, cleared, once its gather has deregistered
 // (or never registered). Since Go 1.23 a stopped timer's channel holds no
@@ -580,7 +592,7 @@ func size(m *nats.Msg) int {
 func (q *queue) push(m *nats.Msg) {
 	n := size(m)
 	q.mu.Lock()
-	if len(q.msgs)-q.head >= q.c.pendingMsgs || q.bytes+n > q.c.pendingBytes {
+	if len(q.msgs)-q.head >= q.pendingMsgs || q.bytes+n > q.pendingBytes {
 		q.drop++
 		q.mu.Unlock()
 		return
@@ -677,11 +689,14 @@ func (q *queue) counts() (dropped, unread int) {
 	return q.drop, len(q.msgs) - q.head
 }
 
-// finish deregisters the gather (once) and returns its final counts.
+// finish deregisters the gather and returns its final counts. Only the
+// first call acts (it clears q.mux); later ones return zeros, which collect
+// does not use.
 func (q *queue) finish() (dropped, unread int) {
-	if !q.ended && q.mux != nil {
-		q.ended = true
-		q.endDropped, q.endUnread = q.mux.deregister(q)
+	if q.mux == nil {
+		return 0, 0
 	}
-	return q.endDropped, q.endUnread
+	dropped, unread = q.mux.deregister(q)
+	q.mux = nil
+	return dropped, unread
 }
