@@ -519,42 +519,54 @@ func flushTimeout(nc *nats.Conn) time.Duration {
 }
 
 // queue is one gather's state on a Mux: its token and reply subject, and
-// the replies between the Mux's handler and the gather's consumer (a slice
-// guarded by a mutex, a one-slot signal channel to wake the consumer, and a
-// limit past which replies are dropped). It holds only what the Mux and
-// the consumer's waits need (208 B, a size class of its own): the rest of
-// the gather's options stay on its goroutine's stack (see Mux.config). It
-// comes from queuePool and goes back once the gather has deregistered
-// (release): from then on the Mux never touches it (route and fail reach
-// it only through m.gathers, under m.mu), so a reused state never sees
-// another gather's reply.
+// the replies between the Mux's handler and the gather's consumer (a
+// backlog guarded by a mutex, a one-slot signal channel to wake the
+// consumer, and a limit past which replies are dropped). It holds only
+// what an idle gather needs (144 B, a size class of its own): the gather's
+// options stay on its goroutine's stack (see Mux.config), and the backlog
+// comes with the first reply. It comes from queuePool and goes back once
+// the gather has deregistered (release): from then on the Mux never
+// touches it (route and fail reach it only through m.gathers, under m.mu),
+// so a reused state never sees another gather's reply.
 type queue struct {
 	mux          *Mux            // set by register, cleared by finish
 	reply        string          // "<inbox>.<token>"
 	subject      string          // the request's: a denied publish names it
 	ctx          context.Context // the caller's
 	deadline     time.Time
-	mu           sync.Mutex
-	msgs         []*nats.Msg
-	first        [2]*nats.Msg // msgs' first backing array: no allocation while the consumer keeps up
-	head         int
-	bytes        int // payload and header bytes in msgs[head:]
-	drop         int
 	pendingMsgs  int // the gather's PendingLimits
 	pendingBytes int
-	err          error
 	signal       chan struct{}
 	timer        *time.Timer
+	mu           sync.Mutex
+	in           *backlog // nil until the first reply
+	err          error
 }
+
+// backlog is the replies a gather has received and not yet read. The
+// first push takes one from backlogPool: a gather waiting for its first
+// reply holds none (64 B less per idle gather), one that got replies
+// allocates none while its consumer keeps up.
+type backlog struct {
+	msgs  []*nats.Msg
+	first [2]*nats.Msg // msgs' first backing array
+	head  int
+	bytes int // payload and header bytes in msgs[head:]
+	drop  int
+}
+
+var backlogPool = sync.Pool{New: func() any {
+	b := new(backlog)
+	b.msgs = b.first[:0]
+	return b
+}}
 
 // queuePool keeps gathers' states, with their signal channel and timer, for
 // reuse: a gather that returns in tens of µs should not allocate them (the
 // queue, its channel, its timer and its config were 4 of the 12.5
 // allocations per gather before).
 var queuePool = sync.Pool{New: func() any {
-	q := &queue{signal: make(chan struct{}, 1)}
-	q.msgs = q.first[:0]
-	return q
+	return &queue{signal: make(chan struct{}, 1)}
 }}
 
 // newQueue takes a gather's state from the pool, with c's pending limits.
@@ -575,9 +587,13 @@ func (q *queue) release() {
 	case <-q.signal:
 	default:
 	}
-	clear(q.first[:])
+	if b := q.in; b != nil {
+		clear(b.first[:])
+		*b = backlog{}
+		b.msgs = b.first[:0]
+		backlogPool.Put(b)
+	}
 	*q = queue{signal: q.signal, timer: q.timer}
-	q.msgs = q.first[:0]
 	queuePool.Put(q)
 }
 
@@ -592,13 +608,17 @@ func size(m *nats.Msg) int {
 func (q *queue) push(m *nats.Msg) {
 	n := size(m)
 	q.mu.Lock()
-	if len(q.msgs)-q.head >= q.pendingMsgs || q.bytes+n > q.pendingBytes {
-		q.drop++
+	if q.in == nil {
+		q.in = backlogPool.Get().(*backlog)
+	}
+	b := q.in
+	if len(b.msgs)-b.head >= q.pendingMsgs || b.bytes+n > q.pendingBytes {
+		b.drop++
 		q.mu.Unlock()
 		return
 	}
-	q.msgs = append(q.msgs, m)
-	q.bytes += n
+	b.msgs = append(b.msgs, m)
+	b.bytes += n
 	q.mu.Unlock()
 	q.wake()
 }
@@ -624,13 +644,13 @@ func (q *queue) wake() {
 func (q *queue) pop() (*nats.Msg, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.head < len(q.msgs) {
-		m := q.msgs[q.head]
-		q.msgs[q.head] = nil
-		q.head++
-		q.bytes -= size(m)
-		if q.head == len(q.msgs) {
-			q.msgs, q.head = q.msgs[:0], 0
+	if b := q.in; b != nil && b.head < len(b.msgs) {
+		m := b.msgs[b.head]
+		b.msgs[b.head] = nil
+		b.head++
+		b.bytes -= size(m)
+		if b.head == len(b.msgs) {
+			b.msgs, b.head = b.msgs[:0], 0
 		}
 		return m, nil
 	}
@@ -686,7 +706,10 @@ func (q *queue) next(until time.Time) (*nats.Msg, error) {
 func (q *queue) counts() (dropped, unread int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.drop, len(q.msgs) - q.head
+	if b := q.in; b != nil {
+		return b.drop, len(b.msgs) - b.head
+	}
+	return 0, 0
 }
 
 // finish deregisters the gather and returns its final counts. Only the
