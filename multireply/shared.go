@@ -483,7 +483,7 @@ func (m *Mux) run(ctx context.Context, c config, subject string, data []byte, yi
 
 	// A token of its own routes this gather's replies to its queue;
 	// registered before publishing, so no reply can come too early.
-	q.ctx, q.deadline = ctx, deadline
+	q.ctx = ctx
 	q.subject = subject
 	if err := m.register(q); err != nil {
 		return notSent(subject, "register", start, deadline, err)
@@ -522,25 +522,23 @@ func flushTimeout(nc *nats.Conn) time.Duration {
 // the replies between the Mux's handler and the gather's consumer (a
 // backlog guarded by a mutex, a one-slot signal channel to wake the
 // consumer, and a limit past which replies are dropped). It holds only
-// what an idle gather needs (144 B, a size class of its own): the gather's
+// what an idle gather needs (112 B, a size class of its own): the gather's
 // options stay on its goroutine's stack (see Mux.config), and the backlog
 // comes with the first reply. It comes from queuePool and goes back once
 // the gather has deregistered (release): from then on the Mux never
 // touches it (route and fail reach it only through m.gathers, under m.mu),
 // so a reused state never sees another gather's reply.
 type queue struct {
-	mux          *Mux            // set by register, cleared by finish
-	reply        string          // "<inbox>.<token>"
-	subject      string          // the request's: a denied publish names it
-	ctx          context.Context // the caller's
-	deadline     time.Time
-	pendingMsgs  int // the gather's PendingLimits
-	pendingBytes int
-	signal       chan struct{}
-	timer        *time.Timer
-	mu           sync.Mutex
-	in           *backlog // nil until the first reply
-	err          error
+	mux     *Mux            // set by register, cleared by finish
+	reply   string          // "<inbox>.<token>"
+	subject string          // the request's: a denied publish names it
+	ctx     context.Context // the caller's
+	limits  *limits         // the gather's PendingLimits
+	signal  chan struct{}
+	timer   *time.Timer
+	mu      sync.Mutex
+	in      *backlog // nil until the first reply
+	err     error
 }
 
 // backlog is the replies a gather has received and not yet read. The
@@ -569,10 +567,20 @@ var queuePool = sync.Pool{New: func() any {
 	return &queue{signal: make(chan struct{}, 1)}
 }}
 
+// limits is what a gather may hold for its consumer before it drops
+// replies. A queue points to defaultLimits unless the gather has its own:
+// 8 B in each idle gather's state rather than 16.
+type limits struct{ msgs, bytes int }
+
+var defaultLimits = limits{msgs: DefaultPendingMsgs, bytes: DefaultPendingBytes}
+
 // newQueue takes a gather's state from the pool, with c's pending limits.
 func newQueue(c *config) *queue {
 	q := queuePool.Get().(*queue)
-	q.pendingMsgs, q.pendingBytes = c.pendingMsgs, c.pendingBytes
+	q.limits = &defaultLimits
+	if c.pendingMsgs != DefaultPendingMsgs || c.pendingBytes != DefaultPendingBytes {
+		q.limits = &limits{msgs: c.pendingMsgs, bytes: c.pendingBytes} // the one allocation PendingLimits costs
+	}
 	return q
 }
 
@@ -612,7 +620,7 @@ func (q *queue) push(m *nats.Msg) {
 		q.in = backlogPool.Get().(*backlog)
 	}
 	b := q.in
-	if len(b.msgs)-b.head >= q.pendingMsgs || b.bytes+n > q.pendingBytes {
+	if len(b.msgs)-b.head >= q.limits.msgs || b.bytes+n > q.limits.bytes {
 		b.drop++
 		q.mu.Unlock()
 		return
@@ -659,14 +667,13 @@ func (q *queue) pop() (*nats.Msg, error) {
 
 func (q *queue) next(until time.Time) (*nats.Msg, error) {
 	for {
-		// The deadline and a cancel apply to replies already queued too: a
-		// consumer that fell behind does not stretch the gather. A queued
-		// reply arrived within the stall gap, however late it is taken.
+		// A cancel applies to replies already queued too; so does the
+		// deadline, which collect checks against the clock for each reply
+		// it takes (as for the inbox variant): a consumer that fell behind
+		// does not stretch the gather. A queued reply arrived within the
+		// stall gap, however late it is taken.
 		if err := q.ctx.Err(); err != nil {
 			return nil, err
-		}
-		if !time.Now().Before(q.deadline) {
-			return nil, context.DeadlineExceeded
 		}
 		if m, err := q.pop(); m != nil || err != nil {
 			return m, err
