@@ -110,7 +110,7 @@ func BenchmarkGather(b *testing.B) {
 // responders, requester) per op, which other jobs on the machine move far
 // less than the wall time.
 //
-//	go test -run '^$' -bench 'Concurrent/.*/concurrency=(1|64)$' -benchtime 3000x -count 5 ./multireply
+//	go test -run '^$' -bench 'Concurrent/.*/.*/concurrency=(1|64)$' -benchtime 3000x -count 5 ./multireply
 func BenchmarkConcurrent(b *testing.B) {
 	for _, variant := range append([]string{"raw", "floor"}, Variants...) {
 		for _, m := range []int{1, 3} {
