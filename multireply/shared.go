@@ -549,21 +549,19 @@ type queue struct {
 
 // backlog is the replies a gather has received and not yet read. The
 // first push takes one from backlogPool: a gather waiting for its first
-// reply holds none (64 B less per idle gather), one that got replies
-// allocates none while its consumer keeps up.
+// reply holds none (48 B less per idle gather). msgs keeps its backing
+// array across reuse up to backlogKeep slots (128 B), so a gather whose
+// consumer is at most that far behind allocates nothing for it.
 type backlog struct {
 	msgs  []*nats.Msg
-	first [2]*nats.Msg // msgs' first backing array
 	head  int
 	bytes int // payload and header bytes in msgs[head:]
 	drop  int
 }
 
-var backlogPool = sync.Pool{New: func() any {
-	b := new(backlog)
-	b.msgs = b.first[:0]
-	return b
-}}
+const backlogKeep = 16
+
+var backlogPool = sync.Pool{New: func() any { return new(backlog) }}
 
 // queuePool keeps gathers' states, with their signal channel and timer, for
 // reuse: a gather that returns in tens of µs should not allocate them (the
@@ -602,9 +600,12 @@ func (q *queue) release() {
 	default:
 	}
 	if b := q.in; b != nil {
-		clear(b.first[:])
-		*b = backlog{}
-		b.msgs = b.first[:0]
+		msgs := b.msgs[:cap(b.msgs)]
+		clear(msgs) // hold no reply in the pool
+		if len(msgs) > backlogKeep {
+			msgs = nil
+		}
+		*b = backlog{msgs: msgs[:0]}
 		backlogPool.Put(b)
 	}
 	*q = queue{signal: q.signal, timer: q.timer}
