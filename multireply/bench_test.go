@@ -37,18 +37,21 @@ func benchResponders(b *testing.B, url string, subject string, n int) {
 }
 
 // BenchmarkRequest/raw is the baseline: nats.go's own Request to one
-// responder, one reply per op.
+// responder, one reply per op. Like BenchmarkGather it reports cpu-µs/op
+// (see BenchmarkConcurrent).
 func BenchmarkRequest(b *testing.B) {
 	b.Run("raw", func(b *testing.B) {
 		env := newEnv(b)
 		benchResponders(b, env.URL, "bench", 1)
 		nc := connect(b, env, "requester")
 		b.ReportAllocs()
+		cpu0 := processCPU()
 		for b.Loop() {
 			if _, err := nc.Request("bench", nil, 10*time.Second); err != nil {
 				b.Fatal(err)
 			}
 		}
+		reportCPU(b, processCPU()-cpu0)
 	})
 }
 
@@ -74,6 +77,7 @@ func BenchmarkGather(b *testing.B) {
 				ctx := context.Background()
 				var after time.Duration
 				b.ReportAllocs()
+				cpu0 := processCPU()
 				for b.Loop() {
 					s, err := v.Stream(ctx, "bench", nil, Timeout(10*time.Second), MaxReplies(n))
 					if err != nil {
@@ -89,6 +93,7 @@ func BenchmarkGather(b *testing.B) {
 					}
 					after += res.Elapsed - last
 				}
+				reportCPU(b, processCPU()-cpu0)
 				b.ReportMetric(float64(after.Microseconds())/float64(b.N), "µs-after-last")
 			})
 		}
@@ -181,6 +186,12 @@ func benchConcurrent(b *testing.B, variant string, responders, concurrency int) 
 	slices.Sort(lat)
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "gathers/s")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1e3, "p99-µs")
+	reportCPU(b, cpu)
+}
+
+// reportCPU reports cpu-µs/op: the whole process's CPU time over b.N ops
+// (see processCPU), unless it was not measured.
+func reportCPU(b *testing.B, cpu time.Duration) {
 	if cpu > 0 {
 		b.ReportMetric(float64(cpu.Nanoseconds())/1e3/float64(b.N), "cpu-µs/op")
 	}
