@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -36,18 +37,21 @@ func benchResponders(b *testing.B, url string, subject string, n int) {
 }
 
 // BenchmarkRequest/raw is the baseline: nats.go's own Request to one
-// responder, one reply per op.
+// responder, one reply per op. Like BenchmarkGather it reports cpu-µs/op
+// (see BenchmarkConcurrent).
 func BenchmarkRequest(b *testing.B) {
 	b.Run("raw", func(b *testing.B) {
 		env := newEnv(b)
 		benchResponders(b, env.URL, "bench", 1)
 		nc := connect(b, env, "requester")
 		b.ReportAllocs()
+		cpu0 := processCPU()
 		for b.Loop() {
 			if _, err := nc.Request("bench", nil, 10*time.Second); err != nil {
 				b.Fatal(err)
 			}
 		}
+		reportCPU(b, processCPU()-cpu0)
 	})
 }
 
@@ -73,6 +77,7 @@ func BenchmarkGather(b *testing.B) {
 				ctx := context.Background()
 				var after time.Duration
 				b.ReportAllocs()
+				cpu0 := processCPU()
 				for b.Loop() {
 					s, err := v.Stream(ctx, "bench", nil, Timeout(10*time.Second), MaxReplies(n))
 					if err != nil {
@@ -88,6 +93,7 @@ func BenchmarkGather(b *testing.B) {
 					}
 					after += res.Elapsed - last
 				}
+				reportCPU(b, processCPU()-cpu0)
 				b.ReportMetric(float64(after.Microseconds())/float64(b.N), "µs-after-last")
 			})
 		}
@@ -98,15 +104,22 @@ func BenchmarkGather(b *testing.B) {
 // sharing one requester connection nc, against responders=M responders
 // (MaxReplies(M)); one op is one gather. raw is nats.go's nc.Request (one
 // connection: requests and replies on nc), so it appears only with one
-// responder. shared sends its requests and receives its replies on the
-// Mux's own second connection (opened by NewMux), inbox and natsext on nc.
-// It reports gathers/s and the 99th percentile of the op latency in µs.
+// responder. floor, only with 3 responders, is the same nc.Request to 3
+// responders: it takes the first reply and nats.go reads and drops the
+// other two. It is what 3 responders, the server and one reading
+// connection cost by themselves, with no gather at all: no way of
+// collecting 3 replies can beat it. shared sends its requests and receives
+// its replies on the Mux's own second connection (opened by NewMux), inbox
+// and natsext on nc. It reports gathers/s, the 99th percentile of the op
+// latency in µs, and cpu-µs/op: the CPU time of the whole process (server,
+// responders, requester) per op, which other jobs on the machine move far
+// less than the wall time.
 //
-//	go test -run '^$' -bench 'Concurrent/.*/responders=1/concurrency=(1|64)$' -benchtime 3000x -count 5 ./multireply
+//	go test -run '^$' -bench 'Concurrent/.*/.*/concurrency=(1|64)$' -benchtime 3000x -count 5 ./multireply
 func BenchmarkConcurrent(b *testing.B) {
-	for _, variant := range append([]string{"raw"}, Variants...) {
+	for _, variant := range append([]string{"raw", "floor"}, Variants...) {
 		for _, m := range []int{1, 3} {
-			if variant == "raw" && m != 1 {
+			if (variant == "raw" && m != 1) || (variant == "floor" && m != 3) {
 				continue
 			}
 			for _, c := range []int{1, 8, 64, 256} {
@@ -126,7 +139,7 @@ func benchConcurrent(b *testing.B, variant string, responders, concurrency int) 
 		_, err := nc.RequestWithContext(ctx, "bench", nil)
 		return err
 	}
-	if variant != "raw" {
+	if variant != "raw" && variant != "floor" {
 		v, release, err := NewVariant(variant, nc)
 		require.NoError(b, err)
 		b.Cleanup(func() { _ = release() })
@@ -145,7 +158,7 @@ func benchConcurrent(b *testing.B, variant string, responders, concurrency int) 
 	errs := make(chan error, concurrency)
 	b.ReportAllocs()
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu0 := time.Now(), processCPU()
 	var wg sync.WaitGroup
 	for range concurrency {
 		wg.Go(func() {
@@ -164,7 +177,7 @@ func benchConcurrent(b *testing.B, variant string, responders, concurrency int) 
 		})
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
+	elapsed, cpu := time.Since(start), processCPU()-cpu0
 	b.StopTimer()
 	close(errs)
 	for err := range errs {
@@ -173,13 +186,24 @@ func benchConcurrent(b *testing.B, variant string, responders, concurrency int) 
 	slices.Sort(lat)
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "gathers/s")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1e3, "p99-µs")
+	reportCPU(b, cpu)
+}
+
+// reportCPU reports cpu-µs/op: the whole process's CPU time over b.N ops
+// (see processCPU), unless it was not measured.
+func reportCPU(b *testing.B, cpu time.Duration) {
+	if cpu > 0 {
+		b.ReportMetric(float64(cpu.Nanoseconds())/1e3/float64(b.N), "cpu-µs/op")
+	}
 }
 
 // BenchmarkScale times one gather of M replies from M responders per op and
 // reports ns/reply. floor is the same exchange without a gather library:
 // one request published on nc with a plain subscription (counting in its
 // handler) as reply subject, waiting for the M-th message: what M
-// responders and one connection's read loop cost by themselves.
+// responders and one connection's read loop cost by themselves. It also
+// reports cpu-ns/reply, the whole process's CPU time per reply (see
+// BenchmarkConcurrent).
 //
 //	go test -run '^$' -bench Scale -benchtime 20x -count 5 ./multireply
 func BenchmarkScale(b *testing.B) {
@@ -228,12 +252,17 @@ func BenchmarkScale(b *testing.B) {
 					}
 				}
 				b.ReportAllocs()
+				cpu0 := processCPU()
 				for b.Loop() {
 					if err := op(); err != nil {
 						b.Fatal(err)
 					}
 				}
+				cpu := processCPU() - cpu0
 				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*m), "ns/reply")
+				if cpu > 0 {
+					b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N*m), "cpu-ns/reply")
+				}
 			})
 		}
 	}
@@ -275,6 +304,17 @@ func BenchmarkIdle(b *testing.B) {
 				require.NoError(b, err)
 				b.Cleanup(func() { _ = release() })
 			}
+			// The runtime keeps the descriptor (g) of every goroutine that
+			// has ended, for reuse: start and end as many goroutines as
+			// there will be gathers first, so that the first variant run
+			// does not pay for descriptors the later ones reuse.
+			var warm sync.WaitGroup
+			release := make(chan struct{})
+			for range gathers {
+				warm.Go(func() { <-release })
+			}
+			close(release)
+			warm.Wait()
 			var heap, routines float64
 			for b.Loop() {
 				seen.Store(0)
@@ -299,6 +339,10 @@ func BenchmarkIdle(b *testing.B) {
 				case <-time.After(30 * time.Second):
 					b.Fatalf("the responder saw %d of %d requests", seen.Load(), gathers)
 				}
+				// A request seen by the responder may come from a goroutine
+				// not yet waiting for its reply (runnable, or queued on a
+				// lock), which holds less than a waiting one.
+				waitParked(b, gathers)
 				runtime.GC()
 				runtime.ReadMemStats(&ms)
 				heap += float64(int64(ms.HeapAlloc)-int64(heap0)) / float64(gathers)
@@ -310,4 +354,28 @@ func BenchmarkIdle(b *testing.B) {
 			b.ReportMetric(routines/float64(b.N), "goroutines/gather")
 		})
 	}
+}
+
+// waitParked waits, up to 30 s, until n goroutines started by BenchmarkIdle
+// are parked in a select or a channel receive: every gather is then waiting
+// for its reply or its deadline, as BenchmarkIdle means to measure. It polls
+// the goroutines' stacks every 10 ms (nothing signals a goroutine's park).
+func waitParked(b *testing.B, n int) {
+	b.Helper()
+	buf := make([]byte, 64<<20)
+	parked := 0
+	for range 3000 {
+		parked = 0
+		for g := range strings.SplitSeq(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+			head, _, _ := strings.Cut(g, "\n")
+			if (strings.Contains(head, "[select") || strings.Contains(head, "[chan receive")) && strings.Contains(g, "BenchmarkIdle.func") {
+				parked++
+			}
+		}
+		if parked >= n {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	b.Fatalf("%d of %d gathers waiting after 30 s", parked, n)
 }

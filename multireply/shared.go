@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -421,13 +422,12 @@ func (m *Mux) deregister(q *queue) (dropped, unread int) {
 // reply subject, yield the replies routed to the token until a stop
 // condition, and deregister the token on every way out.
 func (m *Mux) Stream(ctx context.Context, subject string, data []byte, opts ...Option) (*Stream, error) {
-	q, err := m.newQueue(ctx, subject, data, opts)
+	c, err := m.config(ctx, subject, data, opts)
 	if err != nil {
 		return nil, err
 	}
 	return newStream(func(yield func(Reply) bool) (Result, error) {
-		defer q.release()
-		return m.run(ctx, q, subject, data, yield)
+		return m.run(ctx, c, subject, data, yield)
 	}), nil
 }
 
@@ -435,16 +435,22 @@ func (m *Mux) Stream(ctx context.Context, subject string, data []byte, opts ...O
 // Stream, without the Stream, its iterator and their closures (a gather
 // that returns in tens of µs pays for each allocation).
 func (m *Mux) gather(ctx context.Context, subject string, data []byte, opts []Option) (Result, error) {
-	q, err := m.newQueue(ctx, subject, data, opts)
+	c, err := m.config(ctx, subject, data, opts)
 	if err != nil {
 		return Result{}, err
 	}
-	defer q.release()
+	// Room for MaxReplies replies at once, up to maxPrealloc: growing the
+	// slice by doubling cost a gather of 1,000 replies 87 KB and 10 copies.
 	var replies []Reply
-	if q.c.max > 0 && q.c.max <= 64 {
-		replies = make([]Reply, 0, q.c.max) // one allocation for the usual small gather
+	if c.max > 0 {
+		replies = make([]Reply, 0, min(c.max, maxPrealloc))
 	}
-	res, err := m.run(ctx, q, subject, data, func(r Reply) bool {
+	res, err := m.run(ctx, c, subject, data, func(r Reply) bool {
+		if len(replies) == cap(replies) && c.max > len(replies) {
+			// Double toward MaxReplies: append grows a slice this large
+			// by only 1.25x (7 copies, 1 MB from 1,024 to 5,000 replies).
+			replies = slices.Grow(replies, min(c.max, 2*len(replies))-len(replies))
+		}
 		replies = append(replies, r)
 		return true
 	})
@@ -452,31 +458,42 @@ func (m *Mux) gather(ctx context.Context, subject string, data []byte, opts []Op
 	return res, err
 }
 
-// newQueue takes a gather's state from the pool and resolves opts into it.
-func (m *Mux) newQueue(ctx context.Context, subject string, data []byte, opts []Option) (*queue, error) {
+// maxPrealloc bounds the replies gather makes room for before any arrives
+// (40 KB): MaxReplies is an upper bound, and a gather may get far fewer.
+const maxPrealloc = 1024
+
+// config resolves opts into a gather's config, returned by value: the
+// gather keeps it on its own stack, so that an idle gather holds no heap
+// for it. An Option is a func(*config), so the config it is applied to
+// escapes to the heap: that one comes from configPool and goes back at once.
+func (m *Mux) config(ctx context.Context, subject string, data []byte, opts []Option) (config, error) {
 	var nc *nats.Conn
 	if m != nil {
 		nc = m.nc
 	}
-	q := queuePool.Get().(*queue)
-	if err := q.c.resolve(ctx, nc, subject, data, opts); err != nil {
-		queuePool.Put(q)
-		return nil, err
-	}
-	return q, nil
+	p := configPool.Get().(*config)
+	err := p.resolve(ctx, nc, subject, data, opts)
+	c := *p
+	*p = config{} // hold no caller's sentinel or header in the pool
+	configPool.Put(p)
+	return c, err
 }
 
-// run is one gather on q: register a token, publish, collect.
-func (m *Mux) run(ctx context.Context, q *queue, subject string, data []byte, yield func(Reply) bool) (Result, error) {
-	c := &q.c
-	start, deadline, err := begin(ctx, c)
+var configPool = sync.Pool{New: func() any { return new(config) }}
+
+// run is one gather with config c (a copy on run's stack): take a pooled
+// state, register a token, publish, collect.
+func (m *Mux) run(ctx context.Context, c config, subject string, data []byte, yield func(Reply) bool) (Result, error) {
+	start, deadline, err := begin(ctx, &c)
 	if err != nil {
 		return notSent(subject, "before the request", start, deadline, err)
 	}
+	q := newQueue(&c)
+	defer q.release()
 
 	// A token of its own routes this gather's replies to its queue;
 	// registered before publishing, so no reply can come too early.
-	q.ctx, q.deadline = ctx, deadline
+	q.ctx = ctx
 	q.subject = subject
 	if err := m.register(q); err != nil {
 		return notSent(subject, "register", start, deadline, err)
@@ -499,7 +516,7 @@ func (m *Mux) run(ctx context.Context, q *queue, subject string, data []byte, yi
 		q.finish()
 		return notSent(subject, "publish", start, deadline, err)
 	}
-	return collect(ctx, c, start, deadline, q, subject, yield)
+	return collect(ctx, &c, start, deadline, q, subject, yield)
 }
 
 // flushTimeout bounds the flushes that make subscriptions known: the
@@ -511,44 +528,69 @@ func flushTimeout(nc *nats.Conn) time.Duration {
 	return nats.DefaultTimeout
 }
 
-// queue is one gather's state on a Mux: its resolved options, its token and
-// reply subject, and the replies between the Mux's handler and the gather's
-// consumer (a slice guarded by a mutex, a one-slot signal channel to wake
-// the consumer, and a limit past which replies are dropped). It comes from
-// queuePool and goes back once the gather has deregistered (release): from
-// then on the Mux never touches it (route and fail reach it only through
-// m.gathers, under m.mu), so a reused state never sees another gather's
-// reply.
+// queue is one gather's state on a Mux: its token and reply subject, and
+// the replies between the Mux's handler and the gather's consumer (a
+// backlog guarded by a mutex, a one-slot signal channel to wake the
+// consumer, and a limit past which replies are dropped). It holds only
+// what an idle gather needs (112 B, a size class of its own): the gather's
+// options stay on its goroutine's stack (see Mux.config), and the backlog
+// comes with the first reply. It comes from queuePool and goes back once
+// the gather has deregistered (release): from then on the Mux never
+// touches it (route and fail reach it only through m.gathers, under m.mu),
+// so a reused state never sees another gather's reply.
 type queue struct {
-	c          config          // the gather's options, resolved once
-	mux        *Mux            // set by register
-	reply      string          // "<inbox>.<token>"
-	subject    string          // the request's: a denied publish names it
-	ctx        context.Context // the caller's
-	deadline   time.Time
-	mu         sync.Mutex
-	msgs       []*nats.Msg
-	first      [2]*nats.Msg // msgs' first backing array: no allocation while the consumer keeps up
-	head       int
-	bytes      int // payload and header bytes in msgs[head:]
-	drop       int
-	err        error
-	signal     chan struct{}
-	timer      *time.Timer
-	ended      bool // finish has deregistered it
-	endDropped int
-	endUnread  int
+	mux     *Mux            // set by register, cleared by finish
+	reply   string          // "<inbox>.<token>"
+	subject string          // the request's: a denied publish names it
+	ctx     context.Context // the caller's
+	limits  *limits         // the gather's PendingLimits
+	signal  chan struct{}
+	timer   *time.Timer
+	mu      sync.Mutex
+	in      *backlog // nil until the first reply
+	err     error
 }
+
+// backlog is the replies a gather has received and not yet read. The
+// first push takes one from backlogPool: a gather waiting for its first
+// reply holds none (48 B less per idle gather). msgs keeps its backing
+// array across reuse up to backlogKeep slots (128 B), so a gather whose
+// consumer is at most that far behind allocates nothing for it.
+type backlog struct {
+	msgs  []*nats.Msg
+	head  int
+	bytes int // payload and header bytes in msgs[head:]
+	drop  int
+}
+
+const backlogKeep = 16
+
+var backlogPool = sync.Pool{New: func() any { return new(backlog) }}
 
 // queuePool keeps gathers' states, with their signal channel and timer, for
 // reuse: a gather that returns in tens of µs should not allocate them (the
 // queue, its channel, its timer and its config were 4 of the 12.5
 // allocations per gather before).
 var queuePool = sync.Pool{New: func() any {
-	q := &queue{signal: make(chan struct{}, 1)}
-	q.msgs = q.first[:0]
-	return q
+	return &queue{signal: make(chan struct{}, 1)}
 }}
+
+// limits is what a gather may hold for its consumer before it drops
+// replies. A queue points to defaultLimits unless the gather has its own:
+// 8 B in each idle gather's state rather than 16.
+type limits struct{ msgs, bytes int }
+
+var defaultLimits = limits{msgs: DefaultPendingMsgs, bytes: DefaultPendingBytes}
+
+// newQueue takes a gather's state from the pool, with c's pending limits.
+func newQueue(c *config) *queue {
+	q := queuePool.Get().(*queue)
+	q.limits = &defaultLimits
+	if c.pendingMsgs != DefaultPendingMsgs || c.pendingBytes != DefaultPendingBytes {
+		q.limits = &limits{msgs: c.pendingMsgs, bytes: c.pendingBytes} // the one allocation PendingLimits costs
+	}
+	return q
+}
 
 // release returns q to the pool, cleared, once its gather has deregistered
 // (or never registered). Since Go 1.23 a stopped timer's channel holds no
@@ -561,9 +603,16 @@ func (q *queue) release() {
 	case <-q.signal:
 	default:
 	}
-	clear(q.first[:])
+	if b := q.in; b != nil {
+		msgs := b.msgs[:cap(b.msgs)]
+		clear(msgs) // hold no reply in the pool
+		if len(msgs) > backlogKeep {
+			msgs = nil
+		}
+		*b = backlog{msgs: msgs[:0]}
+		backlogPool.Put(b)
+	}
 	*q = queue{signal: q.signal, timer: q.timer}
-	q.msgs = q.first[:0]
 	queuePool.Put(q)
 }
 
@@ -578,13 +627,17 @@ func size(m *nats.Msg) int {
 func (q *queue) push(m *nats.Msg) {
 	n := size(m)
 	q.mu.Lock()
-	if len(q.msgs)-q.head >= q.c.pendingMsgs || q.bytes+n > q.c.pendingBytes {
-		q.drop++
+	if q.in == nil {
+		q.in = backlogPool.Get().(*backlog)
+	}
+	b := q.in
+	if len(b.msgs)-b.head >= q.limits.msgs || b.bytes+n > q.limits.bytes {
+		b.drop++
 		q.mu.Unlock()
 		return
 	}
-	q.msgs = append(q.msgs, m)
-	q.bytes += n
+	b.msgs = append(b.msgs, m)
+	b.bytes += n
 	q.mu.Unlock()
 	q.wake()
 }
@@ -610,13 +663,13 @@ func (q *queue) wake() {
 func (q *queue) pop() (*nats.Msg, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.head < len(q.msgs) {
-		m := q.msgs[q.head]
-		q.msgs[q.head] = nil
-		q.head++
-		q.bytes -= size(m)
-		if q.head == len(q.msgs) {
-			q.msgs, q.head = q.msgs[:0], 0
+	if b := q.in; b != nil && b.head < len(b.msgs) {
+		m := b.msgs[b.head]
+		b.msgs[b.head] = nil
+		b.head++
+		b.bytes -= size(m)
+		if b.head == len(b.msgs) {
+			b.msgs, b.head = b.msgs[:0], 0
 		}
 		return m, nil
 	}
@@ -625,14 +678,13 @@ func (q *queue) pop() (*nats.Msg, error) {
 
 func (q *queue) next(until time.Time) (*nats.Msg, error) {
 	for {
-		// The deadline and a cancel apply to replies already queued too: a
-		// consumer that fell behind does not stretch the gather. A queued
-		// reply arrived within the stall gap, however late it is taken.
+		// A cancel applies to replies already queued too; so does the
+		// deadline, which collect checks against the clock for each reply
+		// it takes (as for the inbox variant): a consumer that fell behind
+		// does not stretch the gather. A queued reply arrived within the
+		// stall gap, however late it is taken.
 		if err := q.ctx.Err(); err != nil {
 			return nil, err
-		}
-		if !time.Now().Before(q.deadline) {
-			return nil, context.DeadlineExceeded
 		}
 		if m, err := q.pop(); m != nil || err != nil {
 			return m, err
@@ -672,14 +724,20 @@ func (q *queue) next(until time.Time) (*nats.Msg, error) {
 func (q *queue) counts() (dropped, unread int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.drop, len(q.msgs) - q.head
+	if b := q.in; b != nil {
+		return b.drop, len(b.msgs) - b.head
+	}
+	return 0, 0
 }
 
-// finish deregisters the gather (once) and returns its final counts.
+// finish deregisters the gather and returns its final counts. Only the
+// first call acts (it clears q.mux); later ones return zeros, which collect
+// does not use.
 func (q *queue) finish() (dropped, unread int) {
-	if !q.ended && q.mux != nil {
-		q.ended = true
-		q.endDropped, q.endUnread = q.mux.deregister(q)
+	if q.mux == nil {
+		return 0, 0
 	}
-	return q.endDropped, q.endUnread
+	dropped, unread = q.mux.deregister(q)
+	q.mux = nil
+	return dropped, unread
 }

@@ -110,8 +110,9 @@ type inbox interface {
 	next(until time.Time) (*nats.Msg, error)
 	// finish ends the gather's subscription or token and returns how many
 	// replies were dropped for it and how many were left unread. It acts
-	// once, before the Result is made (later calls return the same counts), so a reply that comes later
-	// is not the gather's any more (the Mux counts it in Late).
+	// once, before the Result is made (what later calls return is not
+	// used), so a reply that comes later is not the gather's any more (the
+	// Mux counts it in Late).
 	finish() (dropped, unread int)
 }
 
