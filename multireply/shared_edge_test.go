@@ -54,7 +54,7 @@ func startReloadable(t *testing.T, perms *server.Permissions) (url func(user str
 // publish violations, so the Mux goes on as if subscribed: every later
 // gather is sent, answered by the responders, and ends at its deadline
 // with no reply and no error ("0 replies, stopped: deadline"), the silence
-// issue 9 was filed against. It should end (within a round trip, or at
+// this test guards against. It should end (within a round trip, or at
 // once for a gather started later) with an error wrapping
 // nats.ErrPermissionViolation that names the inbox, as NewMux's does.
 // The inbox and natsext variants subscribe (checked) per gather, so they

@@ -346,7 +346,7 @@ func TestStressVariants(t *testing.T) {
 	}
 }
 
-// Issue 11.2's setup: one responder sends a burst of 40 replies to each
+// One responder sends a burst of 40 replies to each
 // request and the gathers use PendingLimits of 1 or 2, so replies are
 // dropped while, and after, gathers end. Every reply is counted exactly
 // once: handed out, skipped, dropped or late.

@@ -65,7 +65,7 @@ func checkSent(tb testing.TB, r *Result, sent int64) {
 		"responders sent %d replies; the requester counted %d + %d duplicate + %d late", sent, r.Replies, r.Duplicates, r.Late)
 }
 
-// TestRetryCreditsFirstReplies is issue 11.1's setup: one request, two queue
+// TestRetryCreditsFirstReplies runs one request to two queue
 // groups (two replies wanted), retry on; group A answers every attempt,
 // group B skips the first, as a member that died would. Group A has then
 // answered the request twice: both its replies are counted and credited,
@@ -189,7 +189,7 @@ func TestErrorReplyHeaders(t *testing.T) {
 }
 
 // TestNoHeaderSupport runs members on a server without header support
-// (issue 7.7): plain replies carry no headers and work; an error reply
+// (no_header_support): plain replies carry no headers and work; an error reply
 // cannot be sent, so the member says so on its log and sends nothing, and
 // the requester counts a timeout, never a success. Without headers there is
 // no no-responders status either: a request to nobody times out.

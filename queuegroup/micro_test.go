@@ -19,7 +19,7 @@ func instanceIDs(instances []*Instance) []string {
 	return ids
 }
 
-// TestMicroStatsEveryInstance is issue 7.5: `-demo micro -request` read
+// TestMicroStatsEveryInstance guards a past fault: `-demo micro -request` read
 // $SRV.STATS only until -workers instances had answered. Two -serve
 // programs run 3 and 2 instances, whose names clash (each has an
 // instance-1 and an instance-2); a -request with -workers 1 must list all

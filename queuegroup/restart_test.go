@@ -18,7 +18,7 @@ import (
 	"reqreply/internal/testserver"
 )
 
-// Issue 7.3: a server that goes away mid-run. The requests made while the
+// A server that goes away mid-run. The requests made while the
 // requester is disconnected end within their timeout and are counted (the
 // run never stalls), and a connection that closes for good ends the run at
 // once with the counts so far.

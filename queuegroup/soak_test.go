@@ -19,7 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// The soak (issue 7, Load): requests through a queue group and
+// The soak (Load): requests through a queue group and
 // scatter-gathers at the same time, on one server, with members drained
 // and added while the requests flow. It must end with zero lost, zero
 // duplicated and zero wrong replies, each reply matched to its request.

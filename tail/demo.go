@@ -182,7 +182,7 @@ func fastP99(r *Row) (time.Duration, bool) {
 	return Percentile(all, 99), true
 }
 
-// writeTargets checks the targets against the measured rows and
+// writeTargets checks the demo's targets against the measured rows and
 // says, for each, met or not, with the figures.
 func writeTargets(w io.Writer, tables []*Table, rt *RestartTable) {
 	fmt.Fprintln(w, "\ntargets (measured on this run, on a machine shared with other work):")

@@ -16,7 +16,7 @@ import (
 	"reqreply/internal/cli"
 )
 
-// Defaults of the demo, as the issue sets the load: 3 members, a few
+// Defaults of the demo's load: 3 members, a few
 // thousand requests, 16 in flight.
 const (
 	DefaultMembers     = 3
