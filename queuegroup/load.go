@@ -42,7 +42,7 @@ import (
 // Exact (the "verified" line) holds only when each request was answered by
 // exactly the replies it waits for, counting every attempt: a reply that came
 // in time for the first attempt of a request that was then retried counts,
-// so a retry that makes one replier answer the same request twice shows up
+// so a retry that makes one responder answer the same request twice shows up
 // in Repeated and the run is not exact.
 
 // DefaultTimeout is how long a request waits for its reply unless told: 1 s.
@@ -148,7 +148,7 @@ type Result struct {
 	// Elapsed is the time from the first request sent to the last answered
 	// or timed out.
 	Elapsed time.Duration
-	// Members is what each replier did, in order of first reply.
+	// Members is what each responder did, in order of first reply.
 	Members []*MemberStats
 	// PerRequest[i] lists, for request number i+1, the members whose
 	// replies counted, over every attempt, in order of arrival. Filled
@@ -157,7 +157,7 @@ type Result struct {
 	PerRequest [][]string
 }
 
-// MemberStats is one replier's share of a load run.
+// MemberStats is one responder's share of a load run.
 type MemberStats struct {
 	// Name is the reply's payload: the member's name.
 	Name string

@@ -41,7 +41,7 @@ func TestLoad(t *testing.T) {
 		{name: "more in flight than requests", members: 3,
 			cfg:  LoadConfig{Requests: 10, Concurrency: 64},
 			want: Result{Requests: 10, Answered: 10}},
-		{name: "two plain repliers: every request answered twice", plain: 2,
+		{name: "two plain responders: every request answered twice", plain: 2,
 			cfg:  LoadConfig{Requests: 20, Concurrency: 4},
 			want: Result{Requests: 20, Answered: 20, Duplicates: 20}},
 		{name: "silent member: timeouts are counted, not errors", silent: true,

@@ -23,7 +23,7 @@ var ErrNotVerified = errors.New("not every request was answered exactly once")
 const barWidth = 40
 
 // countsOf returns the replies counted for each of names, in that order;
-// with others, followed by any replier not in names (a member started
+// with others, followed by any responder not in names (a member started
 // elsewhere, as with -request), sorted by name. Members that sent nothing
 // count 0: they are part of the split.
 func countsOf(r *Result, names []string, others bool) (order []string, counts []int) {
