@@ -323,7 +323,10 @@ func TestProbeLateAnswerIsNoDelay(t *testing.T) {
 // TestProbesForManyPlainSubscribers: plain subscribers all answer every
 // probe; probing again at once for each new name among those answers cost
 // one probe per responder, each answered by all of them (a million answers
-// for 1,000 responders). A wait for 300 of them takes a few probes.
+// for 1,000 responders). A wait for 300 of them now takes a few probes on
+// a quiet machine; on a loaded one, pauses that end before the answers
+// are read add probes (133 with two busy loops), so the bound is one
+// probe per responder, which the old loop reached even on a quiet one.
 func TestProbesForManyPlainSubscribers(t *testing.T) {
 	srv := testserver.New(t)
 	const n = 300
@@ -344,5 +347,5 @@ func TestProbesForManyPlainSubscribers(t *testing.T) {
 	p, err := AwaitResponders(context.Background(), nc, "svc", AllOf(names...), time.Minute)
 	require.NoError(t, err)
 	assert.Len(t, p.Seen, n)
-	assert.Less(t, p.Probes, n/3, "one probe per new name: %s", p)
+	assert.Less(t, p.Probes, n, "one probe per new name: %s", p)
 }
