@@ -88,16 +88,6 @@ type Placed struct {
 	serverID string
 }
 
-// connectOn connects role, playing part, on node i of env: with several
-// nodes, there (Env.ConnectNode, which prints where); on one, as part's
-// user (Env.ConnectAs: -secure has one server, and its users).
-func connectOn(env *cli.Env, part cli.Part, role string, i int) (*nats.Conn, error) {
-	if len(env.Nodes()) > 1 {
-		return env.ConnectNode(role, i)
-	}
-	return env.ConnectAs(part, role)
-}
-
 // serveDemo starts cfg's demo responders, each on a connection of its own
 // (shared beyond MaxResponderConns), connection k on node
 // env.ResponderNode(k): round-robin over the nodes. One responder per
@@ -120,7 +110,7 @@ func serveDemo(ctx context.Context, env *cli.Env, cfg Config) ([]Placed, error) 
 			role = fmt.Sprintf("responders-%d", k+1)
 		}
 		node := env.ResponderNode(k)
-		nc, err := connectOn(env, cli.Responder, role, node)
+		nc, err := env.ConnectNodeAs(cli.Responder, role, node)
 		if err != nil {
 			return nil, err
 		}

@@ -105,7 +105,7 @@ func TestOneProbeAnswerPerServer(t *testing.T) {
 			cfg := Config{Responders: 250, Seed: 1}
 			placed, err := serveDemo(ctx, env, cfg)
 			require.NoError(t, err)
-			nc, err := connectOn(env, cli.Requester, "requester", env.RequesterNode())
+			nc, err := env.ConnectNodeAs(cli.Requester, "requester", env.RequesterNode())
 			require.NoError(t, err)
 			t.Cleanup(nc.Close)
 			if needProbe(placed, nc) {

@@ -171,7 +171,7 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 
 	// The requester: the chosen variant on its own connection, on another
 	// node than the first responder's when there are several.
-	nc, err := connectOn(env, cli.Requester, "requester", env.RequesterNode())
+	nc, err := env.ConnectNodeAs(cli.Requester, "requester", env.RequesterNode())
 	if err != nil {
 		return err
 	}
@@ -260,7 +260,7 @@ func whereFunc(env *cli.Env, cfg Config, placed []Placed) func(responder string)
 // connectVariant opens a connection for role and makes the named variant on
 // it; release frees the variant (the connection is env's to drain).
 func connectVariant(env *cli.Env, role, variant string) (Variant, func() error, error) {
-	nc, err := connectOn(env, cli.Requester, role, env.RequesterNode())
+	nc, err := env.ConnectNodeAs(cli.Requester, role, env.RequesterNode())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -293,7 +293,7 @@ func runDiscover(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) err
 	if cfg.Mode.Serves() {
 		var conns []*nats.Conn
 		for i := range 3 {
-			nc, err := connectOn(env, cli.Responder, fmt.Sprintf("%s-%d", DiscoverService, i+1), env.ResponderNode(i))
+			nc, err := env.ConnectNodeAs(cli.Responder, fmt.Sprintf("%s-%d", DiscoverService, i+1), env.ResponderNode(i))
 			if err != nil {
 				return err
 			}

@@ -147,7 +147,7 @@ func StartMember(env *cli.Env, name string, opts MemberOptions) (*Member, error)
 	if opts.Slow < 0 || opts.Stall < 0 || !(opts.StallRate >= 0 && opts.StallRate <= 1) || opts.Admit < 0 || opts.Workers < 0 {
 		return nil, fmt.Errorf("member %s: options %+v out of range: %w", name, opts, nats.ErrInvalidArg)
 	}
-	nc, err := connect(env, cli.Responder, name, opts.Node)
+	nc, err := env.ConnectNodeAs(cli.Responder, name, opts.Node)
 	if err != nil {
 		return nil, err
 	}

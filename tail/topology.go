@@ -37,23 +37,10 @@ import (
 // its caller gave up long before (-timeout, 100 ms by default).
 var Lockdown = cli.Lockdown{Service: []string{Subject}, MaxReplies: 1}
 
-// connect connects a connection playing part in the request-reply, named
-// role, on node (an index into env.Nodes()): cli.Env.ConnectNode, which
-// names the node on stderr, when the Env has several nodes; otherwise
-// cli.Env.ConnectAs, which under -secure connects as the part's user with
-// its inbox prefix (-secure runs on one server: -cluster with -secure is
-// refused). Errors are theirs.
-func connect(env *cli.Env, part cli.Part, role string, node int) (*nats.Conn, error) {
-	if len(env.Nodes()) > 1 {
-		return env.ConnectNode(role, node)
-	}
-	return env.ConnectAs(part, role)
-}
-
 // connectRequester connects the requester on env.RequesterNode(): another
 // node than member-1's when there are several.
 func connectRequester(env *cli.Env) (*nats.Conn, error) {
-	return connect(env, cli.Requester, "requester", env.RequesterNode())
+	return env.ConnectNodeAs(cli.Requester, "requester", env.RequesterNode())
 }
 
 // memberNode is the node of member i (1-based): round-robin over the nodes
