@@ -72,7 +72,7 @@ func (cfg *Config) Check() error {
 // request the requester waits until the greeter's interest is visible from
 // its own server, and before the second until that interest is gone from
 // it (awaitResponder, awaitNoResponders: readiness probes bounded by
-// setupTimeout); with -silent, before the last, until the silent
+// cli.SetupTimeout); with -silent, before the last, until the silent
 // subscriber's interest is visible. A wait that had to wait writes one
 // "interest: waited ..." line.
 //

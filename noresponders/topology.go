@@ -28,15 +28,6 @@ const (
 	SilentProbeName = "silent"
 )
 
-// setupTimeout bounds a wait for interest to arrive or to go: the request
-// timeout, but at least nats.DefaultTimeout (2 s), so that a short -timeout
-// meant for the requests does not cut short a wait that a loaded machine
-// makes longer. Nobody serving still ends a wait for interest after
-// cli.ProbeNoRespondersFor (500 ms).
-func setupTimeout(timeout time.Duration) time.Duration {
-	return max(timeout, nats.DefaultTimeout)
-}
-
 // On one server the greeter's flush is enough: its subscription is there
 // before the requester connects, and its UNSUB, read before its reply, is
 // gone by the time the reply arrives. On a cluster (-cluster N, or NATS_URL
@@ -50,7 +41,7 @@ func setupTimeout(timeout time.Duration) time.Duration {
 // requests (the greeter does not drain for one).
 
 // awaitResponder waits, with readiness probes from nc on subject bounded
-// by setupTimeout(timeout), until someone answers one: who's interest has
+// by cli.SetupTimeout(timeout), until someone answers one: who's interest has
 // reached nc's server. When the wait was for interest (a probe got no
 // responders) it writes one line to w: how long, and what the probes saw. A wait
 // that ends with no responders or a timeout is not the run's error: the
@@ -60,7 +51,7 @@ func setupTimeout(timeout time.Duration) time.Duration {
 // denial (nats.ErrPermissionViolation and cli.ErrDenied), ctx's error, a
 // connection error.
 func awaitResponder(ctx context.Context, env *cli.Env, nc *nats.Conn, subject, who string, timeout time.Duration, w io.Writer) error {
-	p, err := cli.AwaitResponders(ctx, nc, subject, cli.AnyResponder(), setupTimeout(timeout))
+	p, err := cli.AwaitResponders(ctx, nc, subject, cli.AnyResponder(), cli.SetupTimeout(timeout))
 	switch {
 	case err == nil:
 		// A probe that got no responders is the requester's server's own
@@ -87,7 +78,7 @@ func awaitResponder(ctx context.Context, env *cli.Env, nc *nats.Conn, subject, w
 }
 
 // awaitNoResponders waits, with readiness probes from nc on subject bounded
-// by setupTimeout(timeout), until nc's server answers one with no
+// by cli.SetupTimeout(timeout), until nc's server answers one with no
 // responders (cli.AwaitNoResponders): the drained greeter's interest is
 // gone from every server, as nc's server sees it, so the next request fails
 // fast. When someone still answered a probe, or, on a cluster, probes went
@@ -98,7 +89,7 @@ func awaitResponder(ctx context.Context, env *cli.Env, nc *nats.Conn, subject, w
 // env's stderr says so. Otherwise the error is the probe's, as for
 // awaitResponder.
 func awaitNoResponders(ctx context.Context, env *cli.Env, nc *nats.Conn, subject string, timeout time.Duration, w io.Writer) error {
-	p, err := cli.AwaitNoResponders(ctx, nc, subject, setupTimeout(timeout))
+	p, err := cli.AwaitNoResponders(ctx, nc, subject, cli.SetupTimeout(timeout))
 	switch {
 	case err == nil:
 		// The last probe got no responders: that ends the wait. It was a

@@ -174,7 +174,7 @@ func runGone(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	// whose member is gone and time out. Wait until a probe gets no
 	// responders: then their interest is gone everywhere the request
 	// could go.
-	p, err := cli.AwaitNoResponders(ctx, nc, Subject, setupTimeout(cfg.Timeout))
+	p, err := cli.AwaitNoResponders(ctx, nc, Subject, cli.SetupTimeout(cfg.Timeout))
 	if err != nil {
 		return fmt.Errorf("waiting for the members' interest to go: %w", err)
 	}

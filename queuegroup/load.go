@@ -370,7 +370,7 @@ func Load(ctx context.Context, nc *nats.Conn, cfg LoadConfig) (*Result, error) {
 	// before the first request goes out, and look for a permissions
 	// violation on this exact subject (cli.SubscribeChecked): an inbox the
 	// server denies ends the run here, before anything is sent.
-	sctx, cancel := context.WithTimeout(rctx, setupTimeout(cfg.Timeout))
+	sctx, cancel := context.WithTimeout(rctx, cli.SetupTimeout(cfg.Timeout))
 	inbox, err := cli.SubscribeChecked(sctx, nc, l.prefix+".*.*", "", func() (*nats.Subscription, error) {
 		sub, err := nc.Subscribe(l.prefix+".*.*", l.onReply)
 		if err != nil {
@@ -440,7 +440,7 @@ func Load(ctx context.Context, nc *nats.Conn, cfg LoadConfig) (*Result, error) {
 	// timeout to work through it; the counts are still worth reporting, so
 	// running out of time here is noted, not an error.
 	if cfg.Settle != nil {
-		sctx, cancel := context.WithTimeout(ctx, setupTimeout(cfg.Timeout)+cli.DrainTimeout)
+		sctx, cancel := context.WithTimeout(ctx, cli.SetupTimeout(cfg.Timeout)+cli.DrainTimeout)
 		err := cfg.Settle(sctx)
 		cancel()
 		switch {
@@ -567,7 +567,7 @@ func (l *loader) publish(n, attempt int, payload []byte) error {
 // connection's protocol in order, so its -ERR comes before the PONG). The
 // run's watch (cli.WatchDenials) then ends the run with it, on nats.go's
 // error-handler goroutine; here the publisher waits for that, at most
-// setupTimeout, when the connection's last error shows a new violation on
+// cli.SetupTimeout, when the connection's last error shows a new violation on
 // a publish to the subject. Had the requests gone on, the server would
 // deny each of them, and a violation arriving after the run had ended
 // would be printed: more lines for one fault. Once one publish is allowed,
@@ -578,7 +578,7 @@ func (l *loader) checkPublish(before error) {
 	if l.nc.Status() != nats.CONNECTED {
 		return
 	}
-	limit := setupTimeout(l.cfg.Timeout)
+	limit := cli.SetupTimeout(l.cfg.Timeout)
 	fctx, cancel := context.WithTimeout(l.ctx, limit)
 	err := l.nc.FlushWithContext(fctx)
 	cancel()
@@ -602,13 +602,6 @@ func (l *loader) checkPublish(before error) {
 
 // retries reports whether a failed or timed-out attempt is sent again.
 func (l *loader) retries(attempt int) bool { return l.cfg.Retry && attempt == 0 }
-
-// setupTimeout bounds the round trips around a run (the inbox's flush,
-// settling the members, reading stats): the request timeout, but never less
-// than nats.go's 2 s connect timeout, so a tiny -timeout does not fail them.
-func setupTimeout(timeout time.Duration) time.Duration {
-	return max(timeout, nats.DefaultTimeout)
-}
 
 // done ends a request for good: its token goes back to the window, and the
 // last one closes allDone.

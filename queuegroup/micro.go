@@ -320,7 +320,7 @@ func runMicro(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error 
 		// reset.
 		want = cli.AllOf(all...).Settled()
 	}
-	p, err := cli.AwaitResponders(ctx, nc, MicroSubject, want, setupTimeout(cfg.Timeout))
+	p, err := cli.AwaitResponders(ctx, nc, MicroSubject, want, cli.SetupTimeout(cfg.Timeout))
 	if err != nil {
 		return fmt.Errorf("waiting for the instances' interest: %w", err)
 	}
@@ -371,7 +371,7 @@ func runMicro(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error 
 	for _, in := range instances {
 		ids = append(ids, in.ID())
 	}
-	stats, err := ReadStats(ctx, nc, ids, setupTimeout(cfg.Timeout))
+	stats, err := ReadStats(ctx, nc, ids, cli.SetupTimeout(cfg.Timeout))
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"reqreply/internal/cli"
 )
 
 // instanceIDs returns the instances' micro ids.
@@ -67,7 +69,7 @@ func TestReadStatsExpect(t *testing.T) {
 	}()
 	nc, err := env.Connect("requester")
 	require.NoError(t, err)
-	stats, err := ReadStats(context.Background(), nc, instanceIDs(instances), setupTimeout(0))
+	stats, err := ReadStats(context.Background(), nc, instanceIDs(instances), cli.SetupTimeout(0))
 	require.NoError(t, err)
 	require.Len(t, stats, 2)
 	assert.ElementsMatch(t, instanceIDs(instances), []string{stats[0].ID, stats[1].ID})

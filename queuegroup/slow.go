@@ -119,7 +119,7 @@ func slowRow(ctx context.Context, env *cli.Env, nc *nats.Conn, cfg Config) (*Res
 	// The next row's group starts clean: once a probe gets no responders,
 	// the drained members' interest has left the requester's node too, and
 	// no request of the next row can be routed to where they were.
-	if _, err := cli.AwaitNoResponders(ctx, nc, Subject, setupTimeout(cfg.Timeout)); err != nil {
+	if _, err := cli.AwaitNoResponders(ctx, nc, Subject, cli.SetupTimeout(cfg.Timeout)); err != nil {
 		return nil, err
 	}
 	return res, nil

@@ -27,12 +27,12 @@ func connectRequester(env *cli.Env) (*nats.Conn, error) {
 }
 
 // awaitMembers waits, with readiness probes from nc bounded by
-// setupTimeout(cfg.Timeout), until want is met, and writes one line when
+// cli.SetupTimeout(cfg.Timeout), until want is met, and writes one line when
 // that was a wait for interest (showWait): how long, and who answered. The
 // error is cli.AwaitResponders': it wraps nats.ErrNoResponders or
 // nats.ErrTimeout when the interest did not come in time.
 func awaitMembers(ctx context.Context, env *cli.Env, w io.Writer, nc *nats.Conn, cfg Config, want cli.Want) error {
-	p, err := cli.AwaitResponders(ctx, nc, Subject, want, setupTimeout(cfg.Timeout))
+	p, err := cli.AwaitResponders(ctx, nc, Subject, want, cli.SetupTimeout(cfg.Timeout))
 	if err != nil {
 		return fmt.Errorf("waiting for the members' interest: %w", err)
 	}

@@ -61,7 +61,7 @@ func (cfg *Config) Check() error {
 // to w names each one's node ("nodes: greeter on node-1, requester on
 // node-2"). Before the first request, the requester waits until the
 // greeter's interest is visible from its own server (awaitGreeter: readiness
-// probes, bounded by setupTimeout) and writes how long that took when it
+// probes, bounded by cli.SetupTimeout) and writes how long that took when it
 // had to wait ("interest: waited ..."). A denied probe ends the run with
 // the denial.
 //

@@ -22,15 +22,6 @@ import (
 // "greeter".
 const ProbeName = "greeter"
 
-// setupTimeout bounds the wait for the greeter's interest: the request
-// timeout, but at least nats.DefaultTimeout (2 s), so that a short -timeout
-// meant for the requests does not cut short a wait that a loaded machine
-// makes longer. Nobody serving still ends the wait after
-// cli.ProbeNoRespondersFor (500 ms).
-func setupTimeout(timeout time.Duration) time.Duration {
-	return max(timeout, nats.DefaultTimeout)
-}
-
 // On one server the greeter's flush is enough: its subscription is there
 // before the requester connects. On a cluster (-cluster N, or NATS_URL
 // listing several servers) the requester's server learns of it
@@ -41,7 +32,7 @@ func setupTimeout(timeout time.Duration) time.Duration {
 // greeting anyone.
 
 // awaitGreeter waits, with readiness probes from nc on subject bounded by
-// setupTimeout(timeout), until someone answers one: the greeter's interest
+// cli.SetupTimeout(timeout), until someone answers one: the greeter's interest
 // has reached nc's server. When the wait was for interest (see
 // waitedForInterest) it writes one line to w: how long, and what the
 // probes saw. A wait that ends with no responders or a timeout is not the
@@ -52,7 +43,7 @@ func setupTimeout(timeout time.Duration) time.Duration {
 // the probe's otherwise: a denial (nats.ErrPermissionViolation and
 // cli.ErrDenied), ctx's error, a connection error.
 func awaitGreeter(ctx context.Context, env *cli.Env, nc *nats.Conn, subject string, timeout time.Duration, w io.Writer) error {
-	p, err := cli.AwaitResponders(ctx, nc, subject, cli.AnyResponder(), setupTimeout(timeout))
+	p, err := cli.AwaitResponders(ctx, nc, subject, cli.AnyResponder(), cli.SetupTimeout(timeout))
 	switch {
 	case err == nil:
 		if waitedForInterest(p) {

@@ -208,7 +208,7 @@ func (c *Client) onDenied(subject string, w *subjectWatch, err error) {
 }
 
 // Await waits with readiness probes from the client's connection until
-// want is met on subject (awaitMembers: bounded by probeTimeout(timeout),
+// want is met on subject (awaitMembers: bounded by cli.SetupTimeout(timeout),
 // one line on w when there was a wait), before a load is counted. A
 // publish to subject that the server denies ends it within about one round
 // trip, with the error Request would return (it wraps

@@ -47,16 +47,9 @@ func connectRequester(env *cli.Env) (*nats.Conn, error) {
 // (env.ResponderNode).
 func memberNode(env *cli.Env, i int) int { return env.ResponderNode(i - 1) }
 
-// probeTimeout bounds a wait for interest: the request timeout, and at
-// least nats.DefaultTimeout (2 s), since the demo's 100 ms is a budget for
-// a request, not for interest to cross a route under load.
-func probeTimeout(timeout time.Duration) time.Duration {
-	return max(timeout, nats.DefaultTimeout)
-}
-
 // awaitMembers waits, with readiness probes on subject (Subject, where the
 // members are) from nc (cli.AwaitResponders) bounded by
-// probeTimeout(timeout), until want is met: the members' interest has
+// cli.SetupTimeout(timeout), until want is met: the members' interest has
 // reached nc's server, so no request counted after it gets a
 // spurious no responders. When that took more than the first probes
 // (Probed.Delayed) it writes one line to w, when w is not nil: how long,
@@ -67,7 +60,7 @@ func probeTimeout(timeout time.Duration) time.Duration {
 // names still missing are in it), or is ctx's. Probed is what the probes
 // saw.
 func awaitMembers(ctx context.Context, w io.Writer, nc *nats.Conn, subject string, want cli.Want, timeout time.Duration) (cli.Probed, error) {
-	p, err := cli.AwaitResponders(ctx, nc, subject, want, probeTimeout(timeout))
+	p, err := cli.AwaitResponders(ctx, nc, subject, want, cli.SetupTimeout(timeout))
 	if err != nil {
 		return p, fmt.Errorf("waiting for the members' interest: %w", err)
 	}

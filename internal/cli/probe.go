@@ -188,6 +188,16 @@ func (p Probed) String() string {
 		p.Probes, p.Refused, p.Unanswered, who)
 }
 
+// SetupTimeout bounds the round trips a program makes around its requests
+// (a wait for interest to arrive or to go, a flush, reading stats): the
+// request timeout, but at least nats.DefaultTimeout (2 s), so that a short
+// timeout meant for the requests does not cut short a wait that a loaded
+// machine or a route makes longer. Nobody serving still ends a wait for
+// interest after ProbeNoRespondersFor.
+func SetupTimeout(timeout time.Duration) time.Duration {
+	return max(timeout, nats.DefaultTimeout)
+}
+
 // AwaitResponders probes subject from nc until want is met or timeout
 // passes (by the clock), and returns what it saw. Each probe is a request
 // marked with ProbeHeader and answered by AnswerProbe; answers to earlier
