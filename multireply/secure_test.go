@@ -13,7 +13,6 @@ import (
 
 	"reqreply/internal/cli"
 	"reqreply/internal/cli/clitest"
-	"reqreply/internal/testserver"
 )
 
 // program runs the multireply command line through cli.Exec as main does,
@@ -184,14 +183,7 @@ const deniedTimeout = time.Hour
 // requester's inboxes; a user that may not serve gather.demo fails at its
 // start. A denial is one line and exit 1, never a silent deadline.
 func TestLockedDownConfig(t *testing.T) {
-	passwords := map[string]string{"requester": "req-Pw-1", "responder": "resp-Pw-2", "other": "other-Pw-3"}
-	t.Setenv("REQUESTER_PASSWORD", passwords["requester"])
-	t.Setenv("RESPONDER_PASSWORD", passwords["responder"])
-	t.Setenv("OTHER_PASSWORD", passwords["other"])
-	s := testserver.NewConfigFile(t, "../security/locked-down.conf")
-	as := func(user, prefix string) map[string]string {
-		return map[string]string{"NATS_URL": s.ClientURL(), "NATS_USER": user, "NATS_PASSWORD": passwords[user], "NATS_INBOX_PREFIX": prefix}
-	}
+	passwords, as := clitest.LockedDown(t, "../security/locked-down.conf")
 
 	// The responder half, as the program's -serve runs it, and the micro
 	// service instances of -discover -serve.

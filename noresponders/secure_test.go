@@ -11,7 +11,6 @@ import (
 
 	"reqreply/internal/cli"
 	"reqreply/internal/cli/clitest"
-	"reqreply/internal/testserver"
 )
 
 // program runs the noresponders command line through cli.Exec as main
@@ -45,14 +44,7 @@ func TestSecure(t *testing.T) {
 // documents, as nats-server -c would, and runs the program's halves against
 // it, each as its user, with credentials from the environment.
 func TestLockedDownConfig(t *testing.T) {
-	passwords := map[string]string{"requester": "req-Pw-1", "responder": "resp-Pw-2", "other": "other-Pw-3"}
-	t.Setenv("REQUESTER_PASSWORD", passwords["requester"])
-	t.Setenv("RESPONDER_PASSWORD", passwords["responder"])
-	t.Setenv("OTHER_PASSWORD", passwords["other"])
-	s := testserver.NewConfigFile(t, "../security/locked-down.conf")
-	as := func(user, prefix string) map[string]string {
-		return map[string]string{"NATS_URL": s.ClientURL(), "NATS_USER": user, "NATS_PASSWORD": passwords[user], "NATS_INBOX_PREFIX": prefix}
-	}
+	passwords, as := clitest.LockedDown(t, "../security/locked-down.conf")
 
 	tests := []struct {
 		name   string
@@ -133,11 +125,8 @@ func TestAskDenied(t *testing.T) {
 // A -serve whose user may not take the requests fails at its start, one
 // line naming the subject, instead of serving nothing.
 func TestServeDenied(t *testing.T) {
-	t.Setenv("REQUESTER_PASSWORD", "req-Pw-1")
-	t.Setenv("RESPONDER_PASSWORD", "resp-Pw-2")
-	t.Setenv("OTHER_PASSWORD", "other-Pw-3")
-	s := testserver.NewConfigFile(t, "../security/locked-down.conf")
-	code, stdout, stderr := program([]string{"-serve"}, map[string]string{"NATS_URL": s.ClientURL(), "NATS_USER": "requester", "NATS_PASSWORD": "req-Pw-1"})
+	_, as := clitest.LockedDown(t, "../security/locked-down.conf")
+	code, stdout, stderr := program([]string{"-serve"}, as("requester", ""))
 	assert.Equal(t, cli.ExitFailure, code)
 	assert.Empty(t, stdout)
 	assert.Equal(t, 1, strings.Count(stderr, "\n"), "one line: %s", stderr)

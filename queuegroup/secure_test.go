@@ -13,7 +13,6 @@ import (
 
 	"reqreply/internal/cli"
 	"reqreply/internal/cli/clitest"
-	"reqreply/internal/testserver"
 )
 
 // program runs the queuegroup command line through cli.Exec as main does,
@@ -218,14 +217,7 @@ func TestPartsDenied(t *testing.T) {
 // members and the micro instances as the responder, the requests as the
 // requester; every other user or prefix is denied, in one line.
 func TestLockedDownConfig(t *testing.T) {
-	passwords := map[string]string{"requester": "req-Pw-1", "responder": "resp-Pw-2", "other": "other-Pw-3"}
-	t.Setenv("REQUESTER_PASSWORD", passwords["requester"])
-	t.Setenv("RESPONDER_PASSWORD", passwords["responder"])
-	t.Setenv("OTHER_PASSWORD", passwords["other"])
-	s := testserver.NewConfigFile(t, "../security/locked-down.conf")
-	as := func(user, prefix string) map[string]string {
-		return map[string]string{"NATS_URL": s.ClientURL(), "NATS_USER": user, "NATS_PASSWORD": passwords[user], "NATS_INBOX_PREFIX": prefix}
-	}
+	passwords, as := clitest.LockedDown(t, "../security/locked-down.conf")
 
 	// The responder halves, as the program's -serve runs them: the workers
 	// and the micro instances.
@@ -294,7 +286,7 @@ func TestLockedDownConfig(t *testing.T) {
 	// subscribe to the requester's inboxes, by any prefix of them.
 	t.Run("another user subscribing to the requester's inboxes", func(t *testing.T) {
 		for _, user := range []string{"other", "responder"} {
-			nc, err := nats.Connect(s.ClientURL(), nats.UserInfo(user, passwords[user]))
+			nc, err := nats.Connect(as(user, "")["NATS_URL"], nats.UserInfo(user, passwords[user]))
 			require.NoError(t, err)
 			for _, subject := range []string{cli.InboxPrefix + ".>", cli.InboxPrefix + ".*", ">"} {
 				_, err := cli.SubscribeChecked(context.Background(), nc, subject, "", func() (*nats.Subscription, error) {

@@ -286,14 +286,7 @@ func TestDeniedProgram(t *testing.T) {
 // documents, exactly as nats-server -c would, and runs tail's halves
 // against it, each as its user, with credentials from the environment.
 func TestLockedDownConfig(t *testing.T) {
-	passwords := map[string]string{"requester": "req-Pw-1", "responder": "resp-Pw-2", "other": "other-Pw-3"}
-	t.Setenv("REQUESTER_PASSWORD", passwords["requester"])
-	t.Setenv("RESPONDER_PASSWORD", passwords["responder"])
-	t.Setenv("OTHER_PASSWORD", passwords["other"])
-	s := testserver.NewConfigFile(t, "../security/locked-down.conf")
-	as := func(user, prefix string) map[string]string {
-		return map[string]string{"NATS_URL": s.ClientURL(), "NATS_USER": user, "NATS_PASSWORD": passwords[user], "NATS_INBOX_PREFIX": prefix}
-	}
+	passwords, as := clitest.LockedDown(t, "../security/locked-down.conf")
 
 	// The members, as the program's -serve runs them, as the responder.
 	creds, err := cli.LoadCredentials("", func(k string) string { return as("responder", "")[k] })

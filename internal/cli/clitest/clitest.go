@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 
 	"reqreply/internal/cli"
+	"reqreply/internal/testserver"
 )
 
 // CheckFlags runs the command line args (split on spaces) through cli.Exec
@@ -83,4 +84,24 @@ func NewFirstWrite() *FirstWrite { return &FirstWrite{Ready: make(chan struct{})
 func (w *FirstWrite) Write(p []byte) (int, error) {
 	w.once.Do(func() { close(w.Ready) })
 	return len(p), nil
+}
+
+// LockedDown starts a nats-server from security/locked-down.conf (path, as
+// the calling test's package sees it: "../security/locked-down.conf"), the
+// file the README documents, exactly as nats-server -c would, with the
+// passwords of its users requester, responder and other set in the
+// environment it reads them from. It returns those passwords by user, and
+// as: the environment of a program run as user with the inbox prefix
+// given ("" for none), for cli.Exec's getenv.
+func LockedDown(t *testing.T, path string) (passwords map[string]string, as func(user, prefix string) map[string]string) {
+	t.Helper()
+	passwords = map[string]string{"requester": "req-Pw-1", "responder": "resp-Pw-2", "other": "other-Pw-3"}
+	t.Setenv("REQUESTER_PASSWORD", passwords["requester"])
+	t.Setenv("RESPONDER_PASSWORD", passwords["responder"])
+	t.Setenv("OTHER_PASSWORD", passwords["other"])
+	s := testserver.NewConfigFile(t, path)
+	as = func(user, prefix string) map[string]string {
+		return map[string]string{"NATS_URL": s.ClientURL(), "NATS_USER": user, "NATS_PASSWORD": passwords[user], "NATS_INBOX_PREFIX": prefix}
+	}
+	return passwords, as
 }
