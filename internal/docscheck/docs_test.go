@@ -42,6 +42,7 @@ const (
 	kindLink     kind = "link"       // a relative Markdown link, with its #anchor
 	kindQuote    kind = "quote"      // a Go snippet that says which file it is quoted from
 	kindOutput   kind = "output"     // a line of the README's sample output
+	kindVersion  kind = "version"    // the version in go install module@version, for a module go.mod requires
 )
 
 // citation is one thing a Markdown file cites, at one line.
@@ -76,13 +77,14 @@ type pkg struct {
 // module is the module's source, as the checks need it.
 type module struct {
 	root     string
-	tests    map[string]bool // top-level test, benchmark, fuzz and example funcs
-	byName   map[string]*pkg // by directory name: cli, multireply, testserver, ...
-	byDir    map[string]*pkg // by directory, relative to the root
-	programs map[string]bool // top-level directories of package main
-	top      map[string]bool // top-level files and directories
-	base     map[string]bool // the name of every file in a non-hidden directory
-	identRE  *regexp.Regexp  // pkg.Name for the module's own package names
+	tests    map[string]bool   // top-level test, benchmark, fuzz and example funcs
+	byName   map[string]*pkg   // by directory name: cli, multireply, testserver, ...
+	byDir    map[string]*pkg   // by directory, relative to the root
+	programs map[string]bool   // top-level directories of package main
+	top      map[string]bool   // top-level files and directories
+	base     map[string]bool   // the name of every file in a non-hidden directory
+	identRE  *regexp.Regexp    // pkg.Name for the module's own package names
+	requires map[string]string // go.mod's required modules and their versions
 }
 
 // flagFuncs are flag.FlagSet's (and package flag's) definers, with the
@@ -131,7 +133,14 @@ func load(root string) (*module, error) {
 		return nil, fmt.Errorf("no module at %s: %w", root, err)
 	}
 	m := &module{root: root, tests: map[string]bool{}, byName: map[string]*pkg{}, byDir: map[string]*pkg{},
-		programs: map[string]bool{}, top: map[string]bool{}, base: map[string]bool{}}
+		programs: map[string]bool{}, top: map[string]bool{}, base: map[string]bool{}, requires: map[string]string{}}
+	gomod, err := os.ReadFile(filepath.Join(root, "go.mod"))
+	if err != nil {
+		return nil, err
+	}
+	for _, sm := range requireRE.FindAllStringSubmatch(string(gomod), -1) {
+		m.requires[sm[1]] = sm[2]
+	}
 	entries, err := os.ReadDir(root)
 	if err != nil {
 		return nil, err
@@ -289,7 +298,8 @@ var (
 	testNameRE  = regexp.MustCompile(`\b(?:Test|Benchmark|Fuzz|Example)[A-Z0-9_]\w*`)
 	spanRE      = regexp.MustCompile("`([^`]+)`")
 	linkRE      = regexp.MustCompile(`\]\(([^)\s]+)\)`)
-	goCmdRE     = regexp.MustCompile(`\bgo (run|test|build|vet|list) `)
+	goCmdRE     = regexp.MustCompile(`\bgo (run|test|build|vet|list|install) `)
+	requireRE   = regexp.MustCompile(`(?m)^(?:require)?\s+(\S+) (v\S+)`)
 	flagRE      = regexp.MustCompile(`^-([A-Za-z][\w.-]*)`)
 	anyFlagRE   = regexp.MustCompile(`^-[a-z][\w.-]*( |$)`) // -secure, -demo leaf; not -ERR
 	pathRE      = regexp.MustCompile(`^(\./)?[\w.-]+(/[\w.-]+)*/?$`)
@@ -498,8 +508,9 @@ func flagNames(words []string) []string {
 }
 
 // command lists what a go command line cites: `go run ./prog -flag …`,
-// `go test [flags] ./pkg… [-testflag …]`, `go build`/`vet`/`list` ./pkg. It
-// ends at a comment, a redirection, a `;`, `&&` or a lone `&`.
+// `go test [flags] ./pkg… [-testflag …]`, `go build`/`vet`/`list` ./pkg,
+// `go install module/cmd@version`. It ends at a comment, a redirection, a
+// `;`, `&&` or a lone `&`.
 func (m *module) command(file string, line int, cmd string) []citation {
 	var cs []citation
 	add := func(k kind, text, in string) {
@@ -513,6 +524,16 @@ func (m *module) command(file string, line int, cmd string) []citation {
 			break
 		}
 		w = strings.Trim(w, `"'[]`)
+		if verb == "install" {
+			if p, v, ok := strings.Cut(w, "@"); ok {
+				for mod := range m.requires {
+					if p == mod || strings.HasPrefix(p, mod+"/") {
+						add(kindVersion, v, mod)
+					}
+				}
+			}
+			continue
+		}
 		switch {
 		case strings.HasPrefix(w, "./"):
 			if w == "./..." {
@@ -607,6 +628,10 @@ func (m *module) check(c citation) error {
 		return m.checkLink(c)
 	case kindQuote:
 		return m.checkQuote(c)
+	case kindVersion:
+		if want := m.requires[c.in]; c.text != want {
+			return fmt.Errorf("go.mod requires %s %s", c.in, want)
+		}
 	case kindOutput:
 		p := m.byDir[c.in]
 		if p == nil || !m.programs[c.in] {
@@ -766,7 +791,7 @@ func TestDocsCiteWhatExists(t *testing.T) {
 			byKind[c.kind] = append(byKind[c.kind], c)
 		}
 	}
-	for _, k := range []kind{kindTest, kindPath, kindPackage, kindFlag, kindTestFlag, kindIdent, kindLink, kindQuote, kindOutput} {
+	for _, k := range []kind{kindTest, kindPath, kindPackage, kindFlag, kindTestFlag, kindIdent, kindLink, kindQuote, kindOutput, kindVersion} {
 		t.Run(string(k), func(t *testing.T) {
 			assert.NotEmpty(t, byKind[k], "no %s cited at all: is the extractor still finding them?", k)
 			t.Logf("%d citations", len(byKind[k]))
@@ -821,6 +846,8 @@ func TestExtract(t *testing.T) {
 			[]found{{kindIdent, "Request", "cli"}, {kindIdent, "Mux.Stream", "multireply"}}},
 		{"links", "docs/x.md", "see [Locked down](multireply.md#locked-down) and [nats](https://nats.io)",
 			[]found{{kindLink, "multireply.md#locked-down", ""}}},
+		{"go install of a required module", "docs/x.md", "`go install github.com/nats-io/nats-server/v2@v2.15.3` or `go install github.com/nats-io/natscli/nats@v0.5.0`",
+			[]found{{kindVersion, "v2.15.3", "github.com/nats-io/nats-server/v2"}}},
 		{"prose without citations", "README.md", "Tests and Examples run with go test; the tail of a queue.", nil},
 	}
 	for _, tc := range tests {
@@ -894,6 +921,8 @@ func TestCheck(t *testing.T) {
 		{"identifier", citation{kind: kindIdent, text: "Request", in: "cli"}, true},
 		{"method", citation{kind: kindIdent, text: "Env.ConnectNodeAs", in: "cli"}, true},
 		{"no such identifier", citation{kind: kindIdent, text: "RequestWithContext", in: "cli"}, false},
+		{"version", citation{kind: kindVersion, text: "v1.56.0", in: "github.com/nats-io/nats.go"}, true},
+		{"another version", citation{kind: kindVersion, text: "v1.55.0", in: "github.com/nats-io/nats.go"}, false},
 		{"output", citation{kind: kindOutput, text: "hello, joe", in: "singlereply"}, true},
 		{"no such output", citation{kind: kindOutput, text: "hello, jim", in: "singlereply"}, false},
 		{"link", citation{kind: kindLink, file: "README.md", text: "security/locked-down.conf"}, true},
