@@ -804,6 +804,47 @@ func TestDocsCiteWhatExists(t *testing.T) {
 	}
 }
 
+// TestEveryFlagDocumented is the drift test the other way round: each flag
+// a program defines is cited in its docs page (docs/<program>.md), and each
+// flag internal/cli gives every program somewhere in the docs.
+func TestEveryFlagDocumented(t *testing.T) {
+	m := theModule(t)
+	cited := map[string]map[string]bool{} // by page: docs/<program>.md, or "" for any
+	for _, file := range docFiles(t, m) {
+		text, err := os.ReadFile(filepath.Join(m.root, filepath.FromSlash(file)))
+		require.NoError(t, err)
+		for _, c := range m.extract(file, string(text)) {
+			if c.kind != kindFlag {
+				continue
+			}
+			for _, page := range []string{file, ""} {
+				if cited[page] == nil {
+					cited[page] = map[string]bool{}
+				}
+				cited[page][c.text] = true
+			}
+		}
+	}
+	var programs []string
+	for prog := range m.programs {
+		programs = append(programs, prog)
+	}
+	slices.Sort(programs)
+	for _, prog := range programs {
+		t.Run(prog, func(t *testing.T) {
+			page := "docs/" + prog + ".md"
+			for flag := range m.byDir[prog].flags {
+				assert.True(t, cited[page][flag], "%s defines -%s, which %s does not cite", prog, flag, page)
+			}
+		})
+	}
+	t.Run("internal/cli", func(t *testing.T) {
+		for flag := range m.byDir["internal/cli"].flags {
+			assert.True(t, cited[""][flag], "internal/cli gives every program -%s, which no docs page cites", flag)
+		}
+	})
+}
+
 // TestREADMEFitsAScreen: at most 250 lines, its first Go code within the
 // first 80.
 func TestREADMEFitsAScreen(t *testing.T) {
