@@ -66,10 +66,14 @@ import (
 // nats.ErrPermissionViolation with nats-server's text): publish is true for
 // a denied publish, false for a denied subscription (also one a config
 // reload revoked); subject is the denied subject, unquoted. ok is false for
-// any other error. For a pattern that owns its connection's error handler,
-// as the shared scatter-gather's Mux does.
+// any other error, also for a publish refused for its reply subject
+// ("Publish with Reply of", see denyReply). For a pattern that owns its
+// connection's error handler, as the shared scatter-gather's Mux does.
 func Violation(err error) (publish bool, subject string, ok bool) {
 	kind, subject, _, ok := parseViolation(err)
+	if kind == denyReply {
+		return false, "", false
+	}
 	return kind == denyPublish, subject, ok
 }
 
@@ -79,15 +83,24 @@ func Violation(err error) (publish bool, subject string, ok bool) {
 // the whole quoted string, and parseViolation unquotes it.
 var violationRe = regexp.MustCompile(`(?i)permissions violation for (publish|subscription) to ("(?:[^"\\]|\\.)*")`)
 
-// Kinds of denial.
+// replyViolationRe reads the reply subject out of nats-server's refusal of
+// a publish for its reply subject, quoted as violationRe's.
+var replyViolationRe = regexp.MustCompile(`(?i)permissions violation for publish with reply of ("(?:[^"\\]|\\.)*")`)
+
+// Kinds of denial. denyReply is a publish the server refused for its reply
+// subject, whatever its subject: nats-server refuses a client's publish
+// whose reply is reserved (a JetStream subject such as $JS.API.>, a service
+// import's _R_.), so that a responder's reply cannot make a request on the
+// requester's behalf; its key's subject is the reply subject.
 const (
 	denyPublish   = "publish"
 	denySubscribe = "subscription"
+	denyReply     = "reply"
 )
 
 type denialKey struct {
 	nc      *nats.Conn
-	kind    string // denyPublish or denySubscribe
+	kind    string // denyPublish, denySubscribe or denyReply
 	subject string
 	queue   string // a subscription's queue group, "" for none
 }
@@ -189,6 +202,11 @@ func parseViolation(err error) (kind, subject, queue string, ok bool) {
 	}
 	m := violationRe.FindStringSubmatch(err.Error())
 	if m == nil {
+		if r := replyViolationRe.FindStringSubmatch(err.Error()); r != nil {
+			if subject, err := strconv.Unquote(r[1]); err == nil {
+				return denyReply, subject, "", true
+			}
+		}
 		return "", "", "", false
 	}
 	kind = map[string]string{"publish": denyPublish, "subscription": denySubscribe}[strings.ToLower(m[1])]
@@ -455,8 +473,9 @@ func underInbox(nc *nats.Conn, subject string) bool {
 //
 // Errors:
 //   - nats.ErrPermissionViolation and ErrDenied: the server denied the
-//     publish to msg.Subject or the subscription to the inbox; the text is
-//     the server's, which names the subject;
+//     publish to msg.Subject or the subscription to the inbox, or refused
+//     the inbox as a reply subject (a reserved prefix); the text is the
+//     server's, which names the subject;
 //   - nats.ErrNoResponders; ctx's error (context.DeadlineExceeded,
 //     context.Canceled); nats.ErrConnectionClosed, for a connection closed
 //     before or during the wait; nats.go's errors for a bad subject, a
@@ -471,7 +490,8 @@ func Request(ctx context.Context, nc *nats.Conn, msg *nats.Msg) (*nats.Msg, erro
 	defer cancel(nil)
 	stop := watchDenials(nc, func(err error) {
 		cancel(denied(err, inbox))
-	}, denialKey{kind: denyPublish, subject: msg.Subject}, denialKey{kind: denySubscribe, subject: inbox})
+	}, denialKey{kind: denyPublish, subject: msg.Subject}, denialKey{kind: denySubscribe, subject: inbox},
+		denialKey{kind: denyReply, subject: inbox})
 	defer stop()
 	closed, unwatch := closeSignal(nc)
 	defer unwatch()
@@ -589,7 +609,9 @@ func reply(m *nats.Msg) (*nats.Msg, error) {
 // PublishChecked publishes msg on nc and waits for the server to have read
 // it (a flush, bounded by ctx): it returns an error wrapping
 // nats.ErrPermissionViolation and ErrDenied, naming the subject, when the
-// server denied the publish, and nil when it took it. A responder that must
+// server denied the publish, or naming msg.Reply when it refused the
+// publish for that reply subject (a reserved one, such as $JS.API.>), and
+// nil when it took it. A responder that must
 // know its reply was allowed (allow_responses limits how many and how late)
 // pays one round trip for that. Without a deadline in ctx, the flush waits
 // at most the connection's timeout (nats.Timeout; ConnectTimeout, 2 s, on an
@@ -608,7 +630,7 @@ func PublishChecked(ctx context.Context, nc *nats.Conn, msg *nats.Msg) error {
 		mu.Lock()
 		denied = err
 		mu.Unlock()
-	}, denialKey{kind: denyPublish, subject: msg.Subject})
+	}, publishKeys(msg)...)
 	defer stop()
 	if err := nc.PublishMsg(msg); err != nil {
 		return err
@@ -624,7 +646,7 @@ func PublishChecked(ctx context.Context, nc *nats.Conn, msg *nats.Msg) error {
 	mu.Unlock()
 	if err == nil {
 		if last := nc.LastError(); last != nil {
-			if kind, subject, _, ok := parseViolation(last); ok && kind == denyPublish && subject == msg.Subject {
+			if kind, subject, _, ok := parseViolation(last); ok && slices.Contains(publishKeys(msg), denialKey{kind: kind, subject: subject}) {
 				err = last
 				claimedElsewhere(nc, last)
 			}
@@ -634,6 +656,16 @@ func PublishChecked(ctx context.Context, nc *nats.Conn, msg *nats.Msg) error {
 		return deniedError{err: err}
 	}
 	return nil
+}
+
+// publishKeys returns the denials a publish of msg can meet, without a
+// connection: its subject, and its reply subject if it has one.
+func publishKeys(msg *nats.Msg) []denialKey {
+	keys := []denialKey{{kind: denyPublish, subject: msg.Subject}}
+	if msg.Reply != "" {
+		keys = append(keys, denialKey{kind: denyReply, subject: msg.Reply})
+	}
+	return keys
 }
 
 // SubscribeChecked makes a subscription with subscribe (any of nats.go's
