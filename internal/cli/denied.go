@@ -108,9 +108,8 @@ type denialKey struct {
 // denials is the process's dispatcher: waiters by connection, kind,
 // subject and queue group, and what it knows of each connection whose error
 // handler feeds it. Both are bounded by what is in flight: a waiter is
-// removed when its watch stops, and a connection when it closes (by the
-// closed handler hook chains, or, if that was replaced, when the next
-// connection is hooked).
+// removed when its watch stops, and a closed connection when the next new
+// connection is hooked (see stateLocked).
 var denials = struct {
 	sync.Mutex
 	seq     uint64
@@ -131,8 +130,6 @@ const recentViolations = 64
 type hookState struct {
 	// inboxOK: an inbox under the connection's prefix has been allowed.
 	inboxOK atomic.Bool
-	// forgets: hook has chained a closed handler that forgets the state.
-	forgets atomic.Bool
 
 	// Guarded by denials' lock: the latest violations, a ring.
 	recent [recentViolations]dispatched
@@ -302,8 +299,11 @@ func claimedElsewhere(nc *nats.Conn, err error) {
 }
 
 // stateLocked returns the dispatcher's state of nc, made on first use;
-// making one forgets the connections that have closed since (whose closed
-// handler did not, having been replaced). denials' lock is held.
+// making one forgets the connections that have closed since. So the
+// dispatcher holds the connections open, and those closed since the last
+// new one it saw: it sets no closed handler of its own, which would change
+// what nc's handlers are (a Mux's connection has none). denials' lock is
+// held.
 func stateLocked(nc *nats.Conn) *hookState {
 	if st := denials.hooked[nc]; st != nil {
 		return st
@@ -318,20 +318,12 @@ func stateLocked(nc *nats.Conn) *hookState {
 	return st
 }
 
-// forget drops the dispatcher's state of nc, which has closed.
-func forget(nc *nats.Conn) {
-	denials.Lock()
-	defer denials.Unlock()
-	delete(denials.hooked, nc)
-}
-
 // hook makes sure nc's violations reach the dispatcher, and returns its
 // state. Unless nc's error handler is the dispatcher's already, it chains
 // the dispatcher in front of it (see chainDenials): on first use, and again
 // after the caller replaced the handler with nc.SetErrorHandler. A handler
 // replaced while a call is in flight is seen by the calls after it; the
 // one in flight may then end at its deadline instead of with its denial.
-// On first use it also chains a closed handler that forgets nc.
 func hook(nc *nats.Conn) *hookState {
 	if h := nc.ErrorHandler(); !isDispatcher(h) {
 		nc.SetErrorHandler(chainDenials(h))
@@ -339,15 +331,6 @@ func hook(nc *nats.Conn) *hookState {
 	denials.Lock()
 	st := stateLocked(nc)
 	denials.Unlock()
-	if st.forgets.CompareAndSwap(false, true) {
-		next := nc.ClosedHandler()
-		nc.SetClosedHandler(func(c *nats.Conn) {
-			forget(c)
-			if next != nil {
-				next(c)
-			}
-		})
-	}
 	return st
 }
 
