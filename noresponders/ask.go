@@ -59,7 +59,11 @@ const DefaultTimeout = 2 * time.Second
 //   - ctx's own error (context.Canceled, context.DeadlineExceeded) when ctx
 //     ends first;
 //   - nats.ErrBadSubject for a subject CheckSubject refuses (nothing is
-//     sent); nats.ErrConnectionClosed and other connection errors.
+//     sent); nats.ErrConnectionClosed (for a close before the call or
+//     during the wait: that ends it at once) and other connection errors.
+//
+// However it ends, the request's inbox subscription is gone when Ask
+// returns, from the server too.
 func Ask(ctx context.Context, nc *nats.Conn, subject string, timeout time.Duration) (reply string, took time.Duration, err error) {
 	if err := CheckSubject(subject); err != nil {
 		return "", 0, err

@@ -199,3 +199,13 @@ func FuzzAskSubject(f *testing.F) {
 		require.True(t, nc.IsConnected(), "subject %q broke the connection", subject)
 	})
 }
+
+// However an Ask ends, it ends on time (a close or a cancel during the
+// wait within one round trip) and leaves nothing behind: no subscription
+// on the client or the server (a no-responders status too), no goroutine.
+func TestAskEndingsLeaveNothing(t *testing.T) {
+	clitest.RequestEndings(t, "greet.", func(ctx context.Context, nc *nats.Conn, token string, timeout time.Duration) error {
+		_, _, err := Ask(ctx, nc, "greet."+token, timeout)
+		return err
+	})
+}

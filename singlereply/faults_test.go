@@ -340,3 +340,13 @@ func TestRunFailuresBounded(t *testing.T) {
 		})
 	}
 }
+
+// However a Greet ends, it ends on time (a close or a cancel during the
+// wait within one round trip) and leaves nothing behind: no subscription
+// on the client or the server (a no-responders status too), no goroutine.
+func TestGreetEndingsLeaveNothing(t *testing.T) {
+	clitest.RequestEndings(t, greetPrefix, func(ctx context.Context, nc *nats.Conn, token string, timeout time.Duration) error {
+		_, err := Greet(ctx, nc, token, timeout)
+		return err
+	})
+}

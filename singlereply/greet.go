@@ -49,8 +49,9 @@ func isSpaceOrControl(r rune) bool { return r <= ' ' || r == 0x7f }
 // 503 status, so a missing service fails fast instead of waiting out the
 // timeout, and a publish or inbox subscription that the server's
 // permissions deny fails within one round trip, not at the timeout. Only
-// the first reply counts: the inbox takes one message (AutoUnsubscribe) and
-// is gone when Greet returns.
+// the first reply counts, and the inbox is gone when Greet returns, from
+// the server too, however it ends. A close of nc during the wait ends it at
+// once with an error wrapping nats.ErrConnectionClosed.
 //
 // While nc is disconnected, the request waits in nats.go's reconnect buffer:
 // it is sent if a server answers within timeout (and answered, or failed

@@ -8,7 +8,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,14 +33,20 @@ import (
 // So Request owns its inbox subscription (one per request), and before it
 // sends anything registers the two subjects it can be denied on, the inbox
 // (subscribe) and the request subject (publish), with this dispatcher. The
-// error handler that Env.Connect installs (and Request chains onto a
-// connection made elsewhere) hands each violation to whoever waits for that
-// exact subject and kind on that connection; the waiter's request ends at
-// once with that error. The server processes a connection's protocol in
+// connection's error handler hands each violation to whoever waits for
+// that exact subject and kind on that connection; the waiter's request ends
+// at once with that error. The server processes a connection's protocol in
 // order, so the -ERR comes back within one round trip of the SUB or PUB.
 // A violation that somebody claims is not printed by Env's handler: the
 // program's run error says it, once. One that nobody waits for (a
 // responder's denied reply, say) is printed, one line, as it comes.
+//
+// The dispatcher is chained in front of whatever error handler the
+// connection has (see hook): Env.Connect chains it after the caller's
+// options, so a nats.ErrorHandler given there is kept, and every request,
+// check and watch chains it again if the handler was replaced since
+// (nc.SetErrorHandler). The handler behind it sees every error, the
+// violations the dispatcher claimed too; Claimed tells it which those are.
 //
 // One flush is still needed, once per connection: if the inbox were denied
 // and the request sent anyway, the publish could be denied too, and that
@@ -58,10 +66,14 @@ import (
 // nats.ErrPermissionViolation with nats-server's text): publish is true for
 // a denied publish, false for a denied subscription (also one a config
 // reload revoked); subject is the denied subject, unquoted. ok is false for
-// any other error. For a pattern that owns its connection's error handler,
-// as the shared scatter-gather's Mux does.
+// any other error, also for a publish refused for its reply subject
+// ("Publish with Reply of", see denyReply). For a pattern that owns its
+// connection's error handler, as the shared scatter-gather's Mux does.
 func Violation(err error) (publish bool, subject string, ok bool) {
 	kind, subject, _, ok := parseViolation(err)
+	if kind == denyReply {
+		return false, "", false
+	}
 	return kind == denyPublish, subject, ok
 }
 
@@ -71,22 +83,33 @@ func Violation(err error) (publish bool, subject string, ok bool) {
 // the whole quoted string, and parseViolation unquotes it.
 var violationRe = regexp.MustCompile(`(?i)permissions violation for (publish|subscription) to ("(?:[^"\\]|\\.)*")`)
 
-// Kinds of denial.
+// replyViolationRe reads the reply subject out of nats-server's refusal of
+// a publish for its reply subject, quoted as violationRe's.
+var replyViolationRe = regexp.MustCompile(`(?i)permissions violation for publish with reply of ("(?:[^"\\]|\\.)*")`)
+
+// Kinds of denial. denyReply is a publish the server refused for its reply
+// subject, whatever its subject: nats-server refuses a client's publish
+// whose reply is reserved (a JetStream subject such as $JS.API.>, a service
+// import's _R_.), so that a responder's reply cannot make a request on the
+// requester's behalf; its key's subject is the reply subject.
 const (
 	denyPublish   = "publish"
 	denySubscribe = "subscription"
+	denyReply     = "reply"
 )
 
 type denialKey struct {
 	nc      *nats.Conn
-	kind    string // denyPublish or denySubscribe
+	kind    string // denyPublish, denySubscribe or denyReply
 	subject string
 	queue   string // a subscription's queue group, "" for none
 }
 
 // denials is the process's dispatcher: waiters by connection, kind,
-// subject and queue group, and the connections whose error handler feeds
-// it.
+// subject and queue group, and what it knows of each connection whose error
+// handler feeds it. Both are bounded by what is in flight: a waiter is
+// removed when its watch stops, and a closed connection when the next new
+// connection is hooked (see stateLocked).
 var denials = struct {
 	sync.Mutex
 	seq     uint64
@@ -94,10 +117,52 @@ var denials = struct {
 	hooked  map[*nats.Conn]*hookState
 }{waiters: map[denialKey]map[*waiter]bool{}, hooked: map[*nats.Conn]*hookState{}}
 
+// recentViolations is how many of a connection's latest violations the
+// dispatcher remembers, with whether each was claimed: 64. A violation
+// passes a chain of handlers on one goroutine (nats.go's), so it is looked
+// up again within moments of its first dispatch; a request that read it as
+// the connection's last error (before the handler ran) marks it claimed
+// here. One pushed out before its handler ran would be dispatched anew:
+// at worst a denial printed as well as returned.
+const recentViolations = 64
+
 // hookState is what the dispatcher knows of one connection.
 type hookState struct {
 	// inboxOK: an inbox under the connection's prefix has been allowed.
 	inboxOK atomic.Bool
+
+	// Guarded by denials' lock: the latest violations, a ring.
+	recent [recentViolations]dispatched
+	next   int
+}
+
+// dispatched is one violation the dispatcher has seen, and its outcome.
+type dispatched struct {
+	err     error
+	claimed bool
+}
+
+// lookup returns the outcome of the violation err (the very error value
+// nats.go made for one -ERR), if it is one of the latest.
+func (st *hookState) lookup(err error) (claimed, ok bool) {
+	if !reflect.TypeOf(err).Comparable() {
+		return false, false
+	}
+	for _, d := range st.recent {
+		if d.err == err {
+			return d.claimed, true
+		}
+	}
+	return false, false
+}
+
+// remember records err's outcome, unless it is recorded already.
+func (st *hookState) remember(err error, claimed bool) {
+	if _, ok := st.lookup(err); ok || !reflect.TypeOf(err).Comparable() {
+		return
+	}
+	st.recent[st.next] = dispatched{err: err, claimed: claimed}
+	st.next = (st.next + 1) % recentViolations
 }
 
 // waiter is one watchDenials registration. Each violation the handler
@@ -110,26 +175,20 @@ type waiter struct {
 	fn  func(error)
 
 	// Guarded by denials' lock.
-	keys    []denialKey        // registered under these
-	got     map[denialKey]bool // handed a violation for this key
-	stopped bool               // its watch is over: fn is not called any more
-	fired   bool               // fn has been called
+	keys  []denialKey        // registered under these
+	got   map[denialKey]bool // handed a violation for this key
+	fired bool               // fn has been called
 }
 
-// unregister removes w from the keys in drop. denials' lock is held.
-func (w *waiter) unregister(drop func(denialKey) bool) {
-	kept := w.keys[:0]
+// unregister removes w from all its keys. denials' lock is held.
+func (w *waiter) unregister() {
 	for _, k := range w.keys {
-		if !drop(k) {
-			kept = append(kept, k)
-			continue
-		}
 		delete(denials.waiters[k], w)
 		if len(denials.waiters[k]) == 0 {
 			delete(denials.waiters, k)
 		}
 	}
-	w.keys = kept
+	w.keys = nil
 }
 
 // parseViolation returns the kind, subject and queue group of a
@@ -140,6 +199,11 @@ func parseViolation(err error) (kind, subject, queue string, ok bool) {
 	}
 	m := violationRe.FindStringSubmatch(err.Error())
 	if m == nil {
+		if r := replyViolationRe.FindStringSubmatch(err.Error()); r != nil {
+			if subject, err := strconv.Unquote(r[1]); err == nil {
+				return denyReply, subject, "", true
+			}
+		}
 		return "", "", "", false
 	}
 	kind = map[string]string{"publish": denyPublish, "subscription": denySubscribe}[strings.ToLower(m[1])]
@@ -158,25 +222,55 @@ func parseViolation(err error) (kind, subject, queue string, ok bool) {
 // queueRe reads the queue group out of a subscription's violation text.
 var queueRe = regexp.MustCompile(`using queue ("(?:[^"\\]|\\.)*")`)
 
-// claimDenial hands err, if it is a permissions violation on nc, to the
-// oldest waiter for its key not yet handed one, and reports whether the
-// violation is somebody's to report (so not to print): it was handed to a
-// waiter, or a watch of that key still under way has had one already.
-func claimDenial(nc *nats.Conn, err error) bool {
+// Claimed dispatches err, as nc's error handler got it, and reports
+// whether it is a permissions violation that a request, check or watch on
+// nc returns (Request, PublishChecked, SubscribeChecked, WatchDenials,
+// a readiness probe): such a violation is reported by that call's error,
+// so an error handler that logs need not log it too. The first call for
+// one violation hands it to the oldest waiter for its subject and kind not
+// yet handed one; later calls for the same violation (a chain of handlers
+// passing it on) hand it to nobody else and return the same answer. Any
+// other error: false. The dispatcher that Env.Connect and the request
+// calls chain in front of nc's error handler calls it first; Env's own
+// handler prints what it returns false for.
+func Claimed(nc *nats.Conn, err error) bool {
 	kind, subject, queue, ok := parseViolation(err)
 	if !ok {
 		return false
 	}
-	if kind == denyPublish && claimProbeAnswer(subject, err) {
-		return true
-	}
-	key := denialKey{nc, kind, subject, queue}
 	denials.Lock()
+	st := stateLocked(nc)
+	if claimed, ok := st.lookup(err); ok {
+		denials.Unlock()
+		return claimed
+	}
+	var deliver func()
+	claimed := false
+	if kind == denyPublish {
+		claimed, deliver = claimProbeAnswer(subject, err)
+	}
+	if !claimed {
+		claimed, deliver = claimDenialLocked(denialKey{nc, kind, subject, queue}, err)
+	}
+	st.remember(err, claimed)
+	denials.Unlock()
+	if deliver != nil {
+		deliver()
+	}
+	return claimed
+}
+
+// claimDenialLocked picks the oldest waiter for key not yet handed a
+// violation for it, and reports whether the violation is somebody's to
+// report (so not to print): it was handed to a waiter, or a watch of that
+// key still under way has had one already. deliver, if not nil, calls the
+// waiter's fn, outside the lock. denials' lock is held.
+func claimDenialLocked(key denialKey, err error) (claimed bool, deliver func()) {
 	var pick *waiter
 	busy := false
 	for w := range denials.waiters[key] {
 		if w.got[key] {
-			busy = busy || !w.stopped
+			busy = true
 			continue
 		}
 		if pick == nil || w.seq < pick.seq {
@@ -184,76 +278,106 @@ func claimDenial(nc *nats.Conn, err error) bool {
 		}
 	}
 	if pick == nil {
-		denials.Unlock()
-		return busy
+		return busy, nil
 	}
 	pick.got[key] = true
-	call := !pick.stopped && !pick.fired
-	pick.fired = pick.fired || call
-	if pick.stopped {
-		// It lingered for this one only; now it is done.
-		pick.unregister(func(denialKey) bool { return true })
+	if pick.fired {
+		return true, nil
 	}
-	denials.Unlock()
-	if call {
-		pick.fn(err)
-	}
-	return true
+	pick.fired = true
+	return true, func() { pick.fn(err) }
 }
 
-// markHooked records that nc's error handler calls claimDenial, and forgets
-// connections that have closed since, and their waiters.
-func markHooked(nc *nats.Conn) *hookState {
+// claimedElsewhere records that the violation err on nc is reported by a
+// call that read it as the connection's last error (nats.go sets it before
+// its error handler runs): when the handler gets it, it is claimed, handed
+// to nobody and not printed.
+func claimedElsewhere(nc *nats.Conn, err error) {
 	denials.Lock()
 	defer denials.Unlock()
+	stateLocked(nc).remember(err, true)
+}
+
+// stateLocked returns the dispatcher's state of nc, made on first use;
+// making one forgets the connections that have closed since. So the
+// dispatcher holds the connections open, and those closed since the last
+// new one it saw: it sets no closed handler of its own, which would change
+// what nc's handlers are (a Mux's connection has none). denials' lock is
+// held.
+func stateLocked(nc *nats.Conn) *hookState {
+	if st := denials.hooked[nc]; st != nil {
+		return st
+	}
 	for c := range denials.hooked {
 		if c.IsClosed() {
 			delete(denials.hooked, c)
 		}
-	}
-	// Lingering waiters of closed connections will get no more errors.
-	for k := range denials.waiters {
-		if k.nc.IsClosed() {
-			delete(denials.waiters, k)
-		}
-	}
-	if st := denials.hooked[nc]; st != nil {
-		return st
 	}
 	st := &hookState{}
 	denials.hooked[nc] = st
 	return st
 }
 
-// hook makes sure nc's violations reach the dispatcher: a connection made
-// by Env.Connect already does; for another, its error handler is chained.
+// hook makes sure nc's violations reach the dispatcher, and returns its
+// state. Unless nc's error handler is the dispatcher's already, it chains
+// the dispatcher in front of it (see chainDenials): on first use, and again
+// after the caller replaced the handler with nc.SetErrorHandler. A handler
+// replaced while a call is in flight is seen by the calls after it; the
+// one in flight may then end at its deadline instead of with its denial.
 func hook(nc *nats.Conn) *hookState {
-	denials.Lock()
-	st := denials.hooked[nc]
-	denials.Unlock()
-	if st != nil {
-		return st
+	if h := nc.ErrorHandler(); !isDispatcher(h) {
+		nc.SetErrorHandler(chainDenials(h))
 	}
-	next := nc.ErrorHandler()
-	nc.SetErrorHandler(func(c *nats.Conn, sub *nats.Subscription, err error) {
-		if claimDenial(c, err) {
-			return
-		}
+	denials.Lock()
+	st := stateLocked(nc)
+	denials.Unlock()
+	return st
+}
+
+// chainDenials returns an error handler that dispatches each error (see
+// Claimed) and then passes it on to next, if any: next sees every error,
+// the claimed violations too. Not inlined, so that every handler it makes
+// has the same code, which isDispatcher recognises.
+//
+//go:noinline
+func chainDenials(next nats.ErrHandler) nats.ErrHandler {
+	return func(c *nats.Conn, sub *nats.Subscription, err error) {
+		Claimed(c, err)
 		if next != nil {
 			next(c, sub, err)
 		}
-	})
-	return markHooked(nc)
+	}
+}
+
+// dispatcherCode is the code of every handler chainDenials makes.
+var dispatcherCode = reflect.ValueOf(chainDenials(nil)).Pointer()
+
+// isDispatcher reports whether h was made by chainDenials. A handler that
+// wraps one (a caller's that calls the handler it replaced) is not: hook
+// chains another dispatcher in front of it, and Claimed, called by both
+// for one violation, hands it to one waiter only.
+func isDispatcher(h nats.ErrHandler) bool {
+	return h != nil && reflect.ValueOf(h).Pointer() == dispatcherCode
+}
+
+// denialsOption returns the nats.Option that chains the dispatcher in
+// front of the error handler the options before it set (none: the
+// dispatcher alone): give it last, after any nats.ErrorHandler. Env.Connect
+// does; hook (every request, check and watch) does it for a connection
+// made without it.
+func denialsOption() nats.Option {
+	return func(o *nats.Options) error {
+		o.AsyncErrorCB = chainDenials(o.AsyncErrorCB)
+		return nil
+	}
 }
 
 // watchDenials calls fn with the first violation on nc handed to it for
-// any of keys (see claimDenial), until stop is called. The caller that
-// learnt of a violation other than through fn (nats.go sets the
-// connection's last error before its error handler runs) calls stop with
-// that violation's key: the registration then stays, for that key only,
-// until the handler has that violation, so that Env's handler does not
-// print what the caller returns. Otherwise stop(nil).
-func watchDenials(nc *nats.Conn, fn func(error), keys ...denialKey) (stop func(seen *denialKey)) {
+// any of keys (see Claimed), until stop is called; stop removes the
+// registration. A caller that learnt of a violation other than through fn
+// (as the connection's last error) calls claimedElsewhere with it, so that
+// the handler, when it gets it, neither hands it on nor prints it.
+func watchDenials(nc *nats.Conn, fn func(error), keys ...denialKey) (stop func()) {
 	for i := range keys {
 		keys[i].nc = nc
 	}
@@ -267,13 +391,10 @@ func watchDenials(nc *nats.Conn, fn func(error), keys ...denialKey) (stop func(s
 		denials.waiters[k][w] = true
 	}
 	denials.Unlock()
-	return func(seen *denialKey) {
+	return func() {
 		denials.Lock()
 		defer denials.Unlock()
-		w.stopped = true
-		w.unregister(func(k denialKey) bool {
-			return seen == nil || k != *seen || w.got[k]
-		})
+		w.unregister()
 	}
 }
 
@@ -321,23 +442,27 @@ func underInbox(nc *nats.Conn, subject string) bool {
 // that a permission denial ends it within one round trip (see the comment
 // on the dispatcher above). The inbox is nc.NewInbox(), which honours
 // nats.CustomInboxPrefix; the subscription is made for this request,
-// limited to one message (AutoUnsubscribe) and removed on return: one SUB
-// and one UNSUB per request more than nats.go's shared mux sends, at no
-// measurable cost on one server (BenchmarkRequest: about 80-120 µs per
-// round trip either way, with -race off, on a shared 2-core machine). The
-// first request on a connection also pays one flush (see below).
+// limited to two messages (replyInboxMax) and removed on return, on the
+// server too, however the request ends: one SUB and one UNSUB per request
+// more than nats.go's shared mux sends, at no measurable cost on one
+// server (BenchmarkRequest: about 80-120 µs per round trip either way,
+// with -race off, on a shared 2-core machine). The first request on a
+// connection also pays one flush (see below). Only the first reply counts.
 //
 // A no-responders status (503) comes back as nats.ErrNoResponders, as from
 // nats.go's Request: the server sends it because the inbox subscription
-// reached it before the publish.
+// reached it before the publish. A close of nc during the wait ends it at
+// once with nats.ErrConnectionClosed (unless a reply came first).
 //
 // Errors:
 //   - nats.ErrPermissionViolation and ErrDenied: the server denied the
-//     publish to msg.Subject or the subscription to the inbox; the text is
-//     the server's, which names the subject;
+//     publish to msg.Subject or the subscription to the inbox, or refused
+//     the inbox as a reply subject (a reserved prefix); the text is the
+//     server's, which names the subject;
 //   - nats.ErrNoResponders; ctx's error (context.DeadlineExceeded,
-//     context.Canceled); nats.go's errors for a closed connection, a bad
-//     subject, a payload over the server's maximum.
+//     context.Canceled); nats.ErrConnectionClosed, for a connection closed
+//     before or during the wait; nats.go's errors for a bad subject, a
+//     payload over the server's maximum.
 func Request(ctx context.Context, nc *nats.Conn, msg *nats.Msg) (*nats.Msg, error) {
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
@@ -348,20 +473,23 @@ func Request(ctx context.Context, nc *nats.Conn, msg *nats.Msg) (*nats.Msg, erro
 	defer cancel(nil)
 	stop := watchDenials(nc, func(err error) {
 		cancel(denied(err, inbox))
-	}, denialKey{kind: denyPublish, subject: msg.Subject}, denialKey{kind: denySubscribe, subject: inbox})
-	var seen *denialKey
-	defer func() { stop(seen) }()
+	}, denialKey{kind: denyPublish, subject: msg.Subject}, denialKey{kind: denySubscribe, subject: inbox},
+		denialKey{kind: denyReply, subject: inbox})
+	defer stop()
+	closed, unwatch := closeSignal(nc)
+	defer unwatch()
 
 	// A channel subscription: nats.go's synchronous one (SubscribeSync and
 	// NextMsg) costs about 1.2 ms more per request here (BenchmarkRequest).
-	replies := make(chan *nats.Msg, 1)
+	// It takes two messages (see replyInboxMax), and the channel holds
+	// both, so that a second reply is never a slow consumer.
+	replies := make(chan *nats.Msg, replyInboxMax)
 	sub, err := nc.ChanSubscribe(inbox, replies)
 	if err != nil {
 		return nil, fmt.Errorf("subscribe %q: %w", inbox, err)
 	}
-	closed := sub.StatusChanged(nats.SubscriptionClosed)
 	defer func() { _ = sub.Unsubscribe() }()
-	if err := sub.AutoUnsubscribe(1); err != nil {
+	if err := sub.AutoUnsubscribe(replyInboxMax); err != nil {
 		return nil, fmt.Errorf("subscribe %q: %w", inbox, err)
 	}
 	// The first request on a connection makes sure its inbox is allowed
@@ -390,7 +518,7 @@ func Request(ctx context.Context, nc *nats.Conn, msg *nats.Msg) (*nats.Msg, erro
 		// it is this request's.
 		if last := nc.LastError(); last != nil {
 			if kind, subject, _, ok := parseViolation(last); ok && kind == denySubscribe && subject == inbox {
-				seen = &denialKey{nc: nc, kind: denySubscribe, subject: inbox}
+				claimedElsewhere(nc, last)
 				return nil, denied(last, inbox)
 			}
 		}
@@ -410,7 +538,8 @@ func Request(ctx context.Context, nc *nats.Conn, msg *nats.Msg) (*nats.Msg, erro
 	case m := <-replies:
 		return reply(m)
 	case <-closed:
-		// Closed with the connection, or after its one message.
+		// nats.go sends no subscription status when the connection
+		// closes: the connection's own status says it.
 		select {
 		case m := <-replies:
 			return reply(m)
@@ -425,6 +554,32 @@ func Request(ctx context.Context, nc *nats.Conn, msg *nats.Msg) (*nats.Msg, erro
 	}
 }
 
+// replyInboxMax is the AutoUnsubscribe count of Request's inbox: 2, not
+// 1. nats-server counts only delivered replies against it, not its own
+// no-responders status, while nats.go counts every message and, at the
+// count, drops the subscription without sending UNSUB: with 1, each "no
+// responders" would leave the inbox's interest on the server for good.
+// With 2, the status (or a first reply) leaves the subscription in place,
+// and Request's own Unsubscribe removes it on both sides; if two replies
+// come first, both sides drop it at that count. The server still sends at
+// most two replies of many responders.
+const replyInboxMax = 2
+
+// closeSignal returns a channel that receives when nc closes (at once if
+// it is closed already), and the function that stops it. nats.go sends a
+// subscription no status when its connection closes, so a wait for a
+// reply watches the connection itself.
+func closeSignal(nc *nats.Conn) (closed <-chan nats.Status, stop func()) {
+	ch := nc.StatusChanged(nats.CLOSED)
+	if nc.IsClosed() {
+		select {
+		case ch <- nats.CLOSED:
+		default: // the close event is there already
+		}
+	}
+	return ch, func() { nc.RemoveStatusListener(ch) }
+}
+
 // reply returns m, or nats.ErrNoResponders for the server's no-responders
 // status: no payload and the header "Status: 503", as nats.go reads it.
 func reply(m *nats.Msg) (*nats.Msg, error) {
@@ -437,7 +592,9 @@ func reply(m *nats.Msg) (*nats.Msg, error) {
 // PublishChecked publishes msg on nc and waits for the server to have read
 // it (a flush, bounded by ctx): it returns an error wrapping
 // nats.ErrPermissionViolation and ErrDenied, naming the subject, when the
-// server denied the publish, and nil when it took it. A responder that must
+// server denied the publish, or naming msg.Reply when it refused the
+// publish for that reply subject (a reserved one, such as $JS.API.>), and
+// nil when it took it. A responder that must
 // know its reply was allowed (allow_responses limits how many and how late)
 // pays one round trip for that. Without a deadline in ctx, the flush waits
 // at most the connection's timeout (nats.Timeout; ConnectTimeout, 2 s, on an
@@ -456,9 +613,8 @@ func PublishChecked(ctx context.Context, nc *nats.Conn, msg *nats.Msg) error {
 		mu.Lock()
 		denied = err
 		mu.Unlock()
-	}, denialKey{kind: denyPublish, subject: msg.Subject})
-	var seen *denialKey
-	defer func() { stop(seen) }()
+	}, publishKeys(msg)...)
+	defer stop()
 	if err := nc.PublishMsg(msg); err != nil {
 		return err
 	}
@@ -473,8 +629,9 @@ func PublishChecked(ctx context.Context, nc *nats.Conn, msg *nats.Msg) error {
 	mu.Unlock()
 	if err == nil {
 		if last := nc.LastError(); last != nil {
-			if kind, subject, _, ok := parseViolation(last); ok && kind == denyPublish && subject == msg.Subject {
-				err, seen = last, &denialKey{nc: nc, kind: denyPublish, subject: msg.Subject}
+			if kind, subject, _, ok := parseViolation(last); ok && slices.Contains(publishKeys(msg), denialKey{kind: kind, subject: subject}) {
+				err = last
+				claimedElsewhere(nc, last)
 			}
 		}
 	}
@@ -482,6 +639,16 @@ func PublishChecked(ctx context.Context, nc *nats.Conn, msg *nats.Msg) error {
 		return deniedError{err: err}
 	}
 	return nil
+}
+
+// publishKeys returns the denials a publish of msg can meet, without a
+// connection: its subject, and its reply subject if it has one.
+func publishKeys(msg *nats.Msg) []denialKey {
+	keys := []denialKey{{kind: denyPublish, subject: msg.Subject}}
+	if msg.Reply != "" {
+		keys = append(keys, denialKey{kind: denyReply, subject: msg.Reply})
+	}
+	return keys
 }
 
 // SubscribeChecked makes a subscription with subscribe (any of nats.go's
@@ -510,8 +677,7 @@ func SubscribeChecked(ctx context.Context, nc *nats.Conn, subject, queue string,
 		got = err
 		mu.Unlock()
 	}, key)
-	var seen *denialKey
-	defer func() { stop(seen) }()
+	defer stop()
 	sub, err := subscribe()
 	if err != nil {
 		return nil, err
@@ -532,7 +698,8 @@ func SubscribeChecked(ctx context.Context, nc *nats.Conn, subject, queue string,
 		// Read before the PONG, maybe not yet handed to the handler.
 		if last := nc.LastError(); last != nil {
 			if kind, subj, q, ok := parseViolation(last); ok && kind == denySubscribe && subj == subject && q == queue {
-				err, seen = last, &key
+				err = last
+				claimedElsewhere(nc, last)
 			}
 		}
 	}
@@ -571,8 +738,7 @@ func WatchDenials(nc *nats.Conn, onDenied func(error), publish, subscribe []stri
 	for _, s := range subscribe {
 		keys = append(keys, denialKey{kind: denySubscribe, subject: s})
 	}
-	st := watchDenials(nc, func(err error) { onDenied(deniedError{err: err}) }, keys...)
-	return func() { st(nil) }
+	return watchDenials(nc, func(err error) { onDenied(deniedError{err: err}) }, keys...)
 }
 
 // A responder whose replies the server's permissions deny (a user given no
@@ -590,12 +756,19 @@ func WatchDenials(nc *nats.Conn, onDenied func(error), publish, subscribe []stri
 // probeAnswerLinger is how long a probe inbox's registration stays after
 // its wait is over, so that denied answers still on their way are not
 // printed (the wait's error, or the run's, has said it already): 1 minute,
-// DefaultReplyWindow.
+// DefaultReplyWindow. At most probeAnswerKept registrations linger: past
+// that, the oldest goes first (a late denied answer to it is printed).
 const probeAnswerLinger = DefaultReplyWindow
+
+// probeAnswerKept bounds the probe inboxes whose wait is over that are
+// still registered (see probeAnswerLinger): 1,024, a few dozen bytes each.
+// Those still waiting are in flight, and are never dropped.
+const probeAnswerKept = 1024
 
 var probeAnswers = struct {
 	sync.Mutex
 	watch map[string]*probeWatch // by probe inbox
+	ended []string               // inboxes whose wait is over, oldest first
 }{watch: map[string]*probeWatch{}}
 
 type probeWatch struct {
@@ -603,51 +776,63 @@ type probeWatch struct {
 	ended time.Time
 }
 
+// dropEndedProbes drops the registrations that have lingered for
+// probeAnswerLinger, and the oldest past probeAnswerKept. probeAnswers'
+// lock is held.
+func dropEndedProbes(now time.Time) {
+	drop := 0
+	for _, inbox := range probeAnswers.ended {
+		w := probeAnswers.watch[inbox]
+		if w != nil && len(probeAnswers.ended)-drop <= probeAnswerKept && now.Sub(w.ended) <= probeAnswerLinger {
+			break
+		}
+		delete(probeAnswers.watch, inbox)
+		drop++
+	}
+	probeAnswers.ended = slices.Delete(probeAnswers.ended, 0, drop)
+}
+
 // watchProbeAnswers calls fn with the first permissions violation, on any
 // hooked connection, for a publish to inbox+".<n>": a responder's denied
 // answer to one of the probes whose reply subjects are under inbox. After
 // stop, violations for inbox are still claimed (not printed) for
-// probeAnswerLinger, and fn is not called.
+// probeAnswerLinger (see probeAnswerKept), and fn is not called.
 func watchProbeAnswers(inbox string, fn func(error)) (stop func()) {
 	probeAnswers.Lock()
-	now := time.Now()
-	for k, w := range probeAnswers.watch {
-		if w.fn == nil && now.Sub(w.ended) > probeAnswerLinger {
-			delete(probeAnswers.watch, k)
-		}
-	}
+	dropEndedProbes(time.Now())
 	w := &probeWatch{fn: fn}
 	probeAnswers.watch[inbox] = w
 	probeAnswers.Unlock()
 	return func() {
 		probeAnswers.Lock()
-		w.fn, w.ended = nil, time.Now()
-		probeAnswers.Unlock()
+		defer probeAnswers.Unlock()
+		now := time.Now()
+		w.fn, w.ended = nil, now
+		probeAnswers.ended = append(probeAnswers.ended, inbox)
+		dropEndedProbes(now)
 	}
 }
 
-// claimProbeAnswer hands a denied publish to subject to the probe whose
-// inbox it is under, and reports whether it was a probe's answer.
-func claimProbeAnswer(subject string, err error) bool {
+// claimProbeAnswer reports whether a denied publish to subject was an
+// answer to a probe (whose inbox it is under); deliver, if not nil, hands
+// the denial to the probe's wait, once.
+func claimProbeAnswer(subject string, err error) (claimed bool, deliver func()) {
 	i := strings.LastIndexByte(subject, '.')
 	if i < 0 {
-		return false
+		return false, nil
 	}
 	probeAnswers.Lock()
+	defer probeAnswers.Unlock()
 	w := probeAnswers.watch[subject[:i]]
-	var fn func(error)
-	if w != nil {
-		fn, w.fn = w.fn, nil // once
-		if fn != nil {
-			w.ended = time.Now()
-		}
-	}
-	probeAnswers.Unlock()
 	if w == nil {
-		return false
+		return false, nil
 	}
-	if fn != nil {
+	fn := w.fn
+	if fn == nil {
+		return true, nil
+	}
+	w.fn = nil // once; stop marks it ended
+	return true, func() {
 		fn(deniedError{err: err, hint: " (a responder's answer to a readiness probe: its user may not publish replies; give it allow_responses)"})
 	}
-	return true
 }

@@ -287,7 +287,11 @@ func (e *Env) loseConn(err error) {
 // asynchronous errors, such as a slow consumer dropping messages or a denied
 // publish nobody waits for, are printed on env.Stderr, one line each.
 // Extra opts follow the defaults and may override them; disconnect,
-// reconnect and closed handlers given in opts run after Env's own. After
+// reconnect and closed handlers given in opts run after Env's own. An error
+// handler given in opts (nats.ErrorHandler) replaces Env's printing one,
+// and gets every error, the violations a request returns too (Claimed tells
+// which): the denial watch is chained in front of it, so denials stay
+// prompt; the same holds for one set later with nc.SetErrorHandler. After
 // Close, or when Close runs while it dials, the error wraps
 // nats.ErrConnectionClosed and no connection is left open. No error shows a
 // credential.
@@ -338,7 +342,7 @@ func (e *Env) ConnectAs(part Part, role string, opts ...nats.Option) (*nats.Conn
 		// nats.ErrPermissionViolation instead of looking like silence.
 		nats.PermissionErrOnSubscribe(true),
 		nats.ErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
-			if claimDenial(nc, err) {
+			if Claimed(nc, err) {
 				// Somebody waits for it (Request) and returns it.
 				return
 			}
@@ -355,7 +359,7 @@ func (e *Env) ConnectAs(part Part, role string, opts ...nats.Option) (*nats.Conn
 		}),
 	}, who...)
 	all = append(all, opts...)
-	all = append(all, e.eventHandlers(c))
+	all = append(all, e.eventHandlers(c), denialsOption())
 	nc, err := nats.Connect(e.URL, all...)
 	interrupted := !dialer.connected()
 	if err == nil && interrupted {
@@ -370,7 +374,7 @@ func (e *Env) ConnectAs(part Part, role string, opts ...nats.Option) (*nats.Conn
 		}
 		return nil, e.wrapErr(fmt.Errorf("connect %s %s to %s: %w", e.Scenario, role, Redact(e.URL), err))
 	}
-	_ = markHooked(nc)
+	_ = hook(nc)
 	c.mu.Lock()
 	c.nc = nc
 	if c.server == "" { // unless a reconnect has already set it

@@ -288,8 +288,9 @@ func probe(ctx context.Context, nc *nats.Conn, subject string, timeout time.Dura
 		// A denied inbox has SubscribeChecked's inbox-prefix hint.
 		return p, fmt.Errorf("probe %q: inbox: %w", subject, err)
 	}
-	closed := sub.StatusChanged(nats.SubscriptionClosed)
 	defer func() { _ = sub.Unsubscribe() }() // answers after this are not needed
+	closed, unwatch := closeSignal(nc)
+	defer unwatch()
 	// A responder of this process whose answers the server denies ends the
 	// wait at once with that denial (see watchProbeAnswers).
 	deniedAnswer := make(chan error, 1)
@@ -443,9 +444,9 @@ func (p *Probed) settle(ctx context.Context, next func(time.Duration) (*nats.Msg
 
 // nextAnswer returns the next answer from answers, or nil when wait passes
 // (by the clock); ctx's error when it ends first, nats.ErrConnectionClosed
-// when the subscription closes (with its connection), the error from
+// when closed says the connection closed (see closeSignal), the error from
 // denied when a responder's answer was denied.
-func nextAnswer(ctx context.Context, answers <-chan *nats.Msg, closed <-chan nats.SubStatus, denied <-chan error, wait time.Duration) (*nats.Msg, error) {
+func nextAnswer(ctx context.Context, answers <-chan *nats.Msg, closed <-chan nats.Status, denied <-chan error, wait time.Duration) (*nats.Msg, error) {
 	// An answer already there is taken even if the pause is over.
 	select {
 	case m := <-answers:

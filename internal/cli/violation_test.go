@@ -28,6 +28,7 @@ func TestParseViolation(t *testing.T) {
 		{name: "a control character", text: fmt.Sprintf("Permissions Violation for Publish to %q", "a\x01b"), ok: true, kind: denyPublish, subject: "a\x01b"},
 		{name: "a backslash", text: fmt.Sprintf("Permissions Violation for Publish to %q", `a\`), ok: true, kind: denyPublish, subject: `a\`},
 		{name: "lower case, as some versions send it", text: `permissions violation for publish to "x"`, ok: true, kind: denyPublish, subject: "x"},
+		{name: "refused for its reply subject", text: fmt.Sprintf("Permissions Violation for Publish with Reply of %q", "$JS.API.INFO"), ok: true, kind: denyReply, subject: "$JS.API.INFO"},
 		{name: "another text", text: "Authorization Violation", ok: false},
 	}
 	for _, tc := range tests {
