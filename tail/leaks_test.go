@@ -453,3 +453,52 @@ func TestClientStateBounded(t *testing.T) {
 		})
 	}
 }
+
+// TestMemberStateBounded checks that a member's per-request state is
+// bounded by what is in flight: thousands of requests through a member
+// whose admission control leaves and rejoins the group at every request
+// leave it at most the subscriptions still draining, and a Settle given up
+// while the member is busy leaves nothing behind (once each left a waiter
+// until the member was next idle, which a busy member may never be).
+func TestMemberStateBounded(t *testing.T) {
+	_, env := newServerEnv(t)
+	gate := make(chan struct{})
+	m, err := StartMember(env, "member-1", MemberOptions{Admit: 1, Gate: gate})
+	require.NoError(t, err)
+	defer stop(t, m)
+	nc, err := env.Connect("requester")
+	require.NoError(t, err)
+	c, err := NewClient(nc, Policy{Retry: &Backoff{Base: 100 * time.Microsecond, Max: time.Millisecond}})
+	require.NoError(t, err)
+	defer c.Close()
+
+	// Busy: a request holds the member's one place; a Settle given up
+	// then must not stay.
+	require.NoError(t, nc.Publish(Subject, []byte("0")))
+	require.Eventually(t, func() bool { return m.Stats().Received == 1 }, testserver.ReadyTimeout, time.Millisecond)
+	for range 100 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+		assert.Error(t, m.Settle(ctx))
+		cancel()
+	}
+	m.mu.Lock()
+	idle := len(m.idle)
+	m.mu.Unlock()
+	assert.Zero(t, idle, "Settle calls given up left waiters")
+	gate <- struct{}{}
+
+	close(gate) // from now on every request passes at once
+	const requests = 2000
+	for i := range requests {
+		_, err := c.Request(longCtx(t), Subject, []byte(strconv.Itoa(i+1)))
+		require.NoError(t, err)
+	}
+	require.NoError(t, m.Settle(longCtx(t)))
+	m.mu.Lock()
+	subs, idle := len(m.subs), len(m.idle)
+	m.mu.Unlock()
+	assert.LessOrEqual(t, subs, 8, "subscriptions kept: the current one and those still draining, not one per leave")
+	assert.Zero(t, idle)
+	assert.Positive(t, m.Stats().Leaves, "admission control never left the group")
+	assert.Equal(t, clientState{}, stateOf(c))
+}
