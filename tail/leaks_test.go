@@ -502,3 +502,64 @@ func TestMemberStateBounded(t *testing.T) {
 	assert.Positive(t, m.Stats().Leaves, "admission control never left the group")
 	assert.Equal(t, clientState{}, stateOf(c))
 }
+
+// TestOwnErrorHandler checks that a caller's own nats.ErrorHandler, given
+// at connect or set after the Client is made, does not switch off prompt
+// denials: a denied request still ends within one round trip (not at its
+// 10 s deadline) with nats.ErrPermissionViolation, and the caller's
+// handler still sees the violation.
+//
+// The fix is in internal/cli's hook (it chains whatever handler the caller
+// sets, before or after); until it is merged the test is skipped.
+func TestOwnErrorHandler(t *testing.T) {
+	// TODO(issue 16): un-skip once fix-cli's hook chains the caller's
+	// handler. Checked failing today: both rows wait out the 10 s deadline
+	// (nats.ErrTimeout) and the handler never sees the violation.
+	t.Skip("needs fix-cli's hook chaining")
+	tests := []struct {
+		name string
+		// after: the handler is set with nc.SetErrorHandler after
+		// NewClient; otherwise it is given at connect.
+		after bool
+	}{
+		{name: "given at connect"},
+		{name: "set after the client is made", after: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, env, opts := lockedOut(t)
+			seen := make(chan error, 16)
+			handler := func(_ *nats.Conn, _ *nats.Subscription, err error) {
+				select {
+				case seen <- err:
+				default:
+				}
+			}
+			if !tc.after {
+				opts = append(opts, nats.ErrorHandler(handler))
+			}
+			nc, err := env.Connect("requester", opts...)
+			require.NoError(t, err)
+			c, err := NewClient(nc, Policy{})
+			require.NoError(t, err)
+			defer c.Close()
+			if tc.after {
+				nc.SetErrorHandler(handler)
+			}
+			start := time.Now()
+			_, err = c.Request(within(t, closeTimeout), Subject, []byte("1"))
+			elapsed := time.Since(start)
+			assert.NotErrorIs(t, err, nats.ErrTimeout, "the denial waited for the deadline")
+			require.ErrorIs(t, err, nats.ErrPermissionViolation)
+			assert.Contains(t, err.Error(), `Publish to "`+Subject+`"`)
+			assert.Less(t, elapsed, closeBound)
+			select {
+			case err := <-seen:
+				assert.ErrorIs(t, err, nats.ErrPermissionViolation)
+				assert.Contains(t, err.Error(), Subject)
+			case <-time.After(closeTimeout):
+				t.Fatal("the caller's own handler never saw the violation")
+			}
+		})
+	}
+}
