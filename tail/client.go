@@ -149,7 +149,9 @@ var ErrClientClosed = errors.New("tail client closed")
 // wraps nats.ErrPermissionViolation and cli.ErrDenied, names it and says
 // to connect with an inbox prefix the user may subscribe to, within one
 // round trip. Otherwise the error wraps the subscribe's or the flush's
-// nats.go error (nats.ErrConnectionClosed, nats.ErrTimeout, ...).
+// nats.go error (nats.ErrConnectionClosed, nats.ErrTimeout, ...). The
+// client listens for nc's close (one status listener and one goroutine,
+// until the close or Close), which ends every request under way.
 func NewClient(nc *nats.Conn, p Policy) (*Client, error) {
 	c := &Client{
 		nc:         nc,
