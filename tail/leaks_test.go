@@ -98,6 +98,21 @@ func answerCopies(t *testing.T, env *cli.Env, winner int) {
 	require.NoError(t, rc.Flush())
 }
 
+// draws returns a Backoff.Rand that returns rs in turn, then the last of
+// them for good.
+func draws(rs ...float64) func() float64 {
+	var mu sync.Mutex
+	return func() float64 {
+		mu.Lock()
+		defer mu.Unlock()
+		r := rs[0]
+		if len(rs) > 1 {
+			rs = rs[1:]
+		}
+		return r
+	}
+}
+
 // lockedOut starts a server whose requester may publish only to other.work
 // (so Subject is denied to it), and returns it, an Env on it (closed when
 // the test ends) and the options that connect as the requester.
@@ -224,10 +239,14 @@ func TestRequestLeavesNothing(t *testing.T) {
 			want: nats.ErrNoResponders,
 		},
 		{
+			// Two retries at once, then a wait of half an hour, past the
+			// deadline: exhausted by the jitter drawn, not by the clock,
+			// so a loaded machine cannot turn it into the deadline's
+			// nats.ErrTimeout.
 			name:   "retries exhausted",
-			policy: Policy{Retry: &Backoff{Base: time.Millisecond, Max: time.Millisecond}},
+			policy: Policy{Retry: &Backoff{Base: time.Hour, Max: time.Hour, Rand: draws(0, 0, 0.5)}},
 			setup: func(t *testing.T, _ *cli.Env, _ *server.Server, _ *nats.Conn, c *Client) func() (*nats.Msg, error) {
-				return func() (*nats.Msg, error) { return c.Request(within(t, 30*time.Millisecond), Subject, []byte("1")) }
+				return func() (*nats.Msg, error) { return c.Request(longCtx(t), Subject, []byte("1")) }
 			},
 			want: ErrBudgetSpent,
 		},
