@@ -107,8 +107,9 @@ func BenchmarkInterestChange(b *testing.B) {
 // BenchmarkRequest measures the client's hot path: one request and its
 // reply through Client.Request, one at a time (ns/op is the round trip) and
 // 16 in flight, with 3 members that answer at once on one server. It is
-// the figure that the -secure plumbing (denial watch per subject, probes
-// before the load) must not raise. Timing is measured, never asserted.
+// the figure that the -secure plumbing (a denial watch per subject in
+// flight, the close watch, probes before the load) must not raise. Timing
+// is measured, never asserted.
 //
 //	go test -run '^$' -bench 'Request' -benchtime 20000x -count 3 ./tail
 func BenchmarkRequest(b *testing.B) {

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,12 +43,22 @@ type Policy struct {
 // each reply under its call: the first reply of a call is handed to the
 // caller, and any other reply for it, sooner or later, is dropped and
 // counted. Safe for concurrent use. Make one with NewClient.
+//
+// What it holds is bounded by what is in flight: a call per request
+// waiting, and a denial watch per subject with a request (or an Await)
+// under way; besides, the last DeniedSubjects subjects the server denied.
 type Client struct {
 	nc     *nats.Conn
 	sub    *nats.Subscription
 	prefix string // the inbox, with a trailing dot
 	policy Policy
 	window *Window // recent latencies, for an adaptive hedge
+
+	// gone ends when the connection closes (its cause is
+	// nats.ErrConnectionClosed) or Close is called (ErrClientClosed), and
+	// with it every request and Await under way (bind).
+	gone context.Context
+	end  context.CancelCauseFunc
 
 	// hedgeAfter starts the hedge delay; time.After unless a test replaces
 	// it to decide itself when the delay is over.
@@ -58,7 +69,8 @@ type Client struct {
 	sleep func(context.Context, time.Duration) error
 
 	mu      sync.Mutex
-	watches map[string]*subjectWatch // the denial watch of each subject requested
+	watches map[string]*subjectWatch // the denial watches: subjects in flight, and denied
+	denied  []string                 // the denied subjects kept, oldest first (≤ DeniedSubjects)
 	next    uint64                   // the last call number handed out
 	calls   map[uint64]*call         // calls still waiting for a reply
 	seen    int64                    // replies filed under a call of ours (not statuses, not strays)
@@ -83,28 +95,52 @@ type call struct {
 	// ready has a value when pending may have grown since the caller
 	// last looked, or the call was denied.
 	ready chan struct{}
-	// subject the call requests, and, under Client.mu, denied: the
-	// server's permissions violation once it denied publishing to subject.
+	// subject the call requests, its watch, and, under Client.mu, denied:
+	// the server's permissions violation once it denied publishing to
+	// subject.
 	subject string
+	watch   *subjectWatch
 	denied  error
 }
 
 // subjectWatch is a Client's watch for permission denials of publishes to
-// one subject (cli.WatchDenials), made on the first request to it.
+// one subject (cli.WatchDenials), shared by the requests and Awaits to it
+// under way: made by the first, stopped when the last ends, unless the
+// subject was denied.
 //
-// Why one watch per subject and not one per request: nats-server denies a
-// publish by its subject alone (the requester's publish permission), so
-// once one copy to a subject is denied every copy to it is, and one watch
-// serves every call, hedge and retry at the cost of one map lookup per
-// request, under the lock open takes anyway. A per-request watch would add
-// two registrations in cli's process-wide dispatcher, under its lock, to a
-// path the demo measures in tens of microseconds (BenchmarkRequest).
+// Why one watch per subject in flight and not one per request: nats-server
+// denies a publish by its subject alone (the requester's publish
+// permission), so once one copy to a subject is denied every copy to it
+// is, and one watch serves every call, hedge and retry under way: each
+// violation of a copy sent before the first came back is taken by it, not
+// printed. Why not one per subject for the client's life: a client lives
+// as long as its service, and would hold one (in cli's process-wide
+// dispatcher too) for every subject it ever asked.
 type subjectWatch struct {
-	stop func()
-	// Under Client.mu: the first violation, and done, closed with it.
-	denied error
-	done   chan struct{}
+	subject string
+	stop    func()
+	// Under Client.mu: the calls and Awaits using the watch; the first
+	// violation, and done, closed with it; evicted: dropped from the
+	// denied subjects kept, to stop once unused.
+	users   int
+	denied  error
+	done    chan struct{}
+	evicted bool
 }
+
+// DeniedSubjects is how many denied subjects a Client keeps: the last 64
+// the server denied. A request to a subject kept fails at once without publishing,
+// and the violations of copies sent before the denial came back are taken
+// by its watch, not printed. 64 is far more than the few subjects one
+// service requests; a client that asks more denied subjects than that
+// forgets the oldest, whose next request is published again and denied
+// within one round trip. The bound keeps a client that asks ever new
+// subjects (a subject per customer, say) from growing without end.
+const DeniedSubjects = 64
+
+// ErrClientClosed is wrapped by the error of a request, or an Await, under
+// way when Client.Close is called.
+var ErrClientClosed = errors.New("tail client closed")
 
 // NewClient subscribes a fresh inbox of nc's (nc.NewInbox()) with one
 // wildcard subscription and flushes it, so no reply can arrive before the
@@ -113,7 +149,9 @@ type subjectWatch struct {
 // wraps nats.ErrPermissionViolation and cli.ErrDenied, names it and says
 // to connect with an inbox prefix the user may subscribe to, within one
 // round trip. Otherwise the error wraps the subscribe's or the flush's
-// nats.go error (nats.ErrConnectionClosed, nats.ErrTimeout, ...).
+// nats.go error (nats.ErrConnectionClosed, nats.ErrTimeout, ...). The
+// client listens for nc's close (one status listener and one goroutine,
+// until the close or Close), which ends every request under way.
 func NewClient(nc *nats.Conn, p Policy) (*Client, error) {
 	c := &Client{
 		nc:         nc,
@@ -126,6 +164,7 @@ func NewClient(nc *nats.Conn, p Policy) (*Client, error) {
 		calls:      map[uint64]*call{},
 		watches:    map[string]*subjectWatch{},
 	}
+	c.gone, c.end = context.WithCancelCause(context.Background())
 	// The subscription is checked (cli.SubscribeChecked: a flush, then a
 	// look for a violation on this exact subject), so an inbox the user
 	// may not subscribe to (under -secure, any inbox outside its prefix)
@@ -146,19 +185,62 @@ func NewClient(nc *nats.Conn, p Policy) (*Client, error) {
 		return sub, nil
 	})
 	if err != nil {
+		c.end(ErrClientClosed)
 		return nil, fmt.Errorf("client inbox %q: %w", c.prefix+">", err)
 	}
 	c.sub = sub
+	// A close of the connection ends every request under way at once:
+	// nats.go sends a closed inbox subscription nothing, and a request
+	// would wait out its deadline. One listener and one goroutine per
+	// client, ending with the connection or with Close.
+	closed := nc.StatusChanged(nats.CLOSED)
+	go func() {
+		select {
+		case <-closed:
+			c.end(nats.ErrConnectionClosed)
+		case <-c.gone.Done():
+		}
+		nc.RemoveStatusListener(closed)
+	}()
+	if nc.IsClosed() { // closed before the listener was registered
+		c.end(nats.ErrConnectionClosed)
+	}
 	return c, nil
 }
 
+// bind returns ctx, ended also, with its cause, when the client's
+// connection closes or Close is called (c.gone), and the function that
+// releases it.
+func (c *Client) bind(ctx context.Context) (context.Context, func()) {
+	bctx, cancel := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(c.gone, func() { cancel(context.Cause(c.gone)) })
+	return bctx, func() { stop(); cancel(nil) }
+}
+
+// ended is the error of a request, or an Await, whose (bound) ctx has
+// ended: one wrapping nats.ErrConnectionClosed or ErrClientClosed when the
+// connection or the client closed, nats.ErrTimeout at ctx's deadline, else
+// ctx.Err() (context.Canceled).
+func ended(ctx context.Context) error {
+	if cause := context.Cause(ctx); errors.Is(cause, nats.ErrConnectionClosed) || errors.Is(cause, ErrClientClosed) {
+		return cause
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return nats.ErrTimeout
+	}
+	return ctx.Err()
+}
+
 // Close unsubscribes the client's inbox; replies that come later are
-// dropped by the server. It does not close the connection. The denial
-// watches of subjects never denied end; a denied subject's stays while the
+// dropped by the server. It does not close the connection. Requests and
+// Awaits still under way end at once with an error wrapping
+// ErrClientClosed. The denial watches of subjects never denied end; those
+// of the denied subjects kept (at most DeniedSubjects) stay while the
 // connection lives, so that the violations of copies already sent when
-// the first came back are still taken by it, not printed as stray errors
+// the first came back are still taken by them, not printed as stray errors
 // after the run has reported the first.
 func (c *Client) Close() error {
+	c.end(ErrClientClosed)
 	c.mu.Lock()
 	for subject, w := range c.watches {
 		if w.denied == nil {
@@ -166,38 +248,73 @@ func (c *Client) Close() error {
 		}
 		delete(c.watches, subject)
 	}
+	c.denied = nil
 	c.mu.Unlock()
 	return c.sub.Unsubscribe()
 }
 
-// watch returns subject's denial watch, registering it on first use.
-// c.mu is held.
-func (c *Client) watch(subject string) *subjectWatch {
-	if w := c.watches[subject]; w != nil {
-		return w
+// acquire returns subject's denial watch for one more user (a call or an
+// Await), registering it if the subject has none. c.mu is held.
+func (c *Client) acquire(subject string) *subjectWatch {
+	w := c.watches[subject]
+	if w == nil {
+		w = &subjectWatch{subject: subject, done: make(chan struct{})}
+		// Registered before the first publish to subject: the violation
+		// can come back at once. cli's dispatcher calls onDenied on the
+		// connection's error handler goroutine, without its own lock held.
+		w.stop = cli.WatchDenials(c.nc, func(err error) { c.onDenied(w, err) }, []string{subject}, nil)
+		c.watches[subject] = w
 	}
-	w := &subjectWatch{done: make(chan struct{})}
-	// Registered before the first publish to subject: the violation can
-	// come back at once. cli's dispatcher calls onDenied on the
-	// connection's error handler goroutine, without its own lock held.
-	w.stop = cli.WatchDenials(c.nc, func(err error) { c.onDenied(subject, w, err) }, []string{subject}, nil)
-	c.watches[subject] = w
+	w.users++
 	return w
 }
 
-// onDenied records that the server denied a publish to subject and ends
-// every call waiting on it, at once: each returns err, whichever copy
-// (first, hedge, retry) was denied, and sends no more copies.
-func (c *Client) onDenied(subject string, w *subjectWatch, err error) {
+// release ends one user of w: the last stops it, unless its subject is one
+// of the denied subjects kept. c.mu is held.
+func (c *Client) release(w *subjectWatch) {
+	w.users--
+	if w.users == 0 && (w.denied == nil || w.evicted) {
+		c.drop(w)
+	}
+}
+
+// drop stops w and forgets it. c.mu is held.
+func (c *Client) drop(w *subjectWatch) {
+	w.stop()
+	if c.watches[w.subject] == w {
+		delete(c.watches, w.subject)
+	}
+}
+
+// onDenied records that the server denied a publish to w's subject, keeps
+// the subject among the denied ones (forgetting the oldest beyond
+// DeniedSubjects), and ends every call waiting on it, at once: each
+// returns err, whichever copy (first, hedge, retry) was denied, and sends
+// no more copies.
+func (c *Client) onDenied(w *subjectWatch, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if w.denied != nil {
+	if w.denied != nil || c.watches[w.subject] != w {
+		// Denied already, or stopped (its users are over) as the
+		// dispatcher handed it this.
 		return
 	}
-	w.denied = fmt.Errorf("request %q: %w", subject, err)
+	w.denied = fmt.Errorf("request %q: %w", w.subject, err)
 	close(w.done)
+	c.denied = append(c.denied, w.subject)
+	if len(c.denied) > DeniedSubjects {
+		old := c.watches[c.denied[0]]
+		c.denied[0] = ""
+		c.denied = c.denied[1:]
+		if old != nil {
+			old.evicted = true
+			if old.users == 0 {
+				c.drop(old)
+			}
+		}
+	}
 	for _, cl := range c.calls {
-		if cl.subject == subject && cl.denied == nil {
+		if cl.watch == w && cl.denied == nil {
 			cl.denied = w.denied
 			select {
 			case cl.ready <- struct{}{}:
@@ -216,12 +333,19 @@ func (c *Client) onDenied(subject string, w *subjectWatch, err error) {
 // already. Other errors, and Probed, are awaitMembers'.
 func (c *Client) Await(ctx context.Context, w io.Writer, subject string, want cli.Want, timeout time.Duration) (cli.Probed, error) {
 	c.mu.Lock()
-	sw := c.watch(subject)
+	sw := c.acquire(subject)
 	denied := sw.denied
 	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.release(sw)
+		c.mu.Unlock()
+	}()
 	if denied != nil {
 		return cli.Probed{}, denied
 	}
+	ctx, unbind := c.bind(ctx)
+	defer unbind()
 	pctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	// The watcher ends with pctx, which ends on return.
@@ -238,6 +362,12 @@ func (c *Client) Await(ctx context.Context, w io.Writer, subject string, want cl
 	p, err := awaitMembers(pctx, w, c.nc, subject, want, timeout)
 	if cause := context.Cause(pctx); errors.Is(cause, nats.ErrPermissionViolation) {
 		return p, cause
+	}
+	if err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		// The probes' error when the connection or the client closed.
+		if gone := ended(ctx); errors.Is(gone, nats.ErrConnectionClosed) || errors.Is(gone, ErrClientClosed) {
+			return p, fmt.Errorf("waiting for the members' interest: %w", gone)
+		}
 	}
 	return p, err
 }
@@ -305,7 +435,9 @@ func (c *Client) countDropped(msg *nats.Msg) {
 
 // WaitReplies returns once the inbox has filed n replies in all (taken by
 // their callers or dropped; statuses and strays do not count), or with
-// ctx's error when it ends first. After the members have sent n replies
+// ctx's error when it ends first, or at once with an error wrapping
+// nats.ErrConnectionClosed (ErrClientClosed) when the connection (the
+// client) closes first. After the members have sent n replies
 // and flushed them, it is what makes the counts final on a cluster too,
 // where a reply may still be crossing a route when a flush of the
 // client's own connection returns.
@@ -318,12 +450,20 @@ func (c *Client) WaitReplies(ctx context.Context, n int64) error {
 	done := make(chan struct{})
 	c.waiters = append(c.waiters, seenWaiter{n: n, done: done})
 	c.mu.Unlock()
+	var err error
 	select {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("client: %d replies: %w", n, ctx.Err())
+		err = ctx.Err()
+	case <-c.gone.Done():
+		err = context.Cause(c.gone)
 	}
+	// Given up: the waiter goes, unless it was just served.
+	c.mu.Lock()
+	c.waiters = slices.DeleteFunc(c.waiters, func(w seenWaiter) bool { return w.done == done })
+	c.mu.Unlock()
+	return fmt.Errorf("client: %d replies: %w", n, err)
 }
 
 // parseReply parses the call and copy numbers out of a reply subject,
@@ -361,7 +501,8 @@ func isNoResponders(msg *nats.Msg) bool {
 func (c *Client) open(subject string) (uint64, *call) {
 	cl := &call{ready: make(chan struct{}, 1), subject: subject}
 	c.mu.Lock()
-	cl.denied = c.watch(subject).denied
+	cl.watch = c.acquire(subject)
+	cl.denied = cl.watch.denied
 	c.next++
 	id := c.next
 	c.calls[id] = cl
@@ -370,11 +511,12 @@ func (c *Client) open(subject string) (uint64, *call) {
 }
 
 // finish ends a call: replies still buffered for it, and any that come
-// later, are dropped and counted.
+// later, are dropped and counted; its subject's watch loses a user.
 func (c *Client) finish(id uint64, cl *call) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.calls, id)
+	c.release(cl.watch)
 	for _, msg := range cl.pending {
 		c.countDropped(msg)
 	}
@@ -429,22 +571,32 @@ func (c *Client) publish(subject string, data []byte, id uint64, cl *call, cp in
 }
 
 // Request sends data on subject and returns the first reply, applying the
-// client's Policy: hedging, deadline propagation and retries. ctx must carry
-// a deadline: the overall deadline of the request, after which it fails
-// with an error wrapping nats.ErrTimeout (also when a reply is taken at or
-// after it, by the client's clock: the reply is dropped and counted);
-// without one the error wraps nats.ErrInvalidArg at once. When nobody subscribes to subject the error
-// wraps nats.ErrNoResponders, at once; with Policy.Retry, once the retries
-// have spent the deadline, it wraps ErrBudgetSpent, nats.ErrTimeout and
-// the last attempt's error (nats.ErrNoResponders or nats.ErrTimeout). When
-// the server denies publishing to subject (its permissions), the request
-// ends within about one round trip with an error wrapping
-// nats.ErrPermissionViolation and cli.ErrDenied that names subject, and so
-// does every other call to subject then waiting, whichever of its copies
-// was denied, and every later one, at once and without publishing (see
-// subjectWatch). A
-// ctx cancelled before its deadline ends the request with ctx.Err(). Other
-// errors are the publish's (nats.ErrConnectionClosed, ...).
+// client's Policy: hedging, deadline propagation and retries. ctx must
+// carry a deadline: the overall deadline of the request, after which it
+// fails with an error wrapping nats.ErrTimeout (also when a reply is taken
+// at or after it, by the client's clock: the reply is dropped and
+// counted); without one the error wraps nats.ErrInvalidArg at once. Other
+// errors wrap:
+//   - nats.ErrNoResponders when nobody subscribes to subject, at once; with
+//     Policy.Retry, once the retries have spent the deadline,
+//     ErrBudgetSpent, nats.ErrTimeout and the last attempt's error
+//     (nats.ErrNoResponders or nats.ErrTimeout);
+//   - nats.ErrPermissionViolation and cli.ErrDenied, naming subject, within
+//     about one round trip, when the server denies publishing to subject
+//     (its permissions); so does every other call to subject then waiting,
+//     whichever of its copies was denied, and every later one while the
+//     subject is kept denied, at once and without publishing (see
+//     subjectWatch, DeniedSubjects);
+//   - nats.ErrConnectionClosed when the connection closes before or while
+//     the request waits (for a reply, a hedge or a retry's backoff), at
+//     once; ErrClientClosed likewise when Close is called;
+//   - ctx.Err() (context.Canceled) when ctx is cancelled before its
+//     deadline;
+//   - the publish's nats.go error (nats.ErrMaxPayload, ...).
+//
+// A request that has ended leaves nothing behind: no subscription (every
+// reply comes to the client's one inbox), no goroutine, and no state but
+// the denied subjects kept.
 //
 // Whatever the policy, a caller gets at most one reply, and it is a reply
 // to a copy of its own request: each copy's reply subject names its call
@@ -454,8 +606,13 @@ func (c *Client) Request(ctx context.Context, subject string, data []byte) (*nat
 	if _, ok := ctx.Deadline(); !ok {
 		return nil, fmt.Errorf("request %q: the context needs a deadline: %w", subject, nats.ErrInvalidArg)
 	}
+	if gone := context.Cause(c.gone); gone != nil {
+		return nil, fmt.Errorf("request %q: %w", subject, gone)
+	}
 	id, cl := c.open(subject)
 	defer c.finish(id, cl)
+	ctx, unbind := c.bind(ctx)
+	defer unbind()
 	if c.policy.Retry != nil {
 		return c.retry(ctx, subject, data, id, cl)
 	}
@@ -533,10 +690,7 @@ func (c *Client) attempt(ctx context.Context, overall time.Time, subject string,
 		case <-hedge:
 			hedge, hedgeDue = nil, true
 		case <-ctx.Done():
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return nil, copies, fmt.Errorf("request %q: %w", subject, nats.ErrTimeout)
-			}
-			return nil, copies, ctx.Err()
+			return nil, copies, fmt.Errorf("request %q: %w", subject, ended(ctx))
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -413,6 +414,11 @@ func (m *Member) Settle(ctx context.Context) error {
 	select {
 	case <-idle:
 	case <-ctx.Done():
+		// Given up: the wait goes, or a busy member would keep one per
+		// call until it is next idle.
+		m.mu.Lock()
+		m.idle = slices.DeleteFunc(m.idle, func(c chan struct{}) bool { return c == idle })
+		m.mu.Unlock()
 		return fmt.Errorf("%s: settle: %w", m.Name, ctx.Err())
 	}
 	if err := m.nc.FlushWithContext(ctx); err != nil {

@@ -119,8 +119,9 @@ func (c *Client) retry(ctx context.Context, subject string, data []byte, id uint
 	}
 }
 
-// sleepCtx waits d, or until ctx ends (its error, or nats.ErrTimeout when
-// its deadline passed).
+// sleepCtx waits d, or until ctx ends (ended: nats.ErrTimeout when its
+// deadline passed, nats.ErrConnectionClosed or ErrClientClosed when the
+// client's connection or the client closed, else ctx.Err()).
 func sleepCtx(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -128,9 +129,6 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	case <-ctx.Done():
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return nats.ErrTimeout
-		}
-		return ctx.Err()
+		return ended(ctx)
 	}
 }
