@@ -526,15 +526,9 @@ func TestMemberStateBounded(t *testing.T) {
 // at connect or set after the Client is made, does not switch off prompt
 // denials: a denied request still ends within one round trip (not at its
 // 10 s deadline) with nats.ErrPermissionViolation, and the caller's
-// handler still sees the violation.
-//
-// The fix is in internal/cli's hook (it chains whatever handler the caller
-// sets, before or after); until it is merged the test is skipped.
+// handler still sees the violation. internal/cli's denial watch chains
+// whatever handler the caller sets, before or after.
 func TestOwnErrorHandler(t *testing.T) {
-	// TODO(issue 16): un-skip once fix-cli's hook chains the caller's
-	// handler. Checked failing today: both rows wait out the 10 s deadline
-	// (nats.ErrTimeout) and the handler never sees the violation.
-	t.Skip("needs fix-cli's hook chaining")
 	tests := []struct {
 		name string
 		// after: the handler is set with nc.SetErrorHandler after
