@@ -201,3 +201,67 @@ func waitForGoroutines(tb testing.TB, n int) {
 		<-tick.C
 	}
 }
+
+// TestMemberLeaveEnds: Member.Leave drains the member's subscription while
+// its handler holds a request, and ends in each way it can: the handler
+// finishes (nil), the caller's context is cancelled, or the member's
+// connection closes during the wait, which ends it within a round trip with
+// nats.ErrConnectionClosed instead of at the caller's deadline (nats.go
+// does not report a subscription closed by its connection's close). The
+// server's subscriptions and the goroutines are back where they were.
+func TestMemberLeaveEnds(t *testing.T) {
+	tests := []struct {
+		name    string
+		during  func(m *Member, cancel context.CancelFunc, release chan struct{})
+		wantErr error
+	}{
+		{name: "the handler finishes", during: func(_ *Member, _ context.CancelFunc, release chan struct{}) { close(release) }},
+		{name: "cancelled during the wait", during: func(_ *Member, cancel context.CancelFunc, _ chan struct{}) { cancel() }, wantErr: context.Canceled},
+		{name: "closed during the wait", during: func(m *Member, _ context.CancelFunc, _ chan struct{}) { m.Conn().Close() }, wantErr: nats.ErrConnectionClosed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, env := newServerEnv(t)
+			nc, err := env.Connect("requester")
+			require.NoError(t, err)
+			require.NoError(t, nc.Flush())
+			srvSubs, routines := srv.NumSubscriptions(), runtime.NumGoroutine()
+
+			taken, release := make(chan struct{}), make(chan struct{})
+			m, err := Join(env, Subject, Group, "worker-1", MemberOptions{Work: func([]byte) error {
+				close(taken)
+				<-release
+				return nil
+			}})
+			require.NoError(t, err)
+			require.NoError(t, nc.PublishRequest(Subject, nc.NewInbox(), []byte("1")))
+			<-taken // the handler holds the request: the drain waits for it
+
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			left := make(chan error, 1)
+			start := time.Now()
+			go func() { left <- m.Leave(ctx) }()
+			// The drain's UNSUB has reached the server once it no longer
+			// counts the member.
+			require.Eventually(t, func() bool { return srv.NumSubscriptions() == srvSubs },
+				testserver.ReadyTimeout, time.Millisecond, "the member's subscription is still on the server")
+			tc.during(m, cancel, release)
+			err = <-left
+			took := time.Since(start)
+			if tc.wantErr == nil {
+				require.NoError(t, err)
+			} else {
+				require.ErrorIs(t, err, tc.wantErr)
+			}
+			assert.Less(t, took, 2*time.Second, "ended within a round trip, not at the 10 s deadline")
+			if tc.wantErr != nil {
+				close(release) // the handler ends
+			}
+			if !m.Conn().IsClosed() {
+				require.NoError(t, m.Drain(context.Background()))
+			}
+			waitForGoroutines(t, routines)
+		})
+	}
+}

@@ -471,6 +471,12 @@ func Load(ctx context.Context, nc *nats.Conn, cfg LoadConfig) (*Result, error) {
 	defer drainLimit.Stop()
 	select {
 	case <-subClosed:
+	case <-closed:
+		// Closed for good while draining: nats.go reports no closed
+		// subscription then, and what had not reached the handler is
+		// dropped, so the counts stand, short of what may have come.
+		l.setUnsettled()
+		return l.result(elapsed), fmt.Errorf("load %q: drain inbox: %w", cfg.Subject, nats.ErrConnectionClosed)
 	case <-drainLimit.C:
 		_ = inbox.Unsubscribe() // the counts are final either way
 		if !nc.IsConnected() {

@@ -366,15 +366,26 @@ func settlePlain(ctx context.Context, nc *nats.Conn, members []*Member) error {
 // requests it had already taken, in its handler or queued in its client, are
 // answered before Leave returns. The connection stays open. The error is
 // ctx's if it ends first, or the nats.go error of the drain
-// (nats.ErrConnectionClosed, ...).
+// (nats.ErrConnectionClosed, ...); one wrapping nats.ErrConnectionClosed,
+// within a round trip, when the connection closes during the drain (the
+// requests still held are then never answered).
 func (m *Member) Leave(ctx context.Context) error {
 	closed := m.sub.StatusChanged(nats.SubscriptionClosed)
+	// nats.go does not report a subscription closed by its connection's
+	// close: watch the connection too.
+	connClosed := m.nc.StatusChanged(nats.CLOSED)
+	defer m.nc.RemoveStatusListener(connClosed)
 	if err := m.sub.Drain(); err != nil {
 		return fmt.Errorf("%s: drain subscription: %w", m.Name, err)
+	}
+	if m.nc.IsClosed() {
+		return fmt.Errorf("%s: drain subscription: %w", m.Name, nats.ErrConnectionClosed)
 	}
 	select {
 	case <-closed:
 		return nil
+	case <-connClosed:
+		return fmt.Errorf("%s: drain subscription: %w", m.Name, nats.ErrConnectionClosed)
 	case <-ctx.Done():
 		return fmt.Errorf("%s: drain subscription: %w", m.Name, ctx.Err())
 	}

@@ -357,4 +357,3 @@ func writeHeader(w io.Writer, cfg Config, members int) {
 		fmt.Fprintf(w, "%s takes %v longer than the others per request\n", workerName(1), cfg.Slow)
 	}
 }
-
