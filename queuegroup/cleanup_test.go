@@ -16,7 +16,11 @@ import (
 	"reqreply/internal/testserver"
 )
 
-// The ways a request path of queuegroup's can end, for the cleanup tests.
+// This file checks that queuegroup's request paths (Load, ReadStats,
+// Member.Leave) end in every way a request can end, promptly when the
+// connection closes or the caller gives up, and leave nothing behind.
+
+// ending is one way a request path of queuegroup's can end.
 type ending struct {
 	name string
 	// member joins what serves the requests (nothing when nil); during

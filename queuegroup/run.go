@@ -298,7 +298,7 @@ func settleAll(members ...*Member) func(ctx context.Context) error {
 // settleFrom is settleAll for a run whose requester is nc, when some members
 // are plain subscribers whose own counts are read afterwards (the mixed
 // demo's listeners): a plain subscriber is settled from nc
-// (Member.SettleFrom), so that it has also counted every copy nc published
+// (settlePlain), so that it has also counted every copy nc published
 // before, including one still crossing a route. The plain subscribers of
 // one subject are probed together; a nil nc settles each member alone.
 func settleFrom(nc *nats.Conn, members ...*Member) func(ctx context.Context) error {
