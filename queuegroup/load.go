@@ -323,7 +323,8 @@ type loader struct {
 // good (nats.go gave up reconnecting), the run ends at once.
 //
 // Load keeps about 100 bytes per request, and a queue entry (40 bytes) for
-// each request sent within the last cfg.Timeout.
+// each request sent within the last cfg.Timeout, in an array of at most
+// about twice the most of those there have been at once.
 //
 // A timed-out request is counted, not an error; with cfg.Retry it is sent
 // once more. Errors, each wrapped with the subject: nats.ErrInvalidArg or
@@ -470,6 +471,12 @@ func Load(ctx context.Context, nc *nats.Conn, cfg LoadConfig) (*Result, error) {
 	defer drainLimit.Stop()
 	select {
 	case <-subClosed:
+	case <-closed:
+		// Closed for good while draining: nats.go reports no closed
+		// subscription then, and what had not reached the handler is
+		// dropped, so the counts stand, short of what may have come.
+		l.setUnsettled()
+		return l.result(elapsed), fmt.Errorf("load %q: drain inbox: %w", cfg.Subject, nats.ErrConnectionClosed)
 	case <-drainLimit.C:
 		_ = inbox.Unsubscribe() // the counts are final either way
 		if !nc.IsConnected() {
@@ -869,7 +876,9 @@ type expiring struct {
 
 // expiryQueue is a FIFO of published attempts. Every attempt waits the
 // same timeout, so the order they are published in is the order of their
-// deadlines, and the watchdog only ever needs to look at the head.
+// deadlines, and the watchdog only ever needs to look at the head. It
+// keeps the attempts not yet popped, in an array of about twice the most
+// there have been at once.
 type expiryQueue struct {
 	mu    sync.Mutex
 	items []expiring
@@ -897,9 +906,16 @@ func (q *expiryQueue) pop(ctx context.Context) (expiring, bool) {
 		if q.head < len(q.items) {
 			e := q.items[q.head]
 			q.head++
-			if q.head == len(q.items) {
-				// Empty: start over at the front of the same array.
-				q.items, q.head = q.items[:0], 0
+			if q.head > len(q.items)/2 {
+				// Half the array or more is popped: move what is left to
+				// the front of the same array. A long run never empties
+				// the queue (attempts are pending while the next one is
+				// pushed), so without this the array would keep every
+				// attempt ever sent; with it, it holds at most about
+				// twice the most attempts in flight at once, and each
+				// entry is moved at most once per pop on average.
+				n := copy(q.items, q.items[q.head:])
+				q.items, q.head = q.items[:n], 0
 			}
 			q.mu.Unlock()
 			return e, true

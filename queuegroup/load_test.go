@@ -275,3 +275,29 @@ func TestLoadStrayBeforeRequest(t *testing.T) {
 	assert.Zero(t, res.Duplicates)
 	assert.True(t, res.Exact())
 }
+
+// TestExpiryQueueBounded: the watchdog's queue holds what is in flight, not
+// every attempt ever sent. A long run keeps it from ever emptying (a few
+// attempts are always pending while the next is pushed), so the slots it
+// has popped must be given back then too, or a run of a million requests
+// would keep a million entries.
+func TestExpiryQueueBounded(t *testing.T) {
+	for _, inFlight := range []int{1, 4, 64} {
+		t.Run(fmt.Sprintf("%d in flight", inFlight), func(t *testing.T) {
+			var q expiryQueue
+			q.init()
+			ctx := context.Background()
+			n := 0
+			for ; n < inFlight; n++ {
+				q.push(expiring{n: n})
+			}
+			for want := 0; n < 100_000; n, want = n+1, want+1 {
+				e, ok := q.pop(ctx)
+				require.True(t, ok)
+				require.Equal(t, want, e.n, "first in, first out")
+				q.push(expiring{n: n})
+			}
+			assert.LessOrEqual(t, cap(q.items), 4*inFlight+16, "entries kept for %d in flight", inFlight)
+		})
+	}
+}

@@ -297,20 +297,95 @@ func settle(ctx context.Context, name string, nc *nats.Conn) error {
 	return nil
 }
 
+// settlePlain settles plain subscribers (Group "") from nc, their
+// requester: it returns once each has counted every message nc published
+// on its subject before the call, copies still crossing a route included.
+// A member's own Settle cannot promise that: its flush reaches only its
+// own server, and on a cluster a copy may still be on the route from nc's
+// server (a burst of 20,000 left a third of them there). So the copies are
+// acknowledged the way they came: a readiness probe from nc
+// (cli.AwaitResponders) follows nc's earlier messages on the same path (one
+// connection, and a server forwards an account's messages over a route in
+// order), and a member's handler takes its messages one at a time, in
+// order, so its answer to the probe comes after it has counted every
+// earlier copy. The members of one subject are probed together. A closed
+// member or one that has left is settled already. Errors: one wrapping
+// nats.ErrConnectionReconnecting when nc or a member is disconnected;
+// context.DeadlineExceeded (and nats.ErrTimeout) when a member has not
+// answered by ctx's deadline (or within cli.DrainTimeout without one),
+// which Load takes as Result.Unsettled; ctx's error; the probe's. On a
+// server without header support, which probes need, each member only
+// settles alone (Member.Settle).
+func settlePlain(ctx context.Context, nc *nats.Conn, members []*Member) error {
+	bySubject := map[string][]string{}
+	var subjects []string
+	for _, m := range members {
+		if m.nc.IsClosed() || !m.sub.IsValid() {
+			continue
+		}
+		if m.nc.IsReconnecting() {
+			return fmt.Errorf("%s: settle: %w", m.Name, nats.ErrConnectionReconnecting)
+		}
+		if _, ok := bySubject[m.sub.Subject]; !ok {
+			subjects = append(subjects, m.sub.Subject)
+		}
+		bySubject[m.sub.Subject] = append(bySubject[m.sub.Subject], m.Name)
+	}
+	if len(subjects) == 0 {
+		return nil
+	}
+	if !nc.IsConnected() {
+		return fmt.Errorf("settle from %s: %w", cli.ServerName(nc), nats.ErrConnectionReconnecting)
+	}
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(cli.DrainTimeout)
+	}
+	for _, subject := range subjects {
+		who := bySubject[subject]
+		p, err := cli.AwaitResponders(ctx, nc, subject, cli.AllOf(who...), time.Until(deadline))
+		switch {
+		case errors.Is(err, nats.ErrTimeout):
+			return fmt.Errorf("settle %v from the requester: %w (%w)", who, context.DeadlineExceeded, err)
+		case err != nil:
+			return fmt.Errorf("settle %v from the requester: %w", who, err)
+		case p.Skipped:
+			for _, m := range members {
+				if err := m.Settle(ctx); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}
+	return nil
+}
+
 // Leave takes the member out of its group gracefully by draining its
 // subscription: the server stops routing to it at once (the UNSUB), and the
 // requests it had already taken, in its handler or queued in its client, are
 // answered before Leave returns. The connection stays open. The error is
 // ctx's if it ends first, or the nats.go error of the drain
-// (nats.ErrConnectionClosed, ...).
+// (nats.ErrConnectionClosed, ...); one wrapping nats.ErrConnectionClosed,
+// within a round trip, when the connection closes during the drain (the
+// requests still held are then never answered).
 func (m *Member) Leave(ctx context.Context) error {
 	closed := m.sub.StatusChanged(nats.SubscriptionClosed)
+	// nats.go does not report a subscription closed by its connection's
+	// close: watch the connection too.
+	connClosed := m.nc.StatusChanged(nats.CLOSED)
+	defer m.nc.RemoveStatusListener(connClosed)
 	if err := m.sub.Drain(); err != nil {
 		return fmt.Errorf("%s: drain subscription: %w", m.Name, err)
+	}
+	if m.nc.IsClosed() {
+		return fmt.Errorf("%s: drain subscription: %w", m.Name, nats.ErrConnectionClosed)
 	}
 	select {
 	case <-closed:
 		return nil
+	case <-connClosed:
+		return fmt.Errorf("%s: drain subscription: %w", m.Name, nats.ErrConnectionClosed)
 	case <-ctx.Done():
 		return fmt.Errorf("%s: drain subscription: %w", m.Name, ctx.Err())
 	}

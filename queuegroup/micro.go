@@ -186,7 +186,8 @@ func (in *Instance) ID() string { return in.svc.Info().ID }
 // nats.ErrPermissionViolation (and cli.ErrDenied), naming the subject, when
 // the server's permissions deny the inbox or the request; nats.go's
 // subscribe, publish and flush errors; a JSON error for a malformed reply;
-// ctx's error. An
+// ctx's error; nats.ErrConnectionClosed, within a round trip, when nc
+// closes while the replies are awaited. An
 // instance in expect that did not answer is no error: the caller sees which.
 func ReadStats(ctx context.Context, nc *nats.Conn, expect []string, timeout time.Duration) ([]InstanceStats, error) {
 	subject, err := micro.ControlSubject(micro.StatsVerb, MicroService, "")
@@ -214,6 +215,13 @@ func ReadStats(ctx context.Context, nc *nats.Conn, expect []string, timeout time
 	if err := cli.PublishChecked(tctx, nc, &nats.Msg{Subject: subject, Reply: inbox}); err != nil {
 		return nil, fmt.Errorf("stats %q: %w", subject, err)
 	}
+	// A connection that closes while the replies are awaited ends the read
+	// at once: nats.go closes nothing a channel subscription can see.
+	closed := nc.StatusChanged(nats.CLOSED)
+	defer nc.RemoveStatusListener(closed)
+	if nc.IsClosed() {
+		return nil, fmt.Errorf("stats %q: %w", subject, nats.ErrConnectionClosed)
+	}
 	missing := map[string]bool{}
 	for _, id := range expect {
 		missing[id] = true
@@ -237,6 +245,8 @@ func ReadStats(ctx context.Context, nc *nats.Conn, expect []string, timeout time
 			}
 			byID[st.ID] = is
 			delete(missing, st.ID)
+		case <-closed:
+			return nil, fmt.Errorf("stats %q: %w", subject, nats.ErrConnectionClosed)
 		case <-tctx.Done():
 			if ctx.Err() != nil {
 				return nil, fmt.Errorf("stats %q: %w", subject, ctx.Err())

@@ -9,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"reqreply/internal/cli"
 )
 
 // TestMixedListeners puts a queue group of 3, a second queue group of 2 and
@@ -35,7 +37,7 @@ func TestMixedListeners(t *testing.T) {
 			const requests = 200
 			res, err := Load(context.Background(), nc, LoadConfig{
 				Subject: Subject, Requests: requests, Concurrency: concurrency, Timeout: 5 * time.Second,
-				Replies: 2, Settle: settleAll(slices.Concat(workers, auditors, listeners)...),
+				Replies: 2, Settle: settleFrom(nc, slices.Concat(workers, auditors, listeners)...),
 			})
 			require.NoError(t, err)
 			require.True(t, res.Exact(), "%+v", res)
@@ -57,6 +59,52 @@ func TestMixedListeners(t *testing.T) {
 			_, a := countsOf(res, names(auditors), false)
 			assert.Equal(t, requests, w[0]+w[1]+w[2])
 			assert.Equal(t, requests, a[0]+a[1])
+		})
+	}
+}
+
+// TestSettleCountsCopiesOnTheRoute: on a cluster of 3, the requester
+// publishes a burst on Subject and its server has accepted every copy (a
+// flush); the plain subscribers, on the requester's node and on the others,
+// are then settled from the requester. Each must have counted every copy:
+// one still crossing a route when settling ends would be read as missing
+// ("listener-1 received 59 of 60"). The burst fills the routes, so a settle
+// that only flushes the subscriber's own connection reads them too early.
+func TestSettleCountsCopiesOnTheRoute(t *testing.T) {
+	tests := []struct {
+		name  string
+		nodes []int // the listeners' nodes; the requester is on node 0
+	}{
+		{name: "one listener on another node", nodes: []int{2}},
+		{name: "a listener on each node", nodes: []int{0, 1, 2}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			env, _ := topologyEnv(t, cli.Topology{Kind: cli.Cluster, Nodes: 3})
+			var listeners []*Member
+			for i, node := range tc.nodes {
+				l, err := Join(env, Subject, "", fmt.Sprintf("listener-%d", i+1), MemberOptions{Silent: true, Node: node})
+				require.NoError(t, err)
+				listeners = append(listeners, l)
+			}
+			nc, err := env.ConnectNode("requester", 0)
+			require.NoError(t, err)
+			ctx := context.Background()
+			_, err = cli.AwaitResponders(ctx, nc, Subject, cli.AllOf(names(listeners)...), 5*time.Second)
+			require.NoError(t, err)
+
+			const burst = 20000
+			payload := make([]byte, 64)
+			for range burst {
+				require.NoError(t, nc.Publish(Subject, payload))
+			}
+			require.NoError(t, nc.Flush(), "the requester's server has accepted every copy")
+			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			require.NoError(t, settleFrom(nc, listeners...)(sctx))
+			for _, l := range listeners {
+				assert.EqualValues(t, burst, l.Received(), "%s on %s, read after settling", l.Name, l.Server)
+			}
 		})
 	}
 }

@@ -289,15 +289,31 @@ func names(members []*Member) []string {
 	return out
 }
 
-// settleAll returns a LoadConfig.Settle that settles every member.
+// settleAll returns a LoadConfig.Settle that settles every member: its
+// replies have reached its server (Member.Settle).
 func settleAll(members ...*Member) func(ctx context.Context) error {
+	return settleFrom(nil, members...)
+}
+
+// settleFrom is settleAll for a run whose requester is nc, when some members
+// are plain subscribers whose own counts are read afterwards (the mixed
+// demo's listeners): a plain subscriber is settled from nc
+// (settlePlain), so that it has also counted every copy nc published
+// before, including one still crossing a route. The plain subscribers of
+// one subject are probed together; a nil nc settles each member alone.
+func settleFrom(nc *nats.Conn, members ...*Member) func(ctx context.Context) error {
 	return func(ctx context.Context) error {
+		var plain []*Member
 		for _, m := range members {
+			if nc != nil && m.Group == "" {
+				plain = append(plain, m)
+				continue
+			}
 			if err := m.Settle(ctx); err != nil {
 				return err
 			}
 		}
-		return nil
+		return settlePlain(ctx, nc, plain)
 	}
 }
 

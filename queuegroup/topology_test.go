@@ -366,3 +366,27 @@ func TestShowWait(t *testing.T) {
 		})
 	}
 }
+
+// TestManyRunsOnCluster runs the mixed demo's command line again and again
+// against one embedded cluster of 3 nodes named by NATS_URL, as a user
+// with a real cluster would: each run joins its subscribers afresh, spread
+// over the nodes, and reads the listeners' counts after settling them from
+// the requester. Not one run may fail: a copy still crossing a route is
+// waited for, never counted as missing. (100 runs; 10 with -short.)
+func TestManyRunsOnCluster(t *testing.T) {
+	runs := 100
+	if testing.Short() {
+		runs = 10
+	}
+	var urls []string
+	for _, s := range testserver.NewCluster(t, 3) {
+		urls = append(urls, s.ClientURL())
+	}
+	vars := map[string]string{"NATS_URL": strings.Join(urls, ",")}
+	for i := range runs {
+		code, stdout, stderr := program(strings.Fields("-demo mixed -requests 60 -concurrency 4"), vars)
+		require.Equal(t, cli.ExitOK, code, "run %d of %d:\n%s%s", i+1, runs, stdout, stderr)
+		require.Contains(t, stdout, "verified: 60 requests, 120 replies", "run %d", i+1)
+	}
+	t.Logf("%d runs of -demo mixed on a cluster of 3, no failure", runs)
+}
