@@ -154,8 +154,8 @@ func TestGatherWhileDisconnected(t *testing.T) {
 
 // A responder that replies twice to one request: each reply is a message,
 // counted once. MaxReplies(1) hands out one; the other is unread or late
-// for the shared Mux (Late), or never delivered (the inbox variant's
-// AutoUnsubscribe(1)); without MaxReplies both are replies.
+// for the shared Mux (Late), or discarded by nats.go once the inbox
+// variant has unsubscribed; without MaxReplies both are replies.
 func TestResponderRepliesTwice(t *testing.T) {
 	env := newEnv(t)
 	rc := connect(t, env, "responders")

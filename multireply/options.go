@@ -34,11 +34,6 @@ const (
 // longer one, which would end every other gather on it too.
 const MaxSubjectLen = 4096 - 128
 
-// autoUnsubscribeMax is the largest count the inbox variant hands to
-// AutoUnsubscribe: nats-server reads an UNSUB's count as at most 9 digits and
-// takes a longer one as "now", which would drop every reply.
-const autoUnsubscribeMax = 999_999_999
-
 // ResponderHeader is the reply header in which the demo responders name
 // themselves ("responder-3"); Reply.Responder reads it.
 const ResponderHeader = "Responder"

@@ -21,6 +21,13 @@ import (
 // "secret". It returns a URL maker for a user.
 func deniedServer(t *testing.T) func(user string) string {
 	t.Helper()
+	_, url := deniedServerAt(t)
+	return url
+}
+
+// deniedServerAt is deniedServer that also returns the server.
+func deniedServerAt(t *testing.T) (*server.Server, func(user string) string) {
+	t.Helper()
 	users := []*server.User{
 		{Username: "svc", Password: "svc"},
 		{Username: "nosub", Password: "nosub", Permissions: &server.Permissions{
@@ -31,7 +38,7 @@ func deniedServer(t *testing.T) func(user string) string {
 		}},
 	}
 	s := testserver.New(t, testserver.WithUsers(users...))
-	return func(user string) string {
+	return s, func(user string) string {
 		return "nats://" + user + ":" + user + "@" + strings.TrimPrefix(s.ClientURL(), "nats://")
 	}
 }
