@@ -613,3 +613,67 @@ func TestEveryEndLeavesNothing(t *testing.T) {
 		}
 	}
 }
+
+// A long-lived Mux holds per-gather state only while the gather runs: after
+// thousands of gathers to as many distinct subjects (answered, no
+// responders, deadline), run 8 at a time, its map of running gathers never
+// held more than the gathers in flight and is empty at the end, and the
+// client, the server and the goroutines are back where they started.
+func TestMuxStateBoundedByInFlight(t *testing.T) {
+	const workers, perWorker = 8, 400 // 3,200 subjects
+	s := testserver.New(t)
+	env := cli.NewEnv("multireply", s.ClientURL())
+	t.Cleanup(func() { _ = env.Close() })
+	rc := connect(t, env, "responders")
+	_, err := rc.Subscribe("bounded.answered.>", func(m *nats.Msg) { _ = m.Respond([]byte("ok")) })
+	require.NoError(t, err)
+	require.NoError(t, rc.Flush())
+	nc := connect(t, env, "requester")
+	m, err := NewMux(nc)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, m.Close()) }()
+	inFlight := func() int {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return len(m.gathers)
+	}
+	clientSubs, serverSubs, goroutines := m.rc.NumSubscriptions(), s.NumSubscriptions(), runtime.NumGoroutine()
+
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Go(func() {
+			peak := 0
+			for i := range perWorker {
+				subject, opts, want := fmt.Sprintf("bounded.none.%d.%d", w, i), []Option{Timeout(10 * time.Second)}, StopNoResponders
+				switch i % 10 {
+				case 0, 1, 2, 3:
+					subject, opts, want = fmt.Sprintf("bounded.answered.%d.%d", w, i), append(opts, MaxReplies(1)), StopMax
+				case 4:
+					subject, opts, want = fmt.Sprintf("bounded.answered.%d.%d", w, i), []Option{Timeout(5 * time.Millisecond), MaxReplies(2)}, StopDeadline
+				}
+				res, _ := Gather(context.Background(), m, subject, nil, opts...)
+				if res.Reason != want {
+					errs <- fmt.Errorf("%s: stopped %v, want %v", subject, res.Reason, want)
+					return
+				}
+				peak = max(peak, inFlight())
+			}
+			if peak > workers {
+				errs <- fmt.Errorf("%d gathers registered with %d in flight", peak, workers)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+
+	assert.Zero(t, inFlight(), "running gathers held after all ended")
+	assert.Equal(t, clientSubs, m.rc.NumSubscriptions(), "the Mux's subscriptions")
+	require.NoError(t, m.rc.Flush())
+	assert.Equal(t, serverSubs, s.NumSubscriptions(), "the server's subscriptions")
+	settled(func() bool { return runtime.NumGoroutine() <= goroutines })
+	assert.LessOrEqual(t, runtime.NumGoroutine(), goroutines, "goroutines")
+}

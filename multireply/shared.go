@@ -88,6 +88,11 @@ var ErrMuxClosed = errors.New("mux closed")
 // has returned. The same holds per gather for what reached its token while
 // it was registered.
 //
+// A long-lived Mux holds no state per subject and none for a gather that
+// has ended: its map of running gathers (by token) holds at most the
+// gathers in flight, each entry removed on every way out
+// (TestMuxStateBoundedByInFlight).
+//
 // A Mux is safe for concurrent gathers. Close it when done.
 type Mux struct {
 	nc     *nats.Conn // the connection whose state the Mux follows
