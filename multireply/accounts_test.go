@@ -152,7 +152,8 @@ func withConf(t *testing.T, conf string) testserver.Option {
 // requester, nats-server v2.15.3 sometimes passes a second reply (plain
 // nats.go requests see the same, so it is the server's doing). What always
 // holds is asserted: at least one reply, at most one per responder. How
-// many gathers got two is logged for each setting.
+// many gathers got two is logged for each setting, and how many plain
+// nats.go requests did.
 func TestSingletonImportAcrossServers(t *testing.T) {
 	const responders, gathers = 2, 10
 	tests := []struct {
@@ -207,6 +208,24 @@ func TestSingletonImportAcrossServers(t *testing.T) {
 				}
 				t.Logf("%s: %d of %d gathers got %d replies", v.Name(), two, gathers, responders)
 			}
+
+			// Plain nats.go, none of the suite's code: an inbox, a request,
+			// the first reply, then a look for a second within the same gap.
+			two := 0
+			for range gathers {
+				sub, err := nc.SubscribeSync(nc.NewInbox())
+				require.NoError(t, err)
+				require.NoError(t, nc.PublishRequest("single", sub.Subject, nil))
+				_, err = sub.NextMsg(10 * time.Second)
+				require.NoError(t, err)
+				if _, err := sub.NextMsg(250 * time.Millisecond); err == nil {
+					two++
+				} else {
+					require.ErrorIs(t, err, nats.ErrTimeout)
+				}
+				require.NoError(t, sub.Unsubscribe())
+			}
+			t.Logf("plain nats.go: %d of %d requests got %d replies", two, gathers, responders)
 		})
 	}
 }
