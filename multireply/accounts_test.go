@@ -117,3 +117,115 @@ func TestGatherAcrossAccounts(t *testing.T) {
 		})
 	}
 }
+
+// trackedConf is accountsConf's singleton export with latency tracking on
+// (every request sampled, the measurements published on "latency.single").
+const trackedConf = `
+accounts: {
+  SVC: {
+    users: [{user: svc, password: svc}]
+    exports: [{service: "single", latency: {sampling: 100%, subject: "latency.single"}}]
+  }
+  CLIENT: {
+    users: [{user: client, password: client}]
+    imports: [{service: {account: SVC, subject: "single"}}]
+  }
+}
+`
+
+// withConf loads the accounts and users of conf into each server's options,
+// parsed afresh for each (servers share no account).
+func withConf(t *testing.T, conf string) testserver.Option {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "accounts.conf")
+	require.NoError(t, os.WriteFile(path, []byte(conf), 0o600))
+	return func(o *server.Options) {
+		c, err := server.ProcessConfigFile(path)
+		require.NoError(t, err)
+		o.Accounts, o.Users = c.Accounts, c.Users
+	}
+}
+
+// A singleton service import lets one reply through on one server
+// (TestGatherAcrossAccounts), but not always across servers: with latency
+// tracking on the export and the responders on another node than the
+// requester, nats-server v2.15.3 sometimes passes a second reply (plain
+// nats.go requests see the same, so it is the server's doing). What always
+// holds is asserted: at least one reply, at most one per responder. How
+// many gathers got two is logged for each setting, and how many plain
+// nats.go requests did.
+func TestSingletonImportAcrossServers(t *testing.T) {
+	const responders, gathers = 2, 10
+	tests := []struct {
+		name     string
+		conf     string
+		sameNode bool
+	}{
+		{name: "tracking, responders on another node", conf: trackedConf},
+		{name: "tracking, same node", conf: trackedConf, sameNode: true},
+		{name: "no tracking, responders on another node", conf: accountsConf},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			servers := testserver.NewCluster(t, 3, withConf(t, tc.conf))
+			svcNode := servers[1]
+			if tc.sameNode {
+				svcNode = servers[0]
+			}
+			hostPort := func(s *server.Server) string { return strings.TrimPrefix(s.ClientURL(), "nats://") }
+			svcEnv := cli.NewEnv("multireply", "nats://svc:svc@"+hostPort(svcNode))
+			clientEnv := cli.NewEnv("multireply", "nats://client:client@"+hostPort(servers[0]))
+			t.Cleanup(func() { _ = clientEnv.Close(); _ = svcEnv.Close() })
+			rc := connect(t, svcEnv, "responders")
+			for i := range responders {
+				_, err := rc.Subscribe("single", func(m *nats.Msg) { _ = m.Respond([]byte(fmt.Sprintf("r%d", i))) })
+				require.NoError(t, err)
+			}
+			require.NoError(t, rc.Flush())
+			svc, err := servers[0].LookupAccount("SVC")
+			require.NoError(t, err)
+			// A route brings a node's interest as one subscription.
+			interest := 1
+			if tc.sameNode {
+				interest = responders
+			}
+			requireInterest(t, svc.Interest, "single", interest)
+			nc := connect(t, clientEnv, "requester")
+
+			for _, v := range newVariants(t, nc) {
+				two := 0
+				for range gathers {
+					// Both replies, or the first and then a stall: a second
+					// reply, if the server passes one, comes within it.
+					res, err := Gather(context.Background(), v, "single", nil, Timeout(10*time.Second), MaxReplies(responders), Stall(250*time.Millisecond))
+					require.NoError(t, err)
+					require.GreaterOrEqual(t, res.Count, 1)
+					require.LessOrEqual(t, res.Count, responders)
+					if res.Count == 2 {
+						two++
+						t.Logf("%s: second reply after %v", v.Name(), res.Replies[1].At-res.Replies[0].At)
+					}
+				}
+				t.Logf("%s: %d of %d gathers got %d replies", v.Name(), two, gathers, responders)
+			}
+
+			// Plain nats.go, none of the suite's code: an inbox, a request,
+			// the first reply, then a look for a second within the same gap.
+			two := 0
+			for range gathers {
+				sub, err := nc.SubscribeSync(nc.NewInbox())
+				require.NoError(t, err)
+				require.NoError(t, nc.PublishRequest("single", sub.Subject, nil))
+				_, err = sub.NextMsg(10 * time.Second)
+				require.NoError(t, err)
+				if _, err := sub.NextMsg(250 * time.Millisecond); err == nil {
+					two++
+				} else {
+					require.ErrorIs(t, err, nats.ErrTimeout)
+				}
+				require.NoError(t, sub.Unsubscribe())
+			}
+			t.Logf("plain nats.go: %d of %d requests got %d replies", two, gathers, responders)
+		})
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/synadia-io/orbit.go/natsext"
 )
 
 // loop is what a conformance case may do in the range loop after the nth
@@ -64,6 +65,15 @@ func TestConformance(t *testing.T) {
 		{name: "custom sentinel", serve: sequence("a", "END", "b"),
 			opts: []Option{Timeout(time.Hour), Sentinel(func(m *nats.Msg) bool { return string(m.Data) == "END" })},
 			want: []string{"a"}, wantReason: StopSentinel},
+		{name: "error reply is a reply, not the default sentinel", serve: sequence("one", errorMarker, "two", "", "three"),
+			opts: []Option{Timeout(time.Hour), Sentinel(nil)},
+			want: []string{"one", "", "two"}, wantReason: StopSentinel, check: errorReplySecond},
+		{name: "error reply is a reply, not natsext's DefaultSentinel", serve: sequence("one", errorMarker, "two", "", "three"),
+			opts: []Option{Timeout(time.Hour), Sentinel(natsext.DefaultSentinel)},
+			want: []string{"one", "", "two"}, wantReason: StopSentinel, check: errorReplySecond},
+		{name: "error reply counts toward max", serve: sequence(errorMarker, "one", "two"),
+			opts: []Option{Timeout(time.Hour), Sentinel(nil), MaxReplies(2)},
+			want: []string{"", "one"}, wantReason: StopMax},
 		{name: "empty payload is a reply without a sentinel", serve: sequence("", "x"), opts: []Option{Timeout(time.Hour), MaxReplies(2)},
 			want: []string{"", "x"}, wantReason: StopMax},
 		{name: "zero responders", opts: []Option{Timeout(time.Hour)},
@@ -178,6 +188,15 @@ func payloads(replies []Reply) []string {
 		out[i] = string(r.Msg.Data)
 	}
 	return out
+}
+
+// errorReplySecond checks that the second reply is the error reply, with
+// its service error.
+func errorReplySecond(t *testing.T, replies []Reply) {
+	require.Len(t, replies, 3)
+	assert.Nil(t, replies[0].ServiceError)
+	assert.Equal(t, &ServiceError{Code: "500", Description: "failed"}, replies[1].ServiceError)
+	assert.Nil(t, replies[2].ServiceError)
 }
 
 // slowEcho starts one responder, "slow", that answers after d: its "work".

@@ -4,8 +4,10 @@ import (
 	"context"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
@@ -53,8 +55,13 @@ func newVariants(t testing.TB, nc *nats.Conn) []Variant {
 // connection).
 func baseline(Variant) int { return 0 }
 
-// statusMarker in a sequence stands for a no-responders status message.
-const statusMarker = "<503>"
+// statusMarker in a sequence stands for a no-responders status message,
+// errorMarker for a micro error reply: micro's error headers (code 500,
+// "failed") and an empty payload.
+const (
+	statusMarker = "<503>"
+	errorMarker  = "<error>"
+)
 
 // Responders for the tests, each subscribed on a connection of its own kind
 // and flushed before the test's request goes out.
@@ -73,7 +80,8 @@ func echoN(n int) func(t *testing.T, nc *nats.Conn, subject string) {
 }
 
 // sequence starts one responder that sends each payload, in order, to the
-// reply subject of every request (statusMarker: a 503 status message).
+// reply subject of every request (statusMarker: a 503 status message;
+// errorMarker: a micro error reply).
 // Messages from one connection to one subject keep their order.
 func sequence(payloads ...string) func(t *testing.T, nc *nats.Conn, subject string) {
 	return func(t *testing.T, nc *nats.Conn, subject string) {
@@ -81,9 +89,13 @@ func sequence(payloads ...string) func(t *testing.T, nc *nats.Conn, subject stri
 		_, err := nc.Subscribe(subject, func(m *nats.Msg) {
 			for _, p := range payloads {
 				reply := nats.NewMsg(m.Reply)
-				if p == statusMarker {
+				switch p {
+				case statusMarker:
 					reply.Header.Set("Status", "503")
-				} else {
+				case errorMarker:
+					reply.Header.Set(micro.ErrorHeader, "failed")
+					reply.Header.Set(micro.ErrorCodeHeader, "500")
+				default:
 					reply.Data = []byte(p)
 				}
 				if err := nc.PublishMsg(reply); err != nil {
@@ -137,4 +149,22 @@ func outMsgs(v Variant, nc *nats.Conn) uint64 {
 		return m.rc.Stats().OutMsgs
 	}
 	return nc.Stats().OutMsgs
+}
+
+// settled polls cond on the calling goroutine, every millisecond, until it
+// holds (true) or 10 s have passed (false): for state that follows an
+// event asynchronously, such as a goroutine's exit or a closed connection
+// leaving the server. Unlike require.Eventually it starts no goroutine, so
+// it can wait for the goroutine count itself.
+func settled(cond func() bool) bool {
+	deadline := time.Now().Add(10 * time.Second)
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		<-tick.C
+	}
+	return true
 }

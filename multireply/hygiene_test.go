@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"strconv"
 	"sync"
 	"testing"
@@ -475,4 +476,204 @@ func TestManyMuxesReleasedWithNc(t *testing.T) {
 			require.Eventually(t, func() bool { return s.NumClients() == before }, 30*time.Second, time.Millisecond)
 		})
 	}
+}
+
+// However a gather ends, it leaves nothing behind, in every variant: the
+// client's subscription count, the server's (after a flush: what the
+// server still routes to the client) and the goroutine count are back
+// where they were before it. Before, an inbox gather with MaxReplies(1)
+// that met no responders left its inbox subscribed on the server for good:
+// nats.go counted the 503 status against AutoUnsubscribe(1) and dropped
+// the subscription locally, without an UNSUB, and the server, which does
+// not count its status, kept it (50 gathers: 63 → 113 subscriptions).
+func TestEveryEndLeavesNothing(t *testing.T) {
+	type gather func(t *testing.T, v Variant, nc *nats.Conn) (Result, error)
+	ranged := func(subject string, opts ...Option) gather {
+		return func(_ *testing.T, v Variant, _ *nats.Conn) (Result, error) {
+			return Gather(context.Background(), v, subject, nil, opts...)
+		}
+	}
+	// inLoop ranges a Stream on subject and calls body after the first reply.
+	inLoop := func(subject string, body func(cancel context.CancelFunc, nc *nats.Conn)) gather {
+		return func(t *testing.T, v Variant, nc *nats.Conn) (Result, error) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			s, err := v.Stream(ctx, subject, nil, Timeout(time.Hour))
+			require.NoError(t, err)
+			for range s.Replies() {
+				body(cancel, nc)
+			}
+			return s.Result()
+		}
+	}
+	tests := []struct {
+		name       string
+		user       string // the requester's: "nopub" may not publish to "secret", "nosub" may not subscribe to inboxes
+		run        gather
+		wantReason StopReason
+		wantErr    error
+		closes     bool // the requester's connection is closed
+	}{
+		{name: "answered, max reached", run: ranged("two", Timeout(time.Hour), MaxReplies(1)), wantReason: StopMax},
+		{name: "answered, all of max", run: ranged("two", Timeout(time.Hour), MaxReplies(2)), wantReason: StopMax},
+		{name: "no responders", run: ranged("nobody", Timeout(time.Hour)), wantReason: StopNoResponders, wantErr: nats.ErrNoResponders},
+		{name: "no responders, max 1", run: ranged("nobody", Timeout(time.Hour), MaxReplies(1)), wantReason: StopNoResponders, wantErr: nats.ErrNoResponders},
+		{name: "no responders, max 2", run: ranged("nobody", Timeout(time.Hour), MaxReplies(2)), wantReason: StopNoResponders, wantErr: nats.ErrNoResponders},
+		{name: "deadline", run: ranged("quiet", Timeout(50*time.Millisecond), MaxReplies(1)), wantReason: StopDeadline},
+		{name: "cancelled", run: inLoop("one", func(cancel context.CancelFunc, _ *nats.Conn) { cancel() }),
+			wantReason: StopCancelled, wantErr: context.Canceled},
+		{name: "stall", run: ranged("one", Timeout(time.Hour), Stall(50*time.Millisecond), MaxReplies(3)), wantReason: StopStalled},
+		{name: "sentinel", run: ranged("sentinel", Timeout(time.Hour), Sentinel(nil), MaxReplies(1)), wantReason: StopSentinel},
+		{name: "connection closed during the wait", run: inLoop("one", func(_ context.CancelFunc, nc *nats.Conn) { nc.Close() }),
+			wantReason: StopClosed, wantErr: nats.ErrConnectionClosed, closes: true},
+		{name: "refused up front: bad subject", run: ranged("a.*"), wantReason: StopNone, wantErr: nats.ErrBadSubject},
+		{name: "refused up front: closed connection", run: func(_ *testing.T, v Variant, nc *nats.Conn) (Result, error) {
+			nc.Close()
+			return Gather(context.Background(), v, "two", nil, Timeout(time.Hour), MaxReplies(1))
+		}, wantReason: StopNone, wantErr: nats.ErrConnectionClosed, closes: true},
+		{name: "denied publish", user: "nopub", run: ranged("secret", Timeout(time.Hour), MaxReplies(1)),
+			wantReason: StopFailed, wantErr: nats.ErrPermissionViolation},
+		{name: "denied inbox", user: "nosub", run: ranged("two", Timeout(time.Hour), MaxReplies(1)),
+			wantReason: StopFailed, wantErr: nats.ErrPermissionViolation},
+	}
+	for _, tc := range tests {
+		for _, name := range Variants {
+			t.Run(tc.name+"/variant="+name, func(t *testing.T) {
+				s, url := deniedServerAt(t)
+				svc := cli.NewEnv("multireply", url("svc"))
+				t.Cleanup(func() { _ = svc.Close() })
+				rc := connect(t, svc, "responders")
+				echoN(2)(t, rc, "two")
+				sequence("one")(t, rc, "one")
+				silent(t, rc, "one")
+				silent(t, rc, "quiet")
+				sequence("", "late")(t, rc, "sentinel")
+				user := tc.user
+				if user == "" {
+					user = "nopub"
+				}
+				env := cli.NewEnv("multireply", url(user))
+				t.Cleanup(func() { _ = env.Close() })
+				nc := connect(t, env, "requester")
+				v, release, err := NewVariant(name, nc)
+				if user == "nosub" && name == "shared" {
+					// The Mux subscribes its inbox when it is made: refused then.
+					require.ErrorIs(t, err, nats.ErrPermissionViolation)
+					return
+				}
+				require.NoError(t, err)
+				defer func() { _ = release() }()
+
+				// Where things stand: a first gather has made whatever a
+				// connection makes once (nats.go's and the watch's state).
+				_, err = Gather(context.Background(), v, "two", nil, Timeout(time.Hour), MaxReplies(2))
+				if user != "nosub" {
+					require.NoError(t, err)
+				}
+				rx := receiver(v, nc)
+				require.NoError(t, nc.Flush())
+				require.NoError(t, rx.Flush())
+				clientSubs, serverSubs := nc.NumSubscriptions(), s.NumSubscriptions()
+				goroutines := runtime.NumGoroutine()
+				if tc.closes {
+					// What nc and the Mux's connection hold goes with them.
+					serverSubs -= uint32(nc.NumSubscriptions())
+					if rx != nc {
+						serverSubs -= uint32(rx.NumSubscriptions())
+					}
+				}
+
+				const rounds = 3 // a leak grows with each
+				for i := range rounds {
+					if tc.closes && i > 0 {
+						break
+					}
+					res, err := tc.run(t, v, nc)
+					assert.Equal(t, tc.wantReason, res.Reason)
+					if tc.wantErr != nil {
+						assert.ErrorIs(t, err, tc.wantErr)
+					} else {
+						assert.NoError(t, err)
+					}
+				}
+
+				if !nc.IsClosed() {
+					assert.Equal(t, clientSubs, nc.NumSubscriptions(), "the client's subscriptions")
+					require.NoError(t, nc.Flush())
+					require.NoError(t, rx.Flush())
+				}
+				require.NoError(t, rc.Flush())
+				// A closed connection's subscriptions leave the server when it
+				// has read the close; the others are known after the flushes.
+				settled(func() bool { return s.NumSubscriptions() == serverSubs })
+				assert.Equal(t, serverSubs, s.NumSubscriptions(), "the server's subscriptions")
+				settled(func() bool { return runtime.NumGoroutine() <= goroutines })
+				assert.LessOrEqual(t, runtime.NumGoroutine(), goroutines, "goroutines")
+			})
+		}
+	}
+}
+
+// A long-lived Mux holds per-gather state only while the gather runs: after
+// thousands of gathers to as many distinct subjects (answered, no
+// responders, deadline), run 8 at a time, its map of running gathers never
+// held more than the gathers in flight and is empty at the end, and the
+// client, the server and the goroutines are back where they started.
+func TestMuxStateBoundedByInFlight(t *testing.T) {
+	const workers, perWorker = 8, 400 // 3,200 subjects
+	s := testserver.New(t)
+	env := cli.NewEnv("multireply", s.ClientURL())
+	t.Cleanup(func() { _ = env.Close() })
+	rc := connect(t, env, "responders")
+	_, err := rc.Subscribe("bounded.answered.>", func(m *nats.Msg) { _ = m.Respond([]byte("ok")) })
+	require.NoError(t, err)
+	require.NoError(t, rc.Flush())
+	nc := connect(t, env, "requester")
+	m, err := NewMux(nc)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, m.Close()) }()
+	inFlight := func() int {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return len(m.gathers)
+	}
+	clientSubs, serverSubs, goroutines := m.rc.NumSubscriptions(), s.NumSubscriptions(), runtime.NumGoroutine()
+
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Go(func() {
+			peak := 0
+			for i := range perWorker {
+				subject, opts, want := fmt.Sprintf("bounded.none.%d.%d", w, i), []Option{Timeout(10 * time.Second)}, StopNoResponders
+				switch i % 10 {
+				case 0, 1, 2, 3:
+					subject, opts, want = fmt.Sprintf("bounded.answered.%d.%d", w, i), append(opts, MaxReplies(1)), StopMax
+				case 4:
+					subject, opts, want = fmt.Sprintf("bounded.answered.%d.%d", w, i), []Option{Timeout(5 * time.Millisecond), MaxReplies(2)}, StopDeadline
+				}
+				res, _ := Gather(context.Background(), m, subject, nil, opts...)
+				if res.Reason != want {
+					errs <- fmt.Errorf("%s: stopped %v, want %v", subject, res.Reason, want)
+					return
+				}
+				peak = max(peak, inFlight())
+			}
+			if peak > workers {
+				errs <- fmt.Errorf("%d gathers registered with %d in flight", peak, workers)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+
+	assert.Zero(t, inFlight(), "running gathers held after all ended")
+	assert.Equal(t, clientSubs, m.rc.NumSubscriptions(), "the Mux's subscriptions")
+	require.NoError(t, m.rc.Flush())
+	assert.Equal(t, serverSubs, s.NumSubscriptions(), "the server's subscriptions")
+	settled(func() bool { return runtime.NumGoroutine() <= goroutines })
+	assert.LessOrEqual(t, runtime.NumGoroutine(), goroutines, "goroutines")
 }

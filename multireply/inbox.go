@@ -53,9 +53,12 @@ func (Inbox) Name() string { return "inbox" }
 
 // Stream checks subject and opts (errors wrap nats.ErrBadSubject or
 // nats.ErrInvalidArg) and returns a Stream whose Replies, when ranged:
-//  1. subscribe (synchronously) to a new inbox, with AutoUnsubscribe(max)
-//     when MaxReplies is set, so the server stops sending after the last
-//     reply wanted (for max ≤ 999,999,999, the most nats-server reads);
+//  1. subscribe (synchronously) to a new inbox, without AutoUnsubscribe:
+//     nats.go counts the server's no-responders status against its limit
+//     and drops a subscription that reaches it locally, without an UNSUB,
+//     while the server does not count the status and would keep the inbox
+//     subscribed for good (one subscription more on the server for each
+//     gather with MaxReplies(1) that met no responders);
 //  2. flush, so the server has the subscription before the request goes
 //     out (on one connection the server would read the SUB first anyway;
 //     the flush also bounds the wait for a server that stopped answering,
@@ -63,7 +66,9 @@ func (Inbox) Name() string { return "inbox" }
 //  3. publish the request with the inbox as its reply subject, watching
 //     for a denial of that publish (cli.WatchDenials);
 //  4. read replies with NextMsgWithContext until a stop condition;
-//  5. unsubscribe, on every way out.
+//  5. unsubscribe, on every way out: one UNSUB, after which the server
+//     stops sending, and the client's and the server's subscription counts
+//     are back where they were.
 func (v Inbox) Stream(ctx context.Context, subject string, data []byte, opts ...Option) (*Stream, error) {
 	c, err := newConfig(ctx, v.Conn, subject, data, opts)
 	if err != nil {
@@ -99,12 +104,6 @@ func (v Inbox) Stream(ctx context.Context, subject string, data []byte, opts ...
 			if err := sub.SetPendingLimits(c.pendingMsgs, c.pendingBytes); err != nil {
 				in.finish()
 				return nil, err
-			}
-			if c.max > 0 && c.max <= autoUnsubscribeMax {
-				if err := sub.AutoUnsubscribe(c.max); err != nil {
-					in.finish()
-					return nil, err
-				}
 			}
 			return sub, nil
 		})
@@ -192,7 +191,7 @@ func (s *syncInbox) check(err error) error {
 }
 
 func (s *syncInbox) dropped() int {
-	// Once the subscription is gone (AutoUnsubscribe, a closed connection)
+	// Once the subscription is gone (a closed connection, a drain)
 	// it has no count: keep the last one read.
 	if n, err := s.sub.Dropped(); err == nil {
 		s.drop = n

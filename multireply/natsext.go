@@ -174,7 +174,7 @@ func (v Natsext) Stream(ctx context.Context, subject string, data []byte, opts .
 				if stop(StopNoResponders, nats.ErrNoResponders) {
 					continue
 				}
-			case c.sentinel != nil && c.sentinel(m):
+			case c.isSentinel(m):
 				res.Skipped++
 				if stop(StopSentinel, nil) {
 					continue

@@ -34,11 +34,6 @@ const (
 // longer one, which would end every other gather on it too.
 const MaxSubjectLen = 4096 - 128
 
-// autoUnsubscribeMax is the largest count the inbox variant hands to
-// AutoUnsubscribe: nats-server reads an UNSUB's count as at most 9 digits and
-// takes a longer one as "now", which would drop every reply.
-const autoUnsubscribeMax = 999_999_999
-
 // ResponderHeader is the reply header in which the demo responders name
 // themselves ("responder-3"); Reply.Responder reads it.
 const ResponderHeader = "Responder"
@@ -107,10 +102,13 @@ func Stall(d time.Duration) Option {
 
 // Sentinel ends the gather at the first message for which isSentinel returns
 // true; that message is not returned as a reply (StopSentinel, no error).
-// With a nil isSentinel the rule is EmptySentinel: an empty payload ends it,
-// the convention of nats.go's and natsext's RequestMany. Without this option
-// an empty payload is an ordinary reply. No-responders status messages are
-// handled before the sentinel and never reach it.
+// With a nil isSentinel the rule is EmptySentinel: an empty payload without
+// a service error ends it. Without this option an empty payload is an
+// ordinary reply. No-responders status messages and error replies (micro's
+// Nats-Service-Error or Nats-Service-Error-Code header) are handled before
+// the sentinel and never reach it: an error reply is a counted reply with
+// its Reply.ServiceError set, whatever isSentinel would say, in every
+// variant (natsext's own sentinel is not used).
 func Sentinel(isSentinel func(*nats.Msg) bool) Option {
 	return func(c *config) error {
 		if isSentinel == nil {
@@ -121,8 +119,25 @@ func Sentinel(isSentinel func(*nats.Msg) bool) Option {
 	}
 }
 
-// EmptySentinel reports whether m has an empty payload: the default sentinel.
-func EmptySentinel(m *nats.Msg) bool { return len(m.Data) == 0 }
+// EmptySentinel reports whether m is an end of stream: an empty payload and
+// no service error header (micro.ErrorHeader, micro.ErrorCodeHeader). It is
+// the default sentinel. natsext's DefaultSentinel (v0.1.4) looks at the
+// payload alone, so a micro error reply, which has an empty payload, ends
+// its gather as a sentinel and the error and the replies after it are
+// lost. nats-server draws the same line for a stream export's responses:
+// only a message with neither payload nor headers ends the stream there.
+func EmptySentinel(m *nats.Msg) bool { return len(m.Data) == 0 && !isServiceError(m) }
+
+// isServiceError reports whether m carries micro's error headers.
+func isServiceError(m *nats.Msg) bool {
+	return m.Header != nil && (m.Header.Get(micro.ErrorHeader) != "" || m.Header.Get(micro.ErrorCodeHeader) != "")
+}
+
+// isSentinel reports whether m ends a gather configured by c as its
+// sentinel: never an error reply (see Sentinel).
+func (c *config) isSentinel(m *nats.Msg) bool {
+	return c.sentinel != nil && !isServiceError(m) && c.sentinel(m)
+}
 
 // Header sends h as the request's headers. The server must support headers,
 // as every nats-server since 2.2 does unless no_header_support is set;

@@ -20,7 +20,8 @@ import (
 // Cases found by trying to break the gather, kept so they stay fixed.
 
 // A MaxReplies beyond what nats-server reads in an UNSUB count (9 digits)
-// must not unsubscribe the inbox at once.
+// must not unsubscribe the inbox at once (the inbox variant once handed it
+// to AutoUnsubscribe).
 func TestHugeMax(t *testing.T) {
 	env := newEnv(t)
 	echoN(3)(t, connect(t, env, "responders"), "svc")

@@ -54,8 +54,10 @@ var ErrMuxClosed = errors.New("mux closed")
 //     after the gather's request, unless nc.Flush is called in between
 //     (the server has then processed nc's message);
 //   - nc's connection-event handlers are not called for it; its async
-//     error handler is, for what is not a gather's (a denied publish of a
-//     gather ends that gather with the error instead: see denied);
+//     error handler is, the one nc has at the time (also one set with
+//     nc.SetErrorHandler after NewMux), for what is not a gather's (a
+//     denied publish of a gather ends that gather with the error instead,
+//     reported once: see denied);
 //   - if it closes for good by itself (its reconnect attempts used up)
 //     the Mux ends its gathers with nats.ErrConnectionClosed and refuses
 //     new ones, even if nc got its server back: make a new Mux.
@@ -86,6 +88,11 @@ var ErrMuxClosed = errors.New("mux closed")
 // has returned. The same holds per gather for what reached its token while
 // it was registered.
 //
+// A long-lived Mux holds no state per subject and none for a gather that
+// has ended: its map of running gathers (by token) holds at most the
+// gathers in flight, each entry removed on every way out
+// (TestMuxStateBoundedByInFlight).
+//
 // A Mux is safe for concurrent gathers. Close it when done.
 type Mux struct {
 	nc     *nats.Conn // the connection whose state the Mux follows
@@ -107,7 +114,8 @@ type Mux struct {
 }
 
 // NewMux opens the Mux's own connection with nc's options (the same servers,
-// credentials, TLS, inbox prefix, reconnect policy and async error handler;
+// credentials, TLS, inbox prefix, reconnect policy and async error handler,
+// nc's current one whenever an error comes;
 // none of nc's connection-event handlers: closed, connected, disconnected,
 // reconnected, reconnect error, discovered servers, lame duck; the server nc
 // is connected to first), subscribes it to
@@ -147,6 +155,14 @@ func NewMux(nc *nats.Conn) (*Mux, error) {
 	opts.Name = strings.TrimSpace(nc.Opts.Name + " mux")
 	opts.ClosedCB, opts.ConnectedCB, opts.DisconnectedCB, opts.DisconnectedErrCB = nil, nil, nil, nil
 	opts.ReconnectedCB, opts.ReconnectErrCB, opts.DiscoveredServersCB, opts.LameDuckModeHandler = nil, nil, nil, nil
+	// nc's async error handler as it is when an error comes, not as it was
+	// now: a caller that sets its own with nc.SetErrorHandler after NewMux
+	// sees the Mux's errors too.
+	opts.AsyncErrorCB = func(c *nats.Conn, s *nats.Subscription, err error) {
+		if h := nc.ErrorHandler(); h != nil {
+			h(c, s, err)
+		}
+	}
 	var rc *nats.Conn
 	err := nats.ErrNoServers
 	if url := nc.ConnectedUrl(); url != "" {
@@ -190,7 +206,7 @@ func NewMux(nc *nats.Conn) (*Mux, error) {
 	m.sub = sub
 	// Denied publishes: rc's error handler, chained, hands each one to the
 	// gathers publishing on that subject (see denied); the others go on to
-	// the handler rc had (nc's, behind cli's dispatcher).
+	// the handler rc had (cli's dispatcher, then nc's current handler).
 	next := rc.ErrorHandler()
 	rc.SetErrorHandler(func(c *nats.Conn, s *nats.Subscription, err error) {
 		if !m.denied(err) && next != nil {

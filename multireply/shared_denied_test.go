@@ -21,6 +21,13 @@ import (
 // "secret". It returns a URL maker for a user.
 func deniedServer(t *testing.T) func(user string) string {
 	t.Helper()
+	_, url := deniedServerAt(t)
+	return url
+}
+
+// deniedServerAt is deniedServer that also returns the server.
+func deniedServerAt(t *testing.T) (*server.Server, func(user string) string) {
+	t.Helper()
 	users := []*server.User{
 		{Username: "svc", Password: "svc"},
 		{Username: "nosub", Password: "nosub", Permissions: &server.Permissions{
@@ -31,7 +38,7 @@ func deniedServer(t *testing.T) func(user string) string {
 		}},
 	}
 	s := testserver.New(t, testserver.WithUsers(users...))
-	return func(user string) string {
+	return s, func(user string) string {
 		return "nats://" + user + ":" + user + "@" + strings.TrimPrefix(s.ClientURL(), "nats://")
 	}
 }
@@ -170,4 +177,89 @@ func TestSharedUnclaimedViolationPassedOn(t *testing.T) {
 	}
 	assert.ErrorIs(t, err, nats.ErrPermissionViolation)
 	assert.Contains(t, err.Error(), `Publish to "secret"`)
+}
+
+// A caller that passes its own error handler, at connect or with
+// nc.SetErrorHandler after (here: after the variant is made, so the Mux,
+// made before, must follow it), still gets every gather the server denies
+// ended within about one round trip with an error wrapping
+// nats.ErrPermissionViolation, never a silent deadline, in every variant;
+// and its handler still sees the errors that are nobody's (for the Mux: a
+// denial on its connection that no running gather claims).
+func TestOwnErrorHandlerKeepsDenialsPrompt(t *testing.T) {
+	const timeout = 10 * time.Second
+	tests := []struct {
+		name    string
+		user    string // "nopub" may not publish to "secret", "nosub" may not subscribe to inboxes
+		subject string
+		denied  string // in the error
+	}{
+		{name: "publish", user: "nopub", subject: "secret", denied: `Publish to "secret"`},
+		{name: "inbox", user: "nosub", subject: "open", denied: `Subscription to "_INBOX.`},
+	}
+	for _, tc := range tests {
+		for _, after := range []bool{false, true} {
+			for _, name := range Variants {
+				way := "at connect"
+				if after {
+					way = "set after"
+				}
+				t.Run(tc.name+"/"+way+"/variant="+name, func(t *testing.T) {
+					// TODO(fix-cli): un-skip once cli's hook chains a handler the
+					// caller sets (issue 16, kind 5): the inbox and natsext
+					// variants watch their publish with cli.WatchDenials, which
+					// a caller's own handler switches off today (their gathers
+					// end at the deadline with no error).
+					if name != "shared" && tc.name == "publish" {
+						t.Skip("needs fix-cli's hook chaining")
+					}
+					_, url := deniedServerAt(t)
+					svc := cli.NewEnv("multireply", url("svc"))
+					t.Cleanup(func() { _ = svc.Close() })
+					echoN(1)(t, connect(t, svc, "responders"), "open")
+					env := cli.NewEnv("multireply", url(tc.user))
+					t.Cleanup(func() { _ = env.Close() })
+					var log errorLog
+					var opts []nats.Option
+					if !after {
+						opts = append(opts, nats.ErrorHandler(log.handler))
+					}
+					nc, err := env.Connect("requester", opts...)
+					require.NoError(t, err)
+					if after && name == "shared" && tc.user == "nosub" {
+						nc.SetErrorHandler(log.handler)
+					}
+					v, release, err := NewVariant(name, nc)
+					if name == "shared" && tc.user == "nosub" {
+						// The Mux subscribes its inbox when it is made: refused then.
+						require.ErrorIs(t, err, nats.ErrPermissionViolation)
+						assert.Contains(t, err.Error(), tc.denied)
+						return
+					}
+					require.NoError(t, err)
+					defer func() { _ = release() }()
+					if after {
+						nc.SetErrorHandler(log.handler)
+					}
+
+					start := time.Now()
+					res, err := Gather(context.Background(), v, tc.subject, nil, Timeout(timeout))
+					assert.Less(t, time.Since(start), 2*time.Second, "ended at about the deadline (%v), not at the denial", timeout)
+					require.ErrorIs(t, err, nats.ErrPermissionViolation)
+					assert.ErrorIs(t, err, cli.ErrDenied)
+					assert.Contains(t, err.Error(), tc.denied)
+					assert.Equal(t, StopFailed, res.Reason)
+
+					// A violation that is nobody's still reaches the caller's
+					// handler: on the connection that publishes the requests.
+					rx := receiver(v, nc)
+					require.NoError(t, rx.Publish("secret", nil))
+					require.NoError(t, rx.Flush())
+					settled(func() bool { return len(log.all()) > 0 })
+					require.NotEmpty(t, log.all(), "the caller's handler saw nothing")
+					assert.ErrorIs(t, log.all()[len(log.all())-1], nats.ErrPermissionViolation)
+				})
+			}
+		}
+	}
 }

@@ -122,8 +122,8 @@ type inbox interface {
 // cancellation from the deadline. The rules, in order, for each message:
 // a cancel or the deadline, read from the context and the clock, ends the
 // gather before the message is handed out (it is Skipped); a no-responders
-// status ends it with nats.ErrNoResponders; a sentinel ends it normally and
-// is not a reply; anything else is a reply, yielded, and may reach
+// status ends it with nats.ErrNoResponders; a sentinel (never an error
+// reply: config.isSentinel) ends it normally and is not a reply; anything else is a reply, yielded, and may reach
 // MaxReplies. Between replies the wait is the stall gap, capped by the
 // deadline.
 func collect(ctx context.Context, c *config, start, deadline time.Time, in inbox, subject string, yield func(Reply) bool) (Result, error) {
@@ -174,7 +174,7 @@ func collect(ctx context.Context, c *config, start, deadline time.Time, in inbox
 			res.Skipped++
 			return finish(StopNoResponders, nats.ErrNoResponders)
 		}
-		if c.sentinel != nil && c.sentinel(m) {
+		if c.isSentinel(m) {
 			res.Skipped++
 			return finish(StopSentinel, nil)
 		}
