@@ -205,14 +205,6 @@ func TestOwnErrorHandlerKeepsDenialsPrompt(t *testing.T) {
 					way = "set after"
 				}
 				t.Run(tc.name+"/"+way+"/variant="+name, func(t *testing.T) {
-					// TODO(fix-cli): un-skip once cli's hook chains a handler the
-					// caller sets (issue 16, kind 5): the inbox and natsext
-					// variants watch their publish with cli.WatchDenials, which
-					// a caller's own handler switches off today (their gathers
-					// end at the deadline with no error).
-					if name != "shared" && tc.name == "publish" {
-						t.Skip("needs fix-cli's hook chaining")
-					}
 					_, url := deniedServerAt(t)
 					svc := cli.NewEnv("multireply", url("svc"))
 					t.Cleanup(func() { _ = svc.Close() })
