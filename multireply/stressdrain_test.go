@@ -58,6 +58,44 @@ func TestStressMuxThroughDrain(t *testing.T) {
 	}
 }
 
+// The inbox and natsext variants under the same random load while nc
+// drains at a random moment (their gathers in flight end with StopClosed,
+// and those started later are refused). Laws: no gather, however it ends,
+// holds the drain up (nc closes without nats.ErrDrainTimeout), and every
+// gather's stop-reason rules.
+func TestStressVariantsThroughDrain(t *testing.T) {
+	seed, rounds, goroutines, gathers := stressConfig(t)
+	env := newEnv(t)
+	const responders = 3
+	rs := newStressResponders(t, connect(t, env, "responders"), "stress", responders)
+	for _, name := range []string{"inbox", "natsext"} {
+		t.Run("variant="+name, func(t *testing.T) {
+			for round := range rounds {
+				nc := connect(t, env, "requester")
+				v, free, err := NewVariant(name, nc)
+				require.NoError(t, err)
+				results := gatherThroughDrain(t, nc, v, seed, round, 2, goroutines, gathers, responders,
+					func(gi, j int) string { return fmt.Sprintf("%s.d%d.%d.%d", name, round, gi, j) })
+				require.Eventually(t, nc.IsClosed, 30*time.Second, time.Millisecond)
+				assert.False(t, errors.Is(nc.LastError(), nats.ErrDrainTimeout), "round %d: a gather held the drain up", round)
+				require.NoError(t, free())
+
+				for _, gs := range results {
+					for _, g := range gs {
+						if g.res.Reason == StopNone {
+							// Refused when made: nc only flushed or had closed.
+							assert.True(t, errors.Is(g.err, nats.ErrConnectionDraining) || errors.Is(g.err, nats.ErrConnectionClosed),
+								"round %d gather %s: %v", round, g.id, g.err)
+							continue
+						}
+						g.check(t, rs.sentFor(g.id), true)
+					}
+				}
+			}
+		})
+	}
+}
+
 // gatherThroughDrain runs round's goroutines × gathers random gathers on v,
 // each goroutine its own in turn, and drains nc as one of them, picked at
 // random, starts; results[gi] are goroutine gi's gathers, named by id. The
