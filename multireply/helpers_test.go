@@ -93,7 +93,8 @@ func sequence(payloads ...string) func(t *testing.T, nc *nats.Conn, subject stri
 }
 
 // publishSequence publishes each payload, in order, to reply
-// (statusMarker: a 503 status message), stopping at the first error.
+// (statusMarker: a 503 status message; errorMarker: a micro error reply),
+// stopping at the first error.
 func publishSequence(nc *nats.Conn, reply string, payloads []string) error {
 	for _, p := range payloads {
 		m := nats.NewMsg(reply)
