@@ -145,8 +145,8 @@ func TestGatherStartedDuringDrain(t *testing.T) {
 // A gather that ends while its connection drains never holds the drain up,
 // in any variant, however it ends and whatever was left unread: the drain
 // ends without nats.ErrDrainTimeout. (nats.go refuses an unsubscribe while
-// draining; the inbox variant then discards what is pending, and the natsext
-// wrapper ranges natsext's iterator on until natsext lets go.)
+// draining; the inbox variant and the natsext wrapper then discard what is
+// pending: TestGatherEndedDuringDrainReleasesIt covers every stop.)
 func TestEndedGatherDoesNotHoldDrain(t *testing.T) {
 	ends := []struct {
 		name string

@@ -86,26 +86,32 @@ func echoN(n int) func(t *testing.T, nc *nats.Conn, subject string) {
 func sequence(payloads ...string) func(t *testing.T, nc *nats.Conn, subject string) {
 	return func(t *testing.T, nc *nats.Conn, subject string) {
 		t.Helper()
-		_, err := nc.Subscribe(subject, func(m *nats.Msg) {
-			for _, p := range payloads {
-				reply := nats.NewMsg(m.Reply)
-				switch p {
-				case statusMarker:
-					reply.Header.Set("Status", "503")
-				case errorMarker:
-					reply.Header.Set(micro.ErrorHeader, "failed")
-					reply.Header.Set(micro.ErrorCodeHeader, "500")
-				default:
-					reply.Data = []byte(p)
-				}
-				if err := nc.PublishMsg(reply); err != nil {
-					return
-				}
-			}
-		})
+		_, err := nc.Subscribe(subject, func(m *nats.Msg) { _ = publishSequence(nc, m.Reply, payloads) })
 		require.NoError(t, err)
 		require.NoError(t, nc.Flush())
 	}
+}
+
+// publishSequence publishes each payload, in order, to reply
+// (statusMarker: a 503 status message; errorMarker: a micro error reply),
+// stopping at the first error.
+func publishSequence(nc *nats.Conn, reply string, payloads []string) error {
+	for _, p := range payloads {
+		m := nats.NewMsg(reply)
+		switch p {
+		case statusMarker:
+			m.Header.Set("Status", "503")
+		case errorMarker:
+			m.Header.Set(micro.ErrorHeader, "failed")
+			m.Header.Set(micro.ErrorCodeHeader, "500")
+		default:
+			m.Data = []byte(p)
+		}
+		if err := nc.PublishMsg(m); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // silent starts a subscriber that takes requests and never answers.

@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -50,12 +52,20 @@ import (
 //     gather in flight ends (StopClosed, nats.ErrConnectionDraining, the
 //     replies so far kept), and one started during a drain is refused
 //     (nats.ErrConnectionDraining). Use the Mux to gather through a drain.
-//   - While nc drains, natsext's own unsubscribe is refused, and a reply
-//     left pending in its subscription would hold the drain up to its
-//     timeout. So MaxReplies and the sentinel are applied by the wrapper,
-//     not natsext, and a gather that stops while nc drains ranges natsext
-//     on, discarding (Result.Unread), until natsext lets go, which it does
-//     as soon as the drain has removed its subscription.
+//   - Used alone, natsext holds a drain of nc up: nats.go then refuses
+//     natsext's own unsubscribe and waits for its subscription's pending
+//     count to reach 0, and natsext reads with NextMsgWithContext, which
+//     returns an ended context's error before it looks at what is queued.
+//     A gather that ends during a drain (deadline, cancel, break, no
+//     responders, ...) with replies queued or on their way leaves them
+//     unread, and the drain waits out its DrainTimeout and fails
+//     (nats.ErrDrainTimeout), losing them. So the wrapper applies
+//     MaxReplies and the sentinel itself, and once natsext has returned
+//     while nc drains, it reads natsext's subscription (m.Sub of a reply;
+//     if natsext read none, by ranging natsext again on a context that has
+//     not ended) and discards what is there (Result.Unread) and what still
+//     comes, until the drain removes it. A gather that had read no reply
+//     may so return up to about a round trip after its stop.
 type Natsext struct {
 	// Conn is the connection that publishes and receives; not nil.
 	Conn *nats.Conn
@@ -120,82 +130,69 @@ func (v Natsext) Stream(ctx context.Context, subject string, data []byte, opts .
 		defer stopWatch()
 
 		// natsext's own stall. MaxReplies and the sentinel are applied here,
-		// so that natsext never ends by itself with replies pending in its
-		// subscription while the connection drains (see below).
+		// so that every stop on a reply is the wrapper's.
 		var xopts []natsext.RequestManyOpt
 		if c.stall > 0 {
 			xopts = append(xopts, natsext.RequestManyStall(c.stall))
 		}
+		// natsext reads with the gather's context until the end; then, if
+		// nc drains, leftBehind may range it again on a live one.
+		xctx := &rearmable{ctx: gctx}
 		msg := &nats.Msg{Subject: subject, Data: data, Header: c.header}
-		replies, err := natsext.RequestManyMsg(gctx, nc, msg, xopts...)
+		replies, err := natsext.RequestManyMsg(xctx, nc, msg, xopts...)
 		if err != nil {
 			return notSent(subject, "publish", start, deadline, err)
 		}
+		// natsext's subscription, from its first reply (m.Sub).
+		var xsub *nats.Subscription
+		left := sync.OnceValue(func() int { return leftBehind(ctx, nc, xctx, replies, xsub) })
+		defer left() // also when the consumer's loop body panics
 
 		// Range natsext's iterator; it yields an error only for failures.
-		// When the gather stops while the connection drains, natsext's
-		// unsubscribe would be refused and a reply left pending in its
-		// subscription would hold the drain up to its timeout: so the loop
-		// goes on, discarding (Unread), until natsext ends, which it does
-		// as soon as the drain has removed its subscription.
 		var (
 			iterErr error
 			decided bool
 			reason  StopReason
 			stopErr error
 		)
-		stop := func(r StopReason, err error) (keepDiscarding bool) {
+		stop := func(r StopReason, err error) {
 			reason, stopErr, decided = r, err, true
-			return nc.IsDraining()
 		}
 		for m, err := range replies {
+			if err == nil && xsub == nil {
+				xsub = m.Sub
+			}
 			switch {
-			case decided:
-				if err == nil {
-					res.Unread++
-				}
-				continue
 			case err != nil:
 				iterErr = err
 			case ctx.Err() == context.Canceled:
 				// The clock and the caller's context, not natsext's timing,
 				// say whether the gather is still on.
 				res.Skipped++
-				if stop(StopCancelled, context.Canceled) {
-					continue
-				}
+				stop(StopCancelled, context.Canceled)
 			case !time.Now().Before(deadline):
 				res.Skipped++
-				if stop(StopDeadline, nil) {
-					continue
-				}
+				stop(StopDeadline, nil)
 			case isNoResponders(m):
 				res.Skipped++
-				if stop(StopNoResponders, nats.ErrNoResponders) {
-					continue
-				}
+				stop(StopNoResponders, nats.ErrNoResponders)
 			case c.isSentinel(m):
 				res.Skipped++
-				if stop(StopSentinel, nil) {
-					continue
-				}
+				stop(StopSentinel, nil)
 			default:
 				res.Count++
 				switch {
 				case !yield(newReply(m, time.Since(start))):
-					if stop(StopCaller, nil) {
-						continue
-					}
+					stop(StopCaller, nil)
 				case c.max > 0 && res.Count >= c.max:
-					if stop(StopMax, nil) {
-						continue
-					}
+					stop(StopMax, nil)
 				default:
 					continue
 				}
 			}
 			break
 		}
+		res.Unread = left()
 		if decided {
 			return result(res, reason, start, time.Now(), subject, stopErr)
 		}
@@ -230,6 +227,78 @@ func (v Natsext) Stream(ctx context.Context, subject string, data []byte, opts .
 		return result(res, StopDeadline, start, time.Now(), subject, nil)
 	}), nil
 }
+
+// leftBehind is the end of a natsext gather, once natsext has returned:
+// while nc drains, nats.go refused natsext's unsubscribe and waits for its
+// subscription's pending count to reach 0, so what is left there is read
+// and thrown away, and how many replies were pending is returned (Unread).
+// sub is natsext's subscription, from a reply; if natsext ended before it
+// read one (its context ended, a no-responders status, a slow consumer),
+// its iterator is ranged again on a context that has not ended, which
+// reads the same subscription: until the first reply, which gives sub, or
+// until the drain has removed the subscription (about a round trip after
+// the drain began) or the connection has closed. Then a goroutine discards
+// what is pending and what still comes, as the inbox variant's does.
+func leftBehind(ctx context.Context, nc *nats.Conn, xctx *rearmable, replies iter.Seq2[*nats.Msg, error], sub *nats.Subscription) (unread int) {
+	if !nc.IsDraining() {
+		// natsext's unsubscribe was accepted (a connection that drains
+		// never goes back), or the connection has closed.
+		return 0
+	}
+	if sub == nil {
+		xctx.rearm(context.WithoutCancel(ctx))
+		for again := true; again; {
+			again = false
+			for m, err := range replies {
+				if err == nil {
+					sub, unread = m.Sub, 1
+				}
+				// A slow consumer's error comes once, then the messages.
+				again = errors.Is(err, nats.ErrSlowConsumer)
+				break
+			}
+		}
+		if sub == nil {
+			return 0
+		}
+	}
+	if n, _, err := sub.Pending(); err == nil {
+		unread += n
+	}
+	if err := sub.Unsubscribe(); errors.Is(err, nats.ErrConnectionDraining) {
+		go discard(nc, sub)
+	}
+	return unread
+}
+
+// rearmable is the context natsext is given: the gather's, until rearm
+// replaces it. natsext reads its subscription with NextMsgWithContext,
+// which returns an ended context's error before it looks at what is
+// queued; its iterator may be ranged again, and reads the same
+// subscription then. So a range on a rearmed context reads what natsext
+// left there. natsext reads Deadline once, when called: the gather's
+// deadline, so it adds no timeout of its own.
+type rearmable struct {
+	mu  sync.Mutex
+	ctx context.Context
+}
+
+func (r *rearmable) cur() context.Context {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.ctx
+}
+
+func (r *rearmable) rearm(ctx context.Context) {
+	r.mu.Lock()
+	r.ctx = ctx
+	r.mu.Unlock()
+}
+
+func (r *rearmable) Deadline() (time.Time, bool) { return r.cur().Deadline() }
+func (r *rearmable) Done() <-chan struct{}       { return r.cur().Done() }
+func (r *rearmable) Err() error                  { return r.cur().Err() }
+func (r *rearmable) Value(key any) any           { return r.cur().Value(key) }
 
 // checkRespInbox subscribes a fresh response inbox of nc (nc.NewRespInbox,
 // the kind natsext uses) with cli.SubscribeChecked and releases it: nil if
