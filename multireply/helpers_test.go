@@ -4,7 +4,6 @@ import (
 	"context"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
@@ -155,22 +154,4 @@ func outMsgs(v Variant, nc *nats.Conn) uint64 {
 		return m.rc.Stats().OutMsgs
 	}
 	return nc.Stats().OutMsgs
-}
-
-// settled polls cond on the calling goroutine, every millisecond, until it
-// holds (true) or 10 s have passed (false): for state that follows an
-// event asynchronously, such as a goroutine's exit or a closed connection
-// leaving the server. Unlike require.Eventually it starts no goroutine, so
-// it can wait for the goroutine count itself.
-func settled(cond func() bool) bool {
-	deadline := time.Now().Add(10 * time.Second)
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		<-tick.C
-	}
-	return true
 }

@@ -605,9 +605,9 @@ func TestEveryEndLeavesNothing(t *testing.T) {
 				require.NoError(t, rc.Flush())
 				// A closed connection's subscriptions leave the server when it
 				// has read the close; the others are known after the flushes.
-				settled(func() bool { return s.NumSubscriptions() == serverSubs })
+				testserver.Settle(func() bool { return s.NumSubscriptions() == serverSubs })
 				assert.Equal(t, serverSubs, s.NumSubscriptions(), "the server's subscriptions")
-				settled(func() bool { return runtime.NumGoroutine() <= goroutines })
+				testserver.Settle(func() bool { return runtime.NumGoroutine() <= goroutines })
 				assert.LessOrEqual(t, runtime.NumGoroutine(), goroutines, "goroutines")
 			})
 		}
@@ -674,6 +674,6 @@ func TestMuxStateBoundedByInFlight(t *testing.T) {
 	assert.Equal(t, clientSubs, m.rc.NumSubscriptions(), "the Mux's subscriptions")
 	require.NoError(t, m.rc.Flush())
 	assert.Equal(t, serverSubs, s.NumSubscriptions(), "the server's subscriptions")
-	settled(func() bool { return runtime.NumGoroutine() <= goroutines })
+	testserver.Settle(func() bool { return runtime.NumGoroutine() <= goroutines })
 	assert.LessOrEqual(t, runtime.NumGoroutine(), goroutines, "goroutines")
 }

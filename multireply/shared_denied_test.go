@@ -247,7 +247,7 @@ func TestOwnErrorHandlerKeepsDenialsPrompt(t *testing.T) {
 					rx := receiver(v, nc)
 					require.NoError(t, rx.Publish("secret", nil))
 					require.NoError(t, rx.Flush())
-					settled(func() bool { return len(log.all()) > 0 })
+					testserver.Settle(func() bool { return len(log.all()) > 0 })
 					require.NotEmpty(t, log.all(), "the caller's handler saw nothing")
 					assert.ErrorIs(t, log.all()[len(log.all())-1], nats.ErrPermissionViolation)
 				})

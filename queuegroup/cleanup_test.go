@@ -189,20 +189,14 @@ func TestReadStatsEndsCleanly(t *testing.T) {
 	}
 }
 
-// waitForGoroutines waits until at most n goroutines run, polling every
-// millisecond up to testserver.ReadyTimeout (require.Eventually would
-// count its own goroutine), and fails tb with the stacks otherwise.
+// waitForGoroutines waits until at most n goroutines run (testserver.Settle:
+// polled on tb's goroutine, which require.Eventually would not be), and
+// fails tb with the stacks otherwise.
 func waitForGoroutines(tb testing.TB, n int) {
 	tb.Helper()
-	deadline := time.Now().Add(testserver.ReadyTimeout)
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for runtime.NumGoroutine() > n {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			tb.Fatalf("%d goroutines, %d before:\n%s", runtime.NumGoroutine(), n, buf[:runtime.Stack(buf, true)])
-		}
-		<-tick.C
+	if !testserver.Settle(func() bool { return runtime.NumGoroutine() <= n }) {
+		buf := make([]byte, 1<<20)
+		tb.Fatalf("%d goroutines, %d before:\n%s", runtime.NumGoroutine(), n, buf[:runtime.Stack(buf, true)])
 	}
 }
 

@@ -34,7 +34,10 @@ func runExample(cfg Config, prefixes ...string) {
 	// In the die demo, a retry waits until the server has dropped the dead
 	// member, so it cannot be routed there (tests only).
 	cfg.afterDeath = func(context.Context) error {
-		return waitFor(func() bool { return s.GlobalAccount().Interest(Subject) == cfg.Workers-1 })
+		if !testserver.Settle(func() bool { return s.GlobalAccount().Interest(Subject) == cfg.Workers-1 }) {
+			return testserver.ErrNotReady
+		}
+		return nil
 	}
 	var out bytes.Buffer
 	if err := Run(context.Background(), env, cfg, &out); err != nil {
@@ -48,22 +51,6 @@ func runExample(cfg Config, prefixes ...string) {
 			}
 		}
 	}
-}
-
-// waitFor polls cond, which reads the server's state, every millisecond
-// until it holds, for at most testserver.ReadyTimeout.
-func waitFor(cond func() bool) error {
-	deadline := time.After(testserver.ReadyTimeout)
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-tick.C:
-		case <-deadline:
-			return testserver.ErrNotReady
-		}
-	}
-	return nil
 }
 
 // Example is the default run: three workers share thirty requests.

@@ -173,7 +173,7 @@ func startCluster(name, prefix string, n int, opts []Option) ([]*server.Server, 
 	// per pinned account (the system account's, by default), so a single
 	// connected neighbour already makes it n-1 or more. NumRemotes counts
 	// distinct remote servers.
-	ok := waitFor(func() bool {
+	ok := Settle(func() bool {
 		for _, s := range servers {
 			if s.NumRemotes() < n-1 {
 				return false
@@ -269,7 +269,7 @@ func StartSupercluster(names []string, n int, opts ...Option) (*Supercluster, er
 		}
 		sc.Clusters = append(sc.Clusters, nodes)
 	}
-	if !waitFor(sc.gatewaysUp) {
+	if !Settle(sc.gatewaysUp) {
 		return fail(fmt.Errorf("start supercluster %v: gateways %w within %s", names, ErrNotReady, ReadyTimeout))
 	}
 	return sc, nil
@@ -359,7 +359,7 @@ func StartLeaf(hub *Hub, opts ...Option) (*server.Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !waitFor(func() bool { return leaf.NumLeafNodes() >= 1 && hub.NumLeafNodes() >= 1 }) {
+	if !Settle(func() bool { return leaf.NumLeafNodes() >= 1 && hub.NumLeafNodes() >= 1 }) {
 		shutdown(leaf)
 		return nil, fmt.Errorf("start leaf: connection to hub %w within %s", ErrNotReady, ReadyTimeout)
 	}
@@ -381,7 +381,7 @@ func Shutdown(servers ...*server.Server) {
 // node reaches the others only once it has propagated; wait for it on the
 // node the requester uses before relying on it.
 func WaitForInterest(s *server.Server, subject string) error {
-	if waitFor(func() bool { return s.GlobalAccount().SubscriptionInterest(subject) }) {
+	if Settle(func() bool { return s.GlobalAccount().SubscriptionInterest(subject) }) {
 		return nil
 	}
 	return fmt.Errorf("interest in %q on %s: %w within %s", subject, s.Name(), ErrNotReady, ReadyTimeout)
@@ -394,15 +394,19 @@ func WaitForInterest(s *server.Server, subject string) error {
 // cluster, the other nodes forget its interest only once the departure has
 // propagated: wait for it on the node the requester uses.
 func WaitForNoInterest(s *server.Server, subject string) error {
-	if waitFor(func() bool { return !s.GlobalAccount().SubscriptionInterest(subject) }) {
+	if Settle(func() bool { return !s.GlobalAccount().SubscriptionInterest(subject) }) {
 		return nil
 	}
 	return fmt.Errorf("interest in %q on %s still there: %w within %s", subject, s.Name(), ErrNotReady, ReadyTimeout)
 }
 
-// waitFor polls cond, which reads the servers' own state, every millisecond
-// until it holds or ReadyTimeout passes.
-func waitFor(cond func() bool) bool {
+// Settle polls cond on the calling goroutine every millisecond until it
+// holds (true) or ReadyTimeout passes (false): for state that follows an
+// event on its own time, such as a server's counters, a closed
+// connection's subscriptions leaving the server, or a goroutine's exit.
+// It starts no goroutine (unlike require.Eventually), so it can wait for
+// the goroutine count itself.
+func Settle(cond func() bool) bool {
 	deadline := time.Now().Add(ReadyTimeout)
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()

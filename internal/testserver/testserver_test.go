@@ -3,6 +3,7 @@ package testserver_test
 import (
 	"bytes"
 	"net"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -377,4 +378,15 @@ func TestWithPort(t *testing.T) {
 	assert.Equal(t, url, second.ClientURL())
 	nc := connect(t, url)
 	require.NoError(t, nc.Flush())
+}
+
+// TestSettle: Settle polls on the caller's goroutine, so it can wait for
+// the goroutine count itself to come back.
+func TestSettle(t *testing.T) {
+	n := runtime.NumGoroutine()
+	stop := make(chan struct{})
+	go func() { <-stop }()
+	close(stop)
+	assert.True(t, testserver.Settle(func() bool { return runtime.NumGoroutine() <= n }))
+	assert.True(t, testserver.Settle(func() bool { return true }))
 }
