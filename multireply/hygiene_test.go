@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"runtime"
 	"strconv"
 	"sync"
 	"testing"
@@ -571,15 +570,15 @@ func TestEveryEndLeavesNothing(t *testing.T) {
 					require.NoError(t, err)
 				}
 				rx := receiver(v, nc)
-				require.NoError(t, nc.Flush())
 				require.NoError(t, rx.Flush())
-				clientSubs, serverSubs := nc.NumSubscriptions(), s.NumSubscriptions()
-				goroutines := runtime.NumGoroutine()
+				before, err := testserver.FootprintOf(s, nc) // after nc's flush
+				require.NoError(t, err)
+				serverSubs := before.Server
 				if tc.closes {
 					// What nc and the Mux's connection hold goes with them.
-					serverSubs -= uint32(nc.NumSubscriptions())
+					serverSubs -= before.Client
 					if rx != nc {
-						serverSubs -= uint32(rx.NumSubscriptions())
+						serverSubs -= rx.NumSubscriptions()
 					}
 				}
 
@@ -598,17 +597,19 @@ func TestEveryEndLeavesNothing(t *testing.T) {
 				}
 
 				if !nc.IsClosed() {
-					assert.Equal(t, clientSubs, nc.NumSubscriptions(), "the client's subscriptions")
-					require.NoError(t, nc.Flush())
+					assert.Equal(t, before.Client, nc.NumSubscriptions(), "the client's subscriptions")
 					require.NoError(t, rx.Flush())
 				}
 				require.NoError(t, rc.Flush())
 				// A closed connection's subscriptions leave the server when it
-				// has read the close; the others are known after the flushes.
-				testserver.Settle(func() bool { return s.NumSubscriptions() == serverSubs })
-				assert.Equal(t, serverSubs, s.NumSubscriptions(), "the server's subscriptions")
-				testserver.Settle(func() bool { return runtime.NumGoroutine() <= goroutines })
-				assert.LessOrEqual(t, runtime.NumGoroutine(), goroutines, "goroutines")
+				// has read the close; the others are known after the flushes
+				// (FootprintOf flushes nc while it is open).
+				after, err := testserver.SettleFootprint(s, nc, func(f testserver.Footprint) bool {
+					return f.Server == serverSubs && f.Goroutines <= before.Goroutines
+				})
+				require.NoError(t, err)
+				assert.Equal(t, serverSubs, after.Server, "the server's subscriptions")
+				assert.LessOrEqual(t, after.Goroutines, before.Goroutines, "goroutines")
 			})
 		}
 	}
@@ -637,7 +638,8 @@ func TestMuxStateBoundedByInFlight(t *testing.T) {
 		defer m.mu.Unlock()
 		return len(m.gathers)
 	}
-	clientSubs, serverSubs, goroutines := m.rc.NumSubscriptions(), s.NumSubscriptions(), runtime.NumGoroutine()
+	before, err := testserver.FootprintOf(s, m.rc)
+	require.NoError(t, err)
 
 	var wg sync.WaitGroup
 	errs := make(chan error, workers)
@@ -671,9 +673,9 @@ func TestMuxStateBoundedByInFlight(t *testing.T) {
 	}
 
 	assert.Zero(t, inFlight(), "running gathers held after all ended")
-	assert.Equal(t, clientSubs, m.rc.NumSubscriptions(), "the Mux's subscriptions")
-	require.NoError(t, m.rc.Flush())
-	assert.Equal(t, serverSubs, s.NumSubscriptions(), "the server's subscriptions")
-	testserver.Settle(func() bool { return runtime.NumGoroutine() <= goroutines })
-	assert.LessOrEqual(t, runtime.NumGoroutine(), goroutines, "goroutines")
+	assert.Equal(t, before.Client, m.rc.NumSubscriptions(), "the Mux's subscriptions")
+	after, err := testserver.SettleFootprint(s, m.rc, func(f testserver.Footprint) bool { return f.Goroutines <= before.Goroutines })
+	require.NoError(t, err)
+	assert.Equal(t, before.Server, after.Server, "the server's subscriptions")
+	assert.LessOrEqual(t, after.Goroutines, before.Goroutines, "goroutines")
 }

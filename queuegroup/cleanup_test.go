@@ -96,8 +96,8 @@ func runEnding(t *testing.T, tc ending, subject string, call func(ctx context.Co
 			require.NoError(t, err)
 		}
 	}
-	require.NoError(t, nc.Flush())
-	subs, srvSubs, routines := nc.NumSubscriptions(), srv.NumSubscriptions(), runtime.NumGoroutine()
+	before, err := testserver.FootprintOf(srv, nc)
+	require.NoError(t, err)
 	if tc.before != nil {
 		tc.before(nc)
 	}
@@ -116,14 +116,16 @@ func runEnding(t *testing.T, tc ending, subject string, call func(ctx context.Co
 
 	if tc.closed {
 		// The server drops a closed connection's subscriptions.
-		require.Eventually(t, func() bool { return srv.NumSubscriptions() <= srvSubs-uint32(subs) },
-			testserver.ReadyTimeout, time.Millisecond, "the server kept the closed requester's subscriptions")
+		after, err := testserver.SettleFootprint(srv, nc, func(f testserver.Footprint) bool { return f.Server <= before.Server-before.Client })
+		require.NoError(t, err)
+		require.LessOrEqual(t, after.Server, before.Server-before.Client, "the server kept the closed requester's subscriptions")
 	} else {
-		assert.Equal(t, subs, nc.NumSubscriptions(), "the requester's subscriptions")
-		require.NoError(t, nc.Flush())
-		assert.Equal(t, srvSubs, srv.NumSubscriptions(), "the server's subscriptions, after a flush")
+		after, err := testserver.FootprintOf(srv, nc)
+		require.NoError(t, err)
+		assert.Equal(t, before.Client, after.Client, "the requester's subscriptions")
+		assert.Equal(t, before.Server, after.Server, "the server's subscriptions, after a flush")
 	}
-	waitForGoroutines(t, routines)
+	waitForGoroutines(t, before.Goroutines)
 }
 
 // TestLoadEndsCleanly: a load run ends in each way a request can end, and
@@ -222,8 +224,8 @@ func TestMemberLeaveEnds(t *testing.T) {
 			srv, env := newServerEnv(t)
 			nc, err := env.Connect("requester")
 			require.NoError(t, err)
-			require.NoError(t, nc.Flush())
-			srvSubs, routines := srv.NumSubscriptions(), runtime.NumGoroutine()
+			before, err := testserver.FootprintOf(srv, nc)
+			require.NoError(t, err)
 
 			taken, release := make(chan struct{}), make(chan struct{})
 			m, err := Join(env, Subject, Group, "worker-1", MemberOptions{Work: func([]byte) error {
@@ -242,8 +244,8 @@ func TestMemberLeaveEnds(t *testing.T) {
 			go func() { left <- m.Leave(ctx) }()
 			// The drain's UNSUB has reached the server once it no longer
 			// counts the member.
-			require.Eventually(t, func() bool { return srv.NumSubscriptions() == srvSubs },
-				testserver.ReadyTimeout, time.Millisecond, "the member's subscription is still on the server")
+			require.True(t, testserver.Settle(func() bool { return int(srv.NumSubscriptions()) == before.Server }),
+				"the member's subscription is still on the server")
 			tc.during(m, cancel, release)
 			err = <-left
 			took := time.Since(start)
@@ -259,7 +261,7 @@ func TestMemberLeaveEnds(t *testing.T) {
 			if !m.Conn().IsClosed() {
 				require.NoError(t, m.Drain(context.Background()))
 			}
-			waitForGoroutines(t, routines)
+			waitForGoroutines(t, before.Goroutines)
 		})
 	}
 }

@@ -299,8 +299,8 @@ func TestRequestLeavesNothing(t *testing.T) {
 			defer c.Close()
 			request := tc.setup(t, env, s, nc, c)
 
-			require.NoError(t, nc.Flush())
-			clientSubs, serverSubs := nc.NumSubscriptions(), s.NumSubscriptions()
+			before, err := testserver.FootprintOf(s, nc)
+			require.NoError(t, err)
 			goroutines := goleak.IgnoreCurrent()
 
 			_, err = request()
@@ -312,12 +312,15 @@ func TestRequestLeavesNothing(t *testing.T) {
 
 			if tc.closes {
 				assert.Zero(t, nc.NumSubscriptions())
-				require.Eventually(t, func() bool { return s.NumSubscriptions() == serverSubs-uint32(clientSubs) },
-					testserver.ReadyTimeout, time.Millisecond, "the server still counts the closed client's subscriptions")
+				after, err := testserver.SettleFootprint(s, nc, func(f testserver.Footprint) bool { return f.Server == before.Server-before.Client })
+				require.NoError(t, err)
+				require.Equal(t, before.Server-before.Client, after.Server, "the server still counts the closed client's subscriptions")
 			} else {
 				require.NoError(t, c.Settle(longCtx(t)))
-				assert.Equal(t, clientSubs, nc.NumSubscriptions(), "subscriptions left on the client")
-				assert.Equal(t, serverSubs, s.NumSubscriptions(), "subscriptions left on the server")
+				after, err := testserver.FootprintOf(s, nc)
+				require.NoError(t, err)
+				assert.Equal(t, before.Client, after.Client, "subscriptions left on the client")
+				assert.Equal(t, before.Server, after.Server, "subscriptions left on the server")
 			}
 			require.NoError(t, goleak.Find(goroutines), "goroutines left behind")
 			want := clientState{}

@@ -390,3 +390,23 @@ func TestSettle(t *testing.T) {
 	assert.True(t, testserver.Settle(func() bool { return runtime.NumGoroutine() <= n }))
 	assert.True(t, testserver.Settle(func() bool { return true }))
 }
+
+// TestFootprint: FootprintOf counts nc's subscriptions on both sides after
+// a flush, and SettleFootprint waits until a closed connection's have left
+// the server.
+func TestFootprint(t *testing.T) {
+	s := testserver.New(t)
+	nc := connect(t, s.ClientURL())
+	before, err := testserver.FootprintOf(s, nc)
+	require.NoError(t, err)
+	_, err = nc.SubscribeSync("footprint")
+	require.NoError(t, err)
+	during, err := testserver.FootprintOf(s, nc)
+	require.NoError(t, err)
+	assert.Equal(t, before.Client+1, during.Client)
+	assert.Equal(t, before.Server+1, during.Server)
+	nc.Close()
+	after, err := testserver.SettleFootprint(s, nc, func(f testserver.Footprint) bool { return f.Server == before.Server })
+	require.NoError(t, err)
+	assert.Equal(t, testserver.Footprint{Client: 0, Server: before.Server, Goroutines: after.Goroutines}, after)
+}

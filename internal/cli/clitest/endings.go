@@ -71,7 +71,7 @@ func RunEndings(t *testing.T, s *server.Server, env *cli.Env, ids map[cli.Part]c
 			}
 			nc, err := env.Connect("requester", opts...)
 			require.NoError(t, err)
-			before, err := FootprintOf(s, nc)
+			before, err := testserver.FootprintOf(s, nc)
 			require.NoError(t, err)
 
 			ctx, cancel := context.WithCancel(context.Background())
@@ -107,7 +107,7 @@ func RunEndings(t *testing.T, s *server.Server, env *cli.Env, ids map[cli.Part]c
 			}
 			// The server drops a closed connection's subscriptions, and the
 			// process its goroutines, on their own time.
-			RequireFootprint(t, s, nc, Footprint{Client: 0, Server: before.Server, Goroutines: goroutines})
+			RequireFootprint(t, s, nc, testserver.Footprint{Client: 0, Server: before.Server, Goroutines: goroutines})
 		})
 	}
 }
@@ -162,42 +162,12 @@ func RequestEndings(t *testing.T, prefix string, request RequestFunc) {
 	})
 }
 
-// Footprint is what a requester leaves behind: its connection's
-// subscriptions (nc.NumSubscriptions), the server's (NumSubscriptions) and
-// the process's goroutines (runtime.NumGoroutine).
-type Footprint struct {
-	Client, Server, Goroutines int
-}
-
-// FootprintOf reads the Footprint of nc on s, after a flush of nc if it is
-// open, so that the server has read its SUBs and UNSUBs.
-func FootprintOf(s *server.Server, nc *nats.Conn) (Footprint, error) {
-	if !nc.IsClosed() {
-		if err := nc.Flush(); err != nil {
-			return Footprint{}, err
-		}
-	}
-	return Footprint{Client: nc.NumSubscriptions(), Server: int(s.NumSubscriptions()), Goroutines: runtime.NumGoroutine()}, nil
-}
-
-// RequireFootprint polls, every millisecond, until nc's Footprint on s is
-// want, or fails after testserver.ReadyTimeout showing the last one read.
-// (It polls on the test's goroutine: require.Eventually would count its
-// own.)
-func RequireFootprint(t *testing.T, s *server.Server, nc *nats.Conn, want Footprint) {
+// RequireFootprint waits (testserver.SettleFootprint) until nc's
+// Footprint on s is want, or fails after testserver.ReadyTimeout showing
+// the last one read.
+func RequireFootprint(t *testing.T, s *server.Server, nc *nats.Conn, want testserver.Footprint) {
 	t.Helper()
-	deadline := time.Now().Add(testserver.ReadyTimeout)
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for {
-		got, err := FootprintOf(s, nc)
-		if err == nil && got == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			require.NoError(t, err)
-			require.Equal(t, want, got, "the requester's subscriptions, the server's and the goroutines must be back where they started")
-		}
-		<-tick.C
-	}
+	got, err := testserver.SettleFootprint(s, nc, func(f testserver.Footprint) bool { return f == want })
+	require.NoError(t, err)
+	require.Equal(t, want, got, "the requester's subscriptions, the server's and the goroutines must be back where they started")
 }
