@@ -10,6 +10,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"reqreply/internal/testserver"
 )
 
 // TestDie kills one member of three mid-run (its connection closed without
@@ -45,7 +47,7 @@ func TestDie(t *testing.T) {
 				Retry: tc.retry,
 				BeforeRetry: func(context.Context) error {
 					<-victim.Died()
-					waitForSubscribers(t, s, Subject, 2)
+					require.NoError(t, testserver.WaitForSubscribers(s, Subject, 2))
 					return nil
 				},
 				Settle: settleAll(members...),
@@ -89,7 +91,7 @@ func TestAllGone(t *testing.T) {
 			}
 			// Drain returns after the server has the UNSUB; a close is
 			// only seen by the server when it reads the socket's end.
-			waitForSubscribers(t, s, Subject, 0)
+			require.NoError(t, testserver.WaitForSubscribers(s, Subject, 0))
 
 			_, err = nc.Request(Subject, []byte("1"), time.Minute)
 			assert.ErrorIs(t, err, nats.ErrNoResponders)

@@ -34,10 +34,7 @@ func runExample(cfg Config, prefixes ...string) {
 	// In the die demo, a retry waits until the server has dropped the dead
 	// member, so it cannot be routed there (tests only).
 	cfg.afterDeath = func(context.Context) error {
-		if !testserver.Settle(func() bool { return s.GlobalAccount().Interest(Subject) == cfg.Workers-1 }) {
-			return testserver.ErrNotReady
-		}
-		return nil
+		return testserver.WaitForSubscribers(s, Subject, cfg.Workers-1)
 	}
 	var out bytes.Buffer
 	if err := Run(context.Background(), env, cfg, &out); err != nil {

@@ -89,7 +89,7 @@ func TestRetryCreditsFirstReplies(t *testing.T) {
 			<-b.Died()
 			// The server has dropped b before its replacement joins, so
 			// the retry cannot be routed to the dead member.
-			waitForSubscribers(t, s, Subject, 1)
+			require.NoError(t, testserver.WaitForSubscribers(s, Subject, 1))
 			b2, err = Join(env, Subject, "b", "b-2", MemberOptions{})
 			return err
 		},
@@ -256,7 +256,7 @@ func TestLoadNoRespondersMidRun(t *testing.T) {
 							return err
 						}
 					}
-					waitForSubscribers(t, s, Subject, 0)
+					require.NoError(t, testserver.WaitForSubscribers(s, Subject, 0))
 					return nil
 				},
 			})

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"reqreply/internal/cli"
+	"reqreply/internal/testserver"
 )
 
 // instanceIDs returns the instances' micro ids.
@@ -38,7 +39,7 @@ func TestMicroStatsEveryInstance(t *testing.T) {
 			serving <- Run(ctx, env, cfg, &bytes.Buffer{})
 		}()
 	}
-	waitForSubscribers(t, s, MicroSubject, 5)
+	require.NoError(t, testserver.WaitForSubscribers(s, MicroSubject, 5))
 
 	cfg := DefaultConfig()
 	cfg.Demo, cfg.Mode.Request, cfg.Workers = DemoMicro, true, 1

@@ -2,7 +2,6 @@ package main
 
 import (
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/stretchr/testify/require"
@@ -30,14 +29,4 @@ func newServerEnv(tb testing.TB) (*server.Server, *cli.Env) {
 	env := cli.NewEnv("queuegroup", s.ClientURL())
 	tb.Cleanup(func() { require.NoError(tb, env.Close()) })
 	return s, env
-}
-
-// waitForSubscribers waits until s counts exactly n subscriptions (plain and
-// queue) matching subject: the server's own view of who is in the group,
-// which changes only once it has processed a SUB, an UNSUB or a closed
-// connection.
-func waitForSubscribers(tb testing.TB, s *server.Server, subject string, n int) {
-	tb.Helper()
-	require.Eventually(tb, func() bool { return s.GlobalAccount().Interest(subject) == n },
-		testserver.ReadyTimeout, time.Millisecond, "the server never counted %d subscribers on %q", n, subject)
 }

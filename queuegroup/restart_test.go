@@ -125,7 +125,7 @@ func TestLoadServerRestart(t *testing.T) {
 			// The same port again: everyone reconnects, and the group works.
 			s2 := testserver.New(t, func(o *server.Options) { o.Port = port })
 			waitStatus(t, status, nats.CONNECTED)
-			waitForSubscribers(t, s2, Subject, len(members))
+			require.NoError(t, testserver.WaitForSubscribers(s2, Subject, len(members)))
 			res, err = Load(context.Background(), nc, LoadConfig{
 				Subject: Subject, Requests: 30, Concurrency: 4, Timeout: 5 * time.Second, Settle: settleAll(members...),
 			})

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"reqreply/internal/cli"
+	"reqreply/internal/testserver"
 )
 
 // TestConfigCheck covers the argument checks: every bad value is a usage
@@ -131,7 +132,7 @@ func TestRun(t *testing.T) {
 			// In the die demo, retries wait until the server has dropped
 			// the dead member (one of the 3 workers' subscriptions gone).
 			cfg.afterDeath = func(context.Context) error {
-				waitForSubscribers(t, s, Subject, cfg.Workers-1)
+				require.NoError(t, testserver.WaitForSubscribers(s, Subject, cfg.Workers-1))
 				return nil
 			}
 			var out bytes.Buffer
@@ -203,7 +204,7 @@ func TestRunServeThenRequest(t *testing.T) {
 				cfg.Demo, cfg.Mode.Serve = tc.demo, true
 				serving <- Run(ctx, env, cfg, &served)
 			}()
-			waitForSubscribers(t, s, tc.subject, DefaultWorkers)
+			require.NoError(t, testserver.WaitForSubscribers(s, tc.subject, DefaultWorkers))
 
 			cfg := DefaultConfig()
 			cfg.Demo, cfg.Mode.Request = tc.demo, true

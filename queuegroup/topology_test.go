@@ -108,7 +108,7 @@ func TestTopologyQueueGroup(t *testing.T) {
 				// own cluster or across the leaf connection that still has a
 				// member (members in another cluster of a supercluster are
 				// known through the gateway, not counted here).
-				waitForSubscribers(t, srv, Subject, visibleFrom(env, reqNode, left))
+				require.NoError(t, testserver.WaitForSubscribers(srv, Subject, visibleFrom(env, reqNode, left)))
 				msg, err := nc.Request(Subject, []byte("1"), 5*time.Second)
 				require.NoError(t, err, "with %d members left", len(left))
 				assert.Contains(t, names(left), string(msg.Data))

@@ -233,7 +233,7 @@ func TestRequestLeavesNothing(t *testing.T) {
 				require.NoError(t, err)
 				t.Cleanup(func() { close(gate); stop(t, m) })
 				require.NoError(t, nc.Publish(Subject, []byte("0"))) // holds the member's one place
-				waitForInterest(t, s, Subject, 0)
+				require.NoError(t, testserver.WaitForSubscribers(s, Subject, 0))
 				return func() (*nats.Msg, error) { return c.Request(longCtx(t), Subject, []byte("1")) }
 			},
 			want: nats.ErrNoResponders,

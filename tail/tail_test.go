@@ -33,15 +33,6 @@ func newServerEnv(t *testing.T) (*server.Server, *cli.Env) {
 	return s, env
 }
 
-// waitForInterest waits until s counts exactly n subscriptions on subject:
-// the server's own view of who is in the group, which changes only once it
-// has processed a SUB or an UNSUB.
-func waitForInterest(t *testing.T, s *server.Server, subject string, n int) {
-	t.Helper()
-	require.Eventually(t, func() bool { return s.GlobalAccount().Interest(subject) == n },
-		testserver.ReadyTimeout, time.Millisecond, "the server never counted %d subscriptions on %q", n, subject)
-}
-
 // stop stops m at the end of the test.
 func stop(t *testing.T, m *Member) {
 	t.Helper()
@@ -256,7 +247,7 @@ func TestAdmission(t *testing.T) {
 			m, err := StartMember(env, "member-1", MemberOptions{Admit: k, Gate: gate})
 			require.NoError(t, err)
 			defer stop(t, m)
-			waitForInterest(t, s, Subject, 1)
+			require.NoError(t, testserver.WaitForSubscribers(s, Subject, 1))
 
 			nc, err := env.Connect("requester")
 			require.NoError(t, err)
@@ -270,12 +261,12 @@ func TestAdmission(t *testing.T) {
 				require.Eventually(t, func() bool { return m.Stats().Received == int64(i) },
 					testserver.ReadyTimeout, time.Millisecond)
 			}
-			waitForInterest(t, s, Subject, 0)
+			require.NoError(t, testserver.WaitForSubscribers(s, Subject, 0))
 			assert.Equal(t, int64(1), m.Stats().Leaves)
 
 			// Finishing one brings the member below k: it rejoins.
 			gate <- struct{}{}
-			waitForInterest(t, s, Subject, 1)
+			require.NoError(t, testserver.WaitForSubscribers(s, Subject, 1))
 			for range k - 1 {
 				gate <- struct{}{}
 			}
@@ -543,7 +534,7 @@ func TestServeAndRequest(t *testing.T) {
 	served := make(chan error, 1)
 	var serveOut strings.Builder
 	go func() { served <- Serve(ctx, env, cfg, &serveOut) }()
-	waitForInterest(t, s, Subject, cfg.Members)
+	require.NoError(t, testserver.WaitForSubscribers(s, Subject, cfg.Members))
 
 	var out strings.Builder
 	require.NoError(t, Request(longCtx(t), env, cfg, &out))

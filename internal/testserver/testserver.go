@@ -400,6 +400,18 @@ func WaitForNoInterest(s *server.Server, subject string) error {
 	return fmt.Errorf("interest in %q on %s still there: %w within %s", subject, s.Name(), ErrNotReady, ReadyTimeout)
 }
 
+// WaitForSubscribers returns nil once s counts exactly n subscriptions
+// (plain and queue members alike) matching subject in its global account,
+// or an error wrapping ErrNotReady after ReadyTimeout: the server's own
+// view of who would get a request, which changes only once it has
+// processed a SUB, an UNSUB or a closed connection.
+func WaitForSubscribers(s *server.Server, subject string, n int) error {
+	if Settle(func() bool { return s.GlobalAccount().Interest(subject) == n }) {
+		return nil
+	}
+	return fmt.Errorf("%d subscribers on %q on %s: %w within %s (last %d)", n, subject, s.Name(), ErrNotReady, ReadyTimeout, s.GlobalAccount().Interest(subject))
+}
+
 // Settle polls cond on the calling goroutine every millisecond until it
 // holds (true) or ReadyTimeout passes (false): for state that follows an
 // event on its own time, such as a server's counters, a closed
