@@ -59,6 +59,10 @@ type Client struct {
 	// with it every request and Await under way (bind).
 	gone context.Context
 	end  context.CancelCauseFunc
+	// quit ends the close listener early: closed by Close when it leaves
+	// no watch behind for the connection's close to stop.
+	quit     chan struct{}
+	quitOnce sync.Once
 
 	// hedgeAfter starts the hedge delay; time.After unless a test replaces
 	// it to decide itself when the delay is over.
@@ -70,6 +74,7 @@ type Client struct {
 
 	mu      sync.Mutex
 	watches map[string]*subjectWatch // the denial watches: subjects in flight, and denied
+	kept    []*subjectWatch          // after Close: the denied subjects' watches, stopped at the connection's close
 	denied  []string                 // the denied subjects kept, oldest first (≤ DeniedSubjects)
 	next    uint64                   // the last call number handed out
 	calls   map[uint64]*call         // calls still waiting for a reply
@@ -165,6 +170,7 @@ func NewClient(nc *nats.Conn, p Policy) (*Client, error) {
 		watches:    map[string]*subjectWatch{},
 	}
 	c.gone, c.end = context.WithCancelCause(context.Background())
+	c.quit = make(chan struct{})
 	// The subscription is checked (cli.SubscribeChecked: a flush, then a
 	// look for a violation on this exact subject), so an inbox the user
 	// may not subscribe to (under -secure, any inbox outside its prefix)
@@ -191,21 +197,39 @@ func NewClient(nc *nats.Conn, p Policy) (*Client, error) {
 	c.sub = sub
 	// A close of the connection ends every request under way at once:
 	// nats.go sends a closed inbox subscription nothing, and a request
-	// would wait out its deadline. One listener and one goroutine per
-	// client, ending with the connection or with Close.
+	// would wait out its deadline. It also stops every denial watch left,
+	// those Close keeps too: they are in cli's process-wide dispatcher,
+	// and would hold the client for good. One listener and one goroutine
+	// per client, ending with the connection, or with Close when it keeps
+	// no watch.
 	closed := nc.StatusChanged(nats.CLOSED)
 	go func() {
 		select {
 		case <-closed:
-			c.end(nats.ErrConnectionClosed)
-		case <-c.gone.Done():
+			c.connClosed()
+		case <-c.quit:
 		}
 		nc.RemoveStatusListener(closed)
 	}()
 	if nc.IsClosed() { // closed before the listener was registered
-		c.end(nats.ErrConnectionClosed)
+		c.connClosed()
 	}
 	return c, nil
+}
+
+// connClosed ends every request under way with nats.ErrConnectionClosed
+// and stops every denial watch: no violation can come any more.
+func (c *Client) connClosed() {
+	c.end(nats.ErrConnectionClosed)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, w := range c.watches {
+		c.drop(w)
+	}
+	for _, w := range c.kept {
+		w.stop()
+	}
+	c.kept, c.denied = nil, nil
 }
 
 // bind returns ctx, ended also, with its cause, when the client's
@@ -235,20 +259,26 @@ func ended(ctx context.Context) error {
 // dropped by the server. It does not close the connection. Requests and
 // Awaits still under way end at once with an error wrapping
 // ErrClientClosed. The denial watches of subjects never denied end; those
-// of the denied subjects kept (at most DeniedSubjects) stay while the
-// connection lives, so that the violations of copies already sent when
-// the first came back are still taken by them, not printed as stray errors
-// after the run has reported the first.
+// of the denied subjects kept (at most DeniedSubjects) stay until the
+// connection closes (and with them the client's close listener), so that
+// the violations of copies already sent when the first came back are
+// still taken by them, not printed as stray errors after the run has
+// reported the first.
 func (c *Client) Close() error {
 	c.end(ErrClientClosed)
 	c.mu.Lock()
 	for subject, w := range c.watches {
-		if w.denied == nil {
+		if w.denied == nil || c.nc.IsClosed() {
 			w.stop()
+		} else {
+			c.kept = append(c.kept, w)
 		}
 		delete(c.watches, subject)
 	}
 	c.denied = nil
+	if len(c.kept) == 0 {
+		c.quitOnce.Do(func() { close(c.quit) })
+	}
 	c.mu.Unlock()
 	return c.sub.Unsubscribe()
 }
@@ -257,7 +287,11 @@ func (c *Client) Close() error {
 // Await), registering it if the subject has none. c.mu is held.
 func (c *Client) acquire(subject string) *subjectWatch {
 	w := c.watches[subject]
-	if w == nil {
+	if w != nil {
+		// The watch may have been made before the caller set an error
+		// handler of its own: chain the dispatcher in front of it again.
+		cli.Rehook(c.nc)
+	} else {
 		w = &subjectWatch{subject: subject, done: make(chan struct{})}
 		// Registered before the first publish to subject: the violation
 		// can come back at once. cli's dispatcher calls onDenied on the

@@ -334,6 +334,19 @@ func hook(nc *nats.Conn) *hookState {
 	return st
 }
 
+// Rehook chains the denial dispatcher in front of nc's error handler
+// again if the caller has replaced it (nc.SetErrorHandler) since the last
+// call that hooked nc; otherwise it only reads the handler. Request, the
+// checks and WatchDenials do this on each call. A pattern that keeps one
+// watch across many calls (the tail Client's per-subject watch) calls it
+// on each call, so that a handler set while its watch lives does not turn
+// the denials of later calls into timeouts.
+func Rehook(nc *nats.Conn) {
+	if !isDispatcher(nc.ErrorHandler()) {
+		hook(nc)
+	}
+}
+
 // chainDenials returns an error handler that dispatches each error (see
 // Claimed) and then passes it on to next, if any: next sees every error,
 // the claimed violations too. Not inlined, so that every handler it makes
@@ -615,6 +628,7 @@ func PublishChecked(ctx context.Context, nc *nats.Conn, msg *nats.Msg) error {
 		mu.Unlock()
 	}, publishKeys(msg)...)
 	defer stop()
+	before := nc.LastError()
 	if err := nc.PublishMsg(msg); err != nil {
 		return err
 	}
@@ -628,11 +642,9 @@ func PublishChecked(ctx context.Context, nc *nats.Conn, msg *nats.Msg) error {
 	err := denied
 	mu.Unlock()
 	if err == nil {
-		if last := nc.LastError(); last != nil {
-			if kind, subject, _, ok := parseViolation(last); ok && slices.Contains(publishKeys(msg), denialKey{kind: kind, subject: subject}) {
-				err = last
-				claimedElsewhere(nc, last)
-			}
+		if last, kind, subject, _ := violationSince(nc, before); last != nil && slices.Contains(publishKeys(msg), denialKey{kind: kind, subject: subject}) {
+			err = last
+			claimedElsewhere(nc, last)
 		}
 	}
 	if err != nil {
@@ -649,6 +661,25 @@ func publishKeys(msg *nats.Msg) []denialKey {
 		keys = append(keys, denialKey{kind: denyReply, subject: msg.Reply})
 	}
 	return keys
+}
+
+// violationSince returns nc's last error, with its kind, subject and queue
+// group, if it is a permissions violation nats.go recorded after before
+// (the last error read before the call's publish or subscribe), else nil.
+// The last error is sticky: a violation from an earlier call, since
+// allowed by a reload of the server's permissions, must not be taken as
+// this call's. nats.go makes a new error value for each -ERR, so a new
+// violation of the same subject is told apart from the old one.
+func violationSince(nc *nats.Conn, before error) (last error, kind, subject, queue string) {
+	last = nc.LastError()
+	if last == nil || (before != nil && reflect.TypeOf(last).Comparable() && reflect.TypeOf(before).Comparable() && last == before) {
+		return nil, "", "", ""
+	}
+	kind, subject, queue, ok := parseViolation(last)
+	if !ok {
+		return nil, "", "", ""
+	}
+	return last, kind, subject, queue
 }
 
 // SubscribeChecked makes a subscription with subscribe (any of nats.go's
@@ -678,6 +709,7 @@ func SubscribeChecked(ctx context.Context, nc *nats.Conn, subject, queue string,
 		mu.Unlock()
 	}, key)
 	defer stop()
+	before := nc.LastError()
 	sub, err := subscribe()
 	if err != nil {
 		return nil, err
@@ -696,11 +728,9 @@ func SubscribeChecked(ctx context.Context, nc *nats.Conn, subject, queue string,
 	mu.Unlock()
 	if err == nil {
 		// Read before the PONG, maybe not yet handed to the handler.
-		if last := nc.LastError(); last != nil {
-			if kind, subj, q, ok := parseViolation(last); ok && kind == denySubscribe && subj == subject && q == queue {
-				err = last
-				claimedElsewhere(nc, last)
-			}
+		if last, kind, subj, q := violationSince(nc, before); last != nil && kind == denySubscribe && subj == subject && q == queue {
+			err = last
+			claimedElsewhere(nc, last)
 		}
 	}
 	if err != nil {

@@ -124,6 +124,33 @@ func New(tb testing.TB, opts ...Option) *server.Server {
 	return s
 }
 
+// NewReloadable is New, and returns with the server reload, which applies
+// more options on top of those it started with to the running server, as
+// a config reload does (server.ReloadOptions): to change the users and
+// their permissions while clients stay connected. reload fails tb if the
+// server refuses the options.
+func NewReloadable(tb testing.TB, opts ...Option) (s *server.Server, reload func(more ...Option)) {
+	tb.Helper()
+	o := baseOptions(opts)
+	s, err := startOptions(o)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { shutdown(s) })
+	port := s.Addr().(*net.TCPAddr).Port
+	return s, func(more ...Option) {
+		tb.Helper()
+		r := o.Clone()
+		r.Port = port
+		for _, opt := range more {
+			opt(r)
+		}
+		if err := s.ReloadOptions(r); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
 func shutdown(s *server.Server) {
 	s.Shutdown()
 	s.WaitForShutdown()
