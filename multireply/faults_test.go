@@ -272,7 +272,7 @@ func TestMuxConnectionEventsAreNcsAlone(t *testing.T) {
 	// when m.Close closes it.
 	o := m.rc.Opts
 	for name, set := range map[string]bool{
-		"connected": o.ConnectedCB != nil,
+		"connected":    o.ConnectedCB != nil,
 		"disconnected": o.DisconnectedCB != nil || o.DisconnectedErrCB != nil,
 		"reconnected":  o.ReconnectedCB != nil, "reconnect error": o.ReconnectErrCB != nil,
 		"discovered servers": o.DiscoveredServersCB != nil, "lame duck": o.LameDuckModeHandler != nil,

@@ -126,6 +126,26 @@ func lockedOut(t *testing.T) (*server.Server, *cli.Env, []nats.Option) {
 }
 
 // within returns a context with the given deadline, cancelled when the
+
+// manySubjects starts a server for requests to many subjects under
+// "tail.many.>", and returns an Env on it with the requester's options:
+// with secure, a locked-down server that denies the requester every
+// subject (lockedOut); else one where a responder echoes every request.
+func manySubjects(t *testing.T, secure bool) (*cli.Env, []nats.Option) {
+	t.Helper()
+	if secure {
+		_, env, opts := lockedOut(t)
+		return env, opts
+	}
+	_, env := newServerEnv(t)
+	rc, err := env.Connect("responder")
+	require.NoError(t, err)
+	_, err = rc.Subscribe("tail.many.>", func(m *nats.Msg) { _ = m.Respond(m.Data) })
+	require.NoError(t, err)
+	require.NoError(t, rc.Flush())
+	return env, nil
+}
+
 // test ends.
 func within(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
@@ -435,18 +455,7 @@ func TestClientStateBounded(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			var env *cli.Env
-			var opts []nats.Option
-			if tc.secure {
-				_, env, opts = lockedOut(t)
-			} else {
-				_, env = newServerEnv(t)
-				rc, err := env.Connect("responder")
-				require.NoError(t, err)
-				_, err = rc.Subscribe("tail.many.>", func(m *nats.Msg) { assert.NoError(t, m.Respond(m.Data)) })
-				require.NoError(t, err)
-				require.NoError(t, rc.Flush())
-			}
+			env, opts := manySubjects(t, tc.secure)
 			var stderr clitest.Buffer
 			env.Stderr = &stderr
 			nc, err := env.Connect("requester", opts...)

@@ -16,7 +16,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"reqreply/internal/cli"
 	"reqreply/internal/testserver"
 )
 
@@ -38,18 +37,7 @@ func TestClosedClientIsReleased(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			var env *cli.Env
-			var opts []nats.Option
-			if tc.secure {
-				_, env, opts = lockedOut(t)
-			} else {
-				_, env = newServerEnv(t)
-				rc, err := env.Connect("responder")
-				require.NoError(t, err)
-				_, err = rc.Subscribe("tail.many.>", func(m *nats.Msg) { _ = m.Respond(m.Data) })
-				require.NoError(t, err)
-				require.NoError(t, rc.Flush())
-			}
+			env, opts := manySubjects(t, tc.secure)
 			nc, err := env.Connect("requester", opts...)
 			require.NoError(t, err)
 			c, err := NewClient(nc, Policy{})

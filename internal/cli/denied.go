@@ -642,7 +642,7 @@ func PublishChecked(ctx context.Context, nc *nats.Conn, msg *nats.Msg) error {
 	err := denied
 	mu.Unlock()
 	if err == nil {
-		if last, kind, subject, _ := violationSince(nc, before); last != nil && slices.Contains(publishKeys(msg), denialKey{kind: kind, subject: subject}) {
+		if kind, subject, _, last := violationSince(nc, before); last != nil && slices.Contains(publishKeys(msg), denialKey{kind: kind, subject: subject}) {
 			err = last
 			claimedElsewhere(nc, last)
 		}
@@ -663,23 +663,24 @@ func publishKeys(msg *nats.Msg) []denialKey {
 	return keys
 }
 
-// violationSince returns nc's last error, with its kind, subject and queue
-// group, if it is a permissions violation nats.go recorded after before
-// (the last error read before the call's publish or subscribe), else nil.
+// violationSince returns the kind, subject and queue group of nc's last
+// error, and that error, if it is a permissions violation nats.go recorded
+// after before (the last error read before the call's publish or
+// subscribe); else a nil error.
 // The last error is sticky: a violation from an earlier call, since
 // allowed by a reload of the server's permissions, must not be taken as
 // this call's. nats.go makes a new error value for each -ERR, so a new
 // violation of the same subject is told apart from the old one.
-func violationSince(nc *nats.Conn, before error) (last error, kind, subject, queue string) {
+func violationSince(nc *nats.Conn, before error) (kind, subject, queue string, last error) {
 	last = nc.LastError()
 	if last == nil || (before != nil && reflect.TypeOf(last).Comparable() && reflect.TypeOf(before).Comparable() && last == before) {
-		return nil, "", "", ""
+		return "", "", "", nil
 	}
 	kind, subject, queue, ok := parseViolation(last)
 	if !ok {
-		return nil, "", "", ""
+		return "", "", "", nil
 	}
-	return last, kind, subject, queue
+	return kind, subject, queue, last
 }
 
 // SubscribeChecked makes a subscription with subscribe (any of nats.go's
@@ -728,7 +729,7 @@ func SubscribeChecked(ctx context.Context, nc *nats.Conn, subject, queue string,
 	mu.Unlock()
 	if err == nil {
 		// Read before the PONG, maybe not yet handed to the handler.
-		if last, kind, subj, q := violationSince(nc, before); last != nil && kind == denySubscribe && subj == subject && q == queue {
+		if kind, subj, q, last := violationSince(nc, before); last != nil && kind == denySubscribe && subj == subject && q == queue {
 			err = last
 			claimedElsewhere(nc, last)
 		}
