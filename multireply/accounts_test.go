@@ -154,6 +154,13 @@ func withConf(t *testing.T, conf string) testserver.Option {
 // holds is asserted: at least one reply, at most one per responder. How
 // many gathers got two is logged for each setting, and how many plain
 // nats.go requests did.
+//
+// Under -race the first setting is skipped: there nats-server v2.15.3
+// races with itself (ServiceLatency.merge, in remoteLatencyUpdate, writes
+// what internalSendLoop is marshalling) and the race detector fails the
+// test for the server's race. internal/e2e's
+// TestSingletonImportAcrossProcesses runs that setting on server processes
+// built without -race, in every CI run.
 func TestSingletonImportAcrossServers(t *testing.T) {
 	const responders, gathers = 2, 10
 	tests := []struct {
@@ -167,6 +174,9 @@ func TestSingletonImportAcrossServers(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			if raceDetector && tc.conf == trackedConf && !tc.sameNode {
+				t.Skip("nats-server v2.15.3's latency tracking across servers races with itself; see TestSingletonImportAcrossProcesses (internal/e2e)")
+			}
 			servers := testserver.NewCluster(t, 3, withConf(t, tc.conf))
 			svcNode := servers[1]
 			if tc.sameNode {

@@ -90,9 +90,10 @@ func (n *node) kill() {
 }
 
 // startNode starts a nats-server process named name with random client,
-// cluster and monitoring ports (-1), routing to seed if not empty, and
-// returns it once its ports file says where it listens.
-func startNode(t *testing.T, bin, name, seed string) *node {
+// cluster and monitoring ports (-1), routing to seed if not empty, with
+// the extra arguments given (a config file: "-c", path), and returns it
+// once its ports file says where it listens.
+func startNode(t *testing.T, bin, name, seed string, extra ...string) *node {
 	t.Helper()
 	dir := t.TempDir()
 	args := []string{"-a", "127.0.0.1", "-p", "-1", "-m", "-1", "-n", name,
@@ -100,6 +101,7 @@ func startNode(t *testing.T, bin, name, seed string) *node {
 	if seed != "" {
 		args = append(args, "--routes", seed)
 	}
+	args = append(args, extra...)
 	cmd := exec.Command(filepath.Join(bin, "nats-server"), args...)
 	var log bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &log, &log
@@ -123,13 +125,14 @@ func startNode(t *testing.T, bin, name, seed string) *node {
 	return n
 }
 
-// startCluster starts three nats-server processes as one cluster and
-// returns them once each, asked from the outside (its /routez monitoring
-// endpoint), counts both others as routed remotes.
-func startCluster(t *testing.T, bin string) []*node {
+// startCluster starts three nats-server processes as one cluster, each
+// with the extra arguments given (see startNode), and returns them once
+// each, asked from the outside (its /routez monitoring endpoint), counts
+// both others as routed remotes.
+func startCluster(t *testing.T, bin string, extra ...string) []*node {
 	t.Helper()
-	first := startNode(t, bin, "node-1", "")
-	nodes := []*node{first, startNode(t, bin, "node-2", first.cluster), startNode(t, bin, "node-3", first.cluster)}
+	first := startNode(t, bin, "node-1", "", extra...)
+	nodes := []*node{first, startNode(t, bin, "node-2", first.cluster, extra...), startNode(t, bin, "node-3", first.cluster, extra...)}
 	client := &http.Client{Timeout: time.Second}
 	for _, n := range nodes {
 		waitFor(t, n.name+" routes", func() bool { return remotes(client, n.monitor) >= len(nodes)-1 })
