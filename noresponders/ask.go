@@ -6,12 +6,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"reqreply/internal/cli"
+	"reqreply/respond"
 )
 
 // DefaultTimeout is how long a request waits for its reply unless -timeout
@@ -49,8 +49,8 @@ const DefaultTimeout = 2 * time.Second
 //   - nats.ErrPermissionViolation (and cli.ErrDenied): the server denied
 //     the publish to subject or the inbox subscription; the text names the
 //     subject;
-//   - a *ServiceError: the responder answered with an error reply (the
-//     Nats-Service-Error headers);
+//   - a *respond.ServiceError: the responder answered with an error reply
+//     (the Nats-Service-Error headers);
 //   - nats.ErrTimeout, also matching context.DeadlineExceeded: no reply
 //     within timeout, though someone subscribes; or the connection was
 //     down (the request waited in nats.go's reconnect buffer), or the
@@ -58,14 +58,14 @@ const DefaultTimeout = 2 * time.Second
 //     the message says which;
 //   - ctx's own error (context.Canceled, context.DeadlineExceeded) when ctx
 //     ends first;
-//   - nats.ErrBadSubject for a subject CheckSubject refuses (nothing is
+//   - nats.ErrBadSubject for a subject respond.CheckSubject refuses (nothing is
 //     sent); nats.ErrConnectionClosed (for a close before the call or
 //     during the wait: that ends it at once) and other connection errors.
 //
 // However it ends, the request's inbox subscription is gone when Ask
 // returns, from the server too.
 func Ask(ctx context.Context, nc *nats.Conn, subject string, timeout time.Duration) (reply string, took time.Duration, err error) {
-	if err := CheckSubject(subject); err != nil {
+	if err := respond.CheckSubject(subject); err != nil {
 		return "", 0, err
 	}
 	if timeout <= 0 {
@@ -78,14 +78,14 @@ func Ask(ctx context.Context, nc *nats.Conn, subject string, timeout time.Durati
 	took = time.Since(start)
 	switch {
 	case err == nil:
-		if serr := serviceError(msg); serr != nil {
-			return "", took, fmt.Errorf("request %q: %w", subject, serr)
+		if err := respond.ErrorOf(msg); err != nil {
+			return "", took, fmt.Errorf("request %q: %w", subject, err)
 		}
 		return string(msg.Data), took, nil
 	case ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded):
 		// Our own timeout fired, not the caller's context: say so the way
 		// nats.Conn.Request does, and keep the context error matchable.
-		return "", took, fmt.Errorf("request %q: no reply within %v%s: %w (%w)", subject, timeout, whyNoReply(nc), nats.ErrTimeout, err)
+		return "", took, fmt.Errorf("request %q: no reply within %v%s: %w (%w)", subject, timeout, respond.WhyNoReply(nc), nats.ErrTimeout, err)
 	default:
 		return "", took, fmt.Errorf("request %q: %w", subject, err)
 	}
@@ -95,46 +95,3 @@ func Ask(ctx context.Context, nc *nats.Conn, subject string, timeout time.Durati
 // headers: the no-responders status is a header, so a request nobody serves
 // would only time out, and the scenario has nothing to show.
 var ErrNoHeaders = errors.New("the fast no-responders error needs a server with header support (nats-server 2.2 or later, headers not turned off)")
-
-// whyNoReply says what, on nc's side, may explain a request that timed out:
-// the connection is not connected, or its server has no header support.
-func whyNoReply(nc *nats.Conn) string {
-	if status := nc.Status(); status != nats.CONNECTED {
-		return fmt.Sprintf(" (connection %s: the request waited in the reconnect buffer)", strings.ToLower(status.String()))
-	}
-	if !nc.HeadersSupported() {
-		return " (the server does not support headers: it sends neither the no-responders status nor error replies, so a request nobody serves times out)"
-	}
-	return ""
-}
-
-// MaxSubjectLen is the longest subject Ask sends: 1,024 bytes, well inside
-// the 4,096-byte control line nats-server reads by default (a longer line
-// makes the server close the connection).
-const MaxSubjectLen = 1024
-
-// CheckSubject returns nil if subject can be the subject of a request: at
-// most MaxSubjectLen bytes, dot-separated tokens, none empty, none a
-// wildcard ("*" or ">": a request goes to one literal subject), no white
-// space or control character (the protocol splits its lines on them).
-// Otherwise the error wraps nats.ErrBadSubject.
-func CheckSubject(subject string) error {
-	bad := func(why string) error {
-		return fmt.Errorf("request %q: %s: %w", subject, why, nats.ErrBadSubject)
-	}
-	if len(subject) > MaxSubjectLen {
-		return fmt.Errorf("request: subject of %d bytes is longer than %d: %w", len(subject), MaxSubjectLen, nats.ErrBadSubject)
-	}
-	for _, token := range strings.Split(subject, ".") {
-		switch token {
-		case "":
-			return bad("empty token")
-		case "*", ">":
-			return bad("a wildcard is not a request subject")
-		}
-	}
-	if strings.ContainsFunc(subject, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
-		return bad("white space or a control character")
-	}
-	return nil
-}

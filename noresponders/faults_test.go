@@ -15,6 +15,7 @@ import (
 	"reqreply/internal/cli"
 	"reqreply/internal/cli/clitest"
 	"reqreply/internal/testserver"
+	"reqreply/respond"
 )
 
 // A greeter whose handler panics or fails answers with an error reply: the
@@ -35,7 +36,7 @@ func TestGreeterFaults(t *testing.T) {
 			g, err := ServeOnceFunc(svc, tc.greet)
 			require.NoError(t, err)
 			_, _, err = Ask(context.Background(), req, GreetJoe, time.Minute)
-			var serr *ServiceError
+			var serr *respond.ServiceError
 			require.ErrorAs(t, err, &serr)
 			assert.NotErrorIs(t, err, nats.ErrTimeout)
 			assert.Equal(t, tc.want, serr.Error())
@@ -191,7 +192,7 @@ func FuzzAskSubject(f *testing.F) {
 	f.Cleanup(nc.Close)
 	f.Fuzz(func(t *testing.T, subject string) {
 		_, _, err := Ask(context.Background(), nc, subject, time.Minute)
-		if CheckSubject(subject) != nil {
+		if respond.CheckSubject(subject) != nil {
 			require.ErrorIs(t, err, nats.ErrBadSubject)
 		} else {
 			require.ErrorIs(t, err, nats.ErrNoResponders, "subject %q", subject)

@@ -4,15 +4,14 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/micro"
 
 	"reqreply/internal/cli"
+	"reqreply/respond"
 )
 
 // GreetSubjects is the subject the greeter serves: one token after "greet."
@@ -65,13 +64,14 @@ func ServeOnce(nc *nats.Conn) (*Greeter, error) {
 func Greeting(name string) (string, error) { return "hello, " + name, nil }
 
 // ServeOnceFunc is ServeOnce with greet making the answer. A greet that
-// returns an error, or panics (the greeter recovers), is answered with an
-// error reply: no payload, and the headers Nats-Service-Error (the error)
-// and Nats-Service-Error-Code ("500"), as nats.go's micro services do, so
-// the requester learns of the failure at once instead of timing out (Ask
-// returns a *ServiceError). The first request still starts the drain. On a
-// server without header support no error reply can be sent: that request
-// goes unanswered and times out.
+// returns an error, or panics (the greeter recovers: respond.Recover), is
+// answered with an error reply (respond.Error): no payload, and the headers
+// Nats-Service-Error (the error) and Nats-Service-Error-Code ("500", or a
+// *respond.ServiceError's own code), as nats.go's micro services do, so the
+// requester learns of the failure at once instead of timing out (Ask
+// returns a *respond.ServiceError). The first request still starts the
+// drain. On a server without header support no error reply can be sent:
+// that request goes unanswered and times out.
 func ServeOnceFunc(nc *nats.Conn, greet func(name string) (string, error)) (*Greeter, error) {
 	g := &Greeter{nc: nc, greet: greet, failed: make(chan struct{})}
 	// Subscribe, then flush, bounded by the connection's timeout (2 s by
@@ -79,7 +79,7 @@ func ServeOnceFunc(nc *nats.Conn, greet func(name string) (string, error)) (*Gre
 	// answering fails fast; and a subscription the server's permissions
 	// deny fails here, naming the subject, instead of serving nothing.
 	sub, err := cli.SubscribeChecked(context.Background(), nc, GreetSubjects, "", func() (*nats.Subscription, error) {
-		return nc.Subscribe(GreetSubjects, g.handle)
+		return nc.Subscribe(GreetSubjects, respond.Recover(g.handle, nil))
 	})
 	if err != nil {
 		return nil, fmt.Errorf("serve %q: %w", GreetSubjects, err)
@@ -108,66 +108,16 @@ func (g *Greeter) handle(m *nats.Msg) {
 			close(g.failed)
 		}
 	})
-	reply, err := recovered(g.greet, strings.TrimPrefix(m.Subject, greetPrefix))
+	reply, err := g.greet(strings.TrimPrefix(m.Subject, greetPrefix))
 	if err != nil {
 		// Without header support there is no error reply: the requester
 		// times out, and Ask's error says the server lacks headers.
-		_ = respondError(g.nc, m, err)
+		_ = respond.Error(m, err)
 		return
 	}
 	// A failed Respond (connection closed mid-drain) leaves the requester to
 	// time out; there is no one else to tell.
 	_ = m.Respond([]byte(reply))
-}
-
-// ErrPanic is wrapped by the description of the error reply for a handler
-// that panicked.
-var ErrPanic = errors.New("handler panicked")
-
-// recovered calls greet, turning a panic into an error wrapping ErrPanic.
-func recovered(greet func(string) (string, error), name string) (reply string, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: %v", ErrPanic, r)
-		}
-	}()
-	return greet(name)
-}
-
-// respondError sends m the error reply for err: no payload, the micro error
-// headers, code "500". It fails with nats.ErrHeadersNotSupported on a server
-// without header support.
-func respondError(nc *nats.Conn, m *nats.Msg, err error) error {
-	if !nc.HeadersSupported() {
-		return nats.ErrHeadersNotSupported
-	}
-	reply := nats.NewMsg(m.Reply)
-	reply.Header.Set(micro.ErrorHeader, err.Error())
-	reply.Header.Set(micro.ErrorCodeHeader, "500")
-	return nc.PublishMsg(reply)
-}
-
-// ServiceError is an error reply: what a responder sends instead of an
-// answer when its handler fails, in the headers of nats.go's micro package.
-type ServiceError struct {
-	// Code is the Nats-Service-Error-Code header ("500" from this greeter).
-	Code string
-	// Description is the Nats-Service-Error header.
-	Description string
-}
-
-// Error says "service error <code>: <description>".
-func (e *ServiceError) Error() string {
-	return fmt.Sprintf("service error %s: %s", e.Code, e.Description)
-}
-
-// serviceError returns the error reply in msg, or nil if msg is an answer.
-func serviceError(msg *nats.Msg) *ServiceError {
-	description, code := msg.Header.Get(micro.ErrorHeader), msg.Header.Get(micro.ErrorCodeHeader)
-	if description == "" && code == "" {
-		return nil
-	}
-	return &ServiceError{Code: code, Description: description}
 }
 
 // WaitDrained blocks until the greeter's drain has finished: nats.go has

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"reqreply/internal/cli"
+	"reqreply/respond"
 )
 
 // This file is the requester side: it sends a number of requests, a fixed
@@ -619,11 +620,6 @@ func (l *loader) done() {
 	}
 }
 
-// isNoResponders reports whether m is the server's no-responders status.
-func isNoResponders(m *nats.Msg) bool {
-	return len(m.Data) == 0 && m.Header.Get("Status") == "503"
-}
-
 // onReply is the inbox handler: it files each message under its request,
 // in exactly one bucket.
 func (l *loader) onReply(m *nats.Msg) {
@@ -652,7 +648,7 @@ func (l *loader) onReply(m *nats.Msg) {
 		// More replies than the attempt waits for.
 		s.mu.Unlock()
 		l.count(&l.duplicates)
-	case isNoResponders(m):
+	case respond.IsNoResponders(m):
 		// The server's no-responders status: nobody subscribes at all. As
 		// the run's first answer it ends the run (wrong subject, nobody
 		// started); later, members are gone or not back yet after a

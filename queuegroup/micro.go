@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"reqreply/internal/cli"
+	"reqreply/respond"
 )
 
 // This file serves the same work with github.com/nats-io/nats.go/micro,
@@ -230,7 +231,7 @@ func ReadStats(ctx context.Context, nc *nats.Conn, expect []string, timeout time
 	for len(expect) == 0 || len(missing) > 0 {
 		select {
 		case m := <-replies:
-			if isNoResponders(m) {
+			if respond.IsNoResponders(m) {
 				return nil, fmt.Errorf("stats %q: %w", subject, nats.ErrNoResponders)
 			}
 			var st micro.Stats

@@ -20,6 +20,7 @@ import (
 	"reqreply/internal/cli"
 	"reqreply/internal/cli/clitest"
 	"reqreply/internal/testserver"
+	"reqreply/respond"
 )
 
 // A handler that panics or fails: the greeter survives, and the requester
@@ -34,7 +35,7 @@ func TestGreeterFaults(t *testing.T) {
 		case "fail":
 			return "", errors.New("no greeting today")
 		case "teapot":
-			return "", &ServiceError{Code: "418", Description: "I'm a teapot"}
+			return "", &respond.ServiceError{Code: "418", Description: "I'm a teapot"}
 		}
 		return Greeting(name)
 	}
@@ -87,7 +88,7 @@ func TestGreeterFaults(t *testing.T) {
 					assert.ErrorIs(t, err, want)
 				}
 				if len(tc.wantErr) == 0 {
-					var serr *ServiceError
+					var serr *respond.ServiceError
 					assert.ErrorAs(t, err, &serr)
 					assert.NotErrorIs(t, err, nats.ErrTimeout)
 				}

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"reqreply/internal/cli"
+	"reqreply/respond"
 )
 
 // DefaultTimeout is how long Greet waits for the reply unless told: 500 ms.
@@ -66,8 +67,8 @@ func isSpaceOrControl(r rune) bool { return r <= ' ' || r == 0x7f }
 //   - nats.ErrPermissionViolation (and cli.ErrDenied): the server denied
 //     the publish to greet.<name> or the inbox subscription; the text
 //     names the subject;
-//   - a *ServiceError: the greeter answered with an error reply (its
-//     handler failed or panicked);
+//   - a *respond.ServiceError: the greeter answered with an error reply
+//     (its handler failed or panicked);
 //   - nats.ErrTimeout, also matching context.DeadlineExceeded: no reply
 //     within timeout; the message says why when it can: disconnected, or a
 //     server without header support, which sends neither error replies nor
@@ -89,27 +90,15 @@ func Greet(ctx context.Context, nc *nats.Conn, name string, timeout time.Duratio
 	msg, err := cli.Request(rctx, nc, nats.NewMsg(subject))
 	switch {
 	case err == nil:
-		if serr := serviceError(msg); serr != nil {
-			return "", fmt.Errorf("greet %q: %w", subject, serr)
+		if err := respond.ErrorOf(msg); err != nil {
+			return "", fmt.Errorf("greet %q: %w", subject, err)
 		}
 		return string(msg.Data), nil
 	case ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded):
 		// Our own timeout fired, not the caller's context: say so the way
 		// nats.Conn.Request does, and keep the context error matchable.
-		return "", fmt.Errorf("greet %q: no reply within %v%s: %w (%w)", subject, timeout, whyNoReply(nc), nats.ErrTimeout, err)
+		return "", fmt.Errorf("greet %q: no reply within %v%s: %w (%w)", subject, timeout, respond.WhyNoReply(nc), nats.ErrTimeout, err)
 	default:
 		return "", fmt.Errorf("greet %q: %w", subject, err)
 	}
-}
-
-// whyNoReply says what, on nc's side, may explain a request that timed out:
-// the connection is not connected, or its server has no header support.
-func whyNoReply(nc *nats.Conn) string {
-	if status := nc.Status(); status != nats.CONNECTED {
-		return fmt.Sprintf(" (connection %s: the request waited in the reconnect buffer)", strings.ToLower(status.String()))
-	}
-	if !nc.HeadersSupported() {
-		return " (the server does not support headers: it sends neither error replies nor the no-responders status, so a request that fails or that nobody serves times out)"
-	}
-	return ""
 }

@@ -5,14 +5,13 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/micro"
 
 	"reqreply/internal/cli"
+	"reqreply/respond"
 )
 
 // GreetSubjects is the subject the greeter serves: one token after "greet."
@@ -22,18 +21,15 @@ const GreetSubjects = "greet.*"
 // greetPrefix is GreetSubjects without its wildcard token.
 const greetPrefix = "greet."
 
-// ErrPanic is wrapped by the error a Greeter reports for a handler that
-// panicked; the requester gets an error reply with code "500".
-var ErrPanic = errors.New("handler panicked")
-
 // Greeter answers requests on GreetSubjects. Its zero value greets with
 // Greeting.
 type Greeter struct {
 	// Greet makes the answer to a request for name; Greeting unless set.
-	// An error, or a panic, which the greeter recovers from, is answered
-	// with an error reply (see ServiceError), so the requester learns of
-	// it at once instead of waiting out its timeout. The greeter goes on
-	// serving.
+	// An error, or a panic, which the greeter recovers from
+	// (respond.Recover; the error wraps respond.ErrPanic), is answered
+	// with an error reply (see respond.ServiceError), so the requester
+	// learns of it at once instead of waiting out its timeout. The greeter
+	// goes on serving.
 	Greet func(name string) (string, error)
 	// Failed, if set, is told of each request whose handler failed, with
 	// the subject and the error; also when no error reply could be sent
@@ -60,12 +56,13 @@ func ServeGreeter(nc *nats.Conn) (*nats.Subscription, error) {
 //
 // A failed handler is answered with an empty payload and the headers
 // Nats-Service-Error (the description) and Nats-Service-Error-Code (the
-// code; "500" unless the error is a *ServiceError with its own), as
-// nats.go's micro services do. Headers need nats-server 2.2 or later with
-// header support: on a server without it (nc.HeadersSupported() false) no
-// error reply can be sent, and a plain one could not be told from a
-// greeting, so the request goes unanswered, Failed is told why, and the
-// requester times out; Greet's error then says the server lacks headers.
+// code; "500" unless the error is a *respond.ServiceError with its own),
+// as nats.go's micro services do (respond.Error). Headers need nats-server
+// 2.2 or later with header support: on a server without it
+// (nc.HeadersSupported() false) no error reply can be sent, and a plain one
+// could not be told from a greeting, so the request goes unanswered, Failed
+// is told why, and the requester times out; Greet's error then says the
+// server lacks headers.
 //
 // Stop the service with sub.Drain(), which answers what was already received
 // before unsubscribing, or by draining nc. The error wraps the nats.go error
@@ -77,6 +74,12 @@ func (g Greeter) Serve(nc *nats.Conn) (*nats.Subscription, error) {
 	if greet == nil {
 		greet = Greeting
 	}
+	// failed tells g.Failed of a request whose greeting failed or panicked.
+	failed := func(m *nats.Msg, err error) {
+		if g.Failed != nil {
+			g.Failed(m.Subject, err)
+		}
+	}
 	handle := func(m *nats.Msg) {
 		// A readiness probe (cli.AwaitResponders) is answered at once with
 		// ProbeName: a requester on another server learns that this
@@ -87,84 +90,27 @@ func (g Greeter) Serve(nc *nats.Conn) (*nats.Subscription, error) {
 		if m.Reply == "" {
 			return
 		}
-		reply, err := recovered(greet, strings.TrimPrefix(m.Subject, greetPrefix))
+		reply, err := greet(strings.TrimPrefix(m.Subject, greetPrefix))
 		if err == nil {
 			// A failed Respond (connection closed mid-drain) leaves the
 			// requester to time out; there is no one else to tell.
 			_ = m.Respond([]byte(reply))
 			return
 		}
-		if rerr := respondError(nc, m, err); rerr != nil {
+		if rerr := respond.Error(m, err); rerr != nil {
 			err = fmt.Errorf("%w; no error reply sent: %w", err, rerr)
 		}
-		if g.Failed != nil {
-			g.Failed(m.Subject, err)
-		}
+		failed(m, err)
 	}
 	// Subscribe, then flush, bounded by the connection's timeout (2 s by
 	// default), not nats.go's fixed 10 s, so a server that stopped
 	// answering fails fast; and a subscription the server's permissions
 	// deny fails here, naming the subject, instead of serving nothing.
 	sub, err := cli.SubscribeChecked(context.Background(), nc, GreetSubjects, "", func() (*nats.Subscription, error) {
-		return nc.Subscribe(GreetSubjects, handle)
+		return nc.Subscribe(GreetSubjects, respond.Recover(handle, failed))
 	})
 	if err != nil {
 		return nil, fmt.Errorf("serve %q: %w", GreetSubjects, err)
 	}
 	return sub, nil
-}
-
-// recovered calls greet, turning a panic into an error wrapping ErrPanic.
-func recovered(greet func(string) (string, error), name string) (reply string, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: %v", ErrPanic, r)
-		}
-	}()
-	return greet(name)
-}
-
-// respondError sends the error reply for err to m: no payload, the micro
-// error headers. It fails with nats.ErrHeadersNotSupported on a server
-// without header support, and with nats.go's error if the publish fails.
-func respondError(nc *nats.Conn, m *nats.Msg, err error) error {
-	if !nc.HeadersSupported() {
-		return nats.ErrHeadersNotSupported
-	}
-	code, description := "500", err.Error()
-	var serr *ServiceError
-	if errors.As(err, &serr) {
-		code, description = serr.Code, serr.Description
-	}
-	reply := nats.NewMsg(m.Reply)
-	reply.Header.Set(micro.ErrorHeader, description)
-	reply.Header.Set(micro.ErrorCodeHeader, code)
-	return nc.PublishMsg(reply)
-}
-
-// ServiceError is an error reply: what a responder sends instead of an
-// answer when its handler fails, in the headers nats.go's micro package
-// uses. A handler may return one to choose its code; Greet returns one for
-// an error reply.
-type ServiceError struct {
-	// Code is the Nats-Service-Error-Code header: "500" for a panic or a
-	// plain error, or the handler's own.
-	Code string
-	// Description is the Nats-Service-Error header.
-	Description string
-}
-
-// Error says "service error <code>: <description>".
-func (e *ServiceError) Error() string {
-	return fmt.Sprintf("service error %s: %s", e.Code, e.Description)
-}
-
-// serviceError returns the error reply in msg, or nil if msg is an answer.
-func serviceError(msg *nats.Msg) *ServiceError {
-	description := msg.Header.Get(micro.ErrorHeader)
-	code := msg.Header.Get(micro.ErrorCodeHeader)
-	if description == "" && code == "" {
-		return nil
-	}
-	return &ServiceError{Code: code, Description: description}
 }

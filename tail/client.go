@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"reqreply/internal/cli"
+	"reqreply/respond"
 )
 
 // Policy chooses the requester-side patterns a Client applies to each
@@ -444,7 +445,7 @@ func (c *Client) onReply(msg *nats.Msg) {
 	default:
 		c.countDropped(msg)
 	}
-	if isNoResponders(msg) {
+	if respond.IsNoResponders(msg) {
 		return
 	}
 	c.seen++
@@ -462,7 +463,7 @@ func (c *Client) onReply(msg *nats.Msg) {
 // countDropped counts msg as a reply nobody took, unless it is a status
 // message (no responders), which carries no work done.
 func (c *Client) countDropped(msg *nats.Msg) {
-	if !isNoResponders(msg) {
+	if !respond.IsNoResponders(msg) {
 		c.dropped.Add(1)
 	}
 }
@@ -520,14 +521,6 @@ func (c *Client) parseReply(subject string) (id uint64, cp int, ok bool) {
 		return 0, 0, false
 	}
 	return id, cp, true
-}
-
-// isNoResponders reports whether msg is the server's no-responders status:
-// an empty message with header "Status: 503", sent to a request's reply
-// subject when nobody subscribes to its subject (nats.go turns it into
-// nats.ErrNoResponders in nc.Request).
-func isNoResponders(msg *nats.Msg) bool {
-	return len(msg.Data) == 0 && msg.Header.Get("Status") == "503"
 }
 
 // open registers a new call to subject and returns its number; a call to a
@@ -690,7 +683,7 @@ func (c *Client) attempt(ctx context.Context, overall time.Time, subject string,
 			if !ok {
 				break
 			}
-			if isNoResponders(msg) {
+			if respond.IsNoResponders(msg) {
 				// This copy found nobody; fail only when every copy this
 				// attempt sent has (an earlier attempt's status is old news).
 				if _, cp, ok := c.parseReply(msg.Subject); ok && cp >= first {
