@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/micro"
 
 	"reqreply/internal/cli"
+	"reqreply/respond"
 )
 
 // This file is the responder side: a member of a queue group, each on its
@@ -42,8 +42,9 @@ const AuditGroup = "auditors"
 // When its work (MemberOptions.Work) returns an error or panics, the member
 // recovers and sends an error reply instead of letting the requester time
 // out: the payload is still its name, and the headers are the ones
-// nats.go/micro uses, Nats-Service-Error (the error's text) and
-// Nats-Service-Error-Code ("500"). On a server without header support
+// nats.go/micro uses (respond.ErrorMsg), Nats-Service-Error (the error's
+// text) and Nats-Service-Error-Code ("500", or a *respond.ServiceError's own;
+// a panic's error wraps respond.ErrPanic). On a server without header support
 // (server option NoHeaderSupport) an error reply cannot be sent: the member
 // sends no reply, counts the failure in Errors and writes one line to
 // MemberOptions.Log, and the requester times out. Plain replies carry no
@@ -167,10 +168,8 @@ func (m *Member) handle(msg *nats.Msg) {
 			m.logf("%s: request on %q failed (%v); no error reply sent: the server does not support headers, which error replies need", m.Name, msg.Subject, err)
 			return
 		}
-		reply.Header = nats.Header{
-			micro.ErrorHeader:     []string{err.Error()},
-			micro.ErrorCodeHeader: []string{"500"},
-		}
+		reply = respond.ErrorMsg(err)
+		reply.Data = m.reply
 	}
 	for range m.sends() {
 		// Count before replying, so that a requester holding the reply
@@ -194,7 +193,7 @@ func (m *Member) run(request []byte) (err error) {
 	}
 	defer func() {
 		if v := recover(); v != nil {
-			err = fmt.Errorf("handler panicked: %v", v)
+			err = fmt.Errorf("%w: %v", respond.ErrPanic, v)
 		}
 	}()
 	return m.opts.Work(request)

@@ -28,11 +28,12 @@ func (e *ServiceError) Error() string {
 	return "service error " + e.Code + ": " + e.Description
 }
 
-// Error sends m's requester the error reply for err: no payload, and the
-// headers Nats-Service-Error (the description) and Nats-Service-Error-Code
-// (the code), as micro services answer a failed request. The code is "500"
-// and the description err.Error(), unless err is (or wraps, errors.As) a
-// *ServiceError, whose own code and description are sent.
+// Error sends m's requester the error reply for err (ErrorMsg): no payload,
+// and the headers Nats-Service-Error (the description) and
+// Nats-Service-Error-Code (the code), as micro services answer a failed
+// request. The code is "500" and the description err.Error(), unless err is
+// (or wraps, errors.As) a *ServiceError, whose own code and description are
+// sent.
 //
 // The reply goes through m.RespondMsg, so m must come from a subscription.
 // Errors: nats.ErrMsgNotBound (m has no subscription), nats.ErrMsgNoReply (m
@@ -42,6 +43,14 @@ func (e *ServiceError) Error() string {
 // told from an answer, so the requester will time out), and nats.go's
 // publish errors (nats.ErrConnectionClosed, ...).
 func Error(m *nats.Msg, err error) error {
+	return m.RespondMsg(ErrorMsg(err))
+}
+
+// ErrorMsg returns the error reply for err, with no subject and no payload,
+// for a responder that sends it itself (m.RespondMsg, or more than once):
+// the headers Nats-Service-Error and Nats-Service-Error-Code, set as Error
+// describes.
+func ErrorMsg(err error) *nats.Msg {
 	code, description := "500", err.Error()
 	var serr *ServiceError
 	if errors.As(err, &serr) {
@@ -50,7 +59,7 @@ func Error(m *nats.Msg, err error) error {
 	reply := &nats.Msg{Header: nats.Header{}}
 	reply.Header.Set(micro.ErrorHeader, description)
 	reply.Header.Set(micro.ErrorCodeHeader, code)
-	return m.RespondMsg(reply)
+	return reply
 }
 
 // ErrorOf returns the error reply in msg as a *ServiceError, or nil if msg
