@@ -401,22 +401,6 @@ func TestFlags(t *testing.T) {
 	}
 }
 
-func TestRound(t *testing.T) {
-	tests := []struct {
-		in, want time.Duration
-	}{
-		{in: 27_400 * time.Nanosecond, want: 27 * time.Microsecond},
-		{in: 312_456 * time.Nanosecond, want: 312 * time.Microsecond},
-		{in: 1_234_567 * time.Nanosecond, want: 1_230 * time.Microsecond},
-		{in: 2_000_731 * time.Microsecond, want: 2_001 * time.Millisecond},
-	}
-	for _, tc := range tests {
-		t.Run(tc.in.String(), func(t *testing.T) {
-			assert.Equal(t, tc.want, round(tc.in))
-		})
-	}
-}
-
 // Example runs the whole scenario, as `go run ./noresponders` does, on an
 // embedded server. The time the no-responders failure took varies from run
 // to run, so it is masked as <elapsed>; everything else, the timeout it is

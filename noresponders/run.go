@@ -134,7 +134,7 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	if !nc.HeadersSupported() {
 		return fmt.Errorf("connect %s: %w", cli.Redact(nc.ConnectedUrl()), ErrNoHeaders)
 	}
-	writeNodes(w, env, append(nodes, "requester on "+cli.ServerName(nc))...)
+	cli.WriteNodes(w, env, append(nodes, "requester on "+cli.ServerName(nc))...)
 
 	// Before the first request, wait until the greeter's interest is visible
 	// from the requester's own server: at once on one server, after the
@@ -192,7 +192,7 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	_, took, err := Ask(ctx, nc, GreetJoe, cfg.Timeout)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
-		fmt.Fprintf(w, "no responders: failed after %v instead of waiting out the %v timeout\n", round(took), cfg.Timeout)
+		fmt.Fprintf(w, "no responders: failed after %v instead of waiting out the %v timeout\n", cli.Round(took), cfg.Timeout)
 	case err == nil:
 		return fmt.Errorf("request %q: answered after the greeter drained, want no responders: %w (does something else serve %s?)", GreetJoe, ErrUnexpectedReply, GreetSubjects)
 	default:
@@ -212,7 +212,7 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 		_, took, err := Ask(ctx, nc, SilentJoe, cfg.Timeout)
 		switch {
 		case errors.Is(err, nats.ErrTimeout):
-			fmt.Fprintf(w, "timeout: failed after %v, the whole %v timeout: %s has a subscriber that never answers\n", round(took), cfg.Timeout, SilentSubjects)
+			fmt.Fprintf(w, "timeout: failed after %v, the whole %v timeout: %s has a subscriber that never answers\n", cli.Round(took), cfg.Timeout, SilentSubjects)
 		case err == nil:
 			return fmt.Errorf("request %q: answered, want a timeout: %w", SilentJoe, ErrUnexpectedReply)
 		case cfg.Mode.Request && errors.Is(err, nats.ErrNoResponders):
@@ -229,7 +229,7 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 // connection, without interest in greet.*, until ctx ends (nil then).
 func serve(ctx context.Context, env *cli.Env, cfg Config, greeter *Greeter, nodes []string, w io.Writer) error {
 	fmt.Fprintf(w, "serving %s on %s until interrupted: the greeter answers one request, then drains\n", GreetSubjects, cli.Redact(env.URL))
-	writeNodes(w, env, nodes...)
+	cli.WriteNodes(w, env, nodes...)
 	if !greeter.nc.HeadersSupported() {
 		fmt.Fprintf(w, "the server does not support headers: %v; requests nobody serves will time out\n", ErrNoHeaders)
 	}
@@ -246,17 +246,4 @@ func serve(ctx context.Context, env *cli.Env, cfg Config, greeter *Greeter, node
 	}
 	fmt.Fprintf(w, "greeter drained: nobody subscribes to %s any more\n", GreetSubjects)
 	return cli.WaitForInterrupt(ctx)
-}
-
-// round trims a measured duration for printing to about three significant
-// digits: 312.456µs → 312µs, 1.23456ms → 1.23ms, 2.000731s → 2.001s.
-func round(d time.Duration) time.Duration {
-	switch {
-	case d < time.Millisecond:
-		return d.Round(time.Microsecond)
-	case d < time.Second:
-		return d.Round(10 * time.Microsecond)
-	default:
-		return d.Round(time.Millisecond)
-	}
 }

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -61,7 +60,7 @@ func awaitResponder(ctx context.Context, env *cli.Env, nc *nats.Conn, subject, w
 		// not a wait for interest, and not worth a line that would make
 		// the output depend on the load.
 		if p.Refused > 0 {
-			fmt.Fprintf(w, "interest: waited %v for the %s to be visible from %s: %s\n", round(p.Waited), who, cli.ServerName(nc), p)
+			fmt.Fprintf(w, "interest: waited %v for the %s to be visible from %s: %s\n", cli.Round(p.Waited), who, cli.ServerName(nc), p)
 		}
 		return nil
 	case errors.Is(err, nats.ErrNoResponders):
@@ -70,7 +69,7 @@ func awaitResponder(ctx context.Context, env *cli.Env, nc *nats.Conn, subject, w
 		// here would say it twice.
 		return nil
 	case errors.Is(err, nats.ErrTimeout):
-		env.Logf("%s requester: no answer to the readiness probes on %s within %v (%v): sending the request anyway", env.Scenario, subject, round(p.Waited), err)
+		env.Logf("%s requester: no answer to the readiness probes on %s within %v (%v): sending the request anyway", env.Scenario, subject, cli.Round(p.Waited), err)
 		return nil
 	default:
 		return fmt.Errorf("waiting for the %s's interest: %w", who, err)
@@ -99,26 +98,13 @@ func awaitNoResponders(ctx context.Context, env *cli.Env, nc *nats.Conn, subject
 		// after it left). A first probe's status that merely came after
 		// its pause, on a loaded machine, is no wait.
 		if p.Delayed() {
-			fmt.Fprintf(w, "interest: waited %v for the greeter's interest to leave %s: %s\n", round(p.Waited), cli.ServerName(nc), p)
+			fmt.Fprintf(w, "interest: waited %v for the greeter's interest to leave %s: %s\n", cli.Round(p.Waited), cli.ServerName(nc), p)
 		}
 		return nil
 	case errors.Is(err, nats.ErrTimeout):
-		env.Logf("%s requester: %s still had interest after %v (%v): sending the request anyway", env.Scenario, subject, round(p.Waited), err)
+		env.Logf("%s requester: %s still had interest after %v (%v): sending the request anyway", env.Scenario, subject, cli.Round(p.Waited), err)
 		return nil
 	default:
 		return fmt.Errorf("waiting for the greeter's interest to go: %w", err)
 	}
-}
-
-// multiNode reports whether the Env has more than one node.
-func multiNode(env *cli.Env) bool { return len(env.Nodes()) > 1 }
-
-// writeNodes writes, when the Env has more than one node, which node each
-// of this run's connections is on: "nodes: greeter on node-1, requester on
-// node-2" (parts given as "greeter on node-1").
-func writeNodes(w io.Writer, env *cli.Env, parts ...string) {
-	if !multiNode(env) || len(parts) == 0 {
-		return
-	}
-	fmt.Fprintf(w, "nodes: %s\n", strings.Join(parts, ", "))
 }

@@ -103,7 +103,7 @@ func runDie(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	// On a cluster, a retry sent before the requester's node has learned
 	// of the death can be routed to the dead member's node again and be
 	// lost there: no guarantee, counted as such.
-	if res.TimedOut > 0 && multiNode(env) && victim.Server != cli.ServerName(nc) && inTransit(res, false) > 0 {
+	if res.TimedOut > 0 && env.MultiNode() && victim.Server != cli.ServerName(nc) && inTransit(res, false) > 0 {
 		writeInTransit(w, res.TimedOut, victim.Name, false)
 		fmt.Fprintf(w, "counted: %d of %d requests answered exactly once, %d lost in transit, 0 duplicated\n", res.Answered, res.Requests, res.TimedOut)
 		return nil
@@ -178,7 +178,7 @@ func runGone(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("waiting for the members' interest to go: %w", err)
 	}
-	if showWait(multiNode(env), p, true) {
+	if showWait(env.MultiNode(), p, true) {
 		fmt.Fprintf(w, "interest: waited %s for the members' interest to leave %s: %s\n", ms(p.Waited), cli.ServerName(nc), p)
 	}
 

@@ -335,7 +335,7 @@ func runMicro(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error 
 	if err != nil {
 		return fmt.Errorf("waiting for the instances' interest: %w", err)
 	}
-	if showWait(multiNode(env), p, false) {
+	if showWait(env.MultiNode(), p, false) {
 		fmt.Fprintf(w, "interest: waited %s for the instances to be visible from %s: %s\n", ms(p.Waited), cli.ServerName(nc), p)
 	}
 	// micro counts a request once its handler has returned: settle each

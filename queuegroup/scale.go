@@ -88,7 +88,7 @@ func runDrain(ctx context.Context, env *cli.Env, cfg Config, w io.Writer, how dr
 	// node just after worker-1 left finds nobody there and is dropped:
 	// NATS gives no guarantee for it. It is counted as such, not as a
 	// success and not as a bug; -retry recovers it.
-	if lost := inTransit(res, cfg.Retry); lost > 0 && multiNode(env) && victim.Server != cli.ServerName(nc) {
+	if lost := inTransit(res, cfg.Retry); lost > 0 && env.MultiNode() && victim.Server != cli.ServerName(nc) {
 		writeInTransit(w, lost, victim.Name, cfg.Retry)
 		if res.TimedOut > 0 {
 			fmt.Fprintf(w, "counted: %d of %d requests answered exactly once, %d lost in transit, 0 duplicated\n",

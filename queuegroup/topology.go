@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/nats-io/nats.go"
 
@@ -36,7 +35,7 @@ func awaitMembers(ctx context.Context, env *cli.Env, w io.Writer, nc *nats.Conn,
 	if err != nil {
 		return fmt.Errorf("waiting for the members' interest: %w", err)
 	}
-	if showWait(multiNode(env), p, false) {
+	if showWait(env.MultiNode(), p, false) {
 		fmt.Fprintf(w, "interest: waited %s for the members to be visible from %s: %s\n", ms(p.Waited), cli.ServerName(nc), p)
 	}
 	return nil
@@ -64,20 +63,8 @@ func showWait(multi bool, p cli.Probed, leaving bool) bool {
 // writePlacement writes, when the Env has more than one node, which node
 // each member and the requester are connected to.
 func writePlacement(w io.Writer, env *cli.Env, members []*Member, nc *nats.Conn) {
-	if len(env.Nodes()) < 2 {
-		return
-	}
-	var parts []string
-	for _, m := range members {
-		parts = append(parts, m.Name+" on "+m.Server)
-	}
-	fmt.Fprintf(w, "nodes: %s; requester on %s\n", strings.Join(parts, ", "), cli.ServerName(nc))
+	cli.WritePlacement(w, env, nc, members, func(m *Member) string { return m.Name + " on " + m.Server })
 }
-
-// multiNode reports whether the Env has more than one node: then a request
-// can be routed to a node whose member has just left, which NATS does not
-// guard against.
-func multiNode(env *cli.Env) bool { return len(env.Nodes()) > 1 }
 
 // writeInTransit writes the line that accounts for requests lost because
 // they were routed to a node whose member had just left: counted, not a

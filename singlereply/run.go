@@ -89,7 +89,7 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 		}
 		if cfg.Mode.Serve {
 			fmt.Fprintf(w, "serving %s on %s until interrupted\n", GreetSubjects, cli.Redact(env.URL))
-			writeNodes(w, env, nodes...)
+			cli.WriteNodes(w, env, nodes...)
 			if !nc.HeadersSupported() {
 				fmt.Fprintln(w, "the server does not support headers: a request whose handler fails gets no error reply and times out")
 			}
@@ -104,7 +104,7 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	writeNodes(w, env, append(nodes, "requester on "+cli.ServerName(nc))...)
+	cli.WriteNodes(w, env, append(nodes, "requester on "+cli.ServerName(nc))...)
 
 	// Before the first request, wait until the greeter's interest is visible
 	// from the requester's own server: at once on one server, after the

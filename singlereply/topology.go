@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -47,7 +46,7 @@ func awaitGreeter(ctx context.Context, env *cli.Env, nc *nats.Conn, subject stri
 	switch {
 	case err == nil:
 		if waitedForInterest(p) {
-			fmt.Fprintf(w, "interest: waited %v for the greeter to be visible from %s: %s\n", round(p.Waited), cli.ServerName(nc), p)
+			fmt.Fprintf(w, "interest: waited %v for the greeter to be visible from %s: %s\n", cli.Round(p.Waited), cli.ServerName(nc), p)
 		}
 		return nil
 	case errors.Is(err, nats.ErrNoResponders):
@@ -55,7 +54,7 @@ func awaitGreeter(ctx context.Context, env *cli.Env, nc *nats.Conn, subject stri
 		// responders, and its error says so; a line here would say it twice.
 		return nil
 	case errors.Is(err, nats.ErrTimeout):
-		env.Logf("%s requester: no answer to the readiness probes within %v (%v): sending the requests anyway", env.Scenario, round(p.Waited), err)
+		env.Logf("%s requester: no answer to the readiness probes within %v (%v): sending the requests anyway", env.Scenario, cli.Round(p.Waited), err)
 		return nil
 	default:
 		return fmt.Errorf("waiting for the greeter's interest: %w", err)
@@ -72,26 +71,3 @@ func awaitGreeter(ctx context.Context, env *cli.Env, nc *nats.Conn, subject stri
 // left) would make the output depend on the load, and no greeter of this
 // run can have left before the first request.
 func waitedForInterest(p cli.Probed) bool { return p.Refused > 0 }
-
-// writeNodes writes, when the Env has more than one node, which node each
-// of this run's connections is on: "nodes: greeter on node-1, requester on
-// node-2" (parts given as "greeter on node-1").
-func writeNodes(w io.Writer, env *cli.Env, parts ...string) {
-	if len(env.Nodes()) < 2 || len(parts) == 0 {
-		return
-	}
-	fmt.Fprintf(w, "nodes: %s\n", strings.Join(parts, ", "))
-}
-
-// round trims a measured duration for printing to about three significant
-// digits: 312.456µs → 312µs, 1.23456ms → 1.23ms, 2.000731s → 2.001s.
-func round(d time.Duration) time.Duration {
-	switch {
-	case d < time.Millisecond:
-		return d.Round(time.Microsecond)
-	case d < time.Second:
-		return d.Round(10 * time.Microsecond)
-	default:
-		return d.Round(time.Millisecond)
-	}
-}

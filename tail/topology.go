@@ -10,7 +10,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -98,12 +97,5 @@ func allOf(members []*Member) cli.Want {
 // writePlacement writes, when the Env has more than one node, which node
 // each member and the requester are connected to, in one line.
 func writePlacement(w io.Writer, env *cli.Env, members []*Member, nc *nats.Conn) {
-	if len(env.Nodes()) < 2 {
-		return
-	}
-	parts := make([]string, 0, len(members))
-	for _, m := range members {
-		parts = append(parts, m.Name+" on "+m.Server)
-	}
-	fmt.Fprintf(w, "nodes: %s; requester on %s\n", strings.Join(parts, ", "), cli.ServerName(nc))
+	cli.WritePlacement(w, env, nc, members, func(m *Member) string { return m.Name + " on " + m.Server })
 }
