@@ -13,6 +13,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"reqreply/denials"
 )
 
 var testLock = Lockdown{Service: []string{"svc.*"}}
@@ -42,7 +44,7 @@ func requireDenied(t *testing.T, err error, subject string) {
 	t.Helper()
 	require.Error(t, err)
 	assert.ErrorIs(t, err, nats.ErrPermissionViolation)
-	assert.ErrorIs(t, err, ErrDenied)
+	assert.ErrorIs(t, err, denials.ErrDenied)
 	assert.NotErrorIs(t, err, context.DeadlineExceeded, "the denial must end the request, not its deadline")
 	assert.Contains(t, err.Error(), fmt.Sprintf("%q", subject))
 }
@@ -57,7 +59,7 @@ func TestLockdownAllowsTheRequestReply(t *testing.T) {
 
 	assert.True(t, strings.HasPrefix(req.NewInbox(), InboxPrefix+"."), "the requester's inboxes are under its prefix")
 	for range 3 { // one inbox each, all allowed
-		reply, err := Request(context.Background(), req, nats.NewMsg("svc.a"))
+		reply, err := denials.Request(context.Background(), req, nats.NewMsg("svc.a"))
 		require.NoError(t, err)
 		assert.Equal(t, "svc.a", string(reply.Data))
 	}
@@ -81,7 +83,7 @@ func TestLockdownDenials(t *testing.T) {
 		do func(t *testing.T, req, svc *nats.Conn, m *nats.Msg) (subject string, err error)
 	}{
 		{"requester publishes outside the service", func(t *testing.T, req, _ *nats.Conn, _ *nats.Msg) (string, error) {
-			_, err := Request(context.Background(), req, nats.NewMsg("other.a"))
+			_, err := denials.Request(context.Background(), req, nats.NewMsg("other.a"))
 			return "other.a", err
 		}},
 		{"requester subscribes outside its prefix", func(t *testing.T, req, _ *nats.Conn, _ *nats.Msg) (string, error) {
@@ -90,38 +92,38 @@ func TestLockdownDenials(t *testing.T) {
 			require.NoError(t, err)
 			require.NoError(t, req.Flush())
 			_, err = sub.NextMsg(time.Minute)
-			return "_INBOX.x", fmt.Errorf("%w: %w", ErrDenied, err)
+			return "_INBOX.x", fmt.Errorf("%w: %w", denials.ErrDenied, err)
 		}},
 		{"requester takes requests", func(t *testing.T, req, _ *nats.Conn, _ *nats.Msg) (string, error) {
 			sub, err := req.SubscribeSync("svc.*")
 			require.NoError(t, err)
 			require.NoError(t, req.Flush())
 			_, err = sub.NextMsg(time.Minute)
-			return "svc.*", fmt.Errorf("%w: %w", ErrDenied, err)
+			return "svc.*", fmt.Errorf("%w: %w", denials.ErrDenied, err)
 		}},
 		{"responder reads the requester's inboxes", func(t *testing.T, _, svc *nats.Conn, _ *nats.Msg) (string, error) {
 			sub, err := svc.SubscribeSync(InboxPrefix + ".>")
 			require.NoError(t, err)
 			require.NoError(t, svc.Flush())
 			_, err = sub.NextMsg(time.Minute)
-			return InboxPrefix + ".>", fmt.Errorf("%w: %w", ErrDenied, err)
+			return InboxPrefix + ".>", fmt.Errorf("%w: %w", denials.ErrDenied, err)
 		}},
 		{"responder publishes elsewhere", func(t *testing.T, _, svc *nats.Conn, _ *nats.Msg) (string, error) {
-			return "svc.a", PublishChecked(context.Background(), svc, nats.NewMsg("svc.a"))
+			return "svc.a", denials.PublishChecked(context.Background(), svc, nats.NewMsg("svc.a"))
 		}},
 		{"responder sends a request", func(t *testing.T, _, svc *nats.Conn, _ *nats.Msg) (string, error) {
 			// Its inbox subscription goes first, so its denial comes first.
-			_, err := Request(context.Background(), svc, nats.NewMsg("svc.a"))
+			_, err := denials.Request(context.Background(), svc, nats.NewMsg("svc.a"))
 			require.Error(t, err)
 			return regexp.MustCompile(`_INBOX\.[^"]+`).FindString(err.Error()), err
 		}},
 		{"responder answers twice", func(t *testing.T, _, svc *nats.Conn, m *nats.Msg) (string, error) {
 			first := nats.NewMsg(m.Reply)
 			first.Data = []byte("one")
-			require.NoError(t, PublishChecked(context.Background(), svc, first), "the first reply is allowed")
+			require.NoError(t, denials.PublishChecked(context.Background(), svc, first), "the first reply is allowed")
 			second := nats.NewMsg(m.Reply)
 			second.Data = []byte("two")
-			return m.Reply, PublishChecked(context.Background(), svc, second)
+			return m.Reply, denials.PublishChecked(context.Background(), svc, second)
 		}},
 	}
 	for _, tc := range tests {
@@ -166,28 +168,6 @@ func TestLockdownDenials(t *testing.T) {
 	}
 }
 
-// A denied inbox subscription fails each request within a round trip, also
-// the ones after the first (nats.go's own request mux, subscribed once and
-// denied, would make every later request time out).
-func TestRequestInboxDenied(t *testing.T) {
-	env, stderr := secureEnv(t)
-	svc, err := env.ConnectAs(Responder, "service")
-	require.NoError(t, err)
-	echo(t, svc)
-	// A requester that forgot its inbox prefix: the default _INBOX. is
-	// not its to read.
-	req, err := env.ConnectAs(Requester, "requester", nats.CustomInboxPrefix("_INBOX"))
-	require.NoError(t, err)
-	for range 3 {
-		_, err := Request(context.Background(), req, nats.NewMsg("svc.a"))
-		require.Error(t, err)
-		assert.ErrorIs(t, err, nats.ErrPermissionViolation)
-		assert.Contains(t, err.Error(), `Subscription to "_INBOX.`)
-		assert.NotErrorIs(t, err, context.DeadlineExceeded)
-	}
-	assert.NotContains(t, stderr.String(), "iolation", "each denial is the request's error, not also a printed line")
-}
-
 // A denial nobody waits for, such as a responder's late reply, is printed
 // by the connection's error handler, one line, masked.
 func TestUnclaimedDenialPrinted(t *testing.T) {
@@ -213,14 +193,14 @@ func TestExecSecureDenialOneLine(t *testing.T) {
 					if err != nil {
 						return err
 					}
-					_, err = Request(ctx, nc, nats.NewMsg(subject))
+					_, err = denials.Request(ctx, nc, nats.NewMsg(subject))
 					return err
 				}
 				nc, err := env.ConnectAs(Requester, "requester")
 				if err != nil {
 					return err
 				}
-				_, err = Request(ctx, nc, nats.NewMsg(subject))
+				_, err = denials.Request(ctx, nc, nats.NewMsg(subject))
 				return err
 			}, env("", true), &stderr, Secure(testLock))
 			assert.Equal(t, ExitFailure, code)
@@ -282,66 +262,12 @@ func TestExecSecureIgnoresEnvironment(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		_, err = Request(ctx, nc, nats.NewMsg("svc.x"))
+		_, err = denials.Request(ctx, nc, nats.NewMsg("svc.x"))
 		return err
 	}, getenv, &stderr, Secure(testLock))
 	assert.Equal(t, ExitOK, code, stderr.String())
 	assert.Contains(t, stderr.String(), "not used: NATS_URL, NATS_USER, NATS_PASSWORD")
 	assert.NotContains(t, stderr.String(), "Pw-s3cret")
-}
-
-// SubscribeChecked: a responder's subscription its user may not make
-// fails at once, naming the subject and queue group, and is not also
-// printed; an allowed one passes. WatchDenials reports a denied publish.
-func TestSubscribeCheckedAndWatch(t *testing.T) {
-	env, stderr := secureEnv(t)
-	req, err := env.ConnectAs(Requester, "requester")
-	require.NoError(t, err)
-	svc, err := env.ConnectAs(Responder, "service")
-	require.NoError(t, err)
-
-	tests := []struct {
-		name   string
-		nc     *nats.Conn
-		queue  string
-		denied string
-	}{
-		{name: "responder serves", nc: svc},
-		{name: "responder serves in a queue group", nc: svc, queue: "q"},
-		{name: "requester serves", nc: req, denied: `Subscription to "svc.*"`},
-		{name: "requester serves in a queue group", nc: req, queue: "q", denied: `Subscription to "svc.*" using queue "q"`},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			sub, err := SubscribeChecked(context.Background(), tc.nc, "svc.*", tc.queue, func() (*nats.Subscription, error) {
-				return tc.nc.QueueSubscribeSync("svc.*", tc.queue)
-			})
-			if tc.denied == "" {
-				require.NoError(t, err)
-				require.NoError(t, sub.Unsubscribe())
-				return
-			}
-			assert.Nil(t, sub)
-			require.ErrorIs(t, err, nats.ErrPermissionViolation)
-			assert.ErrorIs(t, err, ErrDenied)
-			assert.Contains(t, err.Error(), tc.denied)
-		})
-	}
-
-	got := make(chan error, 1)
-	stop := WatchDenials(svc, func(err error) { got <- err }, []string{"elsewhere"}, nil)
-	require.NoError(t, svc.Publish("elsewhere", nil))
-	err = <-got
-	stop()
-	require.ErrorIs(t, err, nats.ErrPermissionViolation)
-	assert.ErrorIs(t, err, ErrDenied)
-	assert.Contains(t, err.Error(), `Publish to "elsewhere"`)
-
-	// Nothing printed: each denial was returned. (A flush on each
-	// connection first: any violation not claimed would be printed by now.)
-	require.NoError(t, req.Flush())
-	require.NoError(t, svc.Flush())
-	assert.NotContains(t, stderr.String(), "iolation")
 }
 
 // allow_responses as Lockdown sets it: MaxReplies replies per request, and
@@ -368,7 +294,7 @@ func TestLockdownReplyLimits(t *testing.T) {
 			require.NoError(t, err)
 			req, err := env.ConnectAs(Requester, "requester")
 			require.NoError(t, err)
-			in, err := SubscribeChecked(context.Background(), svc, "svc.*", "", func() (*nats.Subscription, error) {
+			in, err := denials.SubscribeChecked(context.Background(), svc, "svc.*", "", func() (*nats.Subscription, error) {
 				return svc.SubscribeSync("svc.*")
 			})
 			require.NoError(t, err)
@@ -376,9 +302,9 @@ func TestLockdownReplyLimits(t *testing.T) {
 			m, err := in.NextMsg(time.Minute)
 			require.NoError(t, err)
 			for range tc.allowed {
-				require.NoError(t, PublishChecked(context.Background(), svc, nats.NewMsg(m.Reply)))
+				require.NoError(t, denials.PublishChecked(context.Background(), svc, nats.NewMsg(m.Reply)))
 			}
-			err = PublishChecked(context.Background(), svc, nats.NewMsg(m.Reply))
+			err = denials.PublishChecked(context.Background(), svc, nats.NewMsg(m.Reply))
 			requireDenied(t, err, m.Reply)
 		})
 	}
