@@ -12,6 +12,7 @@ import (
 
 	"reqreply/denials"
 	"reqreply/internal/cli"
+	"reqreply/internal/cli/clitest"
 	"reqreply/internal/testserver"
 	"reqreply/probe"
 )
@@ -23,7 +24,7 @@ import (
 // connection's last error while the error handler is someone else's), and
 // thousands of connections, leave it as it was.
 func TestDenialWatchBounded(t *testing.T) {
-	env, _ := secureEnv(t)
+	env, _ := clitest.SecureEnv(t)
 	svc, err := env.ConnectAs(cli.Responder, "service")
 	require.NoError(t, err)
 	_, err = svc.Subscribe("svc.*", func(m *nats.Msg) {

@@ -21,8 +21,7 @@ import (
 // nil when it took it. A responder that must
 // know its reply was allowed (allow_responses limits how many and how late)
 // pays one round trip for that. Without a deadline in ctx, the flush waits
-// at most the connection's timeout (nats.Timeout; ConnectTimeout, 2 s, on an
-// Env's connections). Other errors are nats.go's (a closed connection,
+// at most the connection's timeout (nats.Timeout; 2 s by default). Other errors are nats.go's (a closed connection,
 // ctx's error or nats.ErrTimeout for a flush that did not come back).
 func PublishChecked(ctx context.Context, nc *nats.Conn, msg *nats.Msg) error {
 	if _, ok := ctx.Deadline(); !ok {
@@ -105,8 +104,9 @@ func violationSince(nc *nats.Conn, before error) (kind, subject, queue string, l
 // nothing; a gather with one long-lived inbox subscription (a mux) too.
 //
 // It watches for the violation before subscribing: the -ERR can come back
-// before a check made afterwards would be registered, and Env's handler
-// would print it, a second report. Without a deadline in ctx, the flush
+// before a check made afterwards would be registered, and an error
+// handler that logs what Claimed does not claim would print it, a second
+// report. Without a deadline in ctx, the flush
 // waits at most the connection's timeout (nats.Timeout) and fails with
 // nats.ErrTimeout; with one, with ctx's error. Errors of subscribe are
 // returned as they are.
@@ -165,8 +165,9 @@ func SubscribeChecked(ctx context.Context, nc *nats.Conn, subject, queue string,
 // inbox subscription and publishes (a scatter-gather, a queue-group load)
 // ends within one round trip of a denial: register before subscribing and
 // publishing, and end the wait when onDenied is called; see Request for the
-// reasoning. A violation a watch receives is not printed by an Env
-// connection's error handler, so the pattern's error reports it once. If
+// reasoning. A violation a watch receives is Claimed, so an error handler
+// that logs only what is not claimed (internal/cli's Env) leaves it to
+// the pattern's error, reported once. If
 // both a subscription and a publish of one watch can be denied, check the
 // subscription first (SubscribeChecked): the second violation could come
 // after stop and be printed. Register before subscribing or publishing:

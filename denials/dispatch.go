@@ -33,13 +33,14 @@ import (
 // that exact subject and kind on that connection; the waiter's request ends
 // at once with that error. The server processes a connection's protocol in
 // order, so the -ERR comes back within one round trip of the SUB or PUB.
-// A violation that somebody claims is not printed by Env's handler: the
+// A violation that somebody claims is not printed by an error handler that
+// asks Claimed (internal/cli's Env does): the
 // program's run error says it, once. One that nobody waits for (a
 // responder's denied reply, say) is printed, one line, as it comes.
 //
 // The dispatcher is chained in front of whatever error handler the
-// connection has (see hook): Env.Connect chains it after the caller's
-// options, so a nats.ErrorHandler given there is kept, and every request,
+// connection has (see hook): Option, given after the caller's options at
+// connect (internal/cli's Env.Connect does), chains it there, so a nats.ErrorHandler given there is kept, and every request,
 // check and watch chains it again if the handler was replaced since
 // (nc.SetErrorHandler). The handler behind it sees every error, the
 // violations the dispatcher claimed too; Claimed tells it which those are.
@@ -180,7 +181,7 @@ type waiter struct {
 	fired bool               // fn has been called
 }
 
-// unregister removes w from all its keys. the registry's lock is held.
+// unregister removes w from all its keys. The registry's lock is held.
 func (w *waiter) unregister() {
 	for _, k := range w.keys {
 		delete(registry.waiters[k], w)
@@ -230,9 +231,9 @@ var queueRe = regexp.MustCompile(`using queue ("(?:[^"\\]|\\.)*")`)
 // one violation hands it to the oldest waiter for its subject and kind not
 // yet handed one; later calls for the same violation (a chain of handlers
 // passing it on) hand it to nobody else and return the same answer. Any
-// other error: false. The dispatcher that Env.Connect and the request
-// calls chain in front of nc's error handler calls it first; Env's own
-// handler prints what it returns false for.
+// other error: false. The dispatcher that Option and the request calls
+// chain in front of nc's error handler calls it first; a handler behind it
+// that logs (internal/cli's Env) prints what it returns false for.
 func Claimed(nc *nats.Conn, err error) bool {
 	kind, subject, queue, ok := parseViolation(err)
 	if !ok {
@@ -264,7 +265,7 @@ func Claimed(nc *nats.Conn, err error) bool {
 // violation for it, and reports whether the violation is somebody's to
 // report (so not to print): it was handed to a waiter, or a watch of that
 // key still under way has had one already. deliver, if not nil, calls the
-// waiter's fn, outside the lock. the registry's lock is held.
+// waiter's fn, outside the lock. The registry's lock is held.
 func claimDenialLocked(key denialKey, err error) (claimed bool, deliver func()) {
 	var pick *waiter
 	busy := false
@@ -302,7 +303,7 @@ func claimedElsewhere(nc *nats.Conn, err error) {
 // making one forgets the connections that have closed since. So the
 // dispatcher holds the connections open, and those closed since the last
 // new one it saw: it sets no closed handler of its own, which would change
-// what nc's handlers are (a Mux's connection has none). the registry's lock is
+// what nc's handlers are (a Mux's connection has none). The registry's lock is
 // held.
 func stateLocked(nc *nats.Conn) *hookState {
 	if st := registry.hooked[nc]; st != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"reqreply/denials"
 	"reqreply/internal/cli"
+	"reqreply/internal/cli/clitest"
 )
 
 // errorLog is a caller's own error handler: it keeps every error it is
@@ -118,7 +119,7 @@ func TestOwnErrorHandlerKeepsDenialsPrompt(t *testing.T) {
 	for _, call := range calls {
 		for _, way := range ways {
 			t.Run(call.name+"/"+way.name, func(t *testing.T) {
-				env, stderr := secureEnv(t)
+				env, stderr := clitest.SecureEnv(t)
 				log := &errorLog{}
 				var opts []nats.Option
 				if way.opts != nil {
@@ -135,7 +136,7 @@ func TestOwnErrorHandlerKeepsDenialsPrompt(t *testing.T) {
 
 				start := time.Now()
 				err = call.call(t, nc, call.subject)
-				requireDenied(t, err, call.subject)
+				clitest.RequireDenied(t, err, call.subject)
 				assert.Less(t, time.Since(start), 2*time.Second, "the denial must end the call, not its %v timeout", timeout)
 
 				// The caller's handler sees the violation (after the call:

@@ -2,7 +2,6 @@ package denials_test
 
 import (
 	"context"
-	"fmt"
 	"testing"
 
 	"github.com/nats-io/nats.go"
@@ -13,44 +12,14 @@ import (
 	"reqreply/internal/cli/clitest"
 )
 
-// secureEnv starts a locked-down embedded server for one test.
-func secureEnv(t *testing.T) (*cli.Env, *clitest.Buffer) {
-	t.Helper()
-	env, err := cli.EmbeddedSecure("prog", cli.Lockdown{Service: []string{"svc.*"}})
-	require.NoError(t, err)
-	var stderr clitest.Buffer
-	env.Stderr = &stderr
-	t.Cleanup(func() { require.NoError(t, env.Close()) })
-	return env, &stderr
-}
-
-// echo serves svc.* on nc, answering each request with its subject, and
-// flushes so that the server has the subscription.
-func echo(t *testing.T, nc *nats.Conn) {
-	t.Helper()
-	_, err := nc.Subscribe("svc.*", func(m *nats.Msg) { _ = m.Respond([]byte(m.Subject)) })
-	require.NoError(t, err)
-	require.NoError(t, nc.Flush())
-}
-
-// requireDenied asserts err is a permission denial naming subject.
-func requireDenied(t *testing.T, err error, subject string) {
-	t.Helper()
-	require.Error(t, err)
-	assert.ErrorIs(t, err, nats.ErrPermissionViolation)
-	assert.ErrorIs(t, err, denials.ErrDenied)
-	assert.NotErrorIs(t, err, context.DeadlineExceeded, "the denial must end the request, not its deadline")
-	assert.Contains(t, err.Error(), fmt.Sprintf("%q", subject))
-}
-
 // A denied inbox subscription fails each request within a round trip, also
 // the ones after the first (nats.go's own request mux, subscribed once and
 // denied, would make every later request time out).
 func TestRequestInboxDenied(t *testing.T) {
-	env, stderr := secureEnv(t)
+	env, stderr := clitest.SecureEnv(t)
 	svc, err := env.ConnectAs(cli.Responder, "service")
 	require.NoError(t, err)
-	echo(t, svc)
+	clitest.Echo(t, svc)
 	// A requester that forgot its inbox prefix: the default _INBOX. is
 	// not its to read.
 	req, err := env.ConnectAs(cli.Requester, "requester", nats.CustomInboxPrefix("_INBOX"))
@@ -69,7 +38,7 @@ func TestRequestInboxDenied(t *testing.T) {
 // fails at once, naming the subject and queue group, and is not also
 // printed; an allowed one passes. Watch reports a denied publish.
 func TestSubscribeCheckedAndWatch(t *testing.T) {
-	env, stderr := secureEnv(t)
+	env, stderr := clitest.SecureEnv(t)
 	req, err := env.ConnectAs(cli.Requester, "requester")
 	require.NoError(t, err)
 	svc, err := env.ConnectAs(cli.Responder, "service")
