@@ -14,14 +14,15 @@ import (
 // Request sends msg as a request on nc and returns the first reply, waiting
 // until ctx ends; it is nats.go's RequestWithContext with its own inbox, so
 // that a permission denial ends it within one round trip (see the comment
-// on the dispatcher above). The inbox is nc.NewInbox(), which honours
+// on the dispatcher in dispatch.go). The inbox is nc.NewInbox(), which honours
 // nats.CustomInboxPrefix; the subscription is made for this request,
 // limited to two messages (replyInboxMax) and removed on return, on the
 // server too, however the request ends: one SUB and one UNSUB per request
 // more than nats.go's shared mux sends, at no measurable cost on one
 // server (BenchmarkRequest: about 80-120 µs per round trip either way,
 // with -race off, on a shared 2-core machine). The first request on a
-// connection also pays one flush (see below). Only the first reply counts.
+// connection also pays one flush (see the code). Only the first reply counts.
+// To keep nats.go's own request call instead, see Context.
 //
 // A no-responders status (503) comes back as nats.ErrNoResponders, as from
 // nats.go's Request: the server sends it because the inbox subscription
