@@ -10,7 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"reqreply/internal/cli"
+	"reqreply/denials"
 	"reqreply/respond"
 )
 
@@ -25,7 +25,7 @@ const DefaultTimeout = 2 * time.Second
 // request took, from just before it was sent until the reply or the error
 // came back (also on error, so the caller can show how fast it failed).
 //
-// It is cli.Request, nats.go's request with an inbox of its own (under
+// It is denials.Request, nats.go's request with an inbox of its own (under
 // nats.CustomInboxPrefix's prefix when nc has one), so that a publish or
 // inbox subscription denied by the server's permissions fails within one
 // round trip instead of waiting out the timeout. It relies on the no-responders
@@ -46,7 +46,7 @@ const DefaultTimeout = 2 * time.Second
 // Errors (each wrapped with the subject):
 //   - nats.ErrInvalidArg: timeout ≤ 0 (nothing is sent);
 //   - nats.ErrNoResponders: nobody subscribes to subject;
-//   - nats.ErrPermissionViolation (and cli.ErrDenied): the server denied
+//   - nats.ErrPermissionViolation (and denials.ErrDenied): the server denied
 //     the publish to subject or the inbox subscription; the text names the
 //     subject;
 //   - a *respond.ServiceError: the responder answered with an error reply
@@ -74,7 +74,7 @@ func Ask(ctx context.Context, nc *nats.Conn, subject string, timeout time.Durati
 	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	start := time.Now()
-	msg, err := cli.Request(rctx, nc, nats.NewMsg(subject))
+	msg, err := denials.Request(rctx, nc, nats.NewMsg(subject))
 	took = time.Since(start)
 	switch {
 	case err == nil:

@@ -10,7 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"reqreply/internal/cli"
+	"reqreply/denials"
+	"reqreply/probe"
 	"reqreply/respond"
 )
 
@@ -49,13 +50,13 @@ type Greeter struct {
 // the greeter before its UNSUB are still answered while the drain runs: that
 // is what Drain adds to Unsubscribe. Messages without a reply subject are
 // plain publishes, not requests: they get no answer and start no drain. A
-// readiness probe (a request with cli.ProbeHeader) is answered with
+// readiness probe (a request with probe.Header) is answered with
 // GreeterProbeName and starts no drain either.
 //
 // The error wraps the nats.go error of the failed subscribe or flush
 // (nats.ErrConnectionClosed, nats.ErrBadSubscription, ...), or
 // nats.ErrPermissionViolation when the server's permissions deny the
-// subscription (cli.SubscribeChecked).
+// subscription (denials.SubscribeChecked).
 func ServeOnce(nc *nats.Conn) (*Greeter, error) {
 	return ServeOnceFunc(nc, Greeting)
 }
@@ -78,7 +79,7 @@ func ServeOnceFunc(nc *nats.Conn, greet func(name string) (string, error)) (*Gre
 	// default), not nats.go's fixed 10 s, so a server that stopped
 	// answering fails fast; and a subscription the server's permissions
 	// deny fails here, naming the subject, instead of serving nothing.
-	sub, err := cli.SubscribeChecked(context.Background(), nc, GreetSubjects, "", func() (*nats.Subscription, error) {
+	sub, err := denials.SubscribeChecked(context.Background(), nc, GreetSubjects, "", func() (*nats.Subscription, error) {
 		return nc.Subscribe(GreetSubjects, respond.Recover(g.handle, nil))
 	})
 	if err != nil {
@@ -93,10 +94,10 @@ func ServeOnceFunc(nc *nats.Conn, greet func(name string) (string, error)) (*Gre
 // own goroutine, one message at a time, and reaches the subscription through
 // m.Sub rather than g.sub, which ServeOnce may not have stored yet.
 func (g *Greeter) handle(m *nats.Msg) {
-	// A readiness probe (cli.AwaitResponders) is answered at once with
+	// A readiness probe (probe.Await) is answered at once with
 	// GreeterProbeName: it is not a request of the scenario, so it greets
 	// nobody and starts no drain.
-	if cli.AnswerProbe(m, GreeterProbeName) {
+	if probe.Answer(m, GreeterProbeName) {
 		return
 	}
 	if m.Reply == "" {

@@ -8,7 +8,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"reqreply/internal/cli"
+	"reqreply/denials"
+	"reqreply/probe"
 )
 
 // SilentSubjects is served by a subscriber that takes every request and
@@ -19,7 +20,7 @@ const SilentSubjects = "silent.*"
 // every request, and flushes, so a request sent afterwards finds the
 // subscriber. The server sees interest, delivers the request and sends no
 // 503; the requester can only wait out its timeout (nats.ErrTimeout). It
-// does answer readiness probes (a request with cli.ProbeHeader), with
+// does answer readiness probes (a request with probe.Header), with
 // SilentProbeName, so that a requester on another server can wait for its
 // interest. Stop
 // it with Unsubscribe or Drain, or by closing nc. The error wraps the nats.go
@@ -30,11 +31,11 @@ func ServeSilent(nc *nats.Conn) (*nats.Subscription, error) {
 	// default), not nats.go's fixed 10 s, so a server that stopped
 	// answering fails fast; and a subscription the server's permissions
 	// deny fails here, naming the subject, instead of serving nothing.
-	sub, err := cli.SubscribeChecked(context.Background(), nc, SilentSubjects, "", func() (*nats.Subscription, error) {
+	sub, err := denials.SubscribeChecked(context.Background(), nc, SilentSubjects, "", func() (*nats.Subscription, error) {
 		return nc.Subscribe(SilentSubjects, func(m *nats.Msg) {
 			// A readiness probe is answered: a requester on another server
 			// learns that this interest has reached it. Requests are not.
-			cli.AnswerProbe(m, SilentProbeName)
+			probe.Answer(m, SilentProbeName)
 		})
 	})
 	if err != nil {

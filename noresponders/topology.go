@@ -16,9 +16,10 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"reqreply/internal/cli"
+	"reqreply/probe"
 )
 
-// The names the responders answer a readiness probe with (cli.AnswerProbe).
+// The names the responders answer a readiness probe with (probe.Answer).
 const (
 	// GreeterProbeName is the greeter's: "greeter".
 	GreeterProbeName = "greeter"
@@ -36,7 +37,7 @@ const (
 // server, where nobody takes it, and waits out its timeout instead of
 // failing fast. A client cannot read another server's interest; it asks:
 // readiness probes on the request's own subject, marked with
-// cli.ProbeHeader, which the responders answer without counting them as
+// probe.Header, which the responders answer without counting them as
 // requests (the greeter does not drain for one).
 
 // awaitResponder waits, with readiness probes from nc on subject bounded
@@ -47,10 +48,10 @@ const (
 // request is sent anyway and its own error says more (and how to fix it);
 // after a timeout one line on env's stderr says so, after no responders
 // nothing (the request's error says it). Otherwise the error is the probe's: a
-// denial (nats.ErrPermissionViolation and cli.ErrDenied), ctx's error, a
+// denial (nats.ErrPermissionViolation and denials.ErrDenied), ctx's error, a
 // connection error.
 func awaitResponder(ctx context.Context, env *cli.Env, nc *nats.Conn, subject, who string, timeout time.Duration, w io.Writer) error {
-	p, err := cli.AwaitResponders(ctx, nc, subject, cli.AnyResponder(), cli.SetupTimeout(timeout))
+	p, err := probe.Await(ctx, nc, subject, probe.AnyResponder(), cli.SetupTimeout(timeout))
 	switch {
 	case err == nil:
 		// A probe that got no responders is the requester's server's own
@@ -78,7 +79,7 @@ func awaitResponder(ctx context.Context, env *cli.Env, nc *nats.Conn, subject, w
 
 // awaitNoResponders waits, with readiness probes from nc on subject bounded
 // by cli.SetupTimeout(timeout), until nc's server answers one with no
-// responders (cli.AwaitNoResponders): the drained greeter's interest is
+// responders (probe.AwaitNone): the drained greeter's interest is
 // gone from every server, as nc's server sees it, so the next request fails
 // fast. When someone still answered a probe, or, on a cluster, probes went
 // unanswered (routed to the greeter's server after it left), it writes one
@@ -88,11 +89,11 @@ func awaitResponder(ctx context.Context, env *cli.Env, nc *nats.Conn, subject, w
 // env's stderr says so. Otherwise the error is the probe's, as for
 // awaitResponder.
 func awaitNoResponders(ctx context.Context, env *cli.Env, nc *nats.Conn, subject string, timeout time.Duration, w io.Writer) error {
-	p, err := cli.AwaitNoResponders(ctx, nc, subject, cli.SetupTimeout(timeout))
+	p, err := probe.AwaitNone(ctx, nc, subject, cli.SetupTimeout(timeout))
 	switch {
 	case err == nil:
 		// The last probe got no responders: that ends the wait. It was a
-		// wait (cli.Probed.Delayed) when that status was not the first
+		// wait (probe.Probed.Delayed) when that status was not the first
 		// probe's: someone still answered a probe, or, on a cluster, a
 		// probe went where nobody took it (routed to the greeter's server
 		// after it left). A first probe's status that merely came after

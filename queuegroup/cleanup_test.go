@@ -14,6 +14,7 @@ import (
 
 	"reqreply/internal/cli"
 	"reqreply/internal/testserver"
+	"reqreply/probe"
 )
 
 // This file checks that queuegroup's request paths (Load, ReadStats,
@@ -92,7 +93,7 @@ func runEnding(t *testing.T, tc ending, subject string, call func(ctx context.Co
 		}
 		tc.member(t, env, during)
 		if !tc.secure {
-			_, err := cli.AwaitResponders(ctx, nc, subject, cli.AnyResponder(), 5*time.Second)
+			_, err := probe.Await(ctx, nc, subject, probe.AnyResponder(), 5*time.Second)
 			require.NoError(t, err)
 		}
 	}

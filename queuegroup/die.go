@@ -11,7 +11,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"reqreply/denials"
 	"reqreply/internal/cli"
+	"reqreply/probe"
 )
 
 // This file is about members that go away: one that dies without a word,
@@ -50,7 +52,7 @@ func runDie(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	}
 	writeHeader(w, cfg, len(members))
 	writePlacement(w, env, members, nc)
-	if err := awaitMembers(ctx, env, w, nc, cfg, cli.AllOf(names(members)...)); err != nil {
+	if err := awaitMembers(ctx, env, w, nc, cfg, probe.AllOf(names(members)...)); err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "%s dies (closes its connection without draining) as it takes its request #%d\n", victim.Name, DieAt)
@@ -174,7 +176,7 @@ func runGone(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	// whose member is gone and time out. Wait until a probe gets no
 	// responders: then their interest is gone everywhere the request
 	// could go.
-	p, err := cli.AwaitNoResponders(ctx, nc, Subject, cli.SetupTimeout(cfg.Timeout))
+	p, err := probe.AwaitNone(ctx, nc, Subject, cli.SetupTimeout(cfg.Timeout))
 	if err != nil {
 		return fmt.Errorf("waiting for the members' interest to go: %w", err)
 	}
@@ -186,9 +188,9 @@ func runGone(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	n := cfg.Requests + 1
 	start := time.Now()
 	rctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
-	// cli.Request: nats.go's request, with a permissions denial returned
+	// denials.Request: nats.go's request, with a permissions denial returned
 	// within a round trip instead of after the timeout.
-	msg, err := cli.Request(rctx, nc, &nats.Msg{Subject: Subject, Data: []byte(strconv.Itoa(n))})
+	msg, err := denials.Request(rctx, nc, &nats.Msg{Subject: Subject, Data: []byte(strconv.Itoa(n))})
 	cancel()
 	took := time.Since(start)
 	switch {

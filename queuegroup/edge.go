@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"reqreply/internal/cli"
+	"reqreply/probe"
 )
 
 // This file is where a queue request goes when NATS is more than one
@@ -116,7 +117,7 @@ func runLeaf(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 
 	// Phase 1: the leaf's own member is there, and local, so it is seen at
 	// once; every request stays on the leaf.
-	if err := awaitMembers(ctx, env, w, nc, cfg, cli.AnyOf(LeafWorker)); err != nil {
+	if err := awaitMembers(ctx, env, w, nc, cfg, probe.AnyOf(LeafWorker)); err != nil {
 		return err
 	}
 	if err := runPhase(ctx, w, nc, cfg, phase{"1. the leaf has a member: requests stay on the leaf", []string{LeafWorker}}, current); err != nil {
@@ -130,7 +131,7 @@ func runLeaf(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(w, "%s drained\n", LeafWorker)
-	if err := awaitMembers(ctx, env, w, nc, cfg, cli.AnyOf(hubNames...)); err != nil {
+	if err := awaitMembers(ctx, env, w, nc, cfg, probe.AnyOf(hubNames...)); err != nil {
 		return err
 	}
 	if err := runPhase(ctx, w, nc, cfg, phase{"2. no member on the leaf: requests fail over to the hub", hubNames}, current); err != nil {
@@ -144,7 +145,7 @@ func runLeaf(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	}
 	members = append(members, back)
 	fmt.Fprintf(w, "%s is back\n", LeafWorker)
-	if err := awaitMembers(ctx, env, w, nc, cfg, cli.AnyOf(LeafWorker)); err != nil {
+	if err := awaitMembers(ctx, env, w, nc, cfg, probe.AnyOf(LeafWorker)); err != nil {
 		return err
 	}
 	if err := runPhase(ctx, w, nc, cfg, phase{"3. a member on the leaf again: requests stay on the leaf", []string{LeafWorker}}, current); err != nil {
@@ -196,7 +197,7 @@ func runGeo(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	current := func() []*Member { return members }
 
 	// Phase 1: both east members visible from east-2 (one crosses a route).
-	if err := awaitMembers(ctx, env, w, nc, cfg, cli.AllOf(eastNames...)); err != nil {
+	if err := awaitMembers(ctx, env, w, nc, cfg, probe.AllOf(eastNames...)); err != nil {
 		return err
 	}
 	if err := runPhase(ctx, w, nc, cfg, phase{"1. east has members: requests stay in east", eastNames}, current); err != nil {
@@ -212,7 +213,7 @@ func runGeo(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 		}
 	}
 	fmt.Fprintf(w, "%s drained: east has no member\n", strings.Join(eastNames, " and "))
-	if err := awaitMembers(ctx, env, w, nc, cfg, cli.AnyOf(westNames...)); err != nil {
+	if err := awaitMembers(ctx, env, w, nc, cfg, probe.AnyOf(westNames...)); err != nil {
 		return err
 	}
 	if err := runPhase(ctx, w, nc, cfg, phase{"2. no member in east: requests cross the gateway to west", westNames}, current); err != nil {
@@ -228,7 +229,7 @@ func runGeo(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	}
 	members = append(members, back)
 	fmt.Fprintf(w, "%s is back on %s\n", backName, back.Server)
-	if err := awaitMembers(ctx, env, w, nc, cfg, cli.AnyOf(backName)); err != nil {
+	if err := awaitMembers(ctx, env, w, nc, cfg, probe.AnyOf(backName)); err != nil {
 		return err
 	}
 	if err := runPhase(ctx, w, nc, cfg, phase{"3. a member in east again: requests stay in east", []string{backName}}, current); err != nil {

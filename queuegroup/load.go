@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
+	"reqreply/denials"
 	"reqreply/internal/cli"
 	"reqreply/respond"
 )
@@ -309,9 +310,9 @@ type loader struct {
 // that had reached the server is counted.
 //
 // Under a server's permissions, the inbox subscription is checked as it is
-// flushed (cli.SubscribeChecked), and the first request is sent alone and
+// flushed (denials.SubscribeChecked), and the first request is sent alone and
 // flushed too, once per run (checkPublish), while a watch
-// (cli.WatchDenials) claims the violations on the subject: a denied inbox
+// (denials.Watch) claims the violations on the subject: a denied inbox
 // or publish ends the run within one round trip, with one error and no
 // printed line, and the requests after the first pay nothing for it.
 //
@@ -337,7 +338,7 @@ type loader struct {
 // ctx's error when it ends first; nats.ErrConnectionClosed when nc closes
 // during the run; the error of cfg.Before, cfg.BeforeRetry or cfg.Settle;
 // nats.ErrTimeout if the inbox does not drain within cli.DrainTimeout (5 s);
-// nats.ErrPermissionViolation (and cli.ErrDenied), with the server's text,
+// nats.ErrPermissionViolation (and denials.ErrDenied), with the server's text,
 // which names the subject, when the server's permissions deny the inbox
 // subscription or the requests' publish: within one round trip, before any
 // other request is sent (see checkPublish); nats.go's publish or subscribe
@@ -370,10 +371,10 @@ func Load(ctx context.Context, nc *nats.Conn, cfg LoadConfig) (*Result, error) {
 
 	// One subscription takes every reply. Flush, so the server knows it
 	// before the first request goes out, and look for a permissions
-	// violation on this exact subject (cli.SubscribeChecked): an inbox the
+	// violation on this exact subject (denials.SubscribeChecked): an inbox the
 	// server denies ends the run here, before anything is sent.
 	sctx, cancel := context.WithTimeout(rctx, cli.SetupTimeout(cfg.Timeout))
-	inbox, err := cli.SubscribeChecked(sctx, nc, l.prefix+".*.*", "", func() (*nats.Subscription, error) {
+	inbox, err := denials.SubscribeChecked(sctx, nc, l.prefix+".*.*", "", func() (*nats.Subscription, error) {
 		sub, err := nc.Subscribe(l.prefix+".*.*", l.onReply)
 		if err != nil {
 			return nil, err
@@ -394,7 +395,7 @@ func Load(ctx context.Context, nc *nats.Conn, cfg LoadConfig) (*Result, error) {
 	// run lasts, so none is printed besides the run's error; and the first
 	// request is sent alone and checked (see checkPublish), so at most one
 	// is denied.
-	stopWatch := cli.WatchDenials(nc, func(err error) {
+	stopWatch := denials.Watch(nc, func(err error) {
 		l.fail(fmt.Errorf("load %q: %w", cfg.Subject, err))
 	}, []string{cfg.Subject}, nil)
 	defer stopWatch()
@@ -573,7 +574,7 @@ func (l *loader) publish(n, attempt int, payload []byte) error {
 // makes sure the server's permissions allow it before another goes out: a
 // flush, after which a denial has been read (the server handles a
 // connection's protocol in order, so its -ERR comes before the PONG). The
-// run's watch (cli.WatchDenials) then ends the run with it, on nats.go's
+// run's watch (denials.Watch) then ends the run with it, on nats.go's
 // error-handler goroutine; here the publisher waits for that, at most
 // cli.SetupTimeout, when the connection's last error shows a new violation on
 // a publish to the subject. Had the requests gone on, the server would

@@ -11,7 +11,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"reqreply/denials"
 	"reqreply/internal/cli"
+	"reqreply/probe"
 	"reqreply/respond"
 )
 
@@ -103,15 +105,15 @@ type MemberOptions struct {
 // before returning, so once Join returns nil the server has the subscription
 // and counts the member in the group for the next request on subject (on a
 // cluster, other nodes learn of it once the interest propagates: a
-// requester elsewhere waits for it with cli.AwaitResponders, which the
+// requester elsewhere waits for it with probe.Await, which the
 // member answers). Under -secure the member connects as the responder
 // (cli.Responder): it may take requests on the service subjects and publish
 // nothing but its replies. The error wraps the nats.go error of the
 // connect, subscribe or flush: nats.ErrNoServers, nats.ErrBadSubject,
 // nats.ErrBadQueueName, nats.ErrConnectionClosed, ...; or
-// nats.ErrPermissionViolation (and cli.ErrDenied), naming the subject and
+// nats.ErrPermissionViolation (and denials.ErrDenied), naming the subject and
 // group, when the server's permissions deny the subscription
-// (cli.SubscribeChecked). After an error the connection, if made, is left
+// (denials.SubscribeChecked). After an error the connection, if made, is left
 // for env.Close to drain.
 func Join(env *cli.Env, subject, group, name string, opts MemberOptions) (*Member, error) {
 	nc, err := env.ConnectNodeAs(cli.Responder, name, opts.Node)
@@ -123,7 +125,7 @@ func Join(env *cli.Env, subject, group, name string, opts MemberOptions) (*Membe
 	// default) and look for a permissions violation on this exact
 	// subscription: a member whose user may not take these requests fails
 	// here, naming the subject and group, instead of serving nothing.
-	m.sub, err = cli.SubscribeChecked(context.Background(), nc, subject, group, func() (*nats.Subscription, error) {
+	m.sub, err = denials.SubscribeChecked(context.Background(), nc, subject, group, func() (*nats.Subscription, error) {
 		if group == "" {
 			return nc.Subscribe(subject, m.handle)
 		}
@@ -139,9 +141,9 @@ func Join(env *cli.Env, subject, group, name string, opts MemberOptions) (*Membe
 
 // handle is the member's subscription callback: one request at a time.
 func (m *Member) handle(msg *nats.Msg) {
-	// A readiness probe (cli.AwaitResponders) is answered at once with the
+	// A readiness probe (probe.Await) is answered at once with the
 	// member's name, and is no work: it is not counted.
-	if cli.AnswerProbe(msg, m.Name) {
+	if probe.Answer(msg, m.Name) {
 		return
 	}
 	n := m.received.Add(1)
@@ -303,7 +305,7 @@ func settle(ctx context.Context, name string, nc *nats.Conn) error {
 // own server, and on a cluster a copy may still be on the route from nc's
 // server (a burst of 20,000 left a third of them there). So the copies are
 // acknowledged the way they came: a readiness probe from nc
-// (cli.AwaitResponders) follows nc's earlier messages on the same path (one
+// (probe.Await) follows nc's earlier messages on the same path (one
 // connection, and a server forwards an account's messages over a route in
 // order), and a member's handler takes its messages one at a time, in
 // order, so its answer to the probe comes after it has counted every
@@ -342,7 +344,7 @@ func settlePlain(ctx context.Context, nc *nats.Conn, members []*Member) error {
 	}
 	for _, subject := range subjects {
 		who := bySubject[subject]
-		p, err := cli.AwaitResponders(ctx, nc, subject, cli.AllOf(who...), time.Until(deadline))
+		p, err := probe.Await(ctx, nc, subject, probe.AllOf(who...), time.Until(deadline))
 		switch {
 		case errors.Is(err, nats.ErrTimeout):
 			return fmt.Errorf("settle %v from the requester: %w (%w)", who, context.DeadlineExceeded, err)

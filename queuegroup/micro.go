@@ -14,7 +14,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
+	"reqreply/denials"
 	"reqreply/internal/cli"
+	"reqreply/probe"
 	"reqreply/respond"
 )
 
@@ -74,7 +76,7 @@ func startInstanceOn(env *cli.Env, node int, name string, delay time.Duration) (
 		return nil, err
 	}
 	// micro makes its subscriptions itself, so they cannot go through
-	// cli.SubscribeChecked. Instead, until the instance is known to be
+	// denials.SubscribeChecked. Instead, until the instance is known to be
 	// allowed them, the connection's error handler keeps the permissions
 	// violations to itself: the one StartInstance returns is then the only
 	// report.
@@ -94,7 +96,7 @@ func startInstanceOn(env *cli.Env, node int, name string, delay time.Duration) (
 	err = svc.AddEndpoint(MicroEndpoint, micro.HandlerFunc(func(req micro.Request) {
 		// A readiness probe is answered at once; micro counts it in the
 		// endpoint's stats, which runMicro resets after the probes.
-		if req.Headers().Get(cli.ProbeHeader) != "" {
+		if req.Headers().Get(probe.Header) != "" {
 			_ = req.Respond(reply)
 			return
 		}
@@ -184,7 +186,7 @@ func (in *Instance) ID() string { return in.svc.Info().ID }
 // are told apart by id), sorted by name, then id. Nothing says how many
 // instances run elsewhere, so without expect ReadStats waits out timeout.
 // Errors: nats.ErrNoResponders when no instance runs;
-// nats.ErrPermissionViolation (and cli.ErrDenied), naming the subject, when
+// nats.ErrPermissionViolation (and denials.ErrDenied), naming the subject, when
 // the server's permissions deny the inbox or the request; nats.go's
 // subscribe, publish and flush errors; a JSON error for a malformed reply;
 // ctx's error; nats.ErrConnectionClosed, within a round trip, when nc
@@ -206,14 +208,14 @@ func ReadStats(ctx context.Context, nc *nats.Conn, expect []string, timeout time
 	// exact subject, so a user that may not read $SRV.STATS fails within a
 	// round trip instead of waiting out timeout for replies that cannot
 	// come.
-	sub, err := cli.SubscribeChecked(tctx, nc, inbox, "", func() (*nats.Subscription, error) {
+	sub, err := denials.SubscribeChecked(tctx, nc, inbox, "", func() (*nats.Subscription, error) {
 		return nc.ChanSubscribe(inbox, replies)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("stats %q: inbox: %w", subject, err)
 	}
 	defer func() { _ = sub.Unsubscribe() }() // done with it either way
-	if err := cli.PublishChecked(tctx, nc, &nats.Msg{Subject: subject, Reply: inbox}); err != nil {
+	if err := denials.PublishChecked(tctx, nc, &nats.Msg{Subject: subject, Reply: inbox}); err != nil {
 		return nil, fmt.Errorf("stats %q: %w", subject, err)
 	}
 	// A connection that closes while the replies are awaited ends the read
@@ -321,7 +323,7 @@ func runMicro(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error 
 	if err != nil {
 		return err
 	}
-	want := cli.AnyResponder()
+	want := probe.AnyResponder()
 	if !cfg.Mode.Request {
 		var all []string
 		for _, in := range instances {
@@ -329,9 +331,9 @@ func runMicro(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error 
 		}
 		// Settled: no probe may still be on its way when the stats are
 		// reset.
-		want = cli.AllOf(all...).Settled()
+		want = probe.AllOf(all...).Settled()
 	}
-	p, err := cli.AwaitResponders(ctx, nc, MicroSubject, want, cli.SetupTimeout(cfg.Timeout))
+	p, err := probe.Await(ctx, nc, MicroSubject, want, cli.SetupTimeout(cfg.Timeout))
 	if err != nil {
 		return fmt.Errorf("waiting for the instances' interest: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"reqreply/internal/cli"
+	"reqreply/probe"
 )
 
 // This file puts plain subscribers and two queue groups on one subject.
@@ -64,7 +65,7 @@ func runMixed(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error 
 	// A plain subscriber whose interest has not reached the requester's
 	// node would miss the first requests: wait until every subscriber,
 	// listeners included, has answered a readiness probe.
-	if err := awaitMembers(ctx, env, w, nc, cfg, cli.AllOf(names(all)...)); err != nil {
+	if err := awaitMembers(ctx, env, w, nc, cfg, probe.AllOf(names(all)...)); err != nil {
 		return err
 	}
 

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"reqreply/internal/cli"
+	"reqreply/probe"
 )
 
 // TestMixedListeners puts a queue group of 3, a second queue group of 2 and
@@ -90,7 +91,7 @@ func TestSettleCountsCopiesOnTheRoute(t *testing.T) {
 			nc, err := env.ConnectNode("requester", 0)
 			require.NoError(t, err)
 			ctx := context.Background()
-			_, err = cli.AwaitResponders(ctx, nc, Subject, cli.AllOf(names(listeners)...), 5*time.Second)
+			_, err = probe.Await(ctx, nc, Subject, probe.AllOf(names(listeners)...), 5*time.Second)
 			require.NoError(t, err)
 
 			const burst = 20000

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"reqreply/internal/cli"
+	"reqreply/probe"
 )
 
 // This file holds what the program was asked to do (Config, its checks and
@@ -332,7 +333,7 @@ func startGroup(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) ([]*
 	}
 	writeHeader(w, cfg, len(members))
 	writePlacement(w, env, members, nc)
-	if err := awaitMembers(ctx, env, w, nc, cfg, cli.AllOf(names(members)...)); err != nil {
+	if err := awaitMembers(ctx, env, w, nc, cfg, probe.AllOf(names(members)...)); err != nil {
 		return nil, nil, err
 	}
 	return members, nc, nil

@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"reqreply/internal/cli"
+	"reqreply/probe"
 )
 
 // This file scales the group under load: down, by draining a member, and
@@ -132,7 +133,7 @@ func runScale(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error 
 		members = append(members, added...)
 		// The requests that follow count the newcomer's share: not before
 		// its interest is visible from the requester's node.
-		return awaitMembers(ctx, env, w, nc, cfg, cli.AllOf(names(members)...))
+		return awaitMembers(ctx, env, w, nc, cfg, probe.AllOf(names(members)...))
 	}
 	// Settle reads members when it runs, after Before has added the
 	// newcomer, so it settles every member.

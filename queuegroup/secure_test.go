@@ -11,8 +11,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"reqreply/denials"
 	"reqreply/internal/cli"
 	"reqreply/internal/cli/clitest"
+	"reqreply/probe"
 )
 
 // program runs the queuegroup command line through cli.Exec as main does,
@@ -110,7 +112,7 @@ func TestLoadDenied(t *testing.T) {
 			for range 2 { // also on a connection that has been denied once
 				res, err := Load(ctx, nc, tc.load)
 				require.ErrorIs(t, err, nats.ErrPermissionViolation)
-				assert.ErrorIs(t, err, cli.ErrDenied)
+				assert.ErrorIs(t, err, denials.ErrDenied)
 				assert.NotErrorIs(t, err, context.DeadlineExceeded)
 				assert.Contains(t, err.Error(), tc.denied)
 				if tc.sent == 0 {
@@ -168,7 +170,7 @@ func TestPartsDenied(t *testing.T) {
 				if err != nil {
 					return err
 				}
-				return awaitMembers(ctx, env, &bytes.Buffer{}, nc, Config{Timeout: time.Hour}, cli.AnyResponder())
+				return awaitMembers(ctx, env, &bytes.Buffer{}, nc, Config{Timeout: time.Hour}, probe.AnyResponder())
 			},
 			denied: `Publish to "` + Subject + `"`,
 		},
@@ -179,7 +181,7 @@ func TestPartsDenied(t *testing.T) {
 				if err != nil {
 					return err
 				}
-				return awaitMembers(ctx, env, &bytes.Buffer{}, nc, Config{Timeout: time.Hour}, cli.AnyResponder())
+				return awaitMembers(ctx, env, &bytes.Buffer{}, nc, Config{Timeout: time.Hour}, probe.AnyResponder())
 			},
 			denied: `Subscription to "_INBOX.`,
 		},
@@ -289,7 +291,7 @@ func TestLockedDownConfig(t *testing.T) {
 			nc, err := nats.Connect(as(user, "")["NATS_URL"], nats.UserInfo(user, passwords[user]))
 			require.NoError(t, err)
 			for _, subject := range []string{cli.InboxPrefix + ".>", cli.InboxPrefix + ".*", ">"} {
-				_, err := cli.SubscribeChecked(context.Background(), nc, subject, "", func() (*nats.Subscription, error) {
+				_, err := denials.SubscribeChecked(context.Background(), nc, subject, "", func() (*nats.Subscription, error) {
 					return nc.SubscribeSync(subject)
 				})
 				require.ErrorIs(t, err, nats.ErrPermissionViolation, "%s on %s", user, subject)

@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"reqreply/internal/cli"
+	"reqreply/probe"
 )
 
 // This file is the default demo: a queue group sharing requests.
@@ -46,11 +47,11 @@ func runShare(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error 
 	// No request before the members' interest is visible from the
 	// requester's node: every member's, when they are ours; anyone's,
 	// when they run elsewhere.
-	want := cli.AllOf(names(members)...)
+	want := probe.AllOf(names(members)...)
 	if cfg.Mode.Request {
 		fmt.Fprintf(w, "requests on %q to members running elsewhere: %s, %d in flight, timeout %v\n",
 			Subject, plural(cfg.Requests, "request"), min(cfg.Concurrency, cfg.Requests), cfg.Timeout)
-		want = cli.AnyResponder()
+		want = probe.AnyResponder()
 	} else {
 		writeHeader(w, cfg, len(members))
 		writePlacement(w, env, members, nc)

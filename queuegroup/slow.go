@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"reqreply/internal/cli"
+	"reqreply/probe"
 )
 
 // This file measures what one slow member does to a queue group's latency.
@@ -98,7 +99,7 @@ func slowRow(ctx context.Context, env *cli.Env, nc *nats.Conn, cfg Config) (*Res
 	// Not a request before every member is visible from the requester's
 	// node (on one server, the first probe shows it). The table has no
 	// room for the wait; it is not printed.
-	if err := awaitMembers(ctx, env, io.Discard, nc, cfg, cli.AllOf(names(members)...)); err != nil {
+	if err := awaitMembers(ctx, env, io.Discard, nc, cfg, probe.AllOf(names(members)...)); err != nil {
 		return nil, err
 	}
 	lc := loadConfig(cfg)
@@ -119,7 +120,7 @@ func slowRow(ctx context.Context, env *cli.Env, nc *nats.Conn, cfg Config) (*Res
 	// The next row's group starts clean: once a probe gets no responders,
 	// the drained members' interest has left the requester's node too, and
 	// no request of the next row can be routed to where they were.
-	if _, err := cli.AwaitNoResponders(ctx, nc, Subject, cli.SetupTimeout(cfg.Timeout)); err != nil {
+	if _, err := probe.AwaitNone(ctx, nc, Subject, cli.SetupTimeout(cfg.Timeout)); err != nil {
 		return nil, err
 	}
 	return res, nil

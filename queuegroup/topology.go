@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"reqreply/internal/cli"
+	"reqreply/probe"
 )
 
 // This file is what changes beyond one server: where each connection sits
@@ -15,7 +16,7 @@ import (
 // another node than worker-1's), and the wait, before the first request
 // and after each change of the group, until the members' interest is
 // visible from the requester's own node. A client cannot read another
-// server's interest; it sends readiness probes (cli.AwaitResponders), which
+// server's interest; it sends readiness probes (probe.Await), which
 // the members answer without counting them.
 
 // connectRequester connects the requester on the node the Env gives it:
@@ -28,10 +29,10 @@ func connectRequester(env *cli.Env) (*nats.Conn, error) {
 // awaitMembers waits, with readiness probes from nc bounded by
 // cli.SetupTimeout(cfg.Timeout), until want is met, and writes one line when
 // that was a wait for interest (showWait): how long, and who answered. The
-// error is cli.AwaitResponders': it wraps nats.ErrNoResponders or
+// error is probe.Await': it wraps nats.ErrNoResponders or
 // nats.ErrTimeout when the interest did not come in time.
-func awaitMembers(ctx context.Context, env *cli.Env, w io.Writer, nc *nats.Conn, cfg Config, want cli.Want) error {
-	p, err := cli.AwaitResponders(ctx, nc, Subject, want, cli.SetupTimeout(cfg.Timeout))
+func awaitMembers(ctx context.Context, env *cli.Env, w io.Writer, nc *nats.Conn, cfg Config, want probe.Want) error {
+	p, err := probe.Await(ctx, nc, Subject, want, cli.SetupTimeout(cfg.Timeout))
 	if err != nil {
 		return fmt.Errorf("waiting for the members' interest: %w", err)
 	}
@@ -42,15 +43,15 @@ func awaitMembers(ctx context.Context, env *cli.Env, w io.Writer, nc *nats.Conn,
 }
 
 // showWait reports whether a wait for interest is worth a line of output.
-// On several nodes any delay is (cli.Probed.Delayed): the interest had to
+// On several nodes any delay is (probe.Probed.Delayed): the interest had to
 // cross a route, a leaf connection or a gateway. On one server a member's
 // own flush has put its interest there before the first probe, so anything
 // but the server's own word only met a busy machine; printing it would
 // make the output depend on the load, and name the server by its ID. There only the server's own word counts: a
 // probe that got no responders while waiting for members (leaving false),
-// or, while waiting for them to leave (cli.AwaitNoResponders, leaving
+// or, while waiting for them to leave (probe.AwaitNone, leaving
 // true), a probe somebody still answered.
-func showWait(multi bool, p cli.Probed, leaving bool) bool {
+func showWait(multi bool, p probe.Probed, leaving bool) bool {
 	if multi {
 		return p.Delayed()
 	}

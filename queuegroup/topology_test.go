@@ -16,6 +16,7 @@ import (
 	"reqreply/internal/cli"
 	"reqreply/internal/cli/clitest"
 	"reqreply/internal/testserver"
+	"reqreply/probe"
 )
 
 // topologyEnv starts the embedded topology t for one test and returns an
@@ -77,7 +78,7 @@ func TestTopologyQueueGroup(t *testing.T) {
 				}
 			}
 			ctx := context.Background()
-			require.NoError(t, awaitMembers(ctx, env, &bytes.Buffer{}, nc, cfg, cli.AllOf(near...)))
+			require.NoError(t, awaitMembers(ctx, env, &bytes.Buffer{}, nc, cfg, probe.AllOf(near...)))
 
 			res, err := Load(ctx, nc, LoadConfig{Subject: Subject, Requests: 300, Concurrency: 4, Timeout: 5 * time.Second, Settle: settleAll(members...)})
 			require.NoError(t, err)
@@ -114,7 +115,7 @@ func TestTopologyQueueGroup(t *testing.T) {
 				assert.Contains(t, names(left), string(msg.Data))
 			}
 			require.NoError(t, testserver.WaitForNoInterest(srv, Subject))
-			_, err = cli.AwaitNoResponders(ctx, nc, Subject, 5*time.Second)
+			_, err = probe.AwaitNone(ctx, nc, Subject, 5*time.Second)
 			require.NoError(t, err)
 			_, err = nc.Request(Subject, []byte("1"), 5*time.Second)
 			require.ErrorIs(t, err, nats.ErrNoResponders)
@@ -251,7 +252,7 @@ func TestNodeLoss(t *testing.T) {
 			nc, err := connectRequester(env)
 			require.NoError(t, err)
 			ctx := context.Background()
-			require.NoError(t, awaitMembers(ctx, env, &bytes.Buffer{}, nc, cfg, cli.AllOf(names(members)...)))
+			require.NoError(t, awaitMembers(ctx, env, &bytes.Buffer{}, nc, cfg, probe.AllOf(names(members)...)))
 			victim := env.Servers()[env.RequesterNode()]
 			victimName := victim.Name()
 
@@ -293,16 +294,16 @@ func TestProbeErrors(t *testing.T) {
 	nc, err := env.Connect("requester")
 	require.NoError(t, err)
 	ctx := context.Background()
-	_, err = cli.AwaitResponders(ctx, nc, Subject, cli.AllOf("worker-1", "ghost"), 100*time.Millisecond)
+	_, err = probe.Await(ctx, nc, Subject, probe.AllOf("worker-1", "ghost"), 100*time.Millisecond)
 	require.ErrorIs(t, err, nats.ErrTimeout)
 	assert.Contains(t, err.Error(), "ghost")
-	_, err = cli.AwaitResponders(ctx, nc, "nobody.here", cli.AnyResponder(), 100*time.Millisecond)
+	_, err = probe.Await(ctx, nc, "nobody.here", probe.AnyResponder(), 100*time.Millisecond)
 	require.ErrorIs(t, err, nats.ErrNoResponders)
-	_, err = cli.AwaitNoResponders(ctx, nc, Subject, 100*time.Millisecond)
+	_, err = probe.AwaitNone(ctx, nc, Subject, 100*time.Millisecond)
 	require.ErrorIs(t, err, nats.ErrTimeout)
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	_, err = cli.AwaitResponders(cctx, nc, "nobody.here", cli.AnyResponder(), time.Second)
+	_, err = probe.Await(cctx, nc, "nobody.here", probe.AnyResponder(), time.Second)
 	require.True(t, errors.Is(err, context.Canceled), "%v", err)
 }
 
@@ -345,20 +346,20 @@ func TestShowWait(t *testing.T) {
 		name    string
 		multi   bool
 		leaving bool
-		p       cli.Probed
+		p       probe.Probed
 		want    bool
 	}{
-		{name: "one server, at once", p: cli.Probed{Probes: 3, Seen: []string{"worker-1"}}},
-		{name: "one server, a slow answer", p: cli.Probed{Probes: 4, Unanswered: 1, Seen: []string{"worker-1"}}},
-		{name: "one server, no responders first", p: cli.Probed{Probes: 2, Refused: 1, Seen: []string{"worker-1"}}, want: true},
-		{name: "one server, gone at once", leaving: true, p: cli.Probed{Probes: 1}},
-		{name: "one server, gone after a slow probe", leaving: true, p: cli.Probed{Probes: 2, Unanswered: 1}},
-		{name: "one server, still answered", leaving: true, p: cli.Probed{Probes: 2, Seen: []string{"worker-1"}}, want: true},
-		{name: "cluster, at once", multi: true, p: cli.Probed{Probes: 3, Seen: []string{"worker-1"}}},
+		{name: "one server, at once", p: probe.Probed{Probes: 3, Seen: []string{"worker-1"}}},
+		{name: "one server, a slow answer", p: probe.Probed{Probes: 4, Unanswered: 1, Seen: []string{"worker-1"}}},
+		{name: "one server, no responders first", p: probe.Probed{Probes: 2, Refused: 1, Seen: []string{"worker-1"}}, want: true},
+		{name: "one server, gone at once", leaving: true, p: probe.Probed{Probes: 1}},
+		{name: "one server, gone after a slow probe", leaving: true, p: probe.Probed{Probes: 2, Unanswered: 1}},
+		{name: "one server, still answered", leaving: true, p: probe.Probed{Probes: 2, Seen: []string{"worker-1"}}, want: true},
+		{name: "cluster, at once", multi: true, p: probe.Probed{Probes: 3, Seen: []string{"worker-1"}}},
 		// Unanswered counts late answers too: no delay by itself
-		// (cli.Probed.Delayed matches each answer to its probe).
-		{name: "cluster, a late answer", multi: true, p: cli.Probed{Probes: 4, Unanswered: 1, Seen: []string{"worker-1"}}},
-		{name: "cluster, no responders first", multi: true, p: cli.Probed{Probes: 2, Refused: 1, Seen: []string{"worker-1"}}, want: true},
+		// (probe.Probed.Delayed matches each answer to its probe).
+		{name: "cluster, a late answer", multi: true, p: probe.Probed{Probes: 4, Unanswered: 1, Seen: []string{"worker-1"}}},
+		{name: "cluster, no responders first", multi: true, p: probe.Probed{Probes: 2, Refused: 1, Seen: []string{"worker-1"}}, want: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

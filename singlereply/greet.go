@@ -11,7 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"reqreply/internal/cli"
+	"reqreply/denials"
 	"reqreply/respond"
 )
 
@@ -44,7 +44,7 @@ func isSpaceOrControl(r rune) bool { return r <= ' ' || r == 0x7f }
 
 // Greet sends one request to greet.<name> and returns the reply's payload,
 // waiting at most timeout (> 0; DefaultTimeout is 500 ms) or until ctx ends,
-// whichever is first. It is cli.Request, nats.go's request with an inbox of
+// whichever is first. It is denials.Request, nats.go's request with an inbox of
 // its own (nc.NewInbox, so under nats.CustomInboxPrefix's prefix when nc has
 // one): a server with no subscriber on the subject answers at once with a
 // 503 status, so a missing service fails fast instead of waiting out the
@@ -64,7 +64,7 @@ func isSpaceOrControl(r rune) bool { return r <= ' ' || r == 0x7f }
 //   - nats.ErrBadSubject: name is not one subject token (nothing is sent);
 //   - nats.ErrInvalidArg: timeout ≤ 0 (nothing is sent);
 //   - nats.ErrNoResponders: nobody subscribes to greet.<name>;
-//   - nats.ErrPermissionViolation (and cli.ErrDenied): the server denied
+//   - nats.ErrPermissionViolation (and denials.ErrDenied): the server denied
 //     the publish to greet.<name> or the inbox subscription; the text
 //     names the subject;
 //   - a *respond.ServiceError: the greeter answered with an error reply
@@ -87,7 +87,7 @@ func Greet(ctx context.Context, nc *nats.Conn, name string, timeout time.Duratio
 	}
 	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	msg, err := cli.Request(rctx, nc, nats.NewMsg(subject))
+	msg, err := denials.Request(rctx, nc, nats.NewMsg(subject))
 	switch {
 	case err == nil:
 		if err := respond.ErrorOf(msg); err != nil {

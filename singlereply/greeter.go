@@ -10,7 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"reqreply/internal/cli"
+	"reqreply/denials"
+	"reqreply/probe"
 	"reqreply/respond"
 )
 
@@ -51,7 +52,7 @@ func ServeGreeter(nc *nats.Conn) (*nats.Subscription, error) {
 // connection to that server finds the responder (on a cluster, interest
 // still has to propagate to the other nodes). Messages without a reply
 // subject are plain publishes, not requests, and get no answer. A readiness
-// probe (a request with cli.ProbeHeader) is answered with ProbeName and is
+// probe (a request with probe.Header) is answered with ProbeName and is
 // not greeted.
 //
 // A failed handler is answered with an empty payload and the headers
@@ -68,7 +69,7 @@ func ServeGreeter(nc *nats.Conn) (*nats.Subscription, error) {
 // before unsubscribing, or by draining nc. The error wraps the nats.go error
 // of the failed subscribe or flush (nats.ErrConnectionClosed, ...), or
 // nats.ErrPermissionViolation when the server's permissions deny the
-// subscription (cli.SubscribeChecked).
+// subscription (denials.SubscribeChecked).
 func (g Greeter) Serve(nc *nats.Conn) (*nats.Subscription, error) {
 	greet := g.Greet
 	if greet == nil {
@@ -81,10 +82,10 @@ func (g Greeter) Serve(nc *nats.Conn) (*nats.Subscription, error) {
 		}
 	}
 	handle := func(m *nats.Msg) {
-		// A readiness probe (cli.AwaitResponders) is answered at once with
+		// A readiness probe (probe.Await) is answered at once with
 		// ProbeName: a requester on another server learns that this
 		// greeter's interest has reached it. It greets nobody.
-		if cli.AnswerProbe(m, ProbeName) {
+		if probe.Answer(m, ProbeName) {
 			return
 		}
 		if m.Reply == "" {
@@ -106,7 +107,7 @@ func (g Greeter) Serve(nc *nats.Conn) (*nats.Subscription, error) {
 	// default), not nats.go's fixed 10 s, so a server that stopped
 	// answering fails fast; and a subscription the server's permissions
 	// deny fails here, naming the subject, instead of serving nothing.
-	sub, err := cli.SubscribeChecked(context.Background(), nc, GreetSubjects, "", func() (*nats.Subscription, error) {
+	sub, err := denials.SubscribeChecked(context.Background(), nc, GreetSubjects, "", func() (*nats.Subscription, error) {
 		return nc.Subscribe(GreetSubjects, respond.Recover(handle, failed))
 	})
 	if err != nil {

@@ -15,9 +15,10 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"reqreply/internal/cli"
+	"reqreply/probe"
 )
 
-// ProbeName is the greeter's answer to a readiness probe (cli.AnswerProbe):
+// ProbeName is the greeter's answer to a readiness probe (probe.Answer):
 // "greeter".
 const ProbeName = "greeter"
 
@@ -26,8 +27,8 @@ const ProbeName = "greeter"
 // listing several servers) the requester's server learns of it
 // asynchronously, over the route, and a request sent before then gets no
 // responders. A client cannot read another server's interest; it asks:
-// readiness probes (cli.AwaitResponders) on the first request's own
-// subject, marked with cli.ProbeHeader, which the greeter answers without
+// readiness probes (probe.Await) on the first request's own
+// subject, marked with probe.Header, which the greeter answers without
 // greeting anyone.
 
 // awaitGreeter waits, with readiness probes from nc on subject bounded by
@@ -40,9 +41,9 @@ const ProbeName = "greeter"
 // not answer) one line on env's stderr says so, after no responders
 // nothing (the requests' own no-responders errors say it). The error is
 // the probe's otherwise: a denial (nats.ErrPermissionViolation and
-// cli.ErrDenied), ctx's error, a connection error.
+// denials.ErrDenied), ctx's error, a connection error.
 func awaitGreeter(ctx context.Context, env *cli.Env, nc *nats.Conn, subject string, timeout time.Duration, w io.Writer) error {
-	p, err := cli.AwaitResponders(ctx, nc, subject, cli.AnyResponder(), cli.SetupTimeout(timeout))
+	p, err := probe.Await(ctx, nc, subject, probe.AnyResponder(), cli.SetupTimeout(timeout))
 	switch {
 	case err == nil:
 		if waitedForInterest(p) {
@@ -66,8 +67,8 @@ func awaitGreeter(ctx context.Context, env *cli.Env, nc *nats.Conn, subject stri
 // responders, the requester's server's own word that the interest had not
 // reached it yet. A probe that merely went unanswered within its pause (1
 // ms at first) had an answer on its way: the interest was there, the
-// machine or the route was slow. Counting that (as cli.Probed.Delayed
+// machine or the route was slow. Counting that (as probe.Probed.Delayed
 // does, for the waits where a probe can be routed to a responder that has
 // left) would make the output depend on the load, and no greeter of this
 // run can have left before the first request.
-func waitedForInterest(p cli.Probed) bool { return p.Refused > 0 }
+func waitedForInterest(p probe.Probed) bool { return p.Refused > 0 }

@@ -19,7 +19,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"reqreply/denials"
 	"reqreply/internal/cli"
+	"reqreply/probe"
 	"reqreply/respond"
 )
 
@@ -110,7 +112,7 @@ type call struct {
 }
 
 // subjectWatch is a Client's watch for permission denials of publishes to
-// one subject (cli.WatchDenials), shared by the requests and Awaits to it
+// one subject (denials.Watch), shared by the requests and Awaits to it
 // under way: made by the first, stopped when the last ends, unless the
 // subject was denied.
 //
@@ -152,7 +154,7 @@ var ErrClientClosed = errors.New("tail client closed")
 // wildcard subscription and flushes it, so no reply can arrive before the
 // server knows where to send it. When the server's permissions deny the
 // inbox (under -secure, an inbox outside the user's prefix), the error
-// wraps nats.ErrPermissionViolation and cli.ErrDenied, names it and says
+// wraps nats.ErrPermissionViolation and denials.ErrDenied, names it and says
 // to connect with an inbox prefix the user may subscribe to, within one
 // round trip. Otherwise the error wraps the subscribe's or the flush's
 // nats.go error (nats.ErrConnectionClosed, nats.ErrTimeout, ...). The
@@ -172,12 +174,12 @@ func NewClient(nc *nats.Conn, p Policy) (*Client, error) {
 	}
 	c.gone, c.end = context.WithCancelCause(context.Background())
 	c.quit = make(chan struct{})
-	// The subscription is checked (cli.SubscribeChecked: a flush, then a
+	// The subscription is checked (denials.SubscribeChecked: a flush, then a
 	// look for a violation on this exact subject), so an inbox the user
 	// may not subscribe to (under -secure, any inbox outside its prefix)
 	// fails here, within one round trip, and not as every request's
 	// timeout.
-	sub, err := cli.SubscribeChecked(context.Background(), nc, c.prefix+">", "", func() (*nats.Subscription, error) {
+	sub, err := denials.SubscribeChecked(context.Background(), nc, c.prefix+">", "", func() (*nats.Subscription, error) {
 		sub, err := nc.Subscribe(c.prefix+">", c.onReply)
 		if err != nil {
 			return nil, err
@@ -291,13 +293,13 @@ func (c *Client) acquire(subject string) *subjectWatch {
 	if w != nil {
 		// The watch may have been made before the caller set an error
 		// handler of its own: chain the dispatcher in front of it again.
-		cli.Rehook(c.nc)
+		denials.Rehook(c.nc)
 	} else {
 		w = &subjectWatch{subject: subject, done: make(chan struct{})}
 		// Registered before the first publish to subject: the violation
 		// can come back at once. cli's dispatcher calls onDenied on the
 		// connection's error handler goroutine, without its own lock held.
-		w.stop = cli.WatchDenials(c.nc, func(err error) { c.onDenied(w, err) }, []string{subject}, nil)
+		w.stop = denials.Watch(c.nc, func(err error) { c.onDenied(w, err) }, []string{subject}, nil)
 		c.watches[subject] = w
 	}
 	w.users++
@@ -366,7 +368,7 @@ func (c *Client) onDenied(w *subjectWatch, err error) {
 // trip, with the error Request would return (it wraps
 // nats.ErrPermissionViolation and names subject), as does a subject denied
 // already. Other errors, and Probed, are awaitMembers'.
-func (c *Client) Await(ctx context.Context, w io.Writer, subject string, want cli.Want, timeout time.Duration) (cli.Probed, error) {
+func (c *Client) Await(ctx context.Context, w io.Writer, subject string, want probe.Want, timeout time.Duration) (probe.Probed, error) {
 	c.mu.Lock()
 	sw := c.acquire(subject)
 	denied := sw.denied
@@ -377,7 +379,7 @@ func (c *Client) Await(ctx context.Context, w io.Writer, subject string, want cl
 		c.mu.Unlock()
 	}()
 	if denied != nil {
-		return cli.Probed{}, denied
+		return probe.Probed{}, denied
 	}
 	ctx, unbind := c.bind(ctx)
 	defer unbind()
@@ -608,7 +610,7 @@ func (c *Client) publish(subject string, data []byte, id uint64, cl *call, cp in
 //     Policy.Retry, once the retries have spent the deadline,
 //     ErrBudgetSpent, nats.ErrTimeout and the last attempt's error
 //     (nats.ErrNoResponders or nats.ErrTimeout);
-//   - nats.ErrPermissionViolation and cli.ErrDenied, naming subject, within
+//   - nats.ErrPermissionViolation and denials.ErrDenied, naming subject, within
 //     about one round trip, when the server denies publishing to subject
 //     (its permissions); so does every other call to subject then waiting,
 //     whichever of its copies was denied, and every later one while the

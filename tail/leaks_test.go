@@ -22,6 +22,7 @@ import (
 	"reqreply/internal/cli"
 	"reqreply/internal/cli/clitest"
 	"reqreply/internal/testserver"
+	"reqreply/probe"
 )
 
 // closeTimeout is the deadline of a request that a close must end: a
@@ -405,7 +406,7 @@ func TestCloseEndsRequest(t *testing.T) {
 				var err error
 				switch {
 				case tc.await:
-					_, err = c.Await(within(t, closeTimeout), nil, Subject, cli.AnyResponder(), closeTimeout)
+					_, err = c.Await(within(t, closeTimeout), nil, Subject, probe.AnyResponder(), closeTimeout)
 				case tc.replies:
 					err = c.WaitReplies(within(t, closeTimeout), 1)
 				default:

@@ -154,7 +154,7 @@ func startReloadable(t *testing.T, perms *server.Permissions) (url func(user str
 // never ends. A later request, made after the handler was set, whose
 // publish the server denies (permissions reloaded), still ends with its
 // denial within a round trip, not at its deadline: the Client chains the
-// dispatcher again (cli.Rehook) on each request.
+// dispatcher again (denials.Rehook) on each request.
 func TestOwnHandlerSetDuringLoad(t *testing.T) {
 	allow := &server.Permissions{Publish: &server.SubjectPermission{Allow: []string{"svc.>"}}, Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}}}
 	deny := &server.Permissions{Publish: &server.SubjectPermission{Allow: []string{"other.>"}}, Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}}}

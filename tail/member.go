@@ -17,7 +17,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"reqreply/denials"
 	"reqreply/internal/cli"
+	"reqreply/probe"
 )
 
 // Subject is the subject the members serve. A request's payload is its
@@ -139,7 +141,7 @@ const queueCap = 1 << 14
 // the group for the next request (on a cluster the other nodes learn of it
 // asynchronously: a requester elsewhere waits with awaitMembers, whose
 // probes the member answers). The first subscription is checked
-// (cli.SubscribeChecked): if the server's permissions deny it, the error
+// (denials.SubscribeChecked): if the server's permissions deny it, the error
 // wraps nats.ErrPermissionViolation and names Subject and Group. Otherwise
 // the error wraps the nats.go error of the connect, subscribe or flush
 // (nats.ErrNoServers, nats.ErrConnectionClosed, ...) or nats.ErrInvalidArg
@@ -170,7 +172,7 @@ func StartMember(env *cli.Env, name string, opts MemberOptions) (*Member, error)
 	err = m.join(func(subscribe func() (*nats.Subscription, error)) (*nats.Subscription, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), cli.ConnectTimeout)
 		defer cancel()
-		return cli.SubscribeChecked(ctx, nc, Subject, Group, subscribe)
+		return denials.SubscribeChecked(ctx, nc, Subject, Group, subscribe)
 	})
 	m.mu.Unlock()
 	if err != nil {
@@ -194,7 +196,7 @@ func StartMember(env *cli.Env, name string, opts MemberOptions) (*Member, error)
 }
 
 // join subscribes the member to Subject in Group, through check when it is
-// not nil (the first join: cli.SubscribeChecked), else directly. m.mu is
+// not nil (the first join: denials.SubscribeChecked), else directly. m.mu is
 // held.
 func (m *Member) join(check func(func() (*nats.Subscription, error)) (*nats.Subscription, error)) error {
 	// Counted before the SUB leaves, so whoever sees the server's interest
@@ -233,7 +235,7 @@ func (m *Member) take(msg *nats.Msg) {
 	// A readiness probe (awaitMembers) is answered at once with the
 	// member's name and is no work: it is not received, queued or
 	// counted, and admission control does not see it.
-	if cli.AnswerProbe(msg, m.Name) {
+	if probe.Answer(msg, m.Name) {
 		return
 	}
 	m.received.Add(1)

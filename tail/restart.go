@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"reqreply/internal/cli"
+	"reqreply/probe"
 )
 
 // RestartRounds is how many times the rolling restart goes through every
@@ -32,7 +33,7 @@ type RestartRow struct {
 	Load    *LoadResult
 	Client  ClientStats
 	// Waits is how many of the row's rejoins were not visible from the
-	// requester's node at the first probes (cli.Probed.Delayed), and
+	// requester's node at the first probes (probe.Probed.Delayed), and
 	// Waited the time those waits took in all: on a cluster, interest
 	// propagation, which the row's gaps include.
 	Waits  int
@@ -134,7 +135,7 @@ func restartRow(ctx context.Context, env *cli.Env, nc *nats.Conn, cfg Config, n 
 	var waits int
 	var waited time.Duration
 	rejoined := func(m *Member) error {
-		pr, err := c.Await(ctx, nil, Subject, cli.AllOf(m.Name), cfg.Timeout)
+		pr, err := c.Await(ctx, nil, Subject, probe.AllOf(m.Name), cfg.Timeout)
 		if pr.Delayed() {
 			waits++
 			waited += pr.Waited

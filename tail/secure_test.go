@@ -12,9 +12,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"reqreply/denials"
 	"reqreply/internal/cli"
 	"reqreply/internal/cli/clitest"
 	"reqreply/internal/testserver"
+	"reqreply/probe"
 )
 
 // program runs the tail command line through cli.Exec as main does, with
@@ -177,7 +179,7 @@ func TestDenied(t *testing.T) {
 	barrier := func(t *testing.T, subject string) {
 		t.Helper()
 		got := make(chan struct{})
-		stop := cli.WatchDenials(nc, func(error) { close(got) }, []string{subject}, nil)
+		stop := denials.Watch(nc, func(error) { close(got) }, []string{subject}, nil)
 		defer stop()
 		require.NoError(t, nc.Publish(subject, nil))
 		select {
@@ -227,7 +229,7 @@ func TestDenied(t *testing.T) {
 				if tc.hedged {
 					assert.LessOrEqual(t, c.Stats().Hedges, int64(1))
 				}
-				_, err = c.Await(longCtx(t), nil, Subject, cli.AnyResponder(), time.Minute)
+				_, err = c.Await(longCtx(t), nil, Subject, probe.AnyResponder(), time.Minute)
 				require.ErrorIs(t, err, nats.ErrPermissionViolation, "the probes find it denied too")
 			}
 			barrier(t, "barrier."+strconv.Itoa(i))
@@ -238,9 +240,9 @@ func TestDenied(t *testing.T) {
 		c, err := NewClient(nc, Policy{})
 		require.NoError(t, err)
 		defer func() { require.NoError(t, c.Close()) }()
-		_, err = c.Await(longCtx(t), nil, "other.work", cli.AnyResponder(), time.Minute)
+		_, err = c.Await(longCtx(t), nil, "other.work", probe.AnyResponder(), time.Minute)
 		require.ErrorIs(t, err, nats.ErrNoResponders, "allowed, and nobody serves it")
-		_, err = c.Await(longCtx(t), nil, "tail.denied", cli.AnyResponder(), time.Minute)
+		_, err = c.Await(longCtx(t), nil, "tail.denied", probe.AnyResponder(), time.Minute)
 		require.ErrorIs(t, err, nats.ErrPermissionViolation)
 		assert.Contains(t, err.Error(), `Publish to "tail.denied"`)
 		barrier(t, "barrier.probes")

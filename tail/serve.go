@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"reqreply/internal/cli"
+	"reqreply/probe"
 )
 
 // Serve is -serve: cfg.Members members, spread round-robin over NATS_URL's
@@ -61,7 +62,7 @@ func Serve(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 // requester's own server (on a cluster, the members' interest reaches it
 // asynchronously), and prints the wait when there was one; nobody serving
 // Subject is an error wrapping nats.ErrNoResponders, within about 500 ms
-// (cli.ProbeNoRespondersFor). A denied publish or inbox subscription is an
+// (probe.NoRespondersFor). A denied publish or inbox subscription is an
 // error wrapping nats.ErrPermissionViolation that names the subject,
 // within about one round trip (Client.Request). The members' side
 // of a pattern (deadline propagation, admission control) is -serve's: its
@@ -77,7 +78,7 @@ func Request(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 		return err
 	}
 	defer c.Close()
-	if _, err := c.Await(ctx, w, Subject, cli.AnyResponder(), cfg.Timeout); err != nil {
+	if _, err := c.Await(ctx, w, Subject, probe.AnyResponder(), cfg.Timeout); err != nil {
 		if ctx.Err() != nil {
 			fmt.Fprintf(w, "%s: interrupted after 0 of %d requests\n", p.Name, cfg.Requests)
 			return ctx.Err()

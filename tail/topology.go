@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"reqreply/internal/cli"
+	"reqreply/probe"
 )
 
 // Lockdown is tail's -secure setup (see cli.Lockdown): the requester may
@@ -47,7 +48,7 @@ func connectRequester(env *cli.Env) (*nats.Conn, error) {
 func memberNode(env *cli.Env, i int) int { return env.ResponderNode(i - 1) }
 
 // awaitMembers waits, with readiness probes on subject (Subject, where the
-// members are) from nc (cli.AwaitResponders) bounded by
+// members are) from nc (probe.Await) bounded by
 // cli.SetupTimeout(timeout), until want is met: the members' interest has
 // reached nc's server, so no request counted after it gets a
 // spurious no responders. When that took more than the first probes
@@ -58,8 +59,8 @@ func memberNode(env *cli.Env, i int) int { return env.ResponderNode(i - 1) }
 // nats.ErrNoResponders (nobody serves subject) or nats.ErrTimeout (the
 // names still missing are in it), or is ctx's. Probed is what the probes
 // saw.
-func awaitMembers(ctx context.Context, w io.Writer, nc *nats.Conn, subject string, want cli.Want, timeout time.Duration) (cli.Probed, error) {
-	p, err := cli.AwaitResponders(ctx, nc, subject, want, cli.SetupTimeout(timeout))
+func awaitMembers(ctx context.Context, w io.Writer, nc *nats.Conn, subject string, want probe.Want, timeout time.Duration) (probe.Probed, error) {
+	p, err := probe.Await(ctx, nc, subject, want, cli.SetupTimeout(timeout))
 	if err != nil {
 		return p, fmt.Errorf("waiting for the members' interest: %w", err)
 	}
@@ -84,14 +85,14 @@ func waitLog(env *cli.Env, w io.Writer) io.Writer {
 }
 
 // allOf is the Want of every member in members: each has answered a probe.
-func allOf(members []*Member) cli.Want {
+func allOf(members []*Member) probe.Want {
 	names := make([]string, 0, len(members))
 	for _, m := range members {
 		if m != nil {
 			names = append(names, m.Name)
 		}
 	}
-	return cli.AllOf(names...)
+	return probe.AllOf(names...)
 }
 
 // writePlacement writes, when the Env has more than one node, which node

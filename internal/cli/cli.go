@@ -7,9 +7,11 @@
 // SIGINT/SIGTERM or on a connection lost for good, draining the connections
 // at the end, and never printing a credential. Credentials come from a nats
 // CLI context (-context, NATS_CONTEXT) or NATS_* variables
-// (LoadCredentials); -secure runs a program locked down (Lockdown); and a
-// request whose publish or inbox the server's permissions deny fails within
-// one round trip with an error naming the subject (Request).
+// (LoadCredentials); -secure runs a program locked down (Lockdown); and
+// every connection's permission denials are made prompt (package
+// reqreply/denials is chained in front of its error handler), so a request
+// whose publish or inbox the server denies fails within one round trip with
+// an error naming the subject.
 //
 // Exit codes follow the Go tools: 0 done (also after Ctrl-C, once the
 // connections are drained), 1 a runtime failure, 2 bad usage. Exec has the

@@ -27,6 +27,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"reqreply/internal/testserver"
+
+	"reqreply/denials"
 )
 
 // vars returns a getenv over m.
@@ -71,7 +73,7 @@ func connectWith(t *testing.T, contextName string, getenv func(string) string) e
 	}
 	_, err = nc.Subscribe("ping", func(m *nats.Msg) { _ = m.Respond([]byte("pong")) })
 	require.NoError(t, err)
-	reply, err := Request(context.Background(), nc, nats.NewMsg("ping"))
+	reply, err := denials.Request(context.Background(), nc, nats.NewMsg("ping"))
 	require.NoError(t, err)
 	assert.Equal(t, "pong", string(reply.Data))
 	for _, s := range creds.Secrets {

@@ -17,8 +17,16 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"reqreply/denials"
 	"reqreply/internal/testserver"
+	"reqreply/probe"
 )
+
+// Every program's readiness probes (package probe) end within one round
+// trip when the server's permissions deny a probe, its inbox or a
+// responder's answer: the checks of package denials, whose dispatcher
+// every Env connection has, are installed for the process.
+func init() { probe.UseChecks(denials.ProbeChecks{}) }
 
 // DrainTimeout bounds how long Env.Close waits for one connection to drain:
 // pending replies are sent and in-flight handlers finish. 5 s.
@@ -282,14 +290,15 @@ func (e *Env) loseConn(err error) {
 // credentials (LoadCredentials; under -secure, the part's user: see
 // ConnectAs). A denied subscription fails a synchronous subscription's
 // NextMsg with nats.ErrPermissionViolation (nats.PermissionErrOnSubscribe).
-// A permissions violation that a Request or PublishChecked on this
-// connection waits for is theirs to return, and is not printed; other
+// A permissions violation that a call of package denials (Request,
+// Context, PublishChecked, a readiness probe) on this connection waits for
+// is theirs to return, and is not printed; other
 // asynchronous errors, such as a slow consumer dropping messages or a denied
 // publish nobody waits for, are printed on env.Stderr, one line each.
 // Extra opts follow the defaults and may override them; disconnect,
 // reconnect and closed handlers given in opts run after Env's own. An error
 // handler given in opts (nats.ErrorHandler) replaces Env's printing one,
-// and gets every error, the violations a request returns too (Claimed tells
+// and gets every error, the violations a request returns too (denials.Claimed tells
 // which): the denial watch is chained in front of it, so denials stay
 // prompt; the same holds for one set later with nc.SetErrorHandler. After
 // Close, or when Close runs while it dials, the error wraps
@@ -342,7 +351,7 @@ func (e *Env) ConnectAs(part Part, role string, opts ...nats.Option) (*nats.Conn
 		// nats.ErrPermissionViolation instead of looking like silence.
 		nats.PermissionErrOnSubscribe(true),
 		nats.ErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
-			if Claimed(nc, err) {
+			if denials.Claimed(nc, err) {
 				// Somebody waits for it (Request) and returns it.
 				return
 			}
@@ -359,7 +368,7 @@ func (e *Env) ConnectAs(part Part, role string, opts ...nats.Option) (*nats.Conn
 		}),
 	}, who...)
 	all = append(all, opts...)
-	all = append(all, e.eventHandlers(c), denialsOption())
+	all = append(all, e.eventHandlers(c), denials.Option())
 	nc, err := nats.Connect(e.URL, all...)
 	interrupted := !dialer.connected()
 	if err == nil && interrupted {
@@ -374,7 +383,7 @@ func (e *Env) ConnectAs(part Part, role string, opts ...nats.Option) (*nats.Conn
 		}
 		return nil, e.wrapErr(fmt.Errorf("connect %s %s to %s: %w", e.Scenario, role, Redact(e.URL), err))
 	}
-	_ = hook(nc)
+	denials.Rehook(nc)
 	c.mu.Lock()
 	c.nc = nc
 	if c.server == "" { // unless a reconnect has already set it

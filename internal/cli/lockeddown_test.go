@@ -12,7 +12,8 @@ import (
 
 	"reqreply/internal/cli"
 	"reqreply/internal/cli/clitest"
-	"reqreply/internal/testserver"
+
+	"reqreply/denials"
 )
 
 // security/locked-down.conf lets the responder publish nothing but
@@ -40,7 +41,7 @@ func TestLockedDownRepliesNeverReachJetStreamAPI(t *testing.T) {
 	}
 	svcErr, svc := connect("responder", "")
 	requests := make(chan *nats.Msg, 4)
-	_, err := cli.SubscribeChecked(context.Background(), svc, "greet.*", "", func() (*nats.Subscription, error) {
+	_, err := denials.SubscribeChecked(context.Background(), svc, "greet.*", "", func() (*nats.Subscription, error) {
 		return svc.ChanSubscribe("greet.*", requests)
 	})
 	require.NoError(t, err)
@@ -78,12 +79,12 @@ func TestLockedDownRepliesNeverReachJetStreamAPI(t *testing.T) {
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			subject := "greet." + strconv.Itoa(i)
-			err := cli.PublishChecked(context.Background(), req, &nats.Msg{Subject: subject, Reply: tc.reply})
+			err := denials.PublishChecked(context.Background(), req, &nats.Msg{Subject: subject, Reply: tc.reply})
 			if !tc.refused {
 				require.NoError(t, err)
 				m := next(t)
 				require.Equal(t, tc.reply, m.Reply)
-				require.NoError(t, cli.PublishChecked(context.Background(), svc, &nats.Msg{Subject: m.Reply, Data: []byte("hello")}))
+				require.NoError(t, denials.PublishChecked(context.Background(), svc, &nats.Msg{Subject: m.Reply, Data: []byte("hello")}))
 				select {
 				case r := <-replies:
 					assert.Equal(t, "hello", string(r.Data))
@@ -92,7 +93,7 @@ func TestLockedDownRepliesNeverReachJetStreamAPI(t *testing.T) {
 				}
 				return
 			}
-			require.ErrorIs(t, err, cli.ErrDenied)
+			require.ErrorIs(t, err, denials.ErrDenied)
 			require.ErrorIs(t, err, nats.ErrPermissionViolation)
 			assert.Contains(t, err.Error(), `"`+tc.reply+`"`)
 
@@ -103,8 +104,8 @@ func TestLockedDownRepliesNeverReachJetStreamAPI(t *testing.T) {
 			assert.Equal(t, inbox, next(t).Reply, "the refused request reached the responder")
 
 			// Nor can the responder publish there itself.
-			err = cli.PublishChecked(context.Background(), svc, &nats.Msg{Subject: tc.reply})
-			require.ErrorIs(t, err, cli.ErrDenied)
+			err = denials.PublishChecked(context.Background(), svc, &nats.Msg{Subject: tc.reply})
+			require.ErrorIs(t, err, denials.ErrDenied)
 			assert.Contains(t, err.Error(), `"`+tc.reply+`"`)
 		})
 	}
@@ -112,52 +113,4 @@ func TestLockedDownRepliesNeverReachJetStreamAPI(t *testing.T) {
 	require.NoError(t, req.Flush())
 	assert.Empty(t, svcErr.String(), "each denial is PublishChecked's error, not also printed")
 	assert.Empty(t, reqErr.String(), "each refusal is PublishChecked's error, not also printed")
-}
-
-// A Request whose inbox prefix the server refuses as a reply subject (a
-// reserved one: $JS.API.>, any JetStream domain's too) ends within one
-// round trip with that refusal, not at its timeout, and nothing is
-// printed; with an ordinary prefix it is answered.
-func TestRequestRefusedReplyEndsAtOnce(t *testing.T) {
-	s := testserver.New(t)
-	env := cli.NewEnv("refused", s.ClientURL())
-	stderr := &clitest.Buffer{}
-	env.Stderr = stderr
-	t.Cleanup(func() { require.NoError(t, env.Close()) })
-	svc, err := env.Connect("service")
-	require.NoError(t, err)
-	_, err = svc.Subscribe("svc", func(m *nats.Msg) { _ = m.Respond([]byte("hi")) })
-	require.NoError(t, err)
-	require.NoError(t, svc.Flush())
-
-	const timeout = 10 * time.Second
-	tests := []struct {
-		prefix  string
-		refused bool
-	}{
-		{prefix: "_INBOX_ok"},
-		{prefix: "$JS.API.INBOX", refused: true},
-		{prefix: "$JS.hub.API.INBOX", refused: true},
-	}
-	for _, tc := range tests {
-		t.Run(tc.prefix, func(t *testing.T) {
-			nc, err := env.Connect("requester", nats.CustomInboxPrefix(tc.prefix))
-			require.NoError(t, err)
-			ctx, cancel := context.WithTimeout(context.Background(), timeout)
-			defer cancel()
-			start := time.Now()
-			m, err := cli.Request(ctx, nc, nats.NewMsg("svc"))
-			if !tc.refused {
-				require.NoError(t, err)
-				assert.Equal(t, "hi", string(m.Data))
-				return
-			}
-			require.ErrorIs(t, err, cli.ErrDenied)
-			require.ErrorIs(t, err, nats.ErrPermissionViolation)
-			assert.Contains(t, err.Error(), `"`+tc.prefix+`.`)
-			assert.Less(t, time.Since(start), 2*time.Second, "the refusal must end the request, not its %v timeout", timeout)
-			require.NoError(t, nc.Flush())
-			assert.Empty(t, stderr.String(), "the refusal is the request's error, not also printed")
-		})
-	}
 }

@@ -1,4 +1,4 @@
-package cli
+package cli_test
 
 import (
 	"context"
@@ -13,51 +13,23 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"reqreply/denials"
+	"reqreply/internal/cli"
+	"reqreply/internal/cli/clitest"
 )
 
-var testLock = Lockdown{Service: []string{"svc.*"}}
-
-// secureEnv starts a locked-down embedded server for one test.
-func secureEnv(t *testing.T) (*Env, *syncBuffer) {
-	t.Helper()
-	env, err := EmbeddedSecure("prog", testLock)
-	require.NoError(t, err)
-	var stderr syncBuffer
-	env.Stderr = &stderr
-	t.Cleanup(func() { require.NoError(t, env.Close()) })
-	return env, &stderr
-}
-
-// echo serves svc.* on nc, answering each request with its subject, and
-// flushes so that the server has the subscription.
-func echo(t *testing.T, nc *nats.Conn) {
-	t.Helper()
-	_, err := nc.Subscribe("svc.*", func(m *nats.Msg) { _ = m.Respond([]byte(m.Subject)) })
-	require.NoError(t, err)
-	require.NoError(t, nc.Flush())
-}
-
-// requireDenied asserts err is a permission denial naming subject.
-func requireDenied(t *testing.T, err error, subject string) {
-	t.Helper()
-	require.Error(t, err)
-	assert.ErrorIs(t, err, nats.ErrPermissionViolation)
-	assert.ErrorIs(t, err, ErrDenied)
-	assert.NotErrorIs(t, err, context.DeadlineExceeded, "the denial must end the request, not its deadline")
-	assert.Contains(t, err.Error(), fmt.Sprintf("%q", subject))
-}
-
 func TestLockdownAllowsTheRequestReply(t *testing.T) {
-	env, stderr := secureEnv(t)
-	svc, err := env.ConnectAs(Responder, "service")
+	env, stderr := clitest.SecureEnv(t)
+	svc, err := env.ConnectAs(cli.Responder, "service")
 	require.NoError(t, err)
-	echo(t, svc)
-	req, err := env.ConnectAs(Requester, "requester")
+	clitest.Echo(t, svc)
+	req, err := env.ConnectAs(cli.Requester, "requester")
 	require.NoError(t, err)
 
-	assert.True(t, strings.HasPrefix(req.NewInbox(), InboxPrefix+"."), "the requester's inboxes are under its prefix")
+	assert.True(t, strings.HasPrefix(req.NewInbox(), cli.InboxPrefix+"."), "the requester's inboxes are under its prefix")
 	for range 3 { // one inbox each, all allowed
-		reply, err := Request(context.Background(), req, nats.NewMsg("svc.a"))
+		reply, err := denials.Request(context.Background(), req, nats.NewMsg("svc.a"))
 		require.NoError(t, err)
 		assert.Equal(t, "svc.a", string(reply.Data))
 	}
@@ -69,7 +41,7 @@ func TestLockdownAllowsTheRequestReply(t *testing.T) {
 	assert.Empty(t, stderr.String())
 
 	_, err = env.Connect("no part")
-	assert.ErrorIs(t, err, ErrNoPart)
+	assert.ErrorIs(t, err, cli.ErrNoPart)
 }
 
 func TestLockdownDenials(t *testing.T) {
@@ -81,7 +53,7 @@ func TestLockdownDenials(t *testing.T) {
 		do func(t *testing.T, req, svc *nats.Conn, m *nats.Msg) (subject string, err error)
 	}{
 		{"requester publishes outside the service", func(t *testing.T, req, _ *nats.Conn, _ *nats.Msg) (string, error) {
-			_, err := Request(context.Background(), req, nats.NewMsg("other.a"))
+			_, err := denials.Request(context.Background(), req, nats.NewMsg("other.a"))
 			return "other.a", err
 		}},
 		{"requester subscribes outside its prefix", func(t *testing.T, req, _ *nats.Conn, _ *nats.Msg) (string, error) {
@@ -90,46 +62,46 @@ func TestLockdownDenials(t *testing.T) {
 			require.NoError(t, err)
 			require.NoError(t, req.Flush())
 			_, err = sub.NextMsg(time.Minute)
-			return "_INBOX.x", fmt.Errorf("%w: %w", ErrDenied, err)
+			return "_INBOX.x", fmt.Errorf("%w: %w", denials.ErrDenied, err)
 		}},
 		{"requester takes requests", func(t *testing.T, req, _ *nats.Conn, _ *nats.Msg) (string, error) {
 			sub, err := req.SubscribeSync("svc.*")
 			require.NoError(t, err)
 			require.NoError(t, req.Flush())
 			_, err = sub.NextMsg(time.Minute)
-			return "svc.*", fmt.Errorf("%w: %w", ErrDenied, err)
+			return "svc.*", fmt.Errorf("%w: %w", denials.ErrDenied, err)
 		}},
 		{"responder reads the requester's inboxes", func(t *testing.T, _, svc *nats.Conn, _ *nats.Msg) (string, error) {
-			sub, err := svc.SubscribeSync(InboxPrefix + ".>")
+			sub, err := svc.SubscribeSync(cli.InboxPrefix + ".>")
 			require.NoError(t, err)
 			require.NoError(t, svc.Flush())
 			_, err = sub.NextMsg(time.Minute)
-			return InboxPrefix + ".>", fmt.Errorf("%w: %w", ErrDenied, err)
+			return cli.InboxPrefix + ".>", fmt.Errorf("%w: %w", denials.ErrDenied, err)
 		}},
 		{"responder publishes elsewhere", func(t *testing.T, _, svc *nats.Conn, _ *nats.Msg) (string, error) {
-			return "svc.a", PublishChecked(context.Background(), svc, nats.NewMsg("svc.a"))
+			return "svc.a", denials.PublishChecked(context.Background(), svc, nats.NewMsg("svc.a"))
 		}},
 		{"responder sends a request", func(t *testing.T, _, svc *nats.Conn, _ *nats.Msg) (string, error) {
 			// Its inbox subscription goes first, so its denial comes first.
-			_, err := Request(context.Background(), svc, nats.NewMsg("svc.a"))
+			_, err := denials.Request(context.Background(), svc, nats.NewMsg("svc.a"))
 			require.Error(t, err)
 			return regexp.MustCompile(`_INBOX\.[^"]+`).FindString(err.Error()), err
 		}},
 		{"responder answers twice", func(t *testing.T, _, svc *nats.Conn, m *nats.Msg) (string, error) {
 			first := nats.NewMsg(m.Reply)
 			first.Data = []byte("one")
-			require.NoError(t, PublishChecked(context.Background(), svc, first), "the first reply is allowed")
+			require.NoError(t, denials.PublishChecked(context.Background(), svc, first), "the first reply is allowed")
 			second := nats.NewMsg(m.Reply)
 			second.Data = []byte("two")
-			return m.Reply, PublishChecked(context.Background(), svc, second)
+			return m.Reply, denials.PublishChecked(context.Background(), svc, second)
 		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			env, stderr := secureEnv(t)
-			svc, err := env.ConnectAs(Responder, "service")
+			env, stderr := clitest.SecureEnv(t)
+			svc, err := env.ConnectAs(cli.Responder, "service")
 			require.NoError(t, err)
-			req, err := env.ConnectAs(Requester, "requester")
+			req, err := env.ConnectAs(cli.Requester, "requester")
 			require.NoError(t, err)
 			// A request under way, taken by the responder, so that it has
 			// a reply subject it may use once.
@@ -144,7 +116,7 @@ func TestLockdownDenials(t *testing.T) {
 			require.NoError(t, err)
 
 			subject, err := tc.do(t, req, svc, m)
-			requireDenied(t, err, subject)
+			clitest.RequireDenied(t, err, subject)
 
 			// The requester got no more than one reply.
 			if tc.name == "responder answers twice" {
@@ -166,33 +138,11 @@ func TestLockdownDenials(t *testing.T) {
 	}
 }
 
-// A denied inbox subscription fails each request within a round trip, also
-// the ones after the first (nats.go's own request mux, subscribed once and
-// denied, would make every later request time out).
-func TestRequestInboxDenied(t *testing.T) {
-	env, stderr := secureEnv(t)
-	svc, err := env.ConnectAs(Responder, "service")
-	require.NoError(t, err)
-	echo(t, svc)
-	// A requester that forgot its inbox prefix: the default _INBOX. is
-	// not its to read.
-	req, err := env.ConnectAs(Requester, "requester", nats.CustomInboxPrefix("_INBOX"))
-	require.NoError(t, err)
-	for range 3 {
-		_, err := Request(context.Background(), req, nats.NewMsg("svc.a"))
-		require.Error(t, err)
-		assert.ErrorIs(t, err, nats.ErrPermissionViolation)
-		assert.Contains(t, err.Error(), `Subscription to "_INBOX.`)
-		assert.NotErrorIs(t, err, context.DeadlineExceeded)
-	}
-	assert.NotContains(t, stderr.String(), "iolation", "each denial is the request's error, not also a printed line")
-}
-
 // A denial nobody waits for, such as a responder's late reply, is printed
 // by the connection's error handler, one line, masked.
 func TestUnclaimedDenialPrinted(t *testing.T) {
-	env, stderr := secureEnv(t)
-	svc, err := env.ConnectAs(Responder, "service")
+	env, stderr := clitest.SecureEnv(t)
+	svc, err := env.ConnectAs(cli.Responder, "service")
 	require.NoError(t, err)
 	require.NoError(t, svc.Publish("elsewhere", nil))
 	require.NoError(t, svc.Flush())
@@ -205,25 +155,25 @@ func TestExecSecureDenialOneLine(t *testing.T) {
 	for _, subject := range []string{"svc.a", "forbidden"} {
 		t.Run(subject, func(t *testing.T) {
 			fs := flag.NewFlagSet("prog", flag.ContinueOnError)
-			var stderr syncBuffer
-			code := Exec(fs, []string{"-secure"}, nil, func(ctx context.Context, env *Env) error {
+			var stderr clitest.Buffer
+			code := cli.Exec(fs, []string{"-secure"}, nil, func(ctx context.Context, env *cli.Env) error {
 				if subject == "svc.a" {
 					// The requester without its prefix: the inbox is denied.
-					nc, err := env.ConnectAs(Requester, "requester", nats.CustomInboxPrefix("_INBOX"))
+					nc, err := env.ConnectAs(cli.Requester, "requester", nats.CustomInboxPrefix("_INBOX"))
 					if err != nil {
 						return err
 					}
-					_, err = Request(ctx, nc, nats.NewMsg(subject))
+					_, err = denials.Request(ctx, nc, nats.NewMsg(subject))
 					return err
 				}
-				nc, err := env.ConnectAs(Requester, "requester")
+				nc, err := env.ConnectAs(cli.Requester, "requester")
 				if err != nil {
 					return err
 				}
-				_, err = Request(ctx, nc, nats.NewMsg(subject))
+				_, err = denials.Request(ctx, nc, nats.NewMsg(subject))
 				return err
-			}, env("", true), &stderr, Secure(testLock))
-			assert.Equal(t, ExitFailure, code)
+			}, func(string) string { return "" }, &stderr, cli.Secure(clitest.SecureLock))
+			assert.Equal(t, cli.ExitFailure, code)
 			lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
 			require.Len(t, lines, 2, stderr.String()) // the -secure line, the error
 			assert.Contains(t, lines[0], "-secure: an embedded nats-server")
@@ -245,30 +195,30 @@ func TestExecSecureRefusals(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			fs := flag.NewFlagSet("prog", flag.ContinueOnError)
-			var m Mode
+			var m cli.Mode
 			m.AddFlags(fs)
-			var stderr syncBuffer
-			code := Exec(fs, tc.args, nil, func(context.Context, *Env) error { return errors.New("ran") }, env("", true), &stderr, Secure(testLock))
-			assert.Equal(t, ExitUsage, code)
+			var stderr clitest.Buffer
+			code := cli.Exec(fs, tc.args, nil, func(context.Context, *cli.Env) error { return errors.New("ran") }, func(string) string { return "" }, &stderr, cli.Secure(clitest.SecureLock))
+			assert.Equal(t, cli.ExitUsage, code)
 			assert.Contains(t, stderr.String(), tc.want)
 		})
 	}
 	// A program not given Secure has no -secure.
 	fs := flag.NewFlagSet("prog", flag.ContinueOnError)
-	var stderr syncBuffer
-	code := Exec(fs, []string{"-secure"}, nil, func(context.Context, *Env) error { return nil }, env("", true), &stderr)
-	assert.Equal(t, ExitUsage, code)
+	var stderr clitest.Buffer
+	code := cli.Exec(fs, []string{"-secure"}, nil, func(context.Context, *cli.Env) error { return nil }, func(string) string { return "" }, &stderr)
+	assert.Equal(t, cli.ExitUsage, code)
 }
 
 // -secure wins over the environment, and says what it does not use.
 func TestExecSecureIgnoresEnvironment(t *testing.T) {
 	fs := flag.NewFlagSet("prog", flag.ContinueOnError)
-	var stderr syncBuffer
+	var stderr clitest.Buffer
 	getenv := func(k string) string {
 		return map[string]string{"NATS_URL": "nats://127.0.0.1:1", "NATS_USER": "u", "NATS_PASSWORD": "Pw-s3cret"}[k]
 	}
-	code := Exec(fs, []string{"-secure"}, nil, func(ctx context.Context, env *Env) error {
-		svc, err := env.ConnectAs(Responder, "service")
+	code := cli.Exec(fs, []string{"-secure"}, nil, func(ctx context.Context, env *cli.Env) error {
+		svc, err := env.ConnectAs(cli.Responder, "service")
 		if err != nil {
 			return err
 		}
@@ -278,70 +228,16 @@ func TestExecSecureIgnoresEnvironment(t *testing.T) {
 		if err := svc.Flush(); err != nil {
 			return err
 		}
-		nc, err := env.ConnectAs(Requester, "requester")
+		nc, err := env.ConnectAs(cli.Requester, "requester")
 		if err != nil {
 			return err
 		}
-		_, err = Request(ctx, nc, nats.NewMsg("svc.x"))
+		_, err = denials.Request(ctx, nc, nats.NewMsg("svc.x"))
 		return err
-	}, getenv, &stderr, Secure(testLock))
-	assert.Equal(t, ExitOK, code, stderr.String())
+	}, getenv, &stderr, cli.Secure(clitest.SecureLock))
+	assert.Equal(t, cli.ExitOK, code, stderr.String())
 	assert.Contains(t, stderr.String(), "not used: NATS_URL, NATS_USER, NATS_PASSWORD")
 	assert.NotContains(t, stderr.String(), "Pw-s3cret")
-}
-
-// SubscribeChecked: a responder's subscription its user may not make
-// fails at once, naming the subject and queue group, and is not also
-// printed; an allowed one passes. WatchDenials reports a denied publish.
-func TestSubscribeCheckedAndWatch(t *testing.T) {
-	env, stderr := secureEnv(t)
-	req, err := env.ConnectAs(Requester, "requester")
-	require.NoError(t, err)
-	svc, err := env.ConnectAs(Responder, "service")
-	require.NoError(t, err)
-
-	tests := []struct {
-		name   string
-		nc     *nats.Conn
-		queue  string
-		denied string
-	}{
-		{name: "responder serves", nc: svc},
-		{name: "responder serves in a queue group", nc: svc, queue: "q"},
-		{name: "requester serves", nc: req, denied: `Subscription to "svc.*"`},
-		{name: "requester serves in a queue group", nc: req, queue: "q", denied: `Subscription to "svc.*" using queue "q"`},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			sub, err := SubscribeChecked(context.Background(), tc.nc, "svc.*", tc.queue, func() (*nats.Subscription, error) {
-				return tc.nc.QueueSubscribeSync("svc.*", tc.queue)
-			})
-			if tc.denied == "" {
-				require.NoError(t, err)
-				require.NoError(t, sub.Unsubscribe())
-				return
-			}
-			assert.Nil(t, sub)
-			require.ErrorIs(t, err, nats.ErrPermissionViolation)
-			assert.ErrorIs(t, err, ErrDenied)
-			assert.Contains(t, err.Error(), tc.denied)
-		})
-	}
-
-	got := make(chan error, 1)
-	stop := WatchDenials(svc, func(err error) { got <- err }, []string{"elsewhere"}, nil)
-	require.NoError(t, svc.Publish("elsewhere", nil))
-	err = <-got
-	stop()
-	require.ErrorIs(t, err, nats.ErrPermissionViolation)
-	assert.ErrorIs(t, err, ErrDenied)
-	assert.Contains(t, err.Error(), `Publish to "elsewhere"`)
-
-	// Nothing printed: each denial was returned. (A flush on each
-	// connection first: any violation not claimed would be printed by now.)
-	require.NoError(t, req.Flush())
-	require.NoError(t, svc.Flush())
-	assert.NotContains(t, stderr.String(), "iolation")
 }
 
 // allow_responses as Lockdown sets it: MaxReplies replies per request, and
@@ -350,25 +246,25 @@ func TestSubscribeCheckedAndWatch(t *testing.T) {
 func TestLockdownReplyLimits(t *testing.T) {
 	tests := []struct {
 		name    string
-		lock    Lockdown
+		lock    cli.Lockdown
 		allowed int // replies allowed before the denial
 	}{
-		{"one reply by default", Lockdown{Service: []string{"svc.*"}}, 1},
-		{"two replies", Lockdown{Service: []string{"svc.*"}, MaxReplies: 2}, 2},
-		{"window passed", Lockdown{Service: []string{"svc.*"}, ReplyWindow: time.Nanosecond}, 0},
+		{"one reply by default", cli.Lockdown{Service: []string{"svc.*"}}, 1},
+		{"two replies", cli.Lockdown{Service: []string{"svc.*"}, MaxReplies: 2}, 2},
+		{"window passed", cli.Lockdown{Service: []string{"svc.*"}, ReplyWindow: time.Nanosecond}, 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			env, err := EmbeddedSecure("prog", tc.lock)
+			env, err := cli.EmbeddedSecure("prog", tc.lock)
 			require.NoError(t, err)
-			var stderr syncBuffer
+			var stderr clitest.Buffer
 			env.Stderr = &stderr
 			t.Cleanup(func() { require.NoError(t, env.Close()) })
-			svc, err := env.ConnectAs(Responder, "service")
+			svc, err := env.ConnectAs(cli.Responder, "service")
 			require.NoError(t, err)
-			req, err := env.ConnectAs(Requester, "requester")
+			req, err := env.ConnectAs(cli.Requester, "requester")
 			require.NoError(t, err)
-			in, err := SubscribeChecked(context.Background(), svc, "svc.*", "", func() (*nats.Subscription, error) {
+			in, err := denials.SubscribeChecked(context.Background(), svc, "svc.*", "", func() (*nats.Subscription, error) {
 				return svc.SubscribeSync("svc.*")
 			})
 			require.NoError(t, err)
@@ -376,10 +272,10 @@ func TestLockdownReplyLimits(t *testing.T) {
 			m, err := in.NextMsg(time.Minute)
 			require.NoError(t, err)
 			for range tc.allowed {
-				require.NoError(t, PublishChecked(context.Background(), svc, nats.NewMsg(m.Reply)))
+				require.NoError(t, denials.PublishChecked(context.Background(), svc, nats.NewMsg(m.Reply)))
 			}
-			err = PublishChecked(context.Background(), svc, nats.NewMsg(m.Reply))
-			requireDenied(t, err, m.Reply)
+			err = denials.PublishChecked(context.Background(), svc, nats.NewMsg(m.Reply))
+			clitest.RequireDenied(t, err, m.Reply)
 		})
 	}
 }

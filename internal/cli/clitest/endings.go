@@ -115,7 +115,7 @@ func RunEndings(t *testing.T, s *server.Server, env *cli.Env, ids map[cli.Part]c
 // RequestFunc makes one request to the subject prefix+token (prefix as
 // given to RequestEndings) on nc, waiting at most timeout or until ctx
 // ends, and returns its error: a program's request call (Greet, Ask) or
-// cli.Request itself.
+// denials.Request itself.
 type RequestFunc func(ctx context.Context, nc *nats.Conn, token string, timeout time.Duration) error
 
 // RequestEndings runs request (see RunEndings) once for each way a request

@@ -1,4 +1,4 @@
-package cli_test
+package denials_test
 
 import (
 	"context"
@@ -7,11 +7,11 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"reqreply/internal/cli"
+	"reqreply/denials"
 	"reqreply/internal/cli/clitest"
 )
 
-// However a cli.Request ends, it ends on time (a close or a cancel during
+// However a denials.Request ends, it ends on time (a close or a cancel during
 // the wait within one round trip) and leaves nothing behind: no
 // subscription on the client or the server (a no-responders status too),
 // no goroutine.
@@ -19,7 +19,7 @@ func TestRequestEndingsLeaveNothing(t *testing.T) {
 	clitest.RequestEndings(t, "svc.", func(ctx context.Context, nc *nats.Conn, token string, timeout time.Duration) error {
 		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
-		_, err := cli.Request(ctx, nc, nats.NewMsg("svc."+token))
+		_, err := denials.Request(ctx, nc, nats.NewMsg("svc."+token))
 		return err
 	})
 }

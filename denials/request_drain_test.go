@@ -1,4 +1,4 @@
-package cli_test
+package denials_test
 
 import (
 	"context"
@@ -9,11 +9,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"reqreply/internal/cli"
+	"reqreply/denials"
 	"reqreply/internal/testserver"
 )
 
-// A drain of the connection during a cli.Request ends it within one round
+// A drain of the connection during a denials.Request ends it within one round
 // trip (as a close does), with nats.ErrConnectionClosed, and the drain
 // itself is not held.
 func TestRequestDrainDuringWait(t *testing.T) {
@@ -41,7 +41,7 @@ func TestRequestDrainDuringWait(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			start := time.Now()
-			_, err = cli.Request(ctx, nc, nats.NewMsg("hold"))
+			_, err = denials.Request(ctx, nc, nats.NewMsg("hold"))
 			took := time.Since(start)
 			require.ErrorIs(t, err, nats.ErrConnectionClosed)
 			assert.Less(t, took, 2*time.Second)
@@ -50,7 +50,7 @@ func TestRequestDrainDuringWait(t *testing.T) {
 }
 
 // A close while disconnected (the request in the reconnect buffer) ends a
-// cli.Request at once with nats.ErrConnectionClosed.
+// denials.Request at once with nats.ErrConnectionClosed.
 func TestRequestClosedWhileDisconnected(t *testing.T) {
 	s := testserver.New(t)
 	nc, err := nats.Connect(s.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(time.Hour))
@@ -58,7 +58,7 @@ func TestRequestClosedWhileDisconnected(t *testing.T) {
 	defer nc.Close()
 	// a first request, so the inbox is known allowed
 	ctx0, cancel0 := context.WithTimeout(context.Background(), 5*time.Second)
-	_, err = cli.Request(ctx0, nc, nats.NewMsg("nobody"))
+	_, err = denials.Request(ctx0, nc, nats.NewMsg("nobody"))
 	cancel0()
 	require.ErrorIs(t, err, nats.ErrNoResponders)
 	s.Shutdown()
@@ -74,7 +74,7 @@ func TestRequestClosedWhileDisconnected(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	start := time.Now()
-	_, err = cli.Request(ctx, nc, nats.NewMsg("hold"))
+	_, err = denials.Request(ctx, nc, nats.NewMsg("hold"))
 	require.ErrorIs(t, err, nats.ErrConnectionClosed)
 	assert.Less(t, time.Since(start), 2*time.Second)
 }

@@ -2,7 +2,7 @@
 // that the responders' interest has reached its own server before it sends
 // its first real request.
 
-package cli
+package probe
 
 import (
 	"context"
@@ -22,39 +22,39 @@ import (
 // or, for a plain subscriber, is not delivered to it. A client cannot read
 // another server's interest; it can send a request and see who answers. A
 // probe is such a request: sent on the responders' own subject, so it goes
-// where a real request would, marked with ProbeHeader so that responders
+// where a real request would, marked with Header so that responders
 // answer it at once with their name and do not count it as work.
 
-// ProbeHeader is the header that marks a readiness probe. Its value is the
-// probe's number; a responder answers with AnswerProbe.
-const ProbeHeader = "Reqreply-Probe"
+// Header is the header that marks a readiness probe. Its value is the
+// probe's number; a responder answers with Answer (or Handler).
+const Header = "Reqreply-Probe"
 
-// ProbeStepMax bounds the pause between two probes that saw nothing new:
+// StepMax bounds the pause between two probes that saw nothing new:
 // the pause starts at 1 ms (probeFirstStep) and doubles up to 50 ms.
-const ProbeStepMax = 50 * time.Millisecond
+const StepMax = 50 * time.Millisecond
 
 // probeFirstStep is the first pause after a probe: 1 ms. A variable for
 // the tests, which shorten it to make every answer come after its pause
 // (as on a loaded machine) without waiting for a load.
 var probeFirstStep = time.Millisecond
 
-// ProbeNoRespondersFor is how long AwaitResponders keeps probing while
+// NoRespondersFor is how long Await keeps probing while
 // every answer is no responders before it concludes that nobody serves the
 // subject: 500 ms (or the wait's timeout, if shorter). Interest crosses a
 // route, a leaf connection or a gateway within milliseconds on a healthy
 // system, so this keeps a requester that nobody serves failing fast.
-const ProbeNoRespondersFor = 500 * time.Millisecond
+const NoRespondersFor = 500 * time.Millisecond
 
-// IsProbe reports whether m is a readiness probe.
-func IsProbe(m *nats.Msg) bool { return m.Header != nil && m.Header.Get(ProbeHeader) != "" }
+// Is reports whether m is a readiness probe.
+func Is(m *nats.Msg) bool { return m.Header != nil && m.Header.Get(Header) != "" }
 
-// AnswerProbe answers m with name as the payload if m is a readiness probe,
+// Answer answers m with name as the payload if m is a readiness probe,
 // and reports whether it was one: a responder's handler calls it first and
 // returns when it is true, so probes are neither worked on nor counted. A
 // failed reply (the connection closing) is not reported: the prober probes
 // again.
-func AnswerProbe(m *nats.Msg, name string) bool {
-	if !IsProbe(m) {
+func Answer(m *nats.Msg, name string) bool {
+	if !Is(m) {
 		return false
 	}
 	if m.Reply != "" {
@@ -144,7 +144,7 @@ type Probed struct {
 	// Skipped is set when the server has no header support, which probes
 	// need: nothing was sent and nothing is known.
 	Skipped bool
-	// leaving is set by AwaitNoResponders, whose wait ends with a probe
+	// leaving is set by AwaitNone, whose wait ends with a probe
 	// that got no responders.
 	leaving bool
 	// endedBy is the number of the probe whose answer ended the wait (1 for
@@ -159,10 +159,10 @@ type Probed struct {
 }
 
 // Delayed reports whether the wait was not over at once. After
-// AwaitResponders: a probe got no responders, or one sent before the
+// Await: a probe got no responders, or one sent before the
 // answer that ended the wait got no answer at all (probes answered by a
 // member already seen, as AllOf needs with a queue group, are no delay).
-// After AwaitNoResponders: the no-responders status that ended the wait
+// After AwaitNone: the no-responders status that ended the wait
 // was not the first probe's (someone still answered it, or it went where
 // nobody took it). An answer that came after its pause, as on a loaded
 // machine, is no delay either way: Unanswered counts those too, so it
@@ -188,77 +188,70 @@ func (p Probed) String() string {
 		p.Probes, p.Refused, p.Unanswered, who)
 }
 
-// SetupTimeout bounds the round trips a program makes around its requests
-// (a wait for interest to arrive or to go, a flush, reading stats): the
-// request timeout, but at least nats.DefaultTimeout (2 s), so that a short
-// timeout meant for the requests does not cut short a wait that a loaded
-// machine or a route makes longer. Nobody serving still ends a wait for
-// interest after ProbeNoRespondersFor.
-func SetupTimeout(timeout time.Duration) time.Duration {
-	return max(timeout, nats.DefaultTimeout)
-}
-
-// AwaitResponders probes subject from nc until want is met or timeout
+// Await probes subject from nc until want is met or timeout
 // passes (by the clock), and returns what it saw. Each probe is a request
-// marked with ProbeHeader and answered by AnswerProbe; answers to earlier
+// marked with Header and answered by Answer; answers to earlier
 // probes count too, since interest, once visible, stays until its
 // responder leaves. A probe whose first answer brings a new name (a queue
 // group answers each probe once) is followed by the next one at once;
 // plain subscribers all answer every probe, so the further answers to one
-// probe never call for another; otherwise the pause doubles from 1 ms to ProbeStepMax, and
-// a no-responders status (nobody's interest visible yet) waits the pause
+// probe never call for another; otherwise the pause doubles from 1 ms to
+// StepMax, and a no-responders status (nobody's interest visible yet) waits the pause
 // out too.
 //
 // Errors: nil once want is met; an error wrapping nats.ErrNoResponders when
 // nobody has answered and probes have got no responders for
-// ProbeNoRespondersFor (nobody serves the subject: a requester fails fast),
+// NoRespondersFor (nobody serves the subject: a requester fails fast),
 // or the timeout passed and the last answers were no-responders statuses;
 // nats.ErrTimeout when it passed otherwise (the names still missing are in
-// the message); ctx's error when it ends first; an error wrapping
-// nats.ErrPermissionViolation and ErrDenied, naming the subject, within one
-// round trip, when the server's permissions deny the probes' inbox
-// subscription or their publish (the inbox is checked with
-// SubscribeChecked, the first probe with PublishChecked: one flush each per
-// wait); the same, naming the reply subject, when a responder on another
-// connection of this process has its answer to a probe denied (its user
-// may not publish replies: see watchProbeAnswers), within one round trip
-// of that answer; nats.go's subscribe or publish error. A server without header support cannot carry a probe:
-// then nothing is sent and Probed.Skipped is set, with a nil error.
-func AwaitResponders(ctx context.Context, nc *nats.Conn, subject string, want Want, timeout time.Duration) (Probed, error) {
+// the message); ctx's error when it ends first; nats.ErrConnectionClosed
+// when nc closes during the wait; nats.go's subscribe or publish error.
+// With Checks installed (UseChecks): an error wrapping
+// nats.ErrPermissionViolation, naming the subject, within one round trip,
+// when the server's permissions deny the probes' inbox subscription or
+// their publish (the inbox is checked with Checks.SubscribeChecked, the
+// first probe with Checks.PublishChecked: one flush each per wait); the
+// same, naming the reply subject, when a responder on another connection
+// of this process has its answer to a probe denied (its user may not
+// publish replies: see Checks.WatchAnswers), within one round trip of that
+// answer. Without them, a denial leaves the probes unanswered until the
+// timeout. A server without header support cannot carry a probe: then
+// nothing is sent and Probed.Skipped is set, with a nil error.
+func Await(ctx context.Context, nc *nats.Conn, subject string, want Want, timeout time.Duration) (Probed, error) {
 	return probe(ctx, nc, subject, timeout, want.settled, true, func(seen map[string]bool, _ bool) bool { return want.met(seen) },
 		func(seen map[string]bool, noResponders bool) error {
 			if noResponders && len(seen) == 0 {
-				return fmt.Errorf("probe %q: nobody's interest reached %s: %w", subject, ServerName(nc), nats.ErrNoResponders)
+				return fmt.Errorf("probe %q: nobody's interest reached %s: %w", subject, serverName(nc), nats.ErrNoResponders)
 			}
 			return fmt.Errorf("probe %q: still waiting for %v: %w", subject, want.missing(seen), nats.ErrTimeout)
 		})
 }
 
-// AwaitNoResponders probes subject from nc until the server answers a
+// AwaitNone probes subject from nc until the server answers a
 // probe with no responders, or timeout passes: after every responder has
 // left, that is when their interest is gone from nc's server too, so a
 // request gets no responders at once instead of being routed to a server
 // whose responder has gone. A probe answered by someone, or not answered
 // (routed to where a responder just left), is followed by another after a
-// pause that doubles from 1 ms to ProbeStepMax. Errors: an error wrapping
+// pause that doubles from 1 ms to StepMax. Errors: an error wrapping
 // nats.ErrTimeout when it did not happen in time; ctx's; a permissions
-// denial as for AwaitResponders; nats.go's. A
-// server without header support: Probed.Skipped, nil.
-func AwaitNoResponders(ctx context.Context, nc *nats.Conn, subject string, timeout time.Duration) (Probed, error) {
+// denial as for Await; nats.go's. A server without header support:
+// Probed.Skipped, nil.
+func AwaitNone(ctx context.Context, nc *nats.Conn, subject string, timeout time.Duration) (Probed, error) {
 	p, err := probe(ctx, nc, subject, timeout, false, false, func(_ map[string]bool, noResponders bool) bool { return noResponders },
 		func(seen map[string]bool, _ bool) error {
-			return fmt.Errorf("probe %q: interest still visible from %s (answered by %d responders): %w", subject, ServerName(nc), len(seen), nats.ErrTimeout)
+			return fmt.Errorf("probe %q: interest still visible from %s (answered by %d responders): %w", subject, serverName(nc), len(seen), nats.ErrTimeout)
 		})
 	p.leaving = true
 	return p, err
 }
 
-// probe is the loop of AwaitResponders and AwaitNoResponders: done says
+// probe is the loop of Await and AwaitNone: done says
 // when the answers so far (and whether the last answer was a no-responders
 // status) end the wait; fail makes the error when the timeout passes; with
 // settle, a wait that is done goes on until every probe is accounted for
 // (see Want.Settled); with failFast, probes that have got nothing but no
-// responders for ProbeNoRespondersFor end the wait with fail.
+// responders for NoRespondersFor end the wait with fail.
 func probe(ctx context.Context, nc *nats.Conn, subject string, timeout time.Duration, settle, failFast bool,
 	done func(seen map[string]bool, noResponders bool) bool, fail func(seen map[string]bool, noResponders bool) error) (Probed, error) {
 	var p Probed
@@ -280,22 +273,38 @@ func probe(ctx context.Context, nc *nats.Conn, subject string, timeout time.Dura
 	// loop sends probes between two reads; nats.go drops what overflows (a
 	// slow consumer), which only costs another probe.
 	answers := make(chan *nats.Msg, 256)
-	sub, err := SubscribeChecked(sctx, nc, inbox+".*", "", func() (*nats.Subscription, error) {
-		return nc.ChanSubscribe(inbox+".*", answers)
-	})
+	checks := current()
+	subscribe := func() (*nats.Subscription, error) { return nc.ChanSubscribe(inbox+".*", answers) }
+	var sub *nats.Subscription
+	var err error
+	if checks != nil {
+		sub, err = checks.SubscribeChecked(sctx, nc, inbox+".*", "", subscribe)
+	} else {
+		sub, err = subscribe()
+	}
 	cancel()
 	if err != nil {
-		// A denied inbox has SubscribeChecked's inbox-prefix hint.
+		// A denied inbox has the checks' inbox-prefix hint.
 		return p, fmt.Errorf("probe %q: inbox: %w", subject, err)
 	}
 	defer func() { _ = sub.Unsubscribe() }() // answers after this are not needed
-	closed, unwatch := closeSignal(nc)
-	defer unwatch()
+	// nats.go sends a subscription no status when its connection closes:
+	// the wait watches the connection itself.
+	closed := nc.StatusChanged(nats.CLOSED)
+	defer nc.RemoveStatusListener(closed)
+	if nc.IsClosed() {
+		select {
+		case closed <- nats.CLOSED:
+		default: // the close event is there already
+		}
+	}
 	// A responder of this process whose answers the server denies ends the
-	// wait at once with that denial (see watchProbeAnswers).
+	// wait at once with that denial (see Checks.WatchAnswers).
 	deniedAnswer := make(chan error, 1)
-	stopAnswers := watchProbeAnswers(inbox, func(err error) { deniedAnswer <- err })
-	defer stopAnswers()
+	if checks != nil {
+		stopAnswers := checks.WatchAnswers(inbox, func(err error) { deniedAnswer <- err })
+		defer stopAnswers()
+	}
 	next := func(wait time.Duration) (*nats.Msg, error) {
 		return nextAnswer(ctx, answers, closed, deniedAnswer, wait)
 	}
@@ -325,18 +334,18 @@ func probe(ctx context.Context, nc *nats.Conn, subject string, timeout time.Dura
 	step := probeFirstStep
 	for {
 		p.Probes++
-		msg := &nats.Msg{Subject: subject, Reply: inbox + "." + strconv.Itoa(p.Probes), Header: nats.Header{ProbeHeader: []string{strconv.Itoa(p.Probes)}}}
-		// The first probe is checked (PublishChecked: one flush) so that a
+		msg := &nats.Msg{Subject: subject, Reply: inbox + "." + strconv.Itoa(p.Probes), Header: nats.Header{Header: []string{strconv.Itoa(p.Probes)}}}
+		// The first probe is checked (Checks.PublishChecked: one flush) so that a
 		// publish the server's permissions deny fails the wait within one
 		// round trip with that violation, once: the server would deny every
 		// later probe too, and say so only on the error handler. Once one is
 		// allowed, the rest to the same subject are.
 		var err error
-		if p.Probes == 1 && nc.Status() == nats.CONNECTED {
+		if checks != nil && p.Probes == 1 && nc.Status() == nats.CONNECTED {
 			pctx, cancel := context.WithDeadline(ctx, deadline)
-			err = PublishChecked(pctx, nc, msg)
+			err = checks.PublishChecked(pctx, nc, msg)
 			cancel()
-			if !errors.Is(err, ErrDenied) && ctx.Err() == nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrConnectionClosed)) {
+			if !errors.Is(err, nats.ErrPermissionViolation) && ctx.Err() == nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrConnectionClosed)) {
 				// The flush failed, not the publish (the wait's time is up,
 				// or a disconnect): the probe is sent, and the loop below
 				// sees the rest.
@@ -405,7 +414,7 @@ func probe(ctx context.Context, nc *nats.Conn, subject string, timeout time.Dura
 		if !heard {
 			p.Unanswered++
 		}
-		nobody := failFast && len(seen) == 0 && p.Refused > 0 && time.Since(start) >= ProbeNoRespondersFor
+		nobody := failFast && len(seen) == 0 && p.Refused > 0 && time.Since(start) >= NoRespondersFor
 		if time.Now().After(deadline) || nobody {
 			end(0)
 			return p, fail(seen, noResponders)
@@ -413,7 +422,7 @@ func probe(ctx context.Context, nc *nats.Conn, subject string, timeout time.Dura
 		if news {
 			step = time.Millisecond
 		} else {
-			step = min(2*step, ProbeStepMax)
+			step = min(2*step, StepMax)
 		}
 	}
 }
@@ -444,7 +453,7 @@ func (p *Probed) settle(ctx context.Context, next func(time.Duration) (*nats.Msg
 
 // nextAnswer returns the next answer from answers, or nil when wait passes
 // (by the clock); ctx's error when it ends first, nats.ErrConnectionClosed
-// when closed says the connection closed (see closeSignal), the error from
+// when closed says the connection closed (see probe), the error from
 // denied when a responder's answer was denied.
 func nextAnswer(ctx context.Context, answers <-chan *nats.Msg, closed <-chan nats.Status, denied <-chan error, wait time.Duration) (*nats.Msg, error) {
 	// An answer already there is taken even if the pause is over.
@@ -475,4 +484,14 @@ func nextAnswer(ctx context.Context, answers <-chan *nats.Msg, closed <-chan nat
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// serverName names the server nc is connected to, for an error: its
+// server_name, or its address when it has none (never its URL, which may
+// hold credentials).
+func serverName(nc *nats.Conn) string {
+	if name := nc.ConnectedServerName(); name != "" {
+		return name
+	}
+	return nc.ConnectedAddr()
 }

@@ -1,4 +1,4 @@
-package cli_test
+package denials_test
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 
-	"reqreply/internal/cli"
+	"reqreply/denials"
 	"reqreply/internal/testserver"
 )
 
@@ -44,21 +44,21 @@ func TestCheckedIgnoresEarlierViolations(t *testing.T) {
 		check func(ctx context.Context, nc *nats.Conn) error
 	}{
 		{name: "SubscribeChecked", check: func(ctx context.Context, nc *nats.Conn) error {
-			sub, err := cli.SubscribeChecked(ctx, nc, "svc.x", "", func() (*nats.Subscription, error) { return nc.SubscribeSync("svc.x") })
+			sub, err := denials.SubscribeChecked(ctx, nc, "svc.x", "", func() (*nats.Subscription, error) { return nc.SubscribeSync("svc.x") })
 			if err == nil {
 				_ = sub.Unsubscribe()
 			}
 			return err
 		}},
 		{name: "SubscribeChecked, queue", check: func(ctx context.Context, nc *nats.Conn) error {
-			sub, err := cli.SubscribeChecked(ctx, nc, "svc.x", "q", func() (*nats.Subscription, error) { return nc.QueueSubscribeSync("svc.x", "q") })
+			sub, err := denials.SubscribeChecked(ctx, nc, "svc.x", "q", func() (*nats.Subscription, error) { return nc.QueueSubscribeSync("svc.x", "q") })
 			if err == nil {
 				_ = sub.Unsubscribe()
 			}
 			return err
 		}},
 		{name: "PublishChecked", check: func(ctx context.Context, nc *nats.Conn) error {
-			return cli.PublishChecked(ctx, nc, nats.NewMsg("svc.x"))
+			return denials.PublishChecked(ctx, nc, nats.NewMsg("svc.x"))
 		}},
 	}
 	for _, tc := range checks {

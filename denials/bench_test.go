@@ -1,4 +1,4 @@
-package cli
+package denials_test
 
 import (
 	"context"
@@ -8,11 +8,13 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 
+	"reqreply/denials"
+	"reqreply/internal/cli"
 	"reqreply/internal/testserver"
 )
 
 // BenchmarkRequest compares one request-reply round trip through
-// cli.Request (an inbox subscription per request, denials within a round
+// denials.Request (an inbox subscription per request, denials within a round
 // trip) with nats.go's RequestWithContext (one shared response mux), on one
 // embedded server, plain and under -secure's permissions.
 func BenchmarkRequest(b *testing.B) {
@@ -22,26 +24,26 @@ func BenchmarkRequest(b *testing.B) {
 			name = "secure"
 		}
 		b.Run(name, func(b *testing.B) {
-			var env *Env
+			var env *cli.Env
 			if secure {
 				var err error
-				env, err = EmbeddedSecure("bench", Lockdown{Service: []string{"svc.*"}})
+				env, err = cli.EmbeddedSecure("bench", cli.Lockdown{Service: []string{"svc.*"}})
 				require.NoError(b, err)
 			} else {
-				env = NewEnv("bench", testserver.New(b).ClientURL())
+				env = cli.NewEnv("bench", testserver.New(b).ClientURL())
 			}
 			b.Cleanup(func() { require.NoError(b, env.Close()) })
-			svc, err := env.ConnectAs(Responder, "service")
+			svc, err := env.ConnectAs(cli.Responder, "service")
 			require.NoError(b, err)
 			_, err = svc.Subscribe("svc.*", func(m *nats.Msg) { _ = m.Respond(nil) })
 			require.NoError(b, err)
 			require.NoError(b, svc.Flush())
-			nc, err := env.ConnectAs(Requester, "requester")
+			nc, err := env.ConnectAs(cli.Requester, "requester")
 			require.NoError(b, err)
-			b.Run("cli.Request", func(b *testing.B) {
+			b.Run("denials.Request", func(b *testing.B) {
 				for b.Loop() {
 					ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-					_, err := Request(ctx, nc, nats.NewMsg("svc.a"))
+					_, err := denials.Request(ctx, nc, nats.NewMsg("svc.a"))
 					cancel()
 					if err != nil {
 						b.Fatal(err)

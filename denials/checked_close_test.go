@@ -1,4 +1,4 @@
-package cli_test
+package denials_test
 
 import (
 	"bytes"
@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"reqreply/internal/cli"
+	"reqreply/denials"
 	"reqreply/internal/cli/clitest"
 	"reqreply/internal/testserver"
 )
@@ -65,10 +65,10 @@ func TestCheckedCallsEndOnClose(t *testing.T) {
 		call func(ctx context.Context, nc *nats.Conn) error
 	}{
 		{name: "PublishChecked", call: func(ctx context.Context, nc *nats.Conn) error {
-			return cli.PublishChecked(ctx, nc, nats.NewMsg("svc"))
+			return denials.PublishChecked(ctx, nc, nats.NewMsg("svc"))
 		}},
 		{name: "SubscribeChecked", call: func(ctx context.Context, nc *nats.Conn) error {
-			sub, err := cli.SubscribeChecked(ctx, nc, "svc", "", func() (*nats.Subscription, error) {
+			sub, err := denials.SubscribeChecked(ctx, nc, "svc", "", func() (*nats.Subscription, error) {
 				return nc.SubscribeSync("svc")
 			})
 			if err == nil {

@@ -1,4 +1,4 @@
-package cli
+package denials_test
 
 import (
 	"context"
@@ -11,6 +11,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"reqreply/denials"
+	"reqreply/internal/cli"
+	"reqreply/internal/cli/clitest"
 )
 
 // errorLog is a caller's own error handler: it keeps every error it is
@@ -37,7 +40,7 @@ func (l *errorLog) seen(subject string) (n, claimed int) {
 	for _, err := range l.errs {
 		if errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(err.Error(), `"`+subject+`"`) {
 			n++
-			if Claimed(l.nc, err) {
+			if denials.Claimed(l.nc, err) {
 				claimed++
 			}
 		}
@@ -48,7 +51,7 @@ func (l *errorLog) seen(subject string) (n, claimed int) {
 // A caller's own error handler, set at connect or later (before or after a
 // first request, replacing the Env's or chaining to it), keeps denials
 // prompt: a denied Request ends with its denial within one round trip,
-// not at its deadline, and a WatchDenials is called. The caller's handler
+// not at its deadline, and a Watch is called. The caller's handler
 // still sees every error, the claimed violation too (Claimed says so), and
 // a handler that chains to the one it replaced hands the violation to one
 // waiter, once; nothing is printed.
@@ -75,23 +78,23 @@ func TestOwnErrorHandlerKeepsDenialsPrompt(t *testing.T) {
 	}
 	calls := []struct {
 		name    string
-		part    Part
+		part    cli.Part
 		subject string // the denied publish
 		call    func(t *testing.T, nc *nats.Conn, subject string) error
 	}{
-		{name: "Request", part: Requester, subject: "forbidden", call: func(t *testing.T, nc *nats.Conn, subject string) error {
+		{name: "Request", part: cli.Requester, subject: "forbidden", call: func(t *testing.T, nc *nats.Conn, subject string) error {
 			ctx, cancel := context.WithTimeout(context.Background(), timeout)
 			defer cancel()
-			_, err := Request(ctx, nc, nats.NewMsg(subject))
+			_, err := denials.Request(ctx, nc, nats.NewMsg(subject))
 			return err
 		}},
-		{name: "WatchDenials", part: Responder, subject: "elsewhere", call: func(t *testing.T, nc *nats.Conn, subject string) error {
+		{name: "WatchDenials", part: cli.Responder, subject: "elsewhere", call: func(t *testing.T, nc *nats.Conn, subject string) error {
 			// Two watches of one subject, two denied publishes: the first
 			// watch gets the first violation, the second the second.
 			first, second := make(chan error, 1), make(chan error, 1)
-			stop1 := WatchDenials(nc, func(err error) { first <- err }, []string{subject}, nil)
+			stop1 := denials.Watch(nc, func(err error) { first <- err }, []string{subject}, nil)
 			defer stop1()
-			stop2 := WatchDenials(nc, func(err error) { second <- err }, []string{subject}, nil)
+			stop2 := denials.Watch(nc, func(err error) { second <- err }, []string{subject}, nil)
 			defer stop2()
 			require.NoError(t, nc.Publish(subject, nil))
 			select {
@@ -100,10 +103,10 @@ func TestOwnErrorHandlerKeepsDenialsPrompt(t *testing.T) {
 				select {
 				case again := <-second:
 					// Not the first violation handed on a second time.
-					var one, two deniedError
-					require.ErrorAs(t, err, &one)
-					require.ErrorAs(t, again, &two)
-					assert.NotSame(t, one.err, two.err, "one violation, one watch")
+					one, two := denials.ViolationOf(err), denials.ViolationOf(again)
+					require.NotNil(t, one)
+					require.NotNil(t, two)
+					assert.NotSame(t, one, two, "one violation, one watch")
 				case <-time.After(timeout):
 					t.Error("the second watch never got the second violation")
 				}
@@ -116,7 +119,7 @@ func TestOwnErrorHandlerKeepsDenialsPrompt(t *testing.T) {
 	for _, call := range calls {
 		for _, way := range ways {
 			t.Run(call.name+"/"+way.name, func(t *testing.T) {
-				env, stderr := secureEnv(t)
+				env, stderr := clitest.SecureEnv(t)
 				log := &errorLog{}
 				var opts []nats.Option
 				if way.opts != nil {
@@ -133,7 +136,7 @@ func TestOwnErrorHandlerKeepsDenialsPrompt(t *testing.T) {
 
 				start := time.Now()
 				err = call.call(t, nc, call.subject)
-				requireDenied(t, err, call.subject)
+				clitest.RequireDenied(t, err, call.subject)
 				assert.Less(t, time.Since(start), 2*time.Second, "the denial must end the call, not its %v timeout", timeout)
 
 				// The caller's handler sees the violation (after the call:

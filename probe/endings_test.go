@@ -1,4 +1,4 @@
-package cli_test
+package probe_test
 
 import (
 	"context"
@@ -13,9 +13,10 @@ import (
 	"reqreply/internal/cli"
 	"reqreply/internal/cli/clitest"
 	"reqreply/internal/testserver"
+	"reqreply/probe"
 )
 
-// However a wait for interest (AwaitResponders, AwaitNoResponders) ends,
+// However a wait for interest (Await, AwaitNone) ends,
 // it ends on time (a close or a cancel during the wait within one round
 // trip, with nats.ErrConnectionClosed or context.Canceled) and leaves
 // nothing behind: no subscription on the client or the server, no
@@ -30,7 +31,7 @@ func TestProbeEndingsLeaveNothing(t *testing.T) {
 	svc, err := env.Connect("service", ids[cli.Responder].Options()...)
 	require.NoError(t, err)
 	_, err = svc.Subscribe("svc.*", func(m *nats.Msg) {
-		if cli.AnswerProbe(m, "a") {
+		if probe.Answer(m, "a") {
 			select {
 			case answered[m.Subject] <- struct{}{}:
 			default:
@@ -44,7 +45,7 @@ func TestProbeEndingsLeaveNothing(t *testing.T) {
 	n := 0
 	// await returns a wait for want on a subject of its own (nobody's, or
 	// svc.<n>) and the trigger of that subject.
-	await := func(want *cli.Want, nobody bool, timeout time.Duration) (func(context.Context, *nats.Conn) error, <-chan struct{}) {
+	await := func(want *probe.Want, nobody bool, timeout time.Duration) (func(context.Context, *nats.Conn) error, <-chan struct{}) {
 		n++
 		subject := "svc." + strconv.Itoa(n)
 		if nobody {
@@ -53,17 +54,17 @@ func TestProbeEndingsLeaveNothing(t *testing.T) {
 		return func(ctx context.Context, nc *nats.Conn) error {
 			var err error
 			if want == nil {
-				_, err = cli.AwaitNoResponders(ctx, nc, subject, timeout)
+				_, err = probe.AwaitNone(ctx, nc, subject, timeout)
 			} else {
-				_, err = cli.AwaitResponders(ctx, nc, subject, *want, timeout)
+				_, err = probe.Await(ctx, nc, subject, *want, timeout)
 			}
 			return err
 		}, answered[subject]
 	}
-	anyone, missing := cli.AnyResponder(), cli.AllOf("a", "missing")
+	anyone, missing := probe.AnyResponder(), probe.AllOf("a", "missing")
 	closeIt := func(nc *nats.Conn, _ context.CancelFunc) { nc.Close() }
 	cancelIt := func(_ *nats.Conn, cancel context.CancelFunc) { cancel() }
-	ending := func(name string, want *cli.Want, nobody bool, timeout time.Duration, e clitest.Ending) clitest.Ending {
+	ending := func(name string, want *probe.Want, nobody bool, timeout time.Duration, e clitest.Ending) clitest.Ending {
 		e.Name = name
 		e.Call, e.Trigger = await(want, nobody, timeout)
 		e.Prompt = e.Prompt || e.During != nil
@@ -96,7 +97,7 @@ func TestSettledWaitEndsOnClose(t *testing.T) {
 	require.NoError(t, err)
 	answered := make(chan struct{}, 1)
 	_, err = svc.Subscribe("svc", func(m *nats.Msg) {
-		if cli.IsProbe(m) && m.Header.Get(cli.ProbeHeader) != "1" && cli.AnswerProbe(m, "a") {
+		if probe.Is(m) && m.Header.Get(probe.Header) != "1" && probe.Answer(m, "a") {
 			select {
 			case answered <- struct{}{}:
 			default:
@@ -132,7 +133,7 @@ func TestSettledWaitEndsOnClose(t *testing.T) {
 	}()
 	const timeout = 10 * time.Second
 	start := time.Now()
-	_, err = cli.AwaitResponders(context.Background(), nc, "svc", cli.AnyResponder().Settled(), timeout)
+	_, err = probe.Await(context.Background(), nc, "svc", probe.AnyResponder().Settled(), timeout)
 	took := time.Since(start)
 	if err != nil {
 		require.ErrorIs(t, err, nats.ErrConnectionClosed)

@@ -1,4 +1,4 @@
-package cli
+package denials_test
 
 import (
 	"context"
@@ -10,20 +10,12 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"reqreply/denials"
+	"reqreply/internal/cli"
+	"reqreply/internal/cli/clitest"
 	"reqreply/internal/testserver"
+	"reqreply/probe"
 )
-
-// dispatcherSizes reads the sizes of the denial watch's process-wide
-// state: waiters by key, hooked connections, probe inboxes registered.
-func dispatcherSizes() (waiters, hooked, probes int) {
-	denials.Lock()
-	waiters, hooked = len(denials.waiters), len(denials.hooked)
-	denials.Unlock()
-	probeAnswers.Lock()
-	probes = len(probeAnswers.watch)
-	probeAnswers.Unlock()
-	return waiters, hooked, probes
-}
 
 // The denial watch holds per-request and per-subject state only while it
 // is in flight (or, for probe inboxes, in a cache of probeAnswerKept):
@@ -32,22 +24,22 @@ func dispatcherSizes() (waiters, hooked, probes int) {
 // connection's last error while the error handler is someone else's), and
 // thousands of connections, leave it as it was.
 func TestDenialWatchBounded(t *testing.T) {
-	env, _ := secureEnv(t)
-	svc, err := env.ConnectAs(Responder, "service")
+	env, _ := clitest.SecureEnv(t)
+	svc, err := env.ConnectAs(cli.Responder, "service")
 	require.NoError(t, err)
 	_, err = svc.Subscribe("svc.*", func(m *nats.Msg) {
-		if !AnswerProbe(m, "svc") {
+		if !probe.Answer(m, "svc") {
 			_ = m.Respond(nil)
 		}
 	})
 	require.NoError(t, err)
 	require.NoError(t, svc.Flush())
-	req, err := env.ConnectAs(Requester, "requester")
+	req, err := env.ConnectAs(cli.Requester, "requester")
 	require.NoError(t, err)
 	// A requester whose inbox prefix its user may not read, and whose error
 	// handler is its own: each denial is read as the connection's last
 	// error before any handler runs.
-	denied, err := env.ConnectAs(Requester, "denied", nats.CustomInboxPrefix("_INBOX"))
+	denied, err := env.ConnectAs(cli.Requester, "denied", nats.CustomInboxPrefix("_INBOX"))
 	require.NoError(t, err)
 	denied.SetErrorHandler(func(*nats.Conn, *nats.Subscription, error) {})
 	// A plain server, where nobody serves "nobody.*".
@@ -55,9 +47,9 @@ func TestDenialWatchBounded(t *testing.T) {
 	open, err := nats.Connect(plain.ClientURL())
 	require.NoError(t, err)
 	t.Cleanup(open.Close)
-	_, err = Request(context.Background(), open, nats.NewMsg("nobody"))
+	_, err = denials.Request(context.Background(), open, nats.NewMsg("nobody"))
 	require.ErrorIs(t, err, nats.ErrNoResponders)
-	waiters0, hooked0, probes0 := dispatcherSizes()
+	waiters0, hooked0, probes0 := denials.DispatcherSizes()
 
 	const n = 2000
 	tests := []struct {
@@ -66,26 +58,26 @@ func TestDenialWatchBounded(t *testing.T) {
 		want error
 	}{
 		{name: "answered", do: func(i int) error {
-			_, err := Request(context.Background(), req, nats.NewMsg("svc."+strconv.Itoa(i)))
+			_, err := denials.Request(context.Background(), req, nats.NewMsg("svc."+strconv.Itoa(i)))
 			return err
 		}},
 		{name: "no responders", do: func(i int) error {
-			_, err := Request(context.Background(), open, nats.NewMsg("nobody."+strconv.Itoa(i)))
+			_, err := denials.Request(context.Background(), open, nats.NewMsg("nobody."+strconv.Itoa(i)))
 			return err
 		}, want: nats.ErrNoResponders},
 		{name: "publish denied", do: func(i int) error {
-			_, err := Request(context.Background(), req, nats.NewMsg("none."+strconv.Itoa(i)))
+			_, err := denials.Request(context.Background(), req, nats.NewMsg("none."+strconv.Itoa(i)))
 			return err
-		}, want: ErrDenied}, // the requester may publish to svc.* only
+		}, want: denials.ErrDenied}, // the requester may publish to svc.* only
 		{name: "inbox denied", do: func(i int) error {
-			_, err := Request(context.Background(), denied, nats.NewMsg("svc."+strconv.Itoa(i)))
+			_, err := denials.Request(context.Background(), denied, nats.NewMsg("svc."+strconv.Itoa(i)))
 			return err
-		}, want: ErrDenied},
+		}, want: denials.ErrDenied},
 		{name: "publish checked, denied", do: func(i int) error {
-			return PublishChecked(context.Background(), svc, nats.NewMsg("elsewhere."+strconv.Itoa(i)))
-		}, want: ErrDenied},
+			return denials.PublishChecked(context.Background(), svc, nats.NewMsg("elsewhere."+strconv.Itoa(i)))
+		}, want: denials.ErrDenied},
 		{name: "probes", do: func(i int) error {
-			_, err := AwaitResponders(context.Background(), req, "svc."+strconv.Itoa(i), AnyResponder(), time.Minute)
+			_, err := probe.Await(context.Background(), req, "svc."+strconv.Itoa(i), probe.AnyResponder(), time.Minute)
 			return err
 		}},
 	}
@@ -99,10 +91,10 @@ func TestDenialWatchBounded(t *testing.T) {
 					require.ErrorIs(t, err, tc.want)
 				}
 			}
-			waiters, hooked, probes := dispatcherSizes()
+			waiters, hooked, probes := denials.DispatcherSizes()
 			assert.Equal(t, waiters0, waiters, "waiters")
 			assert.Equal(t, hooked0, hooked, "hooked connections")
-			assert.LessOrEqual(t, probes, probes0+probeAnswerKept, "probe inboxes")
+			assert.LessOrEqual(t, probes, probes0+denials.ProbeAnswerKept, "probe inboxes")
 		})
 	}
 
@@ -111,13 +103,13 @@ func TestDenialWatchBounded(t *testing.T) {
 		for range n / 10 {
 			nc, err := nats.Connect(plain.ClientURL())
 			require.NoError(t, err)
-			_, err = Request(context.Background(), nc, nats.NewMsg("nobody"))
+			_, err = denials.Request(context.Background(), nc, nats.NewMsg("nobody"))
 			require.ErrorIs(t, err, nats.ErrNoResponders)
 			nc.Close()
 		}
 		// Each new connection's hook forgot the ones closed before it
 		// (open too); the last one is kept until the next.
-		_, hooked, _ := dispatcherSizes()
+		_, hooked, _ := denials.DispatcherSizes()
 		assert.Equal(t, hooked0, hooked, "closed connections are forgotten")
 	})
 }
