@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
+	"reqreply/gather"
 	"reqreply/internal/cli"
 )
 
@@ -125,7 +126,7 @@ func Serve(ctx context.Context, nc *nats.Conn, subject string, responders []Resp
 		subs = append(subs, sub)
 	}
 	if len(subs) > 1 {
-		if err := nc.FlushTimeout(flushTimeout(nc)); err != nil {
+		if err := nc.FlushTimeout(nc.Opts.Timeout); err != nil {
 			return nil, fmt.Errorf("serve %q: flush: %w", subject, err)
 		}
 	}
@@ -171,7 +172,7 @@ func (r Responder) handle(ctx context.Context, m *nats.Msg, headers, probes bool
 			reply.Header[k] = v
 		}
 	}
-	reply.Header.Set(ResponderHeader, r.Name)
+	reply.Header.Set(gather.ResponderHeader, r.Name)
 	if err != nil {
 		reply.Header.Set(micro.ErrorHeader, err.Error())
 		reply.Header.Set(micro.ErrorCodeHeader, "500")

@@ -1,7 +1,7 @@
 // The options of a gather (deadline, max replies, stall, sentinel, headers,
 // pending limits), their checks, and what a gather returns: Reply, StopReason, Result.
 
-package main
+package gather
 
 import (
 	"context"

@@ -1,7 +1,7 @@
 // The collect-all and streaming forms shared by every variant, and the one
 // collect loop the inbox and shared variants run to apply the stop conditions.
 
-package main
+package gather
 
 import (
 	"context"
@@ -74,8 +74,15 @@ func (s *Stream) Result() (Result, error) {
 // returned also when the error is not nil (cancel, connection closed, no
 // responders after some replies, dropped replies).
 func Gather(ctx context.Context, v Variant, subject string, data []byte, opts ...Option) (Result, error) {
-	if m, ok := v.(*Mux); ok {
-		return m.gather(ctx, subject, data, opts) // no Stream, no iterator
+	if f, ok := v.(fastGatherer); ok {
+		// No Stream, no iterator: the options are resolved here, by a
+		// static call, so that they and their closures stay on the
+		// caller's stack; only the resolved config crosses the interface.
+		c, err := resolved(ctx, f.conn(), subject, data, opts)
+		if err != nil {
+			return Result{}, err
+		}
+		return f.gatherResolved(ctx, c, subject, data)
 	}
 	// A copy, so that opts does not escape through the interface call: the
 	// caller's option slice and closures then stay on its stack for the
@@ -85,6 +92,16 @@ func Gather(ctx context.Context, v Variant, subject string, data []byte, opts ..
 		return Result{}, err
 	}
 	return Collect(s)
+}
+
+// fastGatherer is a Variant that collects every reply without a Stream (the
+// Mux): Gather resolves the options against conn and hands it the config.
+type fastGatherer interface {
+	Variant
+	// conn is the connection the options are checked against (publishable).
+	conn() *nats.Conn
+	// gatherResolved is Gather with the options resolved into c.
+	gatherResolved(ctx context.Context, c config, subject string, data []byte) (Result, error)
 }
 
 // Collect ranges s and returns its result with every reply in Replies.
@@ -158,32 +175,8 @@ func collect(ctx context.Context, c *config, start, deadline time.Time, in inbox
 			return finish(StopFailed, err)
 		}
 
-		// The clock, not another goroutine's timing, says whether the
-		// gather is still on: a message taken after a cancel or the
-		// deadline is not handed out.
-		if ctx.Err() == context.Canceled {
-			res.Skipped++
-			return finish(StopCancelled, context.Canceled)
-		}
-		if !c.now().Before(deadline) {
-			res.Skipped++
-			return finish(StopDeadline, nil)
-		}
-		// A status message is not a reply; 503 means no responders.
-		if isNoResponders(m) {
-			res.Skipped++
-			return finish(StopNoResponders, nats.ErrNoResponders)
-		}
-		if c.isSentinel(m) {
-			res.Skipped++
-			return finish(StopSentinel, nil)
-		}
-		res.Count++
-		if !yield(newReply(m, c.now().Sub(start))) {
-			return finish(StopCaller, nil)
-		}
-		if c.max > 0 && res.Count >= c.max {
-			return finish(StopMax, nil)
+		if reason, stop, err := c.take(ctx, &res, m, start, deadline, yield); stop {
+			return finish(reason, err)
 		}
 		if c.stall > 0 {
 			until = c.now().Add(c.stall)
@@ -192,6 +185,44 @@ func collect(ctx context.Context, c *config, start, deadline time.Time, in inbox
 			}
 		}
 	}
+}
+
+// take applies the stop rules to m, a message the gather has taken, in
+// order: a cancel or the deadline, read from ctx (the caller's) and the
+// clock, ends the gather before m is handed out (Skipped); a no-responders
+// status ends it with nats.ErrNoResponders; a sentinel (never an error
+// reply: config.isSentinel) ends it normally and is not a reply; anything
+// else is a reply, counted and yielded, and may reach MaxReplies. stop says
+// whether the gather ends, reason and err why.
+func (c *config) take(ctx context.Context, res *Result, m *nats.Msg, start, deadline time.Time, yield func(Reply) bool) (reason StopReason, stop bool, err error) {
+	// The clock, not another goroutine's timing, says whether the
+	// gather is still on: a message taken after a cancel or the
+	// deadline is not handed out.
+	if ctx.Err() == context.Canceled {
+		res.Skipped++
+		return StopCancelled, true, context.Canceled
+	}
+	if !c.now().Before(deadline) {
+		res.Skipped++
+		return StopDeadline, true, nil
+	}
+	// A status message is not a reply; 503 means no responders.
+	if isNoResponders(m) {
+		res.Skipped++
+		return StopNoResponders, true, nats.ErrNoResponders
+	}
+	if c.isSentinel(m) {
+		res.Skipped++
+		return StopSentinel, true, nil
+	}
+	res.Count++
+	if !yield(newReply(m, c.now().Sub(start))) {
+		return StopCaller, true, nil
+	}
+	if c.max > 0 && res.Count >= c.max {
+		return StopMax, true, nil
+	}
+	return StopNone, false, nil
 }
 
 // result completes res for a gather that stopped for reason at now, with err (nil

@@ -1,7 +1,7 @@
 // Variant 1, inbox: a fresh inbox per request, subscribed, flushed, then the
 // request, then a NextMsg loop. The teaching version.
 
-package main
+package gather
 
 import (
 	"context"
@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-
-	"reqreply/internal/cli"
 )
 
 // Inbox is the teaching variant of scatter-gather: each request gets a fresh
@@ -21,15 +19,16 @@ import (
 // SyncQueueLen (65,536 by default: 512 KiB) each time; use the shared
 // variant (Mux) for many requests on one connection.
 //
-// Permission denials end a gather within one round trip, with an error
-// wrapping nats.ErrPermissionViolation (and cli.ErrDenied) whose text is
-// the server's and names the subject, on any connection: the inbox is
-// subscribed with cli.SubscribeChecked (the flush the variant pays anyway,
-// then a check for a violation on that exact inbox), and the request's
-// publish is watched with cli.WatchDenials (nats.go reports a denied
-// publish only to the connection's error handler, asynchronously, and the
-// server sends nothing else: without the watch it would look like silence
-// until the deadline). The inbox comes from nc.NewInbox, which honours
+// With Denials set, permission denials end a gather within one round trip,
+// with an error wrapping nats.ErrPermissionViolation (and the hook's
+// ErrDenied) whose text is the server's and names the subject, on any
+// connection: the inbox is subscribed with Denials.SubscribeChecked (the
+// flush the variant pays anyway, then a check for a violation on that exact
+// inbox), and the request's publish is watched with Denials.WatchDenials
+// (nats.go reports a denied publish only to the connection's error handler,
+// asynchronously, and the server sends nothing else: without the watch it
+// looks like silence until the deadline, which is how a gather without
+// Denials ends). The inbox comes from nc.NewInbox, which honours
 // nats.CustomInboxPrefix, so a user allowed only its own prefix can gather.
 //
 // Its subscription is on Conn, so a drain of Conn unsubscribes it at once:
@@ -46,6 +45,9 @@ import (
 type Inbox struct {
 	// Conn is the connection that publishes and receives; not nil.
 	Conn *nats.Conn
+	// Denials, if not nil, makes a denied subscription or publish end the
+	// gather at once (see Denials); nil: at its deadline.
+	Denials Denials
 }
 
 // Name returns "inbox".
@@ -62,9 +64,9 @@ func (Inbox) Name() string { return "inbox" }
 //  2. flush, so the server has the subscription before the request goes
 //     out (on one connection the server would read the SUB first anyway;
 //     the flush also bounds the wait for a server that stopped answering,
-//     and brings back a denial of the subscription: cli.SubscribeChecked);
+//     and brings back a denial of the subscription: Denials.SubscribeChecked);
 //  3. publish the request with the inbox as its reply subject, watching
-//     for a denial of that publish (cli.WatchDenials);
+//     for a denial of that publish (Denials.WatchDenials);
 //  4. read replies with NextMsgWithContext until a stop condition;
 //  5. unsubscribe, on every way out: one UNSUB, after which the server
 //     stops sending, and the client's and the server's subscription counts
@@ -89,13 +91,13 @@ func (v Inbox) Stream(ctx context.Context, subject string, data []byte, opts ...
 
 		// Steps 1 and 2: a fresh inbox, subscribed before the request is
 		// sent so no reply can arrive before we listen, then flushed
-		// (cli.SubscribeChecked): the server confirms the subscription, or
-		// its -ERR for a denied one comes back before the PONG, and the
+		// (Denials.SubscribeChecked): the server confirms the subscription,
+		// or its -ERR for a denied one comes back before the PONG, and the
 		// gather ends here with that error instead of waiting out its
 		// deadline in silence.
 		inbox := nc.NewInbox()
 		var in *syncInbox
-		sub, err := cli.SubscribeChecked(gctx, nc, inbox, "", func() (*nats.Subscription, error) {
+		sub, err := subscribeFlushed(gctx, v.Denials, nc, inbox, func() (*nats.Subscription, error) {
 			sub, err := nc.SubscribeSync(inbox)
 			if err != nil {
 				return nil, err
@@ -121,11 +123,13 @@ func (v Inbox) Stream(ctx context.Context, subject string, data []byte, opts ...
 
 		// Step 3: one request, the inbox as its reply subject. nats.go
 		// reports a denied publish only to the connection's error handler,
-		// asynchronously; the watch hands it to this gather, whose wait
-		// then ends within one round trip with it (syncInbox.check), and
-		// Env's handler does not print it a second time.
-		stopWatch := cli.WatchDenials(nc, cancel, []string{subject}, nil)
-		defer stopWatch()
+		// asynchronously; the watch (with Denials) hands it to this gather,
+		// whose wait then ends within one round trip with it
+		// (syncInbox.check).
+		if v.Denials != nil {
+			stopWatch := v.Denials.WatchDenials(nc, cancel, []string{subject}, nil)
+			defer stopWatch()
+		}
 		msg := &nats.Msg{Subject: subject, Reply: inbox, Data: data, Header: c.header}
 		if err := nc.PublishMsg(msg); err != nil {
 			return fail("publish", err)
@@ -216,13 +220,19 @@ func (s *syncInbox) finish() (dropped, unread int) {
 		unread = n
 	}
 	if err := s.sub.Unsubscribe(); errors.Is(err, nats.ErrConnectionDraining) {
-		go discard(s.nc, s.sub)
+		go Discard(s.nc, s.sub)
 	}
 	return dropped, unread
 }
 
-// discard reads and throws away what reaches sub until sub or nc is gone.
-func discard(nc *nats.Conn, sub *nats.Subscription) {
+// Discard reads and throws away what reaches sub until sub or nc is gone:
+// the end of a gather that stopped while nc drains. nats.go then refuses
+// the unsubscribe (nats.ErrConnectionDraining) and drains the subscription
+// itself, which ends only once nothing is pending in it; without a reader,
+// replies left there would hold the drain up to its timeout. Run it in a
+// goroutine of its own; it returns when nats.go has removed sub (at most
+// when the drain ends and closes nc).
+func Discard(nc *nats.Conn, sub *nats.Subscription) {
 	for !nc.IsClosed() {
 		_, err := sub.NextMsg(time.Second)
 		if errors.Is(err, nats.ErrBadSubscription) || errors.Is(err, nats.ErrConnectionClosed) {

@@ -1,7 +1,7 @@
 // Variant 2, shared: one wildcard inbox subscription per Mux, on a
 // connection of its own; each gather a token on it. The production version.
 
-package main
+package gather
 
 import (
 	"context"
@@ -15,8 +15,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-
-	"reqreply/internal/cli"
 )
 
 // ErrMuxClosed is wrapped (with nats.ErrBadSubscription) by gathers on a
@@ -55,9 +53,9 @@ var ErrMuxClosed = errors.New("mux closed")
 //     (the server has then processed nc's message);
 //   - nc's connection-event handlers are not called for it; its async
 //     error handler is, the one nc has at the time (also one set with
-//     nc.SetErrorHandler after NewMux), for what is not a gather's (a
-//     denied publish of a gather ends that gather with the error instead,
-//     reported once: see denied);
+//     nc.SetErrorHandler after NewMux), for what is not a gather's (with
+//     WithDenials, a denied publish of a gather ends that gather with the
+//     error instead, reported once: see denied);
 //   - if it closes for good by itself (its reconnect attempts used up)
 //     the Mux ends its gathers with nats.ErrConnectionClosed and refuses
 //     new ones, even if nc got its server back: make a new Mux.
@@ -111,6 +109,21 @@ type Mux struct {
 	late     int
 	ncDone   bool // nc has closed after a drain: close rc after the last gather
 	closed   bool // rc closed or closing
+
+	denials Denials // WithDenials; nil: none
+}
+
+// MuxOption configures a Mux made by NewMux.
+type MuxOption func(*Mux)
+
+// WithDenials makes the Mux's permission denials prompt (see Denials): its
+// "<inbox>.*" subscription is checked with d.SubscribeChecked, so NewMux
+// fails at once if the user may not subscribe to it, and its connection's
+// async error handler is chained so that a denied request ends its gather
+// within one round trip. Without it, both end as plain nats.go: gathers
+// wait out their deadlines and nc's error handler sees the violation.
+func WithDenials(d Denials) MuxOption {
+	return func(m *Mux) { m.denials = d }
 }
 
 // NewMux opens the Mux's own connection with nc's options (the same servers,
@@ -121,19 +134,21 @@ type Mux struct {
 // is connected to first), subscribes it to
 // a new "<inbox>.*" (nc.NewInbox, so never under the subscription nats.go
 // keeps for nc.Request) and flushes, so the server has the subscription
-// before the first request, and checks that the server took it. Errors wrap
-// nats.ErrInvalidArg for a nil nc, nats.ErrConnectionClosed or
-// nats.ErrConnectionDraining for nc, nats.ErrPermissionViolation and
-// cli.ErrDenied when the user may not subscribe to "<inbox>.*" (the text is
-// the server's, naming that subject), or the connect, subscribe or flush
-// error (nats.ErrTimeout after the connection's timeout, 2 s by default).
+// before the first request, and (WithDenials) checks that the server took
+// it. Errors wrap nats.ErrInvalidArg for a nil nc, nats.ErrConnectionClosed
+// or nats.ErrConnectionDraining for nc, nats.ErrPermissionViolation and the
+// hook's ErrDenied when the user may not subscribe to "<inbox>.*" (the text
+// is the server's, naming that subject; only WithDenials), or the connect,
+// subscribe or flush error (nats.ErrTimeout after the connection's timeout,
+// 2 s by default).
 //
-// It also chains rc's async error handler: a denied publish of a gather's
-// request ends that gather (and any other running gather on the same
-// subject) within about one round trip, StopFailed, with an error wrapping
-// nats.ErrPermissionViolation and cli.ErrDenied that names the subject,
-// instead of at its deadline; see denied for why this way.
-func NewMux(nc *nats.Conn) (*Mux, error) {
+// WithDenials also chains the Mux connection's async error handler: a
+// denied publish of a gather's request ends that gather (and any other
+// running gather on the same subject) within about one round trip,
+// StopFailed, with an error wrapping nats.ErrPermissionViolation and the
+// hook's ErrDenied that names the subject, instead of at its deadline; see
+// denied for why this way.
+func NewMux(nc *nats.Conn, options ...MuxOption) (*Mux, error) {
 	if nc == nil {
 		return nil, fmt.Errorf("new mux: nil connection: %w (%w)", nats.ErrInvalidArg, nats.ErrInvalidConnection)
 	}
@@ -144,6 +159,11 @@ func NewMux(nc *nats.Conn) (*Mux, error) {
 		return nil, fmt.Errorf("new mux: %w", nats.ErrConnectionDraining)
 	}
 	m := &Mux{nc: nc, prefix: nc.NewInbox() + ".", gathers: make(map[string]*queue), quit: make(chan struct{})}
+	for _, opt := range options {
+		if opt != nil {
+			opt(m)
+		}
+	}
 
 	// The Mux's own connection: nc's options, less the connection-event
 	// handlers, which belong to nc alone: called for the Mux's connection
@@ -179,7 +199,7 @@ func NewMux(nc *nats.Conn) (*Mux, error) {
 		return nil, fmt.Errorf("new mux: connect: %w", err)
 	}
 	m.rc = rc
-	// The inbox subscription, checked (cli.SubscribeChecked): a watch for a
+	// The inbox subscription, checked (Denials.SubscribeChecked): a watch for a
 	// violation on that exact subject, the subscribe, a flush bounded by
 	// the connection's timeout (2 s by default, not nats.go's fixed 10 s),
 	// then a look for the violation. A user who may not subscribe to the
@@ -187,7 +207,7 @@ func NewMux(nc *nats.Conn) (*Mux, error) {
 	// their deadline with no reply. The flush also makes the server have
 	// the subscription before the first request.
 	subject := m.prefix + "*"
-	sub, err := cli.SubscribeChecked(context.Background(), rc, subject, "", func() (*nats.Subscription, error) {
+	sub, err := subscribeFlushed(context.Background(), m.denials, rc, subject, func() (*nats.Subscription, error) {
 		return rc.Subscribe(subject, m.route)
 	})
 	if err != nil {
@@ -204,15 +224,18 @@ func NewMux(nc *nats.Conn) (*Mux, error) {
 	}
 	sub.SetClosedHandler(func(string) { m.fail(nats.ErrConnectionClosed) })
 	m.sub = sub
-	// Denied publishes: rc's error handler, chained, hands each one to the
-	// gathers publishing on that subject (see denied); the others go on to
-	// the handler rc had (cli's dispatcher, then nc's current handler).
-	next := rc.ErrorHandler()
-	rc.SetErrorHandler(func(c *nats.Conn, s *nats.Subscription, err error) {
-		if !m.denied(err) && next != nil {
-			next(c, s, err)
-		}
-	})
+	// Denied publishes (WithDenials): rc's error handler, chained, hands
+	// each one to the gathers publishing on that subject (see denied); the
+	// others go on to the handler rc had (the hook's dispatch, if it has
+	// one, then nc's current handler).
+	if m.denials != nil {
+		next := rc.ErrorHandler()
+		rc.SetErrorHandler(func(c *nats.Conn, s *nats.Subscription, err error) {
+			if !m.denied(err) && next != nil {
+				next(c, s, err)
+			}
+		})
+	}
 
 	// Watch nc: a close without a drain ends the gathers; a drain does not.
 	// The state is read again once the listener is in place, in case nc
@@ -295,7 +318,7 @@ func (m *Mux) route(msg *nats.Msg) {
 // else (no reply, no no-responders status), and nats.go hands that only to
 // the connection's async error handler, without saying which publish it
 // was. The Mux owns rc, so it chains rc's handler once, in NewMux, instead
-// of registering each gather in a process-wide watch list (cli.WatchDenials
+// of registering each gather in a process-wide watch list (Denials.WatchDenials
 // takes a global lock and allocates a waiter per request: on the hot path of
 // every gather, for an error that is rare). Each gather records its subject
 // (a field of its pooled state: no cost), and the handler, on a violation,
@@ -304,14 +327,14 @@ func (m *Mux) route(msg *nats.Msg) {
 // of the PUB, while its gather is registered (it registers before it
 // publishes). Every gather then running on that subject is ended, not only
 // the one that sent it: they publish as the same user on the same
-// connection, so the server denies them all. cli.Violation reads the
+// connection, so the server denies them all. Denials.Violation reads the
 // subject, which the server writes quoted (%q).
 func (m *Mux) denied(err error) bool {
-	publish, subject, ok := cli.Violation(err)
+	publish, subject, ok := m.denials.Violation(err)
 	if !ok {
 		return false
 	}
-	err = fmt.Errorf("%w (%w)", err, cli.ErrDenied)
+	err = m.denials.Denied(err)
 	if !publish {
 		if subject != m.prefix+"*" {
 			return false // not the Mux's
@@ -438,7 +461,7 @@ func (m *Mux) deregister(q *queue) (dropped, unread int) {
 // reply subject, yield the replies routed to the token until a stop
 // condition, and deregister the token on every way out.
 func (m *Mux) Stream(ctx context.Context, subject string, data []byte, opts ...Option) (*Stream, error) {
-	c, err := m.config(ctx, subject, data, opts)
+	c, err := resolved(ctx, m.conn(), subject, data, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -447,14 +470,20 @@ func (m *Mux) Stream(ctx context.Context, subject string, data []byte, opts ...O
 	}), nil
 }
 
-// gather is Gather for the shared variant: the same steps as ranging a
-// Stream, without the Stream, its iterator and their closures (a gather
-// that returns in tens of µs pays for each allocation).
-func (m *Mux) gather(ctx context.Context, subject string, data []byte, opts []Option) (Result, error) {
-	c, err := m.config(ctx, subject, data, opts)
-	if err != nil {
-		return Result{}, err
+// conn is nc, for checking a gather's options (nil for a nil Mux, which
+// the checks refuse).
+func (m *Mux) conn() *nats.Conn {
+	if m == nil {
+		return nil
 	}
+	return m.nc
+}
+
+// gatherResolved is Gather for the shared variant, with the options
+// resolved into c: the same steps as ranging a Stream, without the Stream,
+// its iterator and their closures (a gather that returns in tens of µs pays
+// for each allocation).
+func (m *Mux) gatherResolved(ctx context.Context, c config, subject string, data []byte) (Result, error) {
 	// Room for MaxReplies replies at once, up to maxPrealloc: growing the
 	// slice by doubling cost a gather of 1,000 replies 87 KB and 10 copies.
 	var replies []Reply
@@ -478,15 +507,12 @@ func (m *Mux) gather(ctx context.Context, subject string, data []byte, opts []Op
 // (40 KB): MaxReplies is an upper bound, and a gather may get far fewer.
 const maxPrealloc = 1024
 
-// config resolves opts into a gather's config, returned by value: the
-// gather keeps it on its own stack, so that an idle gather holds no heap
-// for it. An Option is a func(*config), so the config it is applied to
-// escapes to the heap: that one comes from configPool and goes back at once.
-func (m *Mux) config(ctx context.Context, subject string, data []byte, opts []Option) (config, error) {
-	var nc *nats.Conn
-	if m != nil {
-		nc = m.nc
-	}
+// resolved resolves opts into a gather's config for nc, returned by value:
+// the gather keeps it on its own stack, so that an idle gather holds no
+// heap for it. An Option is a func(*config), so the config it is applied
+// to escapes to the heap: that one comes from configPool and goes back at
+// once.
+func resolved(ctx context.Context, nc *nats.Conn, subject string, data []byte, opts []Option) (config, error) {
 	p := configPool.Get().(*config)
 	err := p.resolve(ctx, nc, subject, data, opts)
 	c := *p

@@ -1,7 +1,7 @@
 // Variant 3, natsext: orbit.go's RequestMany wrapped to the same Result, and
 // where it differs.
 
-package main
+package natsextgather
 
 import (
 	"context"
@@ -14,26 +14,27 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/synadia-io/orbit.go/natsext"
 
-	"reqreply/internal/cli"
+	"reqreply/gather"
 )
 
 // Natsext is the scatter-gather of Synadia's orbit.go natsext package
 // (RequestManyMsg, v0.1.3), wrapped to take the same options and return the
-// same Result as Inbox and Mux. It is the library to reach for when one
-// dependency is better than code of your own; know how it differs:
+// same Result as gather.Inbox and gather.Mux. It is the library to reach
+// for when one dependency is better than code of your own; know how it
+// differs:
 //
 //   - It ends silently at the deadline, at a stall and on a cancelled
 //     context: the iterator just stops. The wrapper infers the reason from
 //     the context, the counts and the clock, and checks the context and the
 //     clock itself before it hands out each reply.
 //   - It neither flushes its inbox subscription nor watches its publish,
-//     so a denial by the server's permissions would look like silence
-//     until the deadline. The wrapper checks the inbox prefix first (one
-//     round trip, see checkRespInbox; skipped while the connection is
-//     down) and watches the publish
-//     (cli.WatchDenials): a denial ends the gather within one round trip
-//     with an error wrapping nats.ErrPermissionViolation that names the
-//     subject.
+//     so a denial by the server's permissions looks like silence until
+//     the deadline. With Denials set, the wrapper checks the inbox prefix
+//     first (one round trip, see checkRespInbox; skipped while the
+//     connection is down) and watches the publish
+//     (Denials.WatchDenials): a denial ends the gather within one round
+//     trip with an error wrapping nats.ErrPermissionViolation that names
+//     the subject.
 //   - Its inbox comes from nc.NewRespInbox (which honours
 //     nats.CustomInboxPrefix), under the subscription nats.go
 //     keeps for nc.Request: on a connection that has made any Request, every
@@ -69,6 +70,9 @@ import (
 type Natsext struct {
 	// Conn is the connection that publishes and receives; not nil.
 	Conn *nats.Conn
+	// Denials, if not nil, makes a denied inbox or publish end the gather
+	// at once (see gather.Denials); nil: at its deadline.
+	Denials gather.Denials
 }
 
 // Name returns "natsext".
@@ -78,27 +82,27 @@ func (Natsext) Name() string { return "natsext" }
 // nats.ErrBadSubject or nats.ErrInvalidArg; PendingLimits is an
 // nats.ErrInvalidArg here) and returns a Stream whose Replies call
 // natsext.RequestManyMsg with the equivalent options and yield its replies.
-func (v Natsext) Stream(ctx context.Context, subject string, data []byte, opts ...Option) (*Stream, error) {
-	c, err := newConfig(ctx, v.Conn, subject, data, opts)
+func (v Natsext) Stream(ctx context.Context, subject string, data []byte, opts ...gather.Option) (*gather.Stream, error) {
+	p, err := gather.Prepare(ctx, v.Conn, subject, data, opts...)
 	if err != nil {
 		return nil, err
 	}
-	if c.pendingSet {
+	if p.PendingLimitsSet() {
 		return nil, fmt.Errorf("gather %q: natsext has no pending limits to set: %w", subject, nats.ErrInvalidArg)
 	}
 	nc := v.Conn
-	return newStream(func(yield func(Reply) bool) (Result, error) {
-		start, deadline, err := begin(ctx, c)
+	return gather.NewStream(func(yield func(gather.Reply) bool) (gather.Result, error) {
+		start, deadline, err := p.Begin(ctx)
 		if err != nil {
-			return notSent(subject, "before the request", start, deadline, err)
+			return p.NotSent("before the request", start, deadline, err)
 		}
 		// natsext subscribes before it publishes and keeps the subscription
 		// when the publish fails: refuse here whatever the publish would
 		// refuse, as late as possible.
-		if err := publishable(nc, subject, data, c.header); err != nil {
-			return notSent(subject, "publish", start, deadline, err)
+		if err := p.Publishable(nc); err != nil {
+			return p.NotSent("publish", start, deadline, err)
 		}
-		res := Result{Deadline: deadline.Sub(start)}
+		res := gather.Result{Deadline: deadline.Sub(start)}
 		// natsext takes its deadline from the context; a denial of the
 		// request's publish cancels it too, with the violation as cause.
 		dctx, cancelDeadline := context.WithDeadline(ctx, deadline)
@@ -111,37 +115,40 @@ func (v Natsext) Stream(ctx context.Context, subject string, data []byte, opts .
 		// inbox name is made inside natsext, but any response inbox of
 		// this connection is as allowed as another (the server's
 		// permissions are by subject, and they all share the prefix and
-		// depth): subscribing one first with cli.SubscribeChecked (a
-		// round trip) and releasing it proves natsext's will be allowed,
-		// or ends the gather with the server's violation.
+		// depth): with Denials, subscribing one first with
+		// Denials.SubscribeChecked (a round trip) and releasing it proves
+		// natsext's will be allowed, or ends the gather with the server's
+		// violation.
 		// While the connection is down the check cannot be made, and the
 		// request waits in nats.go's reconnect buffer: it is skipped (a
 		// denial then reaches natsext's NextMsg, nats.PermissionErrOnSubscribe).
-		if nc.Status() == nats.CONNECTED {
-			if err := checkRespInbox(gctx, nc); err != nil {
-				return notSent(subject, "subscribe", start, deadline, err)
+		if v.Denials != nil && nc.Status() == nats.CONNECTED {
+			if err := checkRespInbox(gctx, v.Denials, nc); err != nil {
+				return p.NotSent("subscribe", start, deadline, err)
 			}
 		}
 
-		// The publish is watched: nats.go reports a denied publish only to
-		// the connection's error handler; the watch ends the gather with
-		// it within one round trip (and Env's handler does not print it).
-		stopWatch := cli.WatchDenials(nc, cancel, []string{subject}, nil)
-		defer stopWatch()
+		// The publish is watched (with Denials): nats.go reports a denied
+		// publish only to the connection's error handler; the watch ends
+		// the gather with it within one round trip.
+		if v.Denials != nil {
+			stopWatch := v.Denials.WatchDenials(nc, cancel, []string{subject}, nil)
+			defer stopWatch()
+		}
 
 		// natsext's own stall. MaxReplies and the sentinel are applied here,
 		// so that every stop on a reply is the wrapper's.
 		var xopts []natsext.RequestManyOpt
-		if c.stall > 0 {
-			xopts = append(xopts, natsext.RequestManyStall(c.stall))
+		if stall := p.Stall(); stall > 0 {
+			xopts = append(xopts, natsext.RequestManyStall(stall))
 		}
 		// natsext reads with the gather's context until the end; then, if
 		// nc drains, leftBehind may range it again on a live one.
 		xctx := &rearmable{ctx: gctx}
-		msg := &nats.Msg{Subject: subject, Data: data, Header: c.header}
+		msg := &nats.Msg{Subject: subject, Data: data, Header: p.Header()}
 		replies, err := natsext.RequestManyMsg(xctx, nc, msg, xopts...)
 		if err != nil {
-			return notSent(subject, "publish", start, deadline, err)
+			return p.NotSent("publish", start, deadline, err)
 		}
 		// natsext's subscription, from its first reply (m.Sub).
 		var xsub *nats.Subscription
@@ -152,79 +159,57 @@ func (v Natsext) Stream(ctx context.Context, subject string, data []byte, opts .
 		var (
 			iterErr error
 			decided bool
-			reason  StopReason
+			reason  gather.StopReason
 			stopErr error
 		)
-		stop := func(r StopReason, err error) {
-			reason, stopErr, decided = r, err, true
-		}
 		for m, err := range replies {
-			if err == nil && xsub == nil {
+			if err != nil {
+				iterErr = err
+				break
+			}
+			if xsub == nil {
 				xsub = m.Sub
 			}
-			switch {
-			case err != nil:
-				iterErr = err
-			case ctx.Err() == context.Canceled:
-				// The clock and the caller's context, not natsext's timing,
-				// say whether the gather is still on.
-				res.Skipped++
-				stop(StopCancelled, context.Canceled)
-			case !time.Now().Before(deadline):
-				res.Skipped++
-				stop(StopDeadline, nil)
-			case isNoResponders(m):
-				res.Skipped++
-				stop(StopNoResponders, nats.ErrNoResponders)
-			case c.isSentinel(m):
-				res.Skipped++
-				stop(StopSentinel, nil)
-			default:
-				res.Count++
-				switch {
-				case !yield(newReply(m, time.Since(start))):
-					stop(StopCaller, nil)
-				case c.max > 0 && res.Count >= c.max:
-					stop(StopMax, nil)
-				default:
-					continue
-				}
+			// The clock and the caller's context, not natsext's timing,
+			// say whether the gather is still on; MaxReplies and the
+			// sentinel are the wrapper's: the rules of every variant.
+			if reason, decided, stopErr = p.Take(ctx, &res, m, start, deadline, yield); decided {
+				break
 			}
-			break
 		}
 		res.Unread = left()
 		if decided {
-			return result(res, reason, start, time.Now(), subject, stopErr)
+			return p.End(res, reason, start, stopErr)
 		}
 
 		// natsext says nothing of why it stopped: infer it, the conditions
 		// the other variants check first, first. A denial cancelled its
 		// context: that is the reason.
 		if cause := context.Cause(gctx); errors.Is(cause, nats.ErrPermissionViolation) {
-			return result(res, StopFailed, start, time.Now(), subject, cause)
+			return p.End(res, gather.StopFailed, start, cause)
 		}
 		switch {
 		case errors.Is(iterErr, nats.ErrNoResponders):
-			return result(res, StopNoResponders, start, time.Now(), subject, nats.ErrNoResponders)
+			return p.End(res, gather.StopNoResponders, start, nats.ErrNoResponders)
 		case errors.Is(iterErr, context.Canceled):
-			return result(res, StopCancelled, start, time.Now(), subject, context.Canceled)
+			return p.End(res, gather.StopCancelled, start, context.Canceled)
 		case errors.Is(iterErr, nats.ErrConnectionClosed), errors.Is(iterErr, nats.ErrConnectionDraining):
-			return result(res, StopClosed, start, time.Now(), subject, iterErr)
+			return p.End(res, gather.StopClosed, start, iterErr)
 		case iterErr != nil:
-			return result(res, StopFailed, start, time.Now(), subject, iterErr)
+			return p.End(res, gather.StopFailed, start, iterErr)
 		case nc.IsClosed():
-			return result(res, StopClosed, start, time.Now(), subject, nats.ErrConnectionClosed)
+			return p.End(res, gather.StopClosed, start, nats.ErrConnectionClosed)
 		case nc.IsDraining():
 			// natsext ends silently when a drain closes its subscription.
-			return result(res, StopClosed, start, time.Now(), subject, nats.ErrConnectionDraining)
+			return p.End(res, gather.StopClosed, start, nats.ErrConnectionDraining)
 		case ctx.Err() == context.Canceled:
-			return result(res, StopCancelled, start, time.Now(), subject, context.Canceled)
+			return p.End(res, gather.StopCancelled, start, context.Canceled)
 		case !time.Now().Before(deadline):
-			return result(res, StopDeadline, start, time.Now(), subject, nil)
-		case c.stall > 0:
-			return result(res, StopStalled, start, time.Now(), subject, nil)
+			return p.End(res, gather.StopDeadline, start, nil)
+		case p.Stall() > 0:
+			return p.End(res, gather.StopStalled, start, nil)
 		}
-		return result(res, StopDeadline, start, time.Now(), subject, nil)
+		return p.End(res, gather.StopDeadline, start, nil)
 	}), nil
 }
 
@@ -266,7 +251,7 @@ func leftBehind(ctx context.Context, nc *nats.Conn, xctx *rearmable, replies ite
 		unread += n
 	}
 	if err := sub.Unsubscribe(); errors.Is(err, nats.ErrConnectionDraining) {
-		go discard(nc, sub)
+		go gather.Discard(nc, sub)
 	}
 	return unread
 }
@@ -301,13 +286,13 @@ func (r *rearmable) Err() error                  { return r.cur().Err() }
 func (r *rearmable) Value(key any) any           { return r.cur().Value(key) }
 
 // checkRespInbox subscribes a fresh response inbox of nc (nc.NewRespInbox,
-// the kind natsext uses) with cli.SubscribeChecked and releases it: nil if
+// the kind natsext uses) with d.SubscribeChecked and releases it: nil if
 // the server allowed it, else an error wrapping nats.ErrPermissionViolation
 // naming that inbox, or the flush's error (ctx's, nats.ErrTimeout, a closed
 // connection).
-func checkRespInbox(ctx context.Context, nc *nats.Conn) error {
+func checkRespInbox(ctx context.Context, d gather.Denials, nc *nats.Conn) error {
 	inbox := nc.NewRespInbox()
-	sub, err := cli.SubscribeChecked(ctx, nc, inbox, "", func() (*nats.Subscription, error) {
+	sub, err := d.SubscribeChecked(ctx, nc, inbox, "", func() (*nats.Subscription, error) {
 		return nc.SubscribeSync(inbox)
 	})
 	if err != nil {

@@ -1,0 +1,51 @@
+// The gather.Denials hook, forwarding to reqreply's prompt-denial code.
+
+package variants
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+
+	"reqreply/gather"
+	denials "reqreply/internal/cli"
+)
+
+// Hook is a gather.Denials forwarding to the denials functions: give it as
+// gather.Inbox's Denials, natsextgather.Natsext's Denials, or
+// gather.WithDenials(Hook{}) to NewMux. It lives apart from gather, which
+// imports only nats.go: the denial dispatch it forwards to is another
+// package's. Today that is internal/cli; once reqreply/denials holds the
+// same functions, its import is the one line to change.
+type Hook struct{}
+
+var _ gather.Denials = Hook{}
+
+// ErrDenied is wrapped by every error a denial ends a gather with.
+var ErrDenied = denials.ErrDenied
+
+// SubscribeChecked is denials.SubscribeChecked: subscribe, flush, and an
+// error wrapping nats.ErrPermissionViolation and ErrDenied, naming subject,
+// if the server denied the subscription.
+func (Hook) SubscribeChecked(ctx context.Context, nc *nats.Conn, subject, queue string, subscribe func() (*nats.Subscription, error)) (*nats.Subscription, error) {
+	return denials.SubscribeChecked(ctx, nc, subject, queue, subscribe)
+}
+
+// WatchDenials is denials.WatchDenials: onDenied gets the first violation
+// of a publish to one of publish or a subscription to one of subscribe on
+// nc, wrapping nats.ErrPermissionViolation and ErrDenied, until stop.
+func (Hook) WatchDenials(nc *nats.Conn, onDenied func(error), publish, subscribe []string) (stop func()) {
+	return denials.WatchDenials(nc, onDenied, publish, subscribe)
+}
+
+// Violation is denials.Violation: the kind and subject of a permissions
+// violation as nats.go hands it to an async error handler.
+func (Hook) Violation(err error) (publish bool, subject string, ok bool) {
+	return denials.Violation(err)
+}
+
+// Denied wraps err, a violation, with ErrDenied.
+func (Hook) Denied(err error) error {
+	return fmt.Errorf("%w (%w)", err, ErrDenied)
+}
