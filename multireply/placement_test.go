@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"reqreply/gather"
 	"reqreply/internal/cli"
 	"reqreply/internal/cli/clitest"
 )
@@ -116,7 +117,7 @@ func TestOneProbeAnswerPerServer(t *testing.T) {
 			probes, err := nc.SubscribeSync(inbox)
 			require.NoError(t, err)
 			require.NoError(t, nc.PublishMsg(&nats.Msg{Subject: DemoSubject, Reply: inbox, Header: nats.Header{cli.ProbeHeader: []string{"1"}}}))
-			res, err := Gather(ctx, Inbox{Conn: nc}, DemoSubject, nil, Timeout(time.Minute), MaxReplies(cfg.Responders))
+			res, err := gather.Gather(ctx, gather.Inbox{Conn: nc}, DemoSubject, nil, gather.Timeout(time.Minute), gather.MaxReplies(cfg.Responders))
 			require.NoError(t, err)
 			require.Equal(t, cfg.Responders, res.Count)
 			n, _, err := probes.Pending()

@@ -1,22 +1,20 @@
-package main
+package gather_test
 
 import (
-	"context"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 
+	"reqreply/gather"
 	"reqreply/internal/cli"
 	"reqreply/internal/testserver"
+	"reqreply/multireply/variants"
 )
-
-// goleak checks, after all tests, that no goroutine is left: every gather,
-// Mux, connection and embedded server must have released its own.
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // newEnv starts a fresh embedded server for one test and returns an Env on
 // it; its connections are drained and the server stopped when the test ends.
@@ -37,11 +35,11 @@ func connect(t testing.TB, env *cli.Env, role string) *nats.Conn {
 
 // newVariants returns the three variants on nc, each made afresh; the shared
 // Mux is closed when the test ends.
-func newVariants(t testing.TB, nc *nats.Conn) []Variant {
+func newVariants(t testing.TB, nc *nats.Conn) []gather.Variant {
 	t.Helper()
-	var vs []Variant
-	for _, name := range Variants {
-		v, release, err := NewVariant(name, nc)
+	var vs []gather.Variant
+	for _, name := range variants.Names {
+		v, release, err := variants.New(name, nc)
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = release() })
 		vs = append(vs, v)
@@ -52,7 +50,7 @@ func newVariants(t testing.TB, nc *nats.Conn) []Variant {
 // baseline is how many subscriptions a variant keeps on the requester's
 // connection between gathers: none (the shared Mux keeps its one on its own
 // connection).
-func baseline(Variant) int { return 0 }
+func baseline(gather.Variant) int { return 0 }
 
 // statusMarker in a sequence stands for a no-responders status message,
 // errorMarker for a micro error reply: micro's error headers (code 500,
@@ -65,17 +63,52 @@ const (
 // Responders for the tests, each subscribed on a connection of its own kind
 // and flushed before the test's request goes out.
 
-// echoN starts n responders that answer with "r<i>", naming themselves.
+// echoN starts n responders that answer with "reply from r<i>", naming
+// themselves.
 func echoN(n int) func(t *testing.T, nc *nats.Conn, subject string) {
 	return func(t *testing.T, nc *nats.Conn, subject string) {
 		t.Helper()
-		rs := make([]Responder, n)
-		for i := range rs {
-			rs[i] = Responder{Name: "r" + strconv.Itoa(i+1)}
+		names := make([]string, n)
+		for i := range names {
+			names[i] = "r" + strconv.Itoa(i+1)
 		}
-		_, err := Serve(context.Background(), nc, subject, rs)
+		serveNamed(t, nc, subject, 0, names...)
+	}
+}
+
+// serveNamed subscribes one responder per name to subject on nc and
+// flushes. Each answers every request after delay with "reply from <name>"
+// and, where the server takes headers, gather.ResponderHeader: name and the
+// request's headers but those NATS gives a meaning to ("Status",
+// "Description", "Nats-…"). A plain publish (no reply subject) is not
+// answered.
+func serveNamed(t testing.TB, nc *nats.Conn, subject string, delay time.Duration, names ...string) {
+	t.Helper()
+	headers := nc.HeadersSupported()
+	for _, name := range names {
+		_, err := nc.Subscribe(subject, func(m *nats.Msg) {
+			if m.Reply == "" {
+				return
+			}
+			time.Sleep(delay)
+			data := []byte("reply from " + name)
+			if !headers {
+				_ = m.Respond(data)
+				return
+			}
+			reply := nats.NewMsg(m.Reply)
+			for k, v := range m.Header {
+				if k != "Status" && k != "Description" && !strings.HasPrefix(k, "Nats-") {
+					reply.Header[k] = v
+				}
+			}
+			reply.Header.Set(gather.ResponderHeader, name)
+			reply.Data = data
+			_ = m.RespondMsg(reply)
+		})
 		require.NoError(t, err)
 	}
+	require.NoError(t, nc.Flush())
 }
 
 // sequence starts one responder that sends each payload, in order, to the
@@ -130,7 +163,7 @@ func echoData(t *testing.T, nc *nats.Conn, subject string) {
 		for k, v := range m.Header {
 			reply.Header[k] = v
 		}
-		reply.Header.Set(ResponderHeader, "echo")
+		reply.Header.Set(gather.ResponderHeader, "echo")
 		reply.Data = m.Data
 		_ = m.RespondMsg(reply)
 	})
@@ -149,9 +182,9 @@ func both(fs ...func(t *testing.T, nc *nats.Conn, subject string)) func(t *testi
 
 // outMsgs is how many messages v has published: the Mux publishes on its
 // own connection, the other variants on nc.
-func outMsgs(v Variant, nc *nats.Conn) uint64 {
-	if m, ok := v.(*Mux); ok && m != nil && m.rc != nil {
-		return m.rc.Stats().OutMsgs
+func outMsgs(v gather.Variant, nc *nats.Conn) uint64 {
+	if m, ok := v.(*gather.Mux); ok && m != nil && m.RC() != nil {
+		return m.RC().Stats().OutMsgs
 	}
 	return nc.Stats().OutMsgs
 }

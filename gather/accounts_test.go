@@ -1,4 +1,4 @@
-package main
+package gather_test
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"reqreply/gather"
 	"reqreply/internal/cli"
 	"reqreply/internal/testserver"
 )
@@ -52,9 +53,9 @@ func withAccounts(t *testing.T) testserver.Option {
 }
 
 // receiver is the connection on which v receives its replies.
-func receiver(v Variant, nc *nats.Conn) *nats.Conn {
-	if m, ok := v.(*Mux); ok {
-		return m.rc
+func receiver(v gather.Variant, nc *nats.Conn) *nats.Conn {
+	if m, ok := v.(*gather.Mux); ok {
+		return m.RC()
 	}
 	return nc
 }
@@ -92,7 +93,7 @@ func TestGatherAcrossAccounts(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			replied.Add(responders)
-			s, err := v.Stream(ctx, "single", nil, Timeout(time.Hour))
+			s, err := v.Stream(ctx, "single", nil, gather.Timeout(time.Hour))
 			require.NoError(t, err)
 			for range s.Replies() {
 				// Every responder has answered and everything the server
@@ -109,9 +110,9 @@ func TestGatherAcrossAccounts(t *testing.T) {
 		})
 		t.Run("variant="+v.Name()+"/stream", func(t *testing.T) {
 			replied.Add(responders)
-			res, err := Gather(context.Background(), v, "stream", nil, Timeout(time.Hour), MaxReplies(responders))
+			res, err := gather.Gather(context.Background(), v, "stream", nil, gather.Timeout(time.Hour), gather.MaxReplies(responders))
 			require.NoError(t, err)
-			assert.Equal(t, StopMax, res.Reason)
+			assert.Equal(t, gather.StopMax, res.Reason)
 			assert.Equal(t, responders, res.Count)
 			replied.Wait()
 		})
@@ -207,7 +208,7 @@ func TestSingletonImportAcrossServers(t *testing.T) {
 				for range gathers {
 					// Both replies, or the first and then a stall: a second
 					// reply, if the server passes one, comes within it.
-					res, err := Gather(context.Background(), v, "single", nil, Timeout(10*time.Second), MaxReplies(responders), Stall(250*time.Millisecond))
+					res, err := gather.Gather(context.Background(), v, "single", nil, gather.Timeout(10*time.Second), gather.MaxReplies(responders), gather.Stall(250*time.Millisecond))
 					require.NoError(t, err)
 					require.GreaterOrEqual(t, res.Count, 1)
 					require.LessOrEqual(t, res.Count, responders)

@@ -1,4 +1,4 @@
-package main
+package gather_test
 
 import (
 	"context"
@@ -13,7 +13,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"reqreply/gather"
 	"reqreply/internal/testserver"
+	"reqreply/multireply/variants"
 )
 
 // Drains, as on every deploy: what a gather in flight keeps, what a gather
@@ -60,18 +62,18 @@ func holdDrain(t *testing.T, nc *nats.Conn, release <-chan struct{}) {
 // nats.go's drain unsubscribes them at once: they end with StopClosed and
 // the replies so far (README: "Drains").
 func TestDrainMidGather(t *testing.T) {
-	for _, name := range Variants {
+	for _, name := range variants.Names {
 		t.Run("variant="+name, func(t *testing.T) {
 			env := newEnv(t)
 			release := make(chan struct{})
 			rc := connect(t, env, "responders")
 			twoStep(t, rc, "svc", release)
 			nc := connect(t, env, "requester")
-			v, free, err := NewVariant(name, nc)
+			v, free, err := variants.New(name, nc)
 			require.NoError(t, err)
 			defer func() { _ = free() }()
 
-			s, err := v.Stream(context.Background(), "svc", nil, Timeout(time.Hour), MaxReplies(2))
+			s, err := v.Stream(context.Background(), "svc", nil, gather.Timeout(time.Hour), gather.MaxReplies(2))
 			require.NoError(t, err)
 			var got []string
 			for r := range s.Replies() {
@@ -87,11 +89,11 @@ func TestDrainMidGather(t *testing.T) {
 			res, err := s.Result()
 			if name == "shared" {
 				require.NoError(t, err)
-				assert.Equal(t, StopMax, res.Reason)
+				assert.Equal(t, gather.StopMax, res.Reason)
 				assert.Equal(t, []string{"one", "two"}, got)
 				return
 			}
-			assert.Equal(t, StopClosed, res.Reason)
+			assert.Equal(t, gather.StopClosed, res.Reason)
 			assert.True(t, errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionDraining) ||
 				errors.Is(err, nats.ErrBadSubscription), "%v", err)
 			assert.Equal(t, []string{"one"}, got)
@@ -121,14 +123,14 @@ func TestGatherStartedDuringDrain(t *testing.T) {
 	_, err = nc.Request("svc", nil, 10*time.Second)
 	require.NoError(t, err, "nc.Request while subscriptions drain")
 	for _, v := range vs {
-		res, err := Gather(context.Background(), v, "svc", nil, Timeout(10*time.Second), MaxReplies(2))
+		res, err := gather.Gather(context.Background(), v, "svc", nil, gather.Timeout(10*time.Second), gather.MaxReplies(2))
 		if v.Name() == "shared" {
 			require.NoError(t, err)
 			assert.Equal(t, 2, res.Count)
 			continue
 		}
 		assert.ErrorIs(t, err, nats.ErrConnectionDraining, v.Name())
-		assert.Equal(t, StopClosed, res.Reason, v.Name())
+		assert.Equal(t, gather.StopClosed, res.Reason, v.Name())
 	}
 
 	close(release)
@@ -137,7 +139,7 @@ func TestGatherStartedDuringDrain(t *testing.T) {
 	_, err = nc.Request("svc", nil, 10*time.Second)
 	assert.ErrorIs(t, err, nats.ErrConnectionClosed)
 	for _, v := range vs {
-		_, err := Gather(context.Background(), v, "svc", nil, Timeout(10*time.Second))
+		_, err := gather.Gather(context.Background(), v, "svc", nil, gather.Timeout(10*time.Second))
 		assert.ErrorIs(t, err, nats.ErrConnectionClosed, v.Name())
 	}
 }
@@ -150,20 +152,20 @@ func TestGatherStartedDuringDrain(t *testing.T) {
 func TestEndedGatherDoesNotHoldDrain(t *testing.T) {
 	ends := []struct {
 		name string
-		opts []Option
+		opts []gather.Option
 		stop func(n int) bool // break after the nth reply?
 	}{
-		{name: "break", opts: []Option{Timeout(time.Hour)}, stop: func(int) bool { return true }},
-		{name: "max", opts: []Option{Timeout(time.Hour), MaxReplies(1)}},
-		{name: "sentinel", opts: []Option{Timeout(time.Hour), Sentinel(func(m *nats.Msg) bool { return string(m.Data) == "b" })}},
+		{name: "break", opts: []gather.Option{gather.Timeout(time.Hour)}, stop: func(int) bool { return true }},
+		{name: "max", opts: []gather.Option{gather.Timeout(time.Hour), gather.MaxReplies(1)}},
+		{name: "sentinel", opts: []gather.Option{gather.Timeout(time.Hour), gather.Sentinel(func(m *nats.Msg) bool { return string(m.Data) == "b" })}},
 	}
 	for _, end := range ends {
-		for _, name := range Variants {
+		for _, name := range variants.Names {
 			t.Run(end.name+"/variant="+name, func(t *testing.T) {
 				env := newEnv(t)
 				sequence("a", "b", "c", "d")(t, connect(t, env, "responders"), "svc")
 				nc := connect(t, env, "requester")
-				v, free, err := NewVariant(name, nc)
+				v, free, err := variants.New(name, nc)
 				require.NoError(t, err)
 				defer func() { _ = free() }()
 				s, err := v.Stream(context.Background(), "svc", nil, end.opts...)
@@ -185,7 +187,7 @@ func TestEndedGatherDoesNotHoldDrain(t *testing.T) {
 				} else {
 					// The drain may take the inbox away before the sentinel
 					// comes: then the gather ends with StopClosed.
-					assert.True(t, res.Reason.Normal() || res.Reason == StopClosed, "%s", res.Reason)
+					assert.True(t, res.Reason.Normal() || res.Reason == gather.StopClosed, "%s", res.Reason)
 				}
 				require.Eventually(t, nc.IsClosed, 30*time.Second, time.Millisecond)
 				assert.False(t, errors.Is(nc.LastError(), nats.ErrDrainTimeout), "the drain waited for an ended gather: %v", nc.LastError())
@@ -201,19 +203,19 @@ func TestMuxCloseWhileDraining(t *testing.T) {
 	env := newEnv(t)
 	both(sequence("one"), silent)(t, connect(t, env, "responders"), "svc")
 	nc := connect(t, env, "requester")
-	m, err := NewMux(nc)
+	m, err := gather.NewMux(nc)
 	require.NoError(t, err)
 	release := make(chan struct{})
 	holdDrain(t, nc, release)
 	require.NoError(t, nc.Drain())
-	s, err := m.Stream(context.Background(), "svc", nil, Timeout(time.Hour))
+	s, err := m.Stream(context.Background(), "svc", nil, gather.Timeout(time.Hour))
 	require.NoError(t, err)
 	for range s.Replies() {
 		assert.NoError(t, m.Close(), "Close while the connection drains")
 	}
 	res, err := s.Result()
-	assert.Equal(t, StopClosed, res.Reason)
-	assert.ErrorIs(t, err, ErrMuxClosed)
+	assert.Equal(t, gather.StopClosed, res.Reason)
+	assert.ErrorIs(t, err, gather.ErrMuxClosed)
 	assert.NoError(t, m.Close(), "twice")
 	close(release)
 }
@@ -239,7 +241,7 @@ func TestCancelWithDropsWrapsSlowConsumer(t *testing.T) {
 		t.Run("variant="+v.Name(), func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			s, err := v.Stream(ctx, "svc", nil, Timeout(time.Hour), PendingLimits(1, DefaultPendingBytes))
+			s, err := v.Stream(ctx, "svc", nil, gather.Timeout(time.Hour), gather.PendingLimits(1, gather.DefaultPendingBytes))
 			require.NoError(t, err)
 			for range s.Replies() {
 				<-sent
@@ -249,7 +251,7 @@ func TestCancelWithDropsWrapsSlowConsumer(t *testing.T) {
 				cancel()
 			}
 			res, err := s.Result()
-			assert.Equal(t, StopCancelled, res.Reason)
+			assert.Equal(t, gather.StopCancelled, res.Reason)
 			assert.ErrorIs(t, err, context.Canceled)
 			assert.Positive(t, res.Dropped)
 			assert.ErrorIs(t, err, nats.ErrSlowConsumer)
@@ -259,10 +261,10 @@ func TestCancelWithDropsWrapsSlowConsumer(t *testing.T) {
 
 // flushReceiver flushes the connection on which v receives replies: once it
 // returns, what the server had sent to v is in the client.
-func flushReceiver(t testing.TB, v Variant, nc *nats.Conn) {
+func flushReceiver(t testing.TB, v gather.Variant, nc *nats.Conn) {
 	t.Helper()
-	if m, ok := v.(*Mux); ok {
-		nc = m.rc
+	if m, ok := v.(*gather.Mux); ok {
+		nc = m.RC()
 	}
 	require.NoError(t, nc.Flush())
 }
@@ -270,10 +272,10 @@ func flushReceiver(t testing.TB, v Variant, nc *nats.Conn) {
 // routed waits until the Mux's handler has routed every message its
 // connection has received (nats.go counts a message pending until its
 // handler returns); the other variants have no handler in between.
-func routed(t testing.TB, v Variant) {
+func routed(t testing.TB, v gather.Variant) {
 	t.Helper()
-	if m, ok := v.(*Mux); ok {
-		require.Eventually(t, func() bool { n, _, _ := m.sub.Pending(); return n <= 0 }, 30*time.Second, time.Millisecond)
+	if m, ok := v.(*gather.Mux); ok {
+		require.Eventually(t, func() bool { n, _, _ := m.Sub().Pending(); return n <= 0 }, 30*time.Second, time.Millisecond)
 	}
 }
 
@@ -284,18 +286,18 @@ func routed(t testing.TB, v Variant) {
 // or payload and headers over the max payload.
 func TestPublishFailuresLeaveNothing(t *testing.T) {
 	noHeaders := func(o *server.Options) { o.NoHeaderSupport = true }
-	hdr := Header(nats.Header{"Padding": []string{string(make([]byte, 100))}})
+	hdr := gather.Header(nats.Header{"Padding": []string{string(make([]byte, 100))}})
 	tests := []struct {
 		name    string
 		server  []testserver.Option
 		setup   func(t *testing.T, nc *nats.Conn)
 		data    []byte
-		opts    []Option
+		opts    []gather.Option
 		wantErr error
 	}{
-		{name: "headers not supported", server: []testserver.Option{noHeaders}, opts: []Option{hdr}, wantErr: nats.ErrHeadersNotSupported},
+		{name: "headers not supported", server: []testserver.Option{noHeaders}, opts: []gather.Option{hdr}, wantErr: nats.ErrHeadersNotSupported},
 		{name: "payload too large", server: []testserver.Option{testserver.WithMaxPayload(1024)}, data: make([]byte, 2048), wantErr: nats.ErrMaxPayload},
-		{name: "payload and headers too large", server: []testserver.Option{testserver.WithMaxPayload(1024)}, data: make([]byte, 1000), opts: []Option{hdr}, wantErr: nats.ErrMaxPayload},
+		{name: "payload and headers too large", server: []testserver.Option{testserver.WithMaxPayload(1024)}, data: make([]byte, 1000), opts: []gather.Option{hdr}, wantErr: nats.ErrMaxPayload},
 		{name: "closed", setup: func(_ *testing.T, nc *nats.Conn) { nc.Close() }, wantErr: nats.ErrConnectionClosed},
 		{name: "draining", setup: func(t *testing.T, nc *nats.Conn) {
 			release := make(chan struct{})
@@ -318,7 +320,7 @@ func TestPublishFailuresLeaveNothing(t *testing.T) {
 				if tc.name == "draining" && v.Name() == "shared" {
 					continue // the Mux still sends: TestGatherStartedDuringDrain
 				}
-				_, err := Gather(context.Background(), v, "svc", tc.data, append(tc.opts, Timeout(10*time.Second))...)
+				_, err := gather.Gather(context.Background(), v, "svc", tc.data, append(tc.opts, gather.Timeout(10*time.Second))...)
 				assert.ErrorIs(t, err, tc.wantErr, v.Name())
 				if !nc.IsClosed() {
 					assert.Equal(t, subs+drainHolder(tc.name), nc.NumSubscriptions(), "%s left a subscription", v.Name())
@@ -341,20 +343,20 @@ func drainHolder(name string) int {
 func TestMuxLifecycle(t *testing.T) {
 	t.Run("concurrent Close", func(t *testing.T) {
 		env := newEnv(t)
-		m, err := NewMux(connect(t, env, "requester"))
+		m, err := gather.NewMux(connect(t, env, "requester"))
 		require.NoError(t, err)
 		var wg sync.WaitGroup
 		for range 4 {
 			wg.Go(func() { assert.NoError(t, m.Close()) })
 		}
 		wg.Wait()
-		assert.True(t, m.rc.IsClosed())
+		assert.True(t, m.RC().IsClosed())
 	})
 	for _, drain := range []bool{false, true} {
 		t.Run(fmt.Sprintf("nc closed, drained %v", drain), func(t *testing.T) {
 			env := newEnv(t)
 			nc := connect(t, env, "requester")
-			m, err := NewMux(nc)
+			m, err := gather.NewMux(nc)
 			require.NoError(t, err)
 			defer func() { _ = m.Close() }()
 			if drain {
@@ -362,8 +364,8 @@ func TestMuxLifecycle(t *testing.T) {
 			} else {
 				nc.Close()
 			}
-			require.Eventually(t, m.rc.IsClosed, 30*time.Second, time.Millisecond)
-			_, err = Gather(context.Background(), m, "svc", nil)
+			require.Eventually(t, m.RC().IsClosed, 30*time.Second, time.Millisecond)
+			_, err = gather.Gather(context.Background(), m, "svc", nil)
 			assert.ErrorIs(t, err, nats.ErrConnectionClosed)
 		})
 	}

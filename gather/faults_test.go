@@ -1,4 +1,4 @@
-package main
+package gather_test
 
 import (
 	"context"
@@ -13,8 +13,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"reqreply/gather"
 	"reqreply/internal/cli"
 	"reqreply/internal/testserver"
+	"reqreply/multireply/variants"
 )
 
 // Faults a gather survives, on real embedded servers.
@@ -49,7 +51,7 @@ func requireReconnected(t *testing.T, conns ...*nats.Conn) {
 // reaches the gather, which ends on its own stop condition (here: both
 // replies, StopMax). The gather never hangs past its deadline.
 func TestServerRestartMidGather(t *testing.T) {
-	for _, name := range Variants {
+	for _, name := range variants.Names {
 		t.Run("variant="+name, func(t *testing.T) {
 			s := testserver.New(t)
 			env := cli.NewEnv("multireply", s.ClientURL())
@@ -60,12 +62,12 @@ func TestServerRestartMidGather(t *testing.T) {
 			twoStep(t, rc, "svc", release)
 			nc, err := env.Connect("requester", fastReconnect...)
 			require.NoError(t, err)
-			v, free, err := NewVariant(name, nc)
+			v, free, err := variants.New(name, nc)
 			require.NoError(t, err)
 			defer func() { _ = free() }()
 
 			s2 := s
-			st, err := v.Stream(context.Background(), "svc", nil, Timeout(time.Hour), MaxReplies(2))
+			st, err := v.Stream(context.Background(), "svc", nil, gather.Timeout(time.Hour), gather.MaxReplies(2))
 			require.NoError(t, err)
 			var got []string
 			for r := range st.Replies() {
@@ -78,7 +80,7 @@ func TestServerRestartMidGather(t *testing.T) {
 			}
 			res, err := st.Result()
 			require.NoError(t, err)
-			assert.Equal(t, StopMax, res.Reason)
+			assert.Equal(t, gather.StopMax, res.Reason)
 			assert.Equal(t, []string{"one", "two"}, got)
 			_ = s2
 		})
@@ -92,7 +94,7 @@ func TestServerRestartMidGather(t *testing.T) {
 // connection too. A gather whose deadline passes while disconnected ends
 // then (StopDeadline), never later.
 func TestGatherWhileDisconnected(t *testing.T) {
-	for _, name := range Variants {
+	for _, name := range variants.Names {
 		t.Run("variant="+name, func(t *testing.T) {
 			s := testserver.New(t)
 			env := cli.NewEnv("multireply", s.ClientURL())
@@ -104,7 +106,7 @@ func TestGatherWhileDisconnected(t *testing.T) {
 			// that it is back after the responders.
 			nc, err := env.Connect("requester", nats.ReconnectWait(time.Hour), nats.ReconnectJitter(0, 0), nats.MaxReconnects(-1))
 			require.NoError(t, err)
-			v, free, err := NewVariant(name, nc)
+			v, free, err := variants.New(name, nc)
 			require.NoError(t, err)
 			defer func() { _ = free() }()
 
@@ -114,20 +116,20 @@ func TestGatherWhileDisconnected(t *testing.T) {
 			require.Eventually(t, func() bool { return !nc.IsConnected() && !receiver(v, nc).IsConnected() }, 30*time.Second, time.Millisecond)
 
 			// A short deadline while disconnected: it ends by the deadline.
-			res, err := Gather(context.Background(), v, "svc", nil, Timeout(20*time.Millisecond))
+			res, err := gather.Gather(context.Background(), v, "svc", nil, gather.Timeout(20*time.Millisecond))
 			require.NoError(t, err)
-			assert.Equal(t, StopDeadline, res.Reason)
+			assert.Equal(t, gather.StopDeadline, res.Reason)
 			assert.Zero(t, res.Count)
 
 			// The reconnect buffer: a request made while disconnected waits
 			// in the client and goes out once the connection is back.
 			before := outMsgs(v, nc)
 			done := make(chan struct{})
-			var gres Result
+			var gres gather.Result
 			var gerr error
 			go func() {
 				defer close(done)
-				gres, gerr = Gather(context.Background(), v, "svc", nil, Timeout(time.Minute), MaxReplies(1))
+				gres, gerr = gather.Gather(context.Background(), v, "svc", nil, gather.Timeout(time.Minute), gather.MaxReplies(1))
 			}()
 			if name != "inbox" {
 				require.Eventually(t, func() bool { return outMsgs(v, nc) > before }, 30*time.Second, time.Millisecond,
@@ -163,19 +165,19 @@ func TestResponderRepliesTwice(t *testing.T) {
 	nc := connect(t, env, "requester")
 	for _, v := range newVariants(t, nc) {
 		t.Run("variant="+v.Name(), func(t *testing.T) {
-			res, err := Gather(context.Background(), v, "svc", nil, Timeout(time.Hour), MaxReplies(1))
+			res, err := gather.Gather(context.Background(), v, "svc", nil, gather.Timeout(time.Hour), gather.MaxReplies(1))
 			require.NoError(t, err)
 			assert.Equal(t, 1, res.Count)
-			if m, ok := v.(*Mux); ok {
+			if m, ok := v.(*gather.Mux); ok {
 				require.NoError(t, rc.Flush())
-				require.NoError(t, m.rc.Flush())
+				require.NoError(t, m.RC().Flush())
 				require.Eventually(t, func() bool { return m.Received() == 2 }, 10*time.Second, time.Millisecond)
 				assert.Equal(t, 1, m.Late(), "the duplicate is late")
 			}
 
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			s, err := v.Stream(ctx, "svc", nil, Timeout(time.Hour))
+			s, err := v.Stream(ctx, "svc", nil, gather.Timeout(time.Hour))
 			require.NoError(t, err)
 			n := 0
 			for range s.Replies() {
@@ -186,46 +188,6 @@ func TestResponderRepliesTwice(t *testing.T) {
 			res, err = s.Result()
 			assert.True(t, errors.Is(err, context.Canceled))
 			assert.Equal(t, 2, res.Count, "both copies are replies")
-		})
-	}
-}
-
-// A responder whose work panics or fails survives it and sends an error
-// reply in micro's headers: every variant's gather gets it at once as a
-// reply with ServiceError set, instead of one reply fewer at the deadline,
-// and the responders still answer the next request.
-func TestResponderWorkFails(t *testing.T) {
-	env := newEnv(t)
-	rc := connect(t, env, "responders")
-	responders := []Responder{
-		{Name: "ok"},
-		{Name: "panics", Work: func(*nats.Msg) ([]byte, error) { panic("boom") }},
-		{Name: "fails", Work: func(*nats.Msg) ([]byte, error) { return nil, errors.New("out of stock") }},
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	_, err := Serve(ctx, rc, "svc", responders)
-	require.NoError(t, err)
-	nc := connect(t, env, "requester")
-	for _, v := range newVariants(t, nc) {
-		t.Run("variant="+v.Name(), func(t *testing.T) {
-			for round := range 2 { // the second round: the responders survived
-				res, err := Gather(context.Background(), v, "svc", nil, Timeout(time.Hour), MaxReplies(3))
-				require.NoError(t, err, "round %d", round)
-				require.Equal(t, StopMax, res.Reason)
-				got := map[string]string{}
-				for _, r := range res.Replies {
-					desc := ""
-					if r.ServiceError != nil {
-						assert.Equal(t, "500", r.ServiceError.Code)
-						desc = r.ServiceError.Description
-					}
-					got[r.Responder] = desc
-				}
-				assert.Equal(t, "", got["ok"])
-				assert.Contains(t, got["panics"], "responder panicked: boom")
-				assert.Equal(t, "out of stock", got["fails"])
-			}
 		})
 	}
 }
@@ -262,7 +224,7 @@ func TestMuxConnectionEventsAreNcsAlone(t *testing.T) {
 		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}),
 	)...)
 	require.NoError(t, err)
-	m, err := NewMux(nc)
+	m, err := gather.NewMux(nc)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = m.Close() })
 
@@ -270,7 +232,7 @@ func TestMuxConnectionEventsAreNcsAlone(t *testing.T) {
 	// Its closed handler may be internal/cli's own (its request watch
 	// follows a close): that nc's is not called for it is checked below,
 	// when m.Close closes it.
-	o := m.rc.Opts
+	o := m.RC().Opts
 	for name, set := range map[string]bool{
 		"connected":    o.ConnectedCB != nil,
 		"disconnected": o.DisconnectedCB != nil || o.DisconnectedErrCB != nil,
@@ -282,7 +244,7 @@ func TestMuxConnectionEventsAreNcsAlone(t *testing.T) {
 	assert.NotNil(t, o.AsyncErrorCB, "the Mux's connection reports its async errors to nc's handler")
 
 	restart(t, s)
-	requireReconnected(t, nc, m.rc)
+	requireReconnected(t, nc, m.RC())
 	<-reconnected
 	// The Mux's connection had its reconnect queued before it reported
 	// itself connected; closing it runs what was queued before it stops.
@@ -304,18 +266,18 @@ func TestMuxConnectionClosedAlone(t *testing.T) {
 	env := newEnv(t)
 	echoN(2)(t, connect(t, env, "responders"), "svc")
 	nc := connect(t, env, "requester")
-	m, err := NewMux(nc)
+	m, err := gather.NewMux(nc)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = m.Close() })
-	res, err := Gather(context.Background(), m, "svc", nil, Timeout(time.Minute), MaxReplies(2))
+	res, err := gather.Gather(context.Background(), m, "svc", nil, gather.Timeout(time.Minute), gather.MaxReplies(2))
 	require.NoError(t, err)
 	require.Equal(t, 2, res.Count)
 
-	m.rc.Close()
+	m.RC().Close()
 	for range 2 {
-		res, err = Gather(context.Background(), m, "svc", nil, Timeout(time.Minute), MaxReplies(2))
+		res, err = gather.Gather(context.Background(), m, "svc", nil, gather.Timeout(time.Minute), gather.MaxReplies(2))
 		require.ErrorIs(t, err, nats.ErrConnectionClosed)
-		assert.Equal(t, StopClosed, res.Reason)
+		assert.Equal(t, gather.StopClosed, res.Reason)
 		assert.Zero(t, res.Count)
 	}
 	_, err = nc.Request("svc", nil, time.Minute)

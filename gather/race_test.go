@@ -1,6 +1,6 @@
 //go:build race
 
-package main
+package gather_test
 
 // raceDetector is true when the tests run with -race.
 const raceDetector = true

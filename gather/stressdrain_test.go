@@ -1,4 +1,4 @@
-package main
+package gather_test
 
 import (
 	"errors"
@@ -12,6 +12,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"reqreply/gather"
+	"reqreply/multireply/variants"
 )
 
 // Many goroutines on one Mux while its connection nc drains at a random
@@ -28,24 +31,24 @@ func TestStressMuxThroughDrain(t *testing.T) {
 	rs := newStressResponders(t, connect(t, env, "responders"), "stress", responders)
 	for round := range rounds {
 		nc := connect(t, env, "requester")
-		m, err := NewMux(nc)
+		m, err := gather.NewMux(nc)
 		require.NoError(t, err)
 		sentBefore := rs.total.Load()
 		results := gatherThroughDrain(t, nc, m, seed, round, 1, goroutines, gathers, responders,
 			func(gi, j int) string { return fmt.Sprintf("d%d.%d.%d", round, gi, j) })
 		require.Eventually(t, nc.IsClosed, 30*time.Second, time.Millisecond)
 		assert.False(t, errors.Is(nc.LastError(), nats.ErrDrainTimeout), "round %d: a gather held the drain up", round)
-		require.Eventually(t, m.rc.IsClosed, 30*time.Second, time.Millisecond, "round %d: the Mux's connection left open", round)
+		require.Eventually(t, m.RC().IsClosed, 30*time.Second, time.Millisecond, "round %d: the Mux's connection left open", round)
 
 		var counted int
 		for _, gs := range results {
 			for _, g := range gs {
 				what := fmt.Sprintf("round %d gather %s: %+v, %v", round, g.id, g.res, g.err)
 				switch {
-				case g.res.Reason == StopNone:
+				case g.res.Reason == gather.StopNone:
 					assert.True(t, errors.Is(g.err, nats.ErrConnectionDraining) || errors.Is(g.err, nats.ErrConnectionClosed), what)
 					continue
-				case g.res.Reason == StopClosed:
+				case g.res.Reason == gather.StopClosed:
 					assert.Zero(t, g.res.Count+g.res.Skipped+g.res.Dropped+g.res.Unread, "a gather in flight ended by the drain: "+what)
 				}
 				g.check(t, rs.sentFor(g.id), true)
@@ -72,7 +75,7 @@ func TestStressVariantsThroughDrain(t *testing.T) {
 		t.Run("variant="+name, func(t *testing.T) {
 			for round := range rounds {
 				nc := connect(t, env, "requester")
-				v, free, err := NewVariant(name, nc)
+				v, free, err := variants.New(name, nc)
 				require.NoError(t, err)
 				results := gatherThroughDrain(t, nc, v, seed, round, 2, goroutines, gathers, responders,
 					func(gi, j int) string { return fmt.Sprintf("%s.d%d.%d.%d", name, round, gi, j) })
@@ -82,7 +85,7 @@ func TestStressVariantsThroughDrain(t *testing.T) {
 
 				for _, gs := range results {
 					for _, g := range gs {
-						if g.res.Reason == StopNone {
+						if g.res.Reason == gather.StopNone {
 							// Refused when made: nc only flushed or had closed.
 							assert.True(t, errors.Is(g.err, nats.ErrConnectionDraining) || errors.Is(g.err, nats.ErrConnectionClosed),
 								"round %d gather %s: %v", round, g.id, g.err)
@@ -100,7 +103,7 @@ func TestStressVariantsThroughDrain(t *testing.T) {
 // each goroutine its own in turn, and drains nc as one of them, picked at
 // random, starts; results[gi] are goroutine gi's gathers, named by id. The
 // random streams are the seed's, told apart by round, goroutine and tag.
-func gatherThroughDrain(t *testing.T, nc *nats.Conn, v Variant, seed uint64, round int, tag uint64, goroutines, gathers, responders int, id func(gi, j int) string) [][]*stressGather {
+func gatherThroughDrain(t *testing.T, nc *nats.Conn, v gather.Variant, seed uint64, round int, tag uint64, goroutines, gathers, responders int, id func(gi, j int) string) [][]*stressGather {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(seed, uint64(round)|tag<<40))
 	drainAt := 1 + rng.IntN(goroutines*gathers)

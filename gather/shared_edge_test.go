@@ -1,4 +1,4 @@
-package main
+package gather_test
 
 // Edge cases of the shared variant (shared.go) found by trying to break it:
 // denials after the Mux is made, escaped subjects in a violation, and its
@@ -19,7 +19,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"reqreply/gather"
 	"reqreply/internal/cli"
+	"reqreply/multireply/variants"
 )
 
 // startReloadable starts a server with the users svc (anything) and req,
@@ -72,10 +74,10 @@ func TestMuxInboxRevokedByReload(t *testing.T) {
 	nc, err := nats.Connect(url("req"), nats.ErrorHandler(log.handler))
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
-	m, err := NewMux(nc)
+	m, err := gather.NewMux(nc)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = m.Close() })
-	res, err := Gather(context.Background(), m, "svc", nil, Timeout(time.Minute), MaxReplies(1))
+	res, err := gather.Gather(context.Background(), m, "svc", nil, gather.Timeout(time.Minute), gather.MaxReplies(1))
 	require.NoError(t, err)
 	require.Equal(t, 1, res.Count)
 
@@ -84,11 +86,11 @@ func TestMuxInboxRevokedByReload(t *testing.T) {
 	// after, the gather ends with it within a round trip, not at its
 	// deadline (a minute); so does every later one, at once.
 	for range 2 {
-		res, err = Gather(context.Background(), m, "svc", nil, Timeout(time.Minute), MaxReplies(1))
+		res, err = gather.Gather(context.Background(), m, "svc", nil, gather.Timeout(time.Minute), gather.MaxReplies(1))
 		require.ErrorIs(t, err, nats.ErrPermissionViolation, "%+v", res)
 		assert.ErrorIs(t, err, cli.ErrDenied)
 		assert.Contains(t, err.Error(), `Subscription to "_INBOX.`)
-		assert.Equal(t, StopFailed, res.Reason)
+		assert.Equal(t, gather.StopFailed, res.Reason)
 	}
 	assert.Empty(t, log.all(), "the Mux's denial is the gathers' error, not nc's handler's")
 }
@@ -107,17 +109,17 @@ func TestMuxInboxRevokedByReload(t *testing.T) {
 func TestDeniedSubjectWithQuote(t *testing.T) {
 	url, _ := startReloadable(t, &server.Permissions{Publish: &server.SubjectPermission{Allow: []string{"ok"}}})
 	for _, subject := range []string{`a"b`, "a\x01b"} {
-		for _, variant := range Variants {
+		for _, variant := range variants.Names {
 			t.Run(variant+"/"+subject, func(t *testing.T) {
 				nc, err := nats.Connect(url("req"), nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
 				require.NoError(t, err)
 				t.Cleanup(nc.Close)
-				v, release, err := NewVariant(variant, nc)
+				v, release, err := variants.New(variant, nc)
 				require.NoError(t, err)
 				t.Cleanup(func() { _ = release() })
-				res, err := Gather(context.Background(), v, subject, nil, Timeout(5*time.Second))
+				res, err := gather.Gather(context.Background(), v, subject, nil, gather.Timeout(5*time.Second))
 				assert.ErrorIs(t, err, nats.ErrPermissionViolation, "%+v", res)
-				assert.Equal(t, StopFailed, res.Reason)
+				assert.Equal(t, gather.StopFailed, res.Reason)
 			})
 		}
 	}
@@ -146,7 +148,7 @@ func TestPooledStateNeverSeesAnotherGathersReply(t *testing.T) {
 		require.NoError(t, err)
 	}
 	require.NoError(t, rnc.Flush())
-	m, err := NewMux(connect(t, env, "requester"))
+	m, err := gather.NewMux(connect(t, env, "requester"))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = m.Close() })
 
@@ -162,37 +164,37 @@ func TestPooledStateNeverSeesAnotherGathersReply(t *testing.T) {
 			for i := range rounds {
 				id := fmt.Sprintf("%d-%d", w, i)
 				ctx, cancel := context.WithCancel(context.Background())
-				var res Result
+				var res gather.Result
 				var err error
 				switch i % 4 {
 				case 0: // ends after the first reply; 14 more follow
-					res, err = Gather(ctx, m, "pool", []byte(id), Timeout(time.Minute), MaxReplies(1))
+					res, err = gather.Gather(ctx, m, "pool", []byte(id), gather.Timeout(time.Minute), gather.MaxReplies(1))
 				case 1: // a break
-					var s *Stream
-					if s, err = m.Stream(ctx, "pool", []byte(id), Timeout(time.Minute)); err == nil {
+					var s *gather.Stream
+					if s, err = m.Stream(ctx, "pool", []byte(id), gather.Timeout(time.Minute)); err == nil {
 						for r := range s.Replies() {
 							res.Replies = append(res.Replies, r)
 							break
 						}
-						var got Result
+						var got gather.Result
 						got, err = s.Result()
 						got.Replies = res.Replies
 						res = got
 					}
 				case 2: // a cancel from inside the loop
-					var s *Stream
-					if s, err = m.Stream(ctx, "pool", []byte(id), Timeout(time.Minute), PendingLimits(2, DefaultPendingBytes)); err == nil {
+					var s *gather.Stream
+					if s, err = m.Stream(ctx, "pool", []byte(id), gather.Timeout(time.Minute), gather.PendingLimits(2, gather.DefaultPendingBytes)); err == nil {
 						for r := range s.Replies() {
 							res.Replies = append(res.Replies, r)
 							cancel()
 						}
-						var got Result
+						var got gather.Result
 						got, err = s.Result()
 						got.Replies = res.Replies
 						res = got
 					}
 				case 3: // a short deadline
-					res, err = Gather(ctx, m, "pool", []byte(id), Timeout(time.Millisecond), PendingLimits(3, DefaultPendingBytes))
+					res, err = gather.Gather(ctx, m, "pool", []byte(id), gather.Timeout(time.Millisecond), gather.PendingLimits(3, gather.DefaultPendingBytes))
 				}
 				cancel()
 				if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, nats.ErrSlowConsumer) {
@@ -220,10 +222,8 @@ func TestPooledStateNeverSeesAnotherGathersReply(t *testing.T) {
 	// Every gather has returned: the law holds at any moment from now on,
 	// also while late replies still arrive (each is Received and Late
 	// under one lock). Read both under that lock's order: Late first.
-	require.NoError(t, m.rc.Flush())
-	m.mu.Lock()
-	received, late := m.received, m.late
-	m.mu.Unlock()
+	require.NoError(t, m.RC().Flush())
+	received, late := m.Counts()
 	assert.Equal(t, received, sum+late)
 }
 
@@ -248,7 +248,7 @@ func TestCloseAndDrainDuringPooledGathers(t *testing.T) {
 			require.NoError(t, err)
 			require.NoError(t, rnc.Flush())
 			nc := connect(t, env, "requester")
-			m, err := NewMux(nc)
+			m, err := gather.NewMux(nc)
 			require.NoError(t, err)
 
 			var sum, bad int
@@ -260,7 +260,7 @@ func TestCloseAndDrainDuringPooledGathers(t *testing.T) {
 					defer wg.Done()
 					for i := 0; ; i++ {
 						id := fmt.Sprintf("%d-%d", w, i)
-						res, err := Gather(context.Background(), m, "pool", []byte(id), Timeout(time.Minute), MaxReplies(1+i%5))
+						res, err := gather.Gather(context.Background(), m, "pool", []byte(id), gather.Timeout(time.Minute), gather.MaxReplies(1+i%5))
 						mu.Lock()
 						sum += res.Count + res.Skipped + res.Dropped
 						for _, r := range res.Replies {
@@ -285,9 +285,7 @@ func TestCloseAndDrainDuringPooledGathers(t *testing.T) {
 			}
 			wg.Wait()
 			assert.Zero(t, bad, "replies handed to another gather")
-			m.mu.Lock()
-			received, late := m.received, m.late
-			m.mu.Unlock()
+			received, late := m.Counts()
 			assert.Equal(t, received, sum+late)
 		})
 	}

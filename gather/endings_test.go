@@ -1,4 +1,4 @@
-package main
+package gather_test
 
 import (
 	"context"
@@ -9,8 +9,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"reqreply/gather"
 	"reqreply/internal/cli"
 	"reqreply/internal/testserver"
+	"reqreply/multireply/variants"
 )
 
 // answerThenHold starts one responder that sends each payload to the reply
@@ -42,16 +44,16 @@ func TestCloseDuringWait(t *testing.T) {
 	cases := []struct {
 		name    string
 		replies []string
-		opts    []Option
+		opts    []gather.Option
 	}{
 		{name: "before any reply"},
 		{name: "after replies", replies: []string{"one", "two"}},
-		{name: "after replies, stall", replies: []string{"one", "two"}, opts: []Option{Stall(5 * time.Second)}},
-		{name: "after replies, max", replies: []string{"one", "two"}, opts: []Option{MaxReplies(5)}},
-		{name: "after replies, sentinel", replies: []string{"one", "two"}, opts: []Option{Sentinel(nil)}},
+		{name: "after replies, stall", replies: []string{"one", "two"}, opts: []gather.Option{gather.Stall(5 * time.Second)}},
+		{name: "after replies, max", replies: []string{"one", "two"}, opts: []gather.Option{gather.MaxReplies(5)}},
+		{name: "after replies, sentinel", replies: []string{"one", "two"}, opts: []gather.Option{gather.Sentinel(nil)}},
 	}
 	for _, tc := range cases {
-		for _, name := range Variants {
+		for _, name := range variants.Names {
 			t.Run(tc.name+"/variant="+name, func(t *testing.T) {
 				srv := testserver.New(t)
 				env := cli.NewEnv("multireply", srv.ClientURL())
@@ -59,11 +61,11 @@ func TestCloseDuringWait(t *testing.T) {
 				heard := make(chan struct{}, 1)
 				answerThenHold(heard, tc.replies...)(t, connect(t, env, "responders"), "svc")
 				nc := connect(t, env, "requester")
-				v, release, err := NewVariant(name, nc)
+				v, release, err := variants.New(name, nc)
 				require.NoError(t, err)
 				defer func() { _ = release() }()
 
-				s, err := v.Stream(context.Background(), "svc", nil, append(tc.opts, Timeout(timeout))...)
+				s, err := v.Stream(context.Background(), "svc", nil, append(tc.opts, gather.Timeout(timeout))...)
 				require.NoError(t, err)
 				// The loop body hands each reply on and goes back to the
 				// gather, which waits for one more that never comes; the
@@ -79,7 +81,7 @@ func TestCloseDuringWait(t *testing.T) {
 					nc.Close()
 				}()
 				start := time.Now()
-				var replies []Reply
+				var replies []gather.Reply
 				for r := range s.Replies() {
 					replies = append(replies, r)
 					got <- struct{}{}
@@ -88,7 +90,7 @@ func TestCloseDuringWait(t *testing.T) {
 				elapsed := time.Since(start)
 				<-closed
 				assert.Less(t, elapsed, 2*time.Second, "ended at about the deadline (%v), not at the close", timeout)
-				assert.Equal(t, StopClosed, res.Reason)
+				assert.Equal(t, gather.StopClosed, res.Reason)
 				assert.ErrorIs(t, err, nats.ErrConnectionClosed)
 				assert.Equal(t, len(tc.replies), res.Count)
 				if len(tc.replies) > 0 {
@@ -104,14 +106,14 @@ func TestCloseDuringWait(t *testing.T) {
 // within about one round trip too.
 func TestCloseWhileDisconnected(t *testing.T) {
 	const timeout = 10 * time.Second
-	for _, name := range Variants {
+	for _, name := range variants.Names {
 		t.Run("variant="+name, func(t *testing.T) {
 			srv := testserver.New(t)
 			env := cli.NewEnv("multireply", srv.ClientURL())
 			t.Cleanup(func() { _ = env.Close() })
 			nc, err := env.Connect("requester", nats.ReconnectWait(time.Hour), nats.ReconnectJitter(0, 0), nats.MaxReconnects(-1))
 			require.NoError(t, err)
-			v, release, err := NewVariant(name, nc)
+			v, release, err := variants.New(name, nc)
 			require.NoError(t, err)
 			defer func() { _ = release() }()
 			testserver.Shutdown(srv)
@@ -119,11 +121,11 @@ func TestCloseWhileDisconnected(t *testing.T) {
 
 			before := outMsgs(v, nc)
 			done := make(chan struct{})
-			var res Result
+			var res gather.Result
 			start := time.Now()
 			go func() {
 				defer close(done)
-				res, err = Gather(context.Background(), v, "svc", nil, Timeout(timeout))
+				res, err = gather.Gather(context.Background(), v, "svc", nil, gather.Timeout(timeout))
 			}()
 			// The gather is waiting: its request is in the reconnect
 			// buffer, or (inbox) its inbox is subscribed and the flush
@@ -132,7 +134,7 @@ func TestCloseWhileDisconnected(t *testing.T) {
 			nc.Close()
 			<-done
 			assert.Less(t, time.Since(start), 2*time.Second, "ended at about the deadline (%v), not at the close", timeout)
-			assert.Equal(t, StopClosed, res.Reason)
+			assert.Equal(t, gather.StopClosed, res.Reason)
 			assert.ErrorIs(t, err, nats.ErrConnectionClosed)
 		})
 	}

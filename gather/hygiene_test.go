@@ -1,4 +1,4 @@
-package main
+package gather_test
 
 import (
 	"context"
@@ -13,8 +13,11 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/synadia-io/orbit.go/natsext"
 
+	"reqreply/gather"
+	"reqreply/gather/natsextgather"
 	"reqreply/internal/cli"
 	"reqreply/internal/testserver"
+	"reqreply/multireply/variants"
 )
 
 // Bad options are refused before anything is subscribed or published, with
@@ -27,7 +30,7 @@ func TestBadInput(t *testing.T) {
 		nilConn bool
 		ctx     context.Context
 		subject string
-		opts    []Option
+		opts    []gather.Option
 		wantErr []error
 	}{
 		{name: "nil connection", nilConn: true, subject: "a", wantErr: []error{nats.ErrInvalidArg, nats.ErrInvalidConnection}},
@@ -37,16 +40,16 @@ func TestBadInput(t *testing.T) {
 		{name: "full wildcard", subject: "svc.>", wantErr: []error{nats.ErrBadSubject}},
 		{name: "empty token", subject: "svc..x", wantErr: []error{nats.ErrBadSubject}},
 		{name: "white space", subject: "svc x", wantErr: []error{nats.ErrBadSubject}},
-		{name: "max zero", subject: "a", opts: []Option{MaxReplies(0)}, wantErr: []error{nats.ErrInvalidArg}},
-		{name: "max negative", subject: "a", opts: []Option{MaxReplies(-1)}, wantErr: []error{nats.ErrInvalidArg}},
-		{name: "stall zero", subject: "a", opts: []Option{Stall(0)}, wantErr: []error{nats.ErrInvalidArg}},
-		{name: "stall negative", subject: "a", opts: []Option{Stall(-time.Second)}, wantErr: []error{nats.ErrInvalidArg}},
-		{name: "stall equal to the deadline", subject: "a", opts: []Option{Timeout(time.Second), Stall(time.Second)}, wantErr: []error{nats.ErrInvalidArg}},
-		{name: "stall past the deadline", subject: "a", opts: []Option{Timeout(time.Second), Stall(time.Minute)}, wantErr: []error{nats.ErrInvalidArg}},
-		{name: "stall past the default deadline", subject: "a", opts: []Option{Stall(2 * DefaultTimeout)}, wantErr: []error{nats.ErrInvalidArg}},
-		{name: "timeout zero", subject: "a", opts: []Option{Timeout(0)}, wantErr: []error{nats.ErrInvalidArg}},
-		{name: "timeout negative", subject: "a", opts: []Option{Timeout(-time.Second)}, wantErr: []error{nats.ErrInvalidArg}},
-		{name: "pending limit zero", subject: "a", opts: []Option{PendingLimits(0, 1)}, wantErr: []error{nats.ErrInvalidArg}},
+		{name: "max zero", subject: "a", opts: []gather.Option{gather.MaxReplies(0)}, wantErr: []error{nats.ErrInvalidArg}},
+		{name: "max negative", subject: "a", opts: []gather.Option{gather.MaxReplies(-1)}, wantErr: []error{nats.ErrInvalidArg}},
+		{name: "stall zero", subject: "a", opts: []gather.Option{gather.Stall(0)}, wantErr: []error{nats.ErrInvalidArg}},
+		{name: "stall negative", subject: "a", opts: []gather.Option{gather.Stall(-time.Second)}, wantErr: []error{nats.ErrInvalidArg}},
+		{name: "stall equal to the deadline", subject: "a", opts: []gather.Option{gather.Timeout(time.Second), gather.Stall(time.Second)}, wantErr: []error{nats.ErrInvalidArg}},
+		{name: "stall past the deadline", subject: "a", opts: []gather.Option{gather.Timeout(time.Second), gather.Stall(time.Minute)}, wantErr: []error{nats.ErrInvalidArg}},
+		{name: "stall past the default deadline", subject: "a", opts: []gather.Option{gather.Stall(2 * gather.DefaultTimeout)}, wantErr: []error{nats.ErrInvalidArg}},
+		{name: "timeout zero", subject: "a", opts: []gather.Option{gather.Timeout(0)}, wantErr: []error{nats.ErrInvalidArg}},
+		{name: "timeout negative", subject: "a", opts: []gather.Option{gather.Timeout(-time.Second)}, wantErr: []error{nats.ErrInvalidArg}},
+		{name: "pending limit zero", subject: "a", opts: []gather.Option{gather.PendingLimits(0, 1)}, wantErr: []error{nats.ErrInvalidArg}},
 		{name: "context already cancelled", ctx: cancelled, subject: "a", wantErr: []error{context.Canceled}},
 	}
 	for _, tc := range tests {
@@ -77,27 +80,27 @@ func TestBadInput(t *testing.T) {
 }
 
 // nilVariant returns v's kind of variant with no connection.
-func nilVariant(v Variant) Variant {
+func nilVariant(v gather.Variant) gather.Variant {
 	switch v.(type) {
-	case Inbox:
-		return Inbox{}
-	case Natsext:
-		return Natsext{}
+	case gather.Inbox:
+		return gather.Inbox{}
+	case natsextgather.Natsext:
+		return natsextgather.Natsext{}
 	}
-	return (*Mux)(nil)
+	return (*gather.Mux)(nil)
 }
 
 func TestNewMuxBadInput(t *testing.T) {
-	_, err := NewMux(nil)
+	_, err := gather.NewMux(nil)
 	assert.ErrorIs(t, err, nats.ErrInvalidArg)
 
 	env := newEnv(t)
 	nc := connect(t, env, "requester")
 	nc.Close()
-	_, err = NewMux(nc)
+	_, err = gather.NewMux(nc)
 	assert.ErrorIs(t, err, nats.ErrConnectionClosed)
 
-	_, _, err = NewVariant("fastest", nc)
+	_, _, err = variants.New("fastest", nc)
 	assert.ErrorIs(t, err, nats.ErrInvalidArg)
 }
 
@@ -111,7 +114,7 @@ func TestNeverRangedStreamHoldsNothing(t *testing.T) {
 	for _, v := range newVariants(t, nc) {
 		t.Run("variant="+v.Name(), func(t *testing.T) {
 			before, subs := outMsgs(v, nc), nc.NumSubscriptions()
-			s, err := v.Stream(context.Background(), "svc", nil, Timeout(time.Millisecond))
+			s, err := v.Stream(context.Background(), "svc", nil, gather.Timeout(time.Millisecond))
 			require.NoError(t, err)
 			require.NotNil(t, s)
 			assert.Equal(t, before, outMsgs(v, nc))
@@ -151,11 +154,11 @@ func TestInMsgsEqualReplies(t *testing.T) {
 
 			// The Mux receives on its own connection.
 			rx := nc
-			if m, ok := v.(*Mux); ok {
-				rx = m.rc
+			if m, ok := v.(*gather.Mux); ok {
+				rx = m.RC()
 			}
 			before := rx.Stats().InMsgs
-			res, err := Gather(context.Background(), v, "svc", nil, Timeout(time.Minute), MaxReplies(responders))
+			res, err := gather.Gather(context.Background(), v, "svc", nil, gather.Timeout(time.Minute), gather.MaxReplies(responders))
 			require.NoError(t, err)
 			require.Equal(t, responders, res.Count)
 			// Every reply sent has reached the client once the responders'
@@ -204,7 +207,7 @@ func TestBurstOverPendingLimit(t *testing.T) {
 	nc := connect(t, env, "requester")
 	for _, v := range newVariants(t, nc) {
 		t.Run("variant="+v.Name(), func(t *testing.T) {
-			opts := []Option{Timeout(time.Hour), Stall(300 * time.Millisecond), PendingLimits(limit, DefaultPendingBytes)}
+			opts := []gather.Option{gather.Timeout(time.Hour), gather.Stall(300 * time.Millisecond), gather.PendingLimits(limit, gather.DefaultPendingBytes)}
 			s, err := v.Stream(context.Background(), "svc", nil, opts...)
 			if v.Name() == "natsext" {
 				assert.ErrorIs(t, err, nats.ErrInvalidArg)
@@ -227,7 +230,7 @@ func TestBurstOverPendingLimit(t *testing.T) {
 			}
 			res, err := s.Result()
 			assert.ErrorIs(t, err, nats.ErrSlowConsumer)
-			assert.Equal(t, StopStalled, res.Reason)
+			assert.Equal(t, gather.StopStalled, res.Reason)
 			assert.Positive(t, res.Dropped)
 			assert.Equal(t, burst, res.Count+res.Dropped, "every reply is either returned or counted as dropped")
 		})
@@ -242,7 +245,7 @@ func TestMuxConcurrentGathers(t *testing.T) {
 	for range responders {
 		echoData(t, rc, "svc")
 	}
-	m, err := NewMux(connect(t, env, "requester"))
+	m, err := gather.NewMux(connect(t, env, "requester"))
 	require.NoError(t, err)
 	defer func() { require.NoError(t, m.Close()) }()
 
@@ -251,7 +254,7 @@ func TestMuxConcurrentGathers(t *testing.T) {
 	for i := range gathers {
 		wg.Go(func() {
 			want := fmt.Sprintf("gather-%d", i)
-			res, err := Gather(context.Background(), m, "svc", []byte(want), Timeout(10*time.Second), MaxReplies(responders))
+			res, err := gather.Gather(context.Background(), m, "svc", []byte(want), gather.Timeout(10*time.Second), gather.MaxReplies(responders))
 			if err != nil {
 				errs <- err
 				return
@@ -278,46 +281,46 @@ func TestMuxConcurrentGathers(t *testing.T) {
 func TestMuxSlowGatherBlocksNoOne(t *testing.T) {
 	env := newEnv(t)
 	echoN(3)(t, connect(t, env, "responders"), "svc")
-	m, err := NewMux(connect(t, env, "requester"))
+	m, err := gather.NewMux(connect(t, env, "requester"))
 	require.NoError(t, err)
 	defer func() { require.NoError(t, m.Close()) }()
 
-	slow, err := m.Stream(context.Background(), "svc", nil, Timeout(time.Hour), MaxReplies(3))
+	slow, err := m.Stream(context.Background(), "svc", nil, gather.Timeout(time.Hour), gather.MaxReplies(3))
 	require.NoError(t, err)
 	for range slow.Replies() {
 		// The slow consumer sits on its first reply while a second gather
 		// runs to completion.
-		res, err := Gather(context.Background(), m, "svc", nil, Timeout(10*time.Second), MaxReplies(3))
+		res, err := gather.Gather(context.Background(), m, "svc", nil, gather.Timeout(10*time.Second), gather.MaxReplies(3))
 		require.NoError(t, err)
 		assert.Equal(t, 3, res.Count)
 		break
 	}
 	res, err := slow.Result()
 	require.NoError(t, err)
-	assert.Equal(t, StopCaller, res.Reason)
+	assert.Equal(t, gather.StopCaller, res.Reason)
 }
 
 // Closing the Mux ends the gathers running on it with StopClosed.
 func TestMuxCloseMidGather(t *testing.T) {
 	env := newEnv(t)
 	both(sequence("one"), silent)(t, connect(t, env, "responders"), "svc")
-	m, err := NewMux(connect(t, env, "requester"))
+	m, err := gather.NewMux(connect(t, env, "requester"))
 	require.NoError(t, err)
-	s, err := m.Stream(context.Background(), "svc", nil, Timeout(time.Hour))
+	s, err := m.Stream(context.Background(), "svc", nil, gather.Timeout(time.Hour))
 	require.NoError(t, err)
 	for range s.Replies() {
 		require.NoError(t, m.Close())
 	}
 	res, err := s.Result()
-	assert.ErrorIs(t, err, ErrMuxClosed)
+	assert.ErrorIs(t, err, gather.ErrMuxClosed)
 	assert.ErrorIs(t, err, nats.ErrBadSubscription)
-	assert.Equal(t, StopClosed, res.Reason)
+	assert.Equal(t, gather.StopClosed, res.Reason)
 	assert.Equal(t, 1, res.Count)
 
 	// A gather on a closed Mux fails at once.
-	res, err = Gather(context.Background(), m, "svc", nil, Timeout(time.Hour))
-	assert.ErrorIs(t, err, ErrMuxClosed)
-	assert.Equal(t, StopClosed, res.Reason)
+	res, err = gather.Gather(context.Background(), m, "svc", nil, gather.Timeout(time.Hour))
+	assert.ErrorIs(t, err, gather.ErrMuxClosed)
+	assert.Equal(t, gather.StopClosed, res.Reason)
 	require.NoError(t, m.Close(), "Close twice")
 }
 
@@ -327,10 +330,10 @@ func TestMuxLateReplies(t *testing.T) {
 	rc := connect(t, env, "responders")
 	echoN(3)(t, rc, "svc")
 	nc := connect(t, env, "requester")
-	m, err := NewMux(nc)
+	m, err := gather.NewMux(nc)
 	require.NoError(t, err)
 	defer func() { require.NoError(t, m.Close()) }()
-	_, err = Gather(context.Background(), m, "svc", nil, Timeout(time.Hour), MaxReplies(1))
+	_, err = gather.Gather(context.Background(), m, "svc", nil, gather.Timeout(time.Hour), gather.MaxReplies(1))
 	require.NoError(t, err)
 	require.NoError(t, rc.Flush())
 	require.NoError(t, nc.Flush())
@@ -386,10 +389,10 @@ func gatherFromEach(t *testing.T, url string, n int) {
 	nc := connect(t, env, "requester")
 	for _, v := range newVariants(t, nc) {
 		t.Run("variant="+v.Name(), func(t *testing.T) {
-			res, err := Gather(context.Background(), v, "svc", nil, Timeout(10*time.Second), MaxReplies(n))
+			res, err := gather.Gather(context.Background(), v, "svc", nil, gather.Timeout(10*time.Second), gather.MaxReplies(n))
 			require.NoError(t, err)
 			assert.Equal(t, n, res.Count)
-			assert.Equal(t, StopMax, res.Reason)
+			assert.Equal(t, gather.StopMax, res.Reason)
 		})
 	}
 }
@@ -418,25 +421,25 @@ func TestMuxSubscriptionNeverDrops(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, rc.Flush())
 	nc := connect(t, env, "requester")
-	m, err := NewMux(nc)
+	m, err := gather.NewMux(nc)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = m.Close() })
 
-	done := make(chan Result, 1)
+	done := make(chan gather.Result, 1)
 	go func() {
-		res, _ := Gather(context.Background(), m, "big", nil, Timeout(time.Minute), MaxReplies(burst),
-			PendingLimits(burst, burst*size))
+		res, _ := gather.Gather(context.Background(), m, "big", nil, gather.Timeout(time.Minute), gather.MaxReplies(burst),
+			gather.PendingLimits(burst, burst*size))
 		done <- res
 	}()
 	<-got
-	m.mu.Lock()
+	m.Lock()
 	close(send)
-	require.Eventually(t, func() bool { return m.rc.Stats().InMsgs == burst }, 30*time.Second, time.Millisecond)
-	m.mu.Unlock()
+	require.Eventually(t, func() bool { return m.RC().Stats().InMsgs == burst }, 30*time.Second, time.Millisecond)
+	m.Unlock()
 	res := <-done
 	assert.Equal(t, burst, res.Count+res.Dropped, "count %d, dropped %d, %s", res.Count, res.Dropped, res.Reason)
 	assert.Equal(t, burst, m.Received())
-	dropped, err := m.sub.Dropped()
+	dropped, err := m.Sub().Dropped()
 	require.NoError(t, err)
 	assert.Zero(t, dropped, "dropped by the Mux's subscription, counted nowhere")
 }
@@ -454,12 +457,12 @@ func TestManyMuxesReleasedWithNc(t *testing.T) {
 			before := s.NumClients()
 			nc := connect(t, env, "requester")
 			const n = 50
-			muxes := make([]*Mux, n)
+			muxes := make([]*gather.Mux, n)
 			for i := range muxes {
-				m, err := NewMux(nc)
+				m, err := gather.NewMux(nc)
 				require.NoError(t, err)
 				muxes[i] = m
-				_, err = Gather(context.Background(), m, "svc", nil, Timeout(time.Minute), MaxReplies(1))
+				_, err = gather.Gather(context.Background(), m, "svc", nil, gather.Timeout(time.Minute), gather.MaxReplies(1))
 				require.NoError(t, err)
 			}
 			require.Equal(t, before+1+n, s.NumClients(), "nc and one connection per Mux")
@@ -470,7 +473,7 @@ func TestManyMuxesReleasedWithNc(t *testing.T) {
 				nc.Close()
 			}
 			for _, m := range muxes {
-				require.Eventually(t, m.rc.IsClosed, 30*time.Second, time.Millisecond)
+				require.Eventually(t, m.RC().IsClosed, 30*time.Second, time.Millisecond)
 			}
 			require.Eventually(t, func() bool { return s.NumClients() == before }, 30*time.Second, time.Millisecond)
 		})
@@ -486,18 +489,18 @@ func TestManyMuxesReleasedWithNc(t *testing.T) {
 // the subscription locally, without an UNSUB, and the server, which does
 // not count its status, kept it (50 gathers: 63 → 113 subscriptions).
 func TestEveryEndLeavesNothing(t *testing.T) {
-	type gather func(t *testing.T, v Variant, nc *nats.Conn) (Result, error)
-	ranged := func(subject string, opts ...Option) gather {
-		return func(_ *testing.T, v Variant, _ *nats.Conn) (Result, error) {
-			return Gather(context.Background(), v, subject, nil, opts...)
+	type gatherFunc func(t *testing.T, v gather.Variant, nc *nats.Conn) (gather.Result, error)
+	ranged := func(subject string, opts ...gather.Option) gatherFunc {
+		return func(_ *testing.T, v gather.Variant, _ *nats.Conn) (gather.Result, error) {
+			return gather.Gather(context.Background(), v, subject, nil, opts...)
 		}
 	}
 	// inLoop ranges a Stream on subject and calls body after the first reply.
-	inLoop := func(subject string, body func(cancel context.CancelFunc, nc *nats.Conn)) gather {
-		return func(t *testing.T, v Variant, nc *nats.Conn) (Result, error) {
+	inLoop := func(subject string, body func(cancel context.CancelFunc, nc *nats.Conn)) gatherFunc {
+		return func(t *testing.T, v gather.Variant, nc *nats.Conn) (gather.Result, error) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			s, err := v.Stream(ctx, subject, nil, Timeout(time.Hour))
+			s, err := v.Stream(ctx, subject, nil, gather.Timeout(time.Hour))
 			require.NoError(t, err)
 			for range s.Replies() {
 				body(cancel, nc)
@@ -508,35 +511,35 @@ func TestEveryEndLeavesNothing(t *testing.T) {
 	tests := []struct {
 		name       string
 		user       string // the requester's: "nopub" may not publish to "secret", "nosub" may not subscribe to inboxes
-		run        gather
-		wantReason StopReason
+		run        gatherFunc
+		wantReason gather.StopReason
 		wantErr    error
 		closes     bool // the requester's connection is closed
 	}{
-		{name: "answered, max reached", run: ranged("two", Timeout(time.Hour), MaxReplies(1)), wantReason: StopMax},
-		{name: "answered, all of max", run: ranged("two", Timeout(time.Hour), MaxReplies(2)), wantReason: StopMax},
-		{name: "no responders", run: ranged("nobody", Timeout(time.Hour)), wantReason: StopNoResponders, wantErr: nats.ErrNoResponders},
-		{name: "no responders, max 1", run: ranged("nobody", Timeout(time.Hour), MaxReplies(1)), wantReason: StopNoResponders, wantErr: nats.ErrNoResponders},
-		{name: "no responders, max 2", run: ranged("nobody", Timeout(time.Hour), MaxReplies(2)), wantReason: StopNoResponders, wantErr: nats.ErrNoResponders},
-		{name: "deadline", run: ranged("quiet", Timeout(50*time.Millisecond), MaxReplies(1)), wantReason: StopDeadline},
+		{name: "answered, max reached", run: ranged("two", gather.Timeout(time.Hour), gather.MaxReplies(1)), wantReason: gather.StopMax},
+		{name: "answered, all of max", run: ranged("two", gather.Timeout(time.Hour), gather.MaxReplies(2)), wantReason: gather.StopMax},
+		{name: "no responders", run: ranged("nobody", gather.Timeout(time.Hour)), wantReason: gather.StopNoResponders, wantErr: nats.ErrNoResponders},
+		{name: "no responders, max 1", run: ranged("nobody", gather.Timeout(time.Hour), gather.MaxReplies(1)), wantReason: gather.StopNoResponders, wantErr: nats.ErrNoResponders},
+		{name: "no responders, max 2", run: ranged("nobody", gather.Timeout(time.Hour), gather.MaxReplies(2)), wantReason: gather.StopNoResponders, wantErr: nats.ErrNoResponders},
+		{name: "deadline", run: ranged("quiet", gather.Timeout(50*time.Millisecond), gather.MaxReplies(1)), wantReason: gather.StopDeadline},
 		{name: "cancelled", run: inLoop("one", func(cancel context.CancelFunc, _ *nats.Conn) { cancel() }),
-			wantReason: StopCancelled, wantErr: context.Canceled},
-		{name: "stall", run: ranged("one", Timeout(time.Hour), Stall(50*time.Millisecond), MaxReplies(3)), wantReason: StopStalled},
-		{name: "sentinel", run: ranged("sentinel", Timeout(time.Hour), Sentinel(nil), MaxReplies(1)), wantReason: StopSentinel},
+			wantReason: gather.StopCancelled, wantErr: context.Canceled},
+		{name: "stall", run: ranged("one", gather.Timeout(time.Hour), gather.Stall(50*time.Millisecond), gather.MaxReplies(3)), wantReason: gather.StopStalled},
+		{name: "sentinel", run: ranged("sentinel", gather.Timeout(time.Hour), gather.Sentinel(nil), gather.MaxReplies(1)), wantReason: gather.StopSentinel},
 		{name: "connection closed during the wait", run: inLoop("one", func(_ context.CancelFunc, nc *nats.Conn) { nc.Close() }),
-			wantReason: StopClosed, wantErr: nats.ErrConnectionClosed, closes: true},
-		{name: "refused up front: bad subject", run: ranged("a.*"), wantReason: StopNone, wantErr: nats.ErrBadSubject},
-		{name: "refused up front: closed connection", run: func(_ *testing.T, v Variant, nc *nats.Conn) (Result, error) {
+			wantReason: gather.StopClosed, wantErr: nats.ErrConnectionClosed, closes: true},
+		{name: "refused up front: bad subject", run: ranged("a.*"), wantReason: gather.StopNone, wantErr: nats.ErrBadSubject},
+		{name: "refused up front: closed connection", run: func(_ *testing.T, v gather.Variant, nc *nats.Conn) (gather.Result, error) {
 			nc.Close()
-			return Gather(context.Background(), v, "two", nil, Timeout(time.Hour), MaxReplies(1))
-		}, wantReason: StopNone, wantErr: nats.ErrConnectionClosed, closes: true},
-		{name: "denied publish", user: "nopub", run: ranged("secret", Timeout(time.Hour), MaxReplies(1)),
-			wantReason: StopFailed, wantErr: nats.ErrPermissionViolation},
-		{name: "denied inbox", user: "nosub", run: ranged("two", Timeout(time.Hour), MaxReplies(1)),
-			wantReason: StopFailed, wantErr: nats.ErrPermissionViolation},
+			return gather.Gather(context.Background(), v, "two", nil, gather.Timeout(time.Hour), gather.MaxReplies(1))
+		}, wantReason: gather.StopNone, wantErr: nats.ErrConnectionClosed, closes: true},
+		{name: "denied publish", user: "nopub", run: ranged("secret", gather.Timeout(time.Hour), gather.MaxReplies(1)),
+			wantReason: gather.StopFailed, wantErr: nats.ErrPermissionViolation},
+		{name: "denied inbox", user: "nosub", run: ranged("two", gather.Timeout(time.Hour), gather.MaxReplies(1)),
+			wantReason: gather.StopFailed, wantErr: nats.ErrPermissionViolation},
 	}
 	for _, tc := range tests {
-		for _, name := range Variants {
+		for _, name := range variants.Names {
 			t.Run(tc.name+"/variant="+name, func(t *testing.T) {
 				s, url := deniedServerAt(t)
 				svc := cli.NewEnv("multireply", url("svc"))
@@ -554,7 +557,7 @@ func TestEveryEndLeavesNothing(t *testing.T) {
 				env := cli.NewEnv("multireply", url(user))
 				t.Cleanup(func() { _ = env.Close() })
 				nc := connect(t, env, "requester")
-				v, release, err := NewVariant(name, nc)
+				v, release, err := variants.New(name, nc)
 				if user == "nosub" && name == "shared" {
 					// The Mux subscribes its inbox when it is made: refused then.
 					require.ErrorIs(t, err, nats.ErrPermissionViolation)
@@ -565,7 +568,7 @@ func TestEveryEndLeavesNothing(t *testing.T) {
 
 				// Where things stand: a first gather has made whatever a
 				// connection makes once (nats.go's and the watch's state).
-				_, err = Gather(context.Background(), v, "two", nil, Timeout(time.Hour), MaxReplies(2))
+				_, err = gather.Gather(context.Background(), v, "two", nil, gather.Timeout(time.Hour), gather.MaxReplies(2))
 				if user != "nosub" {
 					require.NoError(t, err)
 				}
@@ -630,15 +633,13 @@ func TestMuxStateBoundedByInFlight(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, rc.Flush())
 	nc := connect(t, env, "requester")
-	m, err := NewMux(nc)
+	m, err := gather.NewMux(nc)
 	require.NoError(t, err)
 	defer func() { require.NoError(t, m.Close()) }()
 	inFlight := func() int {
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		return len(m.gathers)
+		return m.InFlight()
 	}
-	before, err := testserver.FootprintOf(s, m.rc)
+	before, err := testserver.FootprintOf(s, m.RC())
 	require.NoError(t, err)
 
 	var wg sync.WaitGroup
@@ -647,14 +648,14 @@ func TestMuxStateBoundedByInFlight(t *testing.T) {
 		wg.Go(func() {
 			peak := 0
 			for i := range perWorker {
-				subject, opts, want := fmt.Sprintf("bounded.none.%d.%d", w, i), []Option{Timeout(10 * time.Second)}, StopNoResponders
+				subject, opts, want := fmt.Sprintf("bounded.none.%d.%d", w, i), []gather.Option{gather.Timeout(10 * time.Second)}, gather.StopNoResponders
 				switch i % 10 {
 				case 0, 1, 2, 3:
-					subject, opts, want = fmt.Sprintf("bounded.answered.%d.%d", w, i), append(opts, MaxReplies(1)), StopMax
+					subject, opts, want = fmt.Sprintf("bounded.answered.%d.%d", w, i), append(opts, gather.MaxReplies(1)), gather.StopMax
 				case 4:
-					subject, opts, want = fmt.Sprintf("bounded.answered.%d.%d", w, i), []Option{Timeout(5 * time.Millisecond), MaxReplies(2)}, StopDeadline
+					subject, opts, want = fmt.Sprintf("bounded.answered.%d.%d", w, i), []gather.Option{gather.Timeout(5 * time.Millisecond), gather.MaxReplies(2)}, gather.StopDeadline
 				}
-				res, _ := Gather(context.Background(), m, subject, nil, opts...)
+				res, _ := gather.Gather(context.Background(), m, subject, nil, opts...)
 				if res.Reason != want {
 					errs <- fmt.Errorf("%s: stopped %v, want %v", subject, res.Reason, want)
 					return
@@ -673,8 +674,8 @@ func TestMuxStateBoundedByInFlight(t *testing.T) {
 	}
 
 	assert.Zero(t, inFlight(), "running gathers held after all ended")
-	assert.Equal(t, before.Client, m.rc.NumSubscriptions(), "the Mux's subscriptions")
-	after, err := testserver.SettleFootprint(s, m.rc, func(f testserver.Footprint) bool { return f.Goroutines <= before.Goroutines })
+	assert.Equal(t, before.Client, m.RC().NumSubscriptions(), "the Mux's subscriptions")
+	after, err := testserver.SettleFootprint(s, m.RC(), func(f testserver.Footprint) bool { return f.Goroutines <= before.Goroutines })
 	require.NoError(t, err)
 	assert.Equal(t, before.Server, after.Server, "the server's subscriptions")
 	assert.LessOrEqual(t, after.Goroutines, before.Goroutines, "goroutines")

@@ -1,4 +1,4 @@
-package main
+package gather_test
 
 import (
 	"context"
@@ -12,8 +12,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"reqreply/gather"
 	"reqreply/internal/cli"
 	"reqreply/internal/testserver"
+	"reqreply/multireply/variants"
 )
 
 // deniedServer starts a server with three users: "svc" may do anything,
@@ -69,7 +71,7 @@ func TestNewMuxSubscribeDenied(t *testing.T) {
 	nc, err := nats.Connect(url("nosub"), nats.Name("requester"))
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
-	m, err := NewMux(nc)
+	m, err := gather.NewMux(nc)
 	require.Error(t, err)
 	assert.Nil(t, m)
 	assert.ErrorIs(t, err, nats.ErrPermissionViolation)
@@ -97,17 +99,17 @@ func TestSharedPublishDenied(t *testing.T) {
 
 	forms := []struct {
 		name   string
-		gather func(v Variant, subject string, opts ...Option) (Result, error)
+		gather func(v gather.Variant, subject string, opts ...gather.Option) (gather.Result, error)
 	}{
-		{"Gather", func(v Variant, subject string, opts ...Option) (Result, error) {
-			return Gather(context.Background(), v, subject, nil, opts...)
+		{"Gather", func(v gather.Variant, subject string, opts ...gather.Option) (gather.Result, error) {
+			return gather.Gather(context.Background(), v, subject, nil, opts...)
 		}},
-		{"Stream", func(v Variant, subject string, opts ...Option) (Result, error) {
+		{"Stream", func(v gather.Variant, subject string, opts ...gather.Option) (gather.Result, error) {
 			s, err := v.Stream(context.Background(), subject, nil, opts...)
 			if err != nil {
-				return Result{}, err
+				return gather.Result{}, err
 			}
-			return Collect(s)
+			return gather.Collect(s)
 		}},
 	}
 	for _, tc := range forms {
@@ -116,40 +118,38 @@ func TestSharedPublishDenied(t *testing.T) {
 			nc, err := nats.Connect(url("nopub"), nats.Name("requester"), nats.ErrorHandler(log.handler))
 			require.NoError(t, err)
 			t.Cleanup(nc.Close)
-			m, err := NewMux(nc)
+			m, err := gather.NewMux(nc)
 			require.NoError(t, err)
 			t.Cleanup(func() { _ = m.Close() })
 
 			// A denied gather and an allowed one at the same time.
 			open := make(chan error, 1)
 			go func() {
-				res, err := tc.gather(m, "open", Timeout(time.Minute), MaxReplies(1))
+				res, err := tc.gather(m, "open", gather.Timeout(time.Minute), gather.MaxReplies(1))
 				if err == nil && res.Count != 1 {
 					err = assert.AnError
 				}
 				open <- err
 			}()
-			res, err := tc.gather(m, "secret", Timeout(time.Minute))
+			res, err := tc.gather(m, "secret", gather.Timeout(time.Minute))
 			require.Error(t, err)
 			assert.ErrorIs(t, err, nats.ErrPermissionViolation)
 			assert.ErrorIs(t, err, cli.ErrDenied)
 			assert.Contains(t, err.Error(), `Publish to "secret"`)
-			assert.Equal(t, StopFailed, res.Reason)
+			assert.Equal(t, gather.StopFailed, res.Reason)
 			assert.Zero(t, res.Count)
 			require.NoError(t, <-open)
 
 			// The Mux still works, and the violation reached nc's handler
 			// neither before nor after (the flush: every -ERR is in).
-			res, err = tc.gather(m, "open", Timeout(time.Minute), MaxReplies(1))
+			res, err = tc.gather(m, "open", gather.Timeout(time.Minute), gather.MaxReplies(1))
 			require.NoError(t, err)
 			assert.Equal(t, 1, res.Count)
-			require.NoError(t, m.rc.Flush())
+			require.NoError(t, m.RC().Flush())
 			for _, e := range log.all() {
 				assert.NotContains(t, e.Error(), `"secret"`, "reported twice")
 			}
-			m.mu.Lock()
-			assert.Empty(t, m.gathers, "tokens left behind")
-			m.mu.Unlock()
+			assert.Zero(t, m.InFlight(), "tokens left behind")
 		})
 	}
 }
@@ -165,11 +165,11 @@ func TestSharedUnclaimedViolationPassedOn(t *testing.T) {
 	}))
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
-	m, err := NewMux(nc)
+	m, err := gather.NewMux(nc)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = m.Close() })
-	require.NoError(t, m.rc.Publish("secret", nil))
-	require.NoError(t, m.rc.Flush())
+	require.NoError(t, m.RC().Publish("secret", nil))
+	require.NoError(t, m.RC().Flush())
 	select {
 	case err = <-got:
 	case <-time.After(time.Minute):
@@ -199,7 +199,7 @@ func TestOwnErrorHandlerKeepsDenialsPrompt(t *testing.T) {
 	}
 	for _, tc := range tests {
 		for _, after := range []bool{false, true} {
-			for _, name := range Variants {
+			for _, name := range variants.Names {
 				way := "at connect"
 				if after {
 					way = "set after"
@@ -221,7 +221,7 @@ func TestOwnErrorHandlerKeepsDenialsPrompt(t *testing.T) {
 					if after && name == "shared" && tc.user == "nosub" {
 						nc.SetErrorHandler(log.handler)
 					}
-					v, release, err := NewVariant(name, nc)
+					v, release, err := variants.New(name, nc)
 					if name == "shared" && tc.user == "nosub" {
 						// The Mux subscribes its inbox when it is made: refused then.
 						require.ErrorIs(t, err, nats.ErrPermissionViolation)
@@ -235,12 +235,12 @@ func TestOwnErrorHandlerKeepsDenialsPrompt(t *testing.T) {
 					}
 
 					start := time.Now()
-					res, err := Gather(context.Background(), v, tc.subject, nil, Timeout(timeout))
+					res, err := gather.Gather(context.Background(), v, tc.subject, nil, gather.Timeout(timeout))
 					assert.Less(t, time.Since(start), 2*time.Second, "ended at about the deadline (%v), not at the denial", timeout)
 					require.ErrorIs(t, err, nats.ErrPermissionViolation)
 					assert.ErrorIs(t, err, cli.ErrDenied)
 					assert.Contains(t, err.Error(), tc.denied)
-					assert.Equal(t, StopFailed, res.Reason)
+					assert.Equal(t, gather.StopFailed, res.Reason)
 
 					// A violation that is nobody's still reaches the caller's
 					// handler: on the connection that publishes the requests.

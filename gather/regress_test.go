@@ -1,4 +1,4 @@
-package main
+package gather_test
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"reqreply/gather"
 	"reqreply/internal/cli"
 	"reqreply/internal/testserver"
 )
@@ -30,7 +31,7 @@ func TestHugeMax(t *testing.T) {
 		for _, n := range []int{math.MaxInt32, math.MaxInt} {
 			// All three replies arrive (an inbox unsubscribed at once would
 			// get none and end only at the deadline): then stop.
-			s, err := v.Stream(context.Background(), "svc", nil, Timeout(time.Minute), MaxReplies(n))
+			s, err := v.Stream(context.Background(), "svc", nil, gather.Timeout(time.Minute), gather.MaxReplies(n))
 			require.NoError(t, err)
 			got := 0
 			for range s.Replies() {
@@ -40,7 +41,7 @@ func TestHugeMax(t *testing.T) {
 			}
 			res, err := s.Result()
 			require.NoError(t, err)
-			assert.Equal(t, StopCaller, res.Reason, "variant %s, max %d", v.Name(), n)
+			assert.Equal(t, gather.StopCaller, res.Reason, "variant %s, max %d", v.Name(), n)
 			assert.Equal(t, 3, res.Count, "variant %s, max %d", v.Name(), n)
 		}
 	}
@@ -68,7 +69,7 @@ func TestBacklog(t *testing.T) {
 	// waitForBurst holds the consumer on its first reply until the whole
 	// burst is in the client: the responder has sent it all, its flush says
 	// the server has it, the requester's flush that the client has.
-	waitForBurst := func(v Variant) {
+	waitForBurst := func(v gather.Variant) {
 		<-sent
 		require.NoError(t, rc.Flush())
 		flushReceiver(t, v, nc)
@@ -89,13 +90,13 @@ func TestBacklog(t *testing.T) {
 			}
 			res, err := s.Result()
 			require.NoError(t, err)
-			assert.Equal(t, StopDeadline, res.Reason)
+			assert.Equal(t, gather.StopDeadline, res.Reason)
 			assert.Equal(t, 1, res.Count, "no reply is handed out after the deadline")
 		})
 		t.Run("variant="+v.Name()+"/cancel", func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			s, err := v.Stream(ctx, "svc", nil, Timeout(time.Hour))
+			s, err := v.Stream(ctx, "svc", nil, gather.Timeout(time.Hour))
 			require.NoError(t, err)
 			n := 0
 			for range s.Replies() {
@@ -106,7 +107,7 @@ func TestBacklog(t *testing.T) {
 			}
 			res, err := s.Result()
 			assert.ErrorIs(t, err, context.Canceled)
-			assert.Equal(t, StopCancelled, res.Reason)
+			assert.Equal(t, gather.StopCancelled, res.Reason)
 			assert.Equal(t, 1, res.Count, "no reply is handed out after a cancel")
 		})
 		t.Run("variant="+v.Name()+"/tiny stall", func(t *testing.T) {
@@ -116,7 +117,7 @@ func TestBacklog(t *testing.T) {
 				// the client, and a nanosecond stall may end before it.
 				t.Skip("a reply in the client is not yet in the gather")
 			}
-			s, err := v.Stream(context.Background(), "svc", nil, Timeout(time.Hour), Stall(time.Nanosecond))
+			s, err := v.Stream(context.Background(), "svc", nil, gather.Timeout(time.Hour), gather.Stall(time.Nanosecond))
 			require.NoError(t, err)
 			n := 0
 			for range s.Replies() {
@@ -126,7 +127,7 @@ func TestBacklog(t *testing.T) {
 			}
 			res, err := s.Result()
 			require.NoError(t, err)
-			assert.Equal(t, StopStalled, res.Reason)
+			assert.Equal(t, gather.StopStalled, res.Reason)
 			assert.Equal(t, burst, res.Count, "replies already in the client arrived within the stall")
 		})
 	}
@@ -140,23 +141,23 @@ func TestDeadlineFromTheRequest(t *testing.T) {
 	nc := connect(t, env, "requester")
 	for _, v := range newVariants(t, nc) {
 		t.Run("variant="+v.Name(), func(t *testing.T) {
-			s, err := v.Stream(context.Background(), "svc", nil, Timeout(time.Minute), MaxReplies(1))
+			s, err := v.Stream(context.Background(), "svc", nil, gather.Timeout(time.Minute), gather.MaxReplies(1))
 			require.NoError(t, err)
 			// However long the caller waits before ranging, the full minute
 			// is still ahead of the request.
-			res, err := Collect(s)
+			res, err := gather.Collect(s)
 			require.NoError(t, err)
-			assert.Equal(t, StopMax, res.Reason)
+			assert.Equal(t, gather.StopMax, res.Reason)
 			assert.Greater(t, res.Deadline, 59*time.Second)
 
 			ctx, cancel := context.WithCancel(context.Background())
-			s, err = v.Stream(ctx, "svc", nil, Timeout(time.Minute))
+			s, err = v.Stream(ctx, "svc", nil, gather.Timeout(time.Minute))
 			require.NoError(t, err)
 			cancel()
 			before := outMsgs(v, nc)
-			res, err = Collect(s)
+			res, err = gather.Collect(s)
 			assert.ErrorIs(t, err, context.Canceled)
-			assert.Equal(t, StopCancelled, res.Reason)
+			assert.Equal(t, gather.StopCancelled, res.Reason)
 			assert.Equal(t, before, outMsgs(v, nc), "nothing sent after the cancel")
 		})
 	}
@@ -169,16 +170,16 @@ func TestClosedConnection(t *testing.T) {
 		env := newEnv(t)
 		nc := connect(t, env, "requester")
 		vs := newVariants(t, nc)
-		var streams []*Stream
+		var streams []*gather.Stream
 		for _, v := range vs {
-			s, err := v.Stream(context.Background(), "svc", nil, Timeout(time.Minute))
+			s, err := v.Stream(context.Background(), "svc", nil, gather.Timeout(time.Minute))
 			require.NoError(t, err)
 			streams = append(streams, s)
 		}
 		nc.Close()
 		for i, s := range streams {
-			res, err := Collect(s)
-			assert.Equal(t, StopClosed, res.Reason, vs[i].Name())
+			res, err := gather.Collect(s)
+			assert.Equal(t, gather.StopClosed, res.Reason, vs[i].Name())
 			assert.True(t, errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrBadSubscription), "%s: %v", vs[i].Name(), err)
 		}
 		// Once closed, a gather is refused when it is made.
@@ -196,14 +197,14 @@ func TestRefusedBeforeSending(t *testing.T) {
 	nc := connect(t, env, "requester")
 	for _, v := range newVariants(t, nc) {
 		subs := nc.NumSubscriptions()
-		_, err := v.Stream(context.Background(), "svc", nil, Header(nats.Header{"Bad Key": {"1"}}))
+		_, err := v.Stream(context.Background(), "svc", nil, gather.Header(nats.Header{"Bad Key": {"1"}}))
 		assert.ErrorIs(t, err, nats.ErrBadHeaderMsg, v.Name())
-		_, err = v.Stream(context.Background(), strings.Repeat("a", MaxSubjectLen+1), nil)
+		_, err = v.Stream(context.Background(), strings.Repeat("a", gather.MaxSubjectLen+1), nil)
 		assert.ErrorIs(t, err, nats.ErrBadSubject, v.Name())
 		assert.Equal(t, subs, nc.NumSubscriptions(), v.Name())
 	}
 	assert.True(t, nc.IsConnected(), "the connection survives")
-	var zero Mux
+	var zero gather.Mux
 	assert.NoError(t, zero.Close())
 	_, err := zero.Stream(context.Background(), "svc", nil)
 	assert.ErrorIs(t, err, nats.ErrInvalidArg)
@@ -215,16 +216,16 @@ func TestStreamRangedTwice(t *testing.T) {
 	env := newEnv(t)
 	echoN(2)(t, connect(t, env, "responders"), "svc")
 	nc := connect(t, env, "requester")
-	m, err := NewMux(nc)
+	m, err := gather.NewMux(nc)
 	require.NoError(t, err)
 	defer func() { require.NoError(t, m.Close()) }()
-	s, err := m.Stream(context.Background(), "svc", nil, Timeout(time.Minute), MaxReplies(2))
+	s, err := m.Stream(context.Background(), "svc", nil, gather.Timeout(time.Minute), gather.MaxReplies(2))
 	require.NoError(t, err)
 	res, err := s.Result()
 	require.NoError(t, err)
-	assert.Equal(t, StopNone, res.Reason, "not ranged yet")
+	assert.Equal(t, gather.StopNone, res.Reason, "not ranged yet")
 
-	before := m.rc.Stats().OutMsgs // the Mux publishes on its own connection
+	before := m.RC().Stats().OutMsgs // the Mux publishes on its own connection
 	counts := make(chan int, 2)
 	for range 2 {
 		go func() {
@@ -237,10 +238,10 @@ func TestStreamRangedTwice(t *testing.T) {
 	}
 	a, b := <-counts, <-counts
 	assert.Equal(t, 2, a+b)
-	assert.Equal(t, before+1, m.rc.Stats().OutMsgs, "one request")
+	assert.Equal(t, before+1, m.RC().Stats().OutMsgs, "one request")
 	res, err = s.Result()
 	require.NoError(t, err)
-	assert.Equal(t, StopMax, res.Reason)
+	assert.Equal(t, gather.StopMax, res.Reason)
 }
 
 // A user denied subscribing to inboxes gets an error wrapping
@@ -261,9 +262,9 @@ func TestSubscribePermissionDenied(t *testing.T) {
 	denied := cli.NewEnv("multireply", "nats://nosub:nosub@"+strings.TrimPrefix(s.ClientURL(), "nats://"))
 	t.Cleanup(func() { _ = denied.Close() })
 	nc := connect(t, denied, "requester")
-	res, err := Gather(context.Background(), Inbox{Conn: nc}, "svc", nil, Timeout(10*time.Second))
+	res, err := gather.Gather(context.Background(), gather.Inbox{Conn: nc}, "svc", nil, gather.Timeout(10*time.Second))
 	assert.ErrorIs(t, err, nats.ErrPermissionViolation)
-	assert.Equal(t, StopFailed, res.Reason)
+	assert.Equal(t, gather.StopFailed, res.Reason)
 }
 
 // A consumer whose loop body panics (and is recovered above, as an HTTP
@@ -278,7 +279,7 @@ func TestPanickingConsumerReleasesGather(t *testing.T) {
 	nc := connect(t, env, "requester")
 	for _, v := range newVariants(t, nc) {
 		t.Run("variant="+v.Name(), func(t *testing.T) {
-			s, err := v.Stream(context.Background(), "svc", nil, Timeout(time.Minute), MaxReplies(3))
+			s, err := v.Stream(context.Background(), "svc", nil, gather.Timeout(time.Minute), gather.MaxReplies(3))
 			require.NoError(t, err)
 			func() {
 				defer func() { require.Equal(t, "consumer failed", recover()) }()
@@ -287,14 +288,12 @@ func TestPanickingConsumerReleasesGather(t *testing.T) {
 				}
 			}()
 			assert.Equal(t, baseline(v), nc.NumSubscriptions(), "subscriptions left on nc")
-			if m, ok := v.(*Mux); ok {
-				m.mu.Lock()
-				n := len(m.gathers)
-				m.mu.Unlock()
+			if m, ok := v.(*gather.Mux); ok {
+				n := m.InFlight()
 				assert.Zero(t, n, "tokens left registered on the Mux")
 			}
 			// The variant still works.
-			res, err := Gather(context.Background(), v, "svc", nil, Timeout(time.Minute), MaxReplies(3))
+			res, err := gather.Gather(context.Background(), v, "svc", nil, gather.Timeout(time.Minute), gather.MaxReplies(3))
 			require.NoError(t, err)
 			assert.Equal(t, 3, res.Count)
 		})
@@ -322,16 +321,16 @@ func TestMuxConnectsAsNc(t *testing.T) {
 	echoN(2)(t, rc, "svc")
 	nc, err := env.Connect("requester", nats.UserInfo("alice", "alice"), nats.CustomInboxPrefix("alice.inbox"))
 	require.NoError(t, err)
-	m, err := NewMux(nc)
+	m, err := gather.NewMux(nc)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = m.Close() })
-	assert.Equal(t, "multireply requester mux", m.rc.Opts.Name)
-	assert.True(t, strings.HasPrefix(m.prefix, "alice.inbox."), m.prefix)
+	assert.Equal(t, "multireply requester mux", m.RC().Opts.Name)
+	assert.True(t, strings.HasPrefix(m.Prefix(), "alice.inbox."), m.Prefix())
 
-	res, err := Gather(context.Background(), m, "svc", nil, Timeout(time.Minute), MaxReplies(2))
+	res, err := gather.Gather(context.Background(), m, "svc", nil, gather.Timeout(time.Minute), gather.MaxReplies(2))
 	require.NoError(t, err)
 	assert.Equal(t, 2, res.Count)
-	res, err = Gather(context.Background(), m, "nobody", nil, Timeout(time.Minute))
+	res, err = gather.Gather(context.Background(), m, "nobody", nil, gather.Timeout(time.Minute))
 	require.ErrorIs(t, err, nats.ErrNoResponders)
-	assert.Equal(t, StopNoResponders, res.Reason)
+	assert.Equal(t, gather.StopNoResponders, res.Reason)
 }

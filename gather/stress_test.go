@@ -1,4 +1,4 @@
-package main
+package gather_test
 
 import (
 	"context"
@@ -17,6 +17,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"reqreply/gather"
 )
 
 // Randomized stress tests of the conservation laws (see Result and Mux) and
@@ -147,34 +149,34 @@ type stressGather struct {
 	handed     int
 	broke      bool
 	cancelled  bool
-	res        Result
+	res        gather.Result
 	err        error
 }
 
 // run makes and runs one random gather on v.
-func (g *stressGather) run(rng *rand.Rand, v Variant, responders int) {
+func (g *stressGather) run(rng *rand.Rand, v gather.Variant, responders int) {
 	k := rng.IntN(6)
 	timeout := time.Duration(1+rng.IntN(40)) * time.Millisecond
-	opts := []Option{Timeout(timeout)}
+	opts := []gather.Option{gather.Timeout(timeout)}
 	if rng.IntN(2) == 0 {
 		g.max = 1 + rng.IntN(responders*(k+1)+1)
-		opts = append(opts, MaxReplies(g.max))
+		opts = append(opts, gather.MaxReplies(g.max))
 	}
 	if rng.IntN(3) == 0 {
 		g.stall = time.Duration(1+rng.IntN(int(timeout/time.Millisecond))) * time.Millisecond / 2
 		if g.stall > 0 && g.stall < timeout {
-			opts = append(opts, Stall(g.stall))
+			opts = append(opts, gather.Stall(g.stall))
 		} else {
 			g.stall = 0
 		}
 	}
 	if rng.IntN(3) == 0 {
 		g.sentinel = true
-		opts = append(opts, Sentinel(nil))
+		opts = append(opts, gather.Sentinel(nil))
 	}
 	if v.Name() != "natsext" && rng.IntN(3) == 0 {
 		g.pending = 1 + rng.IntN(4)
-		opts = append(opts, PendingLimits(g.pending, DefaultPendingBytes))
+		opts = append(opts, gather.PendingLimits(g.pending, gather.DefaultPendingBytes))
 	}
 	if rng.IntN(4) == 0 {
 		g.breakAfter = 1 + rng.IntN(3)
@@ -213,9 +215,9 @@ func (g *stressGather) check(t *testing.T, sent int, muxClosed bool) {
 	res, err := g.res, g.err
 	what := fmt.Sprintf("gather %s (max %d, stall %v, sentinel %v, pending %d, break %d, cancel %d): %+v, %v",
 		g.id, g.max, g.stall, g.sentinel, g.pending, g.breakAfter, g.cancelAt, res, err)
-	if res.Reason == StopNone {
+	if res.Reason == gather.StopNone {
 		// Refused when made or registered: only a closed Mux may do that.
-		assert.True(t, muxClosed && errors.Is(err, ErrMuxClosed), what)
+		assert.True(t, muxClosed && errors.Is(err, gather.ErrMuxClosed), what)
 		return
 	}
 	assert.Equal(t, g.handed, res.Count, what)
@@ -228,22 +230,22 @@ func (g *stressGather) check(t *testing.T, sent int, muxClosed bool) {
 	} else {
 		assert.Equal(t, res.Reason.Normal(), err == nil, what)
 	}
-	assert.Equal(t, g.broke, res.Reason == StopCaller, what)
+	assert.Equal(t, g.broke, res.Reason == gather.StopCaller, what)
 	switch res.Reason {
-	case StopMax:
+	case gather.StopMax:
 		assert.Equal(t, g.max, res.Count, what)
-	case StopSentinel:
+	case gather.StopSentinel:
 		assert.True(t, g.sentinel, what)
 		assert.Positive(t, res.Skipped, what)
-	case StopStalled:
+	case gather.StopStalled:
 		assert.Positive(t, g.stall, what)
 		assert.Positive(t, res.Count, what)
-	case StopCancelled:
+	case gather.StopCancelled:
 		assert.True(t, g.cancelled, what)
 		assert.ErrorIs(t, err, context.Canceled, what)
-	case StopClosed:
+	case gather.StopClosed:
 		assert.True(t, muxClosed, what)
-	case StopDeadline, StopCaller:
+	case gather.StopDeadline, gather.StopCaller:
 	default:
 		t.Errorf("unexpected stop: %s", what)
 	}
@@ -261,7 +263,7 @@ func TestStressMux(t *testing.T) {
 	rs := newStressResponders(t, connect(t, env, "responders"), "stress", responders)
 	nc := connect(t, env, "requester")
 	for round := range rounds {
-		m, err := NewMux(nc)
+		m, err := gather.NewMux(nc)
 		require.NoError(t, err)
 		rng := rand.New(rand.NewPCG(seed, uint64(round)))
 		closeAt := -1
@@ -286,13 +288,13 @@ func TestStressMux(t *testing.T) {
 			})
 		}
 		wg.Wait()
-		rs.settle(t, m.rc)
+		rs.settle(t, m.RC())
 		closed := closeAt >= 0
 		if !closed {
-			require.NoError(t, m.rc.Flush())
+			require.NoError(t, m.RC().Flush())
 		}
 		// Wait for the Mux's handler to have routed what reached the client.
-		require.Eventually(t, func() bool { n, _, _ := m.sub.Pending(); return n <= 0 }, 30*time.Second, time.Millisecond)
+		require.Eventually(t, func() bool { n, _, _ := m.Sub().Pending(); return n <= 0 }, 30*time.Second, time.Millisecond)
 
 		var counted int
 		for _, gs := range results {
@@ -364,7 +366,7 @@ func TestMuxCountsEveryReplyOfABurst(t *testing.T) {
 	})
 	require.NoError(t, err)
 	require.NoError(t, rc.Flush())
-	m, err := NewMux(connect(t, env, "requester"))
+	m, err := gather.NewMux(connect(t, env, "requester"))
 	require.NoError(t, err)
 	defer func() { _ = m.Close() }()
 
@@ -372,7 +374,7 @@ func TestMuxCountsEveryReplyOfABurst(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range gathers {
 		wg.Go(func() {
-			res, _ := Gather(context.Background(), m, "svc", nil, Timeout(time.Second), Stall(time.Millisecond), PendingLimits(1+i%2, DefaultPendingBytes))
+			res, _ := gather.Gather(context.Background(), m, "svc", nil, gather.Timeout(time.Second), gather.Stall(time.Millisecond), gather.PendingLimits(1+i%2, gather.DefaultPendingBytes))
 			counted.Add(int64(res.Count + res.Skipped + res.Dropped))
 		})
 	}
@@ -380,8 +382,8 @@ func TestMuxCountsEveryReplyOfABurst(t *testing.T) {
 	require.NoError(t, rc.Flush())
 	require.Eventually(t, func() bool { return sent.Load() == burst*gathers }, 30*time.Second, time.Millisecond)
 	require.NoError(t, rc.Flush())
-	require.NoError(t, m.rc.Flush())
-	require.Eventually(t, func() bool { n, _, _ := m.sub.Pending(); return n == 0 }, 30*time.Second, time.Millisecond)
+	require.NoError(t, m.RC().Flush())
+	require.Eventually(t, func() bool { n, _, _ := m.Sub().Pending(); return n == 0 }, 30*time.Second, time.Millisecond)
 	assert.Equal(t, burst*gathers, m.Received())
 	assert.Equal(t, m.Received(), int(counted.Load())+m.Late())
 }

@@ -1,4 +1,4 @@
-package main
+package gather_test
 
 import (
 	"context"
@@ -13,6 +13,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
+
+	"reqreply/gather"
+	"reqreply/multireply/variants"
 )
 
 // benchResponders subscribes n minimal responders to subject, spread over
@@ -65,13 +68,13 @@ func BenchmarkRequest(b *testing.B) {
 //
 //	go test -run '^$' -bench . -benchmem ./multireply
 func BenchmarkGather(b *testing.B) {
-	for _, variant := range Variants {
+	for _, variant := range variants.Names {
 		for _, n := range []int{1, 10, 100, 1000} {
 			b.Run(fmt.Sprintf("variant=%s/responders=%d", variant, n), func(b *testing.B) {
 				env := newEnv(b)
 				benchResponders(b, env.URL, "bench", n)
 				nc := connect(b, env, "requester")
-				v, release, err := NewVariant(variant, nc)
+				v, release, err := variants.New(variant, nc)
 				require.NoError(b, err)
 				b.Cleanup(func() { _ = release() })
 				ctx := context.Background()
@@ -79,7 +82,7 @@ func BenchmarkGather(b *testing.B) {
 				b.ReportAllocs()
 				cpu0 := processCPU()
 				for b.Loop() {
-					s, err := v.Stream(ctx, "bench", nil, Timeout(10*time.Second), MaxReplies(n))
+					s, err := v.Stream(ctx, "bench", nil, gather.Timeout(10*time.Second), gather.MaxReplies(n))
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -117,7 +120,7 @@ func BenchmarkGather(b *testing.B) {
 //
 //	go test -run '^$' -bench 'Concurrent/.*/.*/concurrency=(1|64)$' -benchtime 3000x -count 5 ./multireply
 func BenchmarkConcurrent(b *testing.B) {
-	for _, variant := range append([]string{"raw", "floor"}, Variants...) {
+	for _, variant := range append([]string{"raw", "floor"}, variants.Names...) {
 		for _, m := range []int{1, 3} {
 			if (variant == "raw" && m != 1) || (variant == "floor" && m != 3) {
 				continue
@@ -140,11 +143,11 @@ func benchConcurrent(b *testing.B, variant string, responders, concurrency int) 
 		return err
 	}
 	if variant != "raw" && variant != "floor" {
-		v, release, err := NewVariant(variant, nc)
+		v, release, err := variants.New(variant, nc)
 		require.NoError(b, err)
 		b.Cleanup(func() { _ = release() })
 		op = func(ctx context.Context) error {
-			res, err := Gather(ctx, v, "bench", nil, MaxReplies(responders))
+			res, err := gather.Gather(ctx, v, "bench", nil, gather.MaxReplies(responders))
 			if err == nil && res.Count != responders {
 				err = fmt.Errorf("%d of %d replies", res.Count, responders)
 			}
@@ -240,11 +243,11 @@ func BenchmarkScale(b *testing.B) {
 						}
 					}
 				} else {
-					v, release, err := NewVariant(variant, nc)
+					v, release, err := variants.New(variant, nc)
 					require.NoError(b, err)
 					b.Cleanup(func() { _ = release() })
 					op = func() error {
-						res, err := Gather(ctx, v, "bench", nil, Timeout(10*time.Second), MaxReplies(m))
+						res, err := gather.Gather(ctx, v, "bench", nil, gather.Timeout(10*time.Second), gather.MaxReplies(m))
 						if err == nil && res.Count != m {
 							err = fmt.Errorf("%d of %d replies", res.Count, m)
 						}
@@ -278,7 +281,7 @@ func BenchmarkScale(b *testing.B) {
 //
 //	go test -run '^$' -bench Idle -benchtime 1x -count 5 ./multireply
 func BenchmarkIdle(b *testing.B) {
-	for _, variant := range append([]string{"raw"}, Variants...) {
+	for _, variant := range append([]string{"raw"}, variants.Names...) {
 		b.Run("variant="+variant, func(b *testing.B) {
 			gathers := 10_000
 			if variant == "inbox" || variant == "natsext" {
@@ -297,10 +300,10 @@ func BenchmarkIdle(b *testing.B) {
 			require.NoError(b, sub.SetPendingLimits(-1, -1))
 			require.NoError(b, rnc.Flush())
 			nc := connect(b, env, "requester")
-			var v Variant
+			var v gather.Variant
 			if variant != "raw" {
 				var release func() error
-				v, release, err = NewVariant(variant, nc)
+				v, release, err = variants.New(variant, nc)
 				require.NoError(b, err)
 				b.Cleanup(func() { _ = release() })
 			}
@@ -331,7 +334,7 @@ func BenchmarkIdle(b *testing.B) {
 							_, _ = nc.RequestWithContext(ctx, "idle", nil)
 							return
 						}
-						_, _ = Gather(ctx, v, "idle", nil)
+						_, _ = gather.Gather(ctx, v, "idle", nil)
 					})
 				}
 				select {

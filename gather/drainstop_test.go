@@ -1,4 +1,4 @@
-package main
+package gather_test
 
 // A gather that ends while its connection drains, by any stop, in any
 // variant, with replies still queued in the client: the drain must not wait
@@ -13,9 +13,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/synadia-io/orbit.go/natsext"
 
+	"reqreply/gather"
 	"reqreply/internal/cli"
+	"reqreply/multireply/variants"
 )
 
 // queued starts one responder that sends each payload, in order, to the
@@ -69,27 +70,27 @@ func TestGatherEndedDuringDrainReleasesIt(t *testing.T) {
 	stops := []struct {
 		name     string
 		payloads []string
-		opts     []Option
+		opts     []gather.Option
 		deadline bool // the context's deadline is short; the body waits it out
 		// body runs on the first reply, after the drain began; true breaks.
 		body func(ctx context.Context, cancel context.CancelFunc) bool
-		want StopReason
+		want gather.StopReason
 	}{
-		{name: "deadline", deadline: true, want: StopDeadline,
+		{name: "deadline", deadline: true, want: gather.StopDeadline,
 			body: func(ctx context.Context, _ context.CancelFunc) bool { <-ctx.Done(); return false }},
-		{name: "cancel", want: StopCancelled,
+		{name: "cancel", want: gather.StopCancelled,
 			body: func(_ context.Context, cancel context.CancelFunc) bool { cancel(); return false }},
-		{name: "break", want: StopCaller,
+		{name: "break", want: gather.StopCaller,
 			body: func(context.Context, context.CancelFunc) bool { return true }},
-		{name: "break after the deadline", deadline: true, want: StopCaller,
+		{name: "break after the deadline", deadline: true, want: gather.StopCaller,
 			body: func(ctx context.Context, _ context.CancelFunc) bool { <-ctx.Done(); return true }},
-		{name: "max", opts: []Option{MaxReplies(1)}, want: StopMax},
-		{name: "sentinel", payloads: []string{"r1", "", "r3"}, opts: []Option{Sentinel(nil)}, want: StopSentinel},
-		{name: "stall", opts: []Option{Stall(20 * time.Millisecond)}, want: StopStalled},
-		{name: "no responders", payloads: []string{"r1", statusMarker, "r3"}, want: StopNoResponders},
+		{name: "max", opts: []gather.Option{gather.MaxReplies(1)}, want: gather.StopMax},
+		{name: "sentinel", payloads: []string{"r1", "", "r3"}, opts: []gather.Option{gather.Sentinel(nil)}, want: gather.StopSentinel},
+		{name: "stall", opts: []gather.Option{gather.Stall(20 * time.Millisecond)}, want: gather.StopStalled},
+		{name: "no responders", payloads: []string{"r1", statusMarker, "r3"}, want: gather.StopNoResponders},
 	}
 	for _, stop := range stops {
-		for _, name := range Variants {
+		for _, name := range variants.Names {
 			t.Run(stop.name+"/variant="+name, func(t *testing.T) {
 				payloads := stop.payloads
 				if payloads == nil {
@@ -99,7 +100,7 @@ func TestGatherEndedDuringDrainReleasesIt(t *testing.T) {
 				rc := connect(t, env, "responders")
 				sent := queued(t, rc, "svc", payloads...)
 				nc, closedAfter := connectTimed(t, env)
-				v, free, err := NewVariant(name, nc)
+				v, free, err := variants.New(name, nc)
 				require.NoError(t, err)
 				defer func() { _ = free() }()
 
@@ -108,7 +109,7 @@ func TestGatherEndedDuringDrainReleasesIt(t *testing.T) {
 					ctx, cancel = context.WithTimeout(context.Background(), short)
 				}
 				defer cancel()
-				s, err := v.Stream(ctx, "svc", nil, append([]Option{Timeout(time.Hour)}, stop.opts...)...)
+				s, err := v.Stream(ctx, "svc", nil, append([]gather.Option{gather.Timeout(time.Hour)}, stop.opts...)...)
 				require.NoError(t, err)
 				var drained time.Time
 				for range s.Replies() {
@@ -136,7 +137,7 @@ func TestGatherEndedDuringDrainReleasesIt(t *testing.T) {
 
 				// The drain may take the inbox away before a stop that
 				// needs another message or a wait (inbox, natsext).
-				if res.Reason != StopClosed || name == "shared" {
+				if res.Reason != gather.StopClosed || name == "shared" {
 					assert.Equal(t, stop.want, res.Reason, "%v", err)
 				}
 				replies := 0
@@ -145,7 +146,7 @@ func TestGatherEndedDuringDrainReleasesIt(t *testing.T) {
 						replies++
 					}
 				}
-				if name == "inbox" && stop.want == StopMax {
+				if name == "inbox" && stop.want == gather.StopMax {
 					// AutoUnsubscribe(1): the server sent no other.
 					replies = 1
 				}
@@ -154,59 +155,5 @@ func TestGatherEndedDuringDrainReleasesIt(t *testing.T) {
 				assert.LessOrEqual(t, counted, len(payloads), "%+v", res)
 			})
 		}
-	}
-}
-
-// natsext itself on a connection that drains, when its context ended before
-// it read the replies queued in its inbox (the natsext variant meets this
-// when its gather ends before its first reply, as the drain begins): natsext
-// returns at once, its unsubscribe is refused, nobody reads the replies,
-// and the drain runs out its DrainTimeout (nats.ErrDrainTimeout). The
-// wrapper's end, leftBehind, ranges natsext again on a live context: the
-// replies are read and counted (Unread), and the drain ends within about a
-// round trip.
-func TestNatsextLeftBehindDuringDrain(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		wrapped bool
-		drain   time.Duration // the connection's DrainTimeout
-	}{
-		{name: "natsext alone", drain: 200 * time.Millisecond},
-		{name: "leftBehind", wrapped: true, drain: 5 * time.Second},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			env := newEnv(t)
-			rc := connect(t, env, "responders")
-			sent := queued(t, rc, "svc", "r1", "r2", "r3")
-			nc, closedAfter := connectTimed(t, env, nats.DrainTimeout(tc.drain))
-
-			// A deadline, so that natsext adds no timeout of its own.
-			ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
-			defer cancel()
-			xctx := &rearmable{ctx: ctx}
-			replies, err := natsext.RequestMany(xctx, nc, "svc", nil)
-			require.NoError(t, err)
-			<-sent
-			require.NoError(t, rc.Flush())
-			require.NoError(t, nc.Flush()) // the three replies are queued
-			cancel()
-			drained := time.Now()
-			require.NoError(t, nc.Drain())
-			for m, err := range replies {
-				assert.Nil(t, m)
-				assert.ErrorIs(t, err, context.Canceled)
-			}
-			if tc.wrapped {
-				assert.Equal(t, 3, leftBehind(context.Background(), nc, xctx, replies, nil), "unread")
-			}
-
-			took := closedAfter(drained)
-			if !tc.wrapped {
-				assert.ErrorIs(t, nc.LastError(), nats.ErrDrainTimeout, "natsext no longer holds the drain: simplify leftBehind")
-				return
-			}
-			assert.False(t, errors.Is(nc.LastError(), nats.ErrDrainTimeout), "%v", nc.LastError())
-			assert.Less(t, took, 2*time.Second)
-		})
 	}
 }
