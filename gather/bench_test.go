@@ -66,7 +66,7 @@ func BenchmarkRequest(b *testing.B) {
 // (opened once by NewMux, outside the timed loop); raw's, inbox's and
 // natsext's over the requester connection.
 //
-//	go test -run '^$' -bench . -benchmem ./multireply
+//	go test -run '^$' -bench . -benchmem ./gather
 func BenchmarkGather(b *testing.B) {
 	for _, variant := range variants.Names {
 		for _, n := range []int{1, 10, 100, 1000} {
@@ -118,7 +118,7 @@ func BenchmarkGather(b *testing.B) {
 // responders, requester) per op, which other jobs on the machine move far
 // less than the wall time.
 //
-//	go test -run '^$' -bench 'Concurrent/.*/.*/concurrency=(1|64)$' -benchtime 3000x -count 5 ./multireply
+//	go test -run '^$' -bench 'Concurrent/.*/.*/concurrency=(1|64)$' -benchtime 3000x -count 5 ./gather
 func BenchmarkConcurrent(b *testing.B) {
 	for _, variant := range append([]string{"raw", "floor"}, variants.Names...) {
 		for _, m := range []int{1, 3} {
@@ -208,7 +208,7 @@ func reportCPU(b *testing.B, cpu time.Duration) {
 // reports cpu-ns/reply, the whole process's CPU time per reply (see
 // BenchmarkConcurrent).
 //
-//	go test -run '^$' -bench Scale -benchtime 20x -count 5 ./multireply
+//	go test -run '^$' -bench Scale -benchtime 20x -count 5 ./gather
 func BenchmarkScale(b *testing.B) {
 	for _, variant := range []string{"shared", "natsext", "floor"} {
 		for _, m := range []int{100, 1000, 5000} {
@@ -279,7 +279,7 @@ func BenchmarkScale(b *testing.B) {
 // goroutines they hold (goroutines/gather, the caller's own included: raw
 // holds 1). Then it cancels them all.
 //
-//	go test -run '^$' -bench Idle -benchtime 1x -count 5 ./multireply
+//	go test -run '^$' -bench Idle -benchtime 1x -count 5 ./gather
 func BenchmarkIdle(b *testing.B) {
 	for _, variant := range append([]string{"raw"}, variants.Names...) {
 		b.Run("variant="+variant, func(b *testing.B) {

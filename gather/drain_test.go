@@ -203,7 +203,7 @@ func TestMuxCloseWhileDraining(t *testing.T) {
 	env := newEnv(t)
 	both(sequence("one"), silent)(t, connect(t, env, "responders"), "svc")
 	nc := connect(t, env, "requester")
-	m, err := gather.NewMux(nc)
+	m, err := gather.NewMux(nc, gather.WithDenials(variants.Hook{}))
 	require.NoError(t, err)
 	release := make(chan struct{})
 	holdDrain(t, nc, release)
@@ -343,7 +343,7 @@ func drainHolder(name string) int {
 func TestMuxLifecycle(t *testing.T) {
 	t.Run("concurrent Close", func(t *testing.T) {
 		env := newEnv(t)
-		m, err := gather.NewMux(connect(t, env, "requester"))
+		m, err := gather.NewMux(connect(t, env, "requester"), gather.WithDenials(variants.Hook{}))
 		require.NoError(t, err)
 		var wg sync.WaitGroup
 		for range 4 {
@@ -356,7 +356,7 @@ func TestMuxLifecycle(t *testing.T) {
 		t.Run(fmt.Sprintf("nc closed, drained %v", drain), func(t *testing.T) {
 			env := newEnv(t)
 			nc := connect(t, env, "requester")
-			m, err := gather.NewMux(nc)
+			m, err := gather.NewMux(nc, gather.WithDenials(variants.Hook{}))
 			require.NoError(t, err)
 			defer func() { _ = m.Close() }()
 			if drain {

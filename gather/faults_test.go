@@ -224,7 +224,7 @@ func TestMuxConnectionEventsAreNcsAlone(t *testing.T) {
 		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}),
 	)...)
 	require.NoError(t, err)
-	m, err := gather.NewMux(nc)
+	m, err := gather.NewMux(nc, gather.WithDenials(variants.Hook{}))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = m.Close() })
 
@@ -266,7 +266,7 @@ func TestMuxConnectionClosedAlone(t *testing.T) {
 	env := newEnv(t)
 	echoN(2)(t, connect(t, env, "responders"), "svc")
 	nc := connect(t, env, "requester")
-	m, err := gather.NewMux(nc)
+	m, err := gather.NewMux(nc, gather.WithDenials(variants.Hook{}))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = m.Close() })
 	res, err := gather.Gather(context.Background(), m, "svc", nil, gather.Timeout(time.Minute), gather.MaxReplies(2))

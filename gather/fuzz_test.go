@@ -15,8 +15,8 @@ import (
 // Fuzz targets. Their seed corpora (f.Add) run in plain `go test`; run the
 // fuzzer itself briefly, e.g.
 //
-//	go test -run '^$' -fuzz FuzzCheckSubject -fuzztime 20s ./multireply
-//	go test -run '^$' -fuzz FuzzCollect -fuzztime 20s ./multireply
+//	go test -run '^$' -fuzz FuzzCheckSubject -fuzztime 20s ./gather
+//	go test -run '^$' -fuzz FuzzCollect -fuzztime 20s ./gather
 
 // FuzzCheckSubject: CheckSubject never panics, refuses with
 // nats.ErrBadSubject, and accepts exactly the subjects a request can be

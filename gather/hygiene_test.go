@@ -97,7 +97,7 @@ func TestNewMuxBadInput(t *testing.T) {
 	env := newEnv(t)
 	nc := connect(t, env, "requester")
 	nc.Close()
-	_, err = gather.NewMux(nc)
+	_, err = gather.NewMux(nc, gather.WithDenials(variants.Hook{}))
 	assert.ErrorIs(t, err, nats.ErrConnectionClosed)
 
 	_, _, err = variants.New("fastest", nc)
@@ -245,7 +245,7 @@ func TestMuxConcurrentGathers(t *testing.T) {
 	for range responders {
 		echoData(t, rc, "svc")
 	}
-	m, err := gather.NewMux(connect(t, env, "requester"))
+	m, err := gather.NewMux(connect(t, env, "requester"), gather.WithDenials(variants.Hook{}))
 	require.NoError(t, err)
 	defer func() { require.NoError(t, m.Close()) }()
 
@@ -281,7 +281,7 @@ func TestMuxConcurrentGathers(t *testing.T) {
 func TestMuxSlowGatherBlocksNoOne(t *testing.T) {
 	env := newEnv(t)
 	echoN(3)(t, connect(t, env, "responders"), "svc")
-	m, err := gather.NewMux(connect(t, env, "requester"))
+	m, err := gather.NewMux(connect(t, env, "requester"), gather.WithDenials(variants.Hook{}))
 	require.NoError(t, err)
 	defer func() { require.NoError(t, m.Close()) }()
 
@@ -304,7 +304,7 @@ func TestMuxSlowGatherBlocksNoOne(t *testing.T) {
 func TestMuxCloseMidGather(t *testing.T) {
 	env := newEnv(t)
 	both(sequence("one"), silent)(t, connect(t, env, "responders"), "svc")
-	m, err := gather.NewMux(connect(t, env, "requester"))
+	m, err := gather.NewMux(connect(t, env, "requester"), gather.WithDenials(variants.Hook{}))
 	require.NoError(t, err)
 	s, err := m.Stream(context.Background(), "svc", nil, gather.Timeout(time.Hour))
 	require.NoError(t, err)
@@ -330,7 +330,7 @@ func TestMuxLateReplies(t *testing.T) {
 	rc := connect(t, env, "responders")
 	echoN(3)(t, rc, "svc")
 	nc := connect(t, env, "requester")
-	m, err := gather.NewMux(nc)
+	m, err := gather.NewMux(nc, gather.WithDenials(variants.Hook{}))
 	require.NoError(t, err)
 	defer func() { require.NoError(t, m.Close()) }()
 	_, err = gather.Gather(context.Background(), m, "svc", nil, gather.Timeout(time.Hour), gather.MaxReplies(1))
@@ -421,7 +421,7 @@ func TestMuxSubscriptionNeverDrops(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, rc.Flush())
 	nc := connect(t, env, "requester")
-	m, err := gather.NewMux(nc)
+	m, err := gather.NewMux(nc, gather.WithDenials(variants.Hook{}))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = m.Close() })
 
@@ -459,7 +459,7 @@ func TestManyMuxesReleasedWithNc(t *testing.T) {
 			const n = 50
 			muxes := make([]*gather.Mux, n)
 			for i := range muxes {
-				m, err := gather.NewMux(nc)
+				m, err := gather.NewMux(nc, gather.WithDenials(variants.Hook{}))
 				require.NoError(t, err)
 				muxes[i] = m
 				_, err = gather.Gather(context.Background(), m, "svc", nil, gather.Timeout(time.Minute), gather.MaxReplies(1))
@@ -633,7 +633,7 @@ func TestMuxStateBoundedByInFlight(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, rc.Flush())
 	nc := connect(t, env, "requester")
-	m, err := gather.NewMux(nc)
+	m, err := gather.NewMux(nc, gather.WithDenials(variants.Hook{}))
 	require.NoError(t, err)
 	defer func() { require.NoError(t, m.Close()) }()
 	inFlight := func() int {

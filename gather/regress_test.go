@@ -16,6 +16,7 @@ import (
 	"reqreply/gather"
 	"reqreply/internal/cli"
 	"reqreply/internal/testserver"
+	"reqreply/multireply/variants"
 )
 
 // Cases found by trying to break the gather, kept so they stay fixed.
@@ -216,7 +217,7 @@ func TestStreamRangedTwice(t *testing.T) {
 	env := newEnv(t)
 	echoN(2)(t, connect(t, env, "responders"), "svc")
 	nc := connect(t, env, "requester")
-	m, err := gather.NewMux(nc)
+	m, err := gather.NewMux(nc, gather.WithDenials(variants.Hook{}))
 	require.NoError(t, err)
 	defer func() { require.NoError(t, m.Close()) }()
 	s, err := m.Stream(context.Background(), "svc", nil, gather.Timeout(time.Minute), gather.MaxReplies(2))
@@ -262,7 +263,7 @@ func TestSubscribePermissionDenied(t *testing.T) {
 	denied := cli.NewEnv("multireply", "nats://nosub:nosub@"+strings.TrimPrefix(s.ClientURL(), "nats://"))
 	t.Cleanup(func() { _ = denied.Close() })
 	nc := connect(t, denied, "requester")
-	res, err := gather.Gather(context.Background(), gather.Inbox{Conn: nc}, "svc", nil, gather.Timeout(10*time.Second))
+	res, err := gather.Gather(context.Background(), gather.Inbox{Conn: nc, Denials: variants.Hook{}}, "svc", nil, gather.Timeout(10*time.Second))
 	assert.ErrorIs(t, err, nats.ErrPermissionViolation)
 	assert.Equal(t, gather.StopFailed, res.Reason)
 }
@@ -321,7 +322,7 @@ func TestMuxConnectsAsNc(t *testing.T) {
 	echoN(2)(t, rc, "svc")
 	nc, err := env.Connect("requester", nats.UserInfo("alice", "alice"), nats.CustomInboxPrefix("alice.inbox"))
 	require.NoError(t, err)
-	m, err := gather.NewMux(nc)
+	m, err := gather.NewMux(nc, gather.WithDenials(variants.Hook{}))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = m.Close() })
 	assert.Equal(t, "multireply requester mux", m.RC().Opts.Name)

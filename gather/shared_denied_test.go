@@ -2,6 +2,7 @@ package gather_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"reqreply/gather"
+	"reqreply/gather/natsextgather"
 	"reqreply/internal/cli"
 	"reqreply/internal/testserver"
 	"reqreply/multireply/variants"
@@ -71,7 +73,7 @@ func TestNewMuxSubscribeDenied(t *testing.T) {
 	nc, err := nats.Connect(url("nosub"), nats.Name("requester"))
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
-	m, err := gather.NewMux(nc)
+	m, err := gather.NewMux(nc, gather.WithDenials(variants.Hook{}))
 	require.Error(t, err)
 	assert.Nil(t, m)
 	assert.ErrorIs(t, err, nats.ErrPermissionViolation)
@@ -118,7 +120,7 @@ func TestSharedPublishDenied(t *testing.T) {
 			nc, err := nats.Connect(url("nopub"), nats.Name("requester"), nats.ErrorHandler(log.handler))
 			require.NoError(t, err)
 			t.Cleanup(nc.Close)
-			m, err := gather.NewMux(nc)
+			m, err := gather.NewMux(nc, gather.WithDenials(variants.Hook{}))
 			require.NoError(t, err)
 			t.Cleanup(func() { _ = m.Close() })
 
@@ -165,7 +167,7 @@ func TestSharedUnclaimedViolationPassedOn(t *testing.T) {
 	}))
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
-	m, err := gather.NewMux(nc)
+	m, err := gather.NewMux(nc, gather.WithDenials(variants.Hook{}))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = m.Close() })
 	require.NoError(t, m.RC().Publish("secret", nil))
@@ -253,5 +255,45 @@ func TestOwnErrorHandlerKeepsDenialsPrompt(t *testing.T) {
 				})
 			}
 		}
+	}
+}
+
+// Prompt denials are opt-in: a variant given no Denials hook, whose
+// request's publish the server denies, ends as plain nats.go would, at its
+// deadline with no reply and no error, and the violation goes to the
+// connection's own error handler.
+func TestWithoutDenialsEndsAtDeadline(t *testing.T) {
+	url := deniedServer(t)
+	for _, name := range variants.Names {
+		t.Run("variant="+name, func(t *testing.T) {
+			var log errorLog
+			nc, err := nats.Connect(url("nopub"), nats.ErrorHandler(log.handler))
+			require.NoError(t, err)
+			t.Cleanup(nc.Close)
+			var v gather.Variant
+			switch name {
+			case "inbox":
+				v = gather.Inbox{Conn: nc}
+			case "natsext":
+				v = natsextgather.Natsext{Conn: nc}
+			case "shared":
+				m, err := gather.NewMux(nc)
+				require.NoError(t, err)
+				t.Cleanup(func() { _ = m.Close() })
+				v = m
+			}
+			res, err := gather.Gather(context.Background(), v, "secret", nil, gather.Timeout(300*time.Millisecond))
+			require.NoError(t, err)
+			assert.Equal(t, gather.StopDeadline, res.Reason)
+			assert.Zero(t, res.Count)
+			require.Eventually(t, func() bool {
+				for _, e := range log.all() {
+					if errors.Is(e, nats.ErrPermissionViolation) {
+						return true
+					}
+				}
+				return false
+			}, 10*time.Second, time.Millisecond, "the violation reaches nc's error handler")
+		})
 	}
 }

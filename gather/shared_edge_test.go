@@ -74,7 +74,7 @@ func TestMuxInboxRevokedByReload(t *testing.T) {
 	nc, err := nats.Connect(url("req"), nats.ErrorHandler(log.handler))
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
-	m, err := gather.NewMux(nc)
+	m, err := gather.NewMux(nc, gather.WithDenials(variants.Hook{}))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = m.Close() })
 	res, err := gather.Gather(context.Background(), m, "svc", nil, gather.Timeout(time.Minute), gather.MaxReplies(1))
@@ -148,7 +148,7 @@ func TestPooledStateNeverSeesAnotherGathersReply(t *testing.T) {
 		require.NoError(t, err)
 	}
 	require.NoError(t, rnc.Flush())
-	m, err := gather.NewMux(connect(t, env, "requester"))
+	m, err := gather.NewMux(connect(t, env, "requester"), gather.WithDenials(variants.Hook{}))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = m.Close() })
 
@@ -248,7 +248,7 @@ func TestCloseAndDrainDuringPooledGathers(t *testing.T) {
 			require.NoError(t, err)
 			require.NoError(t, rnc.Flush())
 			nc := connect(t, env, "requester")
-			m, err := gather.NewMux(nc)
+			m, err := gather.NewMux(nc, gather.WithDenials(variants.Hook{}))
 			require.NoError(t, err)
 
 			var sum, bad int

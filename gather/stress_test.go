@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"reqreply/gather"
+	"reqreply/multireply/variants"
 )
 
 // Randomized stress tests of the conservation laws (see Result and Mux) and
@@ -28,7 +29,7 @@ import (
 // The default run is short; -stress.long or MULTIREPLY_STRESS_LONG=1 runs a
 // longer one:
 //
-//	go test -race -run Stress ./multireply -args -stress.long -stress.seed 42
+//	go test -race -run Stress ./gather -args -stress.long -stress.seed 42
 var (
 	stressSeed = flag.Uint64("stress.seed", 0, "seed of the randomized stress tests (0: from the clock)")
 	stressLong = flag.Bool("stress.long", false, "run the randomized stress tests longer")
@@ -263,7 +264,7 @@ func TestStressMux(t *testing.T) {
 	rs := newStressResponders(t, connect(t, env, "responders"), "stress", responders)
 	nc := connect(t, env, "requester")
 	for round := range rounds {
-		m, err := gather.NewMux(nc)
+		m, err := gather.NewMux(nc, gather.WithDenials(variants.Hook{}))
 		require.NoError(t, err)
 		rng := rand.New(rand.NewPCG(seed, uint64(round)))
 		closeAt := -1
@@ -366,7 +367,7 @@ func TestMuxCountsEveryReplyOfABurst(t *testing.T) {
 	})
 	require.NoError(t, err)
 	require.NoError(t, rc.Flush())
-	m, err := gather.NewMux(connect(t, env, "requester"))
+	m, err := gather.NewMux(connect(t, env, "requester"), gather.WithDenials(variants.Hook{}))
 	require.NoError(t, err)
 	defer func() { _ = m.Close() }()
 

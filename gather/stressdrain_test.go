@@ -31,7 +31,7 @@ func TestStressMuxThroughDrain(t *testing.T) {
 	rs := newStressResponders(t, connect(t, env, "responders"), "stress", responders)
 	for round := range rounds {
 		nc := connect(t, env, "requester")
-		m, err := gather.NewMux(nc)
+		m, err := gather.NewMux(nc, gather.WithDenials(variants.Hook{}))
 		require.NoError(t, err)
 		sentBefore := rs.total.Load()
 		results := gatherThroughDrain(t, nc, m, seed, round, 1, goroutines, gathers, responders,

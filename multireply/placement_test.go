@@ -15,6 +15,7 @@ import (
 	"reqreply/gather"
 	"reqreply/internal/cli"
 	"reqreply/internal/cli/clitest"
+	"reqreply/multireply/variants"
 )
 
 // Many responders on several nodes: the wait for their interest before the
@@ -117,7 +118,7 @@ func TestOneProbeAnswerPerServer(t *testing.T) {
 			probes, err := nc.SubscribeSync(inbox)
 			require.NoError(t, err)
 			require.NoError(t, nc.PublishMsg(&nats.Msg{Subject: DemoSubject, Reply: inbox, Header: nats.Header{cli.ProbeHeader: []string{"1"}}}))
-			res, err := gather.Gather(ctx, gather.Inbox{Conn: nc}, DemoSubject, nil, gather.Timeout(time.Minute), gather.MaxReplies(cfg.Responders))
+			res, err := gather.Gather(ctx, gather.Inbox{Conn: nc, Denials: variants.Hook{}}, DemoSubject, nil, gather.Timeout(time.Minute), gather.MaxReplies(cfg.Responders))
 			require.NoError(t, err)
 			require.Equal(t, cfg.Responders, res.Count)
 			n, _, err := probes.Pending()

@@ -324,7 +324,7 @@ func TestRunStopsSlowResponders(t *testing.T) {
 		ctx, stop := context.WithCancel(context.Background())
 		_, err := Serve(ctx, connect(t, env, "responders"), "svc", []Responder{{Name: "fast"}, {Name: "slow", Delay: MaxDelay}})
 		require.NoError(t, err)
-		res, err := gather.Gather(context.Background(), gather.Inbox{Conn: connect(t, env, "requester")}, "svc", nil, gather.Timeout(time.Hour), gather.MaxReplies(1))
+		res, err := gather.Gather(context.Background(), gather.Inbox{Conn: connect(t, env, "requester"), Denials: variants.Hook{}}, "svc", nil, gather.Timeout(time.Hour), gather.MaxReplies(1))
 		require.NoError(t, err)
 		assert.Equal(t, "fast", res.Replies[0].Responder)
 		stop()
@@ -342,7 +342,7 @@ func TestRunStopsSlowResponders(t *testing.T) {
 		// A request the responders are now busy with, for an hour.
 		client := cli.NewEnv("multireply", s.ClientURL())
 		t.Cleanup(func() { _ = client.Close() })
-		res, err := gather.Gather(context.Background(), gather.Inbox{Conn: connect(t, client, "requester")}, DemoSubject, nil, gather.Timeout(20*time.Millisecond))
+		res, err := gather.Gather(context.Background(), gather.Inbox{Conn: connect(t, client, "requester"), Denials: variants.Hook{}}, DemoSubject, nil, gather.Timeout(20*time.Millisecond))
 		require.NoError(t, err)
 		assert.Equal(t, gather.StopDeadline, res.Reason)
 		cancel()

@@ -94,7 +94,7 @@ func TestAllowResponses(t *testing.T) {
 				// A denied reply is never sent: the gather has the others,
 				// and the last thing the responder connection hears back
 				// (after a flush) is its violation.
-				res, err := gather.Gather(context.Background(), gather.Inbox{Conn: nc}, "svc", nil, gather.Timeout(time.Hour), gather.MaxReplies(k), gather.Stall(200*time.Millisecond))
+				res, err := gather.Gather(context.Background(), gather.Inbox{Conn: nc, Denials: variants.Hook{}}, "svc", nil, gather.Timeout(time.Hour), gather.MaxReplies(k), gather.Stall(200*time.Millisecond))
 				require.NoError(t, err)
 				require.NoError(t, rc.Flush())
 				if maxReplies >= AllowResponses(k) {
