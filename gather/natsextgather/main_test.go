@@ -1,10 +1,10 @@
-// The Examples' server: TestMain starts one embedded nats-server and sets
-// NATS_URL to it; then it checks that no goroutine is left.
+// The Example's server: TestMain starts one embedded nats-server, sets
+// NATS_URL to it, and checks after the tests that no goroutine is left but
+// the server's own.
 
 package natsextgather_test
 
 import (
-	"fmt"
 	"os"
 	"testing"
 
@@ -13,26 +13,13 @@ import (
 	"reqreply/internal/testserver"
 )
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
-
-func run(m *testing.M) int {
+func TestMain(m *testing.M) {
 	s, err := testserver.Start()
+	if err == nil {
+		err = os.Setenv("NATS_URL", s.ClientURL())
+	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "start the examples' server:", err)
-		return 1
+		panic(err)
 	}
-	if err := os.Setenv("NATS_URL", s.ClientURL()); err != nil {
-		testserver.Shutdown(s)
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	code := m.Run()
-	testserver.Shutdown(s)
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			return 1
-		}
-	}
-	return code
+	goleak.VerifyTestMain(m, goleak.IgnoreCurrent())
 }
