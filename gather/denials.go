@@ -22,9 +22,10 @@ import (
 // "Subscription to") and sends nothing else: no reply, no no-responders
 // status. nats.go hands that error to the connection's async error handler,
 // with no subscription attached. Telling which request it belongs to means
-// owning a dispatch in front of that handler; reqreply's denials package
-// (today internal/cli's SubscribeChecked, WatchDenials, Violation and
-// ErrDenied) is one. An adapter of a few lines turns it into a Denials.
+// owning a dispatch in front of that handler; reqreply's denials code
+// (SubscribeChecked, WatchDenials, Violation and ErrDenied) is one, and an
+// adapter of a few lines turns it into a Denials (the multireply program's
+// variants.Hook).
 type Denials interface {
 	// SubscribeChecked calls subscribe (which subscribes nc to subject,
 	// in queue group queue or none), flushes nc (bounded by ctx's
@@ -33,11 +34,11 @@ type Denials interface {
 	// if the server denied it (the subscription is then released), or the
 	// flush's error.
 	SubscribeChecked(ctx context.Context, nc *nats.Conn, subject, queue string, subscribe func() (*nats.Subscription, error)) (*nats.Subscription, error)
-	// WatchDenials calls onDenied, once, with the first violation the
-	// server reports on nc for a publish to one of publish or a
-	// subscription to one of subscribe (exact subjects), wrapping
-	// nats.ErrPermissionViolation, until stop is called.
-	WatchDenials(nc *nats.Conn, onDenied func(error), publish, subscribe []string) (stop func())
+	// WatchPublish calls onDenied, once, with the first violation the
+	// server reports on nc for a publish to subject (exact), wrapping
+	// nats.ErrPermissionViolation, until stop is called. Register it
+	// before publishing: the violation can come back at once.
+	WatchPublish(nc *nats.Conn, subject string, onDenied func(error)) (stop func())
 	// Violation reads a permissions violation as nats.go hands it to an
 	// async error handler: publish is true for a denied publish, false
 	// for a denied subscription; subject is the denied subject, unquoted;

@@ -36,11 +36,11 @@ type Prepared struct {
 // nats.ErrHeadersNotSupported, nats.ErrConnectionClosed,
 // nats.ErrConnectionDraining, nats.ErrMaxPayload, or ctx's error.
 func Prepare(ctx context.Context, nc *nats.Conn, subject string, data []byte, opts ...Option) (*Prepared, error) {
-	c, err := newConfig(ctx, nc, subject, data, opts)
-	if err != nil {
+	p := &Prepared{subject: subject, data: data}
+	if err := p.c.resolve(ctx, nc, subject, data, opts); err != nil {
 		return nil, err
 	}
-	return &Prepared{c: *c, subject: subject, data: data}, nil
+	return p, nil
 }
 
 // Header is the request's headers (the Header option), nil without it.

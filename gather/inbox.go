@@ -24,7 +24,7 @@ import (
 // ErrDenied) whose text is the server's and names the subject, on any
 // connection: the inbox is subscribed with Denials.SubscribeChecked (the
 // flush the variant pays anyway, then a check for a violation on that exact
-// inbox), and the request's publish is watched with Denials.WatchDenials
+// inbox), and the request's publish is watched with Denials.WatchPublish
 // (nats.go reports a denied publish only to the connection's error handler,
 // asynchronously, and the server sends nothing else: without the watch it
 // looks like silence until the deadline, which is how a gather without
@@ -66,7 +66,7 @@ func (Inbox) Name() string { return "inbox" }
 //     the flush also bounds the wait for a server that stopped answering,
 //     and brings back a denial of the subscription: Denials.SubscribeChecked);
 //  3. publish the request with the inbox as its reply subject, watching
-//     for a denial of that publish (Denials.WatchDenials);
+//     for a denial of that publish (Denials.WatchPublish);
 //  4. read replies with NextMsgWithContext until a stop condition;
 //  5. unsubscribe, on every way out: one UNSUB, after which the server
 //     stops sending, and the client's and the server's subscription counts
@@ -96,13 +96,13 @@ func (v Inbox) Stream(ctx context.Context, subject string, data []byte, opts ...
 		// gather ends here with that error instead of waiting out its
 		// deadline in silence.
 		inbox := nc.NewInbox()
-		var in *syncInbox
+		in := &syncInbox{ctx: gctx, nc: nc}
 		sub, err := subscribeFlushed(gctx, v.Denials, nc, inbox, func() (*nats.Subscription, error) {
 			sub, err := nc.SubscribeSync(inbox)
 			if err != nil {
 				return nil, err
 			}
-			in = &syncInbox{ctx: gctx, nc: nc, sub: sub}
+			in.sub = sub
 			if err := sub.SetPendingLimits(c.pendingMsgs, c.pendingBytes); err != nil {
 				in.finish()
 				return nil, err
@@ -110,7 +110,7 @@ func (v Inbox) Stream(ctx context.Context, subject string, data []byte, opts ...
 			return sub, nil
 		})
 		if err != nil {
-			if in != nil {
+			if in.sub != nil {
 				in.finish()
 			}
 			return notSent(subject, "subscribe", start, deadline, err)
@@ -127,7 +127,7 @@ func (v Inbox) Stream(ctx context.Context, subject string, data []byte, opts ...
 		// whose wait then ends within one round trip with it
 		// (syncInbox.check).
 		if v.Denials != nil {
-			stopWatch := v.Denials.WatchDenials(nc, cancel, []string{subject}, nil)
+			stopWatch := v.Denials.WatchPublish(nc, subject, cancel)
 			defer stopWatch()
 		}
 		msg := &nats.Msg{Subject: subject, Reply: inbox, Data: data, Header: c.header}

@@ -318,7 +318,7 @@ func (m *Mux) route(msg *nats.Msg) {
 // else (no reply, no no-responders status), and nats.go hands that only to
 // the connection's async error handler, without saying which publish it
 // was. The Mux owns rc, so it chains rc's handler once, in NewMux, instead
-// of registering each gather in a process-wide watch list (Denials.WatchDenials
+// of registering each gather in a process-wide watch list (Denials.WatchPublish
 // takes a global lock and allocates a waiter per request: on the hot path of
 // every gather, for an error that is rare). Each gather records its subject
 // (a field of its pooled state: no cost), and the handler, on a violation,

@@ -34,8 +34,9 @@ const (
 // longer one, which would end every other gather on it too.
 const MaxSubjectLen = 4096 - 128
 
-// ResponderHeader is the reply header in which the demo responders name
-// themselves ("responder-3"); Reply.Responder reads it.
+// ResponderHeader is the reply header in which a responder may name itself
+// ("responder-3", as the multireply program's demo responders do);
+// Reply.Responder reads it.
 const ResponderHeader = "Responder"
 
 // Option sets one stop condition or detail of a gather. Options are checked

@@ -32,7 +32,7 @@ import (
 //     the deadline. With Denials set, the wrapper checks the inbox prefix
 //     first (one round trip, see checkRespInbox; skipped while the
 //     connection is down) and watches the publish
-//     (Denials.WatchDenials): a denial ends the gather within one round
+//     (Denials.WatchPublish): a denial ends the gather within one round
 //     trip with an error wrapping nats.ErrPermissionViolation that names
 //     the subject.
 //   - Its inbox comes from nc.NewRespInbox (which honours
@@ -132,7 +132,7 @@ func (v Natsext) Stream(ctx context.Context, subject string, data []byte, opts .
 		// publish only to the connection's error handler; the watch ends
 		// the gather with it within one round trip.
 		if v.Denials != nil {
-			stopWatch := v.Denials.WatchDenials(nc, cancel, []string{subject}, nil)
+			stopWatch := v.Denials.WatchPublish(nc, subject, cancel)
 			defer stopWatch()
 		}
 

@@ -32,11 +32,11 @@ func (Hook) SubscribeChecked(ctx context.Context, nc *nats.Conn, subject, queue 
 	return denials.SubscribeChecked(ctx, nc, subject, queue, subscribe)
 }
 
-// WatchDenials is denials.WatchDenials: onDenied gets the first violation
-// of a publish to one of publish or a subscription to one of subscribe on
-// nc, wrapping nats.ErrPermissionViolation and ErrDenied, until stop.
-func (Hook) WatchDenials(nc *nats.Conn, onDenied func(error), publish, subscribe []string) (stop func()) {
-	return denials.WatchDenials(nc, onDenied, publish, subscribe)
+// WatchPublish is denials.WatchDenials for one publish subject: onDenied
+// gets the first violation of a publish to subject on nc, wrapping
+// nats.ErrPermissionViolation and ErrDenied, until stop.
+func (Hook) WatchPublish(nc *nats.Conn, subject string, onDenied func(error)) (stop func()) {
+	return denials.WatchDenials(nc, onDenied, []string{subject}, nil)
 }
 
 // Violation is denials.Violation: the kind and subject of a permissions
