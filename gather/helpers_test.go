@@ -2,7 +2,6 @@ package gather_test
 
 import (
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -78,10 +77,8 @@ func echoN(n int) func(t *testing.T, nc *nats.Conn, subject string) {
 
 // serveNamed subscribes one responder per name to subject on nc and
 // flushes. Each answers every request after delay with "reply from <name>"
-// and, where the server takes headers, gather.ResponderHeader: name and the
-// request's headers but those NATS gives a meaning to ("Status",
-// "Description", "Nats-…"). A plain publish (no reply subject) is not
-// answered.
+// and, where the server takes headers, gather.ResponderHeader: name. A plain
+// publish (no reply subject) is not answered.
 func serveNamed(t testing.TB, nc *nats.Conn, subject string, delay time.Duration, names ...string) {
 	t.Helper()
 	headers := nc.HeadersSupported()
@@ -97,11 +94,6 @@ func serveNamed(t testing.TB, nc *nats.Conn, subject string, delay time.Duration
 				return
 			}
 			reply := nats.NewMsg(m.Reply)
-			for k, v := range m.Header {
-				if k != "Status" && k != "Description" && !strings.HasPrefix(k, "Nats-") {
-					reply.Header[k] = v
-				}
-			}
 			reply.Header.Set(gather.ResponderHeader, name)
 			reply.Data = data
 			_ = m.RespondMsg(reply)
