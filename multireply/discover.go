@@ -14,6 +14,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
+
+	"reqreply/gather"
 )
 
 // DiscoverService is the name of the micro service the -discover run starts.
@@ -49,7 +51,7 @@ func StartGreeters(conns []*nats.Conn) ([]micro.Service, error) {
 			return nil, fmt.Errorf("start %s instance %d: %w", DiscoverService, i+1, err)
 		}
 		svcs = append(svcs, svc)
-		if err := nc.FlushTimeout(flushTimeout(nc)); err != nil {
+		if err := nc.FlushTimeout(nc.Opts.Timeout); err != nil {
 			return nil, fmt.Errorf("start %s instance %d: flush: %w", DiscoverService, i+1, err)
 		}
 	}
@@ -62,13 +64,13 @@ func StartGreeters(conns []*nats.Conn) ([]micro.Service, error) {
 // DiscoverStall without a new answer, or at the deadline (timeout, > 0).
 // Errors are the gather's (see Gather) or a JSON error for an answer that is
 // not a micro.Ping or micro.Info.
-func Discover(ctx context.Context, v Variant, service string, timeout time.Duration, w io.Writer) error {
+func Discover(ctx context.Context, v gather.Variant, service string, timeout time.Duration, w io.Writer) error {
 	// $SRV.PING.<name>: each instance answers with its identity.
 	pingSubject, err := micro.ControlSubject(micro.PingVerb, service, "")
 	if err != nil {
 		return err
 	}
-	res, err := Gather(ctx, v, pingSubject, nil, Timeout(timeout), Stall(DiscoverStall))
+	res, err := gather.Gather(ctx, v, pingSubject, nil, gather.Timeout(timeout), gather.Stall(DiscoverStall))
 	if err != nil {
 		return err
 	}
@@ -79,7 +81,7 @@ func Discover(ctx context.Context, v Variant, service string, timeout time.Durat
 	if err != nil {
 		return err
 	}
-	res, err = Gather(ctx, v, infoSubject, nil, Timeout(timeout), Stall(DiscoverStall))
+	res, err = gather.Gather(ctx, v, infoSubject, nil, gather.Timeout(timeout), gather.Stall(DiscoverStall))
 	if err != nil {
 		return err
 	}

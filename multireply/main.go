@@ -25,6 +25,7 @@ import (
 	"os"
 	"time"
 
+	"reqreply/gather"
 	"reqreply/internal/cli"
 )
 
@@ -44,7 +45,7 @@ func main() {
 func flags(cfg *Config) (*flag.FlagSet, func() error) {
 	fs := flag.NewFlagSet("multireply", flag.ContinueOnError)
 	fs.IntVar(&cfg.Responders, "responders", 5, "how many responders answer each request")
-	fs.DurationVar(&cfg.Timeout, "timeout", DefaultTimeout, "deadline: how long after the request collection stops")
+	fs.DurationVar(&cfg.Timeout, "timeout", gather.DefaultTimeout, "deadline: how long after the request collection stops")
 	fs.IntVar(&cfg.Max, "max", 0, "stop right after this many replies (0: no limit)")
 	fs.DurationVar(&cfg.Stall, "stall", 0, "after the first reply, stop when no other arrives within this gap (0: off)")
 	fs.BoolVar(&cfg.Sentinel, "sentinel", false, "one more responder answers with an empty payload after all the others, which ends collection")

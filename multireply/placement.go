@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"reqreply/internal/cli"
+	"reqreply/probe"
 )
 
 // MaxResponderConns is the most connections the demo responders use: 100.
@@ -23,7 +24,7 @@ import (
 const MaxResponderConns = 100
 
 // ProbeTimeout bounds the requester's wait for the responders' interest
-// (cli.AwaitResponders) before the gather: 5 s. On one server the interest
+// (probe.Await) before the gather: 5 s. On one server the interest
 // is there at once; across a route or a gateway it takes milliseconds.
 const ProbeTimeout = 5 * time.Second
 
@@ -185,10 +186,10 @@ func needProbe(placed []Placed, nc *nats.Conn) bool {
 // name would cost a probe per new name, each answered by every responder:
 // about n² messages for n responders (a million for 1,000, more than
 // ProbeTimeout). It writes one line when that was not at once. The error is
-// cli.AwaitResponders': it wraps nats.ErrNoResponders or nats.ErrTimeout
+// probe.Await': it wraps nats.ErrNoResponders or nats.ErrTimeout
 // when the interest did not come in time.
 func awaitResponders(ctx context.Context, w io.Writer, nc *nats.Conn, placed []Placed) error {
-	p, err := cli.AwaitResponders(ctx, nc, DemoSubject, cli.AllOf(perServer(placed, nc.ConnectedServerId())...), ProbeTimeout)
+	p, err := probe.Await(ctx, nc, DemoSubject, probe.AllOf(perServer(placed, nc.ConnectedServerId())...), ProbeTimeout)
 	if err != nil {
 		return fmt.Errorf("waiting for the responders' interest: %w", err)
 	}

@@ -12,8 +12,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"reqreply/gather"
 	"reqreply/internal/cli"
 	"reqreply/internal/cli/clitest"
+	"reqreply/multireply/variants"
+	"reqreply/probe"
 )
 
 // Many responders on several nodes: the wait for their interest before the
@@ -115,8 +118,8 @@ func TestOneProbeAnswerPerServer(t *testing.T) {
 			inbox := nc.NewInbox()
 			probes, err := nc.SubscribeSync(inbox)
 			require.NoError(t, err)
-			require.NoError(t, nc.PublishMsg(&nats.Msg{Subject: DemoSubject, Reply: inbox, Header: nats.Header{cli.ProbeHeader: []string{"1"}}}))
-			res, err := Gather(ctx, Inbox{Conn: nc}, DemoSubject, nil, Timeout(time.Minute), MaxReplies(cfg.Responders))
+			require.NoError(t, nc.PublishMsg(&nats.Msg{Subject: DemoSubject, Reply: inbox, Header: nats.Header{probe.Header: []string{"1"}}}))
+			res, err := gather.Gather(ctx, gather.Inbox{Conn: nc, Denials: variants.Hook{}}, DemoSubject, nil, gather.Timeout(time.Minute), gather.MaxReplies(cfg.Responders))
 			require.NoError(t, err)
 			require.Equal(t, cfg.Responders, res.Count)
 			n, _, err := probes.Pending()

@@ -14,7 +14,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
-	"reqreply/internal/cli"
+	"reqreply/denials"
+	"reqreply/gather"
+	"reqreply/probe"
 )
 
 // DemoSubject is the subject the demo responders listen on.
@@ -79,9 +81,9 @@ func DemoResponders(n int, maxDelay time.Duration, seed uint64, sentinel bool) [
 // its own goroutine in nats.go, so one responder's delay does not hold up
 // another's) and flushes, so they are all known to the server when it
 // returns (on a cluster, their interest still has to reach the other
-// nodes: a requester elsewhere waits for it with cli.AwaitResponders,
+// nodes: a requester elsewhere waits for it with probe.Await,
 // whose readiness probes the first responder on nc answers at once with
-// its name, and none counts). The first subscription is made with cli.SubscribeChecked:
+// its name, and none counts). The first subscription is made with denials.SubscribeChecked:
 // a subject the connection's user may not subscribe to fails here with an
 // error wrapping nats.ErrPermissionViolation that names it, instead of
 // serving nothing; the others are on the same subject, which the server's
@@ -110,7 +112,7 @@ func Serve(ctx context.Context, nc *nats.Conn, subject string, responders []Resp
 			err error
 		)
 		if i == 0 {
-			sub, err = cli.SubscribeChecked(ctx, nc, subject, "", func() (*nats.Subscription, error) {
+			sub, err = denials.SubscribeChecked(ctx, nc, subject, "", func() (*nats.Subscription, error) {
 				return nc.Subscribe(subject, handler)
 			})
 		} else {
@@ -125,7 +127,7 @@ func Serve(ctx context.Context, nc *nats.Conn, subject string, responders []Resp
 		subs = append(subs, sub)
 	}
 	if len(subs) > 1 {
-		if err := nc.FlushTimeout(flushTimeout(nc)); err != nil {
+		if err := nc.FlushTimeout(nc.Opts.Timeout); err != nil {
 			return nil, fmt.Errorf("serve %q: flush: %w", subject, err)
 		}
 	}
@@ -136,7 +138,7 @@ func (r Responder) handle(ctx context.Context, m *nats.Msg, headers, probes bool
 	// A readiness probe is answered at once with the responder's name (by
 	// the first responder on the connection; the others let it go) and is
 	// neither worked on nor counted: it is not a request of the gather.
-	if probes && cli.AnswerProbe(m, r.Name) || cli.IsProbe(m) {
+	if probes && probe.Answer(m, r.Name) || probe.Is(m) {
 		return
 	}
 	if m.Reply == "" {
@@ -171,7 +173,7 @@ func (r Responder) handle(ctx context.Context, m *nats.Msg, headers, probes bool
 			reply.Header[k] = v
 		}
 	}
-	reply.Header.Set(ResponderHeader, r.Name)
+	reply.Header.Set(gather.ResponderHeader, r.Name)
 	if err != nil {
 		reply.Header.Set(micro.ErrorHeader, err.Error())
 		reply.Header.Set(micro.ErrorCodeHeader, "500")

@@ -15,14 +15,13 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
+	"reqreply/gather"
 	"reqreply/internal/cli"
+	"reqreply/multireply/variants"
 )
 
 // MaxResponders is the most demo responders a run starts: 10,000.
 const MaxResponders = 10_000
-
-// Variants names the -variant values.
-var Variants = []string{"inbox", "shared", "natsext"}
 
 // Config is what the multireply program was asked to do; the zero values of
 // Max and Stall mean "not set".
@@ -81,45 +80,25 @@ func (cfg *Config) Check() error {
 		return cli.Usagef("-discover sets its own stop conditions (a %v stall): drop -max, -stall and -sentinel", DiscoverStall)
 	case cfg.Discover && cfg.Timeout <= DiscoverStall:
 		return cli.Usagef("-discover needs a -timeout longer than its %v stall, not %v", DiscoverStall, cfg.Timeout)
-	case !slices.Contains(Variants, cfg.Variant):
-		return cli.Usagef("-variant %q: want one of %s", cfg.Variant, strings.Join(Variants, ", "))
+	case !slices.Contains(variants.Names, cfg.Variant):
+		return cli.Usagef("-variant %q: want one of %s", cfg.Variant, strings.Join(variants.Names, ", "))
 	}
 	return nil
 }
 
 // options turns the flags into gather options.
-func (cfg *Config) options() []Option {
-	opts := []Option{Timeout(cfg.Timeout)}
+func (cfg *Config) options() []gather.Option {
+	opts := []gather.Option{gather.Timeout(cfg.Timeout)}
 	if cfg.Max > 0 {
-		opts = append(opts, MaxReplies(cfg.Max))
+		opts = append(opts, gather.MaxReplies(cfg.Max))
 	}
 	if cfg.Stall > 0 {
-		opts = append(opts, Stall(cfg.Stall))
+		opts = append(opts, gather.Stall(cfg.Stall))
 	}
 	if cfg.Sentinel {
-		opts = append(opts, Sentinel(nil))
+		opts = append(opts, gather.Sentinel(nil))
 	}
 	return opts
-}
-
-// NewVariant returns the named variant on nc ("inbox", "shared",
-// "natsext"), and a function that releases it (the shared Mux's
-// subscription). An unknown name is an error wrapping nats.ErrInvalidArg.
-func NewVariant(name string, nc *nats.Conn) (Variant, func() error, error) {
-	none := func() error { return nil }
-	switch name {
-	case "inbox":
-		return Inbox{Conn: nc}, none, nil
-	case "natsext":
-		return Natsext{Conn: nc}, none, nil
-	case "shared":
-		m, err := NewMux(nc)
-		if err != nil {
-			return nil, nil, err
-		}
-		return m, m.Close, nil
-	}
-	return nil, nil, fmt.Errorf("variant %q: want one of %s: %w", name, strings.Join(Variants, ", "), nats.ErrInvalidArg)
 }
 
 // Run is the multireply scenario: start cfg.Responders demo responders on
@@ -175,7 +154,7 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	v, release, err := NewVariant(cfg.Variant, nc)
+	v, release, err := variants.New(cfg.Variant, nc)
 	if err != nil {
 		return err
 	}
@@ -259,12 +238,12 @@ func whereFunc(env *cli.Env, cfg Config, placed []Placed) func(responder string)
 
 // connectVariant opens a connection for role and makes the named variant on
 // it; release frees the variant (the connection is env's to drain).
-func connectVariant(env *cli.Env, role, variant string) (Variant, func() error, error) {
+func connectVariant(env *cli.Env, role, variant string) (gather.Variant, func() error, error) {
 	nc, err := env.ConnectNodeAs(cli.Requester, role, env.RequesterNode())
 	if err != nil {
 		return nil, nil, err
 	}
-	return NewVariant(variant, nc)
+	return variants.New(variant, nc)
 }
 
 // describe says which stop conditions besides the deadline are set.
@@ -325,7 +304,7 @@ func runDiscover(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) err
 // A micro service answers PING without counting it in its endpoint
 // stats, so these gathers are the probes. It writes one line when it had
 // to wait. The error is the gather's, or one wrapping nats.ErrTimeout.
-func awaitInstances(ctx context.Context, w io.Writer, env *cli.Env, v Variant, want int) error {
+func awaitInstances(ctx context.Context, w io.Writer, env *cli.Env, v gather.Variant, want int) error {
 	if want == 0 || len(env.Nodes()) < 2 {
 		return nil
 	}
@@ -336,7 +315,7 @@ func awaitInstances(ctx context.Context, w io.Writer, env *cli.Env, v Variant, w
 	start := time.Now()
 	deadline := start.Add(ProbeTimeout)
 	for tries := 1; ; tries++ {
-		res, err := Gather(ctx, v, subject, nil, Timeout(time.Until(deadline)), MaxReplies(want), Stall(DiscoverStall))
+		res, err := gather.Gather(ctx, v, subject, nil, gather.Timeout(time.Until(deadline)), gather.MaxReplies(want), gather.Stall(DiscoverStall))
 		if err != nil && !errors.Is(err, nats.ErrNoResponders) {
 			return fmt.Errorf("waiting for the %s instances' interest: %w", DiscoverService, err)
 		}

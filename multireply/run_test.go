@@ -16,8 +16,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"reqreply/gather"
 	"reqreply/internal/cli"
 	"reqreply/internal/testserver"
+	"reqreply/multireply/variants"
 )
 
 func TestConfigCheck(t *testing.T) {
@@ -126,7 +128,8 @@ func TestRunHalves(t *testing.T) {
 	serving.Mode.Serve = true
 	go func() { done <- Run(ctx, serveEnv, serving, &bytes.Buffer{}) }()
 	require.NoError(t, testserver.WaitForInterest(s, DemoSubject))
-	requireInterest(t, s.GlobalAccount().Interest, DemoSubject, 3)
+	require.Eventually(t, func() bool { return s.GlobalAccount().Interest(DemoSubject) >= 3 }, 10*time.Second, time.Millisecond,
+		"interest in %q never reached %d", DemoSubject, 3)
 
 	requesting := cfg
 	requesting.Mode.Request = true
@@ -138,7 +141,7 @@ func TestRunHalves(t *testing.T) {
 }
 
 func TestRunDiscover(t *testing.T) {
-	for _, variant := range Variants {
+	for _, variant := range variants.Names {
 		t.Run("variant="+variant, func(t *testing.T) {
 			var out bytes.Buffer
 			cfg := Config{Timeout: 10 * time.Second, Variant: variant, Discover: true}
@@ -157,18 +160,18 @@ func TestTimeline(t *testing.T) {
 	ms := time.Millisecond
 	tests := []struct {
 		name string
-		res  Result
+		res  gather.Result
 		at   []time.Duration
 		want string
 	}{
-		{name: "no replies, deadline", res: Result{Reason: StopDeadline, Elapsed: 100 * ms, Deadline: 100 * ms},
+		{name: "no replies, deadline", res: gather.Result{Reason: gather.StopDeadline, Elapsed: 100 * ms, Deadline: 100 * ms},
 			want: "|                                                 ^|  0 replies, stopped: deadline at 100ms"},
-		{name: "max reached early", res: Result{Count: 3, Reason: StopMax, Elapsed: 21 * ms, Deadline: 100 * ms}, at: []time.Duration{0, 10 * ms, 20 * ms},
+		{name: "max reached early", res: gather.Result{Count: 3, Reason: gather.StopMax, Elapsed: 21 * ms, Deadline: 100 * ms}, at: []time.Duration{0, 10 * ms, 20 * ms},
 			want: "|*    *    *^                                      |  3 replies, stopped: max reached at 21ms"},
-		{name: "several in one column", res: Result{Count: 12, Reason: StopStalled, Elapsed: 50 * ms, Deadline: 100 * ms},
+		{name: "several in one column", res: gather.Result{Count: 12, Reason: gather.StopStalled, Elapsed: 50 * ms, Deadline: 100 * ms},
 			at:   []time.Duration{ms, ms, 3 * ms, 3 * ms, 3 * ms, 3 * ms, 3 * ms, 3 * ms, 3 * ms, 3 * ms, 3 * ms, 3 * ms},
 			want: "|2#                       ^                        |  12 replies, stopped: stalled at 50ms"},
-		{name: "one reply", res: Result{Count: 1, Reason: StopSentinel, Elapsed: 99 * ms, Deadline: 100 * ms}, at: []time.Duration{99 * ms},
+		{name: "one reply", res: gather.Result{Count: 1, Reason: gather.StopSentinel, Elapsed: 99 * ms, Deadline: 100 * ms}, at: []time.Duration{99 * ms},
 			want: "|                                                 *|  1 reply, stopped: sentinel at 99ms"},
 	}
 	for _, tc := range tests {
@@ -179,10 +182,10 @@ func TestTimeline(t *testing.T) {
 }
 
 func TestStopReasonString(t *testing.T) {
-	for r := StopNone; r <= StopFailed; r++ {
+	for r := gather.StopNone; r <= gather.StopFailed; r++ {
 		assert.NotContains(t, r.String(), "StopReason(")
 	}
-	assert.Equal(t, "StopReason(99)", StopReason(99).String())
+	assert.Equal(t, "StopReason(99)", gather.StopReason(99).String())
 }
 
 // Example gathers the replies of five responders with the shared variant,
@@ -208,14 +211,14 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	mux, err := NewMux(nc)
+	mux, err := gather.NewMux(nc)
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	defer mux.Close()
 
-	res, err := Gather(context.Background(), mux, DemoSubject, nil, Timeout(5*time.Second), MaxReplies(5))
+	res, err := gather.Gather(context.Background(), mux, DemoSubject, nil, gather.Timeout(5*time.Second), gather.MaxReplies(5))
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -242,7 +245,7 @@ func Example_run() {
 		return
 	}
 	defer env.Close()
-	cfg := Config{Responders: 5, Timeout: DefaultTimeout, Max: 5, Variant: "shared", Delay: 200 * time.Millisecond, Seed: 1}
+	cfg := Config{Responders: 5, Timeout: gather.DefaultTimeout, Max: 5, Variant: "shared", Delay: 200 * time.Millisecond, Seed: 1}
 	var out bytes.Buffer
 	if err := Run(context.Background(), env, cfg, &out); err != nil {
 		fmt.Println(err)
@@ -287,7 +290,7 @@ func maskTimes(s string) string {
 // collection having stopped at the fifth (MaxReplies(5)).
 func ExampleTimeline() {
 	ms := time.Millisecond
-	res := Result{Count: 5, Reason: StopMax, Elapsed: 210 * ms, Deadline: time.Second}
+	res := gather.Result{Count: 5, Reason: gather.StopMax, Elapsed: 210 * ms, Deadline: time.Second}
 	fmt.Fprintln(os.Stdout, Timeline(res, 7*ms, 31*ms, 106*ms, 138*ms, 209*ms))
 	// Output:
 	// |**   **   *^                                      |  5 replies, stopped: max reached at 210ms
@@ -321,7 +324,7 @@ func TestRunStopsSlowResponders(t *testing.T) {
 		ctx, stop := context.WithCancel(context.Background())
 		_, err := Serve(ctx, connect(t, env, "responders"), "svc", []Responder{{Name: "fast"}, {Name: "slow", Delay: MaxDelay}})
 		require.NoError(t, err)
-		res, err := Gather(context.Background(), Inbox{Conn: connect(t, env, "requester")}, "svc", nil, Timeout(time.Hour), MaxReplies(1))
+		res, err := gather.Gather(context.Background(), gather.Inbox{Conn: connect(t, env, "requester"), Denials: variants.Hook{}}, "svc", nil, gather.Timeout(time.Hour), gather.MaxReplies(1))
 		require.NoError(t, err)
 		assert.Equal(t, "fast", res.Replies[0].Responder)
 		stop()
@@ -334,13 +337,14 @@ func TestRunStopsSlowResponders(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- Run(ctx, env, cfg, &bytes.Buffer{}) }()
-		requireInterest(t, s.GlobalAccount().Interest, DemoSubject, 3)
+		require.Eventually(t, func() bool { return s.GlobalAccount().Interest(DemoSubject) >= 3 }, 10*time.Second, time.Millisecond,
+			"interest in %q never reached %d", DemoSubject, 3)
 		// A request the responders are now busy with, for an hour.
 		client := cli.NewEnv("multireply", s.ClientURL())
 		t.Cleanup(func() { _ = client.Close() })
-		res, err := Gather(context.Background(), Inbox{Conn: connect(t, client, "requester")}, DemoSubject, nil, Timeout(20*time.Millisecond))
+		res, err := gather.Gather(context.Background(), gather.Inbox{Conn: connect(t, client, "requester"), Denials: variants.Hook{}}, DemoSubject, nil, gather.Timeout(20*time.Millisecond))
 		require.NoError(t, err)
-		assert.Equal(t, StopDeadline, res.Reason)
+		assert.Equal(t, gather.StopDeadline, res.Reason)
 		cancel()
 		require.NoError(t, <-done)
 		require.NoError(t, env.Close(), "the drain did not wait for the responders")
@@ -351,7 +355,7 @@ func TestRunStopsSlowResponders(t *testing.T) {
 // without headers, and the run says what is missing.
 func TestRunWithoutHeaderSupport(t *testing.T) {
 	noHeaders := func(o *server.Options) { o.NoHeaderSupport = true }
-	for _, variant := range Variants {
+	for _, variant := range variants.Names {
 		t.Run("variant="+variant, func(t *testing.T) {
 			cfg := Config{Responders: 3, Timeout: 10 * time.Second, Max: 3, Variant: variant, Delay: time.Millisecond, Seed: 1}
 			var out bytes.Buffer

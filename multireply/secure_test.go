@@ -11,8 +11,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"reqreply/denials"
+	"reqreply/gather"
 	"reqreply/internal/cli"
 	"reqreply/internal/cli/clitest"
+	"reqreply/multireply/variants"
 )
 
 // program runs the multireply command line through cli.Exec as main does,
@@ -44,7 +47,7 @@ func TestSecure(t *testing.T) {
 		// 150 responders share 100 connections: 2 replies on one.
 		{args: "-responders 150 -max 150", want: "150 replies, stopped: max reached"},
 	}
-	for _, variant := range Variants {
+	for _, variant := range variants.Names {
 		for _, tc := range tests {
 			t.Run(variant+" "+tc.args, func(t *testing.T) {
 				args := append([]string{"-secure", "-variant", variant, "-delay", "0", "-timeout", "1m"}, strings.Fields(tc.args)...)
@@ -92,12 +95,12 @@ func TestAllowResponses(t *testing.T) {
 				// A denied reply is never sent: the gather has the others,
 				// and the last thing the responder connection hears back
 				// (after a flush) is its violation.
-				res, err := Gather(context.Background(), Inbox{Conn: nc}, "svc", nil, Timeout(time.Hour), MaxReplies(k), Stall(200*time.Millisecond))
+				res, err := gather.Gather(context.Background(), gather.Inbox{Conn: nc, Denials: variants.Hook{}}, "svc", nil, gather.Timeout(time.Hour), gather.MaxReplies(k), gather.Stall(200*time.Millisecond))
 				require.NoError(t, err)
 				require.NoError(t, rc.Flush())
 				if maxReplies >= AllowResponses(k) {
 					assert.Equal(t, k, res.Count)
-					assert.Equal(t, StopMax, res.Reason)
+					assert.Equal(t, gather.StopMax, res.Reason)
 					assert.NotContains(t, stderr.String(), "ermissions violation")
 					return
 				}
@@ -124,7 +127,7 @@ func TestGatherDenied(t *testing.T) {
 		{name: "another user's inbox prefix", subject: "svc", prefix: "_INBOX_other", denied: `Subscription to "_INBOX_other.`},
 	}
 	for _, tc := range tests {
-		for _, variant := range Variants {
+		for _, variant := range variants.Names {
 			t.Run(tc.name+"/variant="+variant, func(t *testing.T) {
 				env, err := cli.EmbeddedSecure("multireply", cli.Lockdown{Service: []string{"svc"}})
 				require.NoError(t, err)
@@ -141,7 +144,7 @@ func TestGatherDenied(t *testing.T) {
 				}
 				nc, err := env.ConnectAs(cli.Requester, "requester", opts...)
 				require.NoError(t, err)
-				v, release, err := NewVariant(variant, nc)
+				v, release, err := variants.New(variant, nc)
 				if variant == "shared" && err != nil {
 					// The Mux subscribes its inbox when it is made.
 					require.ErrorIs(t, err, nats.ErrPermissionViolation)
@@ -152,18 +155,18 @@ func TestGatherDenied(t *testing.T) {
 				require.NoError(t, err)
 				defer func() { _ = release() }()
 
-				res, err := Gather(context.Background(), v, tc.subject, nil, Timeout(deniedTimeout))
+				res, err := gather.Gather(context.Background(), v, tc.subject, nil, gather.Timeout(deniedTimeout))
 				require.ErrorIs(t, err, nats.ErrPermissionViolation)
-				assert.ErrorIs(t, err, cli.ErrDenied)
+				assert.ErrorIs(t, err, denials.ErrDenied)
 				assert.Contains(t, err.Error(), tc.denied)
-				assert.Equal(t, StopFailed, res.Reason)
+				assert.Equal(t, gather.StopFailed, res.Reason)
 				assert.Zero(t, res.Count)
 				// Every violation the server sent has been read by now.
 				require.NoError(t, nc.Flush())
 				assert.NotContains(t, stderr.String(), "ermissions violation", "the denial is the gather's error, not also a printed line")
 
 				if tc.prefix == "" {
-					res, err = Gather(context.Background(), v, "svc", nil, Timeout(time.Hour), MaxReplies(1))
+					res, err = gather.Gather(context.Background(), v, "svc", nil, gather.Timeout(time.Hour), gather.MaxReplies(1))
 					require.NoError(t, err)
 					assert.Equal(t, 1, res.Count)
 				}
@@ -221,7 +224,7 @@ func TestLockedDownConfig(t *testing.T) {
 		denied string // else: the subject of the one-line denial
 	}
 	var tests []row
-	for _, variant := range Variants {
+	for _, variant := range variants.Names {
 		v := " -variant " + variant
 		d := " -timeout " + deniedTimeout.String()
 		tests = append(tests,

@@ -5,6 +5,8 @@ package main
 import (
 	"fmt"
 	"time"
+
+	"reqreply/gather"
 )
 
 // TimelineWidth is the number of columns between the request (left edge)
@@ -21,7 +23,7 @@ const TimelineWidth = 50
 // Each column is res.Deadline/TimelineWidth long; a reply with no arrival
 // time (a Stream's Result keeps none) is not drawn. at lists arrival times
 // when res.Replies is nil.
-func Timeline(res Result, at ...time.Duration) string {
+func Timeline(res gather.Result, at ...time.Duration) string {
 	if len(at) == 0 {
 		for _, r := range res.Replies {
 			at = append(at, r.At)

@@ -15,6 +15,7 @@ import (
 	"reqreply/internal/cli"
 	"reqreply/internal/cli/clitest"
 	"reqreply/internal/testserver"
+	"reqreply/multireply/variants"
 )
 
 // printedReply is one printed reply: arrival time, responder, where, payload.
@@ -38,7 +39,7 @@ func TestTopologies(t *testing.T) {
 		{args: "-supercluster", responders: 4, where: []string{"east-1 (east)", "east-2 (east)", "west-1 (west)", "west-2 (west)"}, requester: "requester on east-2"},
 	}
 	for _, tc := range tests {
-		for _, variant := range Variants {
+		for _, variant := range variants.Names {
 			t.Run(tc.args+"/variant="+variant, func(t *testing.T) {
 				n := strconv.Itoa(tc.responders)
 				args := append(strings.Fields(tc.args), "-variant", variant, "-delay", "0", "-timeout", "1m", "-responders", n, "-max", n)
@@ -71,7 +72,7 @@ func TestTopologies(t *testing.T) {
 // waits until all three answer before it reports them.
 func TestDiscoverTopologies(t *testing.T) {
 	for _, args := range []string{"-cluster 3", "-supercluster"} {
-		for _, variant := range Variants {
+		for _, variant := range variants.Names {
 			t.Run(args+"/variant="+variant, func(t *testing.T) {
 				code, stdout, stderr := program(append(strings.Fields(args), "-discover", "-variant", variant), nil)
 				require.Equal(t, cli.ExitOK, code, "%s\n%s", stdout, stderr)
@@ -105,7 +106,7 @@ func (w *firstReply) Write(p []byte) (int, error) {
 // reconnects to another node (both events printed with their times), and
 // nothing hangs, panics or leaks (goleak, TestMain).
 func TestNodeLossDuringGather(t *testing.T) {
-	for _, variant := range Variants {
+	for _, variant := range variants.Names {
 		t.Run("variant="+variant, func(t *testing.T) {
 			env, err := cli.EmbeddedTopology("multireply", cli.Topology{Kind: cli.Cluster, Nodes: 3})
 			require.NoError(t, err)
