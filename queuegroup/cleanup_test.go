@@ -135,11 +135,11 @@ func runEnding(t *testing.T, tc ending, subject string, call func(ctx context.Co
 // each ending the requester's subscriptions, the server's and the
 // goroutines are back where they were.
 func TestLoadEndsCleanly(t *testing.T) {
-	join := func(env *cli.Env, opts MemberOptions) error {
-		_, err := Join(env, Subject, Group, "worker-1", opts)
+	worker := func(env *cli.Env, opts MemberOptions) error {
+		_, err := join(env, Subject, Group, "worker-1", opts)
 		return err
 	}
-	for _, tc := range endings(Subject, join) {
+	for _, tc := range endings(Subject, worker) {
 		t.Run(tc.name, func(t *testing.T) {
 			timeout := 10 * time.Second
 			if tc.name == "timed out" {
@@ -166,20 +166,20 @@ func TestReadStatsEndsCleanly(t *testing.T) {
 			// The instance's id once one answers; otherwise one that never
 			// answers, so that the read waits.
 			expect := []string{"an id that never answers"}
-			join := func(env *cli.Env, opts MemberOptions) error {
+			serve := func(env *cli.Env, opts MemberOptions) error {
 				if opts.Silent {
 					// Standing in for an instance that takes the request
 					// and never answers.
-					_, err := Join(env, subject, "", "silent", opts)
+					_, err := join(env, subject, "", "silent", opts)
 					return err
 				}
-				in, err := StartInstance(env, "instance-1", 0)
+				in, err := startInstance(env, 0, "instance-1", 0)
 				if err == nil {
 					expect = []string{in.ID()}
 				}
 				return err
 			}
-			tc = endings(subject, join)[slices.IndexFunc(endings(subject, nil), func(e ending) bool { return e.name == tc.name })]
+			tc = endings(subject, serve)[slices.IndexFunc(endings(subject, nil), func(e ending) bool { return e.name == tc.name })]
 			timeout := 10 * time.Second
 			if tc.name == "timed out" {
 				timeout = 100 * time.Millisecond
@@ -229,7 +229,7 @@ func TestMemberLeaveEnds(t *testing.T) {
 			require.NoError(t, err)
 
 			taken, release := make(chan struct{}), make(chan struct{})
-			m, err := Join(env, Subject, Group, "worker-1", MemberOptions{Work: func([]byte) error {
+			m, err := join(env, Subject, Group, "worker-1", MemberOptions{Work: func([]byte) error {
 				close(taken)
 				<-release
 				return nil

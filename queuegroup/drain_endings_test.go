@@ -74,7 +74,7 @@ func TestLeaveDuringConnectionDrain(t *testing.T) {
 			env := cli.NewEnv("queuegroup", s.ClientURL())
 			t.Cleanup(func() { _ = env.Close() })
 			started, release := make(chan struct{}), make(chan struct{})
-			m, err := Join(env, Subject, "q", "m1", MemberOptions{Work: func([]byte) error {
+			m, err := join(env, Subject, "q", "m1", MemberOptions{Work: func([]byte) error {
 				close(started)
 				<-release
 				return nil
@@ -121,7 +121,7 @@ func TestReadStatsConnectionEndings(t *testing.T) {
 			s := testserver.New(t)
 			env := cli.NewEnv("queuegroup", s.ClientURL())
 			t.Cleanup(func() { _ = env.Close() })
-			in, err := StartInstance(env, "i1", 0)
+			in, err := startInstance(env, 0, "i1", 0)
 			require.NoError(t, err)
 			defer func() { _ = in.Stop() }()
 			nc, err := nats.Connect(s.ClientURL())

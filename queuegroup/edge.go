@@ -95,14 +95,14 @@ func runLeaf(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	var members []*Member
 	var hubNames []string
 	for i := 1; i <= HubWorkers; i++ {
-		m, err := Join(env, Subject, Group, fmt.Sprintf("hub-worker-%d", i), MemberOptions{Node: hub})
+		m, err := joinOn(env, hub, Subject, Group, fmt.Sprintf("hub-worker-%d", i), MemberOptions{})
 		if err != nil {
 			return err
 		}
 		members = append(members, m)
 		hubNames = append(hubNames, m.Name)
 	}
-	local, err := Join(env, Subject, Group, LeafWorker, MemberOptions{Node: leaf})
+	local, err := joinOn(env, leaf, Subject, Group, LeafWorker, MemberOptions{})
 	if err != nil {
 		return err
 	}
@@ -139,7 +139,7 @@ func runLeaf(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	}
 
 	// Phase 3: a member comes back on the leaf; requests stay local again.
-	back, err := Join(env, Subject, Group, LeafWorker, MemberOptions{Node: leaf})
+	back, err := joinOn(env, leaf, Subject, Group, LeafWorker, MemberOptions{})
 	if err != nil {
 		return err
 	}
@@ -176,7 +176,7 @@ func runGeo(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	var eastNames, westNames []string
 	for i, n := range nodes {
 		name := fmt.Sprintf("%s-worker-%d", n.Cluster, i%GeoWorkers+1)
-		m, err := Join(env, Subject, Group, name, MemberOptions{Node: i})
+		m, err := joinOn(env, i, Subject, Group, name, MemberOptions{})
 		if err != nil {
 			return err
 		}
@@ -223,7 +223,7 @@ func runGeo(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	// Phase 3: one east member comes back, on east-1; once its interest
 	// reaches east-2, requests stay in east again.
 	backName := eastNames[0]
-	back, err := Join(env, Subject, Group, backName, MemberOptions{Node: 0})
+	back, err := joinOn(env, 0, Subject, Group, backName, MemberOptions{})
 	if err != nil {
 		return err
 	}

@@ -74,9 +74,9 @@ func checkSent(tb testing.TB, r *Result, sent int64) {
 // was "exact".
 func TestRetryCreditsFirstReplies(t *testing.T) {
 	s, env := newServerEnv(t)
-	a, err := Join(env, Subject, "a", "a-1", MemberOptions{})
+	a, err := join(env, Subject, "a", "a-1", MemberOptions{})
 	require.NoError(t, err)
-	b, err := Join(env, Subject, "b", "b-1", MemberOptions{DieAt: 1})
+	b, err := join(env, Subject, "b", "b-1", MemberOptions{DieAt: 1})
 	require.NoError(t, err)
 	// b dies at the first attempt; the retry goes to its replacement. The
 	// watchdog runs BeforeRetry before Load runs Settle.
@@ -90,7 +90,7 @@ func TestRetryCreditsFirstReplies(t *testing.T) {
 			// The server has dropped b before its replacement joins, so
 			// the retry cannot be routed to the dead member.
 			require.NoError(t, testserver.WaitForSubscribers(s, Subject, 1))
-			b2, err = Join(env, Subject, "b", "b-2", MemberOptions{})
+			b2, err = join(env, Subject, "b", "b-2", MemberOptions{})
 			return err
 		},
 		Settle: func(ctx context.Context) error { return settleAll(a, b2)(ctx) },
@@ -139,7 +139,7 @@ func TestFaults(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			env := newEnv(t)
-			m, err := Join(env, Subject, Group, "worker-1", tc.opts)
+			m, err := join(env, Subject, Group, "worker-1", tc.opts)
 			require.NoError(t, err)
 			nc, err := env.Connect("requester")
 			require.NoError(t, err)
@@ -175,7 +175,7 @@ func failOn(n string, err error) func([]byte) error {
 // it: the member's name as payload, and the headers nats.go/micro uses.
 func TestErrorReplyHeaders(t *testing.T) {
 	env := newEnv(t)
-	_, err := Join(env, Subject, Group, "worker-1", MemberOptions{Work: func([]byte) error { panic("oops") }})
+	_, err := join(env, Subject, Group, "worker-1", MemberOptions{Work: func([]byte) error { panic("oops") }})
 	require.NoError(t, err)
 	nc, err := env.Connect("requester")
 	require.NoError(t, err)
@@ -198,7 +198,7 @@ func TestNoHeaderSupport(t *testing.T) {
 	env := cli.NewEnv("queuegroup", s.ClientURL())
 	t.Cleanup(func() { require.NoError(t, env.Close()) })
 	var log clitest.Buffer
-	m, err := Join(env, Subject, Group, "worker-1", MemberOptions{Work: failOn("2", errors.New("boom")), Log: &log})
+	m, err := join(env, Subject, Group, "worker-1", MemberOptions{Work: failOn("2", errors.New("boom")), Log: &log})
 	require.NoError(t, err)
 	require.False(t, m.Conn().HeadersSupported())
 	nc, err := env.Connect("requester")
@@ -271,7 +271,7 @@ func TestLoadNoRespondersMidRun(t *testing.T) {
 		})
 		// Back in the group for the next run.
 		for i, m := range members {
-			members[i], err = Join(env, Subject, Group, m.Name, MemberOptions{})
+			members[i], err = join(env, Subject, Group, m.Name, MemberOptions{})
 			require.NoError(t, err)
 		}
 	}

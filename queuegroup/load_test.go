@@ -84,12 +84,12 @@ func TestLoad(t *testing.T) {
 			members, err := startWorkers(env, DefaultConfig(), 1, tc.members, nil)
 			require.NoError(t, err)
 			for i := range tc.plain {
-				m, err := Join(env, Subject, "", fmt.Sprintf("plain-%d", i+1), MemberOptions{})
+				m, err := join(env, Subject, "", fmt.Sprintf("plain-%d", i+1), MemberOptions{})
 				require.NoError(t, err)
 				members = append(members, m)
 			}
 			if tc.silent {
-				m, err := Join(env, Subject, Group, "silent", MemberOptions{Silent: true})
+				m, err := join(env, Subject, Group, "silent", MemberOptions{Silent: true})
 				require.NoError(t, err)
 				members = append(members, m)
 			}

@@ -14,6 +14,7 @@ import (
 	"reqreply/denials"
 	"reqreply/internal/cli"
 	"reqreply/probe"
+	"reqreply/queue"
 	"reqreply/respond"
 )
 
@@ -35,11 +36,11 @@ const Group = "workers"
 const AuditGroup = "auditors"
 
 // Member is one subscriber on a subject (Subject, for the workers): a
-// member of a queue group, or a plain subscriber when its group is "". It
-// runs on a connection of its own, named "queuegroup <name>", answers each
-// request with its name, and handles one request at a time, as a nats.go
-// subscription callback does: requests routed to it while it is busy wait
-// in its client. Make one with Join.
+// member of a queue group, or a plain subscriber when its group is "", built
+// on reqreply/queue's Member (its subscription, Leave, Drain, Settle). It
+// answers each request with its name, and handles one request at a time, as
+// a nats.go subscription callback does: requests routed to it while it is
+// busy wait in its client. Make one with Join.
 //
 // When its work (MemberOptions.Work) returns an error or panics, the member
 // recovers and sends an error reply instead of letting the requester time
@@ -60,8 +61,8 @@ type Member struct {
 	// or its URL): where its subscription lives.
 	Server string
 
+	q     *queue.Member
 	nc    *nats.Conn
-	sub   *nats.Subscription
 	opts  MemberOptions
 	reply []byte
 
@@ -91,61 +92,60 @@ type MemberOptions struct {
 	// ReplyTwice makes the member send every reply twice, as a buggy
 	// handler might: the requester counts the second as a duplicate.
 	ReplyTwice bool
-	// Node is the index, in env.Nodes(), of the node the member connects
-	// to (cli.Env.ConnectNode); 0, the first, unless set.
-	Node int
 	// Log receives one line for each failure the requester cannot be told
 	// of: an error reply that the server cannot carry (no header support),
 	// or a reply that could not be sent. nil: os.Stderr.
 	Log io.Writer
 }
 
-// Join connects a new member named name to env (on node opts.Node) and subscribes it to subject
-// in queue group group (a plain subscription when group is ""). It flushes
-// before returning, so once Join returns nil the server has the subscription
-// and counts the member in the group for the next request on subject (on a
+// Join makes a new member named name on nc, a connection of its own (the
+// member closes it when it dies, and drains it in Drain), and subscribes it
+// to subject in queue group group (a plain subscription when group is "")
+// with queue.Join. Its handler is plain; the hardening wraps it from
+// outside: probe.Handler answers a readiness probe (probe.Await) with the
+// member's name, without counting it as work, and the subscription is
+// checked for a denial (denials.SubscribeChecked). Join flushes before
+// returning, so once it returns nil the server has the subscription and
+// counts the member in the group for the next request on subject (on a
 // cluster, other nodes learn of it once the interest propagates: a
-// requester elsewhere waits for it with probe.Await, which the
-// member answers). Under -secure the member connects as the responder
-// (cli.Responder): it may take requests on the service subjects and publish
-// nothing but its replies. The error wraps the nats.go error of the
-// connect, subscribe or flush: nats.ErrNoServers, nats.ErrBadSubject,
-// nats.ErrBadQueueName, nats.ErrConnectionClosed, ...; or
-// nats.ErrPermissionViolation (and denials.ErrDenied), naming the subject and
-// group, when the server's permissions deny the subscription
-// (denials.SubscribeChecked). After an error the connection, if made, is left
-// for env.Close to drain.
-func Join(env *cli.Env, subject, group, name string, opts MemberOptions) (*Member, error) {
-	nc, err := env.ConnectNodeAs(cli.Responder, name, opts.Node)
-	if err != nil {
-		return nil, err
-	}
+// requester elsewhere waits for it with probe.Await). The error names the
+// member, subject and group, and wraps nats.go's error of the subscribe or
+// flush: nats.ErrBadSubject, nats.ErrBadQueueName,
+// nats.ErrConnectionClosed, ...; or nats.ErrPermissionViolation (and
+// denials.ErrDenied) when the server's permissions deny the subscription.
+// nc is left open after an error.
+func Join(nc *nats.Conn, subject, group, name string, opts MemberOptions) (*Member, error) {
 	m := &Member{Name: name, Group: group, Server: cli.ServerName(nc), nc: nc, opts: opts, reply: []byte(name), died: make(chan struct{})}
-	// Subscribe, then flush (bounded by the connection's timeout, 2 s by
-	// default) and look for a permissions violation on this exact
-	// subscription: a member whose user may not take these requests fails
-	// here, naming the subject and group, instead of serving nothing.
-	m.sub, err = denials.SubscribeChecked(context.Background(), nc, subject, group, func() (*nats.Subscription, error) {
-		if group == "" {
-			return nc.Subscribe(subject, m.handle)
-		}
-		return nc.QueueSubscribe(subject, group, m.handle)
-	})
+	q, err := queue.Join(nc, subject, group, probe.Handler(name, m.handle), queue.WithSubscribe(denials.SubscribeChecked))
 	if err != nil {
-		// The connection is left to env.Close, which drains it: closing it
-		// here would report the violation again, as the close's reason.
-		return nil, fmt.Errorf("%s: subscribe %q in group %q: %w", name, subject, group, err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
+	m.q = q
 	return m, nil
 }
 
-// handle is the member's subscription callback: one request at a time.
-func (m *Member) handle(msg *nats.Msg) {
-	// A readiness probe (probe.Await) is answered at once with the
-	// member's name, and is no work: it is not counted.
-	if probe.Answer(msg, m.Name) {
-		return
+// join connects a new member named name to env's first node and joins it
+// (Join); joinOn connects it to node, an index in env.Nodes(). Under
+// -secure the member connects as the responder (cli.Responder): it may take
+// requests on the service subjects and publish nothing but its replies.
+// After an error the connection, if made, is left for env.Close to drain:
+// closing it here would report a violation again, as the close's reason.
+func join(env *cli.Env, subject, group, name string, opts MemberOptions) (*Member, error) {
+	return joinOn(env, 0, subject, group, name, opts)
+}
+
+// joinOn is join on node.
+func joinOn(env *cli.Env, node int, subject, group, name string, opts MemberOptions) (*Member, error) {
+	nc, err := env.ConnectNodeAs(cli.Responder, name, node)
+	if err != nil {
+		return nil, err
 	}
+	return Join(nc, subject, group, name, opts)
+}
+
+// handle is the member's subscription callback: one request at a time.
+// Readiness probes never reach it: probe.Handler answers them.
+func (m *Member) handle(msg *nats.Msg) {
 	n := m.received.Add(1)
 	if m.opts.DieAt > 0 && n == m.opts.DieAt {
 		// Crash: close without draining. The request in hand and any still
@@ -243,57 +243,22 @@ func (m *Member) Died() <-chan struct{} { return m.died }
 func (m *Member) Conn() *nats.Conn { return m.nc }
 
 // Settle returns once the member has handled every message the server sent
-// it before the call and its replies have reached the server: a Flush (the
-// server answers the PING after the messages it already queued for this
-// connection), a nats.go Barrier (which runs after the subscription callback
-// has returned for every message received before it), and a second Flush
-// (the replies those callbacks published are then at the server). Counts
-// read afterwards are final for those messages.
-// A closed member is settled already; a reconnecting one cannot settle
-// (the error wraps nats.ErrConnectionReconnecting, which Load takes as
-// Result.Unsettled). Without a deadline on ctx, the flush
-// waits at most cli.DrainTimeout (5 s). The error is ctx's when it ends
-// first, or the flush's.
+// it before the call and its replies have reached the server (queue.Settle:
+// a Flush, a nats.go Barrier and a second Flush). Counts read afterwards are
+// final for those messages. A closed member is settled already; a
+// reconnecting one cannot settle (the error wraps
+// nats.ErrConnectionReconnecting, which Load takes as Result.Unsettled).
+// Without a deadline on ctx, it waits at most the connection's DrainTimeout
+// (cli.DrainTimeout, 5 s, on env's connections). The error names the member
+// and is ctx's when it ends first, or the flush's.
 func (m *Member) Settle(ctx context.Context) error {
 	return settle(ctx, m.Name, m.nc)
 }
 
 // settle is Member.Settle for any connection nc of the member named name.
 func settle(ctx context.Context, name string, nc *nats.Conn) error {
-	if nc.IsClosed() {
-		return nil
-	}
-	if nc.IsReconnecting() {
-		// A flush would wait for the reconnect: what it sent is in its
-		// reconnect buffer or lost, and the count cannot be final.
-		return fmt.Errorf("%s: settle: %w", name, nats.ErrConnectionReconnecting)
-	}
-	if _, ok := ctx.Deadline(); !ok {
-		// FlushWithContext needs a deadline.
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, cli.DrainTimeout)
-		defer cancel()
-	}
-	if err := nc.FlushWithContext(ctx); err != nil {
-		if errors.Is(err, nats.ErrConnectionClosed) {
-			return nil
-		}
-		return fmt.Errorf("%s: settle: %w", name, err)
-	}
-	done := make(chan struct{})
-	if err := nc.Barrier(func() { close(done) }); err != nil {
-		if errors.Is(err, nats.ErrConnectionClosed) {
-			return nil
-		}
-		return fmt.Errorf("%s: settle: %w", name, err)
-	}
-	select {
-	case <-done:
-	case <-ctx.Done():
-		return fmt.Errorf("%s: settle: %w", name, ctx.Err())
-	}
-	if err := nc.FlushWithContext(ctx); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-		return fmt.Errorf("%s: settle: %w", name, err)
+	if err := queue.Settle(ctx, nc); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
 	}
 	return nil
 }
@@ -321,16 +286,17 @@ func settlePlain(ctx context.Context, nc *nats.Conn, members []*Member) error {
 	bySubject := map[string][]string{}
 	var subjects []string
 	for _, m := range members {
-		if m.nc.IsClosed() || !m.sub.IsValid() {
+		sub := m.q.Subscription()
+		if m.nc.IsClosed() || !sub.IsValid() {
 			continue
 		}
 		if m.nc.IsReconnecting() {
 			return fmt.Errorf("%s: settle: %w", m.Name, nats.ErrConnectionReconnecting)
 		}
-		if _, ok := bySubject[m.sub.Subject]; !ok {
-			subjects = append(subjects, m.sub.Subject)
+		if _, ok := bySubject[sub.Subject]; !ok {
+			subjects = append(subjects, sub.Subject)
 		}
-		bySubject[m.sub.Subject] = append(bySubject[m.sub.Subject], m.Name)
+		bySubject[sub.Subject] = append(bySubject[sub.Subject], m.Name)
 	}
 	if len(subjects) == 0 {
 		return nil
@@ -362,51 +328,29 @@ func settlePlain(ctx context.Context, nc *nats.Conn, members []*Member) error {
 	return nil
 }
 
-// Leave takes the member out of its group gracefully by draining its
-// subscription: the server stops routing to it at once (the UNSUB), and the
-// requests it had already taken, in its handler or queued in its client, are
-// answered before Leave returns. The connection stays open. The error is
-// ctx's if it ends first, or the nats.go error of the drain
-// (nats.ErrConnectionClosed, ...); one wrapping nats.ErrConnectionClosed,
-// within a round trip, when the connection closes during the drain (the
-// requests still held are then never answered).
+// Leave takes the member out of its group gracefully (queue.Member.Leave):
+// its subscription drains, so the server stops routing to it at once, and the
+// requests it had already taken are answered before Leave returns. The
+// connection stays open. The error names the member and is ctx's if it ends
+// first, or nats.go's error of the drain (nats.ErrConnectionClosed, ...); one
+// wrapping nats.ErrConnectionClosed, within a round trip, when the connection
+// closes during the drain (the requests still held are then never answered).
 func (m *Member) Leave(ctx context.Context) error {
-	closed := m.sub.StatusChanged(nats.SubscriptionClosed)
-	// nats.go does not report a subscription closed by its connection's
-	// close: watch the connection too.
-	connClosed := m.nc.StatusChanged(nats.CLOSED)
-	defer m.nc.RemoveStatusListener(connClosed)
-	if err := m.sub.Drain(); err != nil {
-		return fmt.Errorf("%s: drain subscription: %w", m.Name, err)
+	if err := m.q.Leave(ctx); err != nil {
+		return fmt.Errorf("%s: %w", m.Name, err)
 	}
-	if m.nc.IsClosed() {
-		return fmt.Errorf("%s: drain subscription: %w", m.Name, nats.ErrConnectionClosed)
-	}
-	select {
-	case <-closed:
-		return nil
-	case <-connClosed:
-		return fmt.Errorf("%s: drain subscription: %w", m.Name, nats.ErrConnectionClosed)
-	case <-ctx.Done():
-		return fmt.Errorf("%s: drain subscription: %w", m.Name, ctx.Err())
-	}
+	return nil
 }
 
 // Drain shuts the member down gracefully by draining its connection, as a
-// member process does on SIGTERM: every subscription is drained as in Leave,
-// the replies are flushed, then the connection closes. It returns once the
-// connection is closed. The error is ctx's if it ends first, or the nats.go
-// error of the drain (nats.ErrConnectionClosed if it was closed already).
+// member process does on SIGTERM (queue.Member.Drain): every subscription is
+// drained as in Leave, the replies are flushed, then the connection closes.
+// It returns once the connection is closed. The error names the member and
+// is ctx's if it ends first, or nats.go's error of the drain
+// (nats.ErrConnectionClosed if it was closed already).
 func (m *Member) Drain(ctx context.Context) error {
-	closed := m.nc.StatusChanged(nats.CLOSED)
-	defer m.nc.RemoveStatusListener(closed)
-	if err := m.nc.Drain(); err != nil {
-		return fmt.Errorf("%s: drain connection: %w", m.Name, err)
+	if err := m.q.Drain(ctx); err != nil {
+		return fmt.Errorf("%s: %w", m.Name, err)
 	}
-	select {
-	case <-closed:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("%s: drain connection: %w", m.Name, ctx.Err())
-	}
+	return nil
 }

@@ -50,31 +50,21 @@ type Instance struct {
 	nc   *nats.Conn
 }
 
-// StartInstance connects a new instance named name to env and adds the
-// micro service on it: endpoint MicroEndpoint on MicroSubject in micro's
+// StartInstance adds the micro service on nc, a connection of its own, as
+// an instance named name: endpoint MicroEndpoint on MicroSubject in micro's
 // default queue group "q" (micro.DefaultQueueGroup), answering each request
-// with name after delay (the slow instance of -slow). micro also subscribes
-// the instance to $SRV.PING, $SRV.INFO and $SRV.STATS (for all services, for
-// this one by name, and for this instance by id). StartInstance flushes, so
-// once it returns nil the server routes requests to the instance. Under
-// -secure the instance connects as the responder (cli.Responder), which
-// may subscribe to MicroSubject and $SRV.> and publish only replies. The
-// error wraps micro.ErrConfigValidation, the nats.go error of the connect
-// or flush, or nats.ErrPermissionViolation, naming the subject, when the
-// server's permissions deny one of micro's subscriptions (the last one
-// denied, when several are). After an error the connection, if made, is
-// left for env.Close to drain.
-func StartInstance(env *cli.Env, name string, delay time.Duration) (*Instance, error) {
-	return startInstanceOn(env, 0, name, delay)
-}
-
-// startInstanceOn is StartInstance with the instance on node (an index into
-// env.Nodes()).
-func startInstanceOn(env *cli.Env, node int, name string, delay time.Duration) (*Instance, error) {
-	nc, err := env.ConnectNodeAs(cli.Responder, name, node)
-	if err != nil {
-		return nil, err
-	}
+// with name after delay (the slow instance of -slow). The endpoint's handler
+// is a plain micro.Handler; probe.MicroHandler wraps it from outside, so a
+// readiness probe is answered with name without reaching it (micro counts
+// it all the same: runMicro resets the stats after the wait). micro also
+// subscribes the instance to $SRV.PING, $SRV.INFO and $SRV.STATS (for all
+// services, for this one by name, and for this instance by id).
+// StartInstance flushes, so once it returns nil the server routes requests
+// to the instance. The error wraps micro.ErrConfigValidation, the nats.go
+// error of the flush, or nats.ErrPermissionViolation, naming the subject,
+// when the server's permissions deny one of micro's subscriptions (the last
+// one denied, when several are). After an error nc is left open.
+func StartInstance(nc *nats.Conn, name string, delay time.Duration) (*Instance, error) {
 	// micro makes its subscriptions itself, so they cannot go through
 	// denials.SubscribeChecked. Instead, until the instance is known to be
 	// allowed them, the connection's error handler keeps the permissions
@@ -90,23 +80,18 @@ func startInstanceOn(env *cli.Env, node int, name string, delay time.Duration) (
 		Metadata:    map[string]string{instanceKey: name},
 	})
 	if err != nil {
-		// The connection is left to env.Close, as below.
+		// The connection is left open, as below.
 		return nil, fmt.Errorf("%s: add service %q: %w", name, MicroService, err)
 	}
-	err = svc.AddEndpoint(MicroEndpoint, micro.HandlerFunc(func(req micro.Request) {
-		// A readiness probe is answered at once; micro counts it in the
-		// endpoint's stats, which runMicro resets after the probes.
-		if req.Headers().Get(probe.Header) != "" {
-			_ = req.Respond(reply)
-			return
-		}
+	handler := micro.HandlerFunc(func(req micro.Request) {
 		if delay > 0 {
 			work(delay)
 		}
 		// A failed Respond (connection closing) leaves the requester to
 		// time out; micro counts the error in the endpoint's stats.
 		_ = req.Respond(reply)
-	}), micro.WithEndpointSubject(MicroSubject))
+	})
+	err = svc.AddEndpoint(MicroEndpoint, probe.MicroHandler(name, handler), micro.WithEndpointSubject(MicroSubject))
 	if err == nil {
 		err = nc.FlushTimeout(nc.Opts.Timeout)
 	}
@@ -117,13 +102,27 @@ func startInstanceOn(env *cli.Env, node int, name string, delay time.Duration) (
 		err = last
 	}
 	if err != nil {
-		// The connection is left to env.Close, which drains it: closing it
-		// here would report a violation again, as the close's reason.
+		// The connection is left open (to env.Close, which drains it):
+		// closing it here would report a violation again, as the close's
+		// reason.
 		_ = svc.Stop() // the endpoint's error is the one to report
 		return nil, fmt.Errorf("%s: endpoint %q on %q: %w", name, MicroEndpoint, MicroSubject, err)
 	}
 	starting.Store(false)
 	return &Instance{Name: name, svc: svc, nc: nc}, nil
+}
+
+// startInstance connects a new instance named name to env's node node (an
+// index in env.Nodes()) and starts it there (StartInstance). Under -secure
+// the instance connects as the responder (cli.Responder), which may
+// subscribe to MicroSubject and $SRV.> and publish only replies. After an
+// error the connection, if made, is left for env.Close to drain.
+func startInstance(env *cli.Env, node int, name string, delay time.Duration) (*Instance, error) {
+	nc, err := env.ConnectNodeAs(cli.Responder, name, node)
+	if err != nil {
+		return nil, err
+	}
+	return StartInstance(nc, name, delay)
 }
 
 // watchStart chains nc's error handler so that the permissions violations
@@ -302,7 +301,7 @@ func runMicro(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error 
 			if i == 1 {
 				delay = cfg.Slow
 			}
-			in, err := startInstanceOn(env, env.ResponderNode(i-1), fmt.Sprintf("instance-%d", i), delay)
+			in, err := startInstance(env, env.ResponderNode(i-1), fmt.Sprintf("instance-%d", i), delay)
 			if err != nil {
 				return err
 			}

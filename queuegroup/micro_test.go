@@ -59,7 +59,7 @@ func TestReadStatsExpect(t *testing.T) {
 	env := newEnv(t)
 	var instances []*Instance
 	for _, name := range []string{"instance-1", "instance-2"} {
-		in, err := StartInstance(env, name, 0)
+		in, err := startInstance(env, 0, name, 0)
 		require.NoError(t, err)
 		instances = append(instances, in)
 	}

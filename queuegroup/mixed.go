@@ -39,7 +39,7 @@ func runMixed(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error 
 	for i := 1; i <= AuditMembers; i++ {
 		// The round-robin over the nodes goes on after the workers.
 		node := env.ResponderNode(cfg.Workers + i - 1)
-		m, err := Join(env, Subject, AuditGroup, fmt.Sprintf("auditor-%d", i), MemberOptions{Node: node})
+		m, err := joinOn(env, node, Subject, AuditGroup, fmt.Sprintf("auditor-%d", i), MemberOptions{})
 		if err != nil {
 			return err
 		}
@@ -47,7 +47,7 @@ func runMixed(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error 
 	}
 	for i := 1; i <= Listeners; i++ {
 		node := env.ResponderNode(cfg.Workers + AuditMembers + i - 1)
-		m, err := Join(env, Subject, "", fmt.Sprintf("listener-%d", i), MemberOptions{Silent: true, Node: node})
+		m, err := joinOn(env, node, Subject, "", fmt.Sprintf("listener-%d", i), MemberOptions{Silent: true})
 		if err != nil {
 			return err
 		}

@@ -26,10 +26,10 @@ func TestMixedListeners(t *testing.T) {
 			require.NoError(t, err)
 			var auditors, listeners []*Member
 			for i := 1; i <= 2; i++ {
-				a, err := Join(env, Subject, AuditGroup, fmt.Sprintf("auditor-%d", i), MemberOptions{})
+				a, err := join(env, Subject, AuditGroup, fmt.Sprintf("auditor-%d", i), MemberOptions{})
 				require.NoError(t, err)
 				auditors = append(auditors, a)
-				l, err := Join(env, Subject, "", fmt.Sprintf("listener-%d", i), MemberOptions{Silent: true})
+				l, err := join(env, Subject, "", fmt.Sprintf("listener-%d", i), MemberOptions{Silent: true})
 				require.NoError(t, err)
 				listeners = append(listeners, l)
 			}
@@ -84,7 +84,7 @@ func TestSettleCountsCopiesOnTheRoute(t *testing.T) {
 			env, _ := topologyEnv(t, cli.Topology{Kind: cli.Cluster, Nodes: 3})
 			var listeners []*Member
 			for i, node := range tc.nodes {
-				l, err := Join(env, Subject, "", fmt.Sprintf("listener-%d", i+1), MemberOptions{Silent: true, Node: node})
+				l, err := joinOn(env, node, Subject, "", fmt.Sprintf("listener-%d", i+1), MemberOptions{Silent: true})
 				require.NoError(t, err)
 				listeners = append(listeners, l)
 			}

@@ -267,12 +267,11 @@ func startWorkers(env *cli.Env, cfg Config, first, n int, opts func(i int, o *Me
 		if i == 1 {
 			o.Delay = cfg.Slow
 		}
-		// Round-robin over the nodes: worker-1 on the first.
-		o.Node = env.ResponderNode(i - 1)
 		if opts != nil {
 			opts(i, &o)
 		}
-		m, err := Join(env, Subject, Group, workerName(i), o)
+		// Round-robin over the nodes: worker-1 on the first.
+		m, err := joinOn(env, env.ResponderNode(i-1), Subject, Group, workerName(i), o)
 		if err != nil {
 			return nil, err
 		}

@@ -226,7 +226,7 @@ func TestMicroStats(t *testing.T) {
 	env := newEnv(t)
 	var instances []*Instance
 	for _, name := range []string{"instance-1", "instance-2", "instance-3"} {
-		in, err := StartInstance(env, name, 0)
+		in, err := startInstance(env, 0, name, 0)
 		require.NoError(t, err)
 		instances = append(instances, in)
 	}

@@ -142,7 +142,7 @@ func TestPartsDenied(t *testing.T) {
 		{
 			name: "member", service: []string{"elsewhere.>"},
 			run: func(_ context.Context, env *cli.Env) error {
-				_, err := Join(env, Subject, Group, "worker-1", MemberOptions{})
+				_, err := join(env, Subject, Group, "worker-1", MemberOptions{})
 				return err
 			},
 			denied: `Subscription to "` + Subject + `" using queue "` + Group + `"`,
@@ -150,7 +150,7 @@ func TestPartsDenied(t *testing.T) {
 		{
 			name: "plain subscriber", service: []string{"elsewhere.>"},
 			run: func(_ context.Context, env *cli.Env) error {
-				_, err := Join(env, Subject, "", "listener-1", MemberOptions{Silent: true})
+				_, err := join(env, Subject, "", "listener-1", MemberOptions{Silent: true})
 				return err
 			},
 			denied: `Subscription to "` + Subject + `"`,
@@ -158,7 +158,7 @@ func TestPartsDenied(t *testing.T) {
 		{
 			name: "micro instance without $SRV", service: []string{MicroSubject},
 			run: func(_ context.Context, env *cli.Env) error {
-				_, err := StartInstance(env, "instance-1", 0)
+				_, err := startInstance(env, 0, "instance-1", 0)
 				return err
 			},
 			denied: `Subscription to "$SRV.`,
@@ -308,7 +308,7 @@ func TestLockedDownConfig(t *testing.T) {
 // denied reply, which nobody waits for, as it comes.
 func TestSecureReplyOnce(t *testing.T) {
 	env, stderr := secureEnv(t, Lockdown(DefaultConfig()))
-	m, err := Join(env, Subject, Group, "worker-1", MemberOptions{ReplyTwice: true})
+	m, err := join(env, Subject, Group, "worker-1", MemberOptions{ReplyTwice: true})
 	require.NoError(t, err)
 	nc, err := connectRequester(env)
 	require.NoError(t, err)

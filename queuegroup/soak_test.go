@@ -74,7 +74,7 @@ func TestSoak(t *testing.T) {
 		idx := len(members)
 		mu.Unlock()
 		name := fmt.Sprintf("member-%d", idx+1)
-		m, err := Join(env, Subject, Group, name, MemberOptions{Work: func(req []byte) error {
+		m, err := join(env, Subject, Group, name, MemberOptions{Work: func(req []byte) error {
 			n, err := strconv.Atoi(string(req))
 			if err != nil || n < 1 || n > requests {
 				return fmt.Errorf("request %q: not a request number", req)

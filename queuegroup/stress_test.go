@@ -121,7 +121,7 @@ func stressLoad(t *testing.T, p stressParams, seed uint64) {
 	join := func(g int, name string) error {
 		// Each member's handler runs on one goroutine: a source of its own.
 		rng := rand.New(rand.NewPCG(seed, uint64(len(groupOf))))
-		m, err := Join(env, Subject, fmt.Sprintf("g%d", g), name, MemberOptions{Work: func(req []byte) error {
+		m, err := join(env, Subject, fmt.Sprintf("g%d", g), name, MemberOptions{Work: func(req []byte) error {
 			n, err := strconv.Atoi(string(req))
 			if err != nil || n < 1 || n > p.requests {
 				return fmt.Errorf("request %q: not a request number", req)

@@ -289,7 +289,7 @@ func TestNodeLoss(t *testing.T) {
 // nats.ErrNoResponders, each within its bound.
 func TestProbeErrors(t *testing.T) {
 	env := newEnv(t)
-	_, err := Join(env, Subject, Group, "worker-1", MemberOptions{})
+	_, err := join(env, Subject, Group, "worker-1", MemberOptions{})
 	require.NoError(t, err)
 	nc, err := env.Connect("requester")
 	require.NoError(t, err)

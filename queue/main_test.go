@@ -1,0 +1,14 @@
+// The embedded server the examples and tests of this package talk to.
+
+package queue_test
+
+import (
+	"os"
+	"testing"
+
+	"reqreply/internal/cli/clitest"
+)
+
+// TestMain starts the embedded nats-server the Examples connect to
+// (NATS_URL), and checks that no goroutine outlives the tests.
+func TestMain(m *testing.M) { os.Exit(clitest.RunWithServer(m)) }
