@@ -25,9 +25,9 @@ func main() {
 // Run is the noresponders scenario: a greeter answers one request and
 // drains; the same request again fails at once with no responders, and w
 // shows how fast, next to cfg.Timeout. cfg.Silent adds a request that waits
-// out its timeout; cfg.Mode runs one half only (-serve: see serve). Each
-// step needs the one before, so the first failure ends the run. On one
-// server (durations vary):
+// out its timeout; cfg.Mode runs one half only (-serve: see serve). The
+// first failure ends the run (ErrNoHeaders, ErrUnexpectedReply, Ask's
+// errors). On one server (durations vary):
 //
 //	hello, joe
 //	greeter drained: nobody subscribes to greet.* any more
