@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -80,7 +81,11 @@ func ServeOnceFunc(nc *nats.Conn, greet func(name string) (string, error)) (*Gre
 	// answering fails fast; and a subscription the server's permissions
 	// deny fails here, naming the subject, instead of serving nothing.
 	sub, err := denials.SubscribeChecked(context.Background(), nc, GreetSubjects, "", func() (*nats.Subscription, error) {
-		return nc.Subscribe(GreetSubjects, respond.Recover(g.handle, nil))
+		// The hardening wraps the plain handler: probe.Handler answers a
+		// readiness probe (probe.Await) at once with GreeterProbeName (not a
+		// request of the scenario: it greets nobody and starts no drain);
+		// respond.Recover turns a panic into an error reply.
+		return nc.Subscribe(GreetSubjects, probe.Handler(GreeterProbeName, respond.Recover(g.handle, nil)))
 	})
 	if err != nil {
 		return nil, fmt.Errorf("serve %q: %w", GreetSubjects, err)
@@ -94,12 +99,6 @@ func ServeOnceFunc(nc *nats.Conn, greet func(name string) (string, error)) (*Gre
 // own goroutine, one message at a time, and reaches the subscription through
 // m.Sub rather than g.sub, which ServeOnce may not have stored yet.
 func (g *Greeter) handle(m *nats.Msg) {
-	// A readiness probe (probe.Await) is answered at once with
-	// GreeterProbeName: it is not a request of the scenario, so it greets
-	// nobody and starts no drain.
-	if probe.Answer(m, GreeterProbeName) {
-		return
-	}
 	if m.Reply == "" {
 		return
 	}
@@ -137,4 +136,20 @@ func (g *Greeter) WaitDrained(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("wait for %q to drain: %w", GreetSubjects, ctx.Err())
 	}
+}
+
+// waitGone waits, at most timeout, until the greeter's drain has finished
+// (WaitDrained), then flushes its connection: the PONG proves the server
+// has read everything sent before it, the UNSUB included.
+func (g *Greeter) waitGone(ctx context.Context, timeout time.Duration) error {
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	err := g.WaitDrained(wctx)
+	cancel()
+	if err != nil {
+		return err
+	}
+	if err := g.nc.FlushTimeout(g.nc.Opts.Timeout); err != nil {
+		return fmt.Errorf("flush after draining %q: %w", GreetSubjects, err)
+	}
+	return nil
 }

@@ -1,33 +1,15 @@
-// Command noresponders shows how NATS fails a request that nobody can
-// answer: at once, with "no responders", instead of after the timeout. A
-// greeter subscribed to greet.* answers one request ("hello, joe") and
-// drains its subscription; the same request sent again finds no subscriber,
-// the server replies with a status-503 message, and nats.go returns
-// nats.ErrNoResponders. The program prints how long that failure took next
-// to the timeout it would otherwise have waited. With -silent it also sends a
-// request to a subscriber that never answers, which does wait out the whole
-// timeout: interest without an answer is not "no responders".
-//
-//	go run ./noresponders [-timeout 2s] [-silent] [-serve | -request | -secure | -cluster N] [-context NAME]
-//
-// -secure runs it locked down: an embedded server where the requester may
-// only publish to greet.* and silent.* and read its own inbox, and the
-// responders may only take those requests and reply (see
-// security/locked-down.conf).
-//
-// -cluster N runs it on an embedded cluster of N nodes (1..5); from 2 on, the
-// responders on node-1 and the requester on node-2. The requester waits,
-// with readiness probes, until the greeter's interest is visible from its
-// node, and after the greeter has drained until its node answers "no
-// responders": only then has the loss of interest crossed the route, and
-// only then does the request fail fast (see topology.go). NATS_URL listing
-// several servers places them the same way.
+// main, and Run: the scenario's steps in order (flags in flags.go).
+
 package main
 
 import (
 	"context"
-	"flag"
+	"errors"
+	"fmt"
+	"io"
 	"os"
+
+	"github.com/nats-io/nats.go"
 
 	"reqreply/internal/cli"
 )
@@ -40,29 +22,101 @@ func main() {
 	}, cli.Secure(Lockdown)))
 }
 
-// flags returns the program's flag set, which parses into cfg, and the check
-// cli.Main runs after parsing: no arguments besides flags, no -timeout with
-// -serve (it sends no request), then cfg.Check.
-func flags(cfg *Config) (*flag.FlagSet, func() error) {
-	fs := flag.NewFlagSet("noresponders", flag.ContinueOnError)
-	fs.DurationVar(&cfg.Timeout, "timeout", DefaultTimeout, "how long a request waits for its reply (a request nobody subscribes to fails at once)")
-	fs.BoolVar(&cfg.Silent, "silent", false, "also request "+SilentJoe+" from a subscriber that never answers: a timeout, for contrast")
-	cfg.Mode.AddFlags(fs)
-	cli.SetUsage(fs, "noresponders [flags]",
-		`A greeter answers one request and drains; the same request sent again fails at once
-with "no responders" (the server's status 503) instead of waiting out -timeout.
--silent adds a subscriber that never answers, which does wait out the timeout.
--serve and -request run the halves apart, against NATS_URL.`)
-	check := func() error {
-		if fs.NArg() > 0 {
-			return cli.Usagef("unexpected argument %q: noresponders takes flags only", fs.Arg(0))
+// Run is the noresponders scenario: a greeter answers one request and
+// drains; the same request again fails at once with no responders, and w
+// shows how fast, next to cfg.Timeout. cfg.Silent adds a request that waits
+// out its timeout; cfg.Mode runs one half only (-serve: see serve). The
+// first failure ends the run (ErrNoHeaders, ErrUnexpectedReply, Ask's
+// errors). On one server (durations vary):
+//
+//	hello, joe
+//	greeter drained: nobody subscribes to greet.* any more
+//	no responders: failed after 312µs instead of waiting out the 2s timeout
+//	timeout: failed after 2.001s, the whole 2s timeout: silent.* has a subscriber that never answers
+func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
+	// 1. The greeter subscribes to greet.* and answers one request, draining
+	// its subscription as it does (ServeOnce); with -silent, a subscriber
+	// on silent.* takes requests and never answers. Both are flushed.
+	var greeter *Greeter
+	var nodes []string
+	if cfg.Mode.Serves() {
+		svc, err := env.ConnectNodeAs(cli.Responder, "service", env.ResponderNode(0))
+		if err != nil {
+			return err
 		}
-		if cfg.Mode.Serve {
-			if err := cli.Refuse(cli.SetFlags(fs), "with -serve, which sends no request", "timeout"); err != nil {
+		nodes = append(nodes, responders(cfg)+" on "+cli.ServerName(svc))
+		if !cfg.Mode.Serve && !svc.HeadersSupported() {
+			return fmt.Errorf("connect %s: %w", cli.Redact(svc.ConnectedUrl()), ErrNoHeaders)
+		}
+		if greeter, err = ServeOnce(svc); err != nil {
+			return err
+		}
+		if cfg.Silent {
+			if _, err := ServeSilent(svc); err != nil {
 				return err
 			}
 		}
-		return cfg.Check()
+		if cfg.Mode.Serve {
+			return serve(ctx, env, cfg, greeter, nodes, w)
+		}
 	}
-	return fs, check
+
+	// 2. The requester (on another node, if several: topology.go) needs
+	// header support: the no-responders status is a header. It waits until
+	// the greeter is visible from its server, then asks: the greeter answers
+	// and starts draining.
+	nc, err := env.ConnectNodeAs(cli.Requester, "requester", env.RequesterNode())
+	if err != nil {
+		return err
+	}
+	if !nc.HeadersSupported() {
+		return fmt.Errorf("connect %s: %w", cli.Redact(nc.ConnectedUrl()), ErrNoHeaders)
+	}
+	cli.WriteNodes(w, env, append(nodes, "requester on "+cli.ServerName(nc))...)
+	if err := awaitResponder(ctx, env, nc, GreetJoe, "greeter", cfg.Timeout, w); err != nil {
+		return err
+	}
+	reply, _, err := Ask(ctx, nc, GreetJoe, cfg.Timeout)
+	if err != nil {
+		return requestHint(cfg, err)
+	}
+	fmt.Fprintln(w, reply)
+
+	// 3. When the greeter runs here, wait until its drain has finished,
+	// then flush its connection: the PONG proves the server has read
+	// everything sent before it, the UNSUB included. (The UNSUB went out
+	// ahead of the reply; the wait shows how a program knows a drain is
+	// over.)
+	if greeter != nil {
+		if err := greeter.waitGone(ctx, cli.DrainTimeout); err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "greeter drained: nobody subscribes to %s any more\n", GreetSubjects)
+	}
+
+	// 4. Wait until the greeter's interest is gone as the requester's own
+	// server sees it (at once on one server; a cluster carries the UNSUB
+	// over the route), then ask again: nobody subscribes, so the server
+	// answers with a status-503 message and nats.go returns
+	// nats.ErrNoResponders, long before the timeout.
+	if err := awaitNoResponders(ctx, env, nc, GreetJoe, cfg.Timeout, w); err != nil {
+		return err
+	}
+	_, took, err := Ask(ctx, nc, GreetJoe, cfg.Timeout)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		fmt.Fprintf(w, "no responders: failed after %v instead of waiting out the %v timeout\n", cli.Round(took), cfg.Timeout)
+	case err == nil:
+		return fmt.Errorf("request %q: answered after the greeter drained, want no responders: %w (does something else serve %s?)", GreetJoe, ErrUnexpectedReply, GreetSubjects)
+	default:
+		return err
+	}
+
+	// 5. With -silent, the contrast: silent.* has a subscriber, so the
+	// server delivers the request and sends no 503, and since no reply comes
+	// either, the requester waits out the whole timeout.
+	if cfg.Silent {
+		return askSilent(ctx, env, cfg, nc, w)
+	}
+	return nil
 }

@@ -4,11 +4,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 
 	"github.com/nats-io/nats.go"
 
 	"reqreply/denials"
+	"reqreply/internal/cli"
 	"reqreply/probe"
 )
 
@@ -32,14 +35,35 @@ func ServeSilent(nc *nats.Conn) (*nats.Subscription, error) {
 	// answering fails fast; and a subscription the server's permissions
 	// deny fails here, naming the subject, instead of serving nothing.
 	sub, err := denials.SubscribeChecked(context.Background(), nc, SilentSubjects, "", func() (*nats.Subscription, error) {
-		return nc.Subscribe(SilentSubjects, func(m *nats.Msg) {
-			// A readiness probe is answered: a requester on another server
-			// learns that this interest has reached it. Requests are not.
-			probe.Answer(m, SilentProbeName)
-		})
+		// A readiness probe is answered (probe.Handler): a requester on
+		// another server learns that this interest has reached it.
+		// Requests reach the handler, which drops them.
+		return nc.Subscribe(SilentSubjects, probe.Handler(SilentProbeName, func(*nats.Msg) {}))
 	})
 	if err != nil {
 		return nil, fmt.Errorf("serve %q: %w", SilentSubjects, err)
 	}
 	return sub, nil
+}
+
+// askSilent is the -silent step: it waits until the silent subscriber's
+// interest is visible from nc's server (or the request would get no
+// responders instead of the timeout; the subscriber answers probes, never
+// requests), requests SilentJoe and writes how long its timeout took.
+func askSilent(ctx context.Context, env *cli.Env, cfg Config, nc *nats.Conn, w io.Writer) error {
+	if err := awaitResponder(ctx, env, nc, SilentJoe, "silent subscriber", cfg.Timeout, w); err != nil {
+		return err
+	}
+	_, took, err := Ask(ctx, nc, SilentJoe, cfg.Timeout)
+	switch {
+	case errors.Is(err, nats.ErrTimeout):
+		fmt.Fprintf(w, "timeout: failed after %v, the whole %v timeout: %s has a subscriber that never answers\n", cli.Round(took), cfg.Timeout, SilentSubjects)
+	case err == nil:
+		return fmt.Errorf("request %q: answered, want a timeout: %w", SilentJoe, ErrUnexpectedReply)
+	case cfg.Mode.Request && errors.Is(err, nats.ErrNoResponders):
+		return fmt.Errorf("%w (nobody serves %s: run the -serve half with -silent too)", err, SilentSubjects)
+	default:
+		return err
+	}
+	return nil
 }

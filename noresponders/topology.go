@@ -109,3 +109,12 @@ func awaitNoResponders(ctx context.Context, env *cli.Env, nc *nats.Conn, subject
 		return fmt.Errorf("waiting for the greeter's interest to go: %w", err)
 	}
 }
+
+// responders names who sits on the responders' node, for the nodes line:
+// the greeter, and with cfg.Silent the silent subscriber.
+func responders(cfg Config) string {
+	if cfg.Silent {
+		return "greeter and silent subscriber"
+	}
+	return "greeter"
+}

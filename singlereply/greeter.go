@@ -82,12 +82,6 @@ func (g Greeter) Serve(nc *nats.Conn) (*nats.Subscription, error) {
 		}
 	}
 	handle := func(m *nats.Msg) {
-		// A readiness probe (probe.Await) is answered at once with
-		// ProbeName: a requester on another server learns that this
-		// greeter's interest has reached it. It greets nobody.
-		if probe.Answer(m, ProbeName) {
-			return
-		}
 		if m.Reply == "" {
 			return
 		}
@@ -108,7 +102,12 @@ func (g Greeter) Serve(nc *nats.Conn) (*nats.Subscription, error) {
 	// answering fails fast; and a subscription the server's permissions
 	// deny fails here, naming the subject, instead of serving nothing.
 	sub, err := denials.SubscribeChecked(context.Background(), nc, GreetSubjects, "", func() (*nats.Subscription, error) {
-		return nc.Subscribe(GreetSubjects, respond.Recover(handle, failed))
+		// The hardening wraps the plain handler: probe.Handler answers a
+		// readiness probe (probe.Await) at once with ProbeName, so a
+		// requester on another server learns that this greeter's interest
+		// has reached it, and greets nobody; respond.Recover turns a panic
+		// into an error reply.
+		return nc.Subscribe(GreetSubjects, probe.Handler(ProbeName, respond.Recover(handle, failed)))
 	})
 	if err != nil {
 		return nil, fmt.Errorf("serve %q: %w", GreetSubjects, err)

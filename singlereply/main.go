@@ -1,25 +1,14 @@
-// Command singlereply shows the simplest request-reply on NATS: one request,
-// one reply. A greeter subscribes to greet.* and answers "hello, <name>";
-// the requester asks for greet.joe, greet.sue and greet.bob (or the names
-// given as arguments) and prints each reply.
-//
-//	go run ./singlereply [-timeout 500ms] [-serve | -request | -secure | -cluster N] [-context NAME] [name ...]
-//
-// -secure runs it locked down: an embedded server where the requester may
-// only publish to greet.* and read its own inbox, and the greeter may only
-// take those requests and reply (see security/locked-down.conf).
-//
-// -cluster N runs it on an embedded cluster of N nodes (1..5); from 2 on, the greeter
-// on node-1 and the requester on node-2; before its first request the
-// requester waits, with readiness probes, until the greeter's interest is
-// visible from its node (see topology.go). NATS_URL listing several servers
-// places them the same way.
+// main, and Run: the scenario's steps in order (flags in flags.go).
+
 package main
 
 import (
 	"context"
-	"flag"
+	"fmt"
+	"io"
 	"os"
+
+	"github.com/nats-io/nats.go"
 
 	"reqreply/internal/cli"
 )
@@ -32,32 +21,59 @@ func main() {
 	}, cli.Secure(Lockdown)))
 }
 
-// flags returns the program's flag set, which parses into cfg, and the check
-// cli.Main runs after parsing: the names are the arguments (DefaultNames if
-// none), a -serve run takes no names and no -timeout (it sends no request),
-// then cfg.Check. cli.Main itself refuses a flag given after a name.
-func flags(cfg *Config) (*flag.FlagSet, func() error) {
-	fs := flag.NewFlagSet("singlereply", flag.ContinueOnError)
-	fs.DurationVar(&cfg.Timeout, "timeout", DefaultTimeout, "how long each request waits for its reply")
-	cfg.Mode.AddFlags(fs)
-	cli.SetUsage(fs, "singlereply [flags] [name ...]",
-		`One request, one reply: a greeter on greet.* answers "hello, <name>"; the requester
-asks for each name (joe, sue and bob unless given) and prints each reply. -serve and
--request run the halves apart, against NATS_URL. Flags go before the names.`)
-	check := func() error {
-		cfg.Names = fs.Args()
+// Run is the singlereply scenario: a greeter answers on greet.*; a requester
+// greets each of cfg.Names, one reply a line to w. cfg.Mode runs one half
+// only (-serve: see serve). The error counts failed requests (failures).
+func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
+	// 1. The greeter subscribes to greet.* and answers on each reply subject
+	// (msg.Respond), flushed, so the server knows it before any request.
+	var nodes []string
+	var sub *nats.Subscription
+	if cfg.Mode.Serves() {
+		svc, err := env.ConnectNodeAs(cli.Responder, "service", env.ResponderNode(0))
+		if err != nil {
+			return err
+		}
+		nodes = append(nodes, "greeter on "+cli.ServerName(svc))
+		if sub, err = (Greeter{Failed: logFailure(env)}).Serve(svc); err != nil {
+			return err
+		}
 		if cfg.Mode.Serve {
-			if len(cfg.Names) > 0 {
-				return cli.Usagef("-serve answers any name; names go to a -request run")
-			}
-			if err := cli.Refuse(cli.SetFlags(fs), "with -serve, which sends no request", "timeout"); err != nil {
-				return err
-			}
+			return serve(ctx, env, svc, nodes, w)
 		}
-		if len(cfg.Names) == 0 {
-			cfg.Names = DefaultNames
-		}
-		return cfg.Check()
 	}
-	return fs, check
+
+	// 2. The requester (on another node, if several: topology.go) sends one
+	// request per name; each waits for its single reply, or fails fast with
+	// no responders. Every name gets its request, also after one fails.
+	nc, err := env.ConnectNodeAs(cli.Requester, "requester", env.RequesterNode())
+	if err != nil {
+		return err
+	}
+	cli.WriteNodes(w, env, append(nodes, "requester on "+cli.ServerName(nc))...)
+	if err := awaitFirst(ctx, env, nc, cfg, w); err != nil {
+		return err
+	}
+	var fails failures
+	for i := 0; i < len(cfg.Names) && ctx.Err() == nil; i++ {
+		fails.sent++
+		reply, err := Greet(ctx, nc, cfg.Names[i], cfg.Timeout)
+		if err != nil {
+			fails.errs = append(fails.errs, err)
+			continue
+		}
+		fmt.Fprintln(w, reply)
+	}
+
+	// 3. The greeter stops: Drain answers what it has already taken, then
+	// unsubscribes. (Env.Close drains the connections too.)
+	if sub != nil && len(fails.errs) == 0 && ctx.Err() == nil {
+		if err := sub.Drain(); err != nil {
+			return fmt.Errorf("drain %q: %w", GreetSubjects, err)
+		}
+	}
+	if len(fails.errs) > 0 {
+		return fails
+	}
+	return ctx.Err()
 }

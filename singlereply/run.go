@@ -1,13 +1,11 @@
-// What the singlereply program was asked to do and Run, the scenario top to
-// bottom.
+// What a singlereply run is asked to do (Config), and its error when
+// requests failed (failures).
 
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"io"
 	"time"
 
 	"reqreply/internal/cli"
@@ -46,99 +44,6 @@ func (cfg *Config) Check() error {
 		}
 	}
 	return nil
-}
-
-// Run is the singlereply scenario. Unless cfg.Mode.Request, it starts the
-// greeter on its own connection ("singlereply service"); a handler failure
-// is answered with an error reply and reported on env's stderr. Unless
-// cfg.Mode.Serve, it greets each of cfg.Names from a second connection
-// ("singlereply requester") and writes one reply a line to w. With -serve
-// it then serves until ctx ends, or until its connection is closed for good
-// (the error then wraps cli.ErrConnectionLost).
-//
-// Beyond one server (-cluster N, or NATS_URL listing several), the greeter
-// connects to the first node and the requester to the second, and one line
-// to w names each one's node ("nodes: greeter on node-1, requester on
-// node-2"). Before the first request, the requester waits until the
-// greeter's interest is visible from its own server (awaitGreeter: readiness
-// probes, bounded by cli.SetupTimeout) and writes how long that took when it
-// had to wait ("interest: waited ..."). A denied probe ends the run with
-// the denial.
-//
-// Every name gets its request, also after one fails, unless ctx ends: each
-// fails within its timeout, so a dead server does not stall the run, it
-// only makes each request fail. The error then counts the failures, names
-// the first MaxFailuresShown (see Greet) and counts the rest; it unwraps to
-// every one, first to last, so errors.Is matches each.
-func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
-	// The responder side: one subscription on greet.*, flushed, so that it is
-	// known to its server before any request is sent. With several nodes it
-	// sits on the first.
-	var nodes []string
-	if cfg.Mode.Serves() {
-		nc, err := env.ConnectNodeAs(cli.Responder, "service", env.ResponderNode(0))
-		if err != nil {
-			return err
-		}
-		nodes = append(nodes, "greeter on "+cli.ServerName(nc))
-		greeter := Greeter{Failed: func(subject string, err error) {
-			env.Logf("%s service: %s: %v", env.Scenario, subject, err)
-		}}
-		if _, err := greeter.Serve(nc); err != nil {
-			return err
-		}
-		if cfg.Mode.Serve {
-			fmt.Fprintf(w, "serving %s on %s until interrupted\n", GreetSubjects, cli.Redact(env.URL))
-			cli.WriteNodes(w, env, nodes...)
-			if !nc.HeadersSupported() {
-				fmt.Fprintln(w, "the server does not support headers: a request whose handler fails gets no error reply and times out")
-			}
-			return cli.WaitForInterrupt(ctx)
-		}
-	}
-
-	// The requester side, on another node than the greeter's when there are
-	// several: one request per name, each waiting for its single reply (or
-	// failing fast if nobody serves greet.*).
-	nc, err := env.ConnectNodeAs(cli.Requester, "requester", env.RequesterNode())
-	if err != nil {
-		return err
-	}
-	cli.WriteNodes(w, env, append(nodes, "requester on "+cli.ServerName(nc))...)
-
-	// Before the first request, wait until the greeter's interest is visible
-	// from the requester's own server: at once on one server, after the
-	// route has carried it on a cluster.
-	if len(cfg.Names) > 0 && ctx.Err() == nil {
-		subject, err := GreetSubject(cfg.Names[0])
-		if err != nil {
-			return err
-		}
-		if err := awaitGreeter(ctx, env, nc, subject, cfg.Timeout, w); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return err
-		}
-	}
-	var errs []error
-	sent := 0
-	for _, name := range cfg.Names {
-		if ctx.Err() != nil {
-			break
-		}
-		sent++
-		reply, err := Greet(ctx, nc, name, cfg.Timeout)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		fmt.Fprintln(w, reply)
-	}
-	if len(errs) > 0 {
-		return failures{sent: sent, errs: errs}
-	}
-	return ctx.Err()
 }
 
 // MaxFailuresShown is how many failed requests Run's error names: 5. The

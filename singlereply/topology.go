@@ -72,3 +72,23 @@ func awaitGreeter(ctx context.Context, env *cli.Env, nc *nats.Conn, subject stri
 // left) would make the output depend on the load, and no greeter of this
 // run can have left before the first request.
 func waitedForInterest(p probe.Probed) bool { return p.Refused > 0 }
+
+// awaitFirst is awaitGreeter for the first of cfg.Names, before any request
+// is sent (nothing when there are no names or ctx has ended). A wait that
+// ends because ctx did returns ctx's error.
+func awaitFirst(ctx context.Context, env *cli.Env, nc *nats.Conn, cfg Config, w io.Writer) error {
+	if len(cfg.Names) == 0 || ctx.Err() != nil {
+		return nil
+	}
+	subject, err := GreetSubject(cfg.Names[0])
+	if err != nil {
+		return err
+	}
+	if err := awaitGreeter(ctx, env, nc, subject, cfg.Timeout, w); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return err
+	}
+	return nil
+}
