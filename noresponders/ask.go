@@ -25,10 +25,13 @@ const DefaultTimeout = 2 * time.Second
 // request took, from just before it was sent until the reply or the error
 // came back (also on error, so the caller can show how fast it failed).
 //
-// It is denials.Request, nats.go's request with an inbox of its own (under
-// nats.CustomInboxPrefix's prefix when nc has one), so that a publish or
-// inbox subscription denied by the server's permissions fails within one
-// round trip instead of waiting out the timeout. It relies on the no-responders
+// It is nats.go's own nc.RequestWithContext, with prompt denials attached
+// from outside (denials.Context and denials.Err), so that a publish or
+// response-inbox subscription denied by the server's permissions fails
+// within one round trip instead of waiting out the timeout. The reply comes
+// on nats.go's response mux, one wildcard subscription per connection under
+// nc.NewRespInbox's prefix (nats.CustomInboxPrefix's when nc has one), made
+// with nc's first request and kept until nc closes. It relies on the no-responders
 // feature of NATS (nats-server 2.2 and later, nats.go 1.11 and later): a
 // client that announces "headers" and "no_responders" in its CONNECT (nats.go
 // does whenever the server supports headers; there is no option to turn it
@@ -47,8 +50,8 @@ const DefaultTimeout = 2 * time.Second
 //   - nats.ErrInvalidArg: timeout ≤ 0 (nothing is sent);
 //   - nats.ErrNoResponders: nobody subscribes to subject;
 //   - nats.ErrPermissionViolation (and denials.ErrDenied): the server denied
-//     the publish to subject or the inbox subscription; the text names the
-//     subject;
+//     the publish to subject or the response inbox's subscription; the
+//     text names the subject;
 //   - a *respond.ServiceError: the responder answered with an error reply
 //     (the Nats-Service-Error headers);
 //   - nats.ErrTimeout, also matching context.DeadlineExceeded: no reply
@@ -62,8 +65,7 @@ const DefaultTimeout = 2 * time.Second
 //     sent); nats.ErrConnectionClosed (for a close before the call or
 //     during the wait: that ends it at once) and other connection errors.
 //
-// However it ends, the request's inbox subscription is gone when Ask
-// returns, from the server too.
+// However it ends, Ask leaves nothing behind but nats.go's response mux.
 func Ask(ctx context.Context, nc *nats.Conn, subject string, timeout time.Duration) (reply string, took time.Duration, err error) {
 	if err := respond.CheckSubject(subject); err != nil {
 		return "", 0, err
@@ -73,8 +75,11 @@ func Ask(ctx context.Context, nc *nats.Conn, subject string, timeout time.Durati
 	}
 	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	dctx, stop := denials.Context(rctx, nc, subject)
+	defer stop()
 	start := time.Now()
-	msg, err := denials.Request(rctx, nc, nats.NewMsg(subject))
+	msg, err := nc.RequestWithContext(dctx, subject, nil)
+	err = denials.Err(dctx, err)
 	took = time.Since(start)
 	switch {
 	case err == nil:

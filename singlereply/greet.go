@@ -44,15 +44,18 @@ func isSpaceOrControl(r rune) bool { return r <= ' ' || r == 0x7f }
 
 // Greet sends one request to greet.<name> and returns the reply's payload,
 // waiting at most timeout (> 0; DefaultTimeout is 500 ms) or until ctx ends,
-// whichever is first. It is denials.Request, nats.go's request with an inbox of
-// its own (nc.NewInbox, so under nats.CustomInboxPrefix's prefix when nc has
-// one): a server with no subscriber on the subject answers at once with a
-// 503 status, so a missing service fails fast instead of waiting out the
-// timeout, and a publish or inbox subscription that the server's
-// permissions deny fails within one round trip, not at the timeout. Only
-// the first reply counts, and the inbox is gone when Greet returns, from
-// the server too, however it ends. A close of nc during the wait ends it at
-// once with an error wrapping nats.ErrConnectionClosed.
+// whichever is first. It is nats.go's own nc.RequestWithContext, with prompt
+// denials attached from outside (denials.Context and denials.Err): a server
+// with no subscriber on the subject answers at once with a 503 status, so a
+// missing service fails fast instead of waiting out the timeout, and a
+// publish or response-inbox subscription that the server's permissions deny
+// fails within one round trip, not at the timeout. The reply comes on
+// nats.go's response mux: one wildcard subscription per connection under
+// nc.NewRespInbox's prefix (so under nats.CustomInboxPrefix's when nc has
+// one), made with nc's first request and kept until nc closes; Greet adds
+// nothing else that outlives it. Only the first reply counts. A close of nc
+// during the wait ends it at once with an error wrapping
+// nats.ErrConnectionClosed.
 //
 // While nc is disconnected, the request waits in nats.go's reconnect buffer:
 // it is sent if a server answers within timeout (and answered, or failed
@@ -65,8 +68,8 @@ func isSpaceOrControl(r rune) bool { return r <= ' ' || r == 0x7f }
 //   - nats.ErrInvalidArg: timeout ≤ 0 (nothing is sent);
 //   - nats.ErrNoResponders: nobody subscribes to greet.<name>;
 //   - nats.ErrPermissionViolation (and denials.ErrDenied): the server denied
-//     the publish to greet.<name> or the inbox subscription; the text
-//     names the subject;
+//     the publish to greet.<name> or the response inbox's subscription; the
+//     text names the subject (for the inbox, with denials.InboxHint);
 //   - a *respond.ServiceError: the greeter answered with an error reply
 //     (its handler failed or panicked);
 //   - nats.ErrTimeout, also matching context.DeadlineExceeded: no reply
@@ -87,7 +90,10 @@ func Greet(ctx context.Context, nc *nats.Conn, name string, timeout time.Duratio
 	}
 	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	msg, err := denials.Request(rctx, nc, nats.NewMsg(subject))
+	dctx, stop := denials.Context(rctx, nc, subject)
+	defer stop()
+	msg, err := nc.RequestWithContext(dctx, subject, nil)
+	err = denials.Err(dctx, err)
 	switch {
 	case err == nil:
 		if err := respond.ErrorOf(msg); err != nil {
