@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"reqreply/denials"
-	"reqreply/internal/cli/clitest"
+	"reqreply/internal/testserver"
 	"reqreply/probe"
 )
 
@@ -14,5 +14,5 @@ import (
 // to (NATS_URL), and checks that no goroutine outlives the tests.
 func TestMain(m *testing.M) {
 	probe.UseChecks(denials.ProbeChecks{})
-	os.Exit(clitest.RunWithServer(m))
+	os.Exit(testserver.RunWithServer(m))
 }

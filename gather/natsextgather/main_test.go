@@ -1,6 +1,5 @@
 // The Example's server: TestMain starts one embedded nats-server, sets
-// NATS_URL to it, and checks after the tests that no goroutine is left but
-// the server's own.
+// NATS_URL to it, and checks after the tests that no goroutine is left.
 
 package natsextgather_test
 
@@ -8,18 +7,7 @@ import (
 	"os"
 	"testing"
 
-	"go.uber.org/goleak"
-
 	"reqreply/internal/testserver"
 )
 
-func TestMain(m *testing.M) {
-	s, err := testserver.Start()
-	if err == nil {
-		err = os.Setenv("NATS_URL", s.ClientURL())
-	}
-	if err != nil {
-		panic(err)
-	}
-	goleak.VerifyTestMain(m, goleak.IgnoreCurrent())
-}
+func TestMain(m *testing.M) { os.Exit(testserver.RunWithServer(m)) }

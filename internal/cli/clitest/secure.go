@@ -3,17 +3,14 @@ package clitest
 import (
 	"context"
 	"fmt"
-	"os"
 	"testing"
 
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 
 	"reqreply/denials"
 	"reqreply/internal/cli"
-	"reqreply/internal/testserver"
 )
 
 // SecureLock is the lockdown of the tests' locked-down Envs: the service
@@ -50,30 +47,4 @@ func RequireDenied(t *testing.T, err error, subject string) {
 	assert.ErrorIs(t, err, denials.ErrDenied)
 	assert.NotErrorIs(t, err, context.DeadlineExceeded, "the denial must end the request, not its deadline")
 	assert.Contains(t, err.Error(), fmt.Sprintf("%q", subject))
-}
-
-// RunWithServer is a pattern package's TestMain: it starts the embedded
-// nats-server the Examples connect to, sets NATS_URL to it, runs the
-// tests, stops the server, and then checks that no goroutine is left. It
-// returns the exit code.
-func RunWithServer(m *testing.M) int {
-	s, err := testserver.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "start the examples' server:", err)
-		return 1
-	}
-	if err := os.Setenv("NATS_URL", s.ClientURL()); err != nil {
-		testserver.Shutdown(s)
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	code := m.Run()
-	testserver.Shutdown(s)
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			return 1
-		}
-	}
-	return code
 }
