@@ -83,7 +83,7 @@ func DemoResponders(n int, maxDelay time.Duration, seed uint64, sentinel bool) [
 // returns (on a cluster, their interest still has to reach the other
 // nodes: a requester elsewhere waits for it with probe.Await,
 // whose readiness probes the first responder on nc answers at once with
-// its name, and none counts). The first subscription is made with denials.SubscribeChecked:
+// its name (probe.Handler) and the others drop (probe.Skip); none counts). The first subscription is made with denials.SubscribeChecked:
 // a subject the connection's user may not subscribe to fails here with an
 // error wrapping nats.ErrPermissionViolation that names it, instead of
 // serving nothing; the others are on the same subject, which the server's
@@ -106,7 +106,10 @@ func Serve(ctx context.Context, nc *nats.Conn, subject string, responders []Resp
 		// others on nc are on the same server, so its answer says their
 		// interest is visible too, and a probe answered by every
 		// responder would cost n answers a probe (see awaitResponders).
-		handler := func(m *nats.Msg) { r.handle(ctx, m, headers, i == 0 && !r.NoProbes) }
+		handler := probe.Skip(func(m *nats.Msg) { r.handle(ctx, m, headers) })
+		if i == 0 && !r.NoProbes {
+			handler = probe.Handler(r.Name, func(m *nats.Msg) { r.handle(ctx, m, headers) })
+		}
 		var (
 			sub *nats.Subscription
 			err error
@@ -134,13 +137,10 @@ func Serve(ctx context.Context, nc *nats.Conn, subject string, responders []Resp
 	return subs, nil
 }
 
-func (r Responder) handle(ctx context.Context, m *nats.Msg, headers, probes bool) {
-	// A readiness probe is answered at once with the responder's name (by
-	// the first responder on the connection; the others let it go) and is
-	// neither worked on nor counted: it is not a request of the gather.
-	if probes && probe.Answer(m, r.Name) || probe.Is(m) {
-		return
-	}
+// handle answers one request (readiness probes are answered or dropped
+// before it, by the probe middleware Serve wraps it in: they are not
+// requests of the gather).
+func (r Responder) handle(ctx context.Context, m *nats.Msg, headers bool) {
 	if m.Reply == "" {
 		return // a plain publish, not a request
 	}

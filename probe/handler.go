@@ -24,6 +24,19 @@ func Handler(name string, h nats.MsgHandler) nats.MsgHandler {
 	}
 }
 
+// Skip returns a nats.MsgHandler that drops readiness probes, unanswered,
+// and passes every other message to h: for a responder on a connection
+// where another one's Handler already answers the probes, so that a probe
+// costs one answer per connection, not one per responder.
+func Skip(h nats.MsgHandler) nats.MsgHandler {
+	return func(m *nats.Msg) {
+		if Is(m) {
+			return
+		}
+		h(m)
+	}
+}
+
 // MicroHandler is Handler for a nats.go/micro endpoint: a request with
 // Header is answered with name as the payload, every other request goes to
 // h. micro counts the probes in the endpoint's stats all the same (they are
