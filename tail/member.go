@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"reqreply/denials"
+	"reqreply/hedge"
 	"reqreply/internal/cli"
 	"reqreply/probe"
 )
@@ -302,11 +303,11 @@ func (m *Member) serve(msg *nats.Msg) {
 	// waiting, and a reply would be dropped.
 	var deadline <-chan time.Time
 	if m.opts.Propagate {
-		if Expired(msg, time.Now()) {
+		if hedge.Expired(msg, time.Now()) {
 			m.skipped.Add(1)
 			return
 		}
-		if d, ok, err := DeadlineOf(msg); ok && err == nil {
+		if d, ok, err := hedge.DeadlineOf(msg); ok && err == nil {
 			t := time.NewTimer(time.Until(d))
 			defer t.Stop()
 			deadline = t.C
@@ -551,4 +552,13 @@ func StopAll(ctx context.Context, members []*Member) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// withDeadline returns ctx, or when it has no deadline a ctx that ends after
+// cli.DrainTimeout: nats.go's FlushWithContext needs one.
+func withDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, cli.DrainTimeout)
 }

@@ -9,7 +9,7 @@
 // may have run and only its reply been lost or late. A no-responders status
 // is always safe to retry: nobody received the request.
 
-package main
+package hedge
 
 import (
 	"context"
@@ -119,10 +119,12 @@ func (c *Client) retry(ctx context.Context, subject string, data []byte, id uint
 	}
 }
 
-// sleepCtx waits d, or until ctx ends (ended: nats.ErrTimeout when its
-// deadline passed, nats.ErrConnectionClosed or ErrClientClosed when the
-// client's connection or the client closed, else ctx.Err()).
-func sleepCtx(ctx context.Context, d time.Duration) error {
+// Sleep waits d, or until ctx ends: then its error wraps nats.ErrTimeout
+// when ctx's deadline passed, is ctx's cause when that wraps
+// nats.ErrConnectionClosed or ErrClientClosed (a Client's request ends
+// so when its connection or the client closes), else ctx.Err(). It is a
+// Client's default wait between retries (WithClock).
+func Sleep(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
