@@ -494,9 +494,7 @@ func TestMemberStateBounded(t *testing.T) {
 		assert.Error(t, m.Settle(ctx))
 		cancel()
 	}
-	m.mu.Lock()
-	idle := len(m.idle)
-	m.mu.Unlock()
+	_, idle := m.adm.Held()
 	assert.Zero(t, idle, "Settle calls given up left waiters")
 	gate <- struct{}{}
 
@@ -507,9 +505,7 @@ func TestMemberStateBounded(t *testing.T) {
 		require.NoError(t, err)
 	}
 	require.NoError(t, m.Settle(longCtx(t)))
-	m.mu.Lock()
-	subs, idle := len(m.subs), len(m.idle)
-	m.mu.Unlock()
+	subs, idle := m.adm.Held()
 	assert.LessOrEqual(t, subs, 8, "subscriptions kept: the current one and those still draining, not one per leave")
 	assert.Zero(t, idle)
 	assert.Positive(t, m.Stats().Leaves, "admission control never left the group")

@@ -56,8 +56,9 @@ func memberNode(env *cli.Env, i int) int { return env.ResponderNode(i - 1) }
 // spurious no responders. When that took more than the first probes
 // (Probed.Delayed) it writes one line to w, when w is not nil: how long,
 // from which node, and who answered. The members answer probes without
-// counting them (Member.take), and the probes use an inbox of their own,
-// not the Client's, so no figure of a row sees them. The error wraps
+// counting them (probe.Handler in front of the member's admission), and
+// the probes use an inbox of their own, not the Client's, so no figure of
+// a row sees them. The error wraps
 // nats.ErrNoResponders (nobody serves subject) or nats.ErrTimeout (the
 // names still missing are in it), or is ctx's. Probed is what the probes
 // saw.
