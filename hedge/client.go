@@ -42,7 +42,7 @@ type Policy struct {
 // counted. Safe for concurrent use. Make one with NewClient.
 //
 // What it holds is bounded by what is in flight: a call per request
-// waiting, and a denial watch per subject with a request (or an Await)
+// waiting, and a denial watch per subject with a request (or a Guard)
 // under way; besides, the last DeniedSubjects subjects the server denied.
 type Client struct {
 	nc     *nats.Conn
@@ -107,9 +107,9 @@ type call struct {
 }
 
 // subjectWatch is a Client's watch for permission denials of publishes to
-// one subject (Checks.Watch; none without Checks), shared by the requests and Awaits to it
-// under way: made by the first, stopped when the last ends, unless the
-// subject was denied.
+// one subject (Checks.Watch; none without Checks), shared by the requests
+// and Guards to it under way: made by the first, stopped when the last
+// ends, unless the subject was denied.
 //
 // Why one watch per subject in flight and not one per request: nats-server
 // denies a publish by its subject alone (the requester's publish
@@ -122,7 +122,7 @@ type call struct {
 type subjectWatch struct {
 	subject string
 	stop    func()
-	// Under Client.mu: the calls and Awaits using the watch; the first
+	// Under Client.mu: the calls and Guards using the watch; the first
 	// violation, and done, closed with it; evicted: dropped from the
 	// denied subjects kept, to stop once unused.
 	users   int
@@ -141,7 +141,7 @@ type subjectWatch struct {
 // subjects (a subject per customer, say) from growing without end.
 const DeniedSubjects = 64
 
-// ErrClientClosed is wrapped by the error of a request, or an Await, under
+// ErrClientClosed is wrapped by the error of a request, or a Guard, under
 // way when Client.Close is called.
 var ErrClientClosed = errors.New("tail client closed")
 
@@ -244,7 +244,7 @@ func (c *Client) bind(ctx context.Context) (context.Context, func()) {
 	return bctx, func() { stop(); cancel(nil) }
 }
 
-// ended is the error of a request, or an Await, whose (bound) ctx has
+// ended is the error of a request, or a Guard, whose (bound) ctx has
 // ended: one wrapping nats.ErrConnectionClosed or ErrClientClosed when the
 // connection or the client closed, nats.ErrTimeout at ctx's deadline, else
 // ctx.Err() (context.Canceled).
@@ -260,7 +260,7 @@ func ended(ctx context.Context) error {
 
 // Close unsubscribes the client's inbox; replies that come later are
 // dropped by the server. It does not close the connection. Requests and
-// Awaits still under way end at once with an error wrapping
+// Guards still under way end at once with an error wrapping
 // ErrClientClosed. The denial watches of subjects never denied end; those
 // of the denied subjects kept (at most DeniedSubjects) stay until the
 // connection closes (and with them the client's close listener), so that
@@ -286,8 +286,8 @@ func (c *Client) Close() error {
 	return c.sub.Unsubscribe()
 }
 
-// acquire returns subject's denial watch for one more user (a call or an
-// Await), registering it if the subject has none. c.mu is held.
+// acquire returns subject's denial watch for one more user (a call or a
+// Guard), registering it if the subject has none. c.mu is held.
 func (c *Client) acquire(subject string) *subjectWatch {
 	w := c.watches[subject]
 	switch {
@@ -470,7 +470,7 @@ func (c *Client) countDropped(msg *nats.Msg) {
 // their callers or dropped; statuses and strays do not count), or with
 // ctx's error when it ends first, or at once with an error wrapping
 // nats.ErrConnectionClosed (ErrClientClosed) when the connection (the
-// client) closes first. After the members have sent n replies
+// client) closes first. After the responders have sent n replies
 // and flushed them, it is what makes the counts final on a cluster too,
 // where a reply may still be crossing a route when a flush of the
 // client's own connection returns.

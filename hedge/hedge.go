@@ -60,7 +60,7 @@ func (c *Client) hedgeDelay() (time.Duration, bool) {
 }
 
 // DefaultWindow is how many recent latencies an adaptive hedge looks at:
-// 256, a few hundred milliseconds of this demo's traffic, so the delay
+// 256, a few hundred milliseconds of the tail demo's traffic, so the delay
 // follows a change in the members within a fraction of a second.
 const DefaultWindow = 256
 

@@ -27,10 +27,10 @@ import (
 // returned at once. Only for idempotent handlers.
 type Backoff struct {
 	// Base is the ceiling of the first wait (> 0): retry n waits a random
-	// time in [0, min(Max, Base·2^(n-1))). The rolling restart uses 1 ms,
+	// time in [0, min(Max, Base·2^(n-1))). tail's rolling restart uses 1 ms,
 	// the admission rows 100 µs.
 	Base time.Duration
-	// Max caps the ceiling (≥ Base). The rolling restart uses 20 ms, the
+	// Max caps the ceiling (≥ Base). tail's rolling restart uses 20 ms, the
 	// admission rows 5 ms.
 	Max time.Duration
 	// Attempt bounds each attempt, so a request lost with a member that

@@ -1,6 +1,6 @@
 // The rolling restart: every member drains and comes back, one at a time,
 // while callers keep sending; plain requests fail in the gaps, retried
-// requests (retry.go) do not.
+// requests (hedge.Backoff) do not.
 
 package main
 

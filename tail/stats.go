@@ -1,5 +1,5 @@
-// The few statistics the demo prints: nearest-rank percentiles, and a
-// latency histogram drawn in the terminal.
+// The few statistics the demo prints besides its percentiles
+// (hedge.Percentile): a latency histogram drawn in the terminal.
 
 package main
 
