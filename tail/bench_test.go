@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 
+	"reqreply/hedge"
 	"reqreply/internal/cli"
 	"reqreply/internal/testserver"
 )
@@ -116,11 +117,11 @@ func BenchmarkRequest(b *testing.B) {
 	for _, tc := range []struct {
 		name     string
 		inFlight int
-		policy   Policy
+		policy   hedge.Policy
 	}{
-		{"plain", 1, Policy{}},
-		{"plain 16 in flight", 16, Policy{}},
-		{"hedged 16 in flight", 16, Policy{Hedge: Hedge{Delay: DefaultHedge, Adaptive: true}}},
+		{"plain", 1, hedge.Policy{}},
+		{"plain 16 in flight", 16, hedge.Policy{}},
+		{"hedged 16 in flight", 16, hedge.Policy{Hedge: hedge.Hedge{Delay: DefaultHedge, Adaptive: true}}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			s := testserver.New(b)
@@ -136,7 +137,7 @@ func BenchmarkRequest(b *testing.B) {
 			}
 			nc, err := env.Connect("requester")
 			require.NoError(b, err)
-			c, err := NewClient(nc, tc.policy)
+			c, err := newClient(nc, tc.policy)
 			require.NoError(b, err)
 			b.Cleanup(func() { _ = c.Close() })
 			var n atomic.Int64

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"reqreply/hedge"
 	"reqreply/internal/cli"
 )
 
@@ -126,7 +127,7 @@ func (t *Table) Write(w io.Writer) {
 	for _, r := range t.Rows {
 		l := r.Load.Latencies
 		line := fmt.Sprintf("%-32s %9s %9s %9s %6.1f%% %7d", r.Pattern.Name,
-			ms(Percentile(l, 50)), ms(Percentile(l, 99)), ms(Percentile(l, 99.9)), r.Extra(), r.Wasted())
+			ms(hedge.Percentile(l, 50)), ms(hedge.Percentile(l, 99)), ms(hedge.Percentile(l, 99.9)), r.Extra(), r.Wasted())
 		if slowCol {
 			line += fmt.Sprintf(" %8d", r.WastedBy(memberName(1)))
 		}
@@ -147,7 +148,7 @@ func (t *Table) Best() *Row {
 		if !r.Verified() {
 			continue
 		}
-		p, bp := Percentile(r.Load.Latencies, 99), Percentile(best.Load.Latencies, 99)
+		p, bp := hedge.Percentile(r.Load.Latencies, 99), hedge.Percentile(best.Load.Latencies, 99)
 		if p < bp || p == bp && r.Extra() < best.Extra() {
 			best = r
 		}
@@ -179,7 +180,7 @@ func fastP99(r *Row) (time.Duration, bool) {
 		return 0, false
 	}
 	slices.Sort(all)
-	return Percentile(all, 99), true
+	return hedge.Percentile(all, 99), true
 }
 
 // writeTargets checks the demo's targets against the measured rows and
@@ -194,19 +195,19 @@ func writeTargets(w io.Writer, tables []*Table, rt *RestartTable) {
 	}
 	for _, t := range tables {
 		base := t.Rows[0]
-		bp99 := Percentile(base.Load.Latencies, 99)
+		bp99 := hedge.Percentile(base.Load.Latencies, 99)
 		switch t.Fault {
 		case "stall":
 			for _, key := range []string{"hedged", "adaptive"} {
 				r := t.row(key)
-				p99 := Percentile(r.Load.Latencies, 99)
+				p99 := hedge.Percentile(r.Load.Latencies, 99)
 				fmt.Fprintf(w, "  stalls, %s: p99 %s vs baseline %s (≤ 1/5: %s), extra %.1f%% (≤ 10%%: %s)\n",
 					r.Pattern.Name, ms(p99), ms(bp99), verdict(p99 <= bp99/5), r.Extra(), verdict(r.Extra() <= 10))
 			}
 		case "slow":
 			for _, key := range []string{"admission", "admission+adaptive"} {
 				r := t.row(key)
-				p99 := Percentile(r.Load.Latencies, 99)
+				p99 := hedge.Percentile(r.Load.Latencies, 99)
 				fp99, ok := fastP99(r)
 				if !ok {
 					fmt.Fprintf(w, "  slow member, %s: p99 %s, no fast member answered to compare with (n/a), churn %d subscription changes\n",
@@ -221,7 +222,7 @@ func writeTargets(w io.Writer, tables []*Table, rt *RestartTable) {
 				memberName(1), d.WastedBy(memberName(1)), base.WastedBy(memberName(1)), d.Members[0].Skipped, d.Members[0].Cut)
 			h := t.row("hedged")
 			fmt.Fprintf(w, "  slow member, hedging alone: p99 %s vs baseline %s: a hedge lands on %s as often as the first copy did, and waits behind its queue\n",
-				ms(Percentile(h.Load.Latencies, 99)), ms(bp99), memberName(1))
+				ms(hedge.Percentile(h.Load.Latencies, 99)), ms(bp99), memberName(1))
 		}
 		all := true
 		for _, r := range t.Rows {

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"reqreply/hedge"
 	"reqreply/internal/cli"
 	"reqreply/internal/cli/clitest"
 	"reqreply/internal/testserver"
@@ -34,28 +35,6 @@ const (
 	closeBound   = 2 * time.Second
 )
 
-// clientState is what a Client holds per request and per subject.
-type clientState struct {
-	// Calls waiting for a reply, Watched subjects (denial watches) that
-	// are not denied, Denied subjects remembered, WaitReplies Waiters.
-	Calls, Watched, Denied, Waiters int
-}
-
-// stateOf returns c's per-request and per-subject state now.
-func stateOf(c *Client) clientState {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	st := clientState{Calls: len(c.calls), Waiters: len(c.waiters)}
-	for _, w := range c.watches {
-		if w.denied != nil {
-			st.Denied++
-		} else {
-			st.Watched++
-		}
-	}
-	return st
-}
-
 // silent subscribes a responder on subject that never answers and hands
 // every request it gets, probes included, to the channel it returns.
 func silent(t *testing.T, env *cli.Env, subject string) <-chan *nats.Msg {
@@ -69,13 +48,14 @@ func silent(t *testing.T, env *cli.Env, subject string) <-chan *nats.Msg {
 	return got
 }
 
-// hedgeAtOnce makes c's hedge due as soon as a request's first copy is out.
-func hedgeAtOnce(c *Client) {
-	c.hedgeAfter = func(time.Duration) <-chan time.Time {
+// hedgeAtOnce makes a Client's hedge due as soon as a request's first copy
+// is out.
+func hedgeAtOnce() hedge.Option {
+	return hedge.WithHedgeTimer(func(time.Duration) <-chan time.Time {
 		fired := make(chan time.Time, 1)
 		fired <- time.Now()
 		return fired
-	}
+	})
 }
 
 // answerCopies subscribes a responder on Subject that waits for both
@@ -165,10 +145,11 @@ func TestRequestLeavesNothing(t *testing.T) {
 	tests := []struct {
 		name   string
 		secure bool // the requester may publish only to other.work
-		policy Policy
+		policy hedge.Policy
+		opts   []hedge.Option // the Client's, besides the checks
 		// setup starts what the row needs, before the counts are taken,
 		// and returns the request to make.
-		setup func(t *testing.T, env *cli.Env, s *server.Server, nc *nats.Conn, c *Client) func() (*nats.Msg, error)
+		setup func(t *testing.T, env *cli.Env, s *server.Server, nc *nats.Conn, c *hedge.Client) func() (*nats.Msg, error)
 		want  error // nil: answered
 		// closes: the requester's connection is closed during the wait,
 		// and its subscriptions go with it.
@@ -176,7 +157,7 @@ func TestRequestLeavesNothing(t *testing.T) {
 	}{
 		{
 			name: "answered",
-			setup: func(t *testing.T, env *cli.Env, _ *server.Server, _ *nats.Conn, c *Client) func() (*nats.Msg, error) {
+			setup: func(t *testing.T, env *cli.Env, _ *server.Server, _ *nats.Conn, c *hedge.Client) func() (*nats.Msg, error) {
 				m, err := StartMember(env, "member-1", MemberOptions{})
 				require.NoError(t, err)
 				t.Cleanup(func() { stop(t, m) })
@@ -185,14 +166,14 @@ func TestRequestLeavesNothing(t *testing.T) {
 		},
 		{
 			name: "no responders",
-			setup: func(t *testing.T, _ *cli.Env, _ *server.Server, _ *nats.Conn, c *Client) func() (*nats.Msg, error) {
+			setup: func(t *testing.T, _ *cli.Env, _ *server.Server, _ *nats.Conn, c *hedge.Client) func() (*nats.Msg, error) {
 				return func() (*nats.Msg, error) { return c.Request(longCtx(t), Subject, []byte("1")) }
 			},
 			want: nats.ErrNoResponders,
 		},
 		{
 			name: "timed out",
-			setup: func(t *testing.T, env *cli.Env, _ *server.Server, _ *nats.Conn, c *Client) func() (*nats.Msg, error) {
+			setup: func(t *testing.T, env *cli.Env, _ *server.Server, _ *nats.Conn, c *hedge.Client) func() (*nats.Msg, error) {
 				silent(t, env, Subject)
 				return func() (*nats.Msg, error) { return c.Request(within(t, 50*time.Millisecond), Subject, []byte("1")) }
 			},
@@ -200,7 +181,7 @@ func TestRequestLeavesNothing(t *testing.T) {
 		},
 		{
 			name: "cancelled",
-			setup: func(t *testing.T, env *cli.Env, _ *server.Server, _ *nats.Conn, c *Client) func() (*nats.Msg, error) {
+			setup: func(t *testing.T, env *cli.Env, _ *server.Server, _ *nats.Conn, c *hedge.Client) func() (*nats.Msg, error) {
 				got := silent(t, env, Subject)
 				return func() (*nats.Msg, error) {
 					ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -213,7 +194,7 @@ func TestRequestLeavesNothing(t *testing.T) {
 		},
 		{
 			name: "connection closed during the wait",
-			setup: func(t *testing.T, env *cli.Env, _ *server.Server, nc *nats.Conn, c *Client) func() (*nats.Msg, error) {
+			setup: func(t *testing.T, env *cli.Env, _ *server.Server, nc *nats.Conn, c *hedge.Client) func() (*nats.Msg, error) {
 				got := silent(t, env, Subject)
 				return func() (*nats.Msg, error) {
 					go func() { <-got; nc.Close() }()
@@ -225,14 +206,14 @@ func TestRequestLeavesNothing(t *testing.T) {
 		},
 		{
 			name: "refused up front: no deadline",
-			setup: func(_ *testing.T, _ *cli.Env, _ *server.Server, _ *nats.Conn, c *Client) func() (*nats.Msg, error) {
+			setup: func(_ *testing.T, _ *cli.Env, _ *server.Server, _ *nats.Conn, c *hedge.Client) func() (*nats.Msg, error) {
 				return func() (*nats.Msg, error) { return c.Request(context.Background(), Subject, []byte("1")) }
 			},
 			want: nats.ErrInvalidArg,
 		},
 		{
 			name: "refused up front: over the server's max payload",
-			setup: func(t *testing.T, _ *cli.Env, _ *server.Server, nc *nats.Conn, c *Client) func() (*nats.Msg, error) {
+			setup: func(t *testing.T, _ *cli.Env, _ *server.Server, nc *nats.Conn, c *hedge.Client) func() (*nats.Msg, error) {
 				big := make([]byte, nc.MaxPayload()+1)
 				return func() (*nats.Msg, error) { return c.Request(longCtx(t), Subject, big) }
 			},
@@ -241,14 +222,14 @@ func TestRequestLeavesNothing(t *testing.T) {
 		{
 			name:   "denied",
 			secure: true,
-			setup: func(t *testing.T, _ *cli.Env, _ *server.Server, _ *nats.Conn, c *Client) func() (*nats.Msg, error) {
+			setup: func(t *testing.T, _ *cli.Env, _ *server.Server, _ *nats.Conn, c *hedge.Client) func() (*nats.Msg, error) {
 				return func() (*nats.Msg, error) { return c.Request(longCtx(t), Subject, []byte("1")) }
 			},
 			want: nats.ErrPermissionViolation,
 		},
 		{
 			name: "admission refused: the only member is out of the group",
-			setup: func(t *testing.T, env *cli.Env, s *server.Server, nc *nats.Conn, c *Client) func() (*nats.Msg, error) {
+			setup: func(t *testing.T, env *cli.Env, s *server.Server, nc *nats.Conn, c *hedge.Client) func() (*nats.Msg, error) {
 				gate := make(chan struct{})
 				m, err := StartMember(env, "member-1", MemberOptions{Admit: 1, Gate: gate})
 				require.NoError(t, err)
@@ -265,33 +246,33 @@ func TestRequestLeavesNothing(t *testing.T) {
 			// so a loaded machine cannot turn it into the deadline's
 			// nats.ErrTimeout.
 			name:   "retries exhausted",
-			policy: Policy{Retry: &Backoff{Base: time.Hour, Max: time.Hour, Rand: draws(0, 0, 0.5)}},
-			setup: func(t *testing.T, _ *cli.Env, _ *server.Server, _ *nats.Conn, c *Client) func() (*nats.Msg, error) {
+			policy: hedge.Policy{Retry: &hedge.Backoff{Base: time.Hour, Max: time.Hour, Rand: draws(0, 0, 0.5)}},
+			setup: func(t *testing.T, _ *cli.Env, _ *server.Server, _ *nats.Conn, c *hedge.Client) func() (*nats.Msg, error) {
 				return func() (*nats.Msg, error) { return c.Request(longCtx(t), Subject, []byte("1")) }
 			},
-			want: ErrBudgetSpent,
+			want: hedge.ErrBudgetSpent,
 		},
 		{
 			name:   "hedge won",
-			policy: Policy{Hedge: Hedge{Delay: time.Hour}},
-			setup: func(t *testing.T, env *cli.Env, _ *server.Server, _ *nats.Conn, c *Client) func() (*nats.Msg, error) {
+			policy: hedge.Policy{Hedge: hedge.Hedge{Delay: time.Hour}},
+			opts:   []hedge.Option{hedgeAtOnce()},
+			setup: func(t *testing.T, env *cli.Env, _ *server.Server, _ *nats.Conn, c *hedge.Client) func() (*nats.Msg, error) {
 				answerCopies(t, env, 1)
-				hedgeAtOnce(c)
 				return func() (*nats.Msg, error) { return c.Request(longCtx(t), Subject, []byte("1")) }
 			},
 		},
 		{
 			name:   "hedge lost",
-			policy: Policy{Hedge: Hedge{Delay: time.Hour}},
-			setup: func(t *testing.T, env *cli.Env, _ *server.Server, _ *nats.Conn, c *Client) func() (*nats.Msg, error) {
+			policy: hedge.Policy{Hedge: hedge.Hedge{Delay: time.Hour}},
+			opts:   []hedge.Option{hedgeAtOnce()},
+			setup: func(t *testing.T, env *cli.Env, _ *server.Server, _ *nats.Conn, c *hedge.Client) func() (*nats.Msg, error) {
 				answerCopies(t, env, 0)
-				hedgeAtOnce(c)
 				return func() (*nats.Msg, error) { return c.Request(longCtx(t), Subject, []byte("1")) }
 			},
 		},
 		{
 			name: "WaitReplies given up",
-			setup: func(t *testing.T, _ *cli.Env, _ *server.Server, _ *nats.Conn, c *Client) func() (*nats.Msg, error) {
+			setup: func(t *testing.T, _ *cli.Env, _ *server.Server, _ *nats.Conn, c *hedge.Client) func() (*nats.Msg, error) {
 				return func() (*nats.Msg, error) {
 					ctx, cancel := context.WithCancel(context.Background())
 					cancel()
@@ -315,7 +296,7 @@ func TestRequestLeavesNothing(t *testing.T) {
 			env.Stderr = &stderr
 			nc, err := env.Connect("requester", opts...)
 			require.NoError(t, err)
-			c, err := NewClient(nc, tc.policy)
+			c, err := newClient(nc, tc.policy, tc.opts...)
 			require.NoError(t, err)
 			defer c.Close()
 			request := tc.setup(t, env, s, nc, c)
@@ -344,11 +325,11 @@ func TestRequestLeavesNothing(t *testing.T) {
 				assert.Equal(t, before.Server, after.Server, "subscriptions left on the server")
 			}
 			require.NoError(t, goleak.Find(goroutines), "goroutines left behind")
-			want := clientState{}
+			want := hedge.Held{}
 			if tc.secure {
 				want.Denied = 1 // the bounded cache of denied subjects
 			}
-			assert.Equal(t, want, stateOf(c), "per-request or per-subject state left behind")
+			assert.Equal(t, want, c.Held(), "per-request or per-subject state left behind")
 			assert.Empty(t, stderr.String())
 		})
 	}
@@ -363,7 +344,7 @@ func TestRequestLeavesNothing(t *testing.T) {
 func TestCloseEndsRequest(t *testing.T) {
 	tests := []struct {
 		name   string
-		policy Policy
+		policy hedge.Policy
 		// wait is how many requests the silent responder gets before the
 		// close; 0: it is not started (the request meets no responders).
 		wait int
@@ -374,10 +355,10 @@ func TestCloseEndsRequest(t *testing.T) {
 		replies bool // WaitReplies instead of Request
 	}{
 		{name: "waiting for the reply", wait: 1},
-		{name: "a hedge pending", policy: Policy{Hedge: Hedge{Delay: time.Hour}}, wait: 1},
-		{name: "hedged: both copies out", policy: Policy{Hedge: Hedge{Delay: time.Hour}}, hedge: true, wait: 2},
-		{name: "a retry's attempt", policy: Policy{Retry: &Backoff{Base: time.Millisecond, Max: time.Millisecond, Attempt: closeTimeout}}, wait: 1},
-		{name: "a retry's backoff", policy: Policy{Retry: &Backoff{Base: closeTimeout / 2, Max: closeTimeout / 2, Rand: func() float64 { return 0.5 }}}, inSleep: true},
+		{name: "a hedge pending", policy: hedge.Policy{Hedge: hedge.Hedge{Delay: time.Hour}}, wait: 1},
+		{name: "hedged: both copies out", policy: hedge.Policy{Hedge: hedge.Hedge{Delay: time.Hour}}, hedge: true, wait: 2},
+		{name: "a retry's attempt", policy: hedge.Policy{Retry: &hedge.Backoff{Base: time.Millisecond, Max: time.Millisecond, Attempt: closeTimeout}}, wait: 1},
+		{name: "a retry's backoff", policy: hedge.Policy{Retry: &hedge.Backoff{Base: closeTimeout / 2, Max: closeTimeout / 2, Rand: func() float64 { return 0.5 }}}, inSleep: true},
 		{name: "Await's probes", await: true, wait: 1},
 		{name: "WaitReplies", replies: true},
 	}
@@ -390,23 +371,23 @@ func TestCloseEndsRequest(t *testing.T) {
 			}
 			nc, err := env.Connect("requester")
 			require.NoError(t, err)
-			c, err := NewClient(nc, tc.policy)
+			sleeping := make(chan struct{}, 1)
+			opts := []hedge.Option{hedge.WithClock(nil, func(ctx context.Context, d time.Duration) error {
+				sleeping <- struct{}{}
+				return hedge.Sleep(ctx, d)
+			})}
+			if tc.hedge {
+				opts = append(opts, hedgeAtOnce())
+			}
+			c, err := newClient(nc, tc.policy, opts...)
 			require.NoError(t, err)
 			defer c.Close()
-			if tc.hedge {
-				hedgeAtOnce(c)
-			}
-			sleeping := make(chan struct{}, 1)
-			c.sleep = func(ctx context.Context, d time.Duration) error {
-				sleeping <- struct{}{}
-				return sleepCtx(ctx, d)
-			}
 			done := make(chan error, 1)
 			go func() {
 				var err error
 				switch {
 				case tc.await:
-					_, err = c.Await(within(t, closeTimeout), nil, Subject, probe.AnyResponder(), closeTimeout)
+					_, err = awaitClient(within(t, closeTimeout), c, nil, Subject, probe.AnyResponder(), closeTimeout)
 				case tc.replies:
 					err = c.WaitReplies(within(t, closeTimeout), 1)
 				default:
@@ -421,7 +402,7 @@ func TestCloseEndsRequest(t *testing.T) {
 				<-sleeping
 			}
 			if tc.replies {
-				require.Eventually(t, func() bool { return stateOf(c).Waiters == 1 }, testserver.ReadyTimeout, time.Millisecond)
+				require.Eventually(t, func() bool { return c.Held().Waiters == 1 }, testserver.ReadyTimeout, time.Millisecond)
 			}
 			start := time.Now()
 			nc.Close()
@@ -433,7 +414,7 @@ func TestCloseEndsRequest(t *testing.T) {
 			elapsed := time.Since(start)
 			require.ErrorIs(t, err, nats.ErrConnectionClosed)
 			assert.Less(t, elapsed, closeBound, "the request waited for its deadline")
-			assert.Equal(t, clientState{}, stateOf(c))
+			assert.Equal(t, hedge.Held{}, c.Held())
 		})
 	}
 }
@@ -449,10 +430,10 @@ func TestClientStateBounded(t *testing.T) {
 	tests := []struct {
 		name   string
 		secure bool // every subject is denied
-		want   clientState
+		want   hedge.Held
 	}{
-		{name: "answered", want: clientState{}},
-		{name: "denied", secure: true, want: clientState{Denied: DeniedSubjects}},
+		{name: "answered", want: hedge.Held{}},
+		{name: "denied", secure: true, want: hedge.Held{Denied: hedge.DeniedSubjects}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -461,7 +442,7 @@ func TestClientStateBounded(t *testing.T) {
 			env.Stderr = &stderr
 			nc, err := env.Connect("requester", opts...)
 			require.NoError(t, err)
-			c, err := NewClient(nc, Policy{})
+			c, err := newClient(nc, hedge.Policy{})
 			require.NoError(t, err)
 			defer c.Close()
 			// Four callers, so that calls overlap.
@@ -479,7 +460,7 @@ func TestClientStateBounded(t *testing.T) {
 				})
 			}
 			wg.Wait()
-			assert.Equal(t, tc.want, stateOf(c))
+			assert.Equal(t, tc.want, c.Held())
 			require.NoError(t, c.Settle(longCtx(t)))
 			assert.Empty(t, stderr.String(), "a denial printed besides the caller's error")
 		})
@@ -500,7 +481,7 @@ func TestMemberStateBounded(t *testing.T) {
 	defer stop(t, m)
 	nc, err := env.Connect("requester")
 	require.NoError(t, err)
-	c, err := NewClient(nc, Policy{Retry: &Backoff{Base: 100 * time.Microsecond, Max: time.Millisecond}})
+	c, err := newClient(nc, hedge.Policy{Retry: &hedge.Backoff{Base: 100 * time.Microsecond, Max: time.Millisecond}})
 	require.NoError(t, err)
 	defer c.Close()
 
@@ -513,9 +494,7 @@ func TestMemberStateBounded(t *testing.T) {
 		assert.Error(t, m.Settle(ctx))
 		cancel()
 	}
-	m.mu.Lock()
-	idle := len(m.idle)
-	m.mu.Unlock()
+	_, idle := m.adm.Held()
 	assert.Zero(t, idle, "Settle calls given up left waiters")
 	gate <- struct{}{}
 
@@ -526,13 +505,11 @@ func TestMemberStateBounded(t *testing.T) {
 		require.NoError(t, err)
 	}
 	require.NoError(t, m.Settle(longCtx(t)))
-	m.mu.Lock()
-	subs, idle := len(m.subs), len(m.idle)
-	m.mu.Unlock()
+	subs, idle := m.adm.Held()
 	assert.LessOrEqual(t, subs, 8, "subscriptions kept: the current one and those still draining, not one per leave")
 	assert.Zero(t, idle)
 	assert.Positive(t, m.Stats().Leaves, "admission control never left the group")
-	assert.Equal(t, clientState{}, stateOf(c))
+	assert.Equal(t, hedge.Held{}, c.Held())
 }
 
 // TestOwnErrorHandler checks that a caller's own nats.ErrorHandler, given
@@ -566,7 +543,7 @@ func TestOwnErrorHandler(t *testing.T) {
 			}
 			nc, err := env.Connect("requester", opts...)
 			require.NoError(t, err)
-			c, err := NewClient(nc, Policy{})
+			c, err := newClient(nc, hedge.Policy{})
 			require.NoError(t, err)
 			defer c.Close()
 			if tc.after {

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"reqreply/hedge"
 	"reqreply/internal/testserver"
 )
 
@@ -40,7 +41,7 @@ func TestClosedClientIsReleased(t *testing.T) {
 			env, opts := manySubjects(t, tc.secure)
 			nc, err := env.Connect("requester", opts...)
 			require.NoError(t, err)
-			c, err := NewClient(nc, Policy{})
+			c, err := newClient(nc, hedge.Policy{})
 			require.NoError(t, err)
 			for i := range 10 {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -107,7 +108,7 @@ func TestClientConnectionEndings(t *testing.T) {
 			nc, err := nats.Connect(s.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(time.Hour))
 			require.NoError(t, err)
 			defer nc.Close()
-			c, err := NewClient(nc, Policy{})
+			c, err := newClient(nc, hedge.Policy{})
 			require.NoError(t, err)
 			defer c.Close()
 			if !tc.held {
@@ -179,7 +180,7 @@ func TestOwnHandlerSetDuringLoad(t *testing.T) {
 			nc, err := nats.Connect(url("req"))
 			require.NoError(t, err)
 			defer nc.Close()
-			c, err := NewClient(nc, Policy{})
+			c, err := newClient(nc, hedge.Policy{})
 			require.NoError(t, err)
 			defer c.Close()
 

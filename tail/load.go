@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"reqreply/hedge"
 )
 
 // LoadConfig is one run of requests.
@@ -67,7 +69,7 @@ type LoadResult struct {
 // for the request's own number, else it counts as Wrong. Errors of single
 // requests are counted, not returned; Load returns early only when ctx ends,
 // with what it has.
-func Load(ctx context.Context, c *Client, subject string, cfg LoadConfig) *LoadResult {
+func Load(ctx context.Context, c *hedge.Client, subject string, cfg LoadConfig) *LoadResult {
 	type outcome struct {
 		latency time.Duration
 		member  string
@@ -128,7 +130,7 @@ func Load(ctx context.Context, c *Client, subject string, cfg LoadConfig) *LoadR
 					cfg.Progress(int(finished.Add(1)))
 				}
 				if cfg.Pace > 0 {
-					if sleepCtx(ctx, cfg.Pace) != nil {
+					if hedge.Sleep(ctx, cfg.Pace) != nil {
 						return
 					}
 				}
@@ -178,9 +180,9 @@ var ErrConnectionLost = errors.New("requester's connection lost during the load"
 // buffer, and the figures of the row would be the outage's, not the
 // pattern's. The error then wraps ErrConnectionLost; else it is nil, and
 // ctx's end is left to the caller, as with Load.
-func LoadWatched(ctx context.Context, c *Client, subject string, cfg LoadConfig) (*LoadResult, error) {
-	lost := c.nc.StatusChanged(nats.RECONNECTING, nats.CLOSED)
-	defer c.nc.RemoveStatusListener(lost)
+func LoadWatched(ctx context.Context, c *hedge.Client, subject string, cfg LoadConfig) (*LoadResult, error) {
+	lost := c.Conn().StatusChanged(nats.RECONNECTING, nats.CLOSED)
+	defer c.Conn().RemoveStatusListener(lost)
 	lctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	watched := make(chan struct{})
@@ -188,7 +190,7 @@ func LoadWatched(ctx context.Context, c *Client, subject string, cfg LoadConfig)
 		defer close(watched)
 		// A status change before the listener was registered shows in
 		// IsConnected.
-		if !c.nc.IsConnected() {
+		if !c.Conn().IsConnected() {
 			cancel(ErrConnectionLost)
 			return
 		}
@@ -203,7 +205,7 @@ func LoadWatched(ctx context.Context, c *Client, subject string, cfg LoadConfig)
 	<-watched
 	if errors.Is(context.Cause(lctx), ErrConnectionLost) && ctx.Err() == nil {
 		status := nats.ErrConnectionReconnecting
-		if c.nc.IsClosed() {
+		if c.Conn().IsClosed() {
 			status = nats.ErrConnectionClosed
 		}
 		return res, fmt.Errorf("after %d requests: %w: %w", res.Requests, ErrConnectionLost, status)

@@ -1,7 +1,8 @@
 // The responder side: a member of the queue group that does each request's
 // work one at a time, with the faults the demo injects, and with the two
-// responder-side patterns, deadline propagation (deadline.go) and admission
-// control by interest (admission.go), when asked.
+// responder-side patterns of package hedge, deadline propagation
+// (hedge.Expired) and admission control by interest (hedge.Admission),
+// when asked.
 
 package main
 
@@ -10,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"reqreply/denials"
+	"reqreply/hedge"
 	"reqreply/internal/cli"
 	"reqreply/probe"
 )
@@ -54,11 +55,11 @@ type Fault struct {
 type MemberOptions struct {
 	Fault
 	// Propagate makes the member skip, unanswered, a request whose
-	// DeadlineHeader has passed when its turn comes, and stop work on one
-	// whose deadline passes midway (deadline.go).
+	// hedge.DeadlineHeader has passed when its turn comes, and stop work on
+	// one whose deadline passes midway (hedge.Expired, hedge.DeadlineOf).
 	Propagate bool
-	// Admit, when > 0, is admission control by interest (admission.go): the
-	// member leaves the queue group when it holds Admit requests in
+	// Admit, when > 0, is admission control by interest (hedge.Admission):
+	// the member leaves the queue group when it holds Admit requests in
 	// progress and rejoins below Admit. 0: off.
 	Admit int
 	// Workers is how many requests the member works on at once (≥ 1; 0
@@ -90,6 +91,7 @@ type Member struct {
 
 	nc    *nats.Conn
 	opts  MemberOptions
+	adm   *hedge.Admission // its subscriptions, requests in progress and admission control
 	rngMu sync.Mutex
 	rng   *rand.Rand
 	queue chan *nats.Msg
@@ -110,21 +112,12 @@ type Member struct {
 	stopOnce sync.Once
 	stopErr  error
 
-	mu         sync.Mutex
-	current    *nats.Subscription   // the subscription in the group, nil while out
-	subs       []*nats.Subscription // every subscription that may still deliver
-	inProgress int
-	stopping   bool
-	idle       []chan struct{} // closed when inProgress next reaches 0 (Settle)
-
 	received atomic.Int64 // requests taken from the server
 	executed atomic.Int64 // requests whose work was done (and reply sent)
 	skipped  atomic.Int64 // expired requests skipped (Propagate)
 	cut      atomic.Int64 // requests whose deadline passed midway (Propagate)
 	failed   atomic.Int64 // replies that could not be published
 	backlog  atomic.Int64 // requests given up, queued or in progress, after halt
-	joins    atomic.Int64 // SUBs sent: the first join and every rejoin
-	leaves   atomic.Int64 // UNSUBs sent by admission control
 }
 
 // queueCap bounds the member's queue of taken requests: 16384. A full queue
@@ -164,17 +157,23 @@ func StartMember(env *cli.Env, name string, opts MemberOptions) (*Member, error)
 		done:   make(chan struct{}),
 		halted: make(chan struct{}),
 	}
+	// Every request is counted in progress by the admission (which leaves
+	// the group at opts.Admit) and handed to take; a readiness probe
+	// (awaitMembers) is answered in front of it, at once, with the
+	// member's name, and is no work: it is not received, queued or
+	// counted, and admission control does not see it.
+	m.adm = hedge.NewAdmission(opts.Admit, func(h nats.MsgHandler) (*nats.Subscription, error) {
+		return nc.QueueSubscribe(Subject, Group, probe.Handler(name, h))
+	}, m.take)
 	// The first join is checked: one flush, and a permissions violation
 	// on this exact subject and group comes back as the error. A rejoin by
 	// admission control is the same subscription again, allowed once this
 	// one was, so it goes unchecked and costs no round trip.
-	m.mu.Lock()
-	err = m.join(func(subscribe func() (*nats.Subscription, error)) (*nats.Subscription, error) {
+	err = m.adm.Join(func(subscribe func() (*nats.Subscription, error)) (*nats.Subscription, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), cli.ConnectTimeout)
 		defer cancel()
 		return denials.SubscribeChecked(ctx, nc, Subject, Group, subscribe)
 	})
-	m.mu.Unlock()
 	if err != nil {
 		// A denied connection is left to the Env, whose Close drains it
 		// quietly: closed here, its last error (the violation) would be
@@ -195,60 +194,21 @@ func StartMember(env *cli.Env, name string, opts MemberOptions) (*Member, error)
 	return m, nil
 }
 
-// join subscribes the member to Subject in Group, through check when it is
-// not nil (the first join: denials.SubscribeChecked), else directly. m.mu is
-// held.
-func (m *Member) join(check func(func() (*nats.Subscription, error)) (*nats.Subscription, error)) error {
-	// Counted before the SUB leaves, so whoever sees the server's interest
-	// rise sees the count.
-	m.joins.Add(1)
-	subscribe := func() (*nats.Subscription, error) { return m.nc.QueueSubscribe(Subject, Group, m.take) }
-	var sub *nats.Subscription
-	var err error
-	if check != nil {
-		sub, err = check(subscribe)
-	} else {
-		sub, err = subscribe()
-	}
-	if err != nil {
-		m.joins.Add(-1)
-		return err
-	}
-	// Forget subscriptions that have finished draining.
-	live := m.subs[:0]
-	for _, s := range m.subs {
-		if s.IsValid() {
-			live = append(live, s)
-		}
-	}
-	m.subs = append(live, sub)
-	m.current = sub
-	return nil
-}
-
-// take is the subscription callback: it counts the request in progress,
-// lets admission control decide whether to leave the group, and queues the
+// take is the handler behind the admission, which has counted the request
+// in progress and decided whether to leave the group: it queues the
 // request for the worker. After Stop has closed the queue (which it does
 // before a callback can run again only when the connection was lost),
-// the request is counted as Backlog: nobody will work on it.
+// the request is counted as Backlog, and no longer in progress: nobody
+// will work on it.
 func (m *Member) take(msg *nats.Msg) {
-	// A readiness probe (awaitMembers) is answered at once with the
-	// member's name and is no work: it is not received, queued or
-	// counted, and admission control does not see it.
-	if probe.Answer(msg, m.Name) {
-		return
-	}
 	m.received.Add(1)
 	m.qmu.RLock()
 	defer m.qmu.RUnlock()
 	if m.qclosed {
 		m.backlog.Add(1)
+		m.adm.Done()
 		return
 	}
-	m.mu.Lock()
-	m.inProgress++
-	m.admit()
-	m.mu.Unlock()
 	m.queue <- msg
 }
 
@@ -271,16 +231,7 @@ func (m *Member) halt() { m.haltOnce.Do(func() { close(m.halted) }) }
 func (m *Member) work() {
 	for msg := range m.queue {
 		m.serve(msg)
-		m.mu.Lock()
-		m.inProgress--
-		if m.inProgress == 0 {
-			for _, c := range m.idle {
-				close(c)
-			}
-			m.idle = nil
-		}
-		m.readmit()
-		m.mu.Unlock()
+		m.adm.Done()
 	}
 }
 
@@ -302,11 +253,11 @@ func (m *Member) serve(msg *nats.Msg) {
 	// waiting, and a reply would be dropped.
 	var deadline <-chan time.Time
 	if m.opts.Propagate {
-		if Expired(msg, time.Now()) {
+		if hedge.Expired(msg, time.Now()) {
 			m.skipped.Add(1)
 			return
 		}
-		if d, ok, err := DeadlineOf(msg); ok && err == nil {
+		if d, ok, err := hedge.DeadlineOf(msg); ok && err == nil {
 			t := time.NewTimer(time.Until(d))
 			defer t.Stop()
 			deadline = t.C
@@ -374,10 +325,11 @@ type MemberStats struct {
 // Stats returns the member's counters now; after Settle they are final for
 // the requests sent before it.
 func (m *Member) Stats() MemberStats {
+	joins, leaves := m.adm.Churn()
 	return MemberStats{
 		Name: m.Name, Received: m.received.Load(), Executed: m.executed.Load(),
 		Skipped: m.skipped.Load(), Cut: m.cut.Load(), Failed: m.failed.Load(), Backlog: m.backlog.Load(),
-		Joins: m.joins.Load(), Leaves: m.leaves.Load(),
+		Joins: joins, Leaves: leaves,
 	}
 }
 
@@ -405,23 +357,8 @@ func (m *Member) Settle(ctx context.Context) error {
 		return fmt.Errorf("%s: settle: %w", m.Name, ctx.Err())
 	}
 	// Then wait until the worker has nothing in progress.
-	m.mu.Lock()
-	idle := make(chan struct{})
-	if m.inProgress == 0 {
-		close(idle)
-	} else {
-		m.idle = append(m.idle, idle)
-	}
-	m.mu.Unlock()
-	select {
-	case <-idle:
-	case <-ctx.Done():
-		// Given up: the wait goes, or a busy member would keep one per
-		// call until it is next idle.
-		m.mu.Lock()
-		m.idle = slices.DeleteFunc(m.idle, func(c chan struct{}) bool { return c == idle })
-		m.mu.Unlock()
-		return fmt.Errorf("%s: settle: %w", m.Name, ctx.Err())
+	if err := m.adm.WaitIdle(ctx); err != nil {
+		return fmt.Errorf("%s: settle: %w", m.Name, err)
 	}
 	if err := m.nc.FlushWithContext(ctx); err != nil {
 		return fmt.Errorf("%s: settle: %w", m.Name, err)
@@ -462,12 +399,7 @@ func (m *Member) Stop(ctx context.Context) error {
 
 // stop is Stop's one run.
 func (m *Member) stop(ctx context.Context) error {
-	m.mu.Lock()
-	m.stopping = true
-	subs := m.subs
-	m.subs, m.current = nil, nil
-	m.mu.Unlock()
-	err := m.leave(ctx, subs)
+	err := m.leave(ctx, m.adm.Close())
 	if err == nil {
 		// No callback runs any more: the queue has all it will get, and
 		// the workers finish it.
@@ -551,4 +483,13 @@ func StopAll(ctx context.Context, members []*Member) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// withDeadline returns ctx, or when it has no deadline a ctx that ends after
+// cli.DrainTimeout: nats.go's FlushWithContext needs one.
+func withDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, cli.DrainTimeout)
 }

@@ -1,6 +1,6 @@
 // The rolling restart: every member drains and comes back, one at a time,
 // while callers keep sending; plain requests fail in the gaps, retried
-// requests (retry.go) do not.
+// requests (hedge.Backoff) do not.
 
 package main
 
@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"reqreply/hedge"
 	"reqreply/internal/cli"
 	"reqreply/probe"
 )
@@ -31,7 +32,7 @@ type RestartRow struct {
 	Name    string
 	Members int
 	Load    *LoadResult
-	Client  ClientStats
+	Client  hedge.ClientStats
 	// Waits is how many of the row's rejoins were not visible from the
 	// requester's node at the first probes (probe.Probed.Delayed), and
 	// Waited the time those waits took in all: on a cluster, interest
@@ -51,10 +52,10 @@ type RestartTable struct {
 // restartBackoff is the retry of the rolling restart: waits from 1 ms
 // doubling to 20 ms, full jitter, each attempt bounded by half the overall
 // deadline so a request lost with a member is sent again in time.
-func restartBackoff(cfg Config) *Backoff {
-	return &Backoff{
+func restartBackoff(cfg Config) *hedge.Backoff {
+	return &hedge.Backoff{
 		Base: time.Millisecond, Max: 20 * time.Millisecond, Attempt: cfg.Timeout / 2,
-		Rand: SeededRand(cfg.Seed),
+		Rand: hedge.SeededRand(cfg.Seed),
 	}
 }
 
@@ -75,16 +76,16 @@ func RollingRestart(ctx context.Context, env *cli.Env, nc *nats.Conn, cfg Config
 	type setup struct {
 		name    string
 		members int
-		policy  Policy
+		policy  hedge.Policy
 	}
 	setups := []setup{
-		{"plain requests", 1, Policy{}},
-		{"retry with backoff and jitter", 1, Policy{Retry: retry}},
+		{"plain requests", 1, hedge.Policy{}},
+		{"retry with backoff and jitter", 1, hedge.Policy{Retry: retry}},
 	}
 	if cfg.Members > 1 {
 		setups = append(setups,
-			setup{"plain requests", cfg.Members, Policy{}},
-			setup{"retry with backoff and jitter", cfg.Members, Policy{Retry: retry}})
+			setup{"plain requests", cfg.Members, hedge.Policy{}},
+			setup{"retry with backoff and jitter", cfg.Members, hedge.Policy{Retry: retry}})
 	}
 	for i, s := range setups {
 		if progress != nil {
@@ -105,7 +106,7 @@ func RollingRestart(ctx context.Context, env *cli.Env, nc *nats.Conn, cfg Config
 // requester waits until every one is visible from its node, callers send
 // until the restarts are over, and every member is restarted in turn
 // RestartRounds times.
-func restartRow(ctx context.Context, env *cli.Env, nc *nats.Conn, cfg Config, n int, p Policy, w io.Writer) (*RestartRow, error) {
+func restartRow(ctx context.Context, env *cli.Env, nc *nats.Conn, cfg Config, n int, p hedge.Policy, w io.Writer) (*RestartRow, error) {
 	members := make([]*Member, n)
 	stop := func(m *Member) error {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cli.DrainTimeout)
@@ -120,12 +121,12 @@ func restartRow(ctx context.Context, env *cli.Env, nc *nats.Conn, cfg Config, n 
 		}
 		members[i] = m
 	}
-	c, err := NewClient(nc, p)
+	c, err := newClient(nc, p)
 	if err != nil {
 		return nil, errors.Join(err, stopAll())
 	}
 	defer c.Close()
-	if _, err := c.Await(ctx, waitLog(env, w), Subject, allOf(members), cfg.Timeout); err != nil {
+	if _, err := awaitClient(ctx, c, waitLog(env, w), Subject, allOf(members), cfg.Timeout); err != nil {
 		return nil, errors.Join(err, stopAll())
 	}
 	// After each rejoin: wait until the member is visible from the
@@ -135,7 +136,7 @@ func restartRow(ctx context.Context, env *cli.Env, nc *nats.Conn, cfg Config, n 
 	var waits int
 	var waited time.Duration
 	rejoined := func(m *Member) error {
-		pr, err := c.Await(ctx, nil, Subject, probe.AllOf(m.Name), cfg.Timeout)
+		pr, err := awaitClient(ctx, c, nil, Subject, probe.AllOf(m.Name), cfg.Timeout)
 		if pr.Delayed() {
 			waits++
 			waited += pr.Waited
@@ -174,14 +175,14 @@ func restartAll(ctx context.Context, env *cli.Env, members []*Member, gap time.D
 	for range RestartRounds {
 		for i, m := range members {
 			// Let traffic flow a while before each restart.
-			if err := sleepCtx(ctx, 2*gap); err != nil {
+			if err := hedge.Sleep(ctx, 2*gap); err != nil {
 				return ctx.Err()
 			}
 			if err := stop(m); err != nil {
 				return err
 			}
 			members[i] = nil
-			if err := sleepCtx(ctx, gap); err != nil {
+			if err := hedge.Sleep(ctx, gap); err != nil {
 				return ctx.Err()
 			}
 			nm, err := StartMember(env, m.Name, MemberOptions{Node: memberNode(env, i+1)})
@@ -194,7 +195,7 @@ func restartAll(ctx context.Context, env *cli.Env, members []*Member, gap time.D
 			}
 		}
 	}
-	if err := sleepCtx(ctx, 2*gap); err != nil {
+	if err := hedge.Sleep(ctx, 2*gap); err != nil {
 		return ctx.Err()
 	}
 	return nil
@@ -206,7 +207,7 @@ func (t *RestartTable) Write(w io.Writer) {
 	fmt.Fprintf(w, "%-31s %7s %8s %9s %14s %8s %8s %9s\n", "pattern", "members", "requests", "succeeded", "no responders", "timeout", "retries", "p99")
 	for _, r := range t.Rows {
 		fmt.Fprintf(w, "%-31s %7d %8d %9d %14d %8d %8d %9s\n", r.Name, r.Members, r.Load.Requests, r.Load.Answered,
-			r.Load.NoResponders, r.Load.TimedOut, r.Client.Retries, ms(Percentile(r.Load.Latencies, 99)))
+			r.Load.NoResponders, r.Load.TimedOut, r.Client.Retries, ms(hedge.Percentile(r.Load.Latencies, 99)))
 	}
 	if t.Nodes > 1 {
 		var waits int

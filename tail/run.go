@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"reqreply/hedge"
 	"reqreply/internal/cli"
 )
 
@@ -151,7 +152,7 @@ type Pattern struct {
 	// Name is the row's label; Key the -pattern name.
 	Name, Key string
 	// Policy of the requester.
-	Policy Policy
+	Policy hedge.Policy
 	// Propagate and Admit (k, 0: off) for the members.
 	Propagate bool
 	Admit     int
@@ -159,23 +160,23 @@ type Pattern struct {
 
 // patterns are the rows of the fault-model tables, baseline first.
 func patterns(cfg Config) []Pattern {
-	fixed := Hedge{Delay: cfg.Hedge}
-	adaptive := Hedge{Delay: cfg.Hedge, Adaptive: true}
+	fixed := hedge.Hedge{Delay: cfg.Hedge}
+	adaptive := hedge.Hedge{Delay: cfg.Hedge, Adaptive: true}
 	// Admission control empties the group now and then; a retry on no
 	// responders finds the member that has rejoined.
 	// Each row draws its own jitter sequence from the seed.
-	noResponders := func() *Backoff {
-		return &Backoff{Base: 100 * time.Microsecond, Max: 5 * time.Millisecond, Rand: SeededRand(cfg.Seed)}
+	noResponders := func() *hedge.Backoff {
+		return &hedge.Backoff{Base: 100 * time.Microsecond, Max: 5 * time.Millisecond, Rand: hedge.SeededRand(cfg.Seed)}
 	}
 	return []Pattern{
 		{Name: "baseline", Key: "baseline"},
-		{Name: "hedged, fixed " + cfg.Hedge.String(), Key: "hedged", Policy: Policy{Hedge: fixed}},
-		{Name: "hedged, adaptive p95", Key: "adaptive", Policy: Policy{Hedge: adaptive}},
-		{Name: "deadline propagation", Key: "deadline", Policy: Policy{Propagate: true}, Propagate: true},
-		{Name: fmt.Sprintf("admission k=%d + retry", cfg.Admit), Key: "admission", Policy: Policy{Retry: noResponders()}, Admit: cfg.Admit},
-		{Name: "adaptive + deadline", Key: "adaptive+deadline", Policy: Policy{Hedge: adaptive, Propagate: true}, Propagate: true},
-		{Name: "admission + adaptive", Key: "admission+adaptive", Policy: Policy{Hedge: adaptive, Retry: noResponders()}, Admit: cfg.Admit},
-		{Name: "admission + adaptive + deadline", Key: "all", Policy: Policy{Hedge: adaptive, Retry: noResponders(), Propagate: true}, Propagate: true, Admit: cfg.Admit},
+		{Name: "hedged, fixed " + cfg.Hedge.String(), Key: "hedged", Policy: hedge.Policy{Hedge: fixed}},
+		{Name: "hedged, adaptive p95", Key: "adaptive", Policy: hedge.Policy{Hedge: adaptive}},
+		{Name: "deadline propagation", Key: "deadline", Policy: hedge.Policy{Propagate: true}, Propagate: true},
+		{Name: fmt.Sprintf("admission k=%d + retry", cfg.Admit), Key: "admission", Policy: hedge.Policy{Retry: noResponders()}, Admit: cfg.Admit},
+		{Name: "adaptive + deadline", Key: "adaptive+deadline", Policy: hedge.Policy{Hedge: adaptive, Propagate: true}, Propagate: true},
+		{Name: "admission + adaptive", Key: "admission+adaptive", Policy: hedge.Policy{Hedge: adaptive, Retry: noResponders()}, Admit: cfg.Admit},
+		{Name: "admission + adaptive + deadline", Key: "all", Policy: hedge.Policy{Hedge: adaptive, Retry: noResponders(), Propagate: true}, Propagate: true, Admit: cfg.Admit},
 	}
 }
 
@@ -223,7 +224,7 @@ func memberName(i int) string { return fmt.Sprintf("member-%d", i) }
 type Row struct {
 	Pattern Pattern
 	Load    *LoadResult
-	Client  ClientStats
+	Client  hedge.ClientStats
 	Members []MemberStats
 }
 
@@ -302,7 +303,7 @@ func measure(ctx context.Context, env *cli.Env, nc *nats.Conn, cfg Config, fault
 		}
 		members = append(members, m)
 	}
-	c, err := NewClient(nc, p.Policy)
+	c, err := newClient(nc, p.Policy)
 	if err != nil {
 		return nil, errors.Join(err, stopAll())
 	}
@@ -314,7 +315,7 @@ func measure(ctx context.Context, env *cli.Env, nc *nats.Conn, cfg Config, fault
 	// requester's node: on a cluster a member's interest reaches the other
 	// nodes asynchronously, and a request sent before would get a spurious
 	// no responders, or never reach that member.
-	if _, err := c.Await(ctx, waitLog(env, w), Subject, allOf(members), cfg.Timeout); err != nil {
+	if _, err := awaitClient(ctx, c, waitLog(env, w), Subject, allOf(members), cfg.Timeout); err != nil {
 		return nil, errors.Join(fmt.Errorf("%s: %w", p.Name, err), stopAll())
 	}
 	res, err := LoadWatched(ctx, c, Subject, LoadConfig{Requests: cfg.Requests, Concurrency: cfg.Concurrency, Timeout: cfg.Timeout, Progress: progress})

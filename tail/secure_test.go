@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"reqreply/denials"
+	"reqreply/hedge"
 	"reqreply/internal/cli"
 	"reqreply/internal/cli/clitest"
 	"reqreply/internal/testserver"
@@ -165,7 +166,7 @@ func TestDenied(t *testing.T) {
 	t.Run("requester inbox", func(t *testing.T) {
 		nc, err := env.ConnectAs(cli.Requester, "requester", nats.CustomInboxPrefix("_INBOX_elsewhere"))
 		require.NoError(t, err)
-		_, err = NewClient(nc, Policy{})
+		_, err = newClient(nc, hedge.Policy{})
 		require.ErrorIs(t, err, nats.ErrPermissionViolation)
 		assert.Contains(t, err.Error(), `Subscription to "_INBOX_elsewhere.`)
 		assert.Contains(t, err.Error(), "connect with an inbox prefix this user may subscribe to")
@@ -190,26 +191,27 @@ func TestDenied(t *testing.T) {
 	}
 	tests := []struct {
 		name   string
-		policy Policy
+		policy hedge.Policy
 		hedged bool // the hedge is due at once
 		load   bool
 	}{
-		{name: "plain", policy: Policy{}},
-		{name: "hedged, both copies denied", policy: Policy{Hedge: Hedge{Delay: time.Hour}}, hedged: true},
-		{name: "retry", policy: Policy{Retry: &Backoff{Base: time.Millisecond, Max: 5 * time.Millisecond}}},
-		{name: "load, 16 in flight", policy: Policy{Hedge: Hedge{Delay: time.Millisecond}}, load: true},
+		{name: "plain", policy: hedge.Policy{}},
+		{name: "hedged, both copies denied", policy: hedge.Policy{Hedge: hedge.Hedge{Delay: time.Hour}}, hedged: true},
+		{name: "retry", policy: hedge.Policy{Retry: &hedge.Backoff{Base: time.Millisecond, Max: 5 * time.Millisecond}}},
+		{name: "load, 16 in flight", policy: hedge.Policy{Hedge: hedge.Hedge{Delay: time.Millisecond}}, load: true},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := NewClient(nc, tc.policy)
-			require.NoError(t, err)
-			defer func() { require.NoError(t, c.Close()) }()
+			var opts []hedge.Option
 			if tc.hedged {
 				// The hedge is due as soon as the first copy is out.
 				fired := make(chan time.Time, 1)
 				fired <- time.Now()
-				c.hedgeAfter = func(time.Duration) <-chan time.Time { return fired }
+				opts = append(opts, hedge.WithHedgeTimer(func(time.Duration) <-chan time.Time { return fired }))
 			}
+			c, err := newClient(nc, tc.policy, opts...)
+			require.NoError(t, err)
+			defer func() { require.NoError(t, c.Close()) }()
 			if tc.load {
 				res, err := LoadWatched(longCtx(t), c, Subject, LoadConfig{Requests: 1000, Concurrency: 16, Timeout: time.Minute})
 				require.NoError(t, err)
@@ -229,7 +231,7 @@ func TestDenied(t *testing.T) {
 				if tc.hedged {
 					assert.LessOrEqual(t, c.Stats().Hedges, int64(1))
 				}
-				_, err = c.Await(longCtx(t), nil, Subject, probe.AnyResponder(), time.Minute)
+				_, err = awaitClient(longCtx(t), c, nil, Subject, probe.AnyResponder(), time.Minute)
 				require.ErrorIs(t, err, nats.ErrPermissionViolation, "the probes find it denied too")
 			}
 			barrier(t, "barrier."+strconv.Itoa(i))
@@ -237,12 +239,12 @@ func TestDenied(t *testing.T) {
 		})
 	}
 	t.Run("probes", func(t *testing.T) {
-		c, err := NewClient(nc, Policy{})
+		c, err := newClient(nc, hedge.Policy{})
 		require.NoError(t, err)
 		defer func() { require.NoError(t, c.Close()) }()
-		_, err = c.Await(longCtx(t), nil, "other.work", probe.AnyResponder(), time.Minute)
+		_, err = awaitClient(longCtx(t), c, nil, "other.work", probe.AnyResponder(), time.Minute)
 		require.ErrorIs(t, err, nats.ErrNoResponders, "allowed, and nobody serves it")
-		_, err = c.Await(longCtx(t), nil, "tail.denied", probe.AnyResponder(), time.Minute)
+		_, err = awaitClient(longCtx(t), c, nil, "tail.denied", probe.AnyResponder(), time.Minute)
 		require.ErrorIs(t, err, nats.ErrPermissionViolation)
 		assert.Contains(t, err.Error(), `Publish to "tail.denied"`)
 		barrier(t, "barrier.probes")
@@ -366,11 +368,11 @@ func TestProbesNotCounted(t *testing.T) {
 	}
 	nc, err := env.Connect("requester")
 	require.NoError(t, err)
-	c, err := NewClient(nc, Policy{})
+	c, err := newClient(nc, hedge.Policy{})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, c.Close()) }()
 	for range 5 {
-		p, err := c.Await(longCtx(t), nil, Subject, allOf(members), time.Minute)
+		p, err := awaitClient(longCtx(t), c, nil, Subject, allOf(members), time.Minute)
 		require.NoError(t, err)
 		assert.ElementsMatch(t, []string{"member-1", "member-2", "member-3"}, p.Seen)
 	}
@@ -381,5 +383,5 @@ func TestProbesNotCounted(t *testing.T) {
 		assert.Zero(t, st.Received+st.Executed+st.Skipped+st.Leaves, "%s counted a probe: %+v", m.Name, st)
 		assert.Equal(t, int64(1), st.Joins, "%s: admission control saw a probe", m.Name)
 	}
-	assert.Equal(t, ClientStats{}, c.Stats())
+	assert.Equal(t, hedge.ClientStats{}, c.Stats())
 }

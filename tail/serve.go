@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"reqreply/hedge"
 	"reqreply/internal/cli"
 	"reqreply/probe"
 )
@@ -73,12 +74,12 @@ func Request(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	c, err := NewClient(nc, p.Policy)
+	c, err := newClient(nc, p.Policy)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	if _, err := c.Await(ctx, w, Subject, probe.AnyResponder(), cfg.Timeout); err != nil {
+	if _, err := awaitClient(ctx, c, w, Subject, probe.AnyResponder(), cfg.Timeout); err != nil {
 		if ctx.Err() != nil {
 			fmt.Fprintf(w, "%s: interrupted after 0 of %d requests\n", p.Name, cfg.Requests)
 			return ctx.Err()
@@ -106,7 +107,7 @@ func Request(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 		extra = 100 * float64(st.Hedges+st.Retries) / float64(res.Requests)
 	}
 	fmt.Fprintf(w, "%s: %d requests, p50 %s, p99 %s, p99.9 %s, extra %.1f%%, replies dropped %d, timed out %d, no responders %d, wrong replies %d\n",
-		p.Name, res.Requests, ms(Percentile(res.Latencies, 50)), ms(Percentile(res.Latencies, 99)), ms(Percentile(res.Latencies, 99.9)),
+		p.Name, res.Requests, ms(hedge.Percentile(res.Latencies, 50)), ms(hedge.Percentile(res.Latencies, 99)), ms(hedge.Percentile(res.Latencies, 99.9)),
 		extra, st.Dropped, res.TimedOut, res.NoResponders, res.Wrong)
 	return nil
 }

@@ -1,5 +1,5 @@
-// The few statistics the demo prints: nearest-rank percentiles, and a
-// latency histogram drawn in the terminal.
+// The few statistics the demo prints besides its percentiles
+// (hedge.Percentile): a latency histogram drawn in the terminal.
 
 package main
 
@@ -10,19 +10,6 @@ import (
 	"strings"
 	"time"
 )
-
-// Percentile returns the p-th percentile (0 < p ≤ 100) of sorted (ascending)
-// by the nearest-rank method: the sorted element ⌈p/100·n⌉ − 1. 0 for no
-// samples.
-func Percentile(sorted []time.Duration, p float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	// p·n/100 in floating point can land a hair above a whole number.
-	rank := int(math.Ceil(p*float64(len(sorted))/100 - 1e-9))
-	rank = min(max(rank, 1), len(sorted))
-	return sorted[rank-1]
-}
 
 // TimedOut stands for a request that never got its reply in a sorted list of
 // latencies: it sorts after every real latency.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"io"
 	"math"
 	"strconv"
@@ -17,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"reqreply/hedge"
 	"reqreply/internal/cli"
 	"reqreply/internal/testserver"
 )
@@ -83,13 +83,13 @@ func TestHedge(t *testing.T) {
 
 			nc, err := env.Connect("requester")
 			require.NoError(t, err)
-			c, err := NewClient(nc, Policy{Hedge: Hedge{Delay: 7 * time.Millisecond}})
-			require.NoError(t, err)
-			defer c.Close()
 			// The delay ends when the test says so.
 			fire := make(chan time.Time, 1)
 			delays := make(chan time.Duration, 1)
-			c.hedgeAfter = func(d time.Duration) <-chan time.Time { delays <- d; return fire }
+			c, err := newClient(nc, hedge.Policy{Hedge: hedge.Hedge{Delay: 7 * time.Millisecond}},
+				hedge.WithHedgeTimer(func(d time.Duration) <-chan time.Time { delays <- d; return fire }))
+			require.NoError(t, err)
+			defer c.Close()
 
 			type result struct {
 				msg *nats.Msg
@@ -105,7 +105,7 @@ func TestHedge(t *testing.T) {
 				r := <-done
 				require.NoError(t, r.err)
 				assert.Equal(t, "42 responder", string(r.msg.Data))
-				assert.Equal(t, ClientStats{Sent: 1}, c.Stats(), "no hedge without its delay")
+				assert.Equal(t, hedge.ClientStats{Sent: 1}, c.Stats(), "no hedge without its delay")
 				return
 			}
 			// The original has arrived and the delay is not over: one copy.
@@ -126,33 +126,6 @@ func TestHedge(t *testing.T) {
 			require.NoError(t, rc.Flush())
 			require.NoError(t, c.Settle(longCtx(t)))
 			assert.Equal(t, int64(1), c.Stats().Dropped, "the second reply is dropped and counted")
-		})
-	}
-}
-
-// TestAdaptiveDelay checks the adaptive hedge's delay: the fixed delay
-// until the window has MinSamples latencies, then their p95.
-func TestAdaptiveDelay(t *testing.T) {
-	tests := []struct {
-		name    string
-		samples int
-		want    time.Duration
-	}{
-		{"no samples: the fixed delay", 0, 3 * time.Millisecond},
-		{"too few samples: the fixed delay", MinSamples - 1, 3 * time.Millisecond},
-		{"100 samples 1..100 ms: p95 is 95 ms", 100, 95 * time.Millisecond},
-		// The window holds 45..300 ms; rank ⌈0.95·256⌉ = 244 is 288 ms.
-		{"a full window keeps the last 256", 300, 288 * time.Millisecond},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			c := &Client{policy: Policy{Hedge: Hedge{Delay: 3 * time.Millisecond, Adaptive: true}}, window: NewWindow(DefaultWindow)}
-			for i := 1; i <= tc.samples; i++ {
-				c.window.Add(time.Duration(i) * time.Millisecond)
-			}
-			d, ok := c.hedgeDelay()
-			require.True(t, ok)
-			assert.Equal(t, tc.want, d)
 		})
 	}
 }
@@ -204,12 +177,12 @@ func TestDeadlinePropagation(t *testing.T) {
 			msg := &nats.Msg{Subject: Subject, Reply: inbox, Data: []byte("7"), Header: nats.Header{}}
 			switch tc.header {
 			case "past":
-				SetDeadline(msg, time.Now().Add(-time.Second))
+				hedge.SetDeadline(msg, time.Now().Add(-time.Second))
 			case "future":
-				SetDeadline(msg, time.Now().Add(time.Hour))
+				hedge.SetDeadline(msg, time.Now().Add(time.Hour))
 			case "":
 			default:
-				msg.Header.Set(DeadlineHeader, tc.header)
+				msg.Header.Set(hedge.DeadlineHeader, tc.header)
 			}
 			require.NoError(t, nc.PublishMsg(msg))
 			require.NoError(t, nc.Flush())
@@ -300,7 +273,7 @@ func TestRetryDeadline(t *testing.T) {
 			// would end at 108.9 ms, past the 100 ms budget.
 			name:        "no responders until the budget is spent",
 			wantWaits:   []time.Duration{9_900 * time.Microsecond, 19_800 * time.Microsecond, 39_600 * time.Microsecond},
-			wantErr:     []error{ErrBudgetSpent, nats.ErrTimeout, nats.ErrNoResponders},
+			wantErr:     []error{hedge.ErrBudgetSpent, nats.ErrTimeout, nats.ErrNoResponders},
 			wantRetries: 3,
 		},
 		{
@@ -315,27 +288,25 @@ func TestRetryDeadline(t *testing.T) {
 			_, env := newServerEnv(t)
 			nc, err := env.Connect("requester")
 			require.NoError(t, err)
-			c, err := NewClient(nc, Policy{Retry: &Backoff{Base: 10 * time.Millisecond, Max: 40 * time.Millisecond, Rand: func() float64 { return 0.99 }}})
-			require.NoError(t, err)
-			defer c.Close()
-
 			ctx := longCtx(t)
 			deadline, _ := ctx.Deadline()
 			now := deadline.Add(-100 * time.Millisecond) // a 100 ms budget on the test's clock
 			var waits []time.Duration
 			var member *Member
-			c.now = func() time.Time { return now }
-			c.sleep = func(_ context.Context, d time.Duration) error {
-				waits = append(waits, d)
-				now = now.Add(d)
-				require.True(t, now.Before(deadline), "a wait ended past the deadline")
-				if len(waits) == tc.joinAt {
-					m, err := StartMember(env, "member-1", MemberOptions{})
-					require.NoError(t, err)
-					member = m
-				}
-				return nil
-			}
+			c, err := newClient(nc, hedge.Policy{Retry: &hedge.Backoff{Base: 10 * time.Millisecond, Max: 40 * time.Millisecond, Rand: func() float64 { return 0.99 }}},
+				hedge.WithClock(func() time.Time { return now }, func(_ context.Context, d time.Duration) error {
+					waits = append(waits, d)
+					now = now.Add(d)
+					require.True(t, now.Before(deadline), "a wait ended past the deadline")
+					if len(waits) == tc.joinAt {
+						m, err := StartMember(env, "member-1", MemberOptions{})
+						require.NoError(t, err)
+						member = m
+					}
+					return nil
+				}))
+			require.NoError(t, err)
+			defer c.Close()
 			msg, err := c.Request(ctx, Subject, []byte("5"))
 			if member != nil {
 				defer stop(t, member)
@@ -354,37 +325,6 @@ func TestRetryDeadline(t *testing.T) {
 	}
 }
 
-// TestBackoffWait checks the full-jitter schedule.
-func TestBackoffWait(t *testing.T) {
-	b := Backoff{Base: time.Millisecond, Max: 20 * time.Millisecond}
-	tests := []struct {
-		n    int
-		r    float64
-		want time.Duration
-	}{
-		{1, 0.5, 500 * time.Microsecond},
-		{2, 0.5, time.Millisecond},
-		{5, 0.5, 8 * time.Millisecond},
-		{6, 0.5, 10 * time.Millisecond}, // capped at 20 ms
-		{100, 0.5, 10 * time.Millisecond},
-		{3, 0, 0},
-		{0, 0.5, 500 * time.Microsecond}, // below 1 counts as 1 (once: a negative shift, a panic)
-		{-5, 0.5, 500 * time.Microsecond},
-	}
-	for _, tc := range tests {
-		assert.Equal(t, tc.want, b.Wait(tc.n, tc.r), "retry %d, r %v", tc.n, tc.r)
-	}
-	// With no cap, Base·2^(n-1) once overflowed into a small positive
-	// ceiling (at n 26 for this Base); the ceiling never falls as n grows.
-	uncapped := Backoff{Base: 623347347958, Max: time.Duration(math.MaxInt64)}
-	prev := time.Duration(0)
-	for n := 1; n <= 100; n++ {
-		w := uncapped.Wait(n, 0.5)
-		require.GreaterOrEqual(t, w, prev, "retry %d", n)
-		prev = w
-	}
-}
-
 // TestRequestErrors checks the errors a bad request gets, at once.
 func TestRequestErrors(t *testing.T) {
 	_, env := newServerEnv(t)
@@ -392,18 +332,18 @@ func TestRequestErrors(t *testing.T) {
 	require.NoError(t, err)
 	tests := []struct {
 		name   string
-		policy Policy
+		policy hedge.Policy
 		ctx    context.Context
 		want   error
 	}{
-		{"no deadline", Policy{}, context.Background(), nats.ErrInvalidArg},
-		{"bad backoff", Policy{Retry: &Backoff{}}, longCtx(t), nats.ErrInvalidArg},
-		{"no responders", Policy{}, longCtx(t), nats.ErrNoResponders},
-		{"no responders, hedged", Policy{Hedge: Hedge{Delay: time.Hour}}, longCtx(t), nats.ErrNoResponders},
+		{"no deadline", hedge.Policy{}, context.Background(), nats.ErrInvalidArg},
+		{"bad backoff", hedge.Policy{Retry: &hedge.Backoff{}}, longCtx(t), nats.ErrInvalidArg},
+		{"no responders", hedge.Policy{}, longCtx(t), nats.ErrNoResponders},
+		{"no responders, hedged", hedge.Policy{Hedge: hedge.Hedge{Delay: time.Hour}}, longCtx(t), nats.ErrNoResponders},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := NewClient(nc, tc.policy)
+			c, err := newClient(nc, tc.policy)
 			require.NoError(t, err)
 			defer c.Close()
 			_, err = c.Request(tc.ctx, Subject, []byte("1"))
@@ -443,7 +383,7 @@ func TestRollingRestartRetry(t *testing.T) {
 	require.NoError(t, err)
 	cfg := DefaultConfig()
 	cfg.Timeout, cfg.Gap, cfg.Concurrency = 30*time.Second, 2*time.Millisecond, 4
-	row, err := restartRow(longCtx(t), env, nc, cfg, 1, Policy{Retry: &Backoff{Base: time.Millisecond, Max: 5 * time.Millisecond}}, io.Discard)
+	row, err := restartRow(longCtx(t), env, nc, cfg, 1, hedge.Policy{Retry: &hedge.Backoff{Base: time.Millisecond, Max: 5 * time.Millisecond}}, io.Discard)
 	require.NoError(t, err)
 	require.Positive(t, row.Load.Requests)
 	assert.Equal(t, row.Load.Requests, row.Load.Answered, "%+v", row.Load)
@@ -504,26 +444,6 @@ func TestFlags(t *testing.T) {
 	}
 }
 
-// TestDeadlineHeader checks the header's round trip and Expired.
-func TestDeadlineHeader(t *testing.T) {
-	at := time.Date(2026, 11, 29, 12, 0, 0, 123456789, time.UTC)
-	msg := &nats.Msg{}
-	SetDeadline(msg, at)
-	assert.Equal(t, "2026-11-29T12:00:00.123456789Z", msg.Header.Get(DeadlineHeader))
-	got, ok, err := DeadlineOf(msg)
-	require.NoError(t, err)
-	require.True(t, ok)
-	assert.True(t, got.Equal(at))
-	assert.False(t, Expired(msg, at.Add(-time.Nanosecond)))
-	assert.True(t, Expired(msg, at))
-	msg.Header.Set(DeadlineHeader, "tomorrow")
-	_, _, err = DeadlineOf(msg)
-	var perr *time.ParseError
-	assert.ErrorAs(t, err, &perr)
-	assert.False(t, Expired(msg, at), "a malformed deadline never expires")
-	assert.False(t, errors.Is(err, nats.ErrTimeout))
-}
-
 // TestServeAndRequest runs the halves apart on one server, as two programs
 // would against one NATS_URL: -serve's members answer -request's requests.
 func TestServeAndRequest(t *testing.T) {
@@ -558,7 +478,7 @@ func TestStrays(t *testing.T) {
 	require.NoError(t, rc.Flush())
 	nc, err := env.Connect("requester")
 	require.NoError(t, err)
-	c, err := NewClient(nc, Policy{})
+	c, err := newClient(nc, hedge.Policy{})
 	require.NoError(t, err)
 	defer c.Close()
 
@@ -573,8 +493,8 @@ func TestStrays(t *testing.T) {
 	// not parse, all on the client's inbox; and for the call that waits, a
 	// copy it never sent and subjects with a token too many (these once
 	// reached the caller).
-	forged := []string{c.prefix + "999.0", c.prefix + "0.0", c.prefix + "x",
-		c.prefix + "1.1", c.prefix + "1.0.0", c.prefix + "1.x.0", c.prefix + "1.-1"}
+	forged := []string{c.Inbox() + ".999.0", c.Inbox() + ".0.0", c.Inbox() + ".x",
+		c.Inbox() + ".1.1", c.Inbox() + ".1.0.0", c.Inbox() + ".1.x.0", c.Inbox() + ".1.-1"}
 	for _, subj := range forged {
 		require.NoError(t, rc.Publish(subj, []byte("3 forger")))
 	}
@@ -737,12 +657,12 @@ func TestReplyAtDeadline(t *testing.T) {
 	defer stop(t, m)
 	nc, err := env.Connect("requester")
 	require.NoError(t, err)
-	c, err := NewClient(nc, Policy{})
-	require.NoError(t, err)
-	defer c.Close()
 	ctx := longCtx(t)
 	deadline, _ := ctx.Deadline()
-	c.now = func() time.Time { return deadline } // the reply comes in at the deadline
+	// The reply comes in at the deadline.
+	c, err := newClient(nc, hedge.Policy{}, hedge.WithClock(func() time.Time { return deadline }, nil))
+	require.NoError(t, err)
+	defer c.Close()
 
 	_, err = c.Request(ctx, Subject, []byte("1"))
 	require.ErrorIs(t, err, nats.ErrTimeout)
@@ -759,7 +679,7 @@ func TestRetryPropagatesOverallDeadline(t *testing.T) {
 	rc, err := env.Connect("responder")
 	require.NoError(t, err)
 	_, err = rc.Subscribe(Subject, func(m *nats.Msg) {
-		d, ok, err := DeadlineOf(m)
+		d, ok, err := hedge.DeadlineOf(m)
 		assert.NoError(t, err)
 		assert.True(t, ok)
 		assert.NoError(t, m.Respond([]byte(d.Format(time.RFC3339Nano))))
@@ -768,7 +688,7 @@ func TestRetryPropagatesOverallDeadline(t *testing.T) {
 	require.NoError(t, rc.Flush())
 	nc, err := env.Connect("requester")
 	require.NoError(t, err)
-	c, err := NewClient(nc, Policy{Propagate: true, Retry: &Backoff{Base: time.Millisecond, Max: time.Millisecond, Attempt: time.Second}})
+	c, err := newClient(nc, hedge.Policy{Propagate: true, Retry: &hedge.Backoff{Base: time.Millisecond, Max: time.Millisecond, Attempt: time.Second}})
 	require.NoError(t, err)
 	defer c.Close()
 	ctx := longCtx(t)
@@ -786,8 +706,8 @@ func TestRetryPropagatesOverallDeadline(t *testing.T) {
 func TestSeededJitter(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Seed = 7
-	want := SeededRand(7)()
-	assert.NotEqual(t, want, SeededRand(8)(), "another seed, another sequence")
+	want := hedge.SeededRand(7)()
+	assert.NotEqual(t, want, hedge.SeededRand(8)(), "another seed, another sequence")
 	for _, p := range patterns(cfg) {
 		if p.Policy.Retry == nil {
 			continue
@@ -822,17 +742,16 @@ func TestRetryUntilTheDeadline(t *testing.T) {
 	_, env := newServerEnv(t)
 	nc, err := env.Connect("requester")
 	require.NoError(t, err)
-	c, err := NewClient(nc, Policy{Retry: &Backoff{Base: time.Millisecond, Max: time.Millisecond, Rand: func() float64 { return 0.5 }}})
-	require.NoError(t, err)
-	defer c.Close()
 	ctx := longCtx(t)
 	deadline, _ := ctx.Deadline()
 	now := deadline.Add(-100 * time.Millisecond)
 	waits := 0
-	c.now = func() time.Time { return now }
-	c.sleep = func(_ context.Context, d time.Duration) error { waits++; now = now.Add(d); return nil }
+	c, err := newClient(nc, hedge.Policy{Retry: &hedge.Backoff{Base: time.Millisecond, Max: time.Millisecond, Rand: func() float64 { return 0.5 }}},
+		hedge.WithClock(func() time.Time { return now }, func(_ context.Context, d time.Duration) error { waits++; now = now.Add(d); return nil }))
+	require.NoError(t, err)
+	defer c.Close()
 	_, err = c.Request(ctx, Subject, []byte("1"))
-	require.ErrorIs(t, err, ErrBudgetSpent)
+	require.ErrorIs(t, err, hedge.ErrBudgetSpent)
 	assert.ErrorIs(t, err, nats.ErrNoResponders)
 	assert.Equal(t, 199, waits)
 	assert.Equal(t, int64(199), c.Stats().Retries)
@@ -849,7 +768,7 @@ func TestWaitReplies(t *testing.T) {
 	defer stop(t, m)
 	nc, err := env.Connect("requester")
 	require.NoError(t, err)
-	c, err := NewClient(nc, Policy{})
+	c, err := newClient(nc, hedge.Policy{})
 	require.NoError(t, err)
 	defer c.Close()
 	require.NoError(t, c.WaitReplies(longCtx(t), 0))
@@ -857,14 +776,14 @@ func TestWaitReplies(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, c.WaitReplies(longCtx(t), 1), "the reply taken counts")
 	// A reply to a call that is over counts too; a stray does not.
-	require.NoError(t, nc.PublishRequest(Subject, c.prefix+"1.0", []byte("1")))
-	require.NoError(t, nc.Publish(c.prefix+"999.0", []byte("1 forger")))
+	require.NoError(t, nc.PublishRequest(Subject, c.Inbox()+".1.0", []byte("1")))
+	require.NoError(t, nc.Publish(c.Inbox()+".999.0", []byte("1 forger")))
 	require.NoError(t, c.WaitReplies(longCtx(t), 2))
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	require.ErrorIs(t, c.WaitReplies(ctx, 3), context.Canceled)
 	require.NoError(t, c.Settle(longCtx(t)))
-	assert.Equal(t, ClientStats{Sent: 1, Dropped: 1, Strays: 1}, c.Stats())
+	assert.Equal(t, hedge.ClientStats{Sent: 1, Dropped: 1, Strays: 1}, c.Stats())
 }
 
 // TestLoadWatchedConnectionLost checks that a load ends, with an error
@@ -879,7 +798,7 @@ func TestLoadWatchedConnectionLost(t *testing.T) {
 	nc, err := env.Connect("requester")
 	require.NoError(t, err)
 	defer nc.Close()
-	c, err := NewClient(nc, Policy{})
+	c, err := newClient(nc, hedge.Policy{})
 	require.NoError(t, err)
 	first := make(chan struct{})
 	var once sync.Once

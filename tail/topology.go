@@ -8,12 +8,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"reqreply/hedge"
 	"reqreply/internal/cli"
 	"reqreply/probe"
 )
@@ -54,8 +56,9 @@ func memberNode(env *cli.Env, i int) int { return env.ResponderNode(i - 1) }
 // spurious no responders. When that took more than the first probes
 // (Probed.Delayed) it writes one line to w, when w is not nil: how long,
 // from which node, and who answered. The members answer probes without
-// counting them (Member.take), and the probes use an inbox of their own,
-// not the Client's, so no figure of a row sees them. The error wraps
+// counting them (probe.Handler in front of the member's admission), and
+// the probes use an inbox of their own, not the Client's, so no figure of
+// a row sees them. The error wraps
 // nats.ErrNoResponders (nobody serves subject) or nats.ErrTimeout (the
 // names still missing are in it), or is ctx's. Probed is what the probes
 // saw.
@@ -68,6 +71,35 @@ func awaitMembers(ctx context.Context, w io.Writer, nc *nats.Conn, subject strin
 		fmt.Fprintf(w, "interest: waited %s for the members to be visible from %s: %s\n", ms(p.Waited), cli.ServerName(nc), p)
 	}
 	return p, nil
+}
+
+// awaitClient waits with readiness probes from c's connection until want
+// is met on subject (awaitMembers: bounded by cli.SetupTimeout(timeout),
+// one line on w when there was a wait), before a load is counted, under
+// c's Guard: a publish to subject that the server denies ends it within
+// about one round trip, with the error c.Request would return (it wraps
+// nats.ErrPermissionViolation and names subject), as does a subject
+// denied already. A close of c's connection, or of c, ends it at once (its
+// error wraps nats.ErrConnectionClosed or hedge.ErrClientClosed). Other
+// errors, and Probed, are awaitMembers'.
+func awaitClient(ctx context.Context, c *hedge.Client, w io.Writer, subject string, want probe.Want, timeout time.Duration) (probe.Probed, error) {
+	var p probe.Probed
+	err := c.Guard(ctx, subject, func(ctx context.Context) error {
+		var err error
+		p, err = awaitMembers(ctx, w, c.Conn(), subject, want, timeout)
+		cause := context.Cause(ctx)
+		if errors.Is(cause, nats.ErrPermissionViolation) {
+			return cause
+		}
+		if err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+			// The probes' error when the connection or the client closed.
+			if errors.Is(cause, nats.ErrConnectionClosed) || errors.Is(cause, hedge.ErrClientClosed) {
+				return fmt.Errorf("waiting for the members' interest: %w", cause)
+			}
+		}
+		return err
+	})
+	return p, err
 }
 
 // waitLog is where the demo writes its waits for interest: w when the

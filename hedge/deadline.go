@@ -1,7 +1,7 @@
 // Deadline propagation: the request carries the absolute time its caller
 // stops waiting, and the responder skips work that nobody will take.
 
-package main
+package hedge
 
 import (
 	"fmt"

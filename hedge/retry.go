@@ -9,7 +9,7 @@
 // may have run and only its reply been lost or late. A no-responders status
 // is always safe to retry: nobody received the request.
 
-package main
+package hedge
 
 import (
 	"context"
@@ -27,10 +27,10 @@ import (
 // returned at once. Only for idempotent handlers.
 type Backoff struct {
 	// Base is the ceiling of the first wait (> 0): retry n waits a random
-	// time in [0, min(Max, Base·2^(n-1))). The rolling restart uses 1 ms,
+	// time in [0, min(Max, Base·2^(n-1))). tail's rolling restart uses 1 ms,
 	// the admission rows 100 µs.
 	Base time.Duration
-	// Max caps the ceiling (≥ Base). The rolling restart uses 20 ms, the
+	// Max caps the ceiling (≥ Base). tail's rolling restart uses 20 ms, the
 	// admission rows 5 ms.
 	Max time.Duration
 	// Attempt bounds each attempt, so a request lost with a member that
@@ -119,10 +119,12 @@ func (c *Client) retry(ctx context.Context, subject string, data []byte, id uint
 	}
 }
 
-// sleepCtx waits d, or until ctx ends (ended: nats.ErrTimeout when its
-// deadline passed, nats.ErrConnectionClosed or ErrClientClosed when the
-// client's connection or the client closed, else ctx.Err()).
-func sleepCtx(ctx context.Context, d time.Duration) error {
+// Sleep waits d, or until ctx ends: then its error wraps nats.ErrTimeout
+// when ctx's deadline passed, is ctx's cause when that wraps
+// nats.ErrConnectionClosed or ErrClientClosed (a Client's request ends
+// so when its connection or the client closes), else ctx.Err(). It is a
+// Client's default wait between retries (WithClock).
+func Sleep(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

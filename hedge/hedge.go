@@ -8,9 +8,10 @@
 // hedged "charge the card" charges twice. Offer hedging only for reads and
 // for writes that carry their own idempotency key.
 
-package main
+package hedge
 
 import (
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -59,7 +60,7 @@ func (c *Client) hedgeDelay() (time.Duration, bool) {
 }
 
 // DefaultWindow is how many recent latencies an adaptive hedge looks at:
-// 256, a few hundred milliseconds of this demo's traffic, so the delay
+// 256, a few hundred milliseconds of the tail demo's traffic, so the delay
 // follows a change in the members within a fraction of a second.
 const DefaultWindow = 256
 
@@ -106,4 +107,17 @@ func (w *Window) Percentile(p float64) (time.Duration, bool) {
 	w.sorted = append(w.sorted[:0], w.ring[:n]...)
 	slices.Sort(w.sorted)
 	return Percentile(w.sorted, p), true
+}
+
+// Percentile returns the p-th percentile (0 < p ≤ 100) of sorted (ascending)
+// by the nearest-rank method: the sorted element ⌈p/100·n⌉ − 1. 0 for no
+// samples.
+func Percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	// p·n/100 in floating point can land a hair above a whole number.
+	rank := int(math.Ceil(p*float64(len(sorted))/100 - 1e-9))
+	rank = min(max(rank, 1), len(sorted))
+	return sorted[rank-1]
 }
