@@ -4,9 +4,9 @@ import (
 	"os"
 	"testing"
 
-	"reqreply/internal/cli/clitest"
+	"reqreply/internal/testserver"
 )
 
 // TestMain starts the embedded nats-server the Examples connect to
 // (NATS_URL), and checks that no goroutine outlives the tests.
-func TestMain(m *testing.M) { os.Exit(clitest.RunWithServer(m)) }
+func TestMain(m *testing.M) { os.Exit(testserver.RunWithServer(m)) }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"reqreply/hedge"
 	"reqreply/internal/cli"
 	"reqreply/probe"
 )
@@ -64,7 +65,7 @@ func runPhase(ctx context.Context, w io.Writer, nc *nats.Conn, cfg Config, ph ph
 	}
 	slices.Sort(all)
 	writeBars(w, res, ph.want, true, "  ", false)
-	fmt.Fprintf(w, "  latency p50 %s  p99 %s\n", ms(Percentile(all, 50)), ms(Percentile(all, 99)))
+	fmt.Fprintf(w, "  latency p50 %s  p99 %s\n", ms(hedge.Percentile(all, 50)), ms(hedge.Percentile(all, 99)))
 	line, err := verdict(res, 1)
 	fmt.Fprintf(w, "  %s\n", line)
 	if err != nil {

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"reqreply/hedge"
 )
 
 // This file turns a Result into what the program prints: the per-member
@@ -67,7 +69,7 @@ func writeBars(w io.Writer, r *Result, names []string, others bool, indent strin
 		bar := strings.Repeat("█", n) + strings.Repeat(" ", barWidth-n)
 		line := fmt.Sprintf("%s%-*s %s %4d", indent, width, name, bar, counts[i])
 		if m := r.Member(name); latency && m != nil && m.Count() > 0 {
-			line += fmt.Sprintf("   p50 %s  p99 %s", ms(Percentile(m.Latencies, 50)), ms(Percentile(m.Latencies, 99)))
+			line += fmt.Sprintf("   p50 %s  p99 %s", ms(hedge.Percentile(m.Latencies, 50)), ms(hedge.Percentile(m.Latencies, 99)))
 		}
 		fmt.Fprintln(w, strings.TrimRight(line, " "))
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"reqreply/hedge"
 	"reqreply/internal/cli"
 	"reqreply/probe"
 )
@@ -77,11 +78,11 @@ func runSlow(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 		share, p99slow := 0.0, "-"
 		if m := res.Member(workerName(1)); m != nil && res.Answered > 0 {
 			share = 100 * float64(m.Count()) / float64(res.Answered)
-			p99slow = ms(Percentile(m.Latencies, 99))
+			p99slow = ms(hedge.Percentile(m.Latencies, 99))
 		}
 		fmt.Fprintf(w, "%-8d %-9d %-14s %-9s %-9s %-9s %-13s %-8.0f %d\n",
 			row.Workers, min(row.Concurrency, row.Requests), fmt.Sprintf("%.0f%%", share),
-			ms(Percentile(all, 50)), ms(Percentile(all, 90)), ms(Percentile(all, 99)), p99slow,
+			ms(hedge.Percentile(all, 50)), ms(hedge.Percentile(all, 90)), ms(hedge.Percentile(all, 99)), p99slow,
 			res.Throughput(), res.TimedOut)
 	}
 	fmt.Fprintf(w, "queue groups pick members at random, not by load: %s keeps its share and its requests queue behind each other;\n", workerName(1))

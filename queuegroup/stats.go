@@ -1,9 +1,7 @@
 package main
 
 import (
-	"math"
 	"slices"
-	"time"
 )
 
 // This file holds the few statistics the scenario prints and its tests
@@ -104,20 +102,4 @@ func MaxMin(counts []int) (maxCount, minCount int) {
 		return 0, 0
 	}
 	return slices.Max(counts), slices.Min(counts)
-}
-
-// Percentile returns the p-th percentile (0 < p ≤ 100) of samples by the
-// nearest-rank method: the smallest sample such that at least p percent of
-// the samples are less than or equal to it, the sorted samples' element
-// ⌈p/100·n⌉ − 1. sorted must be in ascending order; the result is 0 for no
-// samples. p50 is the median; p99 of fewer than 100 samples is the maximum.
-func Percentile(sorted []time.Duration, p float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	// p*n/100 in floating point can land a hair above a whole number
-	// (99.9% of 1000 is 999.0000000000001); take that as the whole number.
-	rank := int(math.Ceil(p*float64(len(sorted))/100 - 1e-9))
-	rank = min(max(rank, 1), len(sorted))
-	return sorted[rank-1]
 }
