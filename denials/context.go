@@ -23,13 +23,16 @@ import (
 // context.Canceled, instead of waiting out ctx; Err turns that into the
 // denial. Call stop when the request is over: it ends the watch (and the
 // context). Until then, a second denial of the same subject on nc goes to
-// the next watch of it, one violation to one watch (see Claimed).
+// the next watch of it, one violation to one watch (see Claimed); a denial
+// of the response mux goes to every Context of nc, since every request
+// shares it.
 //
 // nats.go subscribes its response mux once per connection, with its first
-// request, and does not subscribe it again (until a reconnect): after a
-// denied mux, every later request on nc would wait out its timeout. So a
-// Context for nc made after one of its mux denials, with no reconnect since,
-// is ended at once, with that denial as its cause. Make a Context for the
+// request, and again after each reconnect: after a denied mux, every later
+// request on nc would wait out its timeout. So the dispatcher keeps the
+// latest mux denial on nc, watched for or not, and a Context for nc made
+// after it, with no reconnect since, is ended at once, with that denial as
+// its cause. Make a Context for the
 // first request on a connection too: a mux denial that no Context watched
 // for goes to nc's error handler only. Like Watch, it chains the
 // dispatcher in front of nc's error handler if needed (Rehook).
@@ -41,18 +44,18 @@ func Context(ctx context.Context, nc *nats.Conn, subject string) (context.Contex
 	st := hook(nc)
 	mux := respMux(nc)
 	wctx, cancel := context.WithCancelCause(ctx)
-	if err := st.muxDenied(nc, mux); err != nil {
-		cancel(err)
-		return wctx, func() { cancel(nil) }
-	}
 	stop := watchDenials(nc, func(err error) {
 		d := deniedError{err: err}
 		if kind, s, _, ok := parseViolation(err); ok && kind == denySubscribe && s == mux {
 			d.hint = InboxHint
-			st.rememberMux(nc, mux, d)
 		}
 		cancel(d)
 	}, denialKey{kind: denyPublish, subject: subject}, denialKey{kind: denySubscribe, subject: mux})
+	// Looked at after the watch is set, so that a mux denial is either
+	// remembered already or handed to the watch.
+	if err := st.muxDenied(nc, mux); err != nil {
+		cancel(err)
+	}
 	return wctx, func() {
 		stop()
 		cancel(nil)

@@ -203,3 +203,72 @@ func cmp(d, def time.Duration) time.Duration {
 	}
 	return d
 }
+
+// A denied response mux is every request's on the connection: it ends
+// every Context of the connection, also one made before the one whose
+// request was denied, and many first requests at once; and it is seen
+// again after a reconnect, which subscribes the mux again and is denied
+// again, watched for or not.
+func TestContextMuxDeniedForEveryRequest(t *testing.T) {
+	_, env, ids := clitest.Locked(t, "svc.*")
+	connect := func(t *testing.T) *nats.Conn {
+		nc, err := env.Connect("requester", append(ids[cli.Requester].Options(), nats.CustomInboxPrefix("_INBOX"))...)
+		require.NoError(t, err)
+		return nc
+	}
+	request := func(nc *nats.Conn, subject string) (time.Duration, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		rctx, stop := denials.Context(ctx, nc, subject)
+		defer stop()
+		start := time.Now()
+		_, err := nc.RequestWithContext(rctx, subject, nil)
+		return time.Since(start), denials.Err(rctx, err)
+	}
+	tests := []struct {
+		name string
+		run  func(t *testing.T, nc *nats.Conn) []error
+	}{
+		{"an older Context waits", func(t *testing.T, nc *nats.Conn) []error {
+			_, stopIdle := denials.Context(context.Background(), nc, "svc.b") // its request not sent yet
+			defer stopIdle()
+			took, err := request(nc, "svc.a")
+			assert.Less(t, took, clitest.CloseBound)
+			return []error{err}
+		}},
+		{"many first requests", func(t *testing.T, nc *nats.Conn) []error {
+			errs := make([]error, 8)
+			var wg sync.WaitGroup
+			for i := range errs {
+				wg.Go(func() {
+					var took time.Duration
+					took, errs[i] = request(nc, "svc.a")
+					assert.Less(t, took, clitest.CloseBound, "request %d", i)
+				})
+			}
+			wg.Wait()
+			return errs
+		}},
+		{"after a reconnect", func(t *testing.T, nc *nats.Conn) []error {
+			_, first := request(nc, "svc.a")
+			reconnects := nc.Stats().Reconnects
+			require.NoError(t, nc.ForceReconnect())
+			require.True(t, testserver.Settle(func() bool { return nc.Stats().Reconnects > reconnects && nc.IsConnected() }))
+			require.NoError(t, nc.Flush()) // the mux subscribed again, and denied again, nobody watching
+			took, again := request(nc, "svc.a")
+			assert.Less(t, took, clitest.CloseBound)
+			return []error{first, again}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			nc := connect(t)
+			defer nc.Close()
+			for i, err := range tc.run(t, nc) {
+				require.ErrorIs(t, err, denials.ErrDenied, "request %d", i)
+				assert.ErrorIs(t, err, nats.ErrPermissionViolation)
+				assert.Contains(t, err.Error(), denials.InboxHint)
+			}
+		})
+	}
+}

@@ -250,6 +250,12 @@ func Claimed(nc *nats.Conn, err error) bool {
 	if kind == denyPublish {
 		claimed, deliver = claimProbeAnswer(subject, err)
 	}
+	if !claimed && kind == denySubscribe && subject == respMux(nc) {
+		// nats.go's response mux: every request on nc shares it, so its
+		// denial is every waiting Context's, and is kept for those to come.
+		st.rememberMux(nc, subject, deniedError{err: err, hint: InboxHint})
+		claimed, deliver = claimAllLocked(denialKey{nc, kind, subject, queue}, err)
+	}
 	if !claimed {
 		claimed, deliver = claimDenialLocked(denialKey{nc, kind, subject, queue}, err)
 	}
@@ -287,6 +293,28 @@ func claimDenialLocked(key denialKey, err error) (claimed bool, deliver func()) 
 	}
 	pick.fired = true
 	return true, func() { pick.fn(err) }
+}
+
+// claimAllLocked hands err to every waiter for key that has not fired, for
+// a violation that is all of theirs (a denied response mux), and reports
+// whether there was any. The registry's lock is held.
+func claimAllLocked(key denialKey, err error) (claimed bool, deliver func()) {
+	var fns []func(error)
+	for w := range registry.waiters[key] {
+		w.got[key] = true
+		if !w.fired {
+			w.fired = true
+			fns = append(fns, w.fn)
+		}
+	}
+	if len(registry.waiters[key]) == 0 {
+		return false, nil
+	}
+	return true, func() {
+		for _, fn := range fns {
+			fn(err)
+		}
+	}
 }
 
 // claimedElsewhere records that the violation err on nc is reported by a
