@@ -37,6 +37,8 @@ import (
 // for goes to nc's error handler only. Like Watch, it chains the
 // dispatcher in front of nc's error handler if needed (Rehook).
 //
+// With nats.UseOldRequestStyle, nats.go makes an inbox per request instead
+// of the mux, and Context does not see that inbox denied: use Request.
 // The server's refusal of the reply subject itself (a reserved inbox
 // prefix, such as $JS.API.>) names the one reply inbox, which nats.go does
 // not expose: Request, with an inbox of its own, ends on that too.

@@ -15,8 +15,8 @@
 //
 // Ways to opt in:
 //   - Context, for nats.go's own request: pass its context to
-//     nc.RequestMsgWithContext, and Err turns the ended request's error
-//     into the denial;
+//     nc.RequestWithContext or nc.RequestMsgWithContext, and Err turns the
+//     ended request's error into the denial;
 //   - Request: a request with an inbox of its own, which also ends on the
 //     refusal of a reserved reply subject;
 //   - SubscribeChecked and PublishChecked: a subscription or publish

@@ -57,7 +57,8 @@ func (s *Stream) Replies() iter.Seq[Reply] {
 
 // Result returns why the gather stopped and its counts, once Replies has
 // been ranged (before that: StopNone and no error; while another goroutine
-// ranges it, Result waits for the end); the error is nil for the normal ends (deadline, max, stall,
+// ranges it, Result waits for the end, so do not call it inside the range
+// loop: it would wait for itself); the error is nil for the normal ends (deadline, max, stall,
 // sentinel, caller) and otherwise wraps the cause: context.Canceled,
 // nats.ErrConnectionClosed, nats.ErrNoResponders, nats.ErrSlowConsumer, or
 // the publish error. Result.Replies is nil: the consumer had them.
@@ -72,7 +73,10 @@ func (s *Stream) Result() (Result, error) {
 // Gather sends one request through v and collects every reply until a stop
 // condition: the collect-all form of Stream. The replies received are
 // returned also when the error is not nil (cancel, connection closed, no
-// responders after some replies, dropped replies).
+// responders after some replies, dropped replies). Errors: the options'
+// and subject's, refused before anything is sent (nats.ErrInvalidArg,
+// nats.ErrBadSubject, nats.ErrBadHeaderMsg, nats.ErrMaxPayload), then
+// those of Stream.Result.
 func Gather(ctx context.Context, v Variant, subject string, data []byte, opts ...Option) (Result, error) {
 	if f, ok := v.(fastGatherer); ok {
 		// No Stream, no iterator: the options are resolved here, by a

@@ -4,6 +4,7 @@
 package respond
 
 import (
+	"cmp"
 	"errors"
 
 	"github.com/nats-io/nats.go"
@@ -33,7 +34,8 @@ func (e *ServiceError) Error() string {
 // Nats-Service-Error-Code (the code), as micro services answer a failed
 // request. The code is "500" and the description err.Error(), unless err is
 // (or wraps, errors.As) a *ServiceError, whose own code and description are
-// sent.
+// sent. Neither is sent empty: an empty code is "500", an empty description
+// "code <code>", so that the requester never takes the reply for an answer.
 //
 // The reply goes through m.RespondMsg, so m must come from a subscription.
 // Errors: nats.ErrMsgNotBound (m has no subscription), nats.ErrMsgNoReply (m
@@ -51,11 +53,19 @@ func Error(m *nats.Msg, err error) error {
 // the headers Nats-Service-Error and Nats-Service-Error-Code, set as Error
 // describes.
 func ErrorMsg(err error) *nats.Msg {
-	code, description := "500", err.Error()
+	code, description := "500", ""
 	var serr *ServiceError
-	if errors.As(err, &serr) {
-		code, description = serr.Code, serr.Description
+	switch {
+	case errors.As(err, &serr):
+		if serr != nil { // not a nil *ServiceError
+			code, description = cmp.Or(serr.Code, code), serr.Description
+		}
+	case err != nil:
+		description = err.Error()
 	}
+	// Neither header may be empty: the requester (ErrorOf, micro's
+	// clients) would read the reply as an answer.
+	description = cmp.Or(description, "code "+code)
 	reply := &nats.Msg{Header: nats.Header{}}
 	reply.Header.Set(micro.ErrorHeader, description)
 	reply.Header.Set(micro.ErrorCodeHeader, code)

@@ -41,7 +41,7 @@ func serve(t *testing.T, nc *nats.Conn, subject string, h nats.MsgHandler) {
 
 // A handler's error is answered with the micro error headers: code 500 and
 // the error's text, or a *ServiceError's own code and description (also
-// wrapped); ErrorOf reads them back, and is nil for an answer.
+// wrapped), never empty; ErrorOf reads them back, and is nil for an answer.
 func TestErrorReply(t *testing.T) {
 	tests := []struct {
 		name string
@@ -55,6 +55,12 @@ func TestErrorReply(t *testing.T) {
 			want: &respond.ServiceError{Code: "418", Description: "I'm a teapot"}},
 		{name: "wrapped service error", err: fmt.Errorf("greet: %w", &respond.ServiceError{Code: "404", Description: "nobody"}),
 			want: &respond.ServiceError{Code: "404", Description: "nobody"}},
+		{name: "empty service error", err: &respond.ServiceError{},
+			want: &respond.ServiceError{Code: "500", Description: "code 500"}},
+		{name: "code alone", err: &respond.ServiceError{Code: "503"},
+			want: &respond.ServiceError{Code: "503", Description: "code 503"}},
+		{name: "nil service error", err: (*respond.ServiceError)(nil),
+			want: &respond.ServiceError{Code: "500", Description: "code 500"}},
 	}
 	nc := connect(t, natsURL())
 	for i, tc := range tests {

@@ -66,7 +66,8 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	}
 
 	// 3. The greeter stops: Drain answers what it has already taken, then
-	// unsubscribes. (Env.Close drains the connections too.)
+	// unsubscribes. Only after a clean run: after a failure or an interrupt
+	// the run reports that, and Env.Close drains the connections on exit.
 	if sub != nil && len(fails.errs) == 0 && ctx.Err() == nil {
 		if err := sub.Drain(); err != nil {
 			return fmt.Errorf("drain %q: %w", GreetSubjects, err)

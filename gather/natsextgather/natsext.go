@@ -18,7 +18,7 @@ import (
 )
 
 // Natsext is the scatter-gather of Synadia's orbit.go natsext package
-// (RequestManyMsg, v0.1.3), wrapped to take the same options and return the
+// (RequestManyMsg, v0.1.4), wrapped to take the same options and return the
 // same Result as gather.Inbox and gather.Mux. It is the library to reach
 // for when one dependency is better than code of your own; know how it
 // differs:
