@@ -131,7 +131,7 @@ func BenchmarkRequest(b *testing.B) {
 				require.NoError(b, errors.Join(StopAll(context.Background(), members), env.Close()))
 			})
 			for i := 1; i <= 3; i++ {
-				m, err := StartMember(env, memberName(i), MemberOptions{Workers: 16})
+				m, err := startMember(env, memberName(i), MemberOptions{Workers: 16})
 				require.NoError(b, err)
 				members = append(members, m)
 			}

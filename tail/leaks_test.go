@@ -158,7 +158,7 @@ func TestRequestLeavesNothing(t *testing.T) {
 		{
 			name: "answered",
 			setup: func(t *testing.T, env *cli.Env, _ *server.Server, _ *nats.Conn, c *hedge.Client) func() (*nats.Msg, error) {
-				m, err := StartMember(env, "member-1", MemberOptions{})
+				m, err := startMember(env, "member-1", MemberOptions{})
 				require.NoError(t, err)
 				t.Cleanup(func() { stop(t, m) })
 				return func() (*nats.Msg, error) { return c.Request(longCtx(t), Subject, []byte("1")) }
@@ -231,7 +231,7 @@ func TestRequestLeavesNothing(t *testing.T) {
 			name: "admission refused: the only member is out of the group",
 			setup: func(t *testing.T, env *cli.Env, s *server.Server, nc *nats.Conn, c *hedge.Client) func() (*nats.Msg, error) {
 				gate := make(chan struct{})
-				m, err := StartMember(env, "member-1", MemberOptions{Admit: 1, Gate: gate})
+				m, err := startMember(env, "member-1", MemberOptions{Admit: 1, Gate: gate})
 				require.NoError(t, err)
 				t.Cleanup(func() { close(gate); stop(t, m) })
 				require.NoError(t, nc.Publish(Subject, []byte("0"))) // holds the member's one place
@@ -476,7 +476,7 @@ func TestClientStateBounded(t *testing.T) {
 func TestMemberStateBounded(t *testing.T) {
 	_, env := newServerEnv(t)
 	gate := make(chan struct{})
-	m, err := StartMember(env, "member-1", MemberOptions{Admit: 1, Gate: gate})
+	m, err := startMember(env, "member-1", MemberOptions{Admit: 1, Gate: gate})
 	require.NoError(t, err)
 	defer stop(t, m)
 	nc, err := env.Connect("requester")

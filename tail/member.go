@@ -68,7 +68,7 @@ type MemberOptions struct {
 	// holds up every request behind it. With more, a stall delays only the
 	// request it hits.
 	Workers int
-	// Node is the index, in env.Nodes(), of the node the member connects
+	// Node is the index, in env.Nodes(), of the node startMember connects
 	// to; the callers spread members round-robin (memberNode). 0: the
 	// first.
 	Node int
@@ -128,23 +128,22 @@ type Member struct {
 // handler), and their callers time out.
 const queueCap = 1 << 14
 
-// StartMember connects a member named name to env, on node opts.Node as a
-// responder (under -secure, the responder's user), subscribes it to Subject
+// StartMember starts a member named name on nc, which it takes over (Stop
+// drains it; a failed start closes it, unless the server denied the
+// subscription: that connection is left to its owner to drain quietly),
+// subscribes it to Subject
 // in Group, and flushes, so once it returns nil its own server counts it in
 // the group for the next request (on a cluster the other nodes learn of it
 // asynchronously: a requester elsewhere waits with awaitMembers, whose
 // probes the member answers). The first subscription is checked
 // (denials.SubscribeChecked): if the server's permissions deny it, the error
 // wraps nats.ErrPermissionViolation and names Subject and Group. Otherwise
-// the error wraps the nats.go error of the connect, subscribe or flush
-// (nats.ErrNoServers, nats.ErrConnectionClosed, ...) or nats.ErrInvalidArg
-// for options out of range.
-func StartMember(env *cli.Env, name string, opts MemberOptions) (*Member, error) {
-	if opts.Slow < 0 || opts.Stall < 0 || !(opts.StallRate >= 0 && opts.StallRate <= 1) || opts.Admit < 0 || opts.Workers < 0 {
-		return nil, fmt.Errorf("member %s: options %+v out of range: %w", name, opts, nats.ErrInvalidArg)
-	}
-	nc, err := env.ConnectNodeAs(cli.Responder, name, opts.Node)
-	if err != nil {
+// the error wraps the nats.go error of the subscribe or flush
+// (nats.ErrConnectionClosed, ...) or nats.ErrInvalidArg for options out of
+// range. opts.Node is not used: it is startMember's.
+func StartMember(nc *nats.Conn, name string, opts MemberOptions) (*Member, error) {
+	if err := opts.check(name); err != nil {
+		nc.Close()
 		return nil, err
 	}
 	m := &Member{
@@ -169,7 +168,7 @@ func StartMember(env *cli.Env, name string, opts MemberOptions) (*Member, error)
 	// on this exact subject and group comes back as the error. A rejoin by
 	// admission control is the same subscription again, allowed once this
 	// one was, so it goes unchecked and costs no round trip.
-	err = m.adm.Join(func(subscribe func() (*nats.Subscription, error)) (*nats.Subscription, error) {
+	err := m.adm.Join(func(subscribe func() (*nats.Subscription, error)) (*nats.Subscription, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), cli.ConnectTimeout)
 		defer cancel()
 		return denials.SubscribeChecked(ctx, nc, Subject, Group, subscribe)
@@ -192,6 +191,31 @@ func StartMember(env *cli.Env, name string, opts MemberOptions) (*Member, error)
 		close(m.done)
 	}()
 	return m, nil
+}
+
+// check refuses options out of range, with an error wrapping
+// nats.ErrInvalidArg.
+func (opts MemberOptions) check(name string) error {
+	if opts.Slow < 0 || opts.Stall < 0 || !(opts.StallRate >= 0 && opts.StallRate <= 1) || opts.Admit < 0 || opts.Workers < 0 {
+		return fmt.Errorf("member %s: options %+v out of range: %w", name, opts, nats.ErrInvalidArg)
+	}
+	return nil
+}
+
+// startMember connects a member's own connection to env, on node opts.Node
+// as a responder (under -secure, the responder's user), and starts the
+// member on it (StartMember). Options out of range are refused before it
+// connects; a failed connect returns nats.go's error (nats.ErrNoServers,
+// ...).
+func startMember(env *cli.Env, name string, opts MemberOptions) (*Member, error) {
+	if err := opts.check(name); err != nil {
+		return nil, err
+	}
+	nc, err := env.ConnectNodeAs(cli.Responder, name, opts.Node)
+	if err != nil {
+		return nil, err
+	}
+	return StartMember(nc, name, opts)
 }
 
 // take is the handler behind the admission, which has counted the request

@@ -115,7 +115,7 @@ func restartRow(ctx context.Context, env *cli.Env, nc *nats.Conn, cfg Config, n 
 	}
 	stopAll := func() error { return StopAll(ctx, members) }
 	for i := range members {
-		m, err := StartMember(env, memberName(i+1), MemberOptions{Node: memberNode(env, i+1)})
+		m, err := startMember(env, memberName(i+1), MemberOptions{Node: memberNode(env, i+1)})
 		if err != nil {
 			return nil, errors.Join(err, stopAll())
 		}
@@ -185,7 +185,7 @@ func restartAll(ctx context.Context, env *cli.Env, members []*Member, gap time.D
 			if err := hedge.Sleep(ctx, gap); err != nil {
 				return ctx.Err()
 			}
-			nm, err := StartMember(env, m.Name, MemberOptions{Node: memberNode(env, i+1)})
+			nm, err := startMember(env, m.Name, MemberOptions{Node: memberNode(env, i+1)})
 			if err != nil {
 				return err
 			}

@@ -297,7 +297,7 @@ func measure(ctx context.Context, env *cli.Env, nc *nats.Conn, cfg Config, fault
 	for i := 1; i <= cfg.Members; i++ {
 		opts := fault(i)
 		opts.Propagate, opts.Admit, opts.Node = p.Propagate, p.Admit, memberNode(env, i)
-		m, err := StartMember(env, memberName(i), opts)
+		m, err := startMember(env, memberName(i), opts)
 		if err != nil {
 			return nil, errors.Join(err, stopAll())
 		}

@@ -159,7 +159,7 @@ func TestDenied(t *testing.T) {
 	t.Cleanup(func() { require.NoError(t, env.Close()) })
 
 	t.Run("member subscribe", func(t *testing.T) {
-		_, err := StartMember(env, "member-1", MemberOptions{})
+		_, err := startMember(env, "member-1", MemberOptions{})
 		require.ErrorIs(t, err, nats.ErrPermissionViolation)
 		assert.Contains(t, err.Error(), `Subscription to "tail.work" using queue "workers"`)
 	})
@@ -361,7 +361,7 @@ func TestProbesNotCounted(t *testing.T) {
 	_, env := newServerEnv(t)
 	var members []*Member
 	for i := 1; i <= 3; i++ {
-		m, err := StartMember(env, memberName(i), MemberOptions{Admit: 1, Propagate: true})
+		m, err := startMember(env, memberName(i), MemberOptions{Admit: 1, Propagate: true})
 		require.NoError(t, err)
 		members = append(members, m)
 		defer stop(t, m)

@@ -38,7 +38,7 @@ func Serve(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 		var m *Member
 		opts := fault(i)
 		opts.Propagate, opts.Admit, opts.Node = true, admit, memberNode(env, i)
-		m, err = StartMember(env, memberName(i), opts)
+		m, err = startMember(env, memberName(i), opts)
 		if err == nil {
 			members = append(members, m)
 		}

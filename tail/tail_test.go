@@ -144,7 +144,7 @@ func TestStartMemberRange(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := StartMember(cli.NewEnv("tail", "nats://127.0.0.1:1"), "member-1", tc.opts)
+			_, err := startMember(cli.NewEnv("tail", "nats://127.0.0.1:1"), "member-1", tc.opts)
 			assert.ErrorIs(t, err, nats.ErrInvalidArg)
 		})
 	}
@@ -166,7 +166,7 @@ func TestDeadlinePropagation(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			_, env := newServerEnv(t)
-			m, err := StartMember(env, "member-1", MemberOptions{Propagate: true})
+			m, err := startMember(env, "member-1", MemberOptions{Propagate: true})
 			require.NoError(t, err)
 			defer stop(t, m)
 			nc, err := env.Connect("requester")
@@ -217,7 +217,7 @@ func TestAdmission(t *testing.T) {
 		t.Run("k="+strconv.Itoa(k), func(t *testing.T) {
 			s, env := newServerEnv(t)
 			gate := make(chan struct{})
-			m, err := StartMember(env, "member-1", MemberOptions{Admit: k, Gate: gate})
+			m, err := startMember(env, "member-1", MemberOptions{Admit: k, Gate: gate})
 			require.NoError(t, err)
 			defer stop(t, m)
 			require.NoError(t, testserver.WaitForSubscribers(s, Subject, 1))
@@ -299,7 +299,7 @@ func TestRetryDeadline(t *testing.T) {
 					now = now.Add(d)
 					require.True(t, now.Before(deadline), "a wait ended past the deadline")
 					if len(waits) == tc.joinAt {
-						m, err := StartMember(env, "member-1", MemberOptions{})
+						m, err := startMember(env, "member-1", MemberOptions{})
 						require.NoError(t, err)
 						member = m
 					}
@@ -618,7 +618,7 @@ func TestMemberGivesUp(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s, env := newServerEnv(t)
 			gate := make(chan struct{}) // never opened: the work never ends
-			m, err := StartMember(env, "member-1", MemberOptions{Gate: gate})
+			m, err := startMember(env, "member-1", MemberOptions{Gate: gate})
 			require.NoError(t, err)
 			nc, err := env.Connect("requester")
 			require.NoError(t, err)
@@ -652,7 +652,7 @@ func TestMemberGivesUp(t *testing.T) {
 // both were ready, and return it.
 func TestReplyAtDeadline(t *testing.T) {
 	_, env := newServerEnv(t)
-	m, err := StartMember(env, "member-1", MemberOptions{})
+	m, err := startMember(env, "member-1", MemberOptions{})
 	require.NoError(t, err)
 	defer stop(t, m)
 	nc, err := env.Connect("requester")
@@ -763,7 +763,7 @@ func TestRetryUntilTheDeadline(t *testing.T) {
 // ctx's error when they never come.
 func TestWaitReplies(t *testing.T) {
 	_, env := newServerEnv(t)
-	m, err := StartMember(env, "member-1", MemberOptions{})
+	m, err := startMember(env, "member-1", MemberOptions{})
 	require.NoError(t, err)
 	defer stop(t, m)
 	nc, err := env.Connect("requester")
@@ -793,7 +793,7 @@ func TestWaitReplies(t *testing.T) {
 // with "client settle: context deadline exceeded".
 func TestLoadWatchedConnectionLost(t *testing.T) {
 	s, env := newServerEnv(t)
-	m, err := StartMember(env, "member-1", MemberOptions{})
+	m, err := startMember(env, "member-1", MemberOptions{})
 	require.NoError(t, err)
 	nc, err := env.Connect("requester")
 	require.NoError(t, err)
@@ -834,7 +834,7 @@ func TestServeEndsWhenAMemberIsClosed(t *testing.T) {
 	_, env := newServerEnv(t)
 	var members []*Member
 	for i := 1; i <= 2; i++ {
-		m, err := StartMember(env, memberName(i), MemberOptions{})
+		m, err := startMember(env, memberName(i), MemberOptions{})
 		require.NoError(t, err)
 		members = append(members, m)
 	}
