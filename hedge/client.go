@@ -34,6 +34,21 @@ type Policy struct {
 	Retry *Backoff
 }
 
+// Check returns an error wrapping nats.ErrInvalidArg if p is out of range:
+// a negative Hedge.Delay, a Hedge.Percentile outside [0, 100) (0 means 95),
+// or a Retry whose Base is not > 0, whose Max is below Base, or whose
+// Attempt is negative.
+func (p Policy) Check() error {
+	h := p.Hedge
+	if h.Delay < 0 || !(h.Percentile >= 0 && h.Percentile < 100) {
+		return fmt.Errorf("hedge %+v: %w", h, nats.ErrInvalidArg)
+	}
+	if b := p.Retry; b != nil && (b.Base <= 0 || b.Max < b.Base || b.Attempt < 0) {
+		return fmt.Errorf("retry backoff %+v: %w", *b, nats.ErrInvalidArg)
+	}
+	return nil
+}
+
 // Client sends requests with a Policy from one connection. Every copy of a
 // request gets its own reply subject under the client's inbox,
 // <inbox>.<call>.<copy>, and one wildcard subscription on <inbox>.> files
@@ -156,8 +171,12 @@ var ErrClientClosed = errors.New("tail client closed")
 // flush's nats.go error (nats.ErrConnectionClosed, nats.ErrTimeout, ...).
 // The client listens for nc's close (one status listener and one goroutine,
 // until the close or Close), which ends every request under way. opts
-// attach the hardening and the test clocks (Option).
+// attach the hardening and the test clocks (Option). A Policy out of range
+// (p.Check) is refused first, with an error wrapping nats.ErrInvalidArg.
 func NewClient(nc *nats.Conn, p Policy, opts ...Option) (*Client, error) {
+	if err := p.Check(); err != nil {
+		return nil, err
+	}
 	c := &Client{
 		nc:         nc,
 		prefix:     nc.NewInbox() + ".",

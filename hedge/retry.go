@@ -80,10 +80,7 @@ var ErrBudgetSpent = errors.New("retry budget spent")
 // nats.ErrTimeout). Retries share the call, so a late reply to an earlier
 // attempt is taken as well as the newest one's.
 func (c *Client) retry(ctx context.Context, subject string, data []byte, id uint64, cl *call) (*nats.Msg, error) {
-	b := *c.policy.Retry
-	if b.Base <= 0 || b.Max < b.Base || b.Attempt < 0 {
-		return nil, fmt.Errorf("request %q: backoff %+v: %w", subject, b, nats.ErrInvalidArg)
-	}
+	b := *c.policy.Retry // in range: NewClient checked it (Policy.Check)
 	rnd := b.Rand
 	if rnd == nil {
 		rnd = rand.Float64
