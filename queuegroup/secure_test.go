@@ -41,7 +41,7 @@ func TestSecure(t *testing.T) {
 		{args: "-demo mixed -requests 20", want: "verified: 20 requests, 40 replies"},
 		{args: "-demo drain -requests 30 -concurrency 4", want: "verified: 30 requests"},
 		{args: "-demo scale -requests 30", want: "verified: 30 requests"},
-		{args: "-demo die -requests 20 -retry -timeout 300ms", want: "retry: re-sent"},
+		{args: "-demo die -requests 60 -retry -timeout 300ms", want: "retry: re-sent"},
 		{args: "-demo gone -requests 10", want: "not after the 1s timeout"},
 		{args: "-demo slow -requests 20 -workers 2", want: "queue groups pick members at random"},
 		{args: "-demo micro -requests 30 -concurrency 4", want: "$SRV.STATS agrees"},

@@ -325,25 +325,31 @@ func TestRetryDeadline(t *testing.T) {
 	}
 }
 
-// TestRequestErrors checks the errors a bad request gets, at once.
+// TestRequestErrors checks the errors a bad request gets, at once (a bad
+// backoff already from NewClient).
 func TestRequestErrors(t *testing.T) {
 	_, env := newServerEnv(t)
 	nc, err := env.Connect("requester")
 	require.NoError(t, err)
 	tests := []struct {
-		name   string
-		policy hedge.Policy
-		ctx    context.Context
-		want   error
+		name    string
+		policy  hedge.Policy
+		ctx     context.Context
+		want    error
+		refused bool // by NewClient, before any request
 	}{
-		{"no deadline", hedge.Policy{}, context.Background(), nats.ErrInvalidArg},
-		{"bad backoff", hedge.Policy{Retry: &hedge.Backoff{}}, longCtx(t), nats.ErrInvalidArg},
-		{"no responders", hedge.Policy{}, longCtx(t), nats.ErrNoResponders},
-		{"no responders, hedged", hedge.Policy{Hedge: hedge.Hedge{Delay: time.Hour}}, longCtx(t), nats.ErrNoResponders},
+		{"no deadline", hedge.Policy{}, context.Background(), nats.ErrInvalidArg, false},
+		{"bad backoff", hedge.Policy{Retry: &hedge.Backoff{}}, longCtx(t), nats.ErrInvalidArg, true},
+		{"no responders", hedge.Policy{}, longCtx(t), nats.ErrNoResponders, false},
+		{"no responders, hedged", hedge.Policy{Hedge: hedge.Hedge{Delay: time.Hour}}, longCtx(t), nats.ErrNoResponders, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := newClient(nc, tc.policy)
+			if tc.refused {
+				require.ErrorIs(t, err, tc.want)
+				return
+			}
 			require.NoError(t, err)
 			defer c.Close()
 			_, err = c.Request(tc.ctx, Subject, []byte("1"))
