@@ -106,9 +106,10 @@ func Serve(ctx context.Context, nc *nats.Conn, subject string, responders []Resp
 		// others on nc are on the same server, so its answer says their
 		// interest is visible too, and a probe answered by every
 		// responder would cost n answers a probe (see awaitResponders).
-		handler := probe.Skip(func(m *nats.Msg) { r.handle(ctx, m, headers) })
+		handle := func(m *nats.Msg) { r.handle(ctx, m, headers) }
+		handler := probe.Skip(handle)
 		if i == 0 && !r.NoProbes {
-			handler = probe.Handler(r.Name, func(m *nats.Msg) { r.handle(ctx, m, headers) })
+			handler = probe.Handler(r.Name, handle)
 		}
 		var (
 			sub *nats.Subscription

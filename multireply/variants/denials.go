@@ -21,11 +21,8 @@ type Hook struct{}
 
 var _ gather.Denials = Hook{}
 
-// ErrDenied is wrapped by every error a denial ends a gather with.
-var ErrDenied = denials.ErrDenied
-
 // SubscribeChecked is denials.SubscribeChecked: subscribe, flush, and an
-// error wrapping nats.ErrPermissionViolation and ErrDenied, naming subject,
+// error wrapping nats.ErrPermissionViolation and denials.ErrDenied, naming subject,
 // if the server denied the subscription.
 func (Hook) SubscribeChecked(ctx context.Context, nc *nats.Conn, subject, queue string, subscribe func() (*nats.Subscription, error)) (*nats.Subscription, error) {
 	return denials.SubscribeChecked(ctx, nc, subject, queue, subscribe)
@@ -33,7 +30,7 @@ func (Hook) SubscribeChecked(ctx context.Context, nc *nats.Conn, subject, queue 
 
 // WatchPublish is denials.Watch for one publish subject: onDenied
 // gets the first violation of a publish to subject on nc, wrapping
-// nats.ErrPermissionViolation and ErrDenied, until stop.
+// nats.ErrPermissionViolation and denials.ErrDenied, until stop.
 func (Hook) WatchPublish(nc *nats.Conn, subject string, onDenied func(error)) (stop func()) {
 	return denials.Watch(nc, onDenied, []string{subject}, nil)
 }
@@ -44,7 +41,7 @@ func (Hook) Violation(err error) (publish bool, subject string, ok bool) {
 	return denials.Violation(err)
 }
 
-// Denied wraps err, a violation, with ErrDenied.
+// Denied wraps err, a violation, with denials.ErrDenied.
 func (Hook) Denied(err error) error {
-	return fmt.Errorf("%w (%w)", err, ErrDenied)
+	return fmt.Errorf("%w (%w)", err, denials.ErrDenied)
 }
