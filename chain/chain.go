@@ -4,6 +4,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -29,8 +30,9 @@ const step = time.Millisecond
 
 // Config is what the chain program was asked to do.
 type Config struct {
-	// Requests the caller sends, one after another (-requests).
-	Requests int
+	// Requests the caller sends (-requests), Concurrency at a time
+	// (-concurrency; 1: one after another).
+	Requests, Concurrency int
 	// Timeout: how long the caller waits for each reply (-timeout).
 	Timeout time.Duration
 	// Work: how long C works on each request (-work).
@@ -44,8 +46,8 @@ type Config struct {
 // cli.ErrUsage.
 func (cfg *Config) Check() error {
 	switch {
-	case cfg.Requests < 1:
-		return cli.Usagef("-requests %d must be ≥ 1", cfg.Requests)
+	case cfg.Requests < 1, cfg.Concurrency < 1:
+		return cli.Usagef("-requests %d and -concurrency %d must be ≥ 1", cfg.Requests, cfg.Concurrency)
 	case cfg.Timeout <= 0, cfg.Work <= 0, cfg.HopTimeout <= 0:
 		return cli.Usagef("-timeout, -work and -hop-timeout must be > 0")
 	}
@@ -210,9 +212,31 @@ func (s *service) handle(ctx context.Context, req micro.Request) *run {
 	return r
 }
 
+// ask sends request id to A on caller, gives up after timeout, and records
+// when. The reply (an answer or an error reply) or the timeout is what a
+// caller gets; only another error, or ctx's end, is returned.
+func ask(ctx context.Context, caller *nats.Conn, l *ledger, timeout time.Duration, id string) error {
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	msg := nats.NewMsg(Hops[0])
+	msg.Header.Set(IDHeader, id)
+	hedge.SetContextDeadline(rctx, msg)
+	_, err := caller.RequestMsgWithContext(rctx, msg)
+	l.mu.Lock()
+	l.gaveUp[id] = time.Now()
+	l.mu.Unlock()
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("request %s: %w", Hops[0], err)
+	}
+	return nil
+}
+
 // runChain starts the three services (with or without the deadline
 // middleware) on conns, sends cfg.Requests requests from the caller (the
-// last of conns), one after another, each given up after cfg.Timeout, waits
+// last of conns), cfg.Concurrency at a time, each given up after cfg.Timeout, waits
 // until every service is done, stops the services and returns the ledger.
 func runChain(ctx context.Context, conns []*nats.Conn, cfg Config, with bool) (Result, error) {
 	l := &ledger{gaveUp: map[string]time.Time{}, changed: make(chan struct{}, 1)}
@@ -228,24 +252,32 @@ func runChain(ctx context.Context, conns []*nats.Conn, cfg Config, with bool) (R
 			return Result{}, err
 		}
 	}
+	// The caller: cfg.Concurrency requests in flight, each given up after
+	// cfg.Timeout.
 	caller := conns[len(conns)-1]
+	next := make(chan int)
+	errs := make(chan error, cfg.Concurrency)
+	for range cfg.Concurrency {
+		go func() {
+			var err error
+			for n := range next {
+				if err == nil {
+					err = ask(ctx, caller, l, cfg.Timeout, fmt.Sprint(n))
+				}
+			}
+			errs <- err
+		}()
+	}
 	for n := range cfg.Requests {
-		id := fmt.Sprint(n)
-		rctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
-		msg := nats.NewMsg(Hops[0])
-		msg.Header.Set(IDHeader, id)
-		hedge.SetContextDeadline(rctx, msg)
-		_, err := caller.RequestMsgWithContext(rctx, msg)
-		l.mu.Lock()
-		l.gaveUp[id] = time.Now()
-		l.mu.Unlock()
-		cancel()
-		if err := ctx.Err(); err != nil {
-			return Result{}, err
-		}
-		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
-			return Result{}, fmt.Errorf("request %s: %w", Hops[0], err)
-		}
+		next <- n
+	}
+	close(next)
+	var err error
+	for range cfg.Concurrency {
+		err = cmp.Or(err, <-errs)
+	}
+	if err != nil {
+		return Result{}, err
 	}
 	// Every service finishes what it took; bounded by each service's own
 	// timeout per request.

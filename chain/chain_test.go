@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +20,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // testConfig is a short run: C's work (100 ms) is five times the caller's
 // timeout (20 ms), and well under each service's own timeout (1 s).
-var testConfig = Config{Requests: 3, Timeout: 20 * time.Millisecond, Work: 100 * time.Millisecond, HopTimeout: time.Second}
+var testConfig = Config{Requests: 3, Concurrency: 1, Timeout: 20 * time.Millisecond, Work: 100 * time.Millisecond, HopTimeout: time.Second}
 
 // env starts an embedded server and an Env on it, closed at the end.
 func env(t *testing.T) *cli.Env {
@@ -37,23 +38,29 @@ func env(t *testing.T) *cli.Env {
 // expired on the way; no service misses a request. The limits are the
 // clock's (the work's steps against the deadline), not the scheduler's.
 func TestChainStops(t *testing.T) {
-	e := env(t)
-	conns, err := connect(e)
-	require.NoError(t, err)
-	n := testConfig.Requests
+	for _, concurrency := range []int{1, 3} {
+		t.Run(fmt.Sprint(concurrency, " in flight"), func(t *testing.T) {
+			e := env(t)
+			conns, err := connect(e)
+			require.NoError(t, err)
+			cfg := testConfig
+			cfg.Concurrency = concurrency
+			n := cfg.Requests
 
-	without, err := runChain(context.Background(), conns, testConfig, false)
-	require.NoError(t, err)
-	assert.Equal(t, [3]int{n, n, n}, without.Ran)
-	assert.Equal(t, [3]int{}, without.Stopped)
-	assert.Equal(t, [3]int{}, without.Refused)
-	assert.Positive(t, without.Wasted[2], "C works on after the caller gave up")
+			without, err := runChain(context.Background(), conns, cfg, false)
+			require.NoError(t, err)
+			assert.Equal(t, [3]int{n, n, n}, without.Ran)
+			assert.Equal(t, [3]int{}, without.Stopped)
+			assert.Equal(t, [3]int{}, without.Refused)
+			assert.Positive(t, without.Wasted[2], "C works on after the caller gave up")
 
-	with, err := runChain(context.Background(), conns, testConfig, true)
-	require.NoError(t, err)
-	assert.Equal(t, n, with.Ran[0]+with.Refused[0], "A takes every request")
-	assert.Equal(t, with.Ran[2], with.Stopped[2], "every C run is stopped by its context")
-	assert.Equal(t, with.Ran[1], with.Stopped[1], "every B run is stopped by its context")
+			with, err := runChain(context.Background(), conns, cfg, true)
+			require.NoError(t, err)
+			assert.Equal(t, n, with.Ran[0]+with.Refused[0], "A takes every request")
+			assert.Equal(t, with.Ran[2], with.Stopped[2], "every C run is stopped by its context")
+			assert.Equal(t, with.Ran[1], with.Stopped[1], "every B run is stopped by its context, or by C's error reply")
+		})
+	}
 }
 
 // TestRun: the program's table, a row each without and with the
@@ -63,14 +70,14 @@ func TestRun(t *testing.T) {
 	require.NoError(t, Run(context.Background(), env(t), testConfig, &out))
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	require.Len(t, lines, 5, out.String())
-	assert.Equal(t, "chain A → B → C: 3 requests one after another, each given up after 20ms; C works 100ms; without the middleware each service's own timeout is 1s", lines[0])
+	assert.Equal(t, "chain A → B → C: 3 requests, 1 in flight, each given up after 20ms; C works 100ms; without the middleware each service's own timeout is 1s", lines[0])
 	assert.Regexp(t, `^without middleware +\d+ +\d+ +\d+ +\d+ +3 +0$`, lines[3])
 	assert.Regexp(t, `^with middleware +\d+ +\d+ +\d+ +\d+ +\d+ +\d+$`, lines[4])
 }
 
 // TestFlags: bad values are refused before anything connects, with exit 2.
 func TestFlags(t *testing.T) {
-	for _, args := range [][]string{{"-requests", "0"}, {"-timeout", "0s"}, {"-work", "-1s"}, {"-hop-timeout", "0s"}, {"extra"}} {
+	for _, args := range [][]string{{"-requests", "0"}, {"-concurrency", "0"}, {"-timeout", "0s"}, {"-work", "-1s"}, {"-hop-timeout", "0s"}, {"extra"}} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			cfg := testConfig
 			fs, check := flags(&cfg)

@@ -9,7 +9,7 @@
 // running. Each row says how many handler-ms every service spent after the
 // caller gave up.
 //
-//	go run ./chain [-requests 10] [-timeout 100ms] [-work 300ms] [-hop-timeout 1s]
+//	go run ./chain [-requests 10] [-concurrency 1] [-timeout 100ms] [-work 300ms] [-hop-timeout 1s]
 package main
 
 import (
@@ -24,7 +24,7 @@ import (
 )
 
 func main() {
-	cfg := Config{Requests: 10, Timeout: 100 * time.Millisecond, Work: 300 * time.Millisecond, HopTimeout: time.Second}
+	cfg := Config{Requests: 10, Concurrency: 1, Timeout: 100 * time.Millisecond, Work: 300 * time.Millisecond, HopTimeout: time.Second}
 	fs, check := flags(&cfg)
 	os.Exit(cli.Main(fs, os.Args[1:], check, func(ctx context.Context, env *cli.Env) error {
 		return Run(ctx, env, cfg, os.Stdout)
@@ -35,7 +35,8 @@ func main() {
 // check cli.Main runs after parsing.
 func flags(cfg *Config) (*flag.FlagSet, func() error) {
 	fs := flag.NewFlagSet("chain", flag.ContinueOnError)
-	fs.IntVar(&cfg.Requests, "requests", cfg.Requests, "requests the caller sends, one after another")
+	fs.IntVar(&cfg.Requests, "requests", cfg.Requests, "requests the caller sends")
+	fs.IntVar(&cfg.Concurrency, "concurrency", cfg.Concurrency, "requests the caller has in flight at once (each service takes one at a time)")
 	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "how long the caller waits for each reply")
 	fs.DurationVar(&cfg.Work, "work", cfg.Work, "how long C works on a request (in 1 ms steps, stopping when its context ends)")
 	fs.DurationVar(&cfg.HopTimeout, "hop-timeout", cfg.HopTimeout, "without the middleware: each service's own timeout for its call and its work")
@@ -55,14 +56,15 @@ the handler-ms each service spent after its caller gave up.`)
 // Run runs the chain without and then with the deadline middleware, and
 // writes a row of each to w:
 //
-//	chain A → B → C: 10 requests one after another, each given up after 100ms; C works 300ms; without the middleware each service's own timeout is 1s
+//	chain A → B → C: 10 requests, 1 in flight, each given up after 100ms; C works 300ms; without the middleware each service's own timeout is 1s
 //	                       handler-ms after the caller gave up
 //	                           A       B       C   total   C ran  refused
 //	without middleware      3734    3732    3730   11198      10        0
 //	with middleware            0       0       0       1      10        0
 //
 // refused counts the requests the middleware answered as expired without
-// running the handler.
+// running the handler: with -concurrency above 1, requests queue behind the
+// one a service works on, and their deadline passes in the queue.
 func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	// 1. A connection per service and one for the caller, as if each were
 	// a process of its own.
@@ -70,8 +72,8 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "chain A → B → C: %d requests one after another, each given up after %v; C works %v; without the middleware each service's own timeout is %v\n",
-		cfg.Requests, cfg.Timeout, cfg.Work, cfg.HopTimeout)
+	fmt.Fprintf(w, "chain A → B → C: %d requests, %d in flight, each given up after %v; C works %v; without the middleware each service's own timeout is %v\n",
+		cfg.Requests, cfg.Concurrency, cfg.Timeout, cfg.Work, cfg.HopTimeout)
 	fmt.Fprintf(w, "%-20s%s\n", "", "   handler-ms after the caller gave up")
 	fmt.Fprintf(w, "%-20s%8s%8s%8s%8s%8s%9s\n", "", "A", "B", "C", "total", "C ran", "refused")
 	// 2. The same load, without and with the middleware; each run waits
