@@ -144,6 +144,16 @@ func connect(t *testing.T) (*nats.Conn, *nats.Conn) {
 	return svc, nc
 }
 
+// requireErrorReply requires that reply is an error reply (respond.ErrorOf)
+// with code and a description.
+func requireErrorReply(t *testing.T, reply *nats.Msg, code string) {
+	t.Helper()
+	var serr *respond.ServiceError
+	require.ErrorAs(t, respond.ErrorOf(reply), &serr)
+	assert.Equal(t, code, serr.Code)
+	assert.NotEmpty(t, serr.Description)
+}
+
 // TestDeadlineMiddleware: for both handler kinds, the handler gets a
 // context that ends at the request's deadline (none without one); a request
 // already expired, or with a malformed header, gets an error reply with
@@ -180,12 +190,8 @@ func TestDeadlineMiddleware(t *testing.T) {
 					defer cancel()
 					reply, err := nc.RequestMsgWithContext(ctx, msg)
 					require.NoError(t, err)
-					err = respond.ErrorOf(reply)
 					if !tc.ran {
-						var serr *respond.ServiceError
-						require.ErrorAs(t, err, &serr)
-						assert.Equal(t, tc.code, serr.Code)
-						assert.NotEmpty(t, serr.Description)
+						requireErrorReply(t, reply, tc.code)
 						select {
 						case <-ran:
 							t.Fatal("the handler ran for a request it must not run")
@@ -193,7 +199,7 @@ func TestDeadlineMiddleware(t *testing.T) {
 						}
 						return
 					}
-					require.NoError(t, err)
+					require.NoError(t, respond.ErrorOf(reply))
 					d := <-ran
 					if want, ok := msg.Header.Get(hedge.DeadlineHeader), msg.Header.Get(hedge.TimeoutHeader) != ""; want != "" || ok {
 						require.False(t, d.IsZero(), "the handler's context has the request's deadline")
@@ -294,14 +300,11 @@ func TestDeadlineClockSkew(t *testing.T) {
 			sent := time.Now()
 			reply, err := nc.RequestMsg(msg, 5*time.Second)
 			require.NoError(t, err)
-			err = respond.ErrorOf(reply)
 			if !tc.ran {
-				var serr *respond.ServiceError
-				require.ErrorAs(t, err, &serr)
-				assert.Equal(t, hedge.ExpiredCode, serr.Code)
+				requireErrorReply(t, reply, hedge.ExpiredCode)
 				return
 			}
-			require.NoError(t, err)
+			require.NoError(t, respond.ErrorOf(reply))
 			d := <-ran
 			assert.False(t, d.Before(sent.Add(budget)), "the budget counts from receipt, after the send")
 			assert.False(t, d.After(time.Now().Add(budget)), "the budget, not the skewed absolute time, ends the handler's context")
