@@ -67,8 +67,8 @@ var timeoutUnits = []struct {
 }
 
 // SetDeadline writes deadline into msg's DeadlineHeader only, creating the
-// header map if needed: the absolute deadline, for a sender that does not
-// know its own clock's time (SetBudget writes both headers). NATS carries
+// header map if needed: the absolute deadline alone, as the Client's
+// Policy.Propagate sends it (SetBudget writes both headers). NATS carries
 // headers to the responder unchanged (servers and clients since 2.2; a
 // connection without header support fails the publish with
 // nats.ErrHeadersNotSupported).
