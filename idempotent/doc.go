@@ -17,7 +17,8 @@
 //   - KV, a JetStream key-value bucket: for a queue group, where the copies
 //     of a request land on different members. A create-if-absent write
 //     (jetstream.KeyValue.Create) is the claim, the reply is stored under
-//     the key with the bucket's TTL, and on a cluster the bucket is
+//     the key with the bucket's TTL (KeyValue.Update), a copy that waits
+//     reads the key until it is there, and on a cluster the bucket is
 //     replicated (KeyValueConfig.Replicas). This is NATS's own replicated
 //     store, not one of the package's.
 //

@@ -218,7 +218,7 @@ func TestOncePerKey(t *testing.T) {
 
 			f, err := testserver.SettleFootprint(e.servers[0], ms[0].nc, func(f testserver.Footprint) bool { return f.Client == before.Client })
 			require.NoError(t, err)
-			assert.Equal(t, before.Client, f.Client, "a member kept a watch")
+			assert.Equal(t, before.Client, f.Client, "a member kept a subscription")
 		})
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -21,8 +22,8 @@ import (
 //   - the reply is stored under the key as an update of that claim
 //     (KeyValue.Update with the claim's revision), so a claim that expired
 //     and was taken again is not overwritten;
-//   - a copy that finds the key claimed watches it (KeyValue.Watch) until
-//     the reply is stored.
+//   - a copy that finds the key claimed reads it (KeyValue.Get, a direct
+//     get) every PollMin to PollMax until the reply is stored.
 //
 // How long a key is kept is the bucket's TTL (KeyValueConfig.TTL), counted
 // from the claim and again from the stored reply; make it longer than the
@@ -48,7 +49,7 @@ type stored struct {
 }
 
 // Begin is Store.Begin. Its errors wrap ErrStore and the jetstream error
-// when the bucket cannot be written or watched (no JetStream answering:
+// when the bucket cannot be written or read (no JetStream answering:
 // jetstream.ErrNoStreamResponse or nats.ErrNoResponders; ctx's end:
 // context.DeadlineExceeded; nats.ErrConnectionClosed), or ErrInProgress
 // when ctx ends while the key is claimed and no reply is stored. done's
@@ -80,32 +81,42 @@ func (s *KV) Begin(ctx context.Context, key string) (func(*nats.Msg) error, *nat
 	return nil, reply, err
 }
 
-// wait watches key until a reply is stored under it, or ctx ends.
+// PollMin and PollMax bound the wait between two reads of a key that
+// another copy holds: it starts at 1 ms and doubles up to 20 ms. A read is
+// one direct get from the bucket's stream; a watch (KeyValue.Watch) would
+// create a consumer per waiting copy, which under hedges costs the server
+// more than a few reads.
+const (
+	PollMin = time.Millisecond
+	PollMax = 20 * time.Millisecond
+)
+
+// wait reads key until a reply is stored under it, or ctx ends.
 func (s *KV) wait(ctx context.Context, key string) (*nats.Msg, error) {
-	w, err := s.kv.Watch(ctx, key)
-	if err != nil {
-		if ctx.Err() != nil {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for d := PollMin; ; d = min(2*d, PollMax) {
+		select {
+		case <-t.C:
+		case <-ctx.Done():
 			return nil, fmt.Errorf("key %q: %w (waited %w)", key, ErrInProgress, ctx.Err())
 		}
-		return nil, fmt.Errorf("watch key %q: %w: %w", key, ErrStore, err)
-	}
-	defer func() { _ = w.Stop() }()
-	for {
-		select {
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil, fmt.Errorf("watch key %q: %w: %w", key, ErrStore, nats.ErrConnectionClosed)
-			}
-			if e == nil || e.Operation() != jetstream.KeyValuePut || string(e.Value()) == string(pending) {
-				continue // the initial values' end, a delete, or still the claim
-			}
+		e, err := s.kv.Get(ctx, key)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound), err == nil && string(e.Value()) == string(pending):
+			// Expired or deleted since the claim (the next copy claims it
+			// afresh), or still the claim.
+		case err != nil && ctx.Err() != nil:
+			return nil, fmt.Errorf("key %q: %w (waited %w)", key, ErrInProgress, ctx.Err())
+		case err != nil:
+			return nil, fmt.Errorf("read key %q: %w: %w", key, ErrStore, err)
+		default:
 			var r stored
 			if err := json.Unmarshal(e.Value(), &r); err != nil {
 				return nil, fmt.Errorf("read key %q: %w: %w", key, ErrStore, err)
 			}
 			return &nats.Msg{Header: r.Header, Data: r.Data}, nil
-		case <-ctx.Done():
-			return nil, fmt.Errorf("key %q: %w (waited %w)", key, ErrInProgress, ctx.Err())
 		}
+		t.Reset(d)
 	}
 }
