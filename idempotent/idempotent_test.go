@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -419,5 +420,56 @@ func TestResponderEnds(t *testing.T) {
 				assert.Equal(t, int64(1), others[0].mw.Stats().Refused)
 			})
 		}
+	}
+}
+
+// TestPanicStored: a handler that panics is not run again for its key: the
+// first copy gets respond.Recover's 500, the next the stored 500, replayed.
+func TestPanicStored(t *testing.T) {
+	s := testserver.New(t)
+	e := env{servers: []*server.Server{s}, store: func(*testing.T, *nats.Conn) idempotent.Store { return idempotent.NewMemory(0, 0) }}
+	var calls atomic.Int64
+	ms := startMembers(t, e, 1, func(*nats.Msg) *nats.Msg {
+		calls.Add(1)
+		panic("card network gone")
+	}, idempotent.Options{})
+	nc := connect(t, s)
+	req := idempotent.NewRequest(subject, nil)
+	for i, replayed := range []string{"", "true"} {
+		reply := request(t, nc, req)
+		var serr *respond.ServiceError
+		require.ErrorAs(t, respond.ErrorOf(reply), &serr, "copy %d", i)
+		assert.Equal(t, "500", serr.Code)
+		assert.Equal(t, replayed, reply.Header.Get(idempotent.ReplayedHeader))
+	}
+	assert.Equal(t, int64(1), calls.Load())
+	assert.Equal(t, idempotent.Stats{Runs: 1, Replays: 1}, ms[0].mw.Stats())
+}
+
+// TestCheckKey: what a key may be.
+func TestCheckKey(t *testing.T) {
+	tests := []struct {
+		key string
+		ok  bool
+	}{
+		{idempotent.NewKey(), true},
+		{"order-42_a=b", true},
+		{strings.Repeat("k", idempotent.MaxKeyLen), true},
+		{"", false},
+		{strings.Repeat("k", idempotent.MaxKeyLen+1), false},
+		{"a.b", false},
+		{"a b", false},
+		{"a*", false},
+		{"ключ", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.key, func(t *testing.T) {
+			err := idempotent.CheckKey(tc.key)
+			if tc.ok {
+				assert.NoError(t, err)
+				return
+			}
+			assert.ErrorIs(t, err, idempotent.ErrBadKey)
+		})
 	}
 }
