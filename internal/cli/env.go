@@ -71,7 +71,7 @@ type Env struct {
 	drainFor time.Duration     // DrainTimeout; shorter in tests
 	scrub    *scrubber
 	embedded *server.Server
-	storeDir string     // the embedded server's JetStream store, removed by Close
+	storeDir string     // the embedded servers' JetStream store, removed by Close
 	net      network    // the nodes; embedded ones are stopped by Close (topology.go)
 	outMu    sync.Mutex // serializes lines on Stderr
 
@@ -547,8 +547,8 @@ func (d *abortDialer) connected() bool {
 // failed, one per line.
 func (e *Env) Close() error {
 	e.mu.Lock()
-	conns, embedded, servers := e.conns, e.embedded, e.net.servers
-	e.conns, e.embedded, e.net.servers = nil, nil, nil
+	conns, embedded, servers, storeDir := e.conns, e.embedded, e.net.servers, e.storeDir
+	e.conns, e.embedded, e.net.servers, e.storeDir = nil, nil, nil, ""
 	e.closed = true
 	e.mu.Unlock()
 	deadline := time.Now().Add(e.drainFor)
@@ -561,12 +561,13 @@ func (e *Env) Close() error {
 	if embedded != nil {
 		testserver.Shutdown(embedded)
 	}
-	if e.storeDir != "" {
-		if err := os.RemoveAll(e.storeDir); err != nil {
+	testserver.Shutdown(servers...)
+	// Only once every server has stopped writing to it.
+	if storeDir != "" {
+		if err := os.RemoveAll(storeDir); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	testserver.Shutdown(servers...)
 	return e.wrapErr(errors.Join(errs...))
 }
 
