@@ -121,7 +121,9 @@ is a terminal.`)
 				return err
 			}
 		case DemoCharge:
-			if err := cli.Refuse(set, "with -demo charge", "admit", "slow", "stall", "stall-rate", "workers", "gap"); err != nil {
+			// -secure's lockdown allows tail.work only, not tail.charge and
+			// the bucket's JetStream API.
+			if err := cli.Refuse(set, "with -demo charge", "admit", "slow", "stall", "stall-rate", "workers", "gap", "secure"); err != nil {
 				return err
 			}
 		}
