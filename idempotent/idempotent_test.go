@@ -173,8 +173,8 @@ func request(t *testing.T, nc *nats.Conn, msg *nats.Msg) *nats.Msg {
 	return reply
 }
 
-// TestOncePerKey: a request answered, a copy later, copies at once while
-// the first runs, no key, a bad key; on every store.
+// TestOncePerKey: a request answered, copies later (replayed), no key, a
+// bad key; on every store, and no subscription left on the member.
 func TestOncePerKey(t *testing.T) {
 	for _, kind := range kinds() {
 		t.Run(kind.name, func(t *testing.T) {

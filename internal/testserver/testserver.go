@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -180,8 +181,24 @@ func shutdown(s *server.Server) {
 // do not form within ReadyTimeout; servers already started are shut down on
 // error.
 func StartCluster(n int, opts ...Option) ([]*server.Server, error) {
-	return startCluster("reqreply", "node", n, opts)
+	servers, err := startCluster("reqreply", "node", n, opts)
+	// A JetStream cluster's route ports are reserved before its nodes
+	// listen on them (startCluster), and another process may take one in
+	// between: then a node never gets ready. Try again, with fresh ports
+	// and fresh stores, up to JetStreamClusterTries times in all.
+	o := baseOptions(opts)
+	for try := 1; err != nil && errors.Is(err, ErrNotReady) && o.JetStream && try < JetStreamClusterTries; try++ {
+		for i := range n {
+			_ = os.RemoveAll(filepath.Join(o.StoreDir, fmt.Sprintf("node-%d", i+1)))
+		}
+		servers, err = startCluster("reqreply", "node", n, opts)
+	}
+	return servers, err
 }
+
+// JetStreamClusterTries is how many times StartCluster starts a JetStream
+// cluster whose nodes do not get ready: 3.
+const JetStreamClusterTries = 3
 
 // startCluster starts n servers named "<prefix>-1".."<prefix>-n" in the
 // cluster called name, and waits for every route.
