@@ -119,6 +119,8 @@ type call struct {
 	subject string
 	watch   *subjectWatch
 	denied  error
+	// header is the caller's headers, put on every copy (RequestMsg).
+	header nats.Header
 }
 
 // subjectWatch is a Client's watch for permission denials of publishes to
@@ -601,6 +603,7 @@ func (c *Client) publish(subject string, data []byte, id uint64, cl *call, cp in
 		Subject: subject,
 		Reply:   c.prefix + strconv.FormatUint(id, 10) + "." + strconv.Itoa(cp),
 		Data:    data,
+		Header:  cl.copyHeader(),
 	}
 	if c.policy.Propagate {
 		SetDeadline(msg, deadline)
@@ -655,6 +658,7 @@ func (c *Client) Request(ctx context.Context, subject string, data []byte) (*nat
 	}
 	id, cl := c.open(subject)
 	defer c.finish(id, cl)
+	cl.header = headerOf(ctx)
 	ctx, unbind := c.bind(ctx)
 	defer unbind()
 	if c.policy.Retry != nil {

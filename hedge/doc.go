@@ -14,6 +14,9 @@
 //     until the overall deadline.
 //
 // Hedges and retries are only for idempotent handlers: every copy may run.
+// A write becomes one with an idempotency key on every copy
+// (Client.RequestMsg puts the caller's headers on each) and a responder
+// that runs once per key (reqreply/idempotent).
 // Every reply comes to one wildcard inbox of the client's, so it also sees
 // and counts the replies nobody takes any more (Client.Stats).
 //

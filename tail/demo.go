@@ -34,6 +34,9 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w, progress io.Writer) e
 	if err != nil {
 		return err
 	}
+	if cfg.Demo == DemoCharge {
+		return RunCharge(ctx, env, nc, cfg, w)
+	}
 	if cfg.Demo != DemoRestart {
 		fmt.Fprintf(w, "%d members in queue group %q, %d requests per row, %d in flight, deadline %v per request\n",
 			cfg.Members, Group, cfg.Requests, cfg.Concurrency, cfg.Timeout)

@@ -7,7 +7,7 @@
 // extra requests, wasted work, timeouts and whether every caller got exactly
 // its own reply.
 //
-//	go run ./tail [-demo all|slow|stall|restart] [-requests 3000]
+//	go run ./tail [-demo all|slow|stall|restart|charge] [-requests 3000]
 //	    [-concurrency 16] [-members 3] [-timeout 100ms] [-hedge 2ms]
 //	    [-admit 2] [-slow 10ms] [-stall 50ms] [-stall-rate 0.01] [-workers 16]
 //	    [-gap 20ms]
@@ -46,7 +46,7 @@ func main() {
 // cli.Main runs after parsing.
 func flags(cfg *Config) (*flag.FlagSet, func() error) {
 	fs := flag.NewFlagSet("tail", flag.ContinueOnError)
-	demo := fs.String("demo", string(DemoAll), "what to run: all, slow (one slow member), stall (transient stalls) or restart (rolling restart)")
+	demo := fs.String("demo", string(DemoAll), "what to run: all, slow (one slow member), stall (transient stalls), restart (rolling restart), or charge (a write with and without an idempotency key; not part of all)")
 	fs.IntVar(&cfg.Members, "members", DefaultMembers, "members in the queue group")
 	fs.IntVar(&cfg.Requests, "requests", DefaultRequests, "requests per table row")
 	fs.IntVar(&cfg.Concurrency, "concurrency", DefaultConcurrency, "requests in flight")
@@ -118,6 +118,12 @@ is a terminal.`)
 			}
 		case DemoRestart:
 			if err := cli.Refuse(set, "with -demo restart", "requests", "hedge", "admit", "slow", "stall", "stall-rate", "workers"); err != nil {
+				return err
+			}
+		case DemoCharge:
+			// -secure's lockdown allows tail.work only, not tail.charge and
+			// the bucket's JetStream API.
+			if err := cli.Refuse(set, "with -demo charge", "admit", "slow", "stall", "stall-rate", "workers", "gap", "secure"); err != nil {
 				return err
 			}
 		}

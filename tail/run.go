@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -59,11 +60,14 @@ const (
 	DemoSlow    Demo = "slow"
 	DemoStall   Demo = "stall"
 	DemoRestart Demo = "restart"
+	// DemoCharge is not part of all: a write served with and without an
+	// idempotency key (charge.go).
+	DemoCharge Demo = "charge"
 )
 
 // Config is what the tail program was asked to do.
 type Config struct {
-	// Demo: all, slow, stall or restart.
+	// Demo: all, slow, stall, restart or charge.
 	Demo Demo
 	// Members in the queue group (1..64); member-1 is the slow one.
 	Members int
@@ -116,8 +120,8 @@ func (cfg *Config) Check() error {
 		return err
 	}
 	switch {
-	case cfg.Demo != DemoAll && cfg.Demo != DemoSlow && cfg.Demo != DemoStall && cfg.Demo != DemoRestart:
-		return cli.Usagef("-demo %q: want all, slow, stall or restart", cfg.Demo)
+	case !slices.Contains([]Demo{DemoAll, DemoSlow, DemoStall, DemoRestart, DemoCharge}, cfg.Demo):
+		return cli.Usagef("-demo %q: want all, slow, stall, restart or charge", cfg.Demo)
 	case cfg.Members < 1 || cfg.Members > 64:
 		return cli.Usagef("-members %d must be in 1..64", cfg.Members)
 	case cfg.Requests < 1 || cfg.Requests > MaxRequests:

@@ -428,6 +428,8 @@ func TestFlags(t *testing.T) {
 		{"the slow demo ignores -stall", []string{"-demo", "slow", "-stall", "1ms"}, false},
 		{"the stall demo ignores -slow", []string{"-demo", "stall", "-slow", "1ms"}, false},
 		{"the stall demo takes -workers", []string{"-demo", "stall", "-workers", "1"}, true},
+		{"the charge demo", []string{"-demo", "charge", "-requests", "300", "-hedge", "1ms"}, true},
+		{"the charge demo ignores -admit", []string{"-demo", "charge", "-admit", "3"}, false},
 		// -serve once took these and ignored them.
 		{"serve -fault slow ignores -workers", []string{"-serve", "-workers", "4"}, false},
 		{"serve -fault slow ignores -stall", []string{"-serve", "-fault", "slow", "-stall", "1ms"}, false},

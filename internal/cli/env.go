@@ -71,6 +71,7 @@ type Env struct {
 	drainFor time.Duration     // DrainTimeout; shorter in tests
 	scrub    *scrubber
 	embedded *server.Server
+	storeDir string     // the embedded servers' JetStream store, removed by Close
 	net      network    // the nodes; embedded ones are stopped by Close (topology.go)
 	outMu    sync.Mutex // serializes lines on Stderr
 
@@ -113,16 +114,23 @@ func NewEnv(scenario, url string) *Env {
 
 // Embedded returns an Env on a nats-server started here, in this process
 // (testserver.Start): what a program uses when NATS_URL is unset, and what
-// the Examples run on. Env.Close drains its connections, then stops the
-// server. The error wraps testserver.ErrNotReady if the server does not
-// come up.
+// the Examples run on. It runs JetStream, with its store in a fresh
+// temporary directory (for a key-value bucket: tail -demo charge).
+// Env.Close drains its connections, then stops the server and removes the
+// directory. The error wraps testserver.ErrNotReady if the server does not
+// come up, or the temporary directory's error.
 func Embedded(scenario string) (*Env, error) {
-	s, err := testserver.Start()
+	dir, err := os.MkdirTemp("", scenario+"-jetstream-")
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats-server: %w", err)
 	}
+	s, err := testserver.Start(testserver.WithJetStream(dir))
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, fmt.Errorf("embedded nats-server: %w", err)
+	}
 	env := NewEnv(scenario, s.ClientURL())
-	env.embedded = s
+	env.embedded, env.storeDir = s, dir
 	return env, nil
 }
 
@@ -539,8 +547,8 @@ func (d *abortDialer) connected() bool {
 // failed, one per line.
 func (e *Env) Close() error {
 	e.mu.Lock()
-	conns, embedded, servers := e.conns, e.embedded, e.net.servers
-	e.conns, e.embedded, e.net.servers = nil, nil, nil
+	conns, embedded, servers, storeDir := e.conns, e.embedded, e.net.servers, e.storeDir
+	e.conns, e.embedded, e.net.servers, e.storeDir = nil, nil, nil, ""
 	e.closed = true
 	e.mu.Unlock()
 	deadline := time.Now().Add(e.drainFor)
@@ -554,6 +562,12 @@ func (e *Env) Close() error {
 		testserver.Shutdown(embedded)
 	}
 	testserver.Shutdown(servers...)
+	// Only once every server has stopped writing to it.
+	if storeDir != "" {
+		if err := os.RemoveAll(storeDir); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return e.wrapErr(errors.Join(errs...))
 }
 

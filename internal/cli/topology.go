@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 
@@ -174,12 +175,14 @@ func (t Topology) describe() string {
 
 // EmbeddedTopology returns an Env on the embedded servers t asks for,
 // started with testserver and ready (routes, leaf connection, gateways
-// both ways): one server, a cluster of t.Nodes, a hub and a leaf, or a
-// supercluster. Its URL lists every node; Env.Close drains the connections,
+// both ways): one server, a cluster of t.Nodes (with JetStream, its meta
+// group led, in a temporary directory Close removes), a hub and a leaf, or
+// a supercluster. Its URL lists every node; Env.Close drains the connections,
 // then stops the servers. The error wraps testserver.ErrNotReady if the
 // topology does not form within testserver.ReadyTimeout.
 func EmbeddedTopology(scenario string, t Topology) (*Env, error) {
 	var net network
+	var storeDir string // a cluster's JetStream store, removed by Env.Close
 	switch t.Kind {
 	case Single:
 		s, err := testserver.Start(testserver.WithServerName("node-1"))
@@ -189,8 +192,17 @@ func EmbeddedTopology(scenario string, t Topology) (*Env, error) {
 		net.servers = []*server.Server{s}
 		net.nodes = []Node{{Name: "node-1", Cluster: "single", URL: s.ClientURL()}}
 	case Cluster:
-		servers, err := testserver.StartCluster(t.Nodes)
+		// JetStream too, in a temporary directory Close removes, so a
+		// key-value bucket can be replicated on the nodes (tail -demo
+		// charge).
+		dir, err := os.MkdirTemp("", scenario+"-jetstream-")
 		if err != nil {
+			return nil, fmt.Errorf("embedded cluster: %w", err)
+		}
+		storeDir = dir
+		servers, err := testserver.StartCluster(t.Nodes, testserver.WithJetStream(dir))
+		if err != nil {
+			_ = os.RemoveAll(dir)
 			return nil, fmt.Errorf("embedded cluster: %w", err)
 		}
 		net.servers = servers
@@ -231,7 +243,7 @@ func EmbeddedTopology(scenario string, t Topology) (*Env, error) {
 		urls = append(urls, n.URL)
 	}
 	env := NewEnv(scenario, strings.Join(urls, ","))
-	env.net = net
+	env.net, env.storeDir = net, storeDir
 	return env, nil
 }
 

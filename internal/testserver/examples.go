@@ -13,9 +13,10 @@ import (
 // RunWithServer is a pattern package's TestMain: it starts the embedded
 // nats-server the Examples connect to, sets NATS_URL to it, runs the
 // tests, stops the server, and then checks that no goroutine is left. It
-// returns the exit code.
-func RunWithServer(m *testing.M) int {
-	s, err := Start()
+// returns the exit code. opts change the server (WithJetStream for a
+// package whose Examples use a key-value bucket).
+func RunWithServer(m *testing.M, opts ...Option) int {
+	s, err := Start(opts...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "start the examples' server:", err)
 		return 1

@@ -20,6 +20,7 @@ func TestBaseOptions(t *testing.T) {
 		{name: "logging", opts: []Option{WithLogging()}, want: func(o *server.Options) { o.NoLog = false }},
 		{name: "name", opts: []Option{WithServerName("alpha")}, want: func(o *server.Options) { o.ServerName = "alpha" }},
 		{name: "max payload", opts: []Option{WithMaxPayload(512)}, want: func(o *server.Options) { o.MaxPayload = 512 }},
+		{name: "jetstream", opts: []Option{WithJetStream("/tmp/js")}, want: func(o *server.Options) { o.JetStream, o.StoreDir = true, "/tmp/js" }},
 		{name: "users", opts: []Option{WithUsers(alice)}, want: func(o *server.Options) { o.Users = []*server.User{alice} }},
 	}
 	for _, tc := range tests {

@@ -17,6 +17,8 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -73,6 +75,20 @@ func WithoutHeaders() Option {
 func WithServerName(name string) Option {
 	return func(o *server.Options) { o.ServerName = name }
 }
+
+// WithJetStream turns JetStream on, with its file store in dir (a test's
+// t.TempDir(), or JetStream(tb)): what a key-value bucket or a stream
+// needs. On a cluster each node stores in its own subdirectory of dir,
+// named after the node ("node-1", ...), and the nodes form one JetStream
+// meta group, so a bucket may be replicated (Replicas up to the cluster's
+// size).
+func WithJetStream(dir string) Option {
+	return func(o *server.Options) { o.JetStream, o.StoreDir = true, dir }
+}
+
+// JetStream is WithJetStream in a fresh temporary directory of tb's,
+// removed when tb's test ends.
+func JetStream(tb testing.TB) Option { return WithJetStream(tb.TempDir()) }
 
 func baseOptions(opts []Option) *server.Options {
 	o := &server.Options{
@@ -158,14 +174,31 @@ func shutdown(s *server.Server) {
 
 // StartCluster starts n (≥ 2) servers routed into one cluster named
 // "reqreply" and returns them once every server counts every other as a
-// remote (Server.NumRemotes is n-1 on each), which is when a client of any
+// remote (Server.NumRemotes is n-1 on each), and with WithJetStream once
+// the JetStream meta group has a leader that every node follows, which is when a client of any
 // node can reach responders on all of them, once their interest has
 // propagated (see WaitForInterest). The error wraps ErrNotReady if the routes
 // do not form within ReadyTimeout; servers already started are shut down on
 // error.
 func StartCluster(n int, opts ...Option) ([]*server.Server, error) {
-	return startCluster("reqreply", "node", n, opts)
+	servers, err := startCluster("reqreply", "node", n, opts)
+	// A JetStream cluster's route ports are reserved before its nodes
+	// listen on them (startCluster), and another process may take one in
+	// between: then a node never gets ready. Try again, with fresh ports
+	// and fresh stores, up to JetStreamClusterTries times in all.
+	o := baseOptions(opts)
+	for try := 1; err != nil && errors.Is(err, ErrNotReady) && o.JetStream && try < JetStreamClusterTries; try++ {
+		for i := range n {
+			_ = os.RemoveAll(filepath.Join(o.StoreDir, fmt.Sprintf("node-%d", i+1)))
+		}
+		servers, err = startCluster("reqreply", "node", n, opts)
+	}
+	return servers, err
 }
+
+// JetStreamClusterTries is how many times StartCluster starts a JetStream
+// cluster whose nodes do not get ready: 3.
+const JetStreamClusterTries = 3
 
 // startCluster starts n servers named "<prefix>-1".."<prefix>-n" in the
 // cluster called name, and waits for every route.
@@ -178,13 +211,34 @@ func startCluster(name, prefix string, n int, opts []Option) ([]*server.Server, 
 		Shutdown(servers...)
 		return nil, err
 	}
+	// JetStream on a cluster needs routes configured on every node, the
+	// first too: the ports are reserved first (as StartHub's), and every
+	// node routes to every other.
+	var ports []int
+	if baseOptions(opts).JetStream {
+		for range n {
+			port, err := freePort()
+			if err != nil {
+				return nil, fmt.Errorf("start cluster %s: %w", name, err)
+			}
+			ports = append(ports, port)
+		}
+	}
 	for i := range n {
 		o := baseOptions(opts)
 		o.ServerName = fmt.Sprintf("%s-%d", prefix, i+1)
 		o.Cluster.Name = name
 		o.Cluster.Host = "127.0.0.1"
 		o.Cluster.Port = -1
-		if i > 0 {
+		if o.JetStream {
+			o.StoreDir = filepath.Join(o.StoreDir, o.ServerName)
+			o.Cluster.Port = ports[i]
+			for j, port := range ports {
+				if j != i {
+					o.Routes = append(o.Routes, &url.URL{Scheme: "nats-route", Host: fmt.Sprintf("127.0.0.1:%d", port)})
+				}
+			}
+		} else if i > 0 {
 			// Every node routes to the first; the first gossips the others.
 			seed := servers[0].ClusterAddr()
 			o.Routes = []*url.URL{{Scheme: "nats-route", Host: seed.String()}}
@@ -211,7 +265,26 @@ func startCluster(name, prefix string, n int, opts []Option) ([]*server.Server, 
 	if !ok {
 		return fail(fmt.Errorf("start cluster %s of %d: routes %w within %s", name, n, ErrNotReady, ReadyTimeout))
 	}
+	if servers[0].JetStreamEnabled() && !Settle(func() bool { return jetStreamReady(servers) }) {
+		return fail(fmt.Errorf("start cluster %s of %d: JetStream meta group %w within %s", name, n, ErrNotReady, ReadyTimeout))
+	}
 	return servers, nil
+}
+
+// jetStreamReady reports whether the cluster's JetStream meta group has a
+// leader, every node is current with it and knows every peer: until then a
+// replicated stream or bucket cannot be placed.
+func jetStreamReady(servers []*server.Server) bool {
+	leader := false
+	for _, s := range servers {
+		if !s.JetStreamIsCurrent() {
+			return false
+		}
+		if s.JetStreamIsLeader() { // only the leader lists the peers
+			leader = len(s.JetStreamClusterPeers()) == len(servers)
+		}
+	}
+	return leader
 }
 
 // NewCluster is StartCluster for tests: it fails tb if the cluster does not
