@@ -66,8 +66,8 @@ type Step struct {
 	Type string    `json:"type"`
 	Time time.Time `json:"ts"`
 	// Kind, CID and Name are the connection of an Ingress or an Egress:
-	// for a client its name (nats.Name), for a route or leaf connection
-	// the remote server's name, for a gateway the remote cluster's.
+	// for a client its name (nats.Name), for a route, gateway or leaf
+	// connection the remote server's name.
 	Kind Kind   `json:"kind"`
 	CID  uint64 `json:"cid"`
 	Name string `json:"name,omitempty"`
@@ -255,8 +255,8 @@ func (t *Tree) draw(b *strings.Builder, r *Report, prefix string) {
 				continue
 			}
 			to := next.Server.Name
-			if s.Kind == Gateway {
-				to += " (cluster " + s.Name + ")"
+			if s.Kind == Gateway && next.Server.Cluster != "" {
+				to += " (cluster " + next.Server.Cluster + ")"
 			}
 			fmt.Fprintf(b, "%s to %s%s\n", s.Kind, to, failed(s))
 			t.draw(b, next, prefix+more)
