@@ -51,7 +51,7 @@ func runPhase(ctx context.Context, w io.Writer, nc *nats.Conn, cfg Config, ph ph
 	fmt.Fprintf(w, "%s:\n", ph.name)
 	lc := loadConfig(cfg)
 	lc.Settle = func(ctx context.Context) error { return settleAll(members()...)(ctx) }
-	res, err := Load(ctx, nc, lc)
+	res, err := load(ctx, w, nc, cfg, lc)
 	if err != nil {
 		return loadError(w, res, err)
 	}
