@@ -144,6 +144,11 @@ func TestSuperclusterGather(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 2, res.Count)
 	assert.Zero(t, res.Skipped+res.Dropped+res.Unread, "only the replies reach the gather")
+	var from []string
+	for _, r := range res.Replies {
+		from = append(from, string(r.Msg.Data))
+	}
+	assert.ElementsMatch(t, []string{"responder-east", "responder-west"}, from, "every reply is a responder's, none a report")
 	tree, err := tr.Collect(context.Background(), 2*time.Second)
 	require.NoError(t, err)
 	require.True(t, tree.Complete(), "missing hops %q:\n%s", tree.Missing(), tree)
