@@ -15,6 +15,14 @@
 // delivered as usual; Collect gathers the reports until every hop has
 // reported, a quiet gap, or the context's end, and unsubscribes.
 //
+// A report reaches the trace's inbox only where the inbox's interest has: a
+// route or leaf connection carries the subscription before the request, but
+// nats-server's gateways run the global account in interest-only mode, and
+// the interest crosses them on other connections than the request. A
+// report from another cluster can then be dropped; the Tree says which hop
+// sent none (Tree.Missing). Wait for the interest where you can see it
+// (Trace.Dest names the subject) before sending the request.
+//
 // The package imports only the standard library and nats.go; its JSON
 // types are its own small copies of nats-server's MsgTraceEvent.
 package msgtrace

@@ -139,6 +139,9 @@ func TestSuperclusterGather(t *testing.T) {
 	nc := connectTo(t, east[1], "requester")
 	tr, err := msgtrace.Start(nc)
 	require.NoError(t, err)
+	// Gateways carry interest only (nats-server's interest-only mode):
+	// west's reports reach the trace's inbox once west knows of it.
+	require.NoError(t, testserver.WaitForGatewayInterest(sc.Servers(), "east", tr.Dest()))
 	res, err := gather.Gather(context.Background(), gather.Inbox{Conn: nc}, "gather.demo", nil,
 		gather.Header(tr.Header()), gather.MaxReplies(2), gather.Timeout(5*time.Second))
 	require.NoError(t, err)

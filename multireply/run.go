@@ -189,7 +189,7 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	// they come to an inbox of their own, never to the gather.
 	where := whereFunc(env, cfg, placed)
 	reconnects := nc.Stats().Reconnects
-	traced, err := cfg.MsgTrace.Begin(nc)
+	traced, err := cfg.MsgTrace.Begin(env, nc)
 	if err != nil {
 		return err
 	}

@@ -355,8 +355,8 @@ func loadConfig(cfg Config) LoadConfig {
 // load is Load with -msgtrace: request number 1 carries the trace header
 // (LoadConfig.Header), and where it went is printed to w once the run is
 // over. Errors are Load's, or the trace's start's.
-func load(ctx context.Context, w io.Writer, nc *nats.Conn, cfg Config, lc LoadConfig) (*Result, error) {
-	traced, err := cfg.MsgTrace.Begin(nc)
+func load(ctx context.Context, env *cli.Env, w io.Writer, nc *nats.Conn, cfg Config, lc LoadConfig) (*Result, error) {
+	traced, err := cfg.MsgTrace.Begin(env, nc)
 	if err != nil {
 		return nil, err
 	}

@@ -56,7 +56,7 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	}
 	// With -msgtrace the first request carries the trace header, and the
 	// servers' reports of where it went are printed after its reply.
-	traced, err := cfg.MsgTrace.Begin(nc)
+	traced, err := cfg.MsgTrace.Begin(env, nc)
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"reqreply/internal/testserver"
 	"reqreply/msgtrace"
 )
 
@@ -54,11 +55,17 @@ func (m *MsgTrace) Check(mode Mode, set map[string]bool) error {
 	return nil
 }
 
-// Begin starts the trace of one request on nc (msgtrace.Start) when
-// -msgtrace is on; without it, a nil *Traced, whose methods do nothing.
-// Errors are msgtrace.Start's, and nats.ErrHeadersNotSupported for a
-// server without headers.
-func (m MsgTrace) Begin(nc *nats.Conn) (*Traced, error) {
+// Begin starts the trace of one request on nc (msgtrace.Start), a
+// connection of env, when -msgtrace is on; without it, a nil *Traced, whose
+// methods do nothing. On env's embedded supercluster it then waits until
+// the other clusters know of the trace's inbox
+// (testserver.WaitForGatewayInterest): nats-server's gateways carry the
+// global account's messages by interest only, and a report sent before
+// the interest has crossed would be dropped. (On servers of your own, a
+// report can be lost that way; the tree then says which hop sent none.)
+// Errors are msgtrace.Start's, nats.ErrHeadersNotSupported for a server
+// without headers, and the wait's (testserver.ErrNotReady).
+func (m MsgTrace) Begin(env *Env, nc *nats.Conn) (*Traced, error) {
 	if !m.On {
 		return nil, nil
 	}
@@ -68,6 +75,12 @@ func (m MsgTrace) Begin(nc *nats.Conn) (*Traced, error) {
 	tr, err := msgtrace.Start(nc)
 	if err != nil {
 		return nil, fmt.Errorf("-msgtrace: %w", err)
+	}
+	if servers, cluster := env.Servers(), nc.ConnectedClusterName(); len(servers) > 1 && cluster != "" {
+		if err := testserver.WaitForGatewayInterest(servers, cluster, tr.Dest()); err != nil {
+			tr.Stop()
+			return nil, fmt.Errorf("-msgtrace: %w", err)
+		}
 	}
 	return &Traced{tr: tr}, nil
 }
