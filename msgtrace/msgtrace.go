@@ -115,8 +115,9 @@ func (t *Trace) Stop() {
 //   - nats.ErrTimeout: no report at all within quiet (the request was not
 //     sent, or the server predates message tracing, 2.11);
 //   - ctx's error (context.Canceled, context.DeadlineExceeded);
-//   - nats.ErrConnectionClosed: nc closed during the wait;
-//   - nats.ErrConnectionDraining: nc drained during the wait;
+//   - nats.ErrConnectionClosed: nc closed before or during the wait;
+//   - nats.ErrConnectionDraining: nc draining before or during the wait
+//     (nats.ErrConnectionClosed once the drain has closed it);
 //   - nats.ErrBadSubscription: Collect or Stop already ran.
 //
 // A Tree cut short by quiet is returned without an error: Tree.Missing
@@ -128,7 +129,12 @@ func (t *Trace) Collect(ctx context.Context, quiet time.Duration) (*Tree, error)
 	}
 	tree := &Tree{}
 	fail := func(err error) (*Tree, error) { return tree, fmt.Errorf("msgtrace %q: %w", t.dest, err) }
-	if !t.sub.IsValid() {
+	switch {
+	case t.nc.IsClosed():
+		return fail(nats.ErrConnectionClosed)
+	case t.nc.IsDraining():
+		return fail(nats.ErrConnectionDraining)
+	case !t.sub.IsValid():
 		return fail(nats.ErrBadSubscription)
 	}
 	for !tree.Complete() {
