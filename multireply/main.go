@@ -7,7 +7,7 @@
 //	go run ./multireply [-responders 5] [-timeout 1s] [-max N] [-stall D]
 //	                    [-sentinel] [-variant inbox|shared|natsext]
 //	                    [-delay 200ms] [-seed 1] [-discover] [-serve | -request]
-//	                    [-cluster N | -supercluster | -secure]
+//	                    [-cluster N | -supercluster | -secure] [-msgtrace]
 //
 // -cluster N runs it on an embedded cluster of N nodes, the responders
 // spread over them and the requester on another node than the first
@@ -16,7 +16,8 @@
 // it locked down: an embedded server where the requester may only publish
 // to gather.demo (and the micro control subjects) and read its own inbox
 // prefix, and each responder may only take those requests and reply (see
-// security/locked-down.conf).
+// security/locked-down.conf). -msgtrace sends the request with nats-server's
+// message tracing and prints where it went.
 package main
 
 import (
@@ -55,6 +56,7 @@ func flags(cfg *Config) (*flag.FlagSet, func() error) {
 	fs.BoolVar(&cfg.Discover, "discover", false, "gather $SRV.PING and $SRV.INFO from three micro service instances instead")
 	cfg.Mode.AddFlags(fs)
 	cfg.Topology.AddFlags(fs)
+	cfg.MsgTrace.AddFlags(fs)
 	fs.BoolVar(&cfg.Supercluster, "supercluster", false, "run on an embedded supercluster: east and west, 2 nodes each, joined by gateways; responders in both (NATS_URL unset)")
 	cli.SetUsage(fs, "multireply [flags]",
 		`Scatter-gather: responders on gather.demo each answer one request after their own
@@ -89,9 +91,12 @@ natsext (orbit.go's RequestMany). -discover gathers micro service PING/INFO answ
 			cfg.Topology.Kind = cli.Supercluster
 		}
 		if cfg.Discover {
-			if err := cli.Refuse(set, "with -discover, whose three micro service instances answer at once", "responders", "delay", "seed"); err != nil {
+			if err := cli.Refuse(set, "with -discover, whose three micro service instances answer at once", "responders", "delay", "seed", "msgtrace"); err != nil {
 				return err
 			}
+		}
+		if err := cfg.MsgTrace.Check(cfg.Mode, set); err != nil {
+			return err
 		}
 		return cfg.Check()
 	}

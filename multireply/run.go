@@ -54,6 +54,8 @@ type Config struct {
 	// Supercluster runs on an embedded supercluster (east and west, 2
 	// nodes each, joined by gateways), responders in both clusters.
 	Supercluster bool
+	// MsgTrace: -msgtrace traces the gather's request (cli.MsgTrace).
+	MsgTrace cli.MsgTrace
 }
 
 // Check validates cfg before anything connects; errors wrap cli.ErrUsage.
@@ -182,9 +184,21 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 
 	// One request; replies printed as they arrive, with the node (and
 	// cluster) of their responder when there are several nodes.
+	// With -msgtrace the request carries the trace header, and the
+	// servers' reports of where it went are printed after the timeline;
+	// they come to an inbox of their own, never to the gather.
 	where := whereFunc(env, cfg, placed)
 	reconnects := nc.Stats().Reconnects
-	s, err := v.Stream(ctx, DemoSubject, nil, cfg.options()...)
+	traced, err := cfg.MsgTrace.Begin(env, nc)
+	if err != nil {
+		return err
+	}
+	defer traced.Stop()
+	opts := cfg.options()
+	if h := traced.Header(); h != nil {
+		opts = append(opts, gather.Header(h))
+	}
+	s, err := v.Stream(ctx, DemoSubject, nil, opts...)
 	if err != nil {
 		return err
 	}
@@ -199,6 +213,7 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	// subscribes to the subject, and the server said so at once.
 	res, err := s.Result()
 	fmt.Fprintln(w, Timeline(res, at...))
+	traced.Print(ctx, w)
 	// The requester lost its server during the gather (the connection's
 	// events on stderr give the times): replies sent to it while it was
 	// away are lost, which NATS does not guard against; the gather kept

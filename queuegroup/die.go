@@ -76,7 +76,7 @@ func runDie(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 		return nil
 	}
 	lc.Settle = settleAll(members...)
-	res, err := Load(ctx, nc, lc)
+	res, err := load(ctx, env, w, nc, cfg, lc)
 	if err != nil {
 		return loadError(w, res, err)
 	}
@@ -148,7 +148,7 @@ func runGone(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	}
 	lc := loadConfig(cfg)
 	lc.Settle = settleAll(members...)
-	res, err := Load(ctx, nc, lc)
+	res, err := load(ctx, env, w, nc, cfg, lc)
 	if err != nil {
 		return loadError(w, res, err)
 	}

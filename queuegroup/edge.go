@@ -47,11 +47,11 @@ type phase struct {
 // and latency, then the phase's verdict. The error wraps ErrNotVerified
 // when a request was not answered exactly once or was answered by a
 // member outside ph.want.
-func runPhase(ctx context.Context, w io.Writer, nc *nats.Conn, cfg Config, ph phase, members func() []*Member) error {
+func runPhase(ctx context.Context, env *cli.Env, w io.Writer, nc *nats.Conn, cfg Config, ph phase, members func() []*Member) error {
 	fmt.Fprintf(w, "%s:\n", ph.name)
 	lc := loadConfig(cfg)
 	lc.Settle = func(ctx context.Context) error { return settleAll(members()...)(ctx) }
-	res, err := Load(ctx, nc, lc)
+	res, err := load(ctx, env, w, nc, cfg, lc)
 	if err != nil {
 		return loadError(w, res, err)
 	}
@@ -121,7 +121,7 @@ func runLeaf(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	if err := awaitMembers(ctx, env, w, nc, cfg, probe.AnyOf(LeafWorker)); err != nil {
 		return err
 	}
-	if err := runPhase(ctx, w, nc, cfg, phase{"1. the leaf has a member: requests stay on the leaf", []string{LeafWorker}}, current); err != nil {
+	if err := runPhase(ctx, env, w, nc, cfg, phase{"1. the leaf has a member: requests stay on the leaf", []string{LeafWorker}}, current); err != nil {
 		return err
 	}
 
@@ -135,7 +135,7 @@ func runLeaf(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	if err := awaitMembers(ctx, env, w, nc, cfg, probe.AnyOf(hubNames...)); err != nil {
 		return err
 	}
-	if err := runPhase(ctx, w, nc, cfg, phase{"2. no member on the leaf: requests fail over to the hub", hubNames}, current); err != nil {
+	if err := runPhase(ctx, env, w, nc, cfg, phase{"2. no member on the leaf: requests fail over to the hub", hubNames}, current); err != nil {
 		return err
 	}
 
@@ -149,7 +149,7 @@ func runLeaf(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	if err := awaitMembers(ctx, env, w, nc, cfg, probe.AnyOf(LeafWorker)); err != nil {
 		return err
 	}
-	if err := runPhase(ctx, w, nc, cfg, phase{"3. a member on the leaf again: requests stay on the leaf", []string{LeafWorker}}, current); err != nil {
+	if err := runPhase(ctx, env, w, nc, cfg, phase{"3. a member on the leaf again: requests stay on the leaf", []string{LeafWorker}}, current); err != nil {
 		return err
 	}
 	fmt.Fprintln(w, "so a leaf node serves its own requests while it can, and the hub covers for it when it cannot")
@@ -201,7 +201,7 @@ func runGeo(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	if err := awaitMembers(ctx, env, w, nc, cfg, probe.AllOf(eastNames...)); err != nil {
 		return err
 	}
-	if err := runPhase(ctx, w, nc, cfg, phase{"1. east has members: requests stay in east", eastNames}, current); err != nil {
+	if err := runPhase(ctx, env, w, nc, cfg, phase{"1. east has members: requests stay in east", eastNames}, current); err != nil {
 		return err
 	}
 
@@ -217,7 +217,7 @@ func runGeo(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	if err := awaitMembers(ctx, env, w, nc, cfg, probe.AnyOf(westNames...)); err != nil {
 		return err
 	}
-	if err := runPhase(ctx, w, nc, cfg, phase{"2. no member in east: requests cross the gateway to west", westNames}, current); err != nil {
+	if err := runPhase(ctx, env, w, nc, cfg, phase{"2. no member in east: requests cross the gateway to west", westNames}, current); err != nil {
 		return err
 	}
 
@@ -233,7 +233,7 @@ func runGeo(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	if err := awaitMembers(ctx, env, w, nc, cfg, probe.AnyOf(backName)); err != nil {
 		return err
 	}
-	if err := runPhase(ctx, w, nc, cfg, phase{"3. a member in east again: requests stay in east", []string{backName}}, current); err != nil {
+	if err := runPhase(ctx, env, w, nc, cfg, phase{"3. a member in east again: requests stay in east", []string{backName}}, current); err != nil {
 		return err
 	}
 	fmt.Fprintln(w, "so a cluster serves its own requests while it has members, and the gateway carries them to another cluster only when it has none")

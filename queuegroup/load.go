@@ -77,6 +77,9 @@ type LoadConfig struct {
 	// PerRequest keeps who answered each request (Result.PerRequest) also
 	// when Replies is 1; it costs about 40 bytes per request.
 	PerRequest bool
+	// Header is sent on the first copy of request number 1 only (nil:
+	// none): the trace header of -msgtrace (cli.Traced.Header).
+	Header nats.Header
 
 	// At and Before change the group mid-run: Before runs once, just before
 	// request number At (1..Requests) is sent. Requests numbered At and
@@ -547,7 +550,12 @@ func (l *loader) publish(n, attempt int, payload []byte) error {
 	if check {
 		before = l.nc.LastError()
 	}
-	err := l.nc.PublishRequest(l.cfg.Subject, reply, payload)
+	var err error
+	if n == 1 && attempt == 0 && l.cfg.Header != nil {
+		err = l.nc.PublishMsg(&nats.Msg{Subject: l.cfg.Subject, Reply: reply, Data: payload, Header: l.cfg.Header})
+	} else {
+		err = l.nc.PublishRequest(l.cfg.Subject, reply, payload)
+	}
 	switch {
 	case err == nil:
 		if check {

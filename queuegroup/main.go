@@ -20,9 +20,14 @@
 // Lockdown and security/locked-down.conf). The leaf and geo demos start
 // servers without users, so they refuse -secure, as -cluster does.
 //
+// -msgtrace sends the first request of each run (of each phase, in the leaf
+// and geo demos) with nats-server's message tracing and prints where it
+// went: which member, on which server, over which crossing.
+//
 //	go run ./queuegroup [-demo share|mixed|drain|scale|die|gone|slow|micro|leaf|geo]
 //	    [-workers 3] [-requests 30] [-concurrency 1] [-timeout 1s]
 //	    [-slow 0] [-retry] [-cluster 1] [-serve | -request | -secure] [-context NAME]
+//	    [-msgtrace]
 package main
 
 import (
@@ -64,6 +69,7 @@ func flags(cfg *Config) (*flag.FlagSet, func() error) {
 	fs.BoolVar(&cfg.Retry, "retry", false, "re-send a timed-out request once (needs an idempotent handler)")
 	cfg.Mode.AddFlags(fs)
 	cfg.Topology.AddFlags(fs)
+	cfg.MsgTrace.AddFlags(fs)
 	fs.Usage = func() {
 		out := fs.Output()
 		fmt.Fprintln(out, "usage: queuegroup [flags]")
@@ -92,6 +98,12 @@ func flags(cfg *Config) (*flag.FlagSet, func() error) {
 			if err := cli.Refuse(set, "with -request, which runs only the requester", "workers", "slow"); err != nil {
 				return err
 			}
+		}
+		if err := cfg.MsgTrace.Check(cfg.Mode, set); err != nil {
+			return err
+		}
+		if cfg.MsgTrace.On && cfg.Demo == DemoSlow {
+			return cli.Usagef("-msgtrace traces every demo but slow, whose rows compare latencies")
 		}
 		// The leaf and geo demos bring their own topology.
 		switch cfg.Demo {

@@ -365,7 +365,7 @@ func runMicro(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error 
 		}
 		return nil
 	}
-	res, err := Load(ctx, nc, lc)
+	res, err := load(ctx, env, w, nc, cfg, lc)
 	if err != nil {
 		return loadError(w, res, err)
 	}

@@ -76,7 +76,7 @@ func runMixed(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error 
 	lc := loadConfig(cfg)
 	lc.Replies = 2
 	lc.Settle = settleFrom(nc, all...)
-	res, err := Load(ctx, nc, lc)
+	res, err := load(ctx, env, w, nc, cfg, lc)
 	if err != nil {
 		return loadError(w, res, err)
 	}

@@ -116,6 +116,9 @@ type Config struct {
 	// Topology is the embedded topology when NATS_URL is unset: -cluster
 	// N, or the hub and leaf of DemoLeaf, the supercluster of DemoGeo.
 	Topology cli.Topology
+	// MsgTrace: -msgtrace traces the first request of each load run (each
+	// phase of the leaf and geo demos) and prints where it went.
+	MsgTrace cli.MsgTrace
 
 	// afterDeath, for tests, runs in the die demo after the dying member has
 	// closed its connection and before any retry is sent: there the tests
@@ -347,6 +350,21 @@ func loadConfig(cfg Config) LoadConfig {
 		Timeout:     cfg.Timeout,
 		Retry:       cfg.Retry,
 	}
+}
+
+// load is Load with -msgtrace: request number 1 carries the trace header
+// (LoadConfig.Header), and where it went is printed to w once the run is
+// over. Errors are Load's, or the trace's start's.
+func load(ctx context.Context, env *cli.Env, w io.Writer, nc *nats.Conn, cfg Config, lc LoadConfig) (*Result, error) {
+	traced, err := cfg.MsgTrace.Begin(env, nc)
+	if err != nil {
+		return nil, err
+	}
+	defer traced.Stop()
+	lc.Header = traced.Header()
+	res, err := Load(ctx, nc, lc)
+	traced.Print(ctx, w)
+	return res, err
 }
 
 // writeHeader writes the first line of a run: who serves, what is sent.

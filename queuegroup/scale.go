@@ -72,7 +72,7 @@ func runDrain(ctx context.Context, env *cli.Env, cfg Config, w io.Writer, how dr
 		return nil
 	}
 	lc.Settle = settleAll(members...)
-	res, err := Load(ctx, nc, lc)
+	res, err := load(ctx, env, w, nc, cfg, lc)
 	if err != nil {
 		return loadError(w, res, err)
 	}
@@ -138,7 +138,7 @@ func runScale(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error 
 	// Settle reads members when it runs, after Before has added the
 	// newcomer, so it settles every member.
 	lc.Settle = func(ctx context.Context) error { return settleAll(members...)(ctx) }
-	res, err := Load(ctx, nc, lc)
+	res, err := load(ctx, env, w, nc, cfg, lc)
 	if err != nil {
 		return loadError(w, res, err)
 	}

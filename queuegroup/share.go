@@ -61,7 +61,7 @@ func runShare(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error 
 	}
 	lc := loadConfig(cfg)
 	lc.Settle = settleAll(members...)
-	res, err := Load(ctx, nc, lc)
+	res, err := load(ctx, env, w, nc, cfg, lc)
 	if err != nil {
 		return loadError(w, res, err)
 	}

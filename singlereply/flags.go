@@ -16,6 +16,7 @@ func flags(cfg *Config) (*flag.FlagSet, func() error) {
 	fs := flag.NewFlagSet("singlereply", flag.ContinueOnError)
 	fs.DurationVar(&cfg.Timeout, "timeout", DefaultTimeout, "how long each request waits for its reply")
 	cfg.Mode.AddFlags(fs)
+	cfg.MsgTrace.AddFlags(fs)
 	cli.SetUsage(fs, "singlereply [flags] [name ...]",
 		`One request, one reply: a greeter on greet.* answers "hello, <name>"; the requester
 asks for each name (joe, sue and bob unless given) and prints each reply. -serve and
@@ -29,6 +30,9 @@ asks for each name (joe, sue and bob unless given) and prints each reply. -serve
 			if err := cli.Refuse(cli.SetFlags(fs), "with -serve, which sends no request", "timeout"); err != nil {
 				return err
 			}
+		}
+		if err := cfg.MsgTrace.Check(cfg.Mode, cli.SetFlags(fs)); err != nil {
+			return err
 		}
 		if len(cfg.Names) == 0 {
 			cfg.Names = DefaultNames

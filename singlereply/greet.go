@@ -81,6 +81,13 @@ func isSpaceOrControl(r rune) bool { return r <= ' ' || r == 0x7f }
 //   - nats.ErrConnectionClosed, nats.ErrReconnectBufExceeded and other
 //     connection errors.
 func Greet(ctx context.Context, nc *nats.Conn, name string, timeout time.Duration) (string, error) {
+	return GreetWith(ctx, nc, name, timeout, nil)
+}
+
+// GreetWith is Greet with header sent on the request (nil: none), such as
+// the Nats-Trace-Dest of -msgtrace (package msgtrace). A header on a server
+// without header support fails with nats.ErrHeadersNotSupported.
+func GreetWith(ctx context.Context, nc *nats.Conn, name string, timeout time.Duration, header nats.Header) (string, error) {
 	subject, err := GreetSubject(name)
 	if err != nil {
 		return "", err
@@ -92,7 +99,7 @@ func Greet(ctx context.Context, nc *nats.Conn, name string, timeout time.Duratio
 	defer cancel()
 	dctx, stop := denials.Context(rctx, nc, subject)
 	defer stop()
-	msg, err := nc.RequestWithContext(dctx, subject, nil)
+	msg, err := nc.RequestMsgWithContext(dctx, &nats.Msg{Subject: subject, Header: header})
 	err = denials.Err(dctx, err)
 	switch {
 	case err == nil:

@@ -54,15 +54,24 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	if err := awaitFirst(ctx, env, nc, cfg, w); err != nil {
 		return err
 	}
+	// With -msgtrace the first request carries the trace header, and the
+	// servers' reports of where it went are printed after its reply.
+	traced, err := cfg.MsgTrace.Begin(env, nc)
+	if err != nil {
+		return err
+	}
+	defer traced.Stop()
 	var fails failures
 	for i := 0; i < len(cfg.Names) && ctx.Err() == nil; i++ {
 		fails.sent++
-		reply, err := Greet(ctx, nc, cfg.Names[i], cfg.Timeout)
+		reply, err := GreetWith(ctx, nc, cfg.Names[i], cfg.Timeout, traced.Header())
 		if err != nil {
 			fails.errs = append(fails.errs, err)
-			continue
+		} else {
+			fmt.Fprintln(w, reply)
 		}
-		fmt.Fprintln(w, reply)
+		traced.Print(ctx, w)
+		traced = nil
 	}
 
 	// 3. The greeter stops: Drain answers what it has already taken, then

@@ -27,6 +27,8 @@ type Config struct {
 	Timeout time.Duration
 	// Mode: both halves, or only -serve or -request.
 	Mode cli.Mode
+	// MsgTrace: -msgtrace traces the first request (cli.MsgTrace).
+	MsgTrace cli.MsgTrace
 }
 
 // Check validates cfg before anything connects: every name must be one
