@@ -49,6 +49,10 @@ type config struct {
 	max          int
 	stall        time.Duration
 	sentinel     func(*nats.Msg) bool
+	expect       []string           // Expect's responder ids, in order
+	stopWhen     func([]Reply) bool // StopWhen's predicate
+	margin       time.Duration      // AdaptiveStall's margin; 0: off
+	track        tracker            // what Expect, StopWhen and AdaptiveStall remember of this gather
 	header       nats.Header
 	pendingMsgs  int
 	pendingBytes int
@@ -228,7 +232,10 @@ func (c *config) resolve(ctx context.Context, nc *nats.Conn, subject string, dat
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("gather %q: not sent: %w", subject, err)
 	}
-	if c.stall > 0 {
+	if c.stall > 0 && c.margin > 0 {
+		return fmt.Errorf("gather %q: Stall and AdaptiveStall together: choose one: %w", subject, nats.ErrInvalidArg)
+	}
+	if c.stall > 0 || c.margin > 0 {
 		// The stall must leave room before the deadline, as far as it can
 		// be known now.
 		room := c.timeout
@@ -238,9 +245,9 @@ func (c *config) resolve(ctx context.Context, nc *nats.Conn, subject string, dat
 		if d, ok := ctx.Deadline(); ok && (c.timeout == 0 || time.Until(d) < room) {
 			room = time.Until(d)
 		}
-		if c.stall >= room {
+		if gap := max(c.stall, c.margin); gap >= room {
 			return fmt.Errorf("gather %q: stall %v must be shorter than the deadline (%v away): %w",
-				subject, c.stall, room.Round(time.Millisecond), nats.ErrInvalidArg)
+				subject, gap, room.Round(time.Millisecond), nats.ErrInvalidArg)
 		}
 	}
 	return nil
@@ -325,7 +332,8 @@ func CheckSubject(subject string) error {
 type StopReason int
 
 // The reasons a gather stops. StopDeadline, StopMax, StopStalled,
-// StopSentinel and StopCaller are normal ends; the others come with an error.
+// StopSentinel, StopCaller, StopExpected and StopCondition are normal ends;
+// the others come with an error.
 const (
 	// StopNone: the stream has not been ranged yet (its Result has no
 	// error), or the gather was refused before it started (its error says
@@ -355,6 +363,10 @@ const (
 	// StopFailed: the inbox could not be made or the request not sent
 	// (nats.ErrMaxPayload, nats.ErrPermissionViolation, ...).
 	StopFailed
+	// StopExpected: every responder named by Expect has answered.
+	StopExpected
+	// StopCondition: the StopWhen predicate returned true.
+	StopCondition
 )
 
 var stopNames = [...]string{
@@ -368,6 +380,8 @@ var stopNames = [...]string{
 	StopCancelled:    "cancelled",
 	StopClosed:       "connection closed",
 	StopFailed:       "failed",
+	StopExpected:     "all expected answered",
+	StopCondition:    "condition met",
 }
 
 // String names the reason as the CLI prints it ("max reached", ...).
@@ -381,7 +395,7 @@ func (r StopReason) String() string {
 // Normal reports whether r ends a gather without an error.
 func (r StopReason) Normal() bool {
 	switch r {
-	case StopDeadline, StopMax, StopStalled, StopSentinel, StopCaller:
+	case StopDeadline, StopMax, StopStalled, StopSentinel, StopCaller, StopExpected, StopCondition:
 		return true
 	}
 	return false
@@ -459,6 +473,13 @@ type Result struct {
 	// waiting, unread, when it stopped (after MaxReplies, a sentinel, a
 	// break, the deadline). The Mux counts them in Late too.
 	Unread int
+	// Missing names, in Expect's order, the expected responders that had
+	// not answered when the gather stopped; nil when all had, without
+	// Expect, and for a gather refused or not sent (its error says why).
+	Missing []string
+	// Repeated names, sorted, the responders (by ResponderHeader) that
+	// answered more than once, expected or not; nil without Expect.
+	Repeated []string
 }
 
 // The conservation law of a gather: each message that reaches the gather
