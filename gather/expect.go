@@ -1,6 +1,7 @@
 // Stop rules that know when a gather is done: Expect (a known set of
-// responders), StopWhen (a predicate over the replies so far, for quorum
-// reads) and AdaptiveStall (a stall gap that follows the arrivals).
+// responders) and StopWhen (a predicate over the replies so far, for quorum
+// reads); and what they and AdaptiveStall (options.go, next to Stall)
+// remember of a gather.
 
 package gather
 
@@ -60,32 +61,6 @@ func StopWhen(done func(replies []Reply) bool) Option {
 			return fmt.Errorf("stop when: nil predicate: %w", nats.ErrInvalidArg)
 		}
 		c.stopWhen = done
-		return nil
-	}
-}
-
-// AdaptiveStall is Stall with a gap that follows the replies: after each
-// reply, the gather stops (StopStalled) when no further reply arrives
-// within the longest arrival gap seen so far plus margin. The first gap is
-// from the request to the first reply, so the allowed gap starts at about
-// one round trip and the responders' work, plus margin, and only grows.
-// As with Stall, before the first reply only the deadline applies and the
-// gap never extends past the deadline. margin must be > 0 and shorter than
-// the deadline, and the option cannot be combined with Stall; otherwise
-// nats.ErrInvalidArg.
-//
-// natscli's "nats request --replies N" waits after each reply for the mean
-// time from the request to the replies so far plus --reply-timeout (300 ms
-// by default); the longest gap is used here instead so that a burst of
-// replies does not shrink the wait for a straggler. The natsext variant
-// refuses it (natsext's stall is fixed when it is called):
-// nats.ErrInvalidArg.
-func AdaptiveStall(margin time.Duration) Option {
-	return func(c *config) error {
-		if margin <= 0 {
-			return fmt.Errorf("adaptive stall margin %v must be > 0: %w", margin, nats.ErrInvalidArg)
-		}
-		c.margin = margin
 		return nil
 	}
 }

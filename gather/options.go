@@ -95,12 +95,42 @@ func MaxReplies(n int) Option {
 // The gap never extends past the deadline, and before the first reply only
 // the deadline applies. A normal end (StopStalled, no error). It suits
 // responders that answer at about the same time when their number is unknown.
+// AdaptiveStall sets a gap that follows the arrivals instead; when the
+// responders are known, Expect ends at the last answer without any gap.
 func Stall(d time.Duration) Option {
 	return func(c *config) error {
 		if d <= 0 {
 			return fmt.Errorf("stall %v must be > 0: %w", d, nats.ErrInvalidArg)
 		}
 		c.stall = d
+		return nil
+	}
+}
+
+// AdaptiveStall is Stall with a gap that follows the replies: after each
+// reply, the gather stops (StopStalled) when no further reply arrives
+// within the longest arrival gap seen so far plus margin. The first gap is
+// from the request to the first reply, so the allowed gap starts at about
+// one round trip and the responders' work, plus margin, and only grows.
+// As with Stall, before the first reply only the deadline applies and the
+// gap never extends past the deadline. margin must be > 0 and shorter than
+// the deadline, and the option cannot be combined with Stall; otherwise
+// nats.ErrInvalidArg.
+//
+// natscli's "nats request --replies N" (N > 0) waits after each reply for
+// the mean time from the request to the replies so far plus
+// --reply-timeout (300 ms by default), not capped by its overall timeout,
+// and stops at N; with --replies 0 it waits out the timeout. The longest
+// gap is used here instead, so that the allowance never shrinks: a
+// straggler seen once keeps the wait for the next. The natsext variant
+// refuses it (natsext's stall is fixed when it is called):
+// nats.ErrInvalidArg.
+func AdaptiveStall(margin time.Duration) Option {
+	return func(c *config) error {
+		if margin <= 0 {
+			return fmt.Errorf("adaptive stall margin %v must be > 0: %w", margin, nats.ErrInvalidArg)
+		}
+		c.margin = margin
 		return nil
 	}
 }
