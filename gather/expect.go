@@ -22,7 +22,9 @@ import (
 // responder not named here, or without the header, is still a reply: it
 // counts and is handed out, and ends nothing. An error reply (micro's
 // Nats-Service-Error headers) is an answer. ids must be at least one, none
-// empty, none twice: otherwise nats.ErrInvalidArg.
+// empty, none twice: otherwise nats.ErrInvalidArg; on a server without
+// header support no reply could name its responder, and the gather is
+// refused with nats.ErrHeadersNotSupported.
 //
 // For a nats.go/micro service, Discover gathers the instance ids, and
 // Identify makes an endpoint's replies carry its instance's id. Every

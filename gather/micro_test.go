@@ -13,6 +13,7 @@ import (
 
 	"reqreply/gather"
 	"reqreply/multireply/variants"
+	"reqreply/probe"
 )
 
 // startInstances starts n instances of the micro service "inv", each on
@@ -90,6 +91,12 @@ func TestDiscoverIdentifyExpect(t *testing.T) {
 			assert.Equal(t, []string{svcs[0].Info().ID}, res.Missing)
 		})
 	}
+}
+
+// The suite's responder helpers name themselves in one header: the one a
+// gather reads.
+func TestOneResponderHeader(t *testing.T) {
+	assert.Equal(t, gather.ResponderHeader, probe.ResponderHeader)
 }
 
 // Discover's refusals: a bad service name (nats.ErrBadSubject), nobody

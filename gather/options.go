@@ -259,6 +259,12 @@ func (c *config) resolve(ctx context.Context, nc *nats.Conn, subject string, dat
 	if err := publishable(nc, subject, data, c.header); err != nil {
 		return err
 	}
+	if c.expect != nil && !nc.HeadersSupported() {
+		// No reply could name its responder: the gather would wait out
+		// its deadline and call every expected responder missing.
+		return fmt.Errorf("gather %q: Expect needs the Responder header, and the server does not support headers: %w",
+			subject, nats.ErrHeadersNotSupported)
+	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("gather %q: not sent: %w", subject, err)
 	}
