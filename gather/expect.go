@@ -71,11 +71,12 @@ func StopWhen(done func(replies []Reply) bool) Option {
 // value is a gather before its first reply. It lives in the gather's
 // config, which is the gather's own (resolved for each Stream or Gather).
 type tracker struct {
-	answers map[string]int // replies per responder id (Expect)
-	left    int            // expected responders that have not answered
-	replies []Reply        // every reply so far (StopWhen)
-	last    time.Duration  // when the latest reply arrived (AdaptiveStall)
-	maxGap  time.Duration  // the longest arrival gap so far (AdaptiveStall)
+	answers map[string]int      // replies per responder id (Expect)
+	want    map[string]struct{} // Expect's ids, for a lookup per reply
+	left    int                 // expected responders that have not answered
+	replies []Reply             // every reply so far (StopWhen)
+	last    time.Duration       // when the latest reply arrived (AdaptiveStall)
+	maxGap  time.Duration       // the longest arrival gap so far (AdaptiveStall)
 }
 
 // observe records r and reports whether a rule of this file ends the
@@ -89,11 +90,15 @@ func (c *config) observe(r Reply) (StopReason, bool) {
 	if c.expect != nil {
 		if t.answers == nil {
 			t.answers = make(map[string]int, len(c.expect))
+			t.want = make(map[string]struct{}, len(c.expect))
+			for _, id := range c.expect {
+				t.want[id] = struct{}{}
+			}
 			t.left = len(c.expect)
 		}
 		if r.Responder != "" {
 			t.answers[r.Responder]++
-			if t.answers[r.Responder] == 1 && slices.Contains(c.expect, r.Responder) {
+			if _, ok := t.want[r.Responder]; ok && t.answers[r.Responder] == 1 {
 				t.left--
 			}
 		}
