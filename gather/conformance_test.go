@@ -156,6 +156,9 @@ func TestConformance(t *testing.T) {
 				return true
 			},
 			want: []string{"a"}, wantReason: gather.StopClosed, wantErr: nats.ErrConnectionClosed, checkRes: missingRepeated([]string{"b"}, nil)},
+		{name: "expect counts the answer the caller breaks on", serve: both(answersFrom("a", "b"), silent), opts: []gather.Option{gather.Timeout(time.Hour), gather.Expect("a", "b", "c")},
+			loop: func(_ *testing.T, n int, _ gather.Reply, _ context.CancelFunc, _ *nats.Conn) bool { return n < 2 },
+			want: []string{"a", "b"}, wantReason: gather.StopCaller, checkRes: missingRepeated([]string{"c"}, nil)},
 		{name: "stop when a quorum agrees", serve: both(sequence("yes", "no", "yes", "no", "yes", "yes"), silent),
 			opts: []gather.Option{gather.Timeout(time.Hour), gather.StopWhen(agree(3, "yes"))},
 			want: []string{"yes", "no", "yes", "no", "yes"}, wantReason: gather.StopCondition},

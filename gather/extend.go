@@ -91,8 +91,8 @@ func (p *Prepared) Take(ctx context.Context, res *Result, m *nats.Msg, start, de
 // End completes res for a gather that stopped now for reason, with err (nil
 // for a normal end), as every Variant reports it: the reason and the time
 // since start are set, dropped replies make the error wrap
-// nats.ErrSlowConsumer, Missing and Repeated are set (Expect), and an error is wrapped with the subject, the
-// reason and the count.
+// nats.ErrSlowConsumer, Missing and Repeated are set (Expect), and an
+// error is wrapped with the subject, the reason and the count.
 func (p *Prepared) End(res Result, reason StopReason, start time.Time, err error) (Result, error) {
 	return p.c.result(res, reason, start, p.subject, err)
 }

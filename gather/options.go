@@ -514,7 +514,8 @@ type Result struct {
 	// Expect, and for a gather refused or not sent (its error says why).
 	Missing []string
 	// Repeated names, sorted, the responders (by ResponderHeader) that
-	// answered more than once, expected or not; nil without Expect.
+	// answered more than once while the gather ran, expected or not; nil
+	// without Expect.
 	Repeated []string
 }
 

@@ -222,13 +222,20 @@ func (c *config) take(ctx context.Context, res *Result, m *nats.Msg, start, dead
 	}
 	res.Count++
 	r := newReply(m, c.now().Sub(start))
+	// The rules of Expect, StopWhen and AdaptiveStall note the reply
+	// before it is handed out, so that a consumer's break on it still
+	// counts it as an answer (Missing); their stop comes after the
+	// consumer's.
+	var rule StopReason
+	var ruled bool
+	if c.expect != nil || c.stopWhen != nil || c.margin > 0 {
+		rule, ruled = c.observe(r)
+	}
 	if !yield(r) {
 		return StopCaller, true, nil
 	}
-	if c.expect != nil || c.stopWhen != nil || c.margin > 0 {
-		if reason, stop := c.observe(r); stop {
-			return reason, true, nil
-		}
+	if ruled {
+		return rule, true, nil
 	}
 	if c.max > 0 && res.Count >= c.max {
 		return StopMax, true, nil
