@@ -185,6 +185,10 @@ func TestConformance(t *testing.T) {
 				assert.GreaterOrEqual(t, res.Elapsed, 100*time.Millisecond)
 			},
 			skip: map[string]string{"natsext": "natsext refuses AdaptiveStall: TestNatsextRefusesAdaptiveStall"}},
+		{name: "adaptive stall follows a slow first reply", serve: both(paced(600*time.Millisecond, 300*time.Millisecond, "a", "b"), silent),
+			opts: []gather.Option{gather.Timeout(time.Hour), gather.AdaptiveStall(50 * time.Millisecond)},
+			want: []string{"a", "b"}, wantReason: gather.StopStalled,
+			skip: map[string]string{"natsext": "natsext refuses AdaptiveStall: TestNatsextRefusesAdaptiveStall"}},
 		{name: "adaptive stall does not apply before the first reply", serve: slowEcho(300 * time.Millisecond),
 			opts: []gather.Option{gather.Timeout(10 * time.Second), gather.AdaptiveStall(50 * time.Millisecond)},
 			want: []string{"reply from slow"}, wantReason: gather.StopStalled,
@@ -303,6 +307,27 @@ func microFailing(t *testing.T, nc *nats.Conn, subject string) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = svc.Stop() })
 	require.NoError(t, nc.Flush())
+}
+
+// paced starts one responder that answers every request with each payload
+// in turn, the first after first, each other gap after the one before.
+// Where a gap is the responder's "work", a sleep is what it stands for.
+func paced(first, gap time.Duration, payloads ...string) func(t *testing.T, nc *nats.Conn, subject string) {
+	return func(t *testing.T, nc *nats.Conn, subject string) {
+		t.Helper()
+		_, err := nc.Subscribe(subject, func(m *nats.Msg) {
+			wait := first
+			for _, p := range payloads {
+				time.Sleep(wait)
+				wait = gap
+				if m.Respond([]byte(p)) != nil {
+					return
+				}
+			}
+		})
+		require.NoError(t, err)
+		require.NoError(t, nc.Flush())
+	}
 }
 
 // missingRepeated checks a Result's Missing and Repeated.
