@@ -18,15 +18,7 @@ import (
 	"reqreply/internal/cli"
 )
 
-// ExpectService is the micro service the -expect run starts, ExpectSubject
-// its endpoint: every instance subscribes to it without a queue group, so
-// every instance answers each request.
-const (
-	ExpectService = "inventory"
-	ExpectSubject = "inventory.count"
-)
-
-// Instance is one running instance of ExpectService.
+// Instance is one running instance of DiscoverService started by -expect.
 type Instance struct {
 	Name    string // "instance-<i>", its connection's name
 	ID      string // micro's instance id, in ResponderHeader of its replies
@@ -35,10 +27,13 @@ type Instance struct {
 	Conn    *nats.Conn
 }
 
-// StartInstances starts one instance of ExpectService on each connection,
-// the ith answering every request on ExpectSubject after delays[i] with
-// "count from instance-<i+1>"; its endpoint is wrapped with gather.Identify,
-// so each reply names its instance id in ResponderHeader. When ctx ends, an
+// StartInstances starts one instance of DiscoverService on each connection,
+// the ith answering every request on DiscoverEndpoint after delays[i] with
+// "hello from instance-<i+1>". Its endpoint has no queue group, unlike
+// -discover's, so every instance answers each request (the subject and
+// service are -discover's, so that -secure's permissions cover -expect
+// too), and is wrapped with gather.Identify, so each reply names its
+// instance id in ResponderHeader. When ctx ends, an
 // instance still in its delay drops the request. Errors: micro's
 // (AddService, AddEndpoint) or the flush's.
 func StartInstances(ctx context.Context, conns []*nats.Conn, delays []time.Duration) ([]Instance, error) {
@@ -50,10 +45,10 @@ func StartInstances(ctx context.Context, conns []*nats.Conn, delays []time.Durat
 	}
 	for i, nc := range conns {
 		name := fmt.Sprintf("instance-%d", i+1)
-		svc, err := micro.AddService(nc, micro.Config{Name: ExpectService, Version: "1.0.0", Description: "counts stock"})
+		svc, err := micro.AddService(nc, micro.Config{Name: DiscoverService, Version: "1.0.0", Description: "says hello"})
 		if err != nil {
 			stop()
-			return nil, fmt.Errorf("start %s %s: %w", ExpectService, name, err)
+			return nil, fmt.Errorf("start %s %s: %w", DiscoverService, name, err)
 		}
 		in := Instance{Name: name, ID: svc.Info().ID, Delay: delays[i], Service: svc, Conn: nc}
 		out = append(out, in)
@@ -62,28 +57,28 @@ func StartInstances(ctx context.Context, conns []*nats.Conn, delays []time.Durat
 			defer t.Stop()
 			select {
 			case <-t.C:
-				_ = r.Respond([]byte("count from " + name))
+				_ = r.Respond([]byte("hello from " + name))
 			case <-ctx.Done():
 			}
 		})
-		if err := svc.AddEndpoint("count", gather.Identify(in.ID, h),
-			micro.WithEndpointSubject(ExpectSubject), micro.WithEndpointQueueGroupDisabled()); err != nil {
+		if err := svc.AddEndpoint("greet", gather.Identify(in.ID, h),
+			micro.WithEndpointSubject(DiscoverEndpoint), micro.WithEndpointQueueGroupDisabled()); err != nil {
 			stop()
-			return nil, fmt.Errorf("start %s %s: endpoint: %w", ExpectService, name, err)
+			return nil, fmt.Errorf("start %s %s: endpoint: %w", DiscoverService, name, err)
 		}
 		if err := nc.FlushTimeout(nc.Opts.Timeout); err != nil {
 			stop()
-			return nil, fmt.Errorf("start %s %s: flush: %w", ExpectService, name, err)
+			return nil, fmt.Errorf("start %s %s: flush: %w", DiscoverService, name, err)
 		}
 	}
 	return out, nil
 }
 
-// runExpect starts cfg.Responders instances of ExpectService (unless
+// runExpect starts cfg.Responders instances of DiscoverService (unless
 // -request), each on its own connection spread over the nodes with a delay
 // from DemoResponders; discovers them (gather.Discover, after their
 // interest is visible: awaitInstances); stops the first cfg.Kill of them;
-// then gathers one request on ExpectSubject with gather.Expect over the
+// then gathers one request on DiscoverEndpoint with gather.Expect over the
 // discovered ids, and prints each reply, the timeline, the slowest reply
 // and who did not answer.
 func runExpect(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
@@ -107,7 +102,7 @@ func runExpect(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error
 		}
 	}
 	if cfg.Mode.Serve {
-		fmt.Fprintf(w, "%d instances of %s at %s until interrupted\n", len(instances), ExpectService, cli.Redact(env.URL))
+		fmt.Fprintf(w, "%d instances of %s at %s until interrupted\n", len(instances), DiscoverService, cli.Redact(env.URL))
 		return cli.WaitForInterrupt(ctx)
 	}
 	v, release, err := connectVariant(env, "requester", cfg.Variant)
@@ -115,17 +110,17 @@ func runExpect(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error
 		return err
 	}
 	defer func() { _ = release() }()
-	if err := awaitInstances(ctx, w, env, v, ExpectService, len(instances)); err != nil {
+	if err := awaitInstances(ctx, w, env, v, DiscoverService, len(instances)); err != nil {
 		return err
 	}
 
 	// 1. The expected set: every instance answers $SRV.PING with its id.
 	start := time.Now()
-	ids, err := gather.Discover(ctx, v, ExpectService)
+	ids, err := gather.Discover(ctx, v, DiscoverService)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "discovered %s of %s in %s\n", plural(len(ids), "instance", "instances"), ExpectService, round(time.Since(start)))
+	fmt.Fprintf(w, "discovered %s of %s in %s\n", plural(len(ids), "instance", "instances"), DiscoverService, round(time.Since(start)))
 	names := map[string]Instance{}
 	for _, in := range instances {
 		names[in.ID] = in
@@ -143,8 +138,8 @@ func runExpect(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error
 	}
 
 	// 3. One request; the gather ends at the last expected answer.
-	fmt.Fprintf(w, "request on %s via %s: deadline %v, expect %s\n", ExpectSubject, v.Name(), cfg.Timeout, plural(len(ids), "instance", "instances"))
-	s, err := v.Stream(ctx, ExpectSubject, nil, append(cfg.options(), gather.Expect(ids...))...)
+	fmt.Fprintf(w, "request on %s via %s: deadline %v, expect %s\n", DiscoverEndpoint, v.Name(), cfg.Timeout, plural(len(ids), "instance", "instances"))
+	s, err := v.Stream(ctx, DiscoverEndpoint, nil, append(cfg.options(), gather.Expect(ids...))...)
 	if err != nil {
 		return err
 	}

@@ -25,7 +25,7 @@ func TestRunExpect(t *testing.T) {
 		want   []string
 		reason string
 	}{
-		{name: "all answer", want: []string{"discovered 5 instances of inventory", "5 replies, stopped: all expected answered"}},
+		{name: "all answer", want: []string{"discovered 5 instances of greeter", "5 replies, stopped: all expected answered"}},
 		{name: "one killed", kill: 1, want: []string{"killed instance-1 (id ", "4 replies, stopped: deadline", "missing: instance-1 (id "}},
 	}
 	for _, tc := range tests {
