@@ -14,6 +14,7 @@ import (
 	"reqreply/gather"
 	"reqreply/multireply/variants"
 	"reqreply/probe"
+	"reqreply/respond"
 )
 
 // startInstances starts n instances of the micro service "inv", each on
@@ -97,6 +98,7 @@ func TestDiscoverIdentifyExpect(t *testing.T) {
 // gather reads.
 func TestOneResponderHeader(t *testing.T) {
 	assert.Equal(t, gather.ResponderHeader, probe.ResponderHeader)
+	assert.Equal(t, gather.ResponderHeader, respond.ResponderHeader)
 }
 
 // Discover's refusals: a bad service name (nats.ErrBadSubject), nobody
