@@ -36,15 +36,17 @@ func Expect(ids ...string) Option {
 		if len(ids) == 0 {
 			return fmt.Errorf("expect: no responder named: %w", nats.ErrInvalidArg)
 		}
+		seen := make(map[string]struct{}, len(ids))
 		for i, id := range ids {
 			if id == "" {
 				return fmt.Errorf("expect: responder %d has an empty id: %w", i+1, nats.ErrInvalidArg)
 			}
-			if slices.Contains(ids[:i], id) {
+			if _, twice := seen[id]; twice {
 				return fmt.Errorf("expect: responder %q named twice: %w", id, nats.ErrInvalidArg)
 			}
+			seen[id] = struct{}{}
 		}
-		c.expect = ids
+		c.expect = slices.Clone(ids) // the caller may reuse its slice
 		return nil
 	}
 }
@@ -53,7 +55,7 @@ func Expect(ids ...string) Option {
 // reply so far in arrival order (the latest last), returns true
 // (StopCondition, a normal end). It is the rule for a quorum read: stop
 // when 3 of 5 replies agree. done runs in the gather's loop, before the
-// next message is read, so it must be quick; the slice is the gather's,
+// reply is handed out, so it must be quick; the slice is the gather's,
 // valid only during the call: do not keep or change it. A nil done is
 // nats.ErrInvalidArg. Every variant honours StopWhen. It is checked after
 // Expect and before MaxReplies.
