@@ -382,3 +382,44 @@ func waitParked(b *testing.B, n int) {
 	}
 	b.Fatalf("%d of %d gathers waiting after 30 s", parked, n)
 }
+
+// BenchmarkStopRules times one gather per op on the shared variant from n
+// named responders (ResponderHeader set), ended by each rule that knows the
+// count: MaxReplies(n), Expect over the n names, StopWhen counting to n.
+// What Expect and StopWhen cost over MaxReplies is their bookkeeping: a map
+// of answers per responder, the replies kept for the predicate.
+//
+//	go test -run '^$' -bench StopRules -benchmem ./gather
+func BenchmarkStopRules(b *testing.B) {
+	for _, n := range []int{10, 100} {
+		names := make([]string, n)
+		for i := range names {
+			names[i] = fmt.Sprintf("r%d", i+1)
+		}
+		rules := []struct {
+			name string
+			opt  gather.Option
+		}{
+			{"max", gather.MaxReplies(n)},
+			{"expect", gather.Expect(names...)},
+			{"stopwhen", gather.StopWhen(func(rs []gather.Reply) bool { return len(rs) == n })},
+		}
+		for _, rule := range rules {
+			b.Run(fmt.Sprintf("rule=%s/responders=%d", rule.name, n), func(b *testing.B) {
+				env := newEnv(b)
+				serveNamed(b, connect(b, env, "responders"), "bench", 0, names...)
+				nc := connect(b, env, "requester")
+				v, release, err := variants.New("shared", nc)
+				require.NoError(b, err)
+				b.Cleanup(func() { _ = release() })
+				b.ReportAllocs()
+				for b.Loop() {
+					res, err := gather.Gather(context.Background(), v, "bench", nil, gather.Timeout(10*time.Second), rule.opt)
+					if err != nil || res.Count != n || res.Reason == gather.StopDeadline {
+						b.Fatalf("%d of %d replies, %s: %v", res.Count, n, res.Reason, err)
+					}
+				}
+			})
+		}
+	}
+}

@@ -41,6 +41,7 @@ func TestConformance(t *testing.T) {
 		wantReason gather.StopReason
 		wantErr    error
 		check      func(t *testing.T, replies []gather.Reply)
+		checkRes   func(t *testing.T, res gather.Result)
 		skip       map[string]string // variant → why it differs
 	}{
 		{name: "deadline collects everything", serve: echoN(3), opts: []gather.Option{gather.Timeout(time.Second)},
@@ -119,6 +120,83 @@ func TestConformance(t *testing.T) {
 				assert.Equal(t, &gather.ServiceError{Code: "503", Description: "overloaded"}, replies[0].ServiceError)
 				assert.EqualError(t, replies[0].ServiceError, "service error 503: overloaded")
 			}},
+		{name: "expect ends at the last expected reply", serve: both(echoN(3), silent), opts: []gather.Option{gather.Timeout(time.Hour), gather.Expect("r1", "r2", "r3")},
+			want: []string{"reply from r1", "reply from r2", "reply from r3"}, wantReason: gather.StopExpected,
+			checkRes: missingRepeated(nil, nil)},
+		{name: "expect names the missing at the deadline", serve: echoN(2), opts: []gather.Option{gather.Timeout(300 * time.Millisecond), gather.Expect("r1", "r2", "r9", "r3")},
+			want: []string{"reply from r1", "reply from r2"}, wantReason: gather.StopDeadline,
+			checkRes: missingRepeated([]string{"r9", "r3"}, nil)},
+		{name: "expect names the repeated and ignores the unknown", serve: both(answersFrom("a", "x", "", "a", "b"), silent),
+			opts: []gather.Option{gather.Timeout(time.Hour), gather.Expect("a", "b")},
+			want: []string{"a", "x", "", "a", "b"}, wantReason: gather.StopExpected,
+			checkRes: missingRepeated(nil, []string{"a"})},
+		{name: "expect counts an error reply as an answer", serve: both(answersFrom("a", errorMarker+"b"), silent),
+			opts: []gather.Option{gather.Timeout(time.Hour), gather.Expect("a", "b")},
+			want: []string{"a", ""}, wantReason: gather.StopExpected, checkRes: missingRepeated(nil, nil)},
+		{name: "expect and max on the same reply is expected", serve: both(echoN(2), silent),
+			opts:      []gather.Option{gather.Timeout(time.Hour), gather.MaxReplies(2), gather.Expect("r1", "r2")},
+			wantCount: 2, wantReason: gather.StopExpected},
+		{name: "max before expect names the missing", serve: both(answersFrom("a", "b"), silent),
+			opts: []gather.Option{gather.Timeout(time.Hour), gather.MaxReplies(1), gather.Expect("a", "b")},
+			want: []string{"a"}, wantReason: gather.StopMax, checkRes: missingRepeated([]string{"b"}, nil)},
+		{name: "expect with no responders names them all", opts: []gather.Option{gather.Timeout(time.Hour), gather.Expect("a", "b")},
+			wantCount: 0, wantReason: gather.StopNoResponders, wantErr: nats.ErrNoResponders, checkRes: missingRepeated([]string{"a", "b"}, nil)},
+		{name: "expect with a sentinel before the last", serve: both(answersFrom("a", ""), silent),
+			opts: []gather.Option{gather.Timeout(time.Hour), gather.Sentinel(nil), gather.Expect("a", "b")},
+			want: []string{"a"}, wantReason: gather.StopSentinel, checkRes: missingRepeated([]string{"b"}, nil)},
+		{name: "expect cancelled names the missing", serve: both(answersFrom("a"), silent), opts: []gather.Option{gather.Timeout(time.Hour), gather.Expect("a", "b")},
+			loop: func(_ *testing.T, _ int, _ gather.Reply, cancel context.CancelFunc, _ *nats.Conn) bool {
+				cancel()
+				return true
+			},
+			want: []string{"a"}, wantReason: gather.StopCancelled, wantErr: context.Canceled, checkRes: missingRepeated([]string{"b"}, nil)},
+		{name: "expect with the connection closed names the missing", serve: both(answersFrom("a"), silent), opts: []gather.Option{gather.Timeout(time.Hour), gather.Expect("a", "b")},
+			loop: func(_ *testing.T, _ int, _ gather.Reply, _ context.CancelFunc, nc *nats.Conn) bool {
+				nc.Close()
+				return true
+			},
+			want: []string{"a"}, wantReason: gather.StopClosed, wantErr: nats.ErrConnectionClosed, checkRes: missingRepeated([]string{"b"}, nil)},
+		{name: "expect counts the answer the caller breaks on", serve: both(answersFrom("a", "b"), silent), opts: []gather.Option{gather.Timeout(time.Hour), gather.Expect("a", "b", "c")},
+			loop: func(_ *testing.T, n int, _ gather.Reply, _ context.CancelFunc, _ *nats.Conn) bool { return n < 2 },
+			want: []string{"a", "b"}, wantReason: gather.StopCaller, checkRes: missingRepeated([]string{"c"}, nil)},
+		{name: "stop when a quorum agrees", serve: both(sequence("yes", "no", "yes", "no", "yes", "yes"), silent),
+			opts: []gather.Option{gather.Timeout(time.Hour), gather.StopWhen(agree(3, "yes"))},
+			want: []string{"yes", "no", "yes", "no", "yes"}, wantReason: gather.StopCondition},
+		{name: "stop when sees every reply so far in order", serve: both(sequence("a", "b", "c"), silent),
+			opts: []gather.Option{gather.Timeout(time.Hour), gather.StopWhen(func(rs []gather.Reply) bool {
+				return strings.Join(payloads(rs), "") == "abc"
+			})},
+			want: []string{"a", "b", "c"}, wantReason: gather.StopCondition},
+		{name: "stop when never met ends at the deadline", serve: echoN(2),
+			opts:      []gather.Option{gather.Timeout(300 * time.Millisecond), gather.StopWhen(agree(3, "reply from r1"))},
+			wantCount: 2, wantReason: gather.StopDeadline},
+		{name: "expect before stop when", serve: both(answersFrom("a", "b"), silent),
+			opts:      []gather.Option{gather.Timeout(time.Hour), gather.Expect("a", "b"), gather.StopWhen(func(rs []gather.Reply) bool { return len(rs) == 2 })},
+			wantCount: 2, wantReason: gather.StopExpected},
+		{name: "stop when before max", serve: both(sequence("a", "b"), silent),
+			opts:      []gather.Option{gather.Timeout(time.Hour), gather.MaxReplies(2), gather.StopWhen(func(rs []gather.Reply) bool { return len(rs) == 2 })},
+			wantCount: 2, wantReason: gather.StopCondition},
+		{name: "adaptive stall after the last reply", serve: both(sequence("a", "b", "c"), silent),
+			opts: []gather.Option{gather.Timeout(time.Hour), gather.AdaptiveStall(100 * time.Millisecond)},
+			want: []string{"a", "b", "c"}, wantReason: gather.StopStalled,
+			checkRes: func(t *testing.T, res gather.Result) {
+				// The gap allowed is at least the margin, never more than
+				// the longest gap seen (the first reply's) plus the margin.
+				assert.GreaterOrEqual(t, res.Elapsed, 100*time.Millisecond)
+			},
+			skip: map[string]string{"natsext": "natsext refuses AdaptiveStall: TestNatsextRefusesAdaptiveStall"}},
+		{name: "adaptive stall follows a slow first reply", serve: both(paced(600*time.Millisecond, 300*time.Millisecond, "a", "b"), silent),
+			opts: []gather.Option{gather.Timeout(time.Hour), gather.AdaptiveStall(50 * time.Millisecond)},
+			want: []string{"a", "b"}, wantReason: gather.StopStalled,
+			skip: map[string]string{"natsext": "natsext refuses AdaptiveStall: TestNatsextRefusesAdaptiveStall"}},
+		{name: "adaptive stall does not apply before the first reply", serve: slowEcho(300 * time.Millisecond),
+			opts: []gather.Option{gather.Timeout(10 * time.Second), gather.AdaptiveStall(50 * time.Millisecond)},
+			want: []string{"reply from slow"}, wantReason: gather.StopStalled,
+			skip: map[string]string{"natsext": "natsext refuses AdaptiveStall: TestNatsextRefusesAdaptiveStall"}},
+		{name: "adaptive stall gap capped by the deadline", serve: both(slowEcho(200*time.Millisecond), silent),
+			opts: []gather.Option{gather.Timeout(400 * time.Millisecond), gather.AdaptiveStall(50 * time.Millisecond)},
+			want: []string{"reply from slow"}, wantReason: gather.StopDeadline,
+			skip: map[string]string{"natsext": "natsext refuses AdaptiveStall: TestNatsextRefusesAdaptiveStall"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -170,6 +248,9 @@ func TestConformance(t *testing.T) {
 					}
 					if tc.check != nil {
 						tc.check(t, replies)
+					}
+					if tc.checkRes != nil {
+						tc.checkRes(t, res)
 					}
 
 					// Nothing is left behind: the subscription count is back to
@@ -226,4 +307,47 @@ func microFailing(t *testing.T, nc *nats.Conn, subject string) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = svc.Stop() })
 	require.NoError(t, nc.Flush())
+}
+
+// paced starts one responder that answers every request with each payload
+// in turn, the first after first, each other gap after the one before.
+// Where a gap is the responder's "work", a sleep is what it stands for.
+func paced(first, gap time.Duration, payloads ...string) func(t *testing.T, nc *nats.Conn, subject string) {
+	return func(t *testing.T, nc *nats.Conn, subject string) {
+		t.Helper()
+		_, err := nc.Subscribe(subject, func(m *nats.Msg) {
+			wait := first
+			for _, p := range payloads {
+				time.Sleep(wait)
+				wait = gap
+				if m.Respond([]byte(p)) != nil {
+					return
+				}
+			}
+		})
+		require.NoError(t, err)
+		require.NoError(t, nc.Flush())
+	}
+}
+
+// missingRepeated checks a Result's Missing and Repeated.
+func missingRepeated(missing, repeated []string) func(t *testing.T, res gather.Result) {
+	return func(t *testing.T, res gather.Result) {
+		t.Helper()
+		assert.Equal(t, missing, res.Missing, "missing")
+		assert.Equal(t, repeated, res.Repeated, "repeated")
+	}
+}
+
+// agree is a StopWhen predicate: n replies so far carry payload.
+func agree(n int, payload string) func([]gather.Reply) bool {
+	return func(rs []gather.Reply) bool {
+		k := 0
+		for _, r := range rs {
+			if string(r.Msg.Data) == payload {
+				k++
+			}
+		}
+		return k >= n
+	}
 }

@@ -3,7 +3,9 @@
 // stopped.
 //
 // A gather stops at the first of: its deadline (Timeout, or the context's),
-// MaxReplies replies, a Stall gap after a reply, a Sentinel message, the
+// MaxReplies replies, a Stall or AdaptiveStall gap after a reply, a Sentinel
+// message, the last of the responders it Expects (micro instances from
+// Discover), a StopWhen predicate over the replies so far (a quorum), the
 // caller breaking out of its loop; or with an error: no responders
 // (nats.ErrNoResponders), a cancel, a closed or draining connection, a
 // failed publish. Result says which (StopReason) and counts what arrived:

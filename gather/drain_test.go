@@ -296,6 +296,7 @@ func TestPublishFailuresLeaveNothing(t *testing.T) {
 		wantErr error
 	}{
 		{name: "headers not supported", server: []testserver.Option{noHeaders}, opts: []gather.Option{hdr}, wantErr: nats.ErrHeadersNotSupported},
+		{name: "expect without header support", server: []testserver.Option{noHeaders}, opts: []gather.Option{gather.Expect("r1")}, wantErr: nats.ErrHeadersNotSupported},
 		{name: "payload too large", server: []testserver.Option{testserver.WithMaxPayload(1024)}, data: make([]byte, 2048), wantErr: nats.ErrMaxPayload},
 		{name: "payload and headers too large", server: []testserver.Option{testserver.WithMaxPayload(1024)}, data: make([]byte, 1000), opts: []gather.Option{hdr}, wantErr: nats.ErrMaxPayload},
 		{name: "closed", setup: func(_ *testing.T, nc *nats.Conn) { nc.Close() }, wantErr: nats.ErrConnectionClosed},

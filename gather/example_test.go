@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
 
 	"reqreply/gather"
 )
@@ -138,4 +139,93 @@ func ExampleStream() {
 	// reply from r2
 	// reply from r3
 	// 3 replies, stopped: max reached <nil>
+}
+
+// A gather that knows when it is done: Discover asks a micro service for
+// its instances ($SRV.PING, itself a gather), each instance's endpoint
+// names it in its replies (Identify), and Expect ends the gather the moment
+// the last of them has answered, not at the deadline.
+func ExampleExpect() {
+	nc, err := connectExample()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer nc.Drain()
+	// Three instances of "stock", each answering on stock.count with no
+	// queue group, so that every instance gets each request.
+	for range 3 {
+		svc, err := micro.AddService(nc, micro.Config{Name: "stock", Version: "1.0.0"})
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		defer svc.Stop()
+		err = svc.AddEndpoint("count", gather.Identify(svc.Info().ID, micro.HandlerFunc(func(r micro.Request) {
+			_ = r.Respond([]byte("42"))
+		})), micro.WithEndpointSubject("stock.count"), micro.WithEndpointQueueGroupDisabled())
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+	}
+
+	v := gather.Inbox{Conn: nc}
+	ids, err := gather.Discover(context.Background(), v, "stock")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	res, err := gather.Gather(context.Background(), v, "stock.count", nil,
+		gather.Timeout(time.Minute), gather.Expect(ids...))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(len(ids), "instances,", res.Count, "replies, stopped:", res.Reason, "missing:", res.Missing)
+	fmt.Println("ended long before the deadline:", res.Elapsed < res.Deadline/2)
+	// Output:
+	// 3 instances, 3 replies, stopped: all expected answered missing: []
+	// ended long before the deadline: true
+}
+
+// A quorum read: five replicas answer with the version they hold, and the
+// gather stops as soon as three agree, whoever they are.
+func ExampleStopWhen() {
+	nc, err := connectExample()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer nc.Drain()
+	for _, version := range []string{"v7", "v7", "v6", "v7", "v7"} {
+		if _, err := nc.Subscribe("config.version", func(m *nats.Msg) { _ = m.Respond([]byte(version)) }); err != nil {
+			fmt.Println(err)
+			return
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	var agreed string
+	quorum := func(replies []gather.Reply) bool {
+		votes := map[string]int{}
+		for _, r := range replies {
+			if votes[string(r.Msg.Data)]++; votes[string(r.Msg.Data)] == 3 {
+				agreed = string(r.Msg.Data)
+				return true
+			}
+		}
+		return false
+	}
+	res, err := gather.Gather(context.Background(), gather.Inbox{Conn: nc}, "config.version", nil,
+		gather.Timeout(time.Minute), gather.StopWhen(quorum))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("quorum on", agreed, "stopped:", res.Reason) // after 3 or 4 replies
+	// Output: quorum on v7 stopped: condition met
 }

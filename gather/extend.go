@@ -49,6 +49,11 @@ func (p *Prepared) Header() nats.Header { return p.c.header }
 // Stall is the Stall gap, 0 without it.
 func (p *Prepared) Stall() time.Duration { return p.c.stall }
 
+// AdaptiveStallSet reports whether the AdaptiveStall option was given: a
+// Variant whose stall gap is fixed when the request goes out refuses the
+// gather (nats.ErrInvalidArg).
+func (p *Prepared) AdaptiveStallSet() bool { return p.c.margin > 0 }
+
 // PendingLimitsSet reports whether the PendingLimits option was given: a
 // Variant that cannot apply it refuses the gather (nats.ErrInvalidArg).
 func (p *Prepared) PendingLimitsSet() bool { return p.c.pendingSet }
@@ -75,8 +80,9 @@ func (p *Prepared) Publishable(nc *nats.Conn) error {
 // or the deadline ends the gather before m is handed out (counted in
 // res.Skipped); a no-responders status ends it (StopNoResponders,
 // nats.ErrNoResponders); a sentinel ends it normally; anything else is a
-// reply, counted in res.Count and yielded as a Reply, and may reach
-// MaxReplies (StopMax) or be the consumer's last (StopCaller). stop says
+// reply, counted in res.Count and yielded as a Reply, and may be the
+// consumer's last (StopCaller), complete Expect's set (StopExpected),
+// satisfy StopWhen (StopCondition) or reach MaxReplies (StopMax). stop says
 // whether the gather ends; reason and err are then what End takes.
 func (p *Prepared) Take(ctx context.Context, res *Result, m *nats.Msg, start, deadline time.Time, yield func(Reply) bool) (reason StopReason, stop bool, err error) {
 	return p.c.take(ctx, res, m, start, deadline, yield)
@@ -85,10 +91,10 @@ func (p *Prepared) Take(ctx context.Context, res *Result, m *nats.Msg, start, de
 // End completes res for a gather that stopped now for reason, with err (nil
 // for a normal end), as every Variant reports it: the reason and the time
 // since start are set, dropped replies make the error wrap
-// nats.ErrSlowConsumer, and an error is wrapped with the subject, the
-// reason and the count.
+// nats.ErrSlowConsumer, Missing and Repeated are set (Expect), and an
+// error is wrapped with the subject, the reason and the count.
 func (p *Prepared) End(res Result, reason StopReason, start time.Time, err error) (Result, error) {
-	return result(res, reason, start, p.c.now(), p.subject, err)
+	return p.c.result(res, reason, start, p.subject, err)
 }
 
 // NotSent is the Result and error of a gather that ended before its request

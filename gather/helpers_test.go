@@ -2,6 +2,7 @@ package gather_test
 
 import (
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -179,4 +180,34 @@ func outMsgs(v gather.Variant, nc *nats.Conn) uint64 {
 		return m.RC().Stats().OutMsgs
 	}
 	return nc.Stats().OutMsgs
+}
+
+// answersFrom starts one responder that sends, in order, one reply per
+// name to the reply subject of every request, each with
+// gather.ResponderHeader: name and the name as payload ("" : no header, an
+// empty payload; errorMarker+name: a micro error reply from name).
+func answersFrom(names ...string) func(t *testing.T, nc *nats.Conn, subject string) {
+	return func(t *testing.T, nc *nats.Conn, subject string) {
+		t.Helper()
+		_, err := nc.Subscribe(subject, func(m *nats.Msg) {
+			for _, name := range names {
+				reply := nats.NewMsg(m.Reply)
+				if id, ok := strings.CutPrefix(name, errorMarker); ok {
+					reply.Header.Set(micro.ErrorHeader, "failed")
+					reply.Header.Set(micro.ErrorCodeHeader, "500")
+					name = id
+				} else {
+					reply.Data = []byte(name)
+				}
+				if name != "" {
+					reply.Header.Set(gather.ResponderHeader, name)
+				}
+				if nc.PublishMsg(reply) != nil {
+					return
+				}
+			}
+		})
+		require.NoError(t, err)
+		require.NoError(t, nc.Flush())
+	}
 }

@@ -50,6 +50,13 @@ func TestBadInput(t *testing.T) {
 		{name: "timeout zero", subject: "a", opts: []gather.Option{gather.Timeout(0)}, wantErr: []error{nats.ErrInvalidArg}},
 		{name: "timeout negative", subject: "a", opts: []gather.Option{gather.Timeout(-time.Second)}, wantErr: []error{nats.ErrInvalidArg}},
 		{name: "pending limit zero", subject: "a", opts: []gather.Option{gather.PendingLimits(0, 1)}, wantErr: []error{nats.ErrInvalidArg}},
+		{name: "expect nobody", subject: "a", opts: []gather.Option{gather.Expect()}, wantErr: []error{nats.ErrInvalidArg}},
+		{name: "expect an empty id", subject: "a", opts: []gather.Option{gather.Expect("a", "")}, wantErr: []error{nats.ErrInvalidArg}},
+		{name: "expect one id twice", subject: "a", opts: []gather.Option{gather.Expect("a", "b", "a")}, wantErr: []error{nats.ErrInvalidArg}},
+		{name: "stop when nil", subject: "a", opts: []gather.Option{gather.StopWhen(nil)}, wantErr: []error{nats.ErrInvalidArg}},
+		{name: "adaptive stall margin zero", subject: "a", opts: []gather.Option{gather.AdaptiveStall(0)}, wantErr: []error{nats.ErrInvalidArg}},
+		{name: "adaptive stall margin past the deadline", subject: "a", opts: []gather.Option{gather.Timeout(time.Second), gather.AdaptiveStall(time.Second)}, wantErr: []error{nats.ErrInvalidArg}},
+		{name: "adaptive stall with stall", subject: "a", opts: []gather.Option{gather.Stall(time.Millisecond), gather.AdaptiveStall(time.Millisecond)}, wantErr: []error{nats.ErrInvalidArg}},
 		{name: "context already cancelled", ctx: cancelled, subject: "a", wantErr: []error{context.Canceled}},
 	}
 	for _, tc := range tests {
@@ -496,11 +503,11 @@ func TestEveryEndLeavesNothing(t *testing.T) {
 		}
 	}
 	// inLoop ranges a Stream on subject and calls body after the first reply.
-	inLoop := func(subject string, body func(cancel context.CancelFunc, nc *nats.Conn)) gatherFunc {
+	inLoop := func(subject string, body func(cancel context.CancelFunc, nc *nats.Conn), opts ...gather.Option) gatherFunc {
 		return func(t *testing.T, v gather.Variant, nc *nats.Conn) (gather.Result, error) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			s, err := v.Stream(ctx, subject, nil, gather.Timeout(time.Hour))
+			s, err := v.Stream(ctx, subject, nil, append(opts, gather.Timeout(time.Hour))...)
 			require.NoError(t, err)
 			for range s.Replies() {
 				body(cancel, nc)
@@ -514,7 +521,8 @@ func TestEveryEndLeavesNothing(t *testing.T) {
 		run        gatherFunc
 		wantReason gather.StopReason
 		wantErr    error
-		closes     bool // the requester's connection is closed
+		closes     bool   // the requester's connection is closed
+		skip       string // a variant that refuses the options (TestNatsextRefusesAdaptiveStall)
 	}{
 		{name: "answered, max reached", run: ranged("two", gather.Timeout(time.Hour), gather.MaxReplies(1)), wantReason: gather.StopMax},
 		{name: "answered, all of max", run: ranged("two", gather.Timeout(time.Hour), gather.MaxReplies(2)), wantReason: gather.StopMax},
@@ -528,6 +536,19 @@ func TestEveryEndLeavesNothing(t *testing.T) {
 		{name: "sentinel", run: ranged("sentinel", gather.Timeout(time.Hour), gather.Sentinel(nil), gather.MaxReplies(1)), wantReason: gather.StopSentinel},
 		{name: "connection closed during the wait", run: inLoop("one", func(_ context.CancelFunc, nc *nats.Conn) { nc.Close() }),
 			wantReason: gather.StopClosed, wantErr: nats.ErrConnectionClosed, closes: true},
+		{name: "expected, all answered", run: ranged("two", gather.Timeout(time.Hour), gather.Expect("r1", "r2")), wantReason: gather.StopExpected},
+		{name: "expected, one missing at the deadline", run: ranged("two", gather.Timeout(50*time.Millisecond), gather.Expect("r1", "r2", "r3")), wantReason: gather.StopDeadline},
+		{name: "expected, no responders", run: ranged("nobody", gather.Timeout(time.Hour), gather.Expect("r1")), wantReason: gather.StopNoResponders, wantErr: nats.ErrNoResponders},
+		{name: "expected, cancelled", run: inLoop("one", func(cancel context.CancelFunc, _ *nats.Conn) { cancel() }, gather.Expect("r1", "r2")),
+			wantReason: gather.StopCancelled, wantErr: context.Canceled},
+		{name: "expected, connection closed during the wait", run: inLoop("one", func(_ context.CancelFunc, nc *nats.Conn) { nc.Close() }, gather.Expect("r1", "r2")),
+			wantReason: gather.StopClosed, wantErr: nats.ErrConnectionClosed, closes: true},
+		{name: "expected, denied publish", user: "nopub", run: ranged("secret", gather.Timeout(time.Hour), gather.Expect("r1")),
+			wantReason: gather.StopFailed, wantErr: nats.ErrPermissionViolation},
+		{name: "expected, refused up front", run: ranged("two", gather.Expect()), wantReason: gather.StopNone, wantErr: nats.ErrInvalidArg},
+		{name: "stop when met", run: ranged("two", gather.Timeout(time.Hour), gather.StopWhen(func(rs []gather.Reply) bool { return len(rs) == 2 })), wantReason: gather.StopCondition},
+		{name: "stop when, deadline", run: ranged("quiet", gather.Timeout(50*time.Millisecond), gather.StopWhen(func([]gather.Reply) bool { return true })), wantReason: gather.StopDeadline},
+		{name: "adaptive stall", run: ranged("one", gather.Timeout(time.Hour), gather.AdaptiveStall(50*time.Millisecond)), wantReason: gather.StopStalled, skip: "natsext"},
 		{name: "refused up front: bad subject", run: ranged("a.*"), wantReason: gather.StopNone, wantErr: nats.ErrBadSubject},
 		{name: "refused up front: closed connection", run: func(_ *testing.T, v gather.Variant, nc *nats.Conn) (gather.Result, error) {
 			nc.Close()
@@ -541,6 +562,9 @@ func TestEveryEndLeavesNothing(t *testing.T) {
 	for _, tc := range tests {
 		for _, name := range variants.Names {
 			t.Run(tc.name+"/variant="+name, func(t *testing.T) {
+				if name == tc.skip {
+					t.Skip("refused by this variant")
+				}
 				s, url := deniedServerAt(t)
 				svc := cli.NewEnv("multireply", url("svc"))
 				t.Cleanup(func() { _ = svc.Close() })

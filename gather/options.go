@@ -49,6 +49,10 @@ type config struct {
 	max          int
 	stall        time.Duration
 	sentinel     func(*nats.Msg) bool
+	expect       []string           // Expect's responder ids, in order
+	stopWhen     func([]Reply) bool // StopWhen's predicate
+	margin       time.Duration      // AdaptiveStall's margin; 0: off
+	track        tracker            // what Expect, StopWhen and AdaptiveStall remember of this gather
 	header       nats.Header
 	pendingMsgs  int
 	pendingBytes int
@@ -91,12 +95,42 @@ func MaxReplies(n int) Option {
 // The gap never extends past the deadline, and before the first reply only
 // the deadline applies. A normal end (StopStalled, no error). It suits
 // responders that answer at about the same time when their number is unknown.
+// AdaptiveStall sets a gap that follows the arrivals instead; when the
+// responders are known, Expect ends at the last answer without any gap.
 func Stall(d time.Duration) Option {
 	return func(c *config) error {
 		if d <= 0 {
 			return fmt.Errorf("stall %v must be > 0: %w", d, nats.ErrInvalidArg)
 		}
 		c.stall = d
+		return nil
+	}
+}
+
+// AdaptiveStall is Stall with a gap that follows the replies: after each
+// reply, the gather stops (StopStalled) when no further reply arrives
+// within the longest arrival gap seen so far plus margin. The first gap is
+// from the request to the first reply, so the allowed gap starts at about
+// one round trip and the responders' work, plus margin, and only grows.
+// As with Stall, before the first reply only the deadline applies and the
+// gap never extends past the deadline. margin must be > 0 and shorter than
+// the deadline, and the option cannot be combined with Stall; otherwise
+// nats.ErrInvalidArg.
+//
+// natscli's "nats request --replies N" (N > 0) waits after each reply for
+// the mean time from the request to the replies so far plus
+// --reply-timeout (300 ms by default), not capped by its overall timeout,
+// and stops at N; with --replies 0 it waits out the timeout. The longest
+// gap is used here instead, so that the allowance never shrinks: a
+// straggler seen once keeps the wait for the next. The natsext variant
+// refuses it (natsext's stall is fixed when it is called):
+// nats.ErrInvalidArg.
+func AdaptiveStall(margin time.Duration) Option {
+	return func(c *config) error {
+		if margin <= 0 {
+			return fmt.Errorf("adaptive stall margin %v must be > 0: %w", margin, nats.ErrInvalidArg)
+		}
+		c.margin = margin
 		return nil
 	}
 }
@@ -225,10 +259,19 @@ func (c *config) resolve(ctx context.Context, nc *nats.Conn, subject string, dat
 	if err := publishable(nc, subject, data, c.header); err != nil {
 		return err
 	}
+	if c.expect != nil && !nc.HeadersSupported() {
+		// No reply could name its responder: the gather would wait out
+		// its deadline and call every expected responder missing.
+		return fmt.Errorf("gather %q: Expect needs the Responder header, and the server does not support headers: %w",
+			subject, nats.ErrHeadersNotSupported)
+	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("gather %q: not sent: %w", subject, err)
 	}
-	if c.stall > 0 {
+	if c.stall > 0 && c.margin > 0 {
+		return fmt.Errorf("gather %q: Stall and AdaptiveStall together: choose one: %w", subject, nats.ErrInvalidArg)
+	}
+	if c.stall > 0 || c.margin > 0 {
 		// The stall must leave room before the deadline, as far as it can
 		// be known now.
 		room := c.timeout
@@ -238,9 +281,9 @@ func (c *config) resolve(ctx context.Context, nc *nats.Conn, subject string, dat
 		if d, ok := ctx.Deadline(); ok && (c.timeout == 0 || time.Until(d) < room) {
 			room = time.Until(d)
 		}
-		if c.stall >= room {
+		if gap := max(c.stall, c.margin); gap >= room {
 			return fmt.Errorf("gather %q: stall %v must be shorter than the deadline (%v away): %w",
-				subject, c.stall, room.Round(time.Millisecond), nats.ErrInvalidArg)
+				subject, gap, room.Round(time.Millisecond), nats.ErrInvalidArg)
 		}
 	}
 	return nil
@@ -325,7 +368,8 @@ func CheckSubject(subject string) error {
 type StopReason int
 
 // The reasons a gather stops. StopDeadline, StopMax, StopStalled,
-// StopSentinel and StopCaller are normal ends; the others come with an error.
+// StopSentinel, StopCaller, StopExpected and StopCondition are normal ends;
+// the others come with an error.
 const (
 	// StopNone: the stream has not been ranged yet (its Result has no
 	// error), or the gather was refused before it started (its error says
@@ -355,6 +399,10 @@ const (
 	// StopFailed: the inbox could not be made or the request not sent
 	// (nats.ErrMaxPayload, nats.ErrPermissionViolation, ...).
 	StopFailed
+	// StopExpected: every responder named by Expect has answered.
+	StopExpected
+	// StopCondition: the StopWhen predicate returned true.
+	StopCondition
 )
 
 var stopNames = [...]string{
@@ -368,6 +416,8 @@ var stopNames = [...]string{
 	StopCancelled:    "cancelled",
 	StopClosed:       "connection closed",
 	StopFailed:       "failed",
+	StopExpected:     "all expected answered",
+	StopCondition:    "condition met",
 }
 
 // String names the reason as the CLI prints it ("max reached", ...).
@@ -381,7 +431,7 @@ func (r StopReason) String() string {
 // Normal reports whether r ends a gather without an error.
 func (r StopReason) Normal() bool {
 	switch r {
-	case StopDeadline, StopMax, StopStalled, StopSentinel, StopCaller:
+	case StopDeadline, StopMax, StopStalled, StopSentinel, StopCaller, StopExpected, StopCondition:
 		return true
 	}
 	return false
@@ -459,6 +509,14 @@ type Result struct {
 	// waiting, unread, when it stopped (after MaxReplies, a sentinel, a
 	// break, the deadline). The Mux counts them in Late too.
 	Unread int
+	// Missing names, in Expect's order, the expected responders that had
+	// not answered when the gather stopped; nil when all had, without
+	// Expect, and for a gather refused or not sent (its error says why).
+	Missing []string
+	// Repeated names, sorted, the responders (by ResponderHeader) that
+	// answered more than once while the gather ran, expected or not; nil
+	// without Expect.
+	Repeated []string
 }
 
 // The conservation law of a gather: each message that reaches the gather

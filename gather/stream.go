@@ -152,7 +152,7 @@ func collect(ctx context.Context, c *config, start, deadline time.Time, in inbox
 	until := deadline
 	finish := func(reason StopReason, err error) (Result, error) {
 		res.Dropped, res.Unread = in.finish()
-		return result(res, reason, start, c.now(), subject, err)
+		return c.result(res, reason, start, subject, err)
 	}
 	// A panic in the consumer's loop body (or its sentinel) passes through
 	// here: release the subscription or token on that way out too. finish
@@ -182,8 +182,8 @@ func collect(ctx context.Context, c *config, start, deadline time.Time, in inbox
 		if reason, stop, err := c.take(ctx, &res, m, start, deadline, yield); stop {
 			return finish(reason, err)
 		}
-		if c.stall > 0 {
-			until = c.now().Add(c.stall)
+		if gap := c.gap(); gap > 0 {
+			until = c.now().Add(gap)
 			if until.After(deadline) {
 				until = deadline
 			}
@@ -196,7 +196,8 @@ func collect(ctx context.Context, c *config, start, deadline time.Time, in inbox
 // clock, ends the gather before m is handed out (Skipped); a no-responders
 // status ends it with nats.ErrNoResponders; a sentinel (never an error
 // reply: config.isSentinel) ends it normally and is not a reply; anything
-// else is a reply, counted and yielded, and may reach MaxReplies. stop says
+// else is a reply, counted and yielded, and may complete Expect's set,
+// satisfy StopWhen or reach MaxReplies, in that order. stop says
 // whether the gather ends, reason and err why.
 func (c *config) take(ctx context.Context, res *Result, m *nats.Msg, start, deadline time.Time, yield func(Reply) bool) (reason StopReason, stop bool, err error) {
 	// The clock, not another goroutine's timing, says whether the
@@ -220,13 +221,33 @@ func (c *config) take(ctx context.Context, res *Result, m *nats.Msg, start, dead
 		return StopSentinel, true, nil
 	}
 	res.Count++
-	if !yield(newReply(m, c.now().Sub(start))) {
+	r := newReply(m, c.now().Sub(start))
+	// The rules of Expect, StopWhen and AdaptiveStall note the reply
+	// before it is handed out, so that a consumer's break on it still
+	// counts it as an answer (Missing); their stop comes after the
+	// consumer's.
+	var rule StopReason
+	var ruled bool
+	if c.expect != nil || c.stopWhen != nil || c.margin > 0 {
+		rule, ruled = c.observe(r)
+	}
+	if !yield(r) {
 		return StopCaller, true, nil
+	}
+	if ruled {
+		return rule, true, nil
 	}
 	if c.max > 0 && res.Count >= c.max {
 		return StopMax, true, nil
 	}
 	return StopNone, false, nil
+}
+
+// result completes res for a gather that stopped for reason now, with err
+// (nil for a normal end): Missing and Repeated from Expect, then result.
+func (c *config) result(res Result, reason StopReason, start time.Time, subject string, err error) (Result, error) {
+	c.account(&res)
+	return result(res, reason, start, c.now(), subject, err)
 }
 
 // result completes res for a gather that stopped for reason at now, with err (nil

@@ -21,10 +21,10 @@ import (
 // DiscoverService is the name of the micro service the -discover run starts.
 const DiscoverService = "greeter"
 
-// DiscoverStall is the stall gap of a discovery gather: 100 ms. The number
-// of instances is not known in advance, so discovery stops when the answers
-// stop coming, and at the deadline at the latest.
-const DiscoverStall = 100 * time.Millisecond
+// DiscoverStall is the stall gap of a discovery gather, gather's: 100 ms.
+// The number of instances is not known in advance, so discovery stops when
+// the answers stop coming, and at the deadline at the latest.
+const DiscoverStall = gather.DiscoverStall
 
 // StartGreeters starts one instance of the micro service DiscoverService on
 // each connection (version 1.0.<i>), with one endpoint, "greet", answering

@@ -38,6 +38,12 @@ func TestFlagCombinations(t *testing.T) {
 		{args: "-discover -max 2", want: "-discover sets its own stop conditions"},
 		{args: "-discover -serve"},
 		{args: "-discover -request -variant natsext"},
+		{args: "-expect -responders 5 -kill 1 -variant natsext -timeout 2s"},
+		{args: "-expect -serve -responders 5"},
+		{args: "-expect -request -variant inbox"},
+		{args: "-kill 1", want: "-kill 1: want"},
+		{args: "-expect -responders 2 -kill 2", want: "-kill 2: want"},
+		{args: "-expect -discover", want: "drop -discover and -sentinel"},
 		{args: "extra", want: "unexpected arguments"},
 		// -supercluster is refused where -cluster is, and with -cluster.
 		{args: "-supercluster -cluster 3", unset: true, want: "-cluster does nothing with -supercluster"},

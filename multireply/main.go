@@ -6,7 +6,8 @@
 //
 //	go run ./multireply [-responders 5] [-timeout 1s] [-max N] [-stall D]
 //	                    [-sentinel] [-variant inbox|shared|natsext]
-//	                    [-delay 200ms] [-seed 1] [-discover] [-serve | -request]
+//	                    [-delay 200ms] [-seed 1] [-discover] [-expect [-kill N]]
+//	                    [-serve | -request]
 //	                    [-cluster N | -supercluster | -secure] [-msgtrace]
 //
 // -cluster N runs it on an embedded cluster of N nodes, the responders
@@ -54,6 +55,8 @@ func flags(cfg *Config) (*flag.FlagSet, func() error) {
 	fs.DurationVar(&cfg.Delay, "delay", 200*time.Millisecond, "longest responder delay; each draws its own from [0, delay]")
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "seed for the responders' delays")
 	fs.BoolVar(&cfg.Discover, "discover", false, "gather $SRV.PING and $SRV.INFO from three micro service instances instead")
+	fs.BoolVar(&cfg.Expect, "expect", false, "run -responders micro service instances instead, discover them, and end the gather at the last expected answer")
+	fs.IntVar(&cfg.Kill, "kill", 0, "with -expect: stop this many instances after discovery, before the request")
 	cfg.Mode.AddFlags(fs)
 	cfg.Topology.AddFlags(fs)
 	cfg.MsgTrace.AddFlags(fs)
@@ -64,7 +67,8 @@ delay; the requester collects replies until the first stop condition (the -timeo
 deadline, -max replies, a -stall gap after the last reply, or the -sentinel empty
 payload) and draws where they came. -variant picks how: shared (one wildcard inbox
 per connection, the default), inbox (an inbox per request, the teaching version) or
-natsext (orbit.go's RequestMany). -discover gathers micro service PING/INFO answers.
+natsext (orbit.go's RequestMany). -discover gathers micro service PING/INFO answers; -expect runs
+-responders micro service instances and ends the gather at the last expected answer.
 -serve and -request run the halves apart, against NATS_URL. -cluster N and
 -supercluster spread the responders over embedded nodes; -secure runs locked down.`)
 	check := func() error {
@@ -92,6 +96,11 @@ natsext (orbit.go's RequestMany). -discover gathers micro service PING/INFO answ
 		}
 		if cfg.Discover {
 			if err := cli.Refuse(set, "with -discover, whose three micro service instances answer at once", "responders", "delay", "seed", "msgtrace"); err != nil {
+				return err
+			}
+		}
+		if cfg.Expect {
+			if err := cli.Refuse(set, "with -expect, whose gather is not traced", "msgtrace"); err != nil {
 				return err
 			}
 		}

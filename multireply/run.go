@@ -46,6 +46,13 @@ type Config struct {
 	Seed uint64
 	// Discover runs the micro service discovery demo instead.
 	Discover bool
+	// Expect runs the expect demo instead: Responders micro service
+	// instances, discovered, and a gather that ends at the last expected
+	// answer (gather.Expect).
+	Expect bool
+	// Kill stops this many of the -expect instances after discovery,
+	// before the request (0..Responders-1).
+	Kill int
 	// Mode: both halves, or only -serve or -request.
 	Mode cli.Mode
 	// Topology is the embedded topology when NATS_URL is unset: one
@@ -82,6 +89,12 @@ func (cfg *Config) Check() error {
 		return cli.Usagef("-discover sets its own stop conditions (a %v stall): drop -max, -stall and -sentinel", DiscoverStall)
 	case cfg.Discover && cfg.Timeout <= DiscoverStall:
 		return cli.Usagef("-discover needs a -timeout longer than its %v stall, not %v", DiscoverStall, cfg.Timeout)
+	case cfg.Expect && (cfg.Discover || cfg.Sentinel):
+		return cli.Usagef("-expect runs micro service instances: drop -discover and -sentinel")
+	case cfg.Expect && cfg.Mode.Serve && cfg.Responders == 0:
+		return cli.Usagef("-expect -serve with -responders 0 would serve nothing")
+	case cfg.Kill < 0 || cfg.Kill > 0 && (!cfg.Expect || cfg.Kill >= cfg.Responders || cfg.Mode.Request || cfg.Mode.Serve):
+		return cli.Usagef("-kill %d: want 0..%d, with -expect and both halves", cfg.Kill, max(cfg.Responders-1, 0))
 	case !slices.Contains(variants.Names, cfg.Variant):
 		return cli.Usagef("-variant %q: want one of %s", cfg.Variant, strings.Join(variants.Names, ", "))
 	}
@@ -124,6 +137,9 @@ func (cfg *Config) options() []gather.Option {
 func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	if cfg.Discover {
 		return runDiscover(ctx, env, cfg, w)
+	}
+	if cfg.Expect {
+		return runExpect(ctx, env, cfg, w)
 	}
 
 	// The responders: each on a connection of its own (see serveDemo),
@@ -307,23 +323,23 @@ func runDiscover(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) err
 		return err
 	}
 	defer func() { _ = release() }()
-	if err := awaitInstances(ctx, w, env, v, started); err != nil {
+	if err := awaitInstances(ctx, w, env, v, DiscoverService, started); err != nil {
 		return err
 	}
 	return Discover(ctx, v, DiscoverService, cfg.Timeout, w)
 }
 
 // awaitInstances waits, when env has several nodes, until want instances
-// (those started here) answer a $SRV.PING gather, bounded by ProbeTimeout: their interest
+// of service (those started here) answer a $SRV.PING gather, bounded by ProbeTimeout: their interest
 // reaches the discoverer's server asynchronously (a route, a gateway).
 // A micro service answers PING without counting it in its endpoint
 // stats, so these gathers are the probes. It writes one line when it had
 // to wait. The error is the gather's, or one wrapping nats.ErrTimeout.
-func awaitInstances(ctx context.Context, w io.Writer, env *cli.Env, v gather.Variant, want int) error {
+func awaitInstances(ctx context.Context, w io.Writer, env *cli.Env, v gather.Variant, service string, want int) error {
 	if want == 0 || len(env.Nodes()) < 2 {
 		return nil
 	}
-	subject, err := micro.ControlSubject(micro.PingVerb, DiscoverService, "")
+	subject, err := micro.ControlSubject(micro.PingVerb, service, "")
 	if err != nil {
 		return err
 	}
@@ -332,16 +348,16 @@ func awaitInstances(ctx context.Context, w io.Writer, env *cli.Env, v gather.Var
 	for tries := 1; ; tries++ {
 		res, err := gather.Gather(ctx, v, subject, nil, gather.Timeout(time.Until(deadline)), gather.MaxReplies(want), gather.Stall(DiscoverStall))
 		if err != nil && !errors.Is(err, nats.ErrNoResponders) {
-			return fmt.Errorf("waiting for the %s instances' interest: %w", DiscoverService, err)
+			return fmt.Errorf("waiting for the %s instances' interest: %w", service, err)
 		}
 		if err == nil && res.Count >= want {
 			if tries > 1 {
-				fmt.Fprintf(w, "interest: waited %s for the %d %s instances to be visible (%d PING gathers)\n", round(time.Since(start)), want, DiscoverService, tries)
+				fmt.Fprintf(w, "interest: waited %s for the %d %s instances to be visible (%d PING gathers)\n", round(time.Since(start)), want, service, tries)
 			}
 			return nil
 		}
 		if !time.Now().Before(deadline) {
-			return fmt.Errorf("waiting for the %s instances' interest: %d of %d answered within %v: %w", DiscoverService, res.Count, want, ProbeTimeout, nats.ErrTimeout)
+			return fmt.Errorf("waiting for the %s instances' interest: %d of %d answered within %v: %w", service, res.Count, want, ProbeTimeout, nats.ErrTimeout)
 		}
 	}
 }

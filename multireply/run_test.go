@@ -45,6 +45,12 @@ func TestConfigCheck(t *testing.T) {
 		{name: "discover with stall", change: func(c *Config) { c.Discover = true; c.Stall = time.Millisecond }},
 		{name: "discover with sentinel", change: func(c *Config) { c.Discover = true; c.Sentinel = true }},
 		{name: "discover timeout within its stall", change: func(c *Config) { c.Discover = true; c.Timeout = DiscoverStall }},
+		{name: "expect", change: func(c *Config) { c.Expect = true }, ok: true},
+		{name: "expect and kill", change: func(c *Config) { c.Expect = true; c.Kill = 4 }, ok: true},
+		{name: "kill without expect", change: func(c *Config) { c.Kill = 1 }},
+		{name: "kill them all", change: func(c *Config) { c.Expect = true; c.Kill = 5 }},
+		{name: "negative kill", change: func(c *Config) { c.Expect = true; c.Kill = -1 }},
+		{name: "expect with sentinel", change: func(c *Config) { c.Expect = true; c.Sentinel = true }},
 		{name: "unknown variant", change: func(c *Config) { c.Variant = "fastest" }},
 		{name: "serve and request", change: func(c *Config) { c.Mode = cli.Mode{Serve: true, Request: true} }},
 	}

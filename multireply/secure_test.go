@@ -65,6 +65,13 @@ func TestSecure(t *testing.T) {
 		assert.Contains(t, stdout, "$SRV.INFO.greeter: 3 answers")
 		assert.Equal(t, 1, strings.Count(stderr, "\n"), stderr)
 	})
+	t.Run("expect", func(t *testing.T) {
+		code, stdout, stderr := program([]string{"-secure", "-expect", "-kill", "1", "-timeout", "1s"}, nil)
+		assert.Equal(t, cli.ExitOK, code, stderr)
+		assert.Contains(t, stdout, "4 replies, stopped: deadline")
+		assert.Contains(t, stdout, "missing: instance-1 (id ")
+		assert.Equal(t, 1, strings.Count(stderr, "\n"), stderr)
+	})
 }
 
 // AllowResponses is the least allow_responses max that lets a connection

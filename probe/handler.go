@@ -9,7 +9,7 @@ import (
 )
 
 // Handler returns a nats.MsgHandler that answers a readiness probe (a
-// message with Header) with name as the payload, and passes every other
+// message with Header) with name as the payload and in ResponderHeader, and passes every other
 // message to h: wrap a responder's handler with it, and a requester's Await
 // sees the responder as soon as its interest reaches the requester's
 // server, without the probes being worked on or counted. name is what
@@ -38,14 +38,14 @@ func Skip(h nats.MsgHandler) nats.MsgHandler {
 }
 
 // MicroHandler is Handler for a nats.go/micro endpoint: a request with
-// Header is answered with name as the payload, every other request goes to
+// Header is answered with name as the payload and in ResponderHeader, every other request goes to
 // h. micro counts the probes in the endpoint's stats all the same (they are
 // requests to it): to keep them out of the counts, reset the stats after
 // the wait (Service.Reset), with a wait that is Want.Settled.
 func MicroHandler(name string, h micro.Handler) micro.Handler {
 	return micro.HandlerFunc(func(req micro.Request) {
 		if req.Headers().Get(Header) != "" {
-			_ = req.Respond([]byte(name)) // a lost answer is probed again
+			_ = req.Respond([]byte(name), micro.WithHeaders(micro.Headers{ResponderHeader: []string{name}})) // a lost answer is probed again
 			return
 		}
 		h.Handle(req)

@@ -15,7 +15,8 @@ import (
 	"reqreply/probe"
 )
 
-// TestMiddleware: Handler answers a probe with its name and Skip drops it,
+// TestMiddleware: Handler answers a probe with its name (payload and
+// ResponderHeader) and Skip drops it,
 // neither passing it on; both pass a request to the handler they wrap.
 func TestMiddleware(t *testing.T) {
 	s := testserver.New(t)
@@ -54,6 +55,7 @@ func TestMiddleware(t *testing.T) {
 			}
 			require.NoError(t, err)
 			assert.Equal(t, tc.probeWant, string(reply.Data), "a probe never reaches the handler")
+			assert.Equal(t, tc.probeWant, reply.Header.Get(probe.ResponderHeader), "the answer names its responder as a gather reads it")
 		})
 	}
 }

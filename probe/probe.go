@@ -29,6 +29,13 @@ import (
 // probe's number; a responder answers with Answer (or Handler).
 const Header = "Reqreply-Probe"
 
+// ResponderHeader is the header in which a probe's answer names its
+// responder, besides the payload: "Responder", the header a gather reads
+// into Reply.Responder and matches against Expect (gather.ResponderHeader),
+// so that every reply of the suite's responder helpers names its sender
+// the same way.
+const ResponderHeader = "Responder"
+
 // StepMax bounds the pause between two probes that saw nothing new:
 // the pause starts at 1 ms (probeFirstStep) and doubles up to 50 ms.
 const StepMax = 50 * time.Millisecond
@@ -48,7 +55,8 @@ const NoRespondersFor = 500 * time.Millisecond
 // Is reports whether m is a readiness probe.
 func Is(m *nats.Msg) bool { return m.Header != nil && m.Header.Get(Header) != "" }
 
-// Answer answers m with name as the payload if m is a readiness probe,
+// Answer answers m with name as the payload (and in ResponderHeader) if m
+// is a readiness probe,
 // and reports whether it was one: a responder's handler calls it first and
 // returns when it is true, so probes are neither worked on nor counted. A
 // failed reply (the connection closing) is not reported: the prober probes
@@ -58,7 +66,9 @@ func Answer(m *nats.Msg, name string) bool {
 		return false
 	}
 	if m.Reply != "" {
-		_ = m.Respond([]byte(name)) // a lost answer is probed again
+		// A probe has a header, so the server takes them.
+		answer := &nats.Msg{Data: []byte(name), Header: nats.Header{ResponderHeader: []string{name}}}
+		_ = m.RespondMsg(answer) // a lost answer is probed again
 	}
 	return true
 }

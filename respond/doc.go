@@ -1,6 +1,7 @@
 // Package respond holds the small helpers both sides of a NATS request-reply
 // share, written once: the responder's error reply, in the headers nats.go's
-// micro package uses (Error), with panic recovery as middleware around a
+// micro package uses (Error; ErrorAs names the responder in
+// ResponderHeader, as a gather that expects it reads it), with panic recovery as middleware around a
 // plain nats.MsgHandler (Recover); and the requester's reading of a reply
 // (ErrorOf, ServiceError, IsNoResponders), its subject check before sending
 // (CheckSubject) and what to say when a request timed out (WhyNoReply).

@@ -48,6 +48,23 @@ func Error(m *nats.Msg, err error) error {
 	return m.RespondMsg(ErrorMsg(err))
 }
 
+// ResponderHeader is the reply header in which a responder names itself:
+// "Responder", the header a gather reads into its Reply.Responder and
+// matches against its expected set (gather.ResponderHeader, Expect).
+const ResponderHeader = "Responder"
+
+// ErrorAs is Error from the responder named name: the error reply also
+// carries ResponderHeader: name, so that a gather that expects name counts
+// it as answered (an error reply is an answer). An empty name is Error.
+// Errors: Error's.
+func ErrorAs(m *nats.Msg, name string, err error) error {
+	reply := ErrorMsg(err)
+	if name != "" {
+		reply.Header.Set(ResponderHeader, name)
+	}
+	return m.RespondMsg(reply)
+}
+
 // ErrorMsg returns the error reply for err, with no subject and no payload,
 // for a responder that sends it itself (m.RespondMsg, or more than once):
 // the headers Nats-Service-Error and Nats-Service-Error-Code, set as Error

@@ -7,6 +7,7 @@ package respond_test
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -88,6 +89,24 @@ func TestErrorReply(t *testing.T) {
 			assert.Equal(t, tc.want, serr)
 			assert.Empty(t, msg.Data, "an error reply has no payload")
 			assert.Equal(t, "service error "+tc.want.Code+": "+tc.want.Description, err.Error())
+		})
+	}
+}
+
+// ErrorAs sends Error's reply, naming its responder in ResponderHeader (the
+// header a gather reads); with an empty name it is Error.
+func TestErrorAs(t *testing.T) {
+	nc := connect(t, natsURL())
+	for _, name := range []string{"worker-3", ""} {
+		t.Run("name="+name, func(t *testing.T) {
+			subject := "reply.as." + strconv.Itoa(len(name))
+			sent := make(chan error, 1)
+			serve(t, nc, subject, func(m *nats.Msg) { sent <- respond.ErrorAs(m, name, errors.New("out of stock")) })
+			msg, err := nc.Request(subject, nil, time.Minute)
+			require.NoError(t, err)
+			require.NoError(t, <-sent)
+			assert.Equal(t, &respond.ServiceError{Code: "500", Description: "out of stock"}, respond.ErrorOf(msg))
+			assert.Equal(t, name, msg.Header.Get(respond.ResponderHeader))
 		})
 	}
 }

@@ -49,6 +49,9 @@ import (
 //     nothing behind.
 //   - A slow consumer ends its iteration with nats.ErrSlowConsumer, and its
 //     pending limits cannot be set (PendingLimits is rejected here).
+//   - Its stall gap is fixed when it is called: AdaptiveStall is rejected
+//     here (nats.ErrInvalidArg). Expect and StopWhen are applied by the
+//     wrapper to each reply (gather.Prepared.Take), as MaxReplies is.
 //   - Its subscription is on nc, so a drain of nc unsubscribes it at once: a
 //     gather in flight ends (StopClosed, nats.ErrConnectionDraining, the
 //     replies so far kept), and one started during a drain is refused
@@ -79,8 +82,8 @@ type Natsext struct {
 func (Natsext) Name() string { return "natsext" }
 
 // Stream checks subject and opts like the other variants (errors wrap
-// nats.ErrBadSubject or nats.ErrInvalidArg; PendingLimits is an
-// nats.ErrInvalidArg here) and returns a Stream whose Replies call
+// nats.ErrBadSubject or nats.ErrInvalidArg; PendingLimits and
+// AdaptiveStall are an nats.ErrInvalidArg here) and returns a Stream whose Replies call
 // natsext.RequestManyMsg with the equivalent options and yield its replies.
 func (v Natsext) Stream(ctx context.Context, subject string, data []byte, opts ...gather.Option) (*gather.Stream, error) {
 	p, err := gather.Prepare(ctx, v.Conn, subject, data, opts...)
@@ -89,6 +92,9 @@ func (v Natsext) Stream(ctx context.Context, subject string, data []byte, opts .
 	}
 	if p.PendingLimitsSet() {
 		return nil, fmt.Errorf("gather %q: natsext has no pending limits to set: %w", subject, nats.ErrInvalidArg)
+	}
+	if p.AdaptiveStallSet() {
+		return nil, fmt.Errorf("gather %q: natsext's stall is fixed when it is called, it cannot adapt: %w", subject, nats.ErrInvalidArg)
 	}
 	nc := v.Conn
 	return gather.NewStream(func(yield func(gather.Reply) bool) (gather.Result, error) {
