@@ -21,7 +21,7 @@ import (
 // gather, from just before its request is sent to its stop: the request
 // carries the span's trace context in its headers (added to those of a
 // gather.Header option), the span has an event "reply" per reply
-// (reqreply.responder, reqreply.reply.offset_us, at its arrival time) and,
+// (reqreply.responder, reqreply.reply.offset_us, at the time it is handed out) and,
 // at its end, reqreply.gather.stop_reason, .replies, .dropped, .skipped and
 // .unread; error status and error.type when the gather ends with an error
 // (no_responders, denied, cancelled, closed, ...). It records
@@ -117,13 +117,10 @@ func (t *Telemetry) stream(ctx context.Context, v gather.Variant, subject string
 				span.End()
 			}()
 		}
-		var sent time.Time
-		if recording {
-			sent = time.Now()
-		}
 		for r := range inner.Replies() {
 			if recording {
-				span.AddEvent("reply", trace.WithTimestamp(sent.Add(r.At)), trace.WithAttributes(
+				// At the time it is handed out; its offset is the gather's own.
+				span.AddEvent("reply", trace.WithAttributes(
 					KeyResponder.String(r.Responder), KeyOffset.Int64(r.At.Microseconds())))
 			}
 			if !yield(r) {
