@@ -68,6 +68,7 @@ func (w variant) Stream(ctx context.Context, subject string, data []byte, opts .
 func (t *Telemetry) stream(ctx context.Context, v gather.Variant, subject string, data []byte, opts []gather.Option) (*gather.Stream, error) {
 	tracing, metrics := t.tracing(ctx), t.m.on(ctx)
 	var h nats.Header
+	var own []gather.Option
 	if tracing {
 		// The variant keeps the map the Header option gives it, and
 		// publishes it when ranged: the run below writes the span's
@@ -79,9 +80,13 @@ func (t *Telemetry) stream(ctx context.Context, v gather.Variant, subject string
 		// A placeholder of traceparent's size, for the checks of size and keys
 		// made now.
 		h["traceparent"] = []string{"00-00000000000000000000000000000000-0000000000000000-00"}
-		opts = append(slices.Clip(opts), gather.Header(h))
+		// A new slice: the caller's stays its own (and on its stack, in the
+		// off path of Gather).
+		own = append(append(make([]gather.Option, 0, len(opts)+1), opts...), gather.Header(h))
+	} else {
+		own = slices.Clone(opts)
 	}
-	inner, err := v.Stream(ctx, subject, data, opts...)
+	inner, err := v.Stream(ctx, subject, data, own...)
 	if err != nil {
 		return nil, err
 	}
