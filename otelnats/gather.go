@@ -78,8 +78,10 @@ func (t *Telemetry) stream(ctx context.Context, v gather.Variant, subject string
 			h[k] = vs
 		}
 		// A placeholder of traceparent's size, for the checks of size and keys
-		// made now.
-		h["traceparent"] = []string{"00-00000000000000000000000000000000-0000000000000000-00"}
+		// made now, unless the caller's headers have one.
+		if _, ok := h[traceparent]; !ok {
+			h[traceparent] = []string{placeholder}
+		}
 		// A new slice: the caller's stays its own (and on its stack, in the
 		// off path of Gather).
 		own = append(append(make([]gather.Option, 0, len(opts)+1), opts...), gather.Header(h))
@@ -90,8 +92,8 @@ func (t *Telemetry) stream(ctx context.Context, v gather.Variant, subject string
 	if err != nil {
 		return nil, err
 	}
-	if tracing {
-		delete(h, "traceparent")
+	if tracing && len(h[traceparent]) == 1 && h[traceparent][0] == placeholder {
+		delete(h, traceparent)
 	}
 	return gather.NewStream(func(yield func(gather.Reply) bool) (res gather.Result, err error) {
 		var start time.Time
@@ -142,6 +144,13 @@ func (t *Telemetry) stream(ctx context.Context, v gather.Variant, subject string
 		return res, err
 	}), nil
 }
+
+// traceparent is the W3C trace context header; placeholder is a value of
+// its size, which a gather's request holds while its size is checked.
+const (
+	traceparent = "traceparent"
+	placeholder = "00-00000000000000000000000000000000-0000000000000000-00"
+)
 
 // Gather is Default().Gather.
 func Gather(ctx context.Context, v gather.Variant, subject string, data []byte, opts ...gather.Option) (gather.Result, error) {
