@@ -10,7 +10,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
 	"reqreply/gather"
@@ -137,9 +136,8 @@ func (t *Telemetry) stream(ctx context.Context, v gather.Variant, subject string
 		res, err = inner.Result()
 		if metrics {
 			t.m.operation(ctx, "gather", start, err)
-			attrs := metric.WithAttributes(KeySystem.String("nats"), KeyStopReason.String(res.Reason.String()))
-			t.m.replies.Record(ctx, int64(res.Count), metric.WithAttributes(KeySystem.String("nats")))
-			t.m.stops.Add(ctx, 1, attrs)
+			t.m.replies.Record(ctx, int64(res.Count), t.m.nats)
+			t.m.stops.Add(ctx, 1, t.m.stop(res.Reason))
 		}
 		return res, err
 	}), nil

@@ -10,7 +10,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
 	"reqreply/hedge"
@@ -71,9 +70,9 @@ func (c *hedgeCall) Copy(msg *nats.Msg, cp int, kind hedge.CopyKind) {
 	if c.metrics {
 		switch kind {
 		case hedge.CopyHedge:
-			c.t.m.hedgesSent.Add(c.metctx, 1, metric.WithAttributes(KeySystem.String("nats")))
+			c.t.m.hedgesSent.Add(c.metctx, 1, c.t.m.nats)
 		case hedge.CopyRetry:
-			c.t.m.retries.Add(c.metctx, 1, metric.WithAttributes(KeySystem.String("nats")))
+			c.t.m.retries.Add(c.metctx, 1, c.t.m.nats)
 		}
 	}
 	if c.span == nil {
@@ -98,9 +97,9 @@ func (c *hedgeCall) End(won int, err error) {
 				continue
 			}
 			if cp == won {
-				c.t.m.hedgesWon.Add(c.metctx, 1, metric.WithAttributes(KeySystem.String("nats")))
+				c.t.m.hedgesWon.Add(c.metctx, 1, c.t.m.nats)
 			} else {
-				c.t.m.hedgesWasted.Add(c.metctx, 1, metric.WithAttributes(KeySystem.String("nats")))
+				c.t.m.hedgesWasted.Add(c.metctx, 1, c.t.m.nats)
 			}
 		}
 	}
@@ -127,7 +126,7 @@ func (t *Telemetry) ObserveAdmission(a *hedge.Admission) {
 	a.Observe(func(leave bool) {
 		ctx := context.Background()
 		if leave && t.m.leaves.Enabled(ctx) {
-			t.m.leaves.Add(ctx, 1, metric.WithAttributes(KeySystem.String("nats")))
+			t.m.leaves.Add(ctx, 1, t.m.nats)
 		}
 	})
 }

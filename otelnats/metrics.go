@@ -9,6 +9,8 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+
+	"reqreply/gather"
 )
 
 // The metric names. Durations are in seconds, in DurationBuckets.
@@ -69,6 +71,41 @@ type instruments struct {
 	retries         metric.Int64Counter
 	leaves          metric.Int64Counter
 	noResponders    metric.Int64Counter
+
+	// The attribute sets, made once (attribute.NewSet sorts and copies):
+	// nats is messaging.system alone; ops by operation name and error.type
+	// (ErrorType's values); reasons by stop reason.
+	nats    metric.MeasurementOption
+	ops     map[opKey]metric.MeasurementOption
+	reasons [gather.StopFailed + 1]metric.MeasurementOption
+}
+
+// opKey is an operation's name and error.type ("" for none).
+type opKey struct{ name, errType string }
+
+// The operation names and error types the sets are made for.
+var (
+	opNames    = []string{"request", "gather", "hedged request"}
+	errorTypes = []string{"", "no_responders", "denied", "timeout", "cancelled", "closed", "slow_consumer", "_OTHER"}
+)
+
+// initSets makes the attribute sets.
+func (m *instruments) initSets() {
+	system := KeySystem.String("nats")
+	m.nats = metric.WithAttributeSet(attribute.NewSet(system))
+	m.ops = map[opKey]metric.MeasurementOption{}
+	for _, name := range opNames {
+		for _, et := range errorTypes {
+			attrs := []attribute.KeyValue{system, KeyOperationName.String(name)}
+			if et != "" {
+				attrs = append(attrs, KeyErrorType.String(et))
+			}
+			m.ops[opKey{name, et}] = metric.WithAttributeSet(attribute.NewSet(attrs...))
+		}
+	}
+	for r := range m.reasons {
+		m.reasons[r] = metric.WithAttributeSet(attribute.NewSet(system, KeyStopReason.String(gather.StopReason(r).String())))
+	}
 }
 
 func (m *instruments) init(meter metric.Meter) error {
@@ -102,6 +139,7 @@ func (m *instruments) init(meter metric.Meter) error {
 	if err != nil {
 		return err
 	}
+	m.initSets()
 	m.replies, err = meter.Int64Histogram(MetricGatherReplies, metric.WithDescription("Replies per gather."),
 		metric.WithUnit("{reply}"), metric.WithExplicitBucketBoundaries(RepliesBuckets...))
 	return err
@@ -113,12 +151,17 @@ func (m *instruments) on(ctx context.Context) bool { return m.duration.Enabled(c
 // operation records one client operation that started at start and ended
 // with err: its duration, and a no-responders count.
 func (m *instruments) operation(ctx context.Context, name string, start time.Time, err error) {
-	attrs := []attribute.KeyValue{KeySystem.String("nats"), KeyOperationName.String(name)}
-	if et := ErrorType(err); et != "" {
-		attrs = append(attrs, KeyErrorType.String(et))
-		if et == "no_responders" {
-			m.noResponders.Add(ctx, 1, metric.WithAttributes(attrs[:2]...))
-		}
+	et := ErrorType(err)
+	if et == "no_responders" {
+		m.noResponders.Add(ctx, 1, m.ops[opKey{name, ""}])
 	}
-	m.duration.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(attrs...))
+	m.duration.Record(ctx, time.Since(start).Seconds(), m.ops[opKey{name, et}])
+}
+
+// stop is the attribute set of a gather's stop reason.
+func (m *instruments) stop(r gather.StopReason) metric.MeasurementOption {
+	if r < 0 || int(r) >= len(m.reasons) {
+		return metric.WithAttributes(KeySystem.String("nats"), KeyStopReason.String(r.String()))
+	}
+	return m.reasons[r]
 }

@@ -120,7 +120,7 @@ func (p *processing) finish() {
 		p.span.End()
 	}
 	if p.metrics {
-		opts := metric.WithAttributes(KeySystem.String("nats"))
+		opts := p.t.m.nats
 		if p.errType != "" {
 			opts = metric.WithAttributes(KeySystem.String("nats"), KeyErrorType.String(p.errType))
 		}
