@@ -78,7 +78,7 @@ func TestRequestDrained(t *testing.T) {
 	run([]clitest.Ending{{
 		Name: "drained during the wait",
 		Call: func(ctx context.Context, nc *nats.Conn) error {
-			ctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+			ctx, cancel := context.WithTimeout(ctx, time.Second)
 			defer cancel()
 			_, err := rec.tel.Request(ctx, nc, "svc.hold", nil)
 			if nc.IsDraining() || nc.IsClosed() {
@@ -137,7 +137,7 @@ func TestGatherEndingsLeaveNothing(t *testing.T) {
 					Want: nats.ErrConnectionClosed, Prompt: true},
 				// The shared Mux gathers through a drain: its gather ends at its
 				// deadline; the others end at the drain.
-				{Name: "drained during the wait", Call: gatherOn("svc.hold", gather.Timeout(300*time.Millisecond)),
+				{Name: "drained during the wait", Call: gatherOn("svc.hold", gather.Timeout(time.Second)),
 					During: drainIt, Trigger: held, Want: drained},
 				{Name: "refused: bad subject", Call: gatherOn("svc.bad token"), Want: nats.ErrBadSubject},
 			}

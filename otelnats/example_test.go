@@ -129,7 +129,7 @@ func ExampleTelemetry_Gather() {
 	fmt.Println(span.Name(), responders)
 	for _, kv := range span.Attributes() {
 		if kv.Key == otelnats.KeyStopReason || kv.Key == otelnats.KeyReplies {
-			fmt.Println(kv.Key, "=", kv.Value.Emit())
+			fmt.Println(kv.Key, "=", kv.Value.String())
 		}
 	}
 	// Output:

@@ -88,7 +88,7 @@ func TestHedgeMetricsEqualStats(t *testing.T) {
 		hedge.WithObserver(rec.tel.HedgeObserver()))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	_, err = c.Request(ctx, "nobody", nil)
 	require.ErrorIs(t, err, nats.ErrTimeout)

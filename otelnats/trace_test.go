@@ -131,7 +131,7 @@ func drawTree(spans []sdktrace.ReadOnlySpan) string {
 		for _, e := range s.Events() {
 			fmt.Fprintf(&b, "%s  · %s +%v", strings.Repeat("  ", depth), e.Name, e.Time.Sub(t0).Round(time.Microsecond))
 			for _, kv := range e.Attributes {
-				fmt.Fprintf(&b, " %s=%s", kv.Key, kv.Value.Emit())
+				fmt.Fprintf(&b, " %s=%s", kv.Key, kv.Value.String())
 			}
 			b.WriteString("\n")
 		}
