@@ -113,6 +113,9 @@ type call struct {
 	// 0..copies-1.
 	pending []*nats.Msg
 	copies  int
+	// obs sees the call's copies and its end (WithObserver), nil for none;
+	// set before the first copy, read by the caller's goroutine only.
+	obs CallObserver
 	// ready has a value when pending may have grown since the caller
 	// last looked, or the call was denied.
 	ready chan struct{}
@@ -122,8 +125,6 @@ type call struct {
 	subject string
 	watch   *subjectWatch
 	denied  error
-	// obs sees the call's copies (WithObserver), nil for none.
-	obs CallObserver
 }
 
 // subjectWatch is a Client's watch for permission denials of publishes to
@@ -663,14 +664,14 @@ func (c *Client) Request(ctx context.Context, subject string, data []byte) (msg 
 	}
 	id, cl := c.open(subject)
 	defer c.finish(id, cl)
+	ctx, unbind := c.bind(ctx)
+	defer unbind()
 	if c.observer != nil {
 		if cl.obs = c.observer.Start(ctx, subject); cl.obs != nil {
 			obs := cl.obs
 			defer func() { obs.End(c.won(msg), err) }()
 		}
 	}
-	ctx, unbind := c.bind(ctx)
-	defer unbind()
 	if c.policy.Retry != nil {
 		return c.retry(ctx, subject, data, id, cl)
 	}
