@@ -40,17 +40,18 @@ func (t *Telemetry) Handler(h nats.MsgHandler) nats.MsgHandler {
 // MicroHandler wraps h, a micro endpoint's handler, as Handler does, and
 // also marks the span with error status and error.type the code when h
 // replies with req.Error (micro's error headers). Inside h, ContextOf(req)
-// is the span's context, to continue the trace into requests of h's own.
+// is the span's context, to continue the trace into requests of h's own
+// (context.Background() while tracing is off). With tracing and metrics
+// off, the handler is h itself.
 func (t *Telemetry) MicroHandler(h micro.Handler) micro.Handler {
 	return micro.HandlerFunc(func(req micro.Request) {
 		ctx := context.Background()
-		hdr := nats.Header(req.Headers())
-		tracing, metrics := t.tracing(ctx) || hasTraceContext(hdr), t.m.processDuration.Enabled(ctx)
+		tracing, metrics := t.tracing(ctx), t.m.processDuration.Enabled(ctx)
 		if !tracing && !metrics {
 			h.Handle(req)
 			return
 		}
-		p := t.begin(ctx, req.Subject(), hdr, len(req.Data()), tracing, metrics)
+		p := t.begin(ctx, req.Subject(), nats.Header(req.Headers()), len(req.Data()), tracing, metrics)
 		defer p.end()
 		h.Handle(&tracedRequest{Request: req, p: p})
 	})
@@ -63,12 +64,6 @@ func ContextOf(req micro.Request) context.Context {
 		return r.p.ctx
 	}
 	return context.Background()
-}
-
-// hasTraceContext reports whether h carries a W3C trace context, in any
-// spelling of its key.
-func hasTraceContext(h nats.Header) bool {
-	return h != nil && HeaderCarrier(h).Get("traceparent") != ""
 }
 
 // processing is one request being handled.
