@@ -32,7 +32,9 @@
 //
 // Free when off. With the global no-op providers (nothing set), each wrapper
 // checks that first and calls the wrapped code directly: no span, no
-// attribute, no allocation, no clock read.
+// attribute, no allocation, no clock read. (A requester whose context
+// already carries a trace context, from an instrumented caller, still
+// passes it on in the request's headers.)
 //
 // The package-level functions use Default, built from the global providers;
 // New takes other ones.
