@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"reqreply/gather"
@@ -99,4 +100,27 @@ func TestFreeWhenOff(t *testing.T) {
 			t.Logf("allocs/op: request %.2f (nats.go %.2f), gather %.2f (gather.Gather %.2f)", req, plainReq, g, plainGather)
 		})
 	}
+}
+
+// With tracing off, a request whose context already carries a trace context
+// (from an instrumented caller) still passes it on in its headers.
+func TestOffPassesTraceContextOn(t *testing.T) {
+	tel, err := otelnats.New()
+	require.NoError(t, err)
+	s := testserver.New(t)
+	resp := connect(t, s.ClientURL(), "responder")
+	_, err = resp.Subscribe("echo", func(m *nats.Msg) { _ = m.Respond([]byte(m.Header.Get("traceparent"))) })
+	require.NoError(t, err)
+	require.NoError(t, resp.Flush())
+	nc := connect(t, s.ClientURL(), "requester")
+	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: [16]byte{1}, SpanID: [8]byte{2}, TraceFlags: trace.FlagsSampled})
+	ctx, cancel := context.WithTimeout(trace.ContextWithSpanContext(context.Background(), sc), 10*time.Second)
+	defer cancel()
+
+	msg, err := tel.Request(ctx, nc, "echo", nil)
+	require.NoError(t, err)
+	assert.Equal(t, "00-01000000000000000000000000000000-0200000000000000-01", string(msg.Data))
+	msg, err = tel.Request(context.Background(), nc, "echo", nil)
+	require.NoError(t, err)
+	assert.Empty(t, string(msg.Data), "no trace context: nothing added")
 }
