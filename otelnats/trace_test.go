@@ -246,7 +246,9 @@ func deniedServer(t *testing.T) (*server.Server, func(user string) string) {
 func TestErrorStatus(t *testing.T) {
 	rec := newRecorded(t)
 	_, url := deniedServer(t)
-	nc := connect(t, url("nopub"), "requester")
+	// The denial comes back to the gather (variants.Hook); nats.go would
+	// also print it from its default error handler.
+	nc := connect(t, url("nopub"), "requester", nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
 
 	_, err := rec.tel.Request(context.Background(), nc, "nobody.home", nil)
 	require.ErrorIs(t, err, nats.ErrNoResponders)
