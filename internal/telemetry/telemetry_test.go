@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -17,6 +16,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel"
 	"go.uber.org/goleak"
+
+	"reqreply/internal/telemetry/telemetrytest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -110,20 +111,6 @@ func consoleChild() int {
 	return 0
 }
 
-// scrape returns the text served at url, on a client that keeps no
-// connection (none is left for goleak).
-func scrape(t *testing.T, url string) string {
-	t.Helper()
-	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-	resp, err := client.Get(url)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return string(b)
-}
-
 // TestMetricsEndpoint: -metrics serves Prometheus text on ADDR/metrics
 // while the program runs, and nothing after Shutdown.
 func TestMetricsEndpoint(t *testing.T) {
@@ -136,7 +123,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	counter, err := otel.Meter("test").Int64Counter("reqreply.test.requests")
 	require.NoError(t, err)
 	counter.Add(context.Background(), 3)
-	text := scrape(t, tel.MetricsURL)
+	text := telemetrytest.Scrape(t, tel.MetricsURL)
 	assert.Contains(t, text, "reqreply_test_requests_total 3")
 	assert.Contains(t, text, `service_name="telemetry-test"`) // target_info
 	require.NoError(t, tel.Shutdown(context.Background()))
