@@ -99,3 +99,17 @@ func (p *Prepared) End(res Result, reason StopReason, start time.Time, err error
 func (p *Prepared) NotSent(step string, start, deadline time.Time, err error) (Result, error) {
 	return notSent(p.subject, step, start, deadline, err)
 }
+
+// HeaderOf returns the request headers opts would send: the map the last
+// Header option gives, nil without one (opts are not otherwise checked). A
+// wrapper that adds headers of its own to a gather (a trace context) starts
+// from it, and passes the result as a Header option after opts.
+func HeaderOf(opts ...Option) nats.Header {
+	var c config
+	for _, opt := range opts {
+		if opt != nil {
+			_ = opt(&c)
+		}
+	}
+	return c.header
+}

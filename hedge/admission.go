@@ -56,6 +56,20 @@ type Admission struct {
 
 	joins  atomic.Int64 // SUBs sent: the first join and every rejoin
 	leaves atomic.Int64 // UNSUBs sent at the limit
+	// churn sees each leave and rejoin (Observe), nil for none.
+	churn func(leave bool)
+}
+
+// Observe makes f see the responder's churn: f(true) for each leave at the
+// limit (its UNSUB sent), f(false) for each rejoin below it (its SUB sent),
+// for metrics (reqreply/otelnats counts the leaves). f runs with the
+// admission's lock held, on the goroutine of the request that crossed the
+// limit (leave) or of its Done (rejoin): it must not block or call back into
+// a. Call it before Join; nil removes it.
+func (a *Admission) Observe(f func(leave bool)) {
+	a.mu.Lock()
+	a.churn = f
+	a.mu.Unlock()
 }
 
 // NewAdmission returns admission control with limit (0: never leave; the
@@ -133,6 +147,8 @@ func (a *Admission) admit() {
 	a.leaves.Add(1)
 	if err := a.current.Drain(); err != nil {
 		a.leaves.Add(-1)
+	} else if a.churn != nil {
+		a.churn(true)
 	}
 	a.current = nil
 }
@@ -153,7 +169,9 @@ func (a *Admission) Done() {
 	if a.limit == 0 || a.current != nil || a.closed || a.inProgress >= a.limit {
 		return
 	}
-	_ = a.join(nil)
+	if a.join(nil) == nil && a.churn != nil {
+		a.churn(false)
+	}
 }
 
 // WaitIdle returns once no request is in progress, or with ctx's error

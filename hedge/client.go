@@ -64,8 +64,11 @@ type Client struct {
 	sub    *nats.Subscription
 	prefix string // the inbox, with a trailing dot
 	policy Policy
-	checks Checks  // the denial checks (WithChecks), nil for none
-	window *Window // recent latencies, for an adaptive hedge
+	checks Checks // the denial checks (WithChecks), nil for none
+	// observer sees each request's copies and end (WithObserver), nil
+	// for none.
+	observer Observer
+	window   *Window // recent latencies, for an adaptive hedge
 
 	// gone ends when the connection closes (its cause is
 	// nats.ErrConnectionClosed) or Close is called (ErrClientClosed), and
@@ -119,6 +122,8 @@ type call struct {
 	subject string
 	watch   *subjectWatch
 	denied  error
+	// obs sees the call's copies (WithObserver), nil for none.
+	obs CallObserver
 }
 
 // subjectWatch is a Client's watch for permission denials of publishes to
@@ -588,7 +593,7 @@ func (c *Client) pop(cl *call) (*nats.Msg, bool, error) {
 // subject <inbox>.<id>.<cp>, with the deadline in DeadlineHeader under
 // Policy.Propagate. The call counts the copy before it leaves, so its reply
 // is never taken for a forgery.
-func (c *Client) publish(subject string, data []byte, id uint64, cl *call, cp int, deadline time.Time) error {
+func (c *Client) publish(subject string, data []byte, id uint64, cl *call, cp int, kind CopyKind, deadline time.Time) error {
 	c.mu.Lock()
 	if cl.denied != nil {
 		// Denied already: no copy of it would pass.
@@ -604,6 +609,9 @@ func (c *Client) publish(subject string, data []byte, id uint64, cl *call, cp in
 	}
 	if c.policy.Propagate {
 		SetDeadline(msg, deadline)
+	}
+	if cl.obs != nil {
+		cl.obs.Copy(msg, cp, kind)
 	}
 	// Counted before it leaves, so whoever sees the copy sees the count.
 	c.sent.Add(1)
@@ -646,7 +654,7 @@ func (c *Client) publish(subject string, data []byte, id uint64, cl *call, cp in
 // to a copy of its own request: each copy's reply subject names its call
 // and the copy, a reply is taken only for a copy the call sent, and the
 // call is closed once the first reply is taken.
-func (c *Client) Request(ctx context.Context, subject string, data []byte) (*nats.Msg, error) {
+func (c *Client) Request(ctx context.Context, subject string, data []byte) (msg *nats.Msg, err error) {
 	if _, ok := ctx.Deadline(); !ok {
 		return nil, fmt.Errorf("request %q: the context needs a deadline: %w", subject, nats.ErrInvalidArg)
 	}
@@ -655,14 +663,31 @@ func (c *Client) Request(ctx context.Context, subject string, data []byte) (*nat
 	}
 	id, cl := c.open(subject)
 	defer c.finish(id, cl)
+	if c.observer != nil {
+		if cl.obs = c.observer.Start(ctx, subject); cl.obs != nil {
+			obs := cl.obs
+			defer func() { obs.End(c.won(msg), err) }()
+		}
+	}
 	ctx, unbind := c.bind(ctx)
 	defer unbind()
 	if c.policy.Retry != nil {
 		return c.retry(ctx, subject, data, id, cl)
 	}
 	deadline, _ := ctx.Deadline()
-	msg, _, err := c.attempt(ctx, deadline, subject, data, id, cl, 0)
+	msg, _, err = c.attempt(ctx, deadline, subject, data, id, cl, 0, CopyFirst)
 	return msg, err
+}
+
+// won is the number of the copy msg answers, -1 for no reply.
+func (c *Client) won(msg *nats.Msg) int {
+	if msg == nil {
+		return -1
+	}
+	if _, cp, ok := c.parseReply(msg.Subject); ok {
+		return cp
+	}
+	return -1
 }
 
 // attempt is one try at call id: it sends copy number first of the request,
@@ -676,9 +701,9 @@ func (c *Client) Request(ctx context.Context, subject string, data []byte) (*nat
 // the deadline are ready together, which one the select picks is up to the
 // scheduler, and a reply taken at or after the deadline is dropped and
 // counted, and the attempt times out, whichever it picked.
-func (c *Client) attempt(ctx context.Context, overall time.Time, subject string, data []byte, id uint64, cl *call, first int) (*nats.Msg, int, error) {
+func (c *Client) attempt(ctx context.Context, overall time.Time, subject string, data []byte, id uint64, cl *call, first int, kind CopyKind) (*nats.Msg, int, error) {
 	start := time.Now()
-	if err := c.publish(subject, data, id, cl, first, overall); err != nil {
+	if err := c.publish(subject, data, id, cl, first, kind, overall); err != nil {
 		return nil, 1, err
 	}
 	copies, statuses := 1, 0
@@ -723,7 +748,7 @@ func (c *Client) attempt(ctx context.Context, overall time.Time, subject string,
 		if hedgeDue {
 			hedgeDue = false
 			c.hedges.Add(1)
-			if err := c.publish(subject, data, id, cl, first+copies, overall); err != nil {
+			if err := c.publish(subject, data, id, cl, first+copies, CopyHedge, overall); err != nil {
 				c.hedges.Add(-1)
 				return nil, copies, err
 			}

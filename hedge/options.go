@@ -60,6 +60,64 @@ func WithHedgeTimer(after func(time.Duration) <-chan time.Time) Option {
 	return func(c *Client) { c.hedgeAfter = after }
 }
 
+// CopyKind says why a Client sent a copy of a request.
+type CopyKind int
+
+// The kinds of copy a CallObserver sees.
+const (
+	// CopyFirst is the request's first copy.
+	CopyFirst CopyKind = iota
+	// CopyHedge is a hedge (Policy.Hedge): a further copy after the delay.
+	CopyHedge
+	// CopyRetry is the first copy of a retry (Policy.Retry), after a
+	// no-responders status or an attempt's timeout and the backoff.
+	CopyRetry
+)
+
+// String names the kind: "first", "hedge" or "retry".
+func (k CopyKind) String() string {
+	switch k {
+	case CopyFirst:
+		return "first"
+	case CopyHedge:
+		return "hedge"
+	case CopyRetry:
+		return "retry"
+	}
+	return "unknown"
+}
+
+// Observer watches a Client's requests from outside, for tracing and
+// metrics (reqreply/otelnats is one; this package does not import it, so
+// that its directory can be copied alone). Its methods run on the goroutine
+// of the Client.Request they observe, so they must not block.
+type Observer interface {
+	// Start is called when Client.Request begins a call to subject, with
+	// the request's context, once its arguments are accepted; the
+	// CallObserver it returns (nil: none) sees that call's copies and its
+	// end.
+	Start(ctx context.Context, subject string) CallObserver
+}
+
+// CallObserver sees one request of a Client: every copy it sends, then its
+// end, on the requesting goroutine.
+type CallObserver interface {
+	// Copy is called just before copy cp (0 for the first; every copy
+	// has its own reply subject, <inbox>.<call>.<cp>) leaves, as kind:
+	// msg is the copy, whose Header the observer may set (a trace
+	// context). A publish that then fails ends the request with its error.
+	Copy(msg *nats.Msg, cp int, kind CopyKind)
+	// End is called once, when the request returns: won is the number
+	// of the copy whose reply the caller got, -1 for none; err is the
+	// request's error (nil with a reply).
+	End(won int, err error)
+}
+
+// WithObserver makes o see every request of the client (Observer): each
+// copy before it leaves, and which one won. nil: none, and nothing is
+// called.
+func WithObserver(o Observer) Option { return func(c *Client) { c.observer = o } }
+
 // SettleTimeout bounds Client.Settle when its context has no deadline: 5 s.
 const SettleTimeout = 5 * time.Second
 

@@ -92,7 +92,11 @@ func (c *Client) retry(ctx context.Context, subject string, data []byte, id uint
 		if b.Attempt > 0 {
 			actx, cancel = context.WithTimeout(ctx, b.Attempt)
 		}
-		msg, sent, err := c.attempt(actx, deadline, subject, data, id, cl, copies)
+		kind := CopyFirst
+		if n > 1 {
+			kind = CopyRetry
+		}
+		msg, sent, err := c.attempt(actx, deadline, subject, data, id, cl, copies, kind)
 		cancel()
 		copies += sent
 		switch {
