@@ -20,7 +20,15 @@ import (
 	"reqreply/internal/telemetry/telemetrytest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain checks for leaked goroutines, but for the connection that the
+// OTLP HTTP exporter keeps to the collector after TestJaeger: its transport
+// is otlptracehttp's own package variable, whose idle connections nothing
+// closes (a program exits with it).
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"))
+}
 
 // clearEnv unsets every variable Start reads, for this test.
 func clearEnv(t *testing.T) {
