@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"reqreply/denials"
+	"reqreply/otelnats"
 	"reqreply/respond"
 )
 
@@ -25,7 +26,9 @@ const DefaultTimeout = 2 * time.Second
 // request took, from just before it was sent until the reply or the error
 // came back (also on error, so the caller can show how fast it failed).
 //
-// It is nats.go's own nc.RequestWithContext, with prompt denials attached
+// It is nats.go's own request (nc.RequestMsgWithContext, through
+// otelnats.Request: a span, and its trace context in the request's headers,
+// when telemetry is on; nothing more when off), with prompt denials attached
 // from outside (denials.Context and denials.Err), so that a publish or
 // response-inbox subscription denied by the server's permissions fails
 // within one round trip instead of waiting out the timeout. The reply comes
@@ -78,7 +81,7 @@ func Ask(ctx context.Context, nc *nats.Conn, subject string, timeout time.Durati
 	dctx, stop := denials.Context(rctx, nc, subject)
 	defer stop()
 	start := time.Now()
-	msg, err := nc.RequestWithContext(dctx, subject, nil)
+	msg, err := otelnats.Request(dctx, nc, subject, nil)
 	err = denials.Err(dctx, err)
 	took = time.Since(start)
 	switch {

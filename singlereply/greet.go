@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"reqreply/denials"
+	"reqreply/otelnats"
 	"reqreply/respond"
 )
 
@@ -44,7 +45,9 @@ func isSpaceOrControl(r rune) bool { return r <= ' ' || r == 0x7f }
 
 // Greet sends one request to greet.<name> and returns the reply's payload,
 // waiting at most timeout (> 0; DefaultTimeout is 500 ms) or until ctx ends,
-// whichever is first. It is nats.go's own nc.RequestWithContext, with prompt
+// whichever is first. It is nats.go's own request (nc.RequestMsgWithContext,
+// through otelnats.Request: a span, and its trace context in the request's
+// headers, when telemetry is on; nothing more when off), with prompt
 // denials attached from outside (denials.Context and denials.Err): a server
 // with no subscriber on the subject answers at once with a 503 status, so a
 // missing service fails fast instead of waiting out the timeout, and a
@@ -92,7 +95,7 @@ func Greet(ctx context.Context, nc *nats.Conn, name string, timeout time.Duratio
 	defer cancel()
 	dctx, stop := denials.Context(rctx, nc, subject)
 	defer stop()
-	msg, err := nc.RequestWithContext(dctx, subject, nil)
+	msg, err := otelnats.Request(dctx, nc, subject, nil) // nc.RequestMsgWithContext, traced when on
 	err = denials.Err(dctx, err)
 	switch {
 	case err == nil:
