@@ -8,6 +8,7 @@ package hedge_test
 import (
 	"context"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -42,6 +43,8 @@ func TestAdmissionLeavesAndRejoins(t *testing.T) {
 					_ = m.Respond(m.Data)
 				}()
 			})
+			var churn churnLog
+			adm.Observe(churn.add)
 			require.NoError(t, adm.Join(nil))
 			require.NoError(t, testserver.WaitForSubscribers(s, "work", 1))
 
@@ -74,8 +77,28 @@ func TestAdmissionLeavesAndRejoins(t *testing.T) {
 			}
 			_, waiters := adm.Held()
 			assert.Zero(t, waiters)
+			// Close took the admission's lock: the observer has seen all.
+			assert.Equal(t, []bool{true, false}, churn.all(), "Observe: a leave, then a rejoin (not the first join)")
 		})
 	}
+}
+
+// churnLog keeps what Admission.Observe reports.
+type churnLog struct {
+	mu     sync.Mutex
+	leaves []bool
+}
+
+func (l *churnLog) add(leave bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.leaves = append(l.leaves, leave)
+}
+
+func (l *churnLog) all() []bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]bool(nil), l.leaves...)
 }
 
 // TestAdmissionWaitIdleGivenUp checks that a WaitIdle given up while a

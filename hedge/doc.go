@@ -23,7 +23,9 @@
 //
 // Hardening attaches from outside: prompt permission denials through
 // WithChecks (reqreply/denials' ClientChecks), readiness probes by wrapping
-// the handler Admission subscribes (reqreply/probe's Handler). The package
+// the handler Admission subscribes (reqreply/probe's Handler); tracing and
+// metrics through WithObserver (each copy before it leaves, and which won)
+// and Admission.Observe (reqreply/otelnats provides both). The package
 // imports only the standard library and github.com/nats-io/nats.go, so its
 // directory can be copied alone into another module.
 //

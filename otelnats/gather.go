@@ -21,7 +21,7 @@ import (
 // gather, from just before its request is sent to its stop: the request
 // carries the span's trace context in its headers (added to those of a
 // gather.Header option), the span has an event "reply" per reply
-// (reqreply.responder, reqreply.reply.offset_us, at its arrival time) and,
+// (reqreply.responder, reqreply.reply.offset_us, at the time it is handed out) and,
 // at its end, reqreply.gather.stop_reason, .replies, .dropped, .skipped and
 // .unread; error status and error.type when the gather ends with an error
 // (no_responders, denied, cancelled, closed, ...). It records
@@ -68,6 +68,7 @@ func (w variant) Stream(ctx context.Context, subject string, data []byte, opts .
 func (t *Telemetry) stream(ctx context.Context, v gather.Variant, subject string, data []byte, opts []gather.Option) (*gather.Stream, error) {
 	tracing, metrics := t.tracing(ctx), t.m.on(ctx)
 	var h nats.Header
+	var own []gather.Option
 	if tracing {
 		// The variant keeps the map the Header option gives it, and
 		// publishes it when ranged: the run below writes the span's
@@ -77,16 +78,22 @@ func (t *Telemetry) stream(ctx context.Context, v gather.Variant, subject string
 			h[k] = vs
 		}
 		// A placeholder of traceparent's size, for the checks of size and keys
-		// made now.
-		h["traceparent"] = []string{"00-00000000000000000000000000000000-0000000000000000-00"}
-		opts = append(slices.Clip(opts), gather.Header(h))
+		// made now, unless the caller's headers have one.
+		if _, ok := h[traceparent]; !ok {
+			h[traceparent] = []string{placeholder}
+		}
+		// A new slice: the caller's stays its own (and on its stack, in the
+		// off path of Gather).
+		own = append(append(make([]gather.Option, 0, len(opts)+1), opts...), gather.Header(h))
+	} else {
+		own = slices.Clone(opts)
 	}
-	inner, err := v.Stream(ctx, subject, data, opts...)
+	inner, err := v.Stream(ctx, subject, data, own...)
 	if err != nil {
 		return nil, err
 	}
-	if tracing {
-		delete(h, "traceparent")
+	if tracing && len(h[traceparent]) == 1 && h[traceparent][0] == placeholder {
+		delete(h, traceparent)
 	}
 	return gather.NewStream(func(yield func(gather.Reply) bool) (res gather.Result, err error) {
 		var start time.Time
@@ -117,13 +124,10 @@ func (t *Telemetry) stream(ctx context.Context, v gather.Variant, subject string
 				span.End()
 			}()
 		}
-		var sent time.Time
-		if recording {
-			sent = time.Now()
-		}
 		for r := range inner.Replies() {
 			if recording {
-				span.AddEvent("reply", trace.WithTimestamp(sent.Add(r.At)), trace.WithAttributes(
+				// At the time it is handed out; its offset is the gather's own.
+				span.AddEvent("reply", trace.WithAttributes(
 					KeyResponder.String(r.Responder), KeyOffset.Int64(r.At.Microseconds())))
 			}
 			if !yield(r) {
@@ -140,6 +144,13 @@ func (t *Telemetry) stream(ctx context.Context, v gather.Variant, subject string
 		return res, err
 	}), nil
 }
+
+// traceparent is the W3C trace context header; placeholder is a value of
+// its size, which a gather's request holds while its size is checked.
+const (
+	traceparent = "traceparent"
+	placeholder = "00-00000000000000000000000000000000-0000000000000000-00"
+)
 
 // Gather is Default().Gather.
 func Gather(ctx context.Context, v gather.Variant, subject string, data []byte, opts ...gather.Option) (gather.Result, error) {

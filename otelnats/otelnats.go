@@ -177,10 +177,11 @@ func (t *Telemetry) propagator() propagation.TextMapPropagator {
 
 var w3c = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
 
-// ErrorType is the error.type of err, as the spans and metrics record it:
-// "no_responders" (nats.ErrNoResponders), "denied"
-// (nats.ErrPermissionViolation), "timeout" (nats.ErrTimeout,
-// context.DeadlineExceeded), "cancelled" (context.Canceled), "closed"
+// ErrorType is the error.type of err, as the spans and metrics record it,
+// the first that err wraps of: "denied" (nats.ErrPermissionViolation),
+// "timeout" (nats.ErrTimeout, context.DeadlineExceeded; also a retried
+// request whose retries met no responders until its deadline),
+// "no_responders" (nats.ErrNoResponders), "cancelled" (context.Canceled), "closed"
 // (nats.ErrConnectionClosed, nats.ErrConnectionDraining,
 // nats.ErrBadSubscription), "slow_consumer" (nats.ErrSlowConsumer), "" for
 // nil, else "_OTHER".
@@ -188,12 +189,14 @@ func ErrorType(err error) string {
 	switch {
 	case err == nil:
 		return ""
-	case errors.Is(err, nats.ErrNoResponders):
-		return "no_responders"
 	case errors.Is(err, nats.ErrPermissionViolation):
 		return "denied"
 	case errors.Is(err, nats.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+		// Before no responders: a retried request whose retries spent its
+		// deadline (hedge.ErrBudgetSpent) wraps both, and timed out.
 		return "timeout"
+	case errors.Is(err, nats.ErrNoResponders):
+		return "no_responders"
 	case errors.Is(err, context.Canceled):
 		return "cancelled"
 	case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionDraining), errors.Is(err, nats.ErrBadSubscription):
