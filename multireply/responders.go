@@ -16,6 +16,7 @@ import (
 
 	"reqreply/denials"
 	"reqreply/gather"
+	"reqreply/otelnats"
 	"reqreply/probe"
 )
 
@@ -106,7 +107,9 @@ func Serve(ctx context.Context, nc *nats.Conn, subject string, responders []Resp
 		// others on nc are on the same server, so its answer says their
 		// interest is visible too, and a probe answered by every
 		// responder would cost n answers a probe (see awaitResponders).
-		handle := func(m *nats.Msg) { r.handle(ctx, m, headers) }
+		// Each request's handling is a span continuing the gather's trace
+		// (otelnats; nothing when telemetry is off); probes are not.
+		handle := otelnats.Handler(func(m *nats.Msg) { r.handle(ctx, m, headers) })
 		handler := probe.Skip(handle)
 		if i == 0 && !r.NoProbes {
 			handler = probe.Handler(r.Name, handle)

@@ -18,6 +18,7 @@ import (
 	"reqreply/gather"
 	"reqreply/internal/cli"
 	"reqreply/multireply/variants"
+	"reqreply/otelnats"
 )
 
 // MaxResponders is the most demo responders a run starts: 10,000.
@@ -177,6 +178,7 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 		return err
 	}
 	defer func() { _ = release() }()
+	v = otelnats.Default().Variant(v) // a span and metrics per gather, when on
 	writePlacement(w, env, placed, nc)
 
 	// Before the request: the responders' interest must be visible from
@@ -274,7 +276,11 @@ func connectVariant(env *cli.Env, role, variant string) (gather.Variant, func() 
 	if err != nil {
 		return nil, nil, err
 	}
-	return variants.New(variant, nc)
+	v, release, err := variants.New(variant, nc)
+	if err != nil {
+		return nil, nil, err
+	}
+	return otelnats.Default().Variant(v), release, nil
 }
 
 // describe says which stop conditions besides the deadline are set.

@@ -25,7 +25,7 @@ const DefaultTimeout = 2 * time.Second
 // request took, from just before it was sent until the reply or the error
 // came back (also on error, so the caller can show how fast it failed).
 //
-// It is nats.go's own nc.RequestWithContext, with prompt denials attached
+// It is nats.go's own nc.RequestMsgWithContext, with prompt denials attached
 // from outside (denials.Context and denials.Err), so that a publish or
 // response-inbox subscription denied by the server's permissions fails
 // within one round trip instead of waiting out the timeout. The reply comes
@@ -67,6 +67,14 @@ const DefaultTimeout = 2 * time.Second
 //
 // However it ends, Ask leaves nothing behind but nats.go's response mux.
 func Ask(ctx context.Context, nc *nats.Conn, subject string, timeout time.Duration) (reply string, took time.Duration, err error) {
+	return AskWith(ctx, nc, subject, timeout, nil)
+}
+
+// AskWith is Ask with header sent on the request (nil: none), such as the
+// trace context of a span the caller started (otelnats.StartRequest). A
+// header on a server without header support fails with
+// nats.ErrHeadersNotSupported.
+func AskWith(ctx context.Context, nc *nats.Conn, subject string, timeout time.Duration, header nats.Header) (reply string, took time.Duration, err error) {
 	if err := respond.CheckSubject(subject); err != nil {
 		return "", 0, err
 	}
@@ -78,7 +86,7 @@ func Ask(ctx context.Context, nc *nats.Conn, subject string, timeout time.Durati
 	dctx, stop := denials.Context(rctx, nc, subject)
 	defer stop()
 	start := time.Now()
-	msg, err := nc.RequestWithContext(dctx, subject, nil)
+	msg, err := nc.RequestMsgWithContext(dctx, &nats.Msg{Subject: subject, Header: header})
 	err = denials.Err(dctx, err)
 	took = time.Since(start)
 	switch {

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"reqreply/denials"
+	"reqreply/otelnats"
 	"reqreply/probe"
 	"reqreply/respond"
 )
@@ -85,7 +86,7 @@ func ServeOnceFunc(nc *nats.Conn, greet func(name string) (string, error)) (*Gre
 		// readiness probe (probe.Await) at once with GreeterProbeName (not a
 		// request of the scenario: it greets nobody and starts no drain);
 		// respond.Recover turns a panic into an error reply.
-		return nc.Subscribe(GreetSubjects, probe.Handler(GreeterProbeName, respond.Recover(g.handle, nil)))
+		return nc.Subscribe(GreetSubjects, probe.Handler(GreeterProbeName, otelnats.Handler(respond.Recover(g.handle, nil))))
 	})
 	if err != nil {
 		return nil, fmt.Errorf("serve %q: %w", GreetSubjects, err)

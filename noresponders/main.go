@@ -76,7 +76,7 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	if err := awaitResponder(ctx, env, nc, GreetJoe, "greeter", cfg.Timeout, w); err != nil {
 		return err
 	}
-	reply, _, err := Ask(ctx, nc, GreetJoe, cfg.Timeout)
+	reply, _, err := askTraced(ctx, nc, GreetJoe, cfg.Timeout)
 	if err != nil {
 		return requestHint(cfg, err)
 	}
@@ -102,7 +102,7 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	if err := awaitNoResponders(ctx, env, nc, GreetJoe, cfg.Timeout, w); err != nil {
 		return err
 	}
-	_, took, err := Ask(ctx, nc, GreetJoe, cfg.Timeout)
+	_, took, err := askTraced(ctx, nc, GreetJoe, cfg.Timeout)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
 		fmt.Fprintf(w, "no responders: failed after %v instead of waiting out the %v timeout\n", cli.Round(took), cfg.Timeout)

@@ -54,7 +54,7 @@ func askSilent(ctx context.Context, env *cli.Env, cfg Config, nc *nats.Conn, w i
 	if err := awaitResponder(ctx, env, nc, SilentJoe, "silent subscriber", cfg.Timeout, w); err != nil {
 		return err
 	}
-	_, took, err := Ask(ctx, nc, SilentJoe, cfg.Timeout)
+	_, took, err := askTraced(ctx, nc, SilentJoe, cfg.Timeout)
 	switch {
 	case errors.Is(err, nats.ErrTimeout):
 		fmt.Fprintf(w, "timeout: failed after %v, the whole %v timeout: %s has a subscriber that never answers\n", cli.Round(took), cfg.Timeout, SilentSubjects)

@@ -89,6 +89,11 @@ func TestFreeWhenOff(t *testing.T) {
 				_, _ = gather.Gather(ctx, wrapped, "off", nil, gather.MaxReplies(1))
 			}), "Variant, no network")
 
+			assert.Zero(t, testing.AllocsPerRun(runs, func() {
+				_, done := tc.tel.StartRequest(ctx, m)
+				done(nil, nil)
+			}), "StartRequest")
+
 			req := testing.AllocsPerRun(runs, func() {
 				_, _ = tc.tel.RequestMsg(ctx, nc, &nats.Msg{Subject: "off"})
 			})

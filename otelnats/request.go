@@ -38,6 +38,49 @@ func (t *Telemetry) RequestMsg(ctx context.Context, nc *nats.Conn, msg *nats.Msg
 	if !tracing && !metrics {
 		return nc.RequestMsgWithContext(ctx, msg)
 	}
+	if tracing {
+		h := make(nats.Header, len(msg.Header)+2)
+		for k, v := range msg.Header {
+			h[k] = v
+		}
+		msg = &nats.Msg{Subject: msg.Subject, Reply: msg.Reply, Data: msg.Data, Header: h}
+	}
+	ctx, done := t.start(ctx, msg, tracing, metrics)
+	reply, err := nc.RequestMsgWithContext(ctx, msg)
+	done(reply, err)
+	return reply, err
+}
+
+// StartRequest is RequestMsg's span and metric for a request its caller
+// sends itself, with nats.go's own call, as singlereply.GreetWith and
+// noresponders.AskWith do: it starts the client span "request <subject>",
+// injects its trace context into msg.Header (made when nil; msg is changed,
+// so pass the message the request will send, or one whose Header it will
+// carry), and returns the span's context, to send the request with, and
+// done, to call once with the reply (nil when the caller keeps none) and
+// nats.go's error. With tracing and metrics off, or a nil ctx or msg, it
+// returns ctx and a done that does nothing, and allocates nothing.
+func (t *Telemetry) StartRequest(ctx context.Context, msg *nats.Msg) (context.Context, func(reply *nats.Msg, err error)) {
+	if ctx == nil || msg == nil {
+		return ctx, doneNothing
+	}
+	tracing, metrics := t.tracing(ctx), t.m.on(ctx)
+	if !tracing && !metrics {
+		return ctx, doneNothing
+	}
+	if tracing && msg.Header == nil {
+		msg.Header = nats.Header{}
+	}
+	return t.start(ctx, msg, tracing, metrics)
+}
+
+// doneNothing is StartRequest's done when telemetry is off.
+func doneNothing(*nats.Msg, error) {}
+
+// start begins a request's span (injecting its trace context into
+// msg.Header, which is not nil when tracing) and its duration, and returns
+// the function that ends both.
+func (t *Telemetry) start(ctx context.Context, msg *nats.Msg, tracing, metrics bool) (context.Context, func(*nats.Msg, error)) {
 	var start time.Time
 	if metrics {
 		start = time.Now()
@@ -48,21 +91,16 @@ func (t *Telemetry) RequestMsg(ctx context.Context, nc *nats.Conn, msg *nats.Msg
 			trace.WithAttributes(KeySystem.String("nats"), KeyDestination.String(msg.Subject),
 				KeyOperationType.String("send"), KeyOperationName.String("request"),
 				KeyBodySize.Int(len(msg.Data))))
-		h := make(nats.Header, len(msg.Header)+2)
-		for k, v := range msg.Header {
-			h[k] = v
+		t.Inject(ctx, msg.Header)
+	}
+	return ctx, func(reply *nats.Msg, err error) {
+		if tracing {
+			endSpan(span, err, reply)
 		}
-		t.Inject(ctx, h)
-		msg = &nats.Msg{Subject: msg.Subject, Reply: msg.Reply, Data: msg.Data, Header: h}
+		if metrics {
+			t.m.operation(ctx, "request", start, err)
+		}
 	}
-	reply, err := nc.RequestMsgWithContext(ctx, msg)
-	if tracing {
-		endSpan(span, err, reply)
-	}
-	if metrics {
-		t.m.operation(ctx, "request", start, err)
-	}
-	return reply, err
 }
 
 // endSpan sets span's status from err, or from reply's service error
@@ -102,4 +140,9 @@ func Request(ctx context.Context, nc *nats.Conn, subject string, data []byte) (*
 // RequestMsg is Default().RequestMsg.
 func RequestMsg(ctx context.Context, nc *nats.Conn, msg *nats.Msg) (*nats.Msg, error) {
 	return Default().RequestMsg(ctx, nc, msg)
+}
+
+// StartRequest is Default().StartRequest.
+func StartRequest(ctx context.Context, msg *nats.Msg) (context.Context, func(reply *nats.Msg, err error)) {
+	return Default().StartRequest(ctx, msg)
 }

@@ -13,6 +13,7 @@ import (
 
 	"reqreply/denials"
 	"reqreply/internal/cli"
+	"reqreply/otelnats"
 	"reqreply/probe"
 	"reqreply/queue"
 	"reqreply/respond"
@@ -116,7 +117,7 @@ type MemberOptions struct {
 // nc is left open after an error.
 func Join(nc *nats.Conn, subject, group, name string, opts MemberOptions) (*Member, error) {
 	m := &Member{Name: name, Group: group, Server: cli.ServerName(nc), nc: nc, opts: opts, reply: []byte(name), died: make(chan struct{})}
-	q, err := queue.Join(nc, subject, group, probe.Handler(name, m.handle), queue.WithSubscribe(denials.SubscribeChecked))
+	q, err := queue.Join(nc, subject, group, probe.Handler(name, otelnats.Handler(m.handle)), queue.WithSubscribe(denials.SubscribeChecked))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"reqreply/denials"
 	"reqreply/internal/cli"
+	"reqreply/otelnats"
 	"reqreply/probe"
 	"reqreply/respond"
 )
@@ -91,7 +92,7 @@ func StartInstance(nc *nats.Conn, name string, delay time.Duration) (*Instance, 
 		// time out; micro counts the error in the endpoint's stats.
 		_ = req.Respond(reply)
 	})
-	err = svc.AddEndpoint(MicroEndpoint, probe.MicroHandler(name, handler), micro.WithEndpointSubject(MicroSubject))
+	err = svc.AddEndpoint(MicroEndpoint, probe.MicroHandler(name, otelnats.MicroHandler(handler)), micro.WithEndpointSubject(MicroSubject))
 	if err == nil {
 		err = nc.FlushTimeout(nc.Opts.Timeout)
 	}

@@ -44,8 +44,8 @@ func isSpaceOrControl(r rune) bool { return r <= ' ' || r == 0x7f }
 
 // Greet sends one request to greet.<name> and returns the reply's payload,
 // waiting at most timeout (> 0; DefaultTimeout is 500 ms) or until ctx ends,
-// whichever is first. It is nats.go's own nc.RequestWithContext, with prompt
-// denials attached from outside (denials.Context and denials.Err): a server
+// whichever is first. It is nats.go's own nc.RequestMsgWithContext, with
+// prompt denials attached from outside (denials.Context and denials.Err): a server
 // with no subscriber on the subject answers at once with a 503 status, so a
 // missing service fails fast instead of waiting out the timeout, and a
 // publish or response-inbox subscription that the server's permissions deny
@@ -85,7 +85,8 @@ func Greet(ctx context.Context, nc *nats.Conn, name string, timeout time.Duratio
 }
 
 // GreetWith is Greet with header sent on the request (nil: none), such as
-// the Nats-Trace-Dest of -msgtrace (package msgtrace). A header on a server
+// the Nats-Trace-Dest of -msgtrace (package msgtrace) or the trace context
+// of a span the caller started (otelnats.StartRequest). A header on a server
 // without header support fails with nats.ErrHeadersNotSupported.
 func GreetWith(ctx context.Context, nc *nats.Conn, name string, timeout time.Duration, header nats.Header) (string, error) {
 	subject, err := GreetSubject(name)

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"reqreply/denials"
+	"reqreply/otelnats"
 	"reqreply/probe"
 	"reqreply/respond"
 )
@@ -107,7 +108,7 @@ func (g Greeter) Serve(nc *nats.Conn) (*nats.Subscription, error) {
 		// requester on another server learns that this greeter's interest
 		// has reached it, and greets nobody; respond.Recover turns a panic
 		// into an error reply.
-		return nc.Subscribe(GreetSubjects, probe.Handler(ProbeName, respond.Recover(handle, failed)))
+		return nc.Subscribe(GreetSubjects, probe.Handler(ProbeName, otelnats.Handler(respond.Recover(handle, failed))))
 	})
 	if err != nil {
 		return nil, fmt.Errorf("serve %q: %w", GreetSubjects, err)

@@ -64,7 +64,7 @@ func Run(ctx context.Context, env *cli.Env, cfg Config, w io.Writer) error {
 	var fails failures
 	for i := 0; i < len(cfg.Names) && ctx.Err() == nil; i++ {
 		fails.sent++
-		reply, err := GreetWith(ctx, nc, cfg.Names[i], cfg.Timeout, traced.Header())
+		reply, err := greetTraced(ctx, nc, cfg.Names[i], cfg.Timeout, traced.Header())
 		if err != nil {
 			fails.errs = append(fails.errs, err)
 		} else {

@@ -9,9 +9,13 @@ import (
 
 	"reqreply/denials"
 	"reqreply/hedge"
+	"reqreply/otelnats"
 )
 
-// newClient is hedge.NewClient with denials.ClientChecks, then opts.
+// newClient is hedge.NewClient with denials.ClientChecks and otelnats'
+// observer (a span per request and per copy, and the hedge metrics, when
+// telemetry is on), then opts.
 func newClient(nc *nats.Conn, p hedge.Policy, opts ...hedge.Option) (*hedge.Client, error) {
-	return hedge.NewClient(nc, p, append([]hedge.Option{hedge.WithChecks(denials.ClientChecks{})}, opts...)...)
+	base := []hedge.Option{hedge.WithChecks(denials.ClientChecks{}), hedge.WithObserver(otelnats.Default().HedgeObserver())}
+	return hedge.NewClient(nc, p, append(base, opts...)...)
 }

@@ -20,6 +20,7 @@ import (
 	"reqreply/denials"
 	"reqreply/hedge"
 	"reqreply/internal/cli"
+	"reqreply/otelnats"
 	"reqreply/probe"
 )
 
@@ -162,8 +163,9 @@ func StartMember(nc *nats.Conn, name string, opts MemberOptions) (*Member, error
 	// member's name, and is no work: it is not received, queued or
 	// counted, and admission control does not see it.
 	m.adm = hedge.NewAdmission(opts.Admit, func(h nats.MsgHandler) (*nats.Subscription, error) {
-		return nc.QueueSubscribe(Subject, Group, probe.Handler(name, h))
+		return nc.QueueSubscribe(Subject, Group, probe.Handler(name, otelnats.Handler(h)))
 	}, m.take)
+	otelnats.Default().ObserveAdmission(m.adm) // leaves counted, when metrics are on
 	// The first join is checked: one flush, and a permissions violation
 	// on this exact subject and group comes back as the error. A rejoin by
 	// admission control is the same subscription again, allowed once this

@@ -31,6 +31,8 @@ import (
 	"syscall"
 
 	"github.com/nats-io/nats.go"
+
+	"reqreply/internal/telemetry"
 )
 
 // Exit codes returned by Main.
@@ -87,7 +89,7 @@ func Main(fs *flag.FlagSet, args []string, check func() error, run func(ctx cont
 // promises every program keeps, because they are kept here:
 //
 // Flags. Exec adds -reconnect-wait and -max-reconnects (see Reconnect),
-// -context (see LoadCredentials) and, for a program given Secure, -secure
+// -context (see LoadCredentials), -metrics (see Telemetry below) and, for a program given Secure, -secure
 // to fs and parses args with it. An unknown flag or a bad value is one line on
 // stderr and exit 2; -h prints the usage, exit 0. An argument that begins
 // with '-' after the first argument that is not a flag is refused (exit 2):
@@ -120,6 +122,14 @@ func Main(fs *flag.FlagSet, args []string, check func() error, run func(ctx cont
 // were lost; one line). Each error is printed once, and no line shows a
 // credential (see Redact).
 //
+// Telemetry (package reqreply/internal/telemetry): the OTEL_* variables
+// turn on traces (OTEL_TRACES_EXPORTER=console|otlp; unset or none: off),
+// and -metrics ADDR serves Prometheus text on http://ADDR/metrics while the
+// program runs, announced in one line. A bad ADDR (not host:port, or busy)
+// or an exporter that cannot be made is refused (exit 2). What is not yet
+// exported is flushed after the connections are drained, on every exit; an
+// export that failed is one line, and leaves the exit code alone.
+//
 // Connection events go to stderr as they happen (see Env).
 func Exec(fs *flag.FlagSet, args []string, check func() error, run func(ctx context.Context, env *Env) error, getenv func(string) string, stderr io.Writer, opts ...Option) int {
 	name := fs.Name()
@@ -150,6 +160,10 @@ func Exec(fs *flag.FlagSet, args []string, check func() error, run func(ctx cont
 		fs.BoolVar(&secure, "secure", false, "run locked down: an embedded nats-server where the requester may only publish requests and read its own inbox, and the responder may only take requests and reply (see security/locked-down.conf)")
 	}
 	topology := topologyFlag(fs) // -cluster, unless the program registered it
+	metricsAddr := ""
+	if fs.Lookup("metrics") == nil {
+		fs.StringVar(&metricsAddr, "metrics", "", "serve the run's metrics as Prometheus text on http://`ADDR`/metrics while it runs (host:port, e.g. 127.0.0.1:9464); traces: the OTEL_* variables (OTEL_TRACES_EXPORTER=console|otlp|none)")
+	}
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -170,6 +184,9 @@ func Exec(fs *flag.FlagSet, args []string, check func() error, run func(ctx cont
 			return usage(err)
 		}
 	}
+	if err := telemetry.CheckAddr(metricsAddr); err != nil {
+		return usage(err)
+	}
 	contextName := fs.Lookup("context").Value.String()
 	flagOn := func(n string) bool { f := fs.Lookup(n); return f != nil && f.Value.String() == "true" }
 	if secure {
@@ -189,15 +206,27 @@ func Exec(fs *flag.FlagSet, args []string, check func() error, run func(ctx cont
 		l := set.lock()
 		lock = &l
 	}
+	// OpenTelemetry, as the OTEL_* variables and -metrics ask: on before
+	// the first connection, flushed after the last drain (the responders'
+	// spans end there), on every way out.
+	tel, err := telemetry.Start(context.Background(), name, metricsAddr)
+	if err != nil {
+		return usage(err)
+	}
+	defer func() {
+		if err := tel.Shutdown(context.Background()); err != nil {
+			say("%s: telemetry: %v", name, err)
+		}
+	}()
+	if tel.MetricsURL != "" {
+		say("%s: serving metrics at %s", name, tel.MetricsURL)
+	}
 
 	sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	ctx, cancel := context.WithCancelCause(sigCtx)
 	defer cancel(nil)
-	var (
-		env *Env
-		err error
-	)
+	var env *Env
 	if topology.Kind == Single {
 		env, err = fromSources(name, contextName, lock, getenv, stderr)
 	} else {

@@ -6,6 +6,9 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"os"
+	"os/exec"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -104,4 +107,34 @@ func LockedDown(t *testing.T, path string) (passwords map[string]string, as func
 		return map[string]string{"NATS_URL": s.ClientURL(), "NATS_USER": user, "NATS_PASSWORD": passwords[user], "NATS_INBOX_PREFIX": prefix}
 	}
 	return passwords, as
+}
+
+// programEnv, set in a child process's environment to a test's name, makes
+// Program run the program's main there instead of the test.
+const programEnv = "REQREPLY_PROGRAM_CHILD"
+
+// Program returns the command that runs main, a program's main function,
+// with args, in a child process: the test binary run again, for the test t
+// alone (a top-level test), which calls Program first; in the child,
+// Program calls main, which exits. What needs a process of its own is
+// tested this way: output an exporter writes to the os.Stdout the process
+// started with, global OpenTelemetry providers set once per process. The
+// child's environment is the test's without its NATS_* and OTEL_*
+// variables, plus env ("KEY=value").
+func Program(t *testing.T, main func(), env []string, args ...string) *exec.Cmd {
+	t.Helper()
+	if os.Getenv(programEnv) == t.Name() {
+		os.Args = append([]string{os.Args[0]}, args...)
+		main()
+		os.Exit(0) // main exits itself; this is in case it returns
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^"+regexp.QuoteMeta(t.Name())+"$")
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "NATS_") && !strings.HasPrefix(kv, "OTEL_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, programEnv+"="+t.Name())
+	cmd.Env = append(cmd.Env, env...)
+	return cmd
 }
