@@ -1,0 +1,75 @@
+package otelnats_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"reqreply/gather"
+	"reqreply/internal/testserver"
+)
+
+// traceparents returns the values of every spelling of traceparent in h.
+func traceparents(h nats.Header) []string {
+	var out []string
+	for k, v := range h {
+		if strings.EqualFold(k, "traceparent") {
+			out = append(out, v...)
+		}
+	}
+	return out
+}
+
+// A request whose headers already hold a trace context under another
+// spelling of the key ("Traceparent", as an HTTP-minded sender writes it, or
+// "TRACEPARENT") leaves with one traceparent, the requester's span's: the
+// stale one is replaced, not kept beside it for a receiver that reads the
+// key in another case to pick up.
+func TestInjectReplacesOtherSpellings(t *testing.T) {
+	rec := newRecorded(t)
+	s := testserver.New(t)
+	got := make(chan nats.Header, 1)
+	resp := connect(t, s.ClientURL(), "responder")
+	_, err := resp.Subscribe("svc", func(m *nats.Msg) {
+		got <- m.Header
+		_ = m.Respond([]byte("ok"))
+	})
+	require.NoError(t, err)
+	require.NoError(t, resp.Flush())
+	nc := connect(t, s.ClientURL(), "requester")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	const stale = "00-11111111111111111111111111111111-2222222222222222-01"
+
+	cases := []struct {
+		name string
+		send func(h nats.Header) error
+	}{
+		{"request", func(h nats.Header) error {
+			_, err := rec.tel.RequestMsg(ctx, nc, &nats.Msg{Subject: "svc", Header: h})
+			return err
+		}},
+		{"gather", func(h nats.Header) error {
+			_, err := rec.tel.Gather(ctx, gather.Inbox{Conn: nc}, "svc", nil, gather.MaxReplies(1), gather.Header(h))
+			return err
+		}},
+	}
+	for _, tc := range cases {
+		for _, key := range []string{"Traceparent", "TRACEPARENT"} {
+			t.Run(tc.name+"/"+key, func(t *testing.T) {
+				rec.spans.Reset()
+				require.NoError(t, tc.send(nats.Header{key: {stale}}))
+				h := <-got
+				spans := rec.spans.Ended()
+				require.NotEmpty(t, spans)
+				sc := spans[len(spans)-1].SpanContext()
+				assert.Equal(t, []string{"00-" + sc.TraceID().String() + "-" + sc.SpanID().String() + "-01"}, traceparents(h))
+			})
+		}
+	}
+}
