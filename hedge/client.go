@@ -615,7 +615,13 @@ func (c *Client) publish(subject string, data []byte, id uint64, cl *call, cp in
 		SetDeadline(msg, deadline)
 	}
 	if cl.obs != nil {
+		bare := msg.Header == nil
 		cl.obs.Copy(msg, cp, kind)
+		if bare && !c.nc.HeadersSupported() {
+			// What the observer added (a trace context) cannot travel on a
+			// server without header support: the copy goes as it was.
+			msg.Header = nil
+		}
 	}
 	// Counted before it leaves, so whoever sees the copy sees the count.
 	c.sent.Add(1)

@@ -11,7 +11,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"reqreply/gather"
+	"reqreply/hedge"
 	"reqreply/internal/testserver"
+	"reqreply/multireply/variants"
 )
 
 // traceparents returns the values of every spelling of traceparent in h.
@@ -71,5 +73,58 @@ func TestInjectReplacesOtherSpellings(t *testing.T) {
 				assert.Equal(t, []string{"00-" + sc.TraceID().String() + "-" + sc.SpanID().String() + "-01"}, traceparents(h))
 			})
 		}
+	}
+}
+
+// Tracing never costs a request its answer: on a server without header
+// support (nats-server before 2.2, or no_header_support), where no trace
+// context can travel, a traced request, gather (every variant) and hedged
+// request are sent without one and answered, as they are untraced; their
+// spans still record them.
+func TestTracedWithoutHeaderSupport(t *testing.T) {
+	s := testserver.New(t, testserver.WithoutHeaders())
+	resp := connect(t, s.ClientURL(), "responder")
+	_, err := resp.Subscribe("svc", func(m *nats.Msg) { _ = m.Respond([]byte("ok")) })
+	require.NoError(t, err)
+	require.NoError(t, resp.Flush())
+	nc := connect(t, s.ClientURL(), "requester")
+	require.False(t, nc.HeadersSupported())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	type sent struct {
+		name, span string
+		run        func(rec recorded) error
+	}
+	cases := []sent{
+		{"request", "request svc", func(rec recorded) error {
+			_, err := rec.tel.Request(ctx, nc, "svc", nil)
+			return err
+		}},
+		{"hedge", "hedged request svc", func(rec recorded) error {
+			c, err := hedge.NewClient(nc, hedge.Policy{}, hedge.WithObserver(rec.tel.HedgeObserver()))
+			require.NoError(t, err)
+			defer func() { _ = c.Close() }()
+			_, err = c.Request(ctx, "svc", nil)
+			return err
+		}},
+	}
+	for _, name := range variants.Names {
+		cases = append(cases, sent{"gather/" + name, "gather svc", func(rec recorded) error {
+			v, release, err := variants.New(name, nc)
+			require.NoError(t, err)
+			defer func() { _ = release() }()
+			res, err := rec.tel.Gather(ctx, v, "svc", nil, gather.MaxReplies(1))
+			assert.Equal(t, 1, res.Count)
+			return err
+		}})
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := newRecorded(t)
+			require.NoError(t, tc.run(rec))
+			assert.Len(t, rec.named(tc.span), 1)
+			requireSpansEnded(t, rec)
+		})
 	}
 }
