@@ -627,6 +627,13 @@ func (c *Client) publish(subject string, data []byte, id uint64, cl *call, cp in
 	c.sent.Add(1)
 	if err := c.nc.PublishMsg(msg); err != nil {
 		c.sent.Add(-1)
+		if kind == CopyRetry {
+			// Counted when the retry was decided; it did not leave.
+			c.retries.Add(-1)
+		}
+		if cl.obs != nil {
+			cl.obs.Unsent(cp, err)
+		}
 		return fmt.Errorf("request %q: %w", subject, err)
 	}
 	return nil

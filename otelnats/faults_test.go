@@ -9,11 +9,13 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/codes"
 
 	"reqreply/gather"
 	"reqreply/hedge"
 	"reqreply/internal/testserver"
 	"reqreply/multireply/variants"
+	"reqreply/otelnats"
 )
 
 // traceparents returns the values of every spelling of traceparent in h.
@@ -125,6 +127,91 @@ func TestTracedWithoutHeaderSupport(t *testing.T) {
 			require.NoError(t, tc.run(rec))
 			assert.Len(t, rec.named(tc.span), 1)
 			requireSpansEnded(t, rec)
+		})
+	}
+}
+
+// A copy whose publish fails did not leave: a hedge or a retry sent while
+// the connection is down (no reconnect buffer) counts in neither the
+// metrics nor the client's Stats, and its span ends with the publish's
+// error; the request's span has the error too.
+func TestHedgeUnsentCopyNotCounted(t *testing.T) {
+	cases := []struct {
+		name   string
+		policy hedge.Policy
+		kind   string
+		// metric is the counter the failed copy would be in.
+		metric string
+		stat   func(hedge.ClientStats) int64
+	}{
+		{"hedge", hedge.Policy{Hedge: hedge.Hedge{Delay: time.Hour}}, "hedge", otelnats.MetricHedgesSent,
+			func(st hedge.ClientStats) int64 { return st.Hedges }},
+		{"retry", hedge.Policy{Retry: &hedge.Backoff{Base: time.Millisecond, Max: time.Millisecond}}, "retry", otelnats.MetricRetries,
+			func(st hedge.ClientStats) int64 { return st.Retries }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := newRecorded(t)
+			s := testserver.New(t)
+			// The hedge case has a responder that never answers; the retry
+			// case none (no responders, then a retry).
+			arrived := make(chan struct{}, 1)
+			if tc.policy.Retry == nil {
+				resp := connect(t, s.ClientURL(), "responder")
+				_, err := resp.Subscribe("svc", func(*nats.Msg) { arrived <- struct{}{} })
+				require.NoError(t, err)
+				require.NoError(t, resp.Flush())
+			}
+			down := make(chan struct{})
+			nc := connect(t, s.ClientURL(), "requester", nats.ReconnectBufSize(-1), nats.MaxReconnects(-1),
+				nats.DisconnectErrHandler(func(*nats.Conn, error) { close(down) }))
+			// The server goes before the next copy: when the first has
+			// arrived (hedge) or in the backoff (retry).
+			shutdown := func() {
+				s.Shutdown()
+				<-down
+			}
+			fire := make(chan time.Time, 1)
+			c, err := hedge.NewClient(nc, tc.policy,
+				hedge.WithObserver(rec.tel.HedgeObserver()),
+				hedge.WithHedgeTimer(func(time.Duration) <-chan time.Time { return fire }),
+				hedge.WithClock(nil, func(context.Context, time.Duration) error {
+					shutdown()
+					return nil
+				}))
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = c.Close() })
+			if tc.policy.Retry == nil {
+				go func() {
+					<-arrived
+					shutdown()
+					fire <- time.Now()
+				}()
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_, err = c.Request(ctx, "svc", nil)
+			require.ErrorIs(t, err, nats.ErrReconnectBufExceeded)
+
+			st := c.Stats()
+			assert.Equal(t, int64(1), st.Sent)
+			assert.Zero(t, tc.stat(st))
+			m := rec.metrics(t)
+			assert.Zero(t, sum(t, m[tc.metric]))
+			assert.Zero(t, sum(t, m[otelnats.MetricHedgesWasted]))
+			requireSpansEnded(t, rec)
+			copies := rec.named("send svc")
+			require.Len(t, copies, 2)
+			for _, cp := range copies {
+				if attr(cp, otelnats.KeyCopyKind).AsString() == tc.kind {
+					assert.Equal(t, codes.Error, cp.Status().Code)
+				} else {
+					assert.Equal(t, codes.Unset, cp.Status().Code)
+				}
+			}
+			reqs := rec.named("hedged request svc")
+			require.Len(t, reqs, 1)
+			assert.Equal(t, codes.Error, reqs[0].Status().Code)
 		})
 	}
 }
