@@ -66,7 +66,10 @@ func (t *Telemetry) RequestMsg(ctx context.Context, nc *nats.Conn, msg *nats.Msg
 // carry), and returns the span's context, to send the request with, and
 // done, to call once with the reply (nil when the caller keeps none) and
 // nats.go's error. With tracing and metrics off, or a nil ctx or msg, it
-// returns ctx and a done that does nothing, and allocates nothing.
+// returns ctx and a done that does nothing, and allocates nothing. On a
+// server without header support (nc.HeadersSupported false) a request
+// with headers fails: leave msg.Header out of the send when it had none
+// before, as singlereply and noresponders do.
 func (t *Telemetry) StartRequest(ctx context.Context, msg *nats.Msg) (context.Context, func(reply *nats.Msg, err error)) {
 	if ctx == nil || msg == nil {
 		return ctx, doneNothing
