@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,17 +17,27 @@ import (
 	"reqreply/internal/testserver"
 )
 
+var (
+	tracedOnce  sync.Once
+	tracedSpans *tracetest.SpanRecorder
+	tracedTP    *sdktrace.TracerProvider
+)
+
 // With tracing on, against a server without header support, askTraced is
 // answered as Ask is: the trace context is left out, not the request; the
 // span is still made.
 func TestTracedWithoutHeaderSupport(t *testing.T) {
-	spans := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
-	otel.SetTracerProvider(tp)
-	t.Cleanup(func() {
-		otel.SetTracerProvider(noop.NewTracerProvider())
-		_ = tp.Shutdown(context.Background())
+	// The global provider is set once per process: otelnats.Default's
+	// tracer stays with the first one set (-count=2 runs this twice).
+	tracedOnce.Do(func() {
+		tracedSpans = tracetest.NewSpanRecorder()
+		tracedTP = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(tracedSpans))
 	})
+	spans := tracedSpans
+	spans.Reset()
+	otel.SetTracerProvider(tracedTP)
+	// Tracing off again for the other tests, until the next run.
+	t.Cleanup(func() { otel.SetTracerProvider(noop.NewTracerProvider()) })
 	s := testserver.New(t, testserver.WithoutHeaders())
 	nc, err := nats.Connect(s.ClientURL())
 	require.NoError(t, err)
