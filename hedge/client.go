@@ -615,12 +615,25 @@ func (c *Client) publish(subject string, data []byte, id uint64, cl *call, cp in
 		SetDeadline(msg, deadline)
 	}
 	if cl.obs != nil {
+		bare := msg.Header == nil
 		cl.obs.Copy(msg, cp, kind)
+		if bare && !c.nc.HeadersSupported() {
+			// What the observer added (a trace context) cannot travel on a
+			// server without header support: the copy goes as it was.
+			msg.Header = nil
+		}
 	}
 	// Counted before it leaves, so whoever sees the copy sees the count.
 	c.sent.Add(1)
 	if err := c.nc.PublishMsg(msg); err != nil {
 		c.sent.Add(-1)
+		if kind == CopyRetry {
+			// Counted when the retry was decided; it did not leave.
+			c.retries.Add(-1)
+		}
+		if cl.obs != nil {
+			cl.obs.Unsent(cp, err)
+		}
 		return fmt.Errorf("request %q: %w", subject, err)
 	}
 	return nil

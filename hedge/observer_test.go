@@ -53,6 +53,8 @@ func (c *observedCall) Copy(msg *nats.Msg, cp int, kind hedge.CopyKind) {
 	msg.Header.Set("Copy", strconv.Itoa(cp))
 }
 
+func (c *observedCall) Unsent(int, error) {}
+
 func (c *observedCall) End(won int, err error) { c.won, c.err, c.ended = won, err, c.ended+1 }
 
 // An Observer sees every copy a request sends, before it leaves (a header it

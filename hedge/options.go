@@ -105,8 +105,14 @@ type CallObserver interface {
 	// Copy is called just before copy cp (0 for the first; every copy
 	// has its own reply subject, <inbox>.<call>.<cp>) leaves, as kind:
 	// msg is the copy, whose Header the observer may set (a trace
-	// context). A publish that then fails ends the request with its error.
+	// context; on a server without header support, a copy that had no
+	// headers is sent without what the observer set). A publish that then
+	// fails ends the request with its error, after Unsent.
 	Copy(msg *nats.Msg, cp int, kind CopyKind)
+	// Unsent is called when the publish of copy cp, seen by Copy, failed
+	// with err (nats.ErrReconnectBufExceeded, nats.ErrConnectionClosed,
+	// ...): the copy did not leave, and ClientStats does not count it.
+	Unsent(cp int, err error)
 	// End is called once, when the request returns: won is the number
 	// of the copy whose reply the caller got, -1 for none; err is the
 	// request's error (nil with a reply).

@@ -149,49 +149,87 @@ type Tree struct {
 	Reports []*Report
 	// Skipped counts messages on the trace's inbox that were not reports.
 	Skipped int
-	byHop   map[string]*Report
+	// byHop holds the reports by hop id, in arrival order: another
+	// message that copied the traced one's headers (a reply echoing
+	// them) is reported to the same inbox, under the same ids.
+	byHop map[string][]*Report
 }
 
 func (t *Tree) add(r *Report) {
 	if t.byHop == nil {
-		t.byHop = map[string]*Report{}
+		t.byHop = map[string][]*Report{}
 	}
 	t.Reports = append(t.Reports, r)
-	t.byHop[r.Hop()] = r
+	t.byHop[r.Hop()] = append(t.byHop[r.Hop()], r)
 }
 
 // Root is the report of the server where the message entered from its
-// publisher; nil until it has arrived.
-func (t *Tree) Root() *Report { return t.byHop[""] }
+// publisher (the first to arrive without a hop id); nil until it has
+// arrived.
+func (t *Tree) Root() *Report {
+	if rs := t.byHop[""]; len(rs) > 0 {
+		return rs[0]
+	}
+	return nil
+}
 
-// Next is the report of the server an egress crossed to (its Hop); nil if
-// the egress does not cross or that report has not arrived.
+// Next is the report of the server an egress crossed to (its Hop, from the
+// server the egress names); nil if the egress does not cross or that
+// report has not arrived. A report with the hop id from another server, or
+// of a message that did not come in over a crossing (of a message that
+// copied the traced one's headers, such as a reply that echoes them), is not
+// taken.
 func (t *Tree) Next(e Step) *Report {
 	if e.Hop == "" {
 		return nil
 	}
-	return t.byHop[e.Hop]
+	return t.hop(e.Hop, e.Name)
 }
 
-// Missing returns the hop ids that some report announced (a crossing
-// egress, or its Hops count) and no report came for, sorted; "" stands for
-// the root when no report at all came from the first server.
+// hop is the first report of hop id from server ("": any) where the
+// message came in over a route, gateway or leaf connection (a reply that
+// echoes the hop id comes in from its responder's client connection).
+func (t *Tree) hop(id, server string) *Report {
+	for _, r := range t.byHop[id] {
+		if (server == "" || r.Server.Name == server) && r.Ingress().Kind.Crosses() {
+			return r
+		}
+	}
+	return nil
+}
+
+// Missing returns the hop ids that the reports announced (their Hops
+// count, from the root down: each crossing egress, taken as Next takes it)
+// and no report came for, sorted; "" stands for the root when no report at
+// all came from the first server.
 func (t *Tree) Missing() []string {
-	if t.Root() == nil {
+	root := t.Root()
+	if root == nil {
 		return []string{""}
 	}
 	var missing []string
-	for _, r := range t.Reports {
+	var walk func(r *Report)
+	walk = func(r *Report) {
 		for i := 1; i <= r.Hops; i++ {
 			id := strconv.Itoa(i)
 			if h := r.Hop(); h != "" {
 				id = h + "." + id
 			}
-			if t.byHop[id] == nil {
+			server := ""
+			for _, e := range r.Egresses() {
+				if e.Hop == id {
+					server = e.Name
+				}
+			}
+			// Each level's ids are longer than the last's: the walk ends.
+			if next := t.hop(id, server); next != nil {
+				walk(next)
+			} else {
 				missing = append(missing, id)
 			}
 		}
 	}
+	walk(root)
 	slices.Sort(missing)
 	return missing
 }

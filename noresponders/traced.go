@@ -19,6 +19,11 @@ import (
 func askTraced(ctx context.Context, nc *nats.Conn, subject string, timeout time.Duration) (string, time.Duration, error) {
 	msg := &nats.Msg{Subject: subject}
 	ctx, done := otelnats.StartRequest(ctx, msg)
+	if nc != nil && !nc.HeadersSupported() {
+		// A server without header support takes no trace context: the
+		// request goes without it rather than fail.
+		msg.Header = nil
+	}
 	reply, took, err := AskWith(ctx, nc, subject, timeout, msg.Header)
 	done(nil, err)
 	return reply, took, err

@@ -16,7 +16,8 @@ import (
 // is not one). A nats.Header is a case-sensitive map, while the W3C keys
 // are lower case and HTTP-minded senders write them canonical
 // ("Traceparent"): Get finds the key as given, then its canonical form, then
-// any spelling of it; Set writes it as given.
+// any spelling of it; Set writes it as given and removes its other
+// spellings, so that a header carries one trace context.
 type HeaderCarrier nats.Header
 
 // Get returns the first value of key, "" if there is none.
@@ -35,8 +36,14 @@ func (c HeaderCarrier) Get(key string) string {
 	return ""
 }
 
-// Set sets key to value, replacing any value of the same spelling.
+// Set sets key to value, replacing its value in any spelling of key (a
+// stale "Traceparent" goes when "traceparent" is set).
 func (c HeaderCarrier) Set(key, value string) {
+	for k := range c {
+		if k != key && strings.EqualFold(k, key) {
+			delete(c, k)
+		}
+	}
 	c[key] = []string{value}
 }
 

@@ -5,6 +5,7 @@ package otelnats
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"time"
 
@@ -26,7 +27,8 @@ import (
 // (no_responders, denied, cancelled, closed, ...). It records
 // messaging.client.operation.duration, reqreply.gather.replies,
 // reqreply.gather.stops and reqreply.no_responders. The Result and error are
-// gather.Gather's, unchanged; a gather refused before anything is sent (bad
+// gather.Gather's, unchanged (on a server without header support, a gather
+// without a gather.Header goes without the trace context); a gather refused before anything is sent (bad
 // subject or options) makes no span. With tracing and metrics off it is
 // gather.Gather(ctx, v, subject, data, opts...) and nothing else.
 func (t *Telemetry) Gather(ctx context.Context, v gather.Variant, subject string, data []byte, opts ...gather.Option) (gather.Result, error) {
@@ -88,6 +90,12 @@ func (t *Telemetry) stream(ctx context.Context, v gather.Variant, subject string
 		own = slices.Clone(opts)
 	}
 	inner, err := v.Stream(ctx, subject, data, own...)
+	if tracing && errors.Is(err, nats.ErrHeadersNotSupported) && len(gather.HeaderOf(opts...)) == 0 {
+		// A server without header support takes no trace context: the
+		// gather goes without one rather than fail.
+		h = nil
+		inner, err = v.Stream(ctx, subject, data, slices.Clone(opts)...)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -107,7 +115,9 @@ func (t *Telemetry) stream(ctx context.Context, v gather.Variant, subject string
 				trace.WithAttributes(KeySystem.String("nats"), KeyDestination.String(subject),
 					KeyOperationType.String("send"), KeyOperationName.String("gather"),
 					KeyBodySize.Int(len(data)), KeyVariant.String(v.Name())))
-			t.Inject(sctx, h)
+			if h != nil {
+				t.Inject(sctx, h)
+			}
 			recording = span.IsRecording()
 			defer func() {
 				// Also when the consumer's loop panics.

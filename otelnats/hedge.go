@@ -23,7 +23,10 @@ import (
 // context the copy carries in its headers, so the responder's span is that
 // copy's child. The request's span has error status and error.type when it
 // fails. It records messaging.client.operation.duration, reqreply.hedge.sent,
-// .won and .wasted, reqreply.retries and reqreply.no_responders. With
+// .won and .wasted, reqreply.retries (those three at the request's end, for
+// the copies that left: a copy whose publish failed is not counted, as
+// hedge.ClientStats does not count it, and its span has the publish's
+// error) and reqreply.no_responders. With
 // tracing and metrics off its Start returns nil, and the client calls
 // nothing more.
 func (t *Telemetry) HedgeObserver() hedge.Observer { return hedgeObserver{t} }
@@ -38,6 +41,7 @@ type hedgeCall struct {
 	span    trace.Span // nil when not tracing
 	copies  []trace.Span
 	kinds   []hedge.CopyKind
+	unsent  []bool // copies whose publish failed
 	metrics bool
 	start   time.Time
 	metctx  context.Context
@@ -65,16 +69,9 @@ func (c *hedgeCall) Copy(msg *nats.Msg, cp int, kind hedge.CopyKind) {
 	for len(c.kinds) <= cp {
 		c.kinds = append(c.kinds, kind)
 		c.copies = append(c.copies, nil)
+		c.unsent = append(c.unsent, false)
 	}
 	c.kinds[cp] = kind
-	if c.metrics {
-		switch kind {
-		case hedge.CopyHedge:
-			c.t.m.hedgesSent.Add(c.metctx, 1, c.t.m.nats)
-		case hedge.CopyRetry:
-			c.t.m.retries.Add(c.metctx, 1, c.t.m.nats)
-		}
-	}
 	if c.span == nil {
 		return
 	}
@@ -89,11 +86,38 @@ func (c *hedgeCall) Copy(msg *nats.Msg, cp int, kind hedge.CopyKind) {
 	c.t.Inject(ctx, msg.Header)
 }
 
+// Unsent ends copy cp's span with the publish's error; the copy is not
+// counted as sent.
+func (c *hedgeCall) Unsent(cp int, err error) {
+	if cp < 0 || cp >= len(c.unsent) {
+		return
+	}
+	c.unsent[cp] = true
+	if s := c.copies[cp]; s != nil {
+		c.copies[cp] = nil
+		s.SetAttributes(KeyWon.Bool(false))
+		s.SetStatus(codes.Error, err.Error())
+		s.SetAttributes(KeyErrorType.String(ErrorType(err)))
+		s.End()
+	}
+}
+
 func (c *hedgeCall) End(won int, err error) {
 	if c.metrics {
 		c.t.m.operation(c.metctx, "hedged request", c.start, err)
+		// The copies that left, counted now: a publish that failed
+		// (Unsent) sent nothing.
 		for cp, kind := range c.kinds {
-			if kind != hedge.CopyHedge {
+			if c.unsent[cp] {
+				continue
+			}
+			switch kind {
+			case hedge.CopyHedge:
+				c.t.m.hedgesSent.Add(c.metctx, 1, c.t.m.nats)
+			case hedge.CopyRetry:
+				c.t.m.retries.Add(c.metctx, 1, c.t.m.nats)
+				continue
+			default:
 				continue
 			}
 			if cp == won {

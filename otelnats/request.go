@@ -26,7 +26,9 @@ func (t *Telemetry) Request(ctx context.Context, nc *nats.Conn, subject string, 
 // when nobody subscribes, nats.ErrTimeout or context.DeadlineExceeded at
 // ctx's deadline (nats.go needs one), context.Canceled, nats.ErrConnectionClosed,
 // nats.ErrInvalidContext for a nil ctx, nats.ErrBadSubject, ...; the span
-// then has error status and error.type (ErrorType). A reply with micro's
+// then has error status and error.type (ErrorType). On a server without
+// header support, a msg without headers is sent without the trace context
+// (the span is still made). A reply with micro's
 // error headers (an error reply) is a reply: its span has error status and
 // error.type the service error's code. With tracing and metrics off it is
 // nc.RequestMsgWithContext(ctx, msg) and nothing else.
@@ -39,9 +41,14 @@ func (t *Telemetry) RequestMsg(ctx context.Context, nc *nats.Conn, msg *nats.Msg
 		return nc.RequestMsgWithContext(ctx, msg)
 	}
 	if tracing {
-		h := make(nats.Header, len(msg.Header)+2)
-		for k, v := range msg.Header {
-			h[k] = v
+		var h nats.Header
+		// A server without header support takes no trace context: a
+		// request without headers goes without one rather than fail.
+		if len(msg.Header) > 0 || nc == nil || nc.HeadersSupported() {
+			h = make(nats.Header, len(msg.Header)+2)
+			for k, v := range msg.Header {
+				h[k] = v
+			}
 		}
 		msg = &nats.Msg{Subject: msg.Subject, Reply: msg.Reply, Data: msg.Data, Header: h}
 	}
@@ -59,7 +66,10 @@ func (t *Telemetry) RequestMsg(ctx context.Context, nc *nats.Conn, msg *nats.Msg
 // carry), and returns the span's context, to send the request with, and
 // done, to call once with the reply (nil when the caller keeps none) and
 // nats.go's error. With tracing and metrics off, or a nil ctx or msg, it
-// returns ctx and a done that does nothing, and allocates nothing.
+// returns ctx and a done that does nothing, and allocates nothing. On a
+// server without header support (nc.HeadersSupported false) a request
+// with headers fails: leave msg.Header out of the send when it had none
+// before, as singlereply and noresponders do.
 func (t *Telemetry) StartRequest(ctx context.Context, msg *nats.Msg) (context.Context, func(reply *nats.Msg, err error)) {
 	if ctx == nil || msg == nil {
 		return ctx, doneNothing
@@ -78,8 +88,8 @@ func (t *Telemetry) StartRequest(ctx context.Context, msg *nats.Msg) (context.Co
 func doneNothing(*nats.Msg, error) {}
 
 // start begins a request's span (injecting its trace context into
-// msg.Header, which is not nil when tracing) and its duration, and returns
-// the function that ends both.
+// msg.Header unless it is nil) and its duration, and returns the function
+// that ends both.
 func (t *Telemetry) start(ctx context.Context, msg *nats.Msg, tracing, metrics bool) (context.Context, func(*nats.Msg, error)) {
 	var start time.Time
 	if metrics {
@@ -91,7 +101,9 @@ func (t *Telemetry) start(ctx context.Context, msg *nats.Msg, tracing, metrics b
 			trace.WithAttributes(KeySystem.String("nats"), KeyDestination.String(msg.Subject),
 				KeyOperationType.String("send"), KeyOperationName.String("request"),
 				KeyBodySize.Int(len(msg.Data))))
-		t.Inject(ctx, msg.Header)
+		if msg.Header != nil {
+			t.Inject(ctx, msg.Header)
+		}
 	}
 	return ctx, func(reply *nats.Msg, err error) {
 		if tracing {
