@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -124,24 +125,41 @@ func SetContextDeadline(ctx context.Context, msg *nats.Msg) bool {
 // request expires before its caller gives up (TestDeadlineClockSkew). With
 // clocks that cannot be trusted, send only the budget (TimeoutHeader).
 //
+// Either header is read under any spelling of its name ("request-timeout",
+// as an HTTP/2 or gRPC gateway writes it), and every value of it counts:
+// the earliest of them all wins.
+//
 // A header that does not parse is an error wrapping ErrBadDeadline (and for
 // DeadlineHeader the time package's *time.ParseError), so a responder can
 // tell a malformed request from one without a deadline.
 func DeadlineAt(h nats.Header, now time.Time) (deadline time.Time, ok bool, err error) {
-	if v := h.Get(DeadlineHeader); v != "" {
-		t, err := time.Parse(time.RFC3339Nano, v)
-		if err != nil {
-			return time.Time{}, false, fmt.Errorf("%w: %s %q: %w", ErrBadDeadline, DeadlineHeader, v, err)
+	// Every spelling and every value of both headers: NATS header names
+	// are case-sensitive, but a gateway from HTTP/2 or gRPC lowercases
+	// them ("request-timeout"), and a hop may add its deadline instead of
+	// setting it. The earliest wins, so that no spelling makes it later.
+	for name, values := range h {
+		absolute := strings.EqualFold(name, DeadlineHeader)
+		if !absolute && !strings.EqualFold(name, TimeoutHeader) {
+			continue
 		}
-		deadline, ok = t, true
-	}
-	if v := h.Get(TimeoutHeader); v != "" {
-		d, err := parseTimeout(v)
-		if err != nil {
-			return time.Time{}, false, fmt.Errorf("%w: %s %q: %w", ErrBadDeadline, TimeoutHeader, v, err)
-		}
-		if t := now.Add(d); !ok || t.Before(deadline) {
-			deadline, ok = t, true
+		for _, v := range values {
+			if v == "" {
+				continue
+			}
+			var t time.Time
+			if absolute {
+				t, err = time.Parse(time.RFC3339Nano, v)
+			} else {
+				var d time.Duration
+				d, err = parseTimeout(v)
+				t = now.Add(d)
+			}
+			if err != nil {
+				return time.Time{}, false, fmt.Errorf("%w: %s %q: %w", ErrBadDeadline, name, v, err)
+			}
+			if !ok || t.Before(deadline) {
+				deadline, ok = t, true
+			}
 		}
 	}
 	return deadline, ok, nil

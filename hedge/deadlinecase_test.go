@@ -1,0 +1,102 @@
+// Deadline headers as other hops may write them: under a name in another
+// case (an HTTP/2 or gRPC gateway lowercases every header name), or with
+// more than one value (a hop that adds its deadline instead of setting
+// it). The earliest deadline carried wins, whatever its spelling.
+
+package hedge_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"reqreply/hedge"
+	"reqreply/respond"
+)
+
+// TestDeadlineHeaderVariants: DeadlineAt reads every spelling and every
+// value of both headers and takes the earliest; the middleware of both
+// handler kinds then answers an expired request with ExpiredCode, a
+// malformed one with BadDeadlineCode, and runs the rest with the earliest
+// deadline. Before, "request-timeout: 0n" ran the handler with no deadline
+// at all.
+func TestDeadlineHeaderVariants(t *testing.T) {
+	abs := func(now time.Time, d time.Duration) string { return now.Add(d).UTC().Format(time.RFC3339Nano) }
+	tests := []struct {
+		name   string
+		header func(now time.Time) nats.Header
+		want   time.Duration // from now, when it runs
+		code   string        // the error reply, when it does not
+	}{
+		{name: "lowercase budget", header: func(time.Time) nats.Header { return nats.Header{"request-timeout": {"2S"}} }, want: 2 * time.Second},
+		{name: "lowercase budget spent", header: func(time.Time) nats.Header { return nats.Header{"request-timeout": {"0n"}} }, code: hedge.ExpiredCode},
+		{name: "uppercase absolute passed", header: func(now time.Time) nats.Header {
+			return nats.Header{"REQUEST-DEADLINE": {abs(now, -time.Second)}}
+		}, code: hedge.ExpiredCode},
+		{name: "lowercase earlier than canonical", header: func(time.Time) nats.Header {
+			return nats.Header{hedge.TimeoutHeader: {"1M"}, "request-timeout": {"2S"}}
+		}, want: 2 * time.Second},
+		{name: "second value earlier", header: func(now time.Time) nats.Header {
+			return nats.Header{hedge.DeadlineHeader: {abs(now, time.Hour), abs(now, -time.Second)}}
+		}, code: hedge.ExpiredCode},
+		{name: "lowercase malformed", header: func(time.Time) nats.Header { return nats.Header{"request-timeout": {"99999999h"}} }, code: hedge.BadDeadlineCode},
+	}
+	t.Run("DeadlineAt", func(t *testing.T) {
+		now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				got, ok, err := hedge.DeadlineAt(tc.header(now), now)
+				if tc.code == hedge.BadDeadlineCode {
+					require.ErrorIs(t, err, hedge.ErrBadDeadline)
+					return
+				}
+				require.NoError(t, err)
+				require.True(t, ok)
+				if tc.code == "" {
+					assert.Equal(t, tc.want, got.Sub(now))
+				} else {
+					assert.False(t, now.Before(got), "expired")
+				}
+			})
+		}
+	})
+	for _, kind := range handlerKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			svc, nc := connect(t)
+			ran := make(chan time.Time, 1)
+			kind.serve(t, svc, "svc", func(ctx context.Context) string {
+				d, _ := ctx.Deadline()
+				ran <- d
+				return "ok"
+			})
+			for _, tc := range tests {
+				t.Run(tc.name, func(t *testing.T) {
+					now := time.Now()
+					msg := &nats.Msg{Subject: "svc", Header: tc.header(now)}
+					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					defer cancel()
+					reply, err := nc.RequestMsgWithContext(ctx, msg)
+					require.NoError(t, err)
+					if tc.code != "" {
+						requireErrorReply(t, reply, tc.code)
+						select {
+						case <-ran:
+							t.Fatal("the handler ran for a request it must not run")
+						default:
+						}
+						return
+					}
+					require.NoError(t, respond.ErrorOf(reply))
+					d := <-ran
+					require.False(t, d.IsZero(), "the handler's context has the request's deadline")
+					assert.False(t, d.Before(now.Add(tc.want)), "not earlier than the budget counted from before the send")
+					assert.False(t, d.After(time.Now().Add(tc.want)), "not later than the budget counted from after the reply")
+				})
+			}
+		})
+	}
+}
