@@ -67,8 +67,8 @@ var timeoutUnits = []struct {
 	{time.Second, 'S'}, {time.Minute, 'M'}, {time.Hour, 'H'},
 }
 
-// SetDeadline writes deadline into msg's DeadlineHeader only, creating the
-// header map if needed: the absolute deadline alone, as the Client's
+// SetDeadline writes deadline into msg's DeadlineHeader only (replacing it
+// under every spelling), creating the header map if needed: the absolute deadline alone, as the Client's
 // Policy.Propagate sends it (SetBudget writes both headers). NATS carries
 // headers to the responder unchanged (servers and clients since 2.2; a
 // connection without header support fails the publish with
@@ -77,7 +77,20 @@ func SetDeadline(msg *nats.Msg, deadline time.Time) {
 	if msg.Header == nil {
 		msg.Header = nats.Header{}
 	}
-	msg.Header.Set(DeadlineHeader, deadline.UTC().Format(time.RFC3339Nano))
+	replaceHeader(msg.Header, DeadlineHeader, deadline.UTC().Format(time.RFC3339Nano))
+}
+
+// replaceHeader removes name from h under every spelling (DeadlineAt reads
+// them all), then sets it to value unless value is "".
+func replaceHeader(h nats.Header, name, value string) {
+	for k := range h {
+		if strings.EqualFold(k, name) {
+			delete(h, k)
+		}
+	}
+	if value != "" {
+		h.Set(name, value)
+	}
 }
 
 // SetBudget writes both headers into msg, creating the header map if
@@ -85,7 +98,7 @@ func SetDeadline(msg *nats.Msg, deadline time.Time) {
 // deadline.Sub(now), into TimeoutHeader ("0n" if nothing is left).
 func SetBudget(msg *nats.Msg, deadline, now time.Time) {
 	SetDeadline(msg, deadline)
-	msg.Header.Set(TimeoutHeader, formatTimeout(deadline.Sub(now)))
+	replaceHeader(msg.Header, TimeoutHeader, formatTimeout(deadline.Sub(now)))
 }
 
 // SetContextDeadline passes what is left of ctx's deadline on to the
@@ -93,7 +106,8 @@ func SetBudget(msg *nats.Msg, deadline, now time.Time) {
 // another with the context its DeadlineHandler gave it passes on its
 // caller's budget, less the time it has spent. It writes both headers
 // (SetBudget at time.Now()) and returns true; for a ctx without a deadline
-// it removes both (a reused msg carries no stale deadline) and returns
+// it removes both, under every spelling (a reused msg carries no stale
+// deadline) and returns
 // false. A nil msg is left alone (false): nc.RequestMsgWithContext refuses
 // it with nats.ErrInvalidMsg.
 func SetContextDeadline(ctx context.Context, msg *nats.Msg) bool {
@@ -102,8 +116,8 @@ func SetContextDeadline(ctx context.Context, msg *nats.Msg) bool {
 	}
 	deadline, ok := ctx.Deadline()
 	if !ok {
-		msg.Header.Del(DeadlineHeader)
-		msg.Header.Del(TimeoutHeader)
+		replaceHeader(msg.Header, DeadlineHeader, "")
+		replaceHeader(msg.Header, TimeoutHeader, "")
 		return false
 	}
 	SetBudget(msg, deadline, time.Now())

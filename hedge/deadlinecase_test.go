@@ -100,3 +100,40 @@ func TestDeadlineHeaderVariants(t *testing.T) {
 		})
 	}
 }
+
+// TestSetDeadlineSpellings: a message reused from a gateway's request,
+// with the deadline headers spelled in lowercase, carries only what
+// SetDeadline, SetBudget and SetContextDeadline write: an old spelling
+// left behind would still count, as DeadlineAt reads every spelling.
+func TestSetDeadlineSpellings(t *testing.T) {
+	now := time.Now()
+	past := now.Add(-time.Second).UTC().Format(time.RFC3339Nano)
+	stale := func() *nats.Msg {
+		return &nats.Msg{Subject: "svc", Header: nats.Header{"request-timeout": {"0n"}, "REQUEST-DEADLINE": {past}, "Other": {"kept"}}}
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), now.Add(time.Minute))
+	defer cancel()
+	tests := []struct {
+		name string
+		set  func(msg *nats.Msg)
+		ok   bool
+	}{
+		{"SetDeadline", func(m *nats.Msg) { m.Header.Del("request-timeout"); hedge.SetDeadline(m, now.Add(time.Minute)) }, true},
+		{"SetBudget", func(m *nats.Msg) { hedge.SetBudget(m, now.Add(time.Minute), now) }, true},
+		{"SetContextDeadline", func(m *nats.Msg) { hedge.SetContextDeadline(ctx, m) }, true},
+		{"SetContextDeadline without one", func(m *nats.Msg) { hedge.SetContextDeadline(context.Background(), m) }, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			msg := stale()
+			tc.set(msg)
+			d, ok, err := hedge.DeadlineAt(msg.Header, now)
+			require.NoError(t, err)
+			assert.Equal(t, tc.ok, ok)
+			if ok {
+				assert.True(t, d.After(now.Add(time.Second)), "an old spelling still counts: %v", msg.Header)
+			}
+			assert.Equal(t, "kept", msg.Header.Get("Other"))
+		})
+	}
+}

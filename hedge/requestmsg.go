@@ -63,12 +63,7 @@ func (cl *call) spend(h nats.Header, now time.Time) {
 	if cl.budget.IsZero() {
 		return
 	}
-	for k := range h {
-		if strings.EqualFold(k, TimeoutHeader) {
-			delete(h, k)
-		}
-	}
-	h.Set(TimeoutHeader, formatTimeout(cl.budget.Sub(now)))
+	replaceHeader(h, TimeoutHeader, formatTimeout(cl.budget.Sub(now)))
 }
 
 // RequestMsg is Request for msg.Subject and msg.Data, with msg.Header put
