@@ -76,13 +76,15 @@ func (m *Memory) Len() int {
 func (m *Memory) Begin(ctx context.Context, key string) (func(*nats.Msg) error, *nats.Msg, error) {
 	m.mu.Lock()
 	now := m.now()
-	m.evict(now)
 	e := m.keys[key]
 	if e != nil && m.finished(e) && now.Sub(e.at) >= m.age {
 		delete(m.keys, key) // expired, and not yet at the front to be evicted
 		e = nil
 	}
 	if e == nil {
+		// Room is made for a new key only: a copy of a key held must find
+		// it, even at the bound.
+		m.evict(now)
 		e = &entry{key: key, at: now, done: make(chan struct{})}
 		m.keys[key] = e
 		m.order = append(m.order, e)
