@@ -122,20 +122,27 @@ func (m *Memory) finished(e *entry) bool {
 }
 
 // evict drops the oldest entries while there are too many or they are too
-// old, stopping at one still in progress. Under m.mu.
+// old. An entry still in progress is kept, and moved to the back to be
+// looked at again later, so that the finished entries behind it are
+// dropped in its place. Under m.mu.
 func (m *Memory) evict(now time.Time) {
 	n := 0
+	var busy []*entry
 	for _, e := range m.order {
 		if m.keys[e.key] != e { // replaced after it expired
 			n++
 			continue
 		}
-		if !(len(m.keys) >= m.max || now.Sub(e.at) >= m.age) || !m.finished(e) {
+		if !(len(m.keys) >= m.max || now.Sub(e.at) >= m.age) {
 			break
 		}
-		delete(m.keys, e.key)
 		n++
+		if !m.finished(e) {
+			busy = append(busy, e)
+			continue
+		}
+		delete(m.keys, e.key)
 	}
 	clear(m.order[:n]) // let the dropped entries go
-	m.order = m.order[n:]
+	m.order = append(m.order[n:], busy...)
 }
