@@ -58,8 +58,15 @@ func SetKey(msg *nats.Msg, key string) {
 // is the key too, read when Header itself is absent (of several such names,
 // the first in byte order, so that every member reads the same one).
 func KeyOf(msg *nats.Msg) string {
-	if key := msg.Header.Get(Header); key != "" {
-		return key
+	key, _ := keyOf(msg)
+	return key
+}
+
+// keyOf is KeyOf, and whether msg carries the header at all: an empty key
+// is a bad key, not none.
+func keyOf(msg *nats.Msg) (key string, ok bool) {
+	if v := msg.Header.Values(Header); len(v) > 0 {
+		return v[0], true
 	}
 	name := ""
 	for k, v := range msg.Header {
@@ -68,9 +75,9 @@ func KeyOf(msg *nats.Msg) string {
 		}
 	}
 	if name == "" {
-		return ""
+		return "", false
 	}
-	return msg.Header.Get(name)
+	return msg.Header.Get(name), true
 }
 
 // ErrBadKey is wrapped by CheckKey's error, and a request with such a key

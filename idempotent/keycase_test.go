@@ -8,8 +8,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"reqreply/idempotent"
+	"reqreply/respond"
 )
 
 // TestKeyHeaderCase: copies of one request whose key travels under
@@ -32,6 +34,28 @@ func TestKeyHeaderCase(t *testing.T) {
 			}
 			assert.Equal(t, 1, l.times(key))
 			assert.Equal(t, int64(1), runs(ms))
+		})
+	}
+}
+
+// TestEmptyKey: a request whose key header is there but empty (SetKey with
+// an order number that was never filled in) is refused with 400, as
+// CheckKey refuses "", on every store; before, it ran unprotected, once
+// per copy.
+func TestEmptyKey(t *testing.T) {
+	for _, kind := range kinds() {
+		t.Run(kind.name, func(t *testing.T) {
+			e := kind.make(t)
+			var l ledger
+			ms := startMembers(t, e, 3, charger(&l, nil, nil), idempotent.Options{})
+			nc := connect(t, e.servers[0])
+			for _, name := range []string{idempotent.Header, "idempotency-key"} {
+				msg := &nats.Msg{Subject: subject, Header: nats.Header{name: {""}}}
+				var serr *respond.ServiceError
+				require.ErrorAs(t, respond.ErrorOf(request(t, nc, msg)), &serr, name)
+				assert.Equal(t, "400", serr.Code)
+			}
+			assert.Equal(t, int64(0), runs(ms))
 		})
 	}
 }
