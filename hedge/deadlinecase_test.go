@@ -15,15 +15,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"reqreply/hedge"
-	"reqreply/respond"
 )
 
 // TestDeadlineHeaderVariants: DeadlineAt reads every spelling and every
-// value of both headers and takes the earliest; the middleware of both
-// handler kinds then answers an expired request with ExpiredCode, a
-// malformed one with BadDeadlineCode, and runs the rest with the earliest
-// deadline. Before, "request-timeout: 0n" ran the handler with no deadline
-// at all.
+// value of both headers and takes the earliest, so the middleware answers
+// an expired one with ExpiredCode and a malformed one with BadDeadlineCode
+// (TestDeadlineMiddleware's gateway cases). Before, "request-timeout: 0n"
+// ran the handler with no deadline at all.
 func TestDeadlineHeaderVariants(t *testing.T) {
 	abs := func(now time.Time, d time.Duration) string { return now.Add(d).UTC().Format(time.RFC3339Nano) }
 	tests := []struct {
@@ -64,41 +62,6 @@ func TestDeadlineHeaderVariants(t *testing.T) {
 			})
 		}
 	})
-	for _, kind := range handlerKinds {
-		t.Run(kind.name, func(t *testing.T) {
-			svc, nc := connect(t)
-			ran := make(chan time.Time, 1)
-			kind.serve(t, svc, "svc", func(ctx context.Context) string {
-				d, _ := ctx.Deadline()
-				ran <- d
-				return "ok"
-			})
-			for _, tc := range tests {
-				t.Run(tc.name, func(t *testing.T) {
-					now := time.Now()
-					msg := &nats.Msg{Subject: "svc", Header: tc.header(now)}
-					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-					defer cancel()
-					reply, err := nc.RequestMsgWithContext(ctx, msg)
-					require.NoError(t, err)
-					if tc.code != "" {
-						requireErrorReply(t, reply, tc.code)
-						select {
-						case <-ran:
-							t.Fatal("the handler ran for a request it must not run")
-						default:
-						}
-						return
-					}
-					require.NoError(t, respond.ErrorOf(reply))
-					d := <-ran
-					require.False(t, d.IsZero(), "the handler's context has the request's deadline")
-					assert.False(t, d.Before(now.Add(tc.want)), "not earlier than the budget counted from before the send")
-					assert.False(t, d.After(time.Now().Add(tc.want)), "not later than the budget counted from after the reply")
-				})
-			}
-		})
-	}
 }
 
 // TestSetDeadlineSpellings: a message reused from a gateway's request,
