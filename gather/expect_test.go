@@ -86,3 +86,40 @@ func TestExpectThroughDrain(t *testing.T) {
 		})
 	}
 }
+
+// An Expect gather whose deadline has passed before its request goes out
+// (a Stream ranged late)
+// ends as it would have at the deadline (StopDeadline, no error), and so
+// names every expected responder missing: none answered. Before, Missing
+// was nil, which reads as "all answered".
+func TestExpectDeadlineBeforeRequest(t *testing.T) {
+	for _, name := range variants.Names {
+		t.Run("variant="+name, func(t *testing.T) {
+			env := newEnv(t)
+			rc := connect(t, env, "responders")
+			_, err := rc.Subscribe("svc", func(m *nats.Msg) {
+				reply := nats.NewMsg(m.Reply)
+				reply.Header.Set(gather.ResponderHeader, "a")
+				_ = rc.PublishMsg(reply)
+			})
+			require.NoError(t, err)
+			require.NoError(t, rc.Flush())
+			nc := connect(t, env, "requester")
+			v, free, err := variants.New(name, nc)
+			require.NoError(t, err)
+			defer func() { _ = free() }()
+
+			// The Stream is made in time, and ranged once its deadline has passed.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+			defer cancel()
+			s, err := v.Stream(ctx, "svc", nil, gather.Expect("a", "b"))
+			require.NoError(t, err)
+			<-ctx.Done()
+			res, err := gather.Collect(s)
+			require.NoError(t, err)
+			assert.Equal(t, gather.StopDeadline, res.Reason)
+			assert.Zero(t, res.Count)
+			assert.Equal(t, []string{"a", "b"}, res.Missing)
+		})
+	}
+}

@@ -99,11 +99,12 @@ func (p *Prepared) End(res Result, reason StopReason, start time.Time, err error
 
 // NotSent is the Result and error of a gather that ended before its request
 // was published, at step ("subscribe", "publish", ...), with err: a
-// deadline that came first is StopDeadline without an error, a cancel
+// deadline that came first is StopDeadline without an error (every
+// responder Expect names is Missing), a cancel
 // StopCancelled, a closed or draining connection StopClosed, anything else
 // StopFailed.
 func (p *Prepared) NotSent(step string, start, deadline time.Time, err error) (Result, error) {
-	return notSent(p.subject, step, start, deadline, err)
+	return notSent(&p.c, p.subject, step, start, deadline, err)
 }
 
 // HeaderOf returns the request headers opts would send: the map the last

@@ -80,7 +80,7 @@ func (v Inbox) Stream(ctx context.Context, subject string, data []byte, opts ...
 	return newStream(func(yield func(Reply) bool) (Result, error) {
 		start, deadline, err := begin(ctx, c)
 		if err != nil {
-			return notSent(subject, "before the request", start, deadline, err)
+			return notSent(c, subject, "before the request", start, deadline, err)
 		}
 		// The gather's context: its deadline, and a cause when the server
 		// denies the request's publish (see below).
@@ -113,12 +113,12 @@ func (v Inbox) Stream(ctx context.Context, subject string, data []byte, opts ...
 			if in.sub != nil {
 				in.finish()
 			}
-			return notSent(subject, "subscribe", start, deadline, err)
+			return notSent(c, subject, "subscribe", start, deadline, err)
 		}
 		in.sub = sub
 		fail := func(step string, err error) (Result, error) {
 			in.finish()
-			return notSent(subject, step, start, deadline, err)
+			return notSent(c, subject, step, start, deadline, err)
 		}
 
 		// Step 3: one request, the inbox as its reply subject. nats.go

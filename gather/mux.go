@@ -528,7 +528,7 @@ var configPool = sync.Pool{New: func() any { return new(config) }}
 func (m *Mux) run(ctx context.Context, c config, subject string, data []byte, yield func(Reply) bool) (Result, error) {
 	start, deadline, err := begin(ctx, &c)
 	if err != nil {
-		return notSent(subject, "before the request", start, deadline, err)
+		return notSent(&c, subject, "before the request", start, deadline, err)
 	}
 	q := newQueue(&c)
 	defer q.release()
@@ -538,7 +538,7 @@ func (m *Mux) run(ctx context.Context, c config, subject string, data []byte, yi
 	q.ctx = ctx
 	q.subject = subject
 	if err := m.register(q); err != nil {
-		return notSent(subject, "register", start, deadline, err)
+		return notSent(&c, subject, "register", start, deadline, err)
 	}
 
 	// One publish; the Mux's subscription already exists on the server.
@@ -556,7 +556,7 @@ func (m *Mux) run(ctx context.Context, c config, subject string, data []byte, yi
 	}
 	if err != nil {
 		q.finish()
-		return notSent(subject, "publish", start, deadline, err)
+		return notSent(&c, subject, "publish", start, deadline, err)
 	}
 	return collect(ctx, &c, start, deadline, q, subject, yield)
 }

@@ -511,7 +511,9 @@ type Result struct {
 	Unread int
 	// Missing names, in Expect's order, the expected responders that had
 	// not answered when the gather stopped; nil when all had, without
-	// Expect, and for a gather refused or not sent (its error says why).
+	// Expect, and for a gather refused or not sent with an error (it says
+	// why). A gather whose deadline passed before its request went out
+	// (StopDeadline, no error) names them all.
 	Missing []string
 	// Repeated names, sorted, the responders (by ResponderHeader) that
 	// answered more than once while the gather ran, expected or not; nil

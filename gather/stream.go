@@ -268,16 +268,19 @@ func result(res Result, reason StopReason, start, now time.Time, subject string,
 	return res, err
 }
 
-// notSent is the Result and error of a gather that ended before its request
-// was published: at step ("subscribe", "flush", "publish"), with err. A
-// deadline or cancel that comes first ends it as it would have ended later
-// (StopDeadline with no error, StopCancelled); a closed or draining
-// connection is StopClosed; anything else StopFailed.
-func notSent(subject, step string, start, deadline time.Time, err error) (Result, error) {
+// notSent is the Result and error of a gather with config c that ended
+// before its request was published: at step ("subscribe", "flush",
+// "publish"), with err. A deadline or cancel that comes first ends it as it
+// would have ended later (StopDeadline with no error, and every responder
+// Expect names Missing; StopCancelled); a closed or draining connection is
+// StopClosed; anything else StopFailed.
+func notSent(c *config, subject, step string, start, deadline time.Time, err error) (Result, error) {
 	res := Result{Reason: StopFailed, Elapsed: time.Since(start), Deadline: deadline.Sub(start)}
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
+		// No error says why nobody answered: Missing does.
 		res.Reason = StopDeadline
+		c.account(&res)
 		return res, nil
 	case errors.Is(err, context.Canceled):
 		res.Reason = StopCancelled

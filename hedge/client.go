@@ -127,6 +127,10 @@ type call struct {
 	denied  error
 	// header is the caller's headers, put on every copy (RequestMsg).
 	header nats.Header
+	// budget is when the caller's relative budget in header
+	// (TimeoutHeader) runs out, counted from the call's start; zero
+	// without one. Each copy carries what is left of it (spend).
+	budget time.Time
 }
 
 // subjectWatch is a Client's watch for permission denials of publishes to
@@ -611,6 +615,7 @@ func (c *Client) publish(subject string, data []byte, id uint64, cl *call, cp in
 		Data:    data,
 		Header:  cl.copyHeader(),
 	}
+	cl.spend(msg.Header, time.Now())
 	if c.policy.Propagate {
 		SetDeadline(msg, deadline)
 	}
@@ -681,6 +686,7 @@ func (c *Client) Request(ctx context.Context, subject string, data []byte) (msg 
 	id, cl := c.open(subject)
 	defer c.finish(id, cl)
 	cl.header = headerOf(ctx)
+	cl.budget = budgetEnd(cl.header, time.Now())
 	ctx, unbind := c.bind(ctx)
 	defer unbind()
 	if c.observer != nil {

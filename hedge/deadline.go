@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -66,8 +67,8 @@ var timeoutUnits = []struct {
 	{time.Second, 'S'}, {time.Minute, 'M'}, {time.Hour, 'H'},
 }
 
-// SetDeadline writes deadline into msg's DeadlineHeader only, creating the
-// header map if needed: the absolute deadline alone, as the Client's
+// SetDeadline writes deadline into msg's DeadlineHeader only (replacing it
+// under every spelling), creating the header map if needed: the absolute deadline alone, as the Client's
 // Policy.Propagate sends it (SetBudget writes both headers). NATS carries
 // headers to the responder unchanged (servers and clients since 2.2; a
 // connection without header support fails the publish with
@@ -76,7 +77,20 @@ func SetDeadline(msg *nats.Msg, deadline time.Time) {
 	if msg.Header == nil {
 		msg.Header = nats.Header{}
 	}
-	msg.Header.Set(DeadlineHeader, deadline.UTC().Format(time.RFC3339Nano))
+	replaceHeader(msg.Header, DeadlineHeader, deadline.UTC().Format(time.RFC3339Nano))
+}
+
+// replaceHeader removes name from h under every spelling (DeadlineAt reads
+// them all), then sets it to value unless value is "".
+func replaceHeader(h nats.Header, name, value string) {
+	for k := range h {
+		if strings.EqualFold(k, name) {
+			delete(h, k)
+		}
+	}
+	if value != "" {
+		h.Set(name, value)
+	}
 }
 
 // SetBudget writes both headers into msg, creating the header map if
@@ -84,7 +98,7 @@ func SetDeadline(msg *nats.Msg, deadline time.Time) {
 // deadline.Sub(now), into TimeoutHeader ("0n" if nothing is left).
 func SetBudget(msg *nats.Msg, deadline, now time.Time) {
 	SetDeadline(msg, deadline)
-	msg.Header.Set(TimeoutHeader, formatTimeout(deadline.Sub(now)))
+	replaceHeader(msg.Header, TimeoutHeader, formatTimeout(deadline.Sub(now)))
 }
 
 // SetContextDeadline passes what is left of ctx's deadline on to the
@@ -92,7 +106,8 @@ func SetBudget(msg *nats.Msg, deadline, now time.Time) {
 // another with the context its DeadlineHandler gave it passes on its
 // caller's budget, less the time it has spent. It writes both headers
 // (SetBudget at time.Now()) and returns true; for a ctx without a deadline
-// it removes both (a reused msg carries no stale deadline) and returns
+// it removes both, under every spelling (a reused msg carries no stale
+// deadline) and returns
 // false. A nil msg is left alone (false): nc.RequestMsgWithContext refuses
 // it with nats.ErrInvalidMsg.
 func SetContextDeadline(ctx context.Context, msg *nats.Msg) bool {
@@ -101,8 +116,8 @@ func SetContextDeadline(ctx context.Context, msg *nats.Msg) bool {
 	}
 	deadline, ok := ctx.Deadline()
 	if !ok {
-		msg.Header.Del(DeadlineHeader)
-		msg.Header.Del(TimeoutHeader)
+		replaceHeader(msg.Header, DeadlineHeader, "")
+		replaceHeader(msg.Header, TimeoutHeader, "")
 		return false
 	}
 	SetBudget(msg, deadline, time.Now())
@@ -124,24 +139,41 @@ func SetContextDeadline(ctx context.Context, msg *nats.Msg) bool {
 // request expires before its caller gives up (TestDeadlineClockSkew). With
 // clocks that cannot be trusted, send only the budget (TimeoutHeader).
 //
+// Either header is read under any spelling of its name ("request-timeout",
+// as an HTTP/2 or gRPC gateway writes it), and every value of it counts:
+// the earliest of them all wins.
+//
 // A header that does not parse is an error wrapping ErrBadDeadline (and for
 // DeadlineHeader the time package's *time.ParseError), so a responder can
 // tell a malformed request from one without a deadline.
 func DeadlineAt(h nats.Header, now time.Time) (deadline time.Time, ok bool, err error) {
-	if v := h.Get(DeadlineHeader); v != "" {
-		t, err := time.Parse(time.RFC3339Nano, v)
-		if err != nil {
-			return time.Time{}, false, fmt.Errorf("%w: %s %q: %w", ErrBadDeadline, DeadlineHeader, v, err)
+	// Every spelling and every value of both headers: NATS header names
+	// are case-sensitive, but a gateway from HTTP/2 or gRPC lowercases
+	// them ("request-timeout"), and a hop may add its deadline instead of
+	// setting it. The earliest wins, so that no spelling makes it later.
+	for name, values := range h {
+		absolute := strings.EqualFold(name, DeadlineHeader)
+		if !absolute && !strings.EqualFold(name, TimeoutHeader) {
+			continue
 		}
-		deadline, ok = t, true
-	}
-	if v := h.Get(TimeoutHeader); v != "" {
-		d, err := parseTimeout(v)
-		if err != nil {
-			return time.Time{}, false, fmt.Errorf("%w: %s %q: %w", ErrBadDeadline, TimeoutHeader, v, err)
-		}
-		if t := now.Add(d); !ok || t.Before(deadline) {
-			deadline, ok = t, true
+		for _, v := range values {
+			if v == "" {
+				continue
+			}
+			var t time.Time
+			if absolute {
+				t, err = time.Parse(time.RFC3339Nano, v)
+			} else {
+				var d time.Duration
+				d, err = parseTimeout(v)
+				t = now.Add(d)
+			}
+			if err != nil {
+				return time.Time{}, false, fmt.Errorf("%w: %s %q: %w", ErrBadDeadline, name, v, err)
+			}
+			if !ok || t.Before(deadline) {
+				deadline, ok = t, true
+			}
 		}
 	}
 	return deadline, ok, nil

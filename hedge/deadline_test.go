@@ -171,6 +171,17 @@ func TestDeadlineMiddleware(t *testing.T) {
 		{name: "expired", set: func(m *nats.Msg, now time.Time) { hedge.SetBudget(m, now.Add(-time.Second), now) }, code: hedge.ExpiredCode},
 		{name: "expired budget", set: func(m *nats.Msg, _ time.Time) { m.Header.Set(hedge.TimeoutHeader, "0n") }, code: hedge.ExpiredCode},
 		{name: "malformed", set: func(m *nats.Msg, _ time.Time) { m.Header.Set(hedge.DeadlineHeader, "tomorrow") }, code: hedge.BadDeadlineCode},
+		// As a gateway writes them (TestDeadlineHeaderVariants): lowercase, or a second value.
+		{name: "lowercase budget", set: func(m *nats.Msg, _ time.Time) { m.Header["request-timeout"] = []string{"30S"} }, ran: true},
+		{name: "lowercase budget spent", set: func(m *nats.Msg, _ time.Time) { m.Header["request-timeout"] = []string{"0n"} }, code: hedge.ExpiredCode},
+		{name: "uppercase absolute passed", set: func(m *nats.Msg, now time.Time) {
+			m.Header["REQUEST-DEADLINE"] = []string{now.Add(-time.Second).UTC().Format(time.RFC3339Nano)}
+		}, code: hedge.ExpiredCode},
+		{name: "second value passed", set: func(m *nats.Msg, now time.Time) {
+			hedge.SetDeadline(m, now.Add(time.Minute))
+			m.Header.Add(hedge.DeadlineHeader, now.Add(-time.Second).UTC().Format(time.RFC3339Nano))
+		}, code: hedge.ExpiredCode},
+		{name: "lowercase malformed", set: func(m *nats.Msg, _ time.Time) { m.Header["request-timeout"] = []string{"99999999h"} }, code: hedge.BadDeadlineCode},
 	}
 	for _, kind := range handlerKinds {
 		t.Run(kind.name, func(t *testing.T) {
@@ -201,7 +212,7 @@ func TestDeadlineMiddleware(t *testing.T) {
 					}
 					require.NoError(t, respond.ErrorOf(reply))
 					d := <-ran
-					if want, ok := msg.Header.Get(hedge.DeadlineHeader), msg.Header.Get(hedge.TimeoutHeader) != ""; want != "" || ok {
+					if _, ok, _ := hedge.DeadlineAt(msg.Header, now); ok {
 						require.False(t, d.IsZero(), "the handler's context has the request's deadline")
 						assert.False(t, d.After(now.Add(time.Minute)))
 					} else {

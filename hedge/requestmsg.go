@@ -7,6 +7,8 @@ package hedge
 import (
 	"context"
 	"fmt"
+	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 )
@@ -35,11 +37,42 @@ func (cl *call) copyHeader() nats.Header {
 	return h
 }
 
+// budgetEnd returns when the relative budget the caller's headers h carry
+// (TimeoutHeader, under any spelling, the earliest) runs out, counted from
+// now; zero when they carry none, or one that does not parse (passed on
+// as it is, for the responder to refuse).
+func budgetEnd(h nats.Header, now time.Time) time.Time {
+	budgets := nats.Header{}
+	for k, v := range h {
+		if strings.EqualFold(k, TimeoutHeader) {
+			budgets[k] = v
+		}
+	}
+	end, ok, err := DeadlineAt(budgets, now)
+	if !ok || err != nil {
+		return time.Time{}
+	}
+	return end
+}
+
+// spend replaces the caller's budget in h, a copy's headers, with what is
+// left of it at now: a hedge or retry sent later must not carry the whole
+// budget, or its responder, counting it from when it reads the copy, would
+// work past the moment the caller gives up.
+func (cl *call) spend(h nats.Header, now time.Time) {
+	if cl.budget.IsZero() {
+		return
+	}
+	replaceHeader(h, TimeoutHeader, formatTimeout(cl.budget.Sub(now)))
+}
+
 // RequestMsg is Request for msg.Subject and msg.Data, with msg.Header put
 // on every copy the client sends for it: the first, each hedge and each
 // retry carry the same headers (their own copy of them, so msg is not
 // changed; under Policy.Propagate the client's DeadlineHeader replaces one
-// of the caller's). This is how a header of the logical request, such as
+// of the caller's; a TimeoutHeader of the caller's, a relative budget, is
+// counted from the call, and each copy carries what is left of it when it
+// is sent). This is how a header of the logical request, such as
 // an idempotency key (reqreply/idempotent), reaches whichever copy a
 // responder runs. msg.Reply is ignored: every copy gets its own reply
 // subject under the client's inbox.

@@ -52,8 +52,33 @@ func SetKey(msg *nats.Msg, key string) {
 	msg.Header.Set(Header, key)
 }
 
-// KeyOf returns msg's key, "" when it carries none.
-func KeyOf(msg *nats.Msg) string { return msg.Header.Get(Header) }
+// KeyOf returns msg's key, "" when it carries none. NATS header names are
+// case-sensitive, but HTTP's are not, and HTTP/2 lowercases them: a key
+// under a name that differs from Header only in case ("idempotency-key")
+// is the key too, read when Header itself is absent (of several such names,
+// the first in byte order, so that every member reads the same one).
+func KeyOf(msg *nats.Msg) string {
+	key, _ := keyOf(msg)
+	return key
+}
+
+// keyOf is KeyOf, and whether msg carries the header at all: an empty key
+// is a bad key, not none.
+func keyOf(msg *nats.Msg) (key string, ok bool) {
+	if v := msg.Header.Values(Header); len(v) > 0 {
+		return v[0], true
+	}
+	name := ""
+	for k, v := range msg.Header {
+		if len(v) > 0 && strings.EqualFold(k, Header) && (name == "" || k < name) {
+			name = k
+		}
+	}
+	if name == "" {
+		return "", false
+	}
+	return msg.Header.Get(name), true
+}
 
 // ErrBadKey is wrapped by CheckKey's error, and a request with such a key
 // is answered with an error reply with code 400.

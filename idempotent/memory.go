@@ -76,13 +76,15 @@ func (m *Memory) Len() int {
 func (m *Memory) Begin(ctx context.Context, key string) (func(*nats.Msg) error, *nats.Msg, error) {
 	m.mu.Lock()
 	now := m.now()
-	m.evict(now)
 	e := m.keys[key]
 	if e != nil && m.finished(e) && now.Sub(e.at) >= m.age {
 		delete(m.keys, key) // expired, and not yet at the front to be evicted
 		e = nil
 	}
 	if e == nil {
+		// Room is made for a new key only: a copy of a key held must find
+		// it, even at the bound.
+		m.evict(now)
 		e = &entry{key: key, at: now, done: make(chan struct{})}
 		m.keys[key] = e
 		m.order = append(m.order, e)
@@ -120,20 +122,27 @@ func (m *Memory) finished(e *entry) bool {
 }
 
 // evict drops the oldest entries while there are too many or they are too
-// old, stopping at one still in progress. Under m.mu.
+// old. An entry still in progress is kept, and moved to the back to be
+// looked at again later, so that the finished entries behind it are
+// dropped in its place. Under m.mu.
 func (m *Memory) evict(now time.Time) {
 	n := 0
+	var busy []*entry
 	for _, e := range m.order {
 		if m.keys[e.key] != e { // replaced after it expired
 			n++
 			continue
 		}
-		if !(len(m.keys) >= m.max || now.Sub(e.at) >= m.age) || !m.finished(e) {
+		if !(len(m.keys) >= m.max || now.Sub(e.at) >= m.age) {
 			break
 		}
-		delete(m.keys, e.key)
 		n++
+		if !m.finished(e) {
+			busy = append(busy, e)
+			continue
+		}
+		delete(m.keys, e.key)
 	}
 	clear(m.order[:n]) // let the dropped entries go
-	m.order = m.order[n:]
+	m.order = append(m.order[n:], busy...)
 }

@@ -104,8 +104,8 @@ func (mw *Middleware) Stats() Stats {
 
 // ServeMsg is the nats.MsgHandler: subscribe it (nc.Subscribe,
 // nc.QueueSubscribe). A request without a key runs the handler as it is,
-// unprotected; one with a key that fails CheckKey gets an error reply with
-// code 400. Replies go through m.RespondMsg; error replies carry nats.go
+// unprotected; one with a key that fails CheckKey (an empty one too) gets
+// an error reply with code 400. Replies go through m.RespondMsg; error replies carry nats.go
 // micro's headers (micro.ErrorHeader, micro.ErrorCodeHeader), so
 // reqreply/respond's ErrorOf, and micro clients, read them.
 //
@@ -113,8 +113,8 @@ func (mw *Middleware) Stats() Stats {
 // other copies do not run it again, and then re-panics (wrap ServeMsg in
 // reqreply/respond's Recover to answer this copy too).
 func (mw *Middleware) ServeMsg(m *nats.Msg) {
-	key := KeyOf(m)
-	if key == "" {
+	key, ok := keyOf(m)
+	if !ok {
 		mw.runs.Add(1)
 		mw.send(m, mw.run(m), nil)
 		return
