@@ -94,8 +94,12 @@ func (cfg *Config) Check() error {
 		return cli.Usagef("-expect runs micro service instances: drop -discover and -sentinel")
 	case cfg.Expect && cfg.Mode.Serve && cfg.Responders == 0:
 		return cli.Usagef("-expect -serve with -responders 0 would serve nothing")
-	case cfg.Kill < 0 || cfg.Kill > 0 && (!cfg.Expect || cfg.Kill >= cfg.Responders || cfg.Mode.Request || cfg.Mode.Serve):
-		return cli.Usagef("-kill %d: want 0..%d, with -expect and both halves", cfg.Kill, max(cfg.Responders-1, 0))
+	case cfg.Kill > 0 && !cfg.Expect:
+		return cli.Usagef("-kill does nothing without -expect (it stops instances of -expect's service)")
+	case cfg.Kill > 0 && (cfg.Mode.Request || cfg.Mode.Serve):
+		return cli.Usagef("-kill needs both halves in one run: drop -serve and -request")
+	case cfg.Kill < 0 || cfg.Kill > 0 && cfg.Kill >= cfg.Responders:
+		return cli.Usagef("-kill %d: want 0..%d (fewer than -responders %d)", cfg.Kill, max(cfg.Responders-1, 0), cfg.Responders)
 	case !slices.Contains(variants.Names, cfg.Variant):
 		return cli.Usagef("-variant %q: want one of %s", cfg.Variant, strings.Join(variants.Names, ", "))
 	}

@@ -87,6 +87,9 @@ type chargeMember struct {
 	nc  *nats.Conn
 	sub *nats.Subscription
 	wg  sync.WaitGroup
+	// die closes the connection and lets the requests member 1 holds go
+	// through; once, whether it held ChargeHeld or the row ended first.
+	die func()
 }
 
 // RunCharge runs -demo charge and writes its table to w: three rows (no
@@ -134,7 +137,7 @@ func chargeRow(ctx context.Context, env *cli.Env, nc *nats.Conn, cfg Config, p h
 	var members []*chargeMember
 	defer func() {
 		for _, m := range members {
-			m.nc.Close()
+			m.die()
 			m.wg.Wait()
 		}
 	}()
@@ -162,7 +165,7 @@ func chargeRow(ctx context.Context, env *cli.Env, nc *nats.Conn, cfg Config, p h
 	st := c.Stats()
 	row.Sent, row.Hedges, row.Retries = st.Sent, st.Hedges, st.Retries
 	for _, m := range members {
-		m.nc.Close()
+		m.die()     // member 1 may hold fewer than ChargeHeld when the load ends
 		m.wg.Wait() // the dead member's held charges land in the ledger
 	}
 	members = nil
@@ -187,9 +190,10 @@ func chargeRow(ctx context.Context, env *cli.Env, nc *nats.Conn, cfg Config, p h
 // charge queue group, each request worked on in a goroutine of its own.
 // Its handler charges the ledger once per run, after about 0.5 ms
 // (ChargeSlow on ChargeSlowRate of them). Member 1 dies: after its first
-// requests it holds those it takes, and once it holds ChargeHeld its
-// connection closes; the held charges then go through (the card is
-// charged) and their replies are lost.
+// requests it holds those it takes, and once it holds ChargeHeld (or the
+// row's load ends first, holding fewer: a small -requests) its connection
+// closes; the held charges then go through (the card is charged) and their
+// replies are lost.
 func startChargeMember(ctx context.Context, env *cli.Env, cfg Config, i int, store string, ledger *chargeLedger) (*chargeMember, error) {
 	name := memberName(i)
 	nc, err := env.ConnectNodeAs(cli.Responder, name, memberNode(env, i))
@@ -206,12 +210,15 @@ func startChargeMember(ctx context.Context, env *cli.Env, cfg Config, i int, sto
 	}
 	var taken, held atomic.Int64
 	release := make(chan struct{})
+	m.die = sync.OnceFunc(func() {
+		nc.Close()
+		close(release)
+	})
 	dieAfter := int64(max(cfg.Requests/(2*cfg.Members), 1))
 	charge := func(msg *nats.Msg) *nats.Msg {
 		if i == 1 && taken.Add(1) > dieAfter {
 			if held.Add(1) == ChargeHeld {
-				nc.Close() // dies, holding ChargeHeld requests
-				close(release)
+				m.die() // dies, holding ChargeHeld requests
 			}
 			<-release
 		}

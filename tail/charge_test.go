@@ -46,6 +46,26 @@ func TestChargeOnce(t *testing.T) {
 	assert.Positive(t, row.Answered)
 }
 
+// TestChargeRowEndsHoldingFewer: member 1 (here the only one) holds the
+// requests it takes after its first, and dies once it holds ChargeHeld;
+// with 2 requests and no hedge or retry it holds just one when the load
+// ends. The row still ends: the held charge goes through, once, and its
+// request timed out (a small -requests once hung the demo here).
+func TestChargeRowEndsHoldingFewer(t *testing.T) {
+	s := testserver.New(t, testserver.JetStream(t))
+	env := cli.NewEnv("tail", s.ClientURL())
+	t.Cleanup(func() { require.NoError(t, env.Close()) })
+	nc, err := env.Connect("requester")
+	require.NoError(t, err)
+	cfg := DefaultConfig()
+	cfg.Members, cfg.Requests, cfg.Concurrency = 1, 2, 1
+	row, err := chargeRow(longCtx(t), env, nc, cfg, hedge.Policy{}, "none")
+	require.NoError(t, err)
+	assert.Equal(t, 2, row.Once, "each request charged once, the held one when member 1 died")
+	assert.Equal(t, 1, row.Answered)
+	assert.Equal(t, 1, row.TimedOut)
+}
+
 // TestChargeTable runs the whole demo on a tiny load: three rows, in order.
 func TestChargeTable(t *testing.T) {
 	s := testserver.New(t, testserver.JetStream(t))
