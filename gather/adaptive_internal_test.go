@@ -12,7 +12,7 @@ import (
 // never shrinks after a burst, and grows with a straggler.
 func TestAdaptiveGap(t *testing.T) {
 	ms := time.Millisecond
-	c := &config{margin: 50 * ms}
+	c := &config{margin: 50 * ms, rules: &rules{}} // as AdaptiveStall makes it
 	assert.Equal(t, 50*ms, c.gap(), "before any reply: the margin (collect waits for the deadline then)")
 	for _, step := range []struct {
 		at, want time.Duration

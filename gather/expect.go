@@ -46,7 +46,7 @@ func Expect(ids ...string) Option {
 			}
 			seen[id] = struct{}{}
 		}
-		c.expect = slices.Clone(ids) // the caller may reuse its slice
+		c.rule().expect = slices.Clone(ids) // the caller may reuse its slice
 		return nil
 	}
 }
@@ -64,9 +64,26 @@ func StopWhen(done func(replies []Reply) bool) Option {
 		if done == nil {
 			return fmt.Errorf("stop when: nil predicate: %w", nats.ErrInvalidArg)
 		}
-		c.stopWhen = done
+		c.rule().stopWhen = done
 		return nil
 	}
+}
+
+// rules are the stop rules of this file, set by their options, and what
+// they remember of one gather. A config's rules are made by the first of
+// those options, so a gather without them allocates nothing for them.
+type rules struct {
+	expect   []string           // Expect's responder ids, in order
+	stopWhen func([]Reply) bool // StopWhen's predicate
+	track    tracker            // what Expect, StopWhen and AdaptiveStall remember of this gather
+}
+
+// rule returns c's rules, made on first use.
+func (c *config) rule() *rules {
+	if c.rules == nil {
+		c.rules = &rules{}
+	}
+	return c.rules
 }
 
 // tracker is what the rules of this file remember of one gather; the zero
@@ -84,19 +101,20 @@ type tracker struct {
 // observe records r and reports whether a rule of this file ends the
 // gather with it, and which.
 func (c *config) observe(r Reply) (StopReason, bool) {
-	t := &c.track
+	ru := c.rules
+	t := &ru.track
 	if c.margin > 0 {
 		t.maxGap = max(t.maxGap, r.At-t.last)
 		t.last = r.At
 	}
-	if c.expect != nil {
+	if ru.expect != nil {
 		if t.answers == nil {
-			t.answers = make(map[string]int, len(c.expect))
-			t.want = make(map[string]struct{}, len(c.expect))
-			for _, id := range c.expect {
+			t.answers = make(map[string]int, len(ru.expect))
+			t.want = make(map[string]struct{}, len(ru.expect))
+			for _, id := range ru.expect {
 				t.want[id] = struct{}{}
 			}
-			t.left = len(c.expect)
+			t.left = len(ru.expect)
 		}
 		if r.Responder != "" {
 			t.answers[r.Responder]++
@@ -108,9 +126,9 @@ func (c *config) observe(r Reply) (StopReason, bool) {
 			return StopExpected, true
 		}
 	}
-	if c.stopWhen != nil {
+	if ru.stopWhen != nil {
 		t.replies = append(t.replies, r)
-		if c.stopWhen(slices.Clip(t.replies)) {
+		if ru.stopWhen(slices.Clip(t.replies)) {
 			return StopCondition, true
 		}
 	}
@@ -122,22 +140,22 @@ func (c *config) observe(r Reply) (StopReason, bool) {
 // stall rule).
 func (c *config) gap() time.Duration {
 	if c.margin > 0 {
-		return c.track.maxGap + c.margin
+		return c.rules.track.maxGap + c.margin
 	}
 	return c.stall
 }
 
 // account sets Missing and Repeated in res from what Expect saw.
 func (c *config) account(res *Result) {
-	if c.expect == nil {
+	if c.rules == nil || c.rules.expect == nil {
 		return
 	}
-	for _, id := range c.expect {
-		if c.track.answers[id] == 0 {
+	for _, id := range c.rules.expect {
+		if c.rules.track.answers[id] == 0 {
 			res.Missing = append(res.Missing, id)
 		}
 	}
-	for id, n := range c.track.answers {
+	for id, n := range c.rules.track.answers {
 		if n > 1 {
 			res.Repeated = append(res.Repeated, id)
 		}

@@ -45,14 +45,15 @@ const ResponderHeader = "Responder"
 type Option func(*config) error
 
 type config struct {
-	timeout      time.Duration
-	max          int
-	stall        time.Duration
-	sentinel     func(*nats.Msg) bool
-	expect       []string           // Expect's responder ids, in order
-	stopWhen     func([]Reply) bool // StopWhen's predicate
-	margin       time.Duration      // AdaptiveStall's margin; 0: off
-	track        tracker            // what Expect, StopWhen and AdaptiveStall remember of this gather
+	timeout  time.Duration
+	max      int
+	stall    time.Duration
+	sentinel func(*nats.Msg) bool
+	margin   time.Duration // AdaptiveStall's margin; 0: off
+	// rules are Expect's, StopWhen's and AdaptiveStall's, nil when none is
+	// set: behind a pointer, so that a config stays small enough for a
+	// variant's closure to hold by value (no allocation of its own).
+	rules        *rules
 	header       nats.Header
 	pendingMsgs  int
 	pendingBytes int
@@ -131,6 +132,7 @@ func AdaptiveStall(margin time.Duration) Option {
 			return fmt.Errorf("adaptive stall margin %v must be > 0: %w", margin, nats.ErrInvalidArg)
 		}
 		c.margin = margin
+		c.rule()
 		return nil
 	}
 }
@@ -259,7 +261,7 @@ func (c *config) resolve(ctx context.Context, nc *nats.Conn, subject string, dat
 	if err := publishable(nc, subject, data, c.header); err != nil {
 		return err
 	}
-	if c.expect != nil && !nc.HeadersSupported() {
+	if c.rules != nil && c.rules.expect != nil && !nc.HeadersSupported() {
 		// No reply could name its responder: the gather would wait out
 		// its deadline and call every expected responder missing.
 		return fmt.Errorf("gather %q: Expect needs the Responder header, and the server does not support headers: %w",

@@ -228,7 +228,7 @@ func (c *config) take(ctx context.Context, res *Result, m *nats.Msg, start, dead
 	// consumer's.
 	var rule StopReason
 	var ruled bool
-	if c.expect != nil || c.stopWhen != nil || c.margin > 0 {
+	if c.rules != nil {
 		rule, ruled = c.observe(r)
 	}
 	if !yield(r) {
