@@ -159,6 +159,9 @@ func TestMicroHandler(t *testing.T) {
 		}))}})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = svc.Stop() })
+	// The endpoint's subscription is on svcConn: flushed, the server has it
+	// before a request from another connection comes.
+	require.NoError(t, svcConn.Flush())
 	nc := connect(t, s.ClientURL(), "requester")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
