@@ -129,13 +129,18 @@ func (t *Trace) Collect(ctx context.Context, quiet time.Duration) (*Tree, error)
 	}
 	tree := &Tree{}
 	fail := func(err error) (*Tree, error) { return tree, fmt.Errorf("msgtrace %q: %w", t.dest, err) }
-	switch {
-	case t.nc.IsClosed():
-		return fail(nats.ErrConnectionClosed)
-	case t.nc.IsDraining():
-		return fail(nats.ErrConnectionDraining)
-	case !t.sub.IsValid():
-		return fail(nats.ErrBadSubscription)
+	// The subscription first: a close or drain under way invalidates it
+	// after the connection's status has changed, so its status, read
+	// next, says why.
+	if valid := t.sub.IsValid(); !valid || t.nc.IsClosed() || t.nc.IsDraining() {
+		switch {
+		case t.nc.IsClosed():
+			return fail(nats.ErrConnectionClosed)
+		case t.nc.IsDraining():
+			return fail(nats.ErrConnectionDraining)
+		default:
+			return fail(nats.ErrBadSubscription)
+		}
 	}
 	for !tree.Complete() {
 		qctx, cancel := context.WithTimeout(ctx, quiet)
